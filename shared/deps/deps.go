@@ -54,7 +54,13 @@ type Artifact struct {
 }
 
 // Spec returns the package spec given to npm, e.g. "onnxruntime-node@1.30.0".
-func (a Artifact) Spec() string { return a.Package + "@" + a.Version }
+// With an empty Version, Package is passed as is (a local folder or tarball).
+func (a Artifact) Spec() string {
+	if a.Version == "" {
+		return a.Package
+	}
+	return a.Package + "@" + a.Version
+}
 
 // Path returns where the library lives inside cache.
 func (a Artifact) Path(cache string) string {

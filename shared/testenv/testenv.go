@@ -14,11 +14,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
@@ -156,4 +158,23 @@ func ONNXRuntimeLib(t testing.TB) string {
 		t.Fatalf("testenv: %v", err)
 	}
 	return p
+}
+
+// ModuleDir returns the directory of a Go module this project depends on, in
+// the module cache (e.g. to use test data a dependency ships).
+func ModuleDir(t testing.TB, module string) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			err = fmt.Errorf("%w: %s", err, ee.Stderr)
+		}
+		t.Fatalf("testenv: locate module %s: %v", module, err)
+	}
+	dir := strings.TrimSpace(string(out))
+	if dir == "" {
+		t.Fatalf("testenv: module %s is not in the module cache; run `go mod download`", module)
+	}
+	return dir
 }

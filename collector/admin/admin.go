@@ -1,0 +1,70 @@
+// Package admin serves the collector's admin HTTP API: health and readiness
+// today; fleet, versions, drift and jobs as later issues add them.
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// ReadyFunc reports whether the collector can accept data; a non-nil error
+// says why not.
+type ReadyFunc func(ctx context.Context) error
+
+// Server is the admin HTTP server. Run blocks until ctx is cancelled, then
+// shuts down gracefully.
+type Server struct {
+	addr  string
+	ready ReadyFunc
+	log   *slog.Logger
+	mux   *http.ServeMux
+}
+
+// New builds the admin server on addr.
+func New(addr string, ready ReadyFunc, log *slog.Logger) *Server {
+	s := &Server{addr: addr, ready: ready, log: log, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := s.ready(ctx); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	return s
+}
+
+// Handle registers an extra handler (for later APIs).
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// Run listens and serves until ctx is done.
+func (s *Server) Run(ctx context.Context) error {
+	l, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("admin listen %s: %w", s.addr, err)
+	}
+	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	s.log.Info("admin API listening", "addr", l.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("admin serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("admin shutdown: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,85 @@
+// Package store owns the collector's ClickHouse: where it runs (embedded
+// engine or a server), and, as later issues add them, the schema, its
+// migrations and the writers.
+package store
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/drover-ml/drover/shared/chembed"
+)
+
+// Embedded is the --clickhouse value that runs the embedded engine.
+const Embedded = "embedded"
+
+// Backend is an open ClickHouse: either an embedded engine this process
+// started (and stops on Close) or a server reached by DSN.
+type Backend struct {
+	DSN    string
+	Conn   driver.Conn
+	engine *chembed.Engine
+	log    *slog.Logger
+}
+
+// Open starts the embedded engine under dataDir/clickhouse when spec is
+// "embedded" (or empty), or connects to spec as a clickhouse:// DSN.
+func Open(ctx context.Context, spec, dataDir string, log *slog.Logger) (*Backend, error) {
+	b := &Backend{log: log}
+	switch {
+	case spec == "" || spec == Embedded:
+		e, err := chembed.Start(ctx, chembed.Config{DataDir: filepath.Join(dataDir, "clickhouse"), Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("start embedded clickhouse: %w", err)
+		}
+		b.engine, b.DSN = e, e.DSN("default")
+	case strings.HasPrefix(spec, "clickhouse://") || strings.HasPrefix(spec, "tcp://"):
+		b.DSN = spec
+	default:
+		return nil, fmt.Errorf("--clickhouse %q: want %q or a DSN such as clickhouse://host:9000/drover", spec, Embedded)
+	}
+	opts, err := clickhouse.ParseDSN(b.DSN)
+	if err != nil {
+		b.Close(ctx)
+		return nil, fmt.Errorf("parse clickhouse DSN: %w", err)
+	}
+	conn, err := clickhouse.Open(opts)
+	if err != nil {
+		b.Close(ctx)
+		return nil, fmt.Errorf("open clickhouse: %w", err)
+	}
+	b.Conn = conn
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := conn.Ping(pctx); err != nil {
+		b.Close(ctx)
+		return nil, fmt.Errorf("ping clickhouse at %s: %w", opts.Addr, err)
+	}
+	return b, nil
+}
+
+// Exited is closed if the embedded engine dies; nil for a server.
+func (b *Backend) Exited() <-chan struct{} {
+	if b.engine == nil {
+		return nil
+	}
+	return b.engine.Exited()
+}
+
+// Close closes the connection and stops an embedded engine. Idempotent.
+func (b *Backend) Close(ctx context.Context) error {
+	if b.Conn != nil {
+		_ = b.Conn.Close()
+	}
+	if b.engine != nil {
+		return b.engine.Stop(ctx)
+	}
+	return nil
+}
