@@ -37,7 +37,6 @@ import (
 var (
 	mu      sync.Mutex
 	baseDSN string // set by RunWithClickHouse
-	engine  *chembed.Engine
 )
 
 // RunWithClickHouse starts one ClickHouse engine for the test binary (or
@@ -45,7 +44,9 @@ var (
 // returns the exit code for os.Exit.
 func RunWithClickHouse(m *testing.M) int {
 	if dsn := os.Getenv(deps.EnvClickHouseDSN); dsn != "" {
+		mu.Lock()
 		baseDSN = dsn
+		mu.Unlock()
 		return m.Run()
 	}
 	dir, err := os.MkdirTemp("", "drover-test-clickhouse-")
@@ -64,8 +65,9 @@ func RunWithClickHouse(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "testenv: start ClickHouse:", err)
 		return 1
 	}
-	engine = e
+	mu.Lock()
 	baseDSN = e.DSN("default")
+	mu.Unlock()
 	code := m.Run()
 	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
