@@ -1,0 +1,556 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	goruntime "runtime"
+	"sort"
+	"strconv"
+	"unsafe"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/drover-ml/drover/agent/oip"
+)
+
+// ONNX is the ONNX Runtime backend. Init must have succeeded before Load.
+type ONNX struct {
+	Options Options
+}
+
+var ortToOIP = map[ort.TensorElementDataType]oip.Datatype{
+	ort.TensorElementDataTypeBool:    oip.BOOL,
+	ort.TensorElementDataTypeUint8:   oip.UINT8,
+	ort.TensorElementDataTypeUint16:  oip.UINT16,
+	ort.TensorElementDataTypeUint32:  oip.UINT32,
+	ort.TensorElementDataTypeUint64:  oip.UINT64,
+	ort.TensorElementDataTypeInt8:    oip.INT8,
+	ort.TensorElementDataTypeInt16:   oip.INT16,
+	ort.TensorElementDataTypeInt32:   oip.INT32,
+	ort.TensorElementDataTypeInt64:   oip.INT64,
+	ort.TensorElementDataTypeFloat16: oip.FP16,
+	ort.TensorElementDataTypeFloat:   oip.FP32,
+	ort.TensorElementDataTypeDouble:  oip.FP64,
+	ort.TensorElementDataTypeString:  oip.BYTES,
+}
+
+// onnxModel is a loaded ONNX Runtime session.
+type onnxModel struct {
+	session *ort.DynamicAdvancedSession
+	sig     Signature
+	info    map[string]string
+	// outKinds[i] says how output i of the session is converted.
+	outKinds []outKind
+	// outIndex maps an output name to its index in sig.Outputs.
+	outIndex map[string]int
+}
+
+type outKind int
+
+const (
+	outTensor outKind = iota
+	outZipMap         // sequence<map<K, float>> -> FP32 [N, classes]
+)
+
+// Load creates a session for the model file at path, reads its signature
+// and metadata, and, for classifiers whose probabilities come as a sequence
+// of maps, runs it once to learn the class labels.
+func (b *ONNX) Load(ctx context.Context, path string) (Model, error) {
+	opts, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("session options: %w", err)
+	}
+	defer opts.Destroy()
+	if n := b.Options.IntraOpThreads; n > 0 {
+		if err := opts.SetIntraOpNumThreads(n); err != nil {
+			return nil, fmt.Errorf("intra_op_threads %d: %w", n, err)
+		}
+	}
+	if n := b.Options.InterOpThreads; n > 0 {
+		if err := opts.SetInterOpNumThreads(n); err != nil {
+			return nil, fmt.Errorf("inter_op_threads %d: %w", n, err)
+		}
+	}
+
+	ins, outs, err := ort.GetInputOutputInfoWithOptions(path, opts)
+	if err != nil {
+		return nil, fmt.Errorf("read model %s: %w", path, err)
+	}
+	m := &onnxModel{info: map[string]string{}, outIndex: map[string]int{}}
+	inNames := make([]string, len(ins))
+	for i, in := range ins {
+		if in.OrtValueType != ort.ONNXTypeTensor {
+			return nil, fmt.Errorf("input %q is a %s; only tensor inputs can be served", in.Name, in.OrtValueType)
+		}
+		dt, ok := ortToOIP[in.DataType]
+		if !ok {
+			return nil, fmt.Errorf("input %q has element type %s, which the Open Inference Protocol cannot carry", in.Name, in.DataType)
+		}
+		inNames[i] = in.Name
+		m.sig.Inputs = append(m.sig.Inputs, TensorSpec{Name: in.Name, Datatype: dt, Shape: dims(in.Dimensions)})
+	}
+	outNames := make([]string, len(outs))
+	for i, out := range outs {
+		outNames[i] = out.Name
+		m.outIndex[out.Name] = i
+		switch out.OrtValueType {
+		case ort.ONNXTypeTensor:
+			dt, ok := ortToOIP[out.DataType]
+			if !ok {
+				return nil, fmt.Errorf("output %q has element type %s, which the Open Inference Protocol cannot carry", out.Name, out.DataType)
+			}
+			m.sig.Outputs = append(m.sig.Outputs, TensorSpec{Name: out.Name, Datatype: dt, Shape: dims(out.Dimensions)})
+			m.outKinds = append(m.outKinds, outTensor)
+		case ort.ONNXTypeSequence:
+			// skl2onnx's ZipMap: a sequence of maps from class label to
+			// probability. Served as FP32 [N, classes]; classes are learned
+			// from a probe run below.
+			m.sig.Outputs = append(m.sig.Outputs, TensorSpec{Name: out.Name, Datatype: oip.FP32, Shape: []int64{-1, -1}})
+			m.outKinds = append(m.outKinds, outZipMap)
+		default:
+			return nil, fmt.Errorf("output %q is a %s, which the Open Inference Protocol cannot carry", out.Name, out.OrtValueType)
+		}
+	}
+
+	m.session, err = ort.NewDynamicAdvancedSession(path, inNames, outNames, opts)
+	if err != nil {
+		return nil, fmt.Errorf("create session for %s: %w", path, err)
+	}
+	m.readInfo()
+	for i, k := range m.outKinds {
+		if k != outZipMap {
+			continue
+		}
+		classes, err := m.probeClasses(ctx, i)
+		if err != nil {
+			m.session.Destroy()
+			return nil, fmt.Errorf("learn the class labels of output %q: %w", outNames[i], err)
+		}
+		m.sig.Outputs[i].Classes = classes
+		m.sig.Outputs[i].Shape = []int64{-1, int64(len(classes))}
+	}
+	return m, nil
+}
+
+func dims(s ort.Shape) []int64 {
+	out := make([]int64, len(s))
+	for i, d := range s {
+		if d < 0 {
+			d = -1
+		}
+		out[i] = d
+	}
+	return out
+}
+
+func (m *onnxModel) readInfo() {
+	md, err := m.session.GetModelMetadata()
+	if err != nil {
+		return
+	}
+	defer md.Destroy()
+	if v, err := md.GetProducerName(); err == nil && v != "" {
+		m.info["producer"] = v
+	}
+	if v, err := md.GetGraphName(); err == nil && v != "" {
+		m.info["graph"] = v
+	}
+	if v, err := md.GetDescription(); err == nil && v != "" {
+		m.info["description"] = v
+	}
+	if v, err := md.GetDomain(); err == nil && v != "" {
+		m.info["domain"] = v
+	}
+	if keys, err := md.GetCustomMetadataMapKeys(); err == nil {
+		for _, k := range keys {
+			if v, ok, err := md.LookupCustomMetadataMap(k); err == nil && ok {
+				m.info[k] = v
+			}
+		}
+	}
+}
+
+// probeClasses runs the model on one all-zero example and returns the keys
+// of the first map of output i, sorted (numerically when they are ints).
+func (m *onnxModel) probeClasses(ctx context.Context, i int) ([]string, error) {
+	inputs := make([]oip.Tensor, len(m.sig.Inputs))
+	for j, spec := range m.sig.Inputs {
+		t, err := ZeroTensor(spec, 1)
+		if err != nil {
+			return nil, err
+		}
+		inputs[j] = t
+	}
+	values, err := m.runRaw(ctx, inputs)
+	if err != nil {
+		return nil, err
+	}
+	defer destroyAll(values)
+	seq, ok := values[i].(*ort.Sequence)
+	if !ok {
+		return nil, fmt.Errorf("output is %T, want a sequence", values[i])
+	}
+	maps, err := seq.GetValues()
+	if err != nil || len(maps) == 0 {
+		return nil, fmt.Errorf("empty sequence (%v)", err)
+	}
+	mp, ok := maps[0].(*ort.Map)
+	if !ok {
+		return nil, fmt.Errorf("sequence holds %T, want maps", maps[0])
+	}
+	keys, _, err := mp.GetKeysAndValues()
+	if err != nil {
+		return nil, err
+	}
+	switch k := keys.(type) {
+	case *ort.Tensor[int64]:
+		ks := append([]int64(nil), k.GetData()...)
+		sort.Slice(ks, func(a, b int) bool { return ks[a] < ks[b] })
+		out := make([]string, len(ks))
+		for j, v := range ks {
+			out[j] = strconv.FormatInt(v, 10)
+		}
+		return out, nil
+	case *ort.StringTensor:
+		ks, err := k.GetContents()
+		if err != nil {
+			return nil, err
+		}
+		sort.Strings(ks)
+		return ks, nil
+	}
+	return nil, fmt.Errorf("map keys are %T, want int64 or string", keys)
+}
+
+// ZeroTensor returns an all-zero tensor for spec with dynamic dimensions set
+// to batch (the first) or 1 (the others).
+func ZeroTensor(spec TensorSpec, batch int64) (oip.Tensor, error) {
+	shape := make([]int64, len(spec.Shape))
+	for d, v := range spec.Shape {
+		switch {
+		case v >= 0:
+			shape[d] = v
+		case d == 0:
+			shape[d] = batch
+		default:
+			shape[d] = 1
+		}
+	}
+	n, err := oip.NumElements(shape)
+	if err != nil {
+		return oip.Tensor{}, err
+	}
+	data, err := oip.MakeData(spec.Datatype, n)
+	if err != nil {
+		return oip.Tensor{}, err
+	}
+	if b, ok := data.([][]byte); ok {
+		for i := range b {
+			b[i] = []byte{}
+		}
+	}
+	return oip.Tensor{Name: spec.Name, Datatype: spec.Datatype, Shape: shape, Data: data}, nil
+}
+
+func (m *onnxModel) Signature() Signature    { return m.sig }
+func (m *onnxModel) Info() map[string]string { return m.info }
+
+func (m *onnxModel) Close() error {
+	if err := m.session.Destroy(); err != nil {
+		return fmt.Errorf("destroy session: %w", err)
+	}
+	return nil
+}
+
+// Run checks the inputs, runs the session and converts the requested
+// outputs. Output data is Go memory owned by the caller.
+func (m *onnxModel) Run(ctx context.Context, inputs []oip.Tensor, outputs []string) ([]oip.Tensor, error) {
+	ordered, err := CheckInputs(m.sig, inputs)
+	if err != nil {
+		return nil, err
+	}
+	want := make([]int, 0, len(m.sig.Outputs))
+	if len(outputs) == 0 {
+		for i := range m.sig.Outputs {
+			want = append(want, i)
+		}
+	} else {
+		for _, name := range outputs {
+			i, ok := m.outIndex[name]
+			if !ok {
+				return nil, inputErrorf("unknown output %q; the model's outputs are %s", name, names(m.sig.Outputs))
+			}
+			want = append(want, i)
+		}
+	}
+	in := make([]oip.Tensor, len(ordered))
+	for i, t := range ordered {
+		in[i] = *t
+	}
+	values, err := m.runRaw(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	defer destroyAll(values)
+	res := make([]oip.Tensor, 0, len(want))
+	for _, i := range want {
+		t, err := m.convertOutput(i, values[i])
+		if err != nil {
+			return nil, fmt.Errorf("output %q: %w", m.sig.Outputs[i].Name, err)
+		}
+		res = append(res, t)
+	}
+	return res, nil
+}
+
+// runRaw runs the session on inputs (in signature order) and returns the
+// ONNX Runtime output values, which the caller must destroy.
+func (m *onnxModel) runRaw(ctx context.Context, inputs []oip.Tensor) ([]ort.Value, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	vals := make([]ort.Value, len(inputs))
+	defer func() {
+		for _, v := range vals {
+			if v != nil {
+				v.Destroy()
+			}
+		}
+	}()
+	for i := range inputs {
+		v, err := toOrtValue(&inputs[i])
+		if err != nil {
+			return nil, &InputError{Msg: fmt.Sprintf("input %q: %v", inputs[i].Name, err)}
+		}
+		vals[i] = v
+	}
+	outs := make([]ort.Value, len(m.outKinds))
+	var err error
+	if ctx.Done() != nil {
+		// Cancellation reaches ONNX Runtime through a terminate flag.
+		ro, rerr := ort.NewRunOptions()
+		if rerr != nil {
+			return nil, fmt.Errorf("run options: %w", rerr)
+		}
+		stop := context.AfterFunc(ctx, func() { ro.Terminate() })
+		err = m.session.RunWithOptions(vals, outs, ro)
+		stop()
+		ro.Destroy()
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
+	} else {
+		err = m.session.Run(vals, outs)
+	}
+	goruntime.KeepAlive(inputs)
+	if err != nil {
+		destroyAll(outs)
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("run: %w", err)
+	}
+	return outs, nil
+}
+
+func destroyAll(vs []ort.Value) {
+	for _, v := range vs {
+		if v != nil {
+			v.Destroy()
+		}
+	}
+}
+
+func shapeOf(t *oip.Tensor) ort.Shape { return ort.Shape(t.Shape) }
+
+// toOrtValue wraps the tensor's data for ONNX Runtime. Numeric data is
+// shared, not copied: the tensor must stay alive until the run ends.
+func toOrtValue(t *oip.Tensor) (ort.Value, error) {
+	s := shapeOf(t)
+	switch d := t.Data.(type) {
+	case []float32:
+		return newTensor(s, d)
+	case []float64:
+		return newTensor(s, d)
+	case []int64:
+		return newTensor(s, d)
+	case []int32:
+		return newTensor(s, d)
+	case []int16:
+		return newTensor(s, d)
+	case []int8:
+		return newTensor(s, d)
+	case []uint8:
+		return newTensor(s, d)
+	case []uint32:
+		return newTensor(s, d)
+	case []uint64:
+		return newTensor(s, d)
+	case []bool:
+		return newTensor(s, d)
+	case []uint16:
+		if t.Datatype == oip.FP16 {
+			if len(d) == 0 {
+				return ort.NewCustomDataTensor(s, []byte{}, ort.TensorElementDataTypeFloat16)
+			}
+			b := unsafe.Slice((*byte)(unsafe.Pointer(&d[0])), 2*len(d))
+			return ort.NewCustomDataTensor(s, b, ort.TensorElementDataTypeFloat16)
+		}
+		return newTensor(s, d)
+	case [][]byte:
+		st, err := ort.NewStringTensor(s)
+		if err != nil {
+			return nil, err
+		}
+		strs := make([]string, len(d))
+		for i, b := range d {
+			strs[i] = string(b)
+		}
+		if err := st.SetContents(strs); err != nil {
+			st.Destroy()
+			return nil, err
+		}
+		return st, nil
+	}
+	return nil, fmt.Errorf("unsupported data %T", t.Data)
+}
+
+func newTensor[T ort.TensorData](s ort.Shape, d []T) (ort.Value, error) {
+	if len(d) == 0 {
+		// ONNX Runtime still needs a non-nil buffer for empty tensors.
+		d = make([]T, 0, 1)
+	}
+	return ort.NewTensor(s, d)
+}
+
+func (m *onnxModel) convertOutput(i int, v ort.Value) (oip.Tensor, error) {
+	spec := m.sig.Outputs[i]
+	if m.outKinds[i] == outZipMap {
+		return zipMapToTensor(spec, v)
+	}
+	t := oip.Tensor{Name: spec.Name, Datatype: spec.Datatype, Shape: []int64(v.GetShape())}
+	if t.Shape == nil {
+		t.Shape = []int64{}
+	}
+	switch x := v.(type) {
+	case *ort.Tensor[float32]:
+		t.Data = x.GetData()
+	case *ort.Tensor[float64]:
+		t.Data = x.GetData()
+	case *ort.Tensor[int64]:
+		t.Data = x.GetData()
+	case *ort.Tensor[int32]:
+		t.Data = x.GetData()
+	case *ort.Tensor[int16]:
+		t.Data = x.GetData()
+	case *ort.Tensor[int8]:
+		t.Data = x.GetData()
+	case *ort.Tensor[uint8]:
+		t.Data = x.GetData()
+	case *ort.Tensor[uint16]:
+		t.Data = x.GetData()
+	case *ort.Tensor[uint32]:
+		t.Data = x.GetData()
+	case *ort.Tensor[uint64]:
+		t.Data = x.GetData()
+	case *ort.Tensor[bool]:
+		t.Data = x.GetData()
+	case *ort.CustomDataTensor:
+		b := x.GetData()
+		if spec.Datatype != oip.FP16 || len(b)%2 != 0 {
+			return t, fmt.Errorf("unexpected %s data of %d bytes", spec.Datatype, len(b))
+		}
+		h := make([]uint16, len(b)/2)
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(h))), len(b)), b)
+		t.Data = h
+	case *ort.StringTensor:
+		strs, err := x.GetContents()
+		if err != nil {
+			return t, err
+		}
+		bs := make([][]byte, len(strs))
+		for j, s := range strs {
+			bs[j] = []byte(s)
+		}
+		t.Data = bs
+	default:
+		return t, fmt.Errorf("unexpected value %T", v)
+	}
+	// Tensors that onnxruntime_go allocated for outputs hold Go memory, so
+	// the data stays valid after the value is destroyed.
+	return t, nil
+}
+
+// zipMapToTensor converts a sequence of maps (class -> probability) to an
+// FP32 [N, classes] tensor in the order of spec.Classes.
+func zipMapToTensor(spec TensorSpec, v ort.Value) (oip.Tensor, error) {
+	seq, ok := v.(*ort.Sequence)
+	if !ok {
+		return oip.Tensor{}, fmt.Errorf("want a sequence of maps, got %T", v)
+	}
+	maps, err := seq.GetValues()
+	if err != nil {
+		return oip.Tensor{}, err
+	}
+	nc := len(spec.Classes)
+	out := make([]float32, len(maps)*nc)
+	col := make(map[string]int, nc)
+	for j, c := range spec.Classes {
+		col[c] = j
+	}
+	for r, mv := range maps {
+		mp, ok := mv.(*ort.Map)
+		if !ok {
+			return oip.Tensor{}, fmt.Errorf("row %d: want a map, got %T", r, mv)
+		}
+		keys, vals, err := mp.GetKeysAndValues()
+		if err != nil {
+			return oip.Tensor{}, err
+		}
+		probs, err := floatData(vals)
+		if err != nil {
+			return oip.Tensor{}, fmt.Errorf("row %d: %w", r, err)
+		}
+		switch k := keys.(type) {
+		case *ort.Tensor[int64]:
+			for j, key := range k.GetData() {
+				c, ok := col[strconv.FormatInt(key, 10)]
+				if !ok {
+					return oip.Tensor{}, fmt.Errorf("row %d: class %d was not seen when the model loaded", r, key)
+				}
+				out[r*nc+c] = probs[j]
+			}
+		case *ort.StringTensor:
+			ks, err := k.GetContents()
+			if err != nil {
+				return oip.Tensor{}, err
+			}
+			for j, key := range ks {
+				c, ok := col[key]
+				if !ok {
+					return oip.Tensor{}, fmt.Errorf("row %d: class %q was not seen when the model loaded", r, key)
+				}
+				out[r*nc+c] = probs[j]
+			}
+		default:
+			return oip.Tensor{}, fmt.Errorf("row %d: map keys are %T", r, keys)
+		}
+	}
+	return oip.Tensor{Name: spec.Name, Datatype: oip.FP32, Shape: []int64{int64(len(maps)), int64(nc)}, Data: out}, nil
+}
+
+func floatData(v ort.Value) ([]float32, error) {
+	switch x := v.(type) {
+	case *ort.Tensor[float32]:
+		return x.GetData(), nil
+	case *ort.Tensor[float64]:
+		d := x.GetData()
+		out := make([]float32, len(d))
+		for i, f := range d {
+			out[i] = float32(f)
+		}
+		return out, nil
+	}
+	return nil, errors.New("map values are not floats")
+}
