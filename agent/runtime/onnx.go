@@ -326,6 +326,9 @@ func (m *onnxModel) runRaw(ctx context.Context, inputs []oip.Tensor) ([]ort.Valu
 		vals[i] = v
 	}
 	outs := make([]ort.Value, len(m.outKinds))
+	if err := m.preallocate(outs, inputs); err != nil {
+		return nil, err
+	}
 	var err error
 	if ctx.Done() != nil {
 		// Cancellation reaches ONNX Runtime through a terminate flag.
@@ -352,6 +355,42 @@ func (m *onnxModel) runRaw(ctx context.Context, inputs []oip.Tensor) ([]ort.Valu
 		return nil, fmt.Errorf("run: %w", err)
 	}
 	return outs, nil
+}
+
+// preallocate creates the output buffers that onnxruntime_go cannot
+// allocate itself: FP16 outputs (it would copy one byte per element). Their
+// shape must be static except for a leading batch dimension, which is taken
+// from the first input's.
+func (m *onnxModel) preallocate(outs []ort.Value, inputs []oip.Tensor) error {
+	for i, spec := range m.sig.Outputs {
+		if m.outKinds[i] != outTensor || spec.Datatype != oip.FP16 {
+			continue
+		}
+		shape := make(ort.Shape, len(spec.Shape))
+		for d, v := range spec.Shape {
+			switch {
+			case v >= 0:
+				shape[d] = v
+			case d == 0 && len(inputs) > 0 && len(inputs[0].Shape) > 0:
+				shape[d] = inputs[0].Shape[0]
+			default:
+				destroyAll(outs)
+				return fmt.Errorf("output %q: FP16 outputs need a static shape apart from the batch dimension, the model declares %v", spec.Name, spec.Shape)
+			}
+		}
+		n, err := oip.NumElements(shape)
+		if err != nil {
+			destroyAll(outs)
+			return err
+		}
+		t, err := ort.NewCustomDataTensor(shape, make([]byte, 2*n+1)[:2*n], ort.TensorElementDataTypeFloat16)
+		if err != nil {
+			destroyAll(outs)
+			return fmt.Errorf("output %q: %w", spec.Name, err)
+		}
+		outs[i] = t
+	}
+	return nil
 }
 
 func destroyAll(vs []ort.Value) {

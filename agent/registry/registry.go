@@ -1,0 +1,650 @@
+// Package registry decides which model versions serve and swaps them in
+// without failing a request. It receives the watcher's view of the model
+// store, loads versions in the background (bounded), checks and warms them
+// up, and publishes each model's serving set atomically. Requests take a
+// reference on the version they start on (Acquire/Release), so a retired
+// version is closed only after its last in-flight request ends.
+//
+// Per model at most one load runs at a time and a new load starts only
+// when no retired version is still draining, so during a swap at most the
+// serving versions plus one more are resident.
+package registry
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/drover-ml/drover/agent/oip"
+	"github.com/drover-ml/drover/agent/runtime"
+	"github.com/drover-ml/drover/agent/watch"
+	"github.com/drover-ml/drover/shared/manifest"
+)
+
+// Errors returned by Acquire and the pin calls; servers map them to status
+// codes (not found: 404, not ready: 503).
+var (
+	ErrModelNotFound   = errors.New("model not found")
+	ErrVersionNotFound = errors.New("version not found")
+	ErrNotReady        = errors.New("not ready")
+	ErrClosed          = errors.New("registry is closed")
+)
+
+// EventKind names a version lifecycle event.
+type EventKind string
+
+// Version lifecycle events.
+const (
+	EventLoaded     EventKind = "loaded"      // loaded, checked and warmed up
+	EventSwapped    EventKind = "swapped"     // became the default version
+	EventLoadFailed EventKind = "load_failed" // load, check or warm-up failed
+	EventRejected   EventKind = "rejected"    // refused (signature changed)
+	EventUnloaded   EventKind = "unloaded"    // closed after its last request
+)
+
+// Event is reported to Config.OnEvent.
+type Event struct {
+	Kind     EventKind
+	Model    string
+	Version  int64
+	Previous int64 // for swapped: the version it replaced (0 = none)
+	Reason   string
+	Duration time.Duration // for loaded: load + warm-up time
+	Time     time.Time
+}
+
+// Config configures a Registry.
+type Config struct {
+	Backend runtime.Backend
+	// MaxConcurrentLoads bounds loads across all models; default 2.
+	MaxConcurrentLoads int
+	// WarmupRuns is the number of warm-up inferences when the manifest does
+	// not say; default 3.
+	WarmupRuns int
+	// RetryBackoff is the first delay before a failed version is retried
+	// without its directory changing; it doubles up to MaxRetryBackoff.
+	// Defaults 5 s and 5 min.
+	RetryBackoff, MaxRetryBackoff time.Duration
+	// StateFile keeps pins across restarts; empty keeps them in memory.
+	StateFile string
+	// Policies per model; models not listed use "latest".
+	Policies map[string]Policy
+	Logger   *slog.Logger
+	// OnEvent, if set, is called for every lifecycle event, synchronously
+	// and possibly with internal locks held: it must not block or call back.
+	OnEvent func(Event)
+}
+
+// Registry holds every model's versions. All methods are safe for
+// concurrent use.
+type Registry struct {
+	cfg     Config
+	log     *slog.Logger
+	loadSem chan struct{}
+	ctx     context.Context
+	cancel  context.CancelFunc
+	loads   sync.WaitGroup
+
+	mu       sync.RWMutex
+	models   map[string]*model
+	policies map[string]Policy
+	pins     map[string]int64
+	closed   bool
+}
+
+// New builds a registry and reads the pins from StateFile.
+func New(cfg Config) (*Registry, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("registry: Backend is required")
+	}
+	if cfg.MaxConcurrentLoads <= 0 {
+		cfg.MaxConcurrentLoads = 2
+	}
+	if cfg.WarmupRuns <= 0 {
+		cfg.WarmupRuns = 3
+	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = 5 * time.Second
+	}
+	if cfg.MaxRetryBackoff <= 0 {
+		cfg.MaxRetryBackoff = 5 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	for name, p := range cfg.Policies {
+		if err := p.Validate(); err != nil {
+			return nil, fmt.Errorf("policy for %s: %w", name, err)
+		}
+	}
+	pins, err := readPins(cfg.StateFile)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Registry{
+		cfg: cfg, log: cfg.Logger, loadSem: make(chan struct{}, cfg.MaxConcurrentLoads),
+		ctx: ctx, cancel: cancel,
+		models: map[string]*model{}, policies: cfg.Policies, pins: pins,
+	}, nil
+}
+
+// Version is a loaded model version. Its fields never change after load.
+type Version struct {
+	Model     string
+	Number    int64
+	Dir       string
+	Manifest  *manifest.Manifest
+	Signature runtime.Signature
+	Info      map[string]string
+	LoadedAt  time.Time
+	LoadTime  time.Duration
+
+	rt        runtime.Model
+	overrides bool // Signature differs from the runtime's (manifest overrides)
+	refs      atomic.Int64
+	onClose   func()
+}
+
+// Infer runs the version. inputs are checked against the version's
+// signature.
+func (v *Version) Infer(ctx context.Context, inputs []oip.Tensor, outputs []string) ([]oip.Tensor, error) {
+	if v.overrides {
+		if _, err := runtime.CheckInputs(v.Signature, inputs); err != nil {
+			return nil, err
+		}
+	}
+	return v.rt.Run(ctx, inputs, outputs)
+}
+
+func (v *Version) tryRef() bool {
+	for {
+		r := v.refs.Load()
+		if r <= 0 {
+			return false
+		}
+		if v.refs.CompareAndSwap(r, r+1) {
+			return true
+		}
+	}
+}
+
+// Release drops a reference taken by Acquire. The version closes when its
+// last reference is gone and it no longer serves.
+func (v *Version) Release() {
+	if v.refs.Add(-1) == 0 {
+		v.onClose()
+	}
+}
+
+type servingSet struct {
+	def       *Version
+	byVersion map[int64]*Version
+}
+
+type failure struct {
+	fingerprint string
+	err         error
+	at, retryAt time.Time
+	backoff     time.Duration
+}
+
+type model struct {
+	name    string
+	serving atomic.Pointer[servingSet]
+
+	mu        sync.Mutex
+	available map[int64]watch.Version
+	resident  map[int64]*Version // loaded, not retired
+	draining  map[int64]*Version // retired, waiting for in-flight requests
+	loading   int64
+	failures  map[int64]*failure
+	timer     *time.Timer
+	changed   chan struct{} // closed and replaced after every reconcile
+	noticed   string        // last "keeping" log message, to log once
+}
+
+func (r *Registry) getModel(name string, create bool) *model {
+	r.mu.RLock()
+	m := r.models[name]
+	r.mu.RUnlock()
+	if m != nil || !create {
+		return m
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m = r.models[name]; m == nil {
+		m = &model{
+			name: name, available: map[int64]watch.Version{}, resident: map[int64]*Version{},
+			draining: map[int64]*Version{}, failures: map[int64]*failure{}, changed: make(chan struct{}),
+		}
+		r.models[name] = m
+	}
+	return m
+}
+
+// Sync replaces what is known of a model's version directories (the
+// watcher's report) and reconciles what serves.
+func (r *Registry) Sync(name string, versions []watch.Version) {
+	m := r.getModel(name, true)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.available = make(map[int64]watch.Version, len(versions))
+	for _, v := range versions {
+		m.available[v.Number] = v
+		if f := m.failures[v.Number]; f != nil && f.fingerprint != v.Fingerprint {
+			delete(m.failures, v.Number) // changed on disk: try again now
+		}
+		if v.State != watch.Ready && v.Err != nil {
+			r.log.Debug("version not loadable", "model", name, "version", v.Number, "state", v.State, "err", v.Err)
+		}
+	}
+	r.reconcile(m)
+}
+
+// Acquire returns the version that serves a request for model name and
+// version (0 = the default version) with a reference the caller must
+// Release. Errors wrap ErrModelNotFound, ErrVersionNotFound or ErrNotReady.
+func (r *Registry) Acquire(name string, version int64) (*Version, error) {
+	m := r.getModel(name, false)
+	if m == nil {
+		return nil, fmt.Errorf("%w: %q", ErrModelNotFound, name)
+	}
+	for {
+		set := m.serving.Load()
+		var v *Version
+		if set != nil {
+			if version == 0 {
+				v = set.def
+			} else {
+				v = set.byVersion[version]
+			}
+		}
+		if v == nil {
+			return nil, r.whyNot(m, version)
+		}
+		if v.tryRef() {
+			return v, nil
+		}
+		// v was retired between loading the set and taking the reference;
+		// the set has been replaced already, so go again.
+	}
+}
+
+func (r *Registry) whyNot(m *model, version int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if version == 0 {
+		if len(m.available) == 0 && len(m.resident) == 0 {
+			return fmt.Errorf("%w: %q has no versions", ErrModelNotFound, m.name)
+		}
+		return fmt.Errorf("model %q is %w: no version has loaded yet", m.name, ErrNotReady)
+	}
+	av, ok := m.available[version]
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: %q version %d", ErrVersionNotFound, m.name, version)
+	case m.loading == version:
+		return fmt.Errorf("model %q version %d is %w: loading", m.name, version, ErrNotReady)
+	case m.failures[version] != nil:
+		return fmt.Errorf("model %q version %d is %w: %v", m.name, version, ErrNotReady, m.failures[version].err)
+	case av.State != watch.Ready:
+		return fmt.Errorf("model %q version %d is %w: %s: %v", m.name, version, ErrNotReady, av.State, av.Err)
+	}
+	return fmt.Errorf("model %q version %d is %w: not served by the version policy (%s)", m.name, version, ErrNotReady, r.policy(m.name))
+}
+
+func (r *Registry) policy(name string) Policy {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.policies[name]
+}
+
+func (r *Registry) pin(name string) int64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.pins[name]
+}
+
+func (r *Registry) emit(e Event) {
+	if r.cfg.OnEvent != nil {
+		e.Time = time.Now()
+		r.cfg.OnEvent(e)
+	}
+}
+
+// reconcile computes what should serve from what is available, publishes
+// the serving set, retires what no longer serves and starts the next load.
+// m.mu must be held.
+func (r *Registry) reconcile(m *model) {
+	defer func() {
+		close(m.changed)
+		m.changed = make(chan struct{})
+	}()
+	now := time.Now()
+	var candidates []int64
+	var nextRetry time.Time
+	for n, av := range m.available {
+		if av.State != watch.Ready {
+			continue
+		}
+		if f := m.failures[n]; f != nil {
+			if now.Before(f.retryAt) {
+				if nextRetry.IsZero() || f.retryAt.Before(nextRetry) {
+					nextRetry = f.retryAt
+				}
+				continue
+			}
+		}
+		candidates = append(candidates, n)
+	}
+	slices.SortFunc(candidates, func(a, b int64) int { return cmp.Compare(b, a) })
+	var desired []int64
+	pinned := r.pin(m.name)
+	if pinned != 0 && slices.Contains(candidates, pinned) {
+		desired = []int64{pinned}
+	} else {
+		desired = r.policy(m.name).desired(candidates)
+	}
+
+	// The new serving set: desired versions that are loaded; if none is
+	// yet, keep what serves now (minus removed directories, but never the
+	// last one).
+	old := m.serving.Load()
+	next := &servingSet{byVersion: map[int64]*Version{}}
+	for _, n := range desired {
+		if v := m.resident[n]; v != nil {
+			next.byVersion[n] = v
+			if next.def == nil {
+				next.def = v
+			}
+		}
+	}
+	if next.def == nil && old != nil && old.def != nil {
+		keep := old.def
+		if _, still := m.available[keep.Number]; !still || pinned != 0 && pinned != keep.Number {
+			msg := fmt.Sprintf("keeping version %d serving until a replacement loads", keep.Number)
+			if !still {
+				msg = fmt.Sprintf("version %d's directory is gone but it is the last version serving: keeping it until another loads", keep.Number)
+			}
+			if m.noticed != msg {
+				r.log.Warn(msg, "model", m.name)
+				m.noticed = msg
+			}
+		}
+		for n, v := range old.byVersion {
+			if _, ok := m.available[n]; ok || v == keep {
+				next.byVersion[n] = v
+			}
+		}
+		next.def = keep
+	}
+	if !sameSet(old, next) {
+		m.serving.Store(next)
+		var prev int64
+		if old != nil && old.def != nil {
+			prev = old.def.Number
+		}
+		if next.def != nil && next.def.Number != prev {
+			r.log.Info("version serving", "model", m.name, "version", next.def.Number, "previous", prev)
+			r.emit(Event{Kind: EventSwapped, Model: m.name, Version: next.def.Number, Previous: prev})
+		}
+	}
+	// Retire resident versions that do not serve.
+	for n, v := range m.resident {
+		if next.byVersion[n] == v {
+			continue
+		}
+		delete(m.resident, n)
+		m.draining[n] = v
+		v.Release() // the resident reference; closes now if idle
+	}
+
+	// Start the next load: the highest desired version not loaded yet.
+	if m.loading == 0 && !r.isClosed() {
+		for _, n := range desired {
+			if m.resident[n] != nil {
+				continue
+			}
+			if len(m.draining) > 0 {
+				break // wait for retired versions to drain (memory bound)
+			}
+			r.startLoad(m, m.available[n], pinned == n)
+			break
+		}
+	}
+	if !nextRetry.IsZero() {
+		if m.timer != nil {
+			m.timer.Stop()
+		}
+		m.timer = time.AfterFunc(time.Until(nextRetry)+10*time.Millisecond, func() {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			r.reconcile(m)
+		})
+	}
+}
+
+func sameSet(a, b *servingSet) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if a.def != b.def || len(a.byVersion) != len(b.byVersion) {
+		return false
+	}
+	for n, v := range a.byVersion {
+		if b.byVersion[n] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Registry) isClosed() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.closed
+}
+
+// startLoad loads av in the background. m.mu must be held.
+func (r *Registry) startLoad(m *model, av watch.Version, forced bool) {
+	m.loading = av.Number
+	var current *Version
+	if set := m.serving.Load(); set != nil {
+		current = set.def
+	}
+	var currentSig *runtime.Signature
+	if current != nil {
+		s := current.Signature
+		currentSig = &s
+	}
+	r.loads.Add(1)
+	go func() {
+		defer r.loads.Done()
+		v, kind, err := r.load(av, currentSig, forced)
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.loading = 0
+		if err != nil {
+			f := m.failures[av.Number]
+			backoff := r.cfg.RetryBackoff
+			if f != nil && f.fingerprint == av.Fingerprint {
+				backoff = min(2*f.backoff, r.cfg.MaxRetryBackoff)
+			}
+			m.failures[av.Number] = &failure{fingerprint: av.Fingerprint, err: err, at: time.Now(), retryAt: time.Now().Add(backoff), backoff: backoff}
+			r.log.Error("version not loaded", "model", m.name, "version", av.Number, "err", err, "retry_in", backoff)
+			r.emit(Event{Kind: kind, Model: m.name, Version: av.Number, Reason: err.Error()})
+		} else {
+			delete(m.failures, av.Number)
+			v.onClose = func() { r.closeVersion(m, v) }
+			m.resident[av.Number] = v
+			r.log.Info("version loaded", "model", m.name, "version", av.Number, "load_time", v.LoadTime)
+			r.emit(Event{Kind: EventLoaded, Model: m.name, Version: av.Number, Duration: v.LoadTime})
+		}
+		if !r.isClosed() {
+			r.reconcile(m)
+		} else if v != nil {
+			delete(m.resident, v.Number)
+			m.draining[v.Number] = v
+			v.Release()
+		}
+	}()
+}
+
+// closeVersion runs when a retired version's last reference is gone.
+func (r *Registry) closeVersion(m *model, v *Version) {
+	if err := v.rt.Close(); err != nil {
+		r.log.Error("close version", "model", m.name, "version", v.Number, "err", err)
+	}
+	r.emit(Event{Kind: EventUnloaded, Model: m.name, Version: v.Number})
+	// Called from Release, which may run with or without m.mu held (the
+	// resident reference is dropped under it); finish asynchronously.
+	go func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		delete(m.draining, v.Number)
+		if !r.isClosed() {
+			r.reconcile(m)
+		} else {
+			close(m.changed)
+			m.changed = make(chan struct{})
+		}
+	}()
+}
+
+// load loads, checks and warms up one version. The error kind is
+// EventRejected for a refused signature change, else EventLoadFailed.
+func (r *Registry) load(av watch.Version, currentSig *runtime.Signature, forced bool) (*Version, EventKind, error) {
+	select {
+	case r.loadSem <- struct{}{}:
+		defer func() { <-r.loadSem }()
+	case <-r.ctx.Done():
+		return nil, EventLoadFailed, ErrClosed
+	}
+	start := time.Now()
+	rt, err := r.cfg.Backend.Load(r.ctx, filepath.Join(av.Dir, manifest.ModelFile))
+	if err != nil {
+		return nil, EventLoadFailed, err
+	}
+	v := &Version{
+		Model: av.Model, Number: av.Number, Dir: av.Dir, Manifest: av.Manifest,
+		Signature: rt.Signature(), Info: rt.Info(), rt: rt,
+	}
+	v.refs.Store(1)
+	fail := func(kind EventKind, err error) (*Version, EventKind, error) {
+		rt.Close()
+		return nil, kind, err
+	}
+	if av.Manifest != nil && av.Manifest.Signature != nil {
+		sig, err := applyOverrides(v.Signature, av.Manifest.Signature)
+		if err != nil {
+			return fail(EventLoadFailed, fmt.Errorf("manifest signature: %w", err))
+		}
+		v.overrides = !sig.Equal(v.Signature)
+		v.Signature = sig
+	}
+	intended := av.Manifest != nil && av.Manifest.Signature != nil && av.Manifest.Signature.IntendedChange
+	if currentSig != nil && !forced && !intended && !currentSig.Equal(v.Signature) {
+		return fail(EventRejected, fmt.Errorf("signature changed from the serving version's (%s -> %s); set signature.intended_change in drover.yaml or pin the version to accept it",
+			describe(*currentSig), describe(v.Signature)))
+	}
+	if err := r.warmup(v); err != nil {
+		return fail(EventLoadFailed, fmt.Errorf("warm-up: %w", err))
+	}
+	v.LoadedAt = time.Now()
+	v.LoadTime = v.LoadedAt.Sub(start)
+	return v, "", nil
+}
+
+func (r *Registry) warmup(v *Version) error {
+	runs := r.cfg.WarmupRuns
+	var inputs []oip.Tensor
+	var outputs []string
+	if mf := v.Manifest; mf != nil && mf.Warmup != nil {
+		if mf.Warmup.Runs > 0 {
+			runs = mf.Warmup.Runs
+		}
+		if mf.Warmup.Request != "" {
+			req, err := readWarmupRequest(filepath.Join(v.Dir, filepath.FromSlash(mf.Warmup.Request)))
+			if err != nil {
+				return err
+			}
+			inputs = req.Inputs
+			for _, o := range req.Outputs {
+				outputs = append(outputs, o.Name)
+			}
+		}
+	}
+	if inputs == nil {
+		for _, spec := range v.Signature.Inputs {
+			t, err := runtime.ZeroTensor(spec, 1)
+			if err != nil {
+				return err
+			}
+			inputs = append(inputs, t)
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.ctx, time.Minute)
+	defer cancel()
+	for i := 0; i < runs; i++ {
+		if _, err := v.Infer(ctx, inputs, outputs); err != nil {
+			return fmt.Errorf("run %d: %w", i+1, err)
+		}
+	}
+	return nil
+}
+
+func describe(s runtime.Signature) string {
+	out := "inputs"
+	for _, t := range s.Inputs {
+		out += fmt.Sprintf(" %s:%s%v", t.Name, t.Datatype, t.Shape)
+	}
+	out += " outputs"
+	for _, t := range s.Outputs {
+		out += fmt.Sprintf(" %s:%s%v", t.Name, t.Datatype, t.Shape)
+	}
+	return out
+}
+
+// applyOverrides checks the manifest's declared signature against the
+// model's and returns the model's signature with the declared shapes.
+func applyOverrides(sig runtime.Signature, decl *manifest.Signature) (runtime.Signature, error) {
+	apply := func(kind string, specs []runtime.TensorSpec, decls []manifest.Tensor) ([]runtime.TensorSpec, error) {
+		out := slices.Clone(specs)
+		for _, d := range decls {
+			i := slices.IndexFunc(out, func(s runtime.TensorSpec) bool { return s.Name == d.Name })
+			if i < 0 {
+				return nil, fmt.Errorf("%s %q is not in the model", kind, d.Name)
+			}
+			if string(out[i].Datatype) != d.Datatype {
+				return nil, fmt.Errorf("%s %q is %s in the model, the manifest says %s", kind, d.Name, out[i].Datatype, d.Datatype)
+			}
+			if len(d.Shape) != len(out[i].Shape) {
+				return nil, fmt.Errorf("%s %q has shape %v in the model, the manifest says %v", kind, d.Name, out[i].Shape, d.Shape)
+			}
+			for j, dim := range out[i].Shape {
+				if dim >= 0 && d.Shape[j] != dim {
+					return nil, fmt.Errorf("%s %q has shape %v in the model, the manifest says %v", kind, d.Name, out[i].Shape, d.Shape)
+				}
+			}
+			out[i].Shape = slices.Clone(d.Shape)
+		}
+		return out, nil
+	}
+	var err error
+	res := sig
+	if res.Inputs, err = apply("input", sig.Inputs, decl.Inputs); err != nil {
+		return sig, err
+	}
+	if res.Outputs, err = apply("output", sig.Outputs, decl.Outputs); err != nil {
+		return sig, err
+	}
+	return res, nil
+}

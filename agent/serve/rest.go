@@ -1,0 +1,222 @@
+package serve
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/drover-ml/drover/agent/oip"
+)
+
+// Header names of Triton's binary tensor extension.
+const (
+	headerJSONLen = "Inference-Header-Content-Length"
+)
+
+// Handler returns the REST API. extra, if not nil, is mounted for paths
+// the protocol does not use (e.g. /metrics).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v2/health/live", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+	})
+	mux.HandleFunc("GET /v2/health/ready", func(w http.ResponseWriter, r *http.Request) {
+		if s.Ready() {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	mux.HandleFunc("GET /v2", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.Metadata())
+	})
+	mux.HandleFunc("GET /v2/models/{model}", s.handleModelMetadata)
+	mux.HandleFunc("GET /v2/models/{model}/versions/{version}", s.handleModelMetadata)
+	mux.HandleFunc("GET /v2/models/{model}/ready", s.handleModelReady)
+	mux.HandleFunc("GET /v2/models/{model}/versions/{version}/ready", s.handleModelReady)
+	mux.HandleFunc("POST /v2/models/{model}/infer", s.handleInfer)
+	mux.HandleFunc("POST /v2/models/{model}/versions/{version}/infer", s.handleInfer)
+	// Drover extensions.
+	mux.HandleFunc("GET /v2/models/{model}/status", s.handleStatus)
+	mux.HandleFunc("POST /v2/models/{model}/versions/{version}/pin", s.handlePin)
+	mux.HandleFunc("DELETE /v2/models/{model}/pin", s.handleUnpin)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, errorf(http.StatusNotFound, codes.NotFound, "no route for %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	e := classify(err)
+	b := oip.EncodeError(e.Msg)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	if e.HTTP == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.WriteHeader(e.HTTP)
+	w.Write(b)
+}
+
+func (s *Server) handleModelMetadata(w http.ResponseWriter, r *http.Request) {
+	version, err := parseVersion(r.PathValue("version"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	md, err := s.ModelMetadata(r.PathValue("model"), version)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, md)
+}
+
+func (s *Server) handleModelReady(w http.ResponseWriter, r *http.Request) {
+	version, err := parseVersion(r.PathValue("version"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	ok, err := s.ModelReady(r.PathValue("model"), version)
+	switch {
+	case err != nil:
+		writeError(w, err)
+	case ok:
+		w.WriteHeader(http.StatusOK)
+	default:
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+}
+
+var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
+	version, err := parseVersion(r.PathValue("version"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	jsonLen := -1
+	if h := r.Header.Get(headerJSONLen); h != "" {
+		n, err := strconv.Atoi(h)
+		if err != nil || n < 0 {
+			writeError(w, errorf(http.StatusBadRequest, codes.InvalidArgument, "%s: %q is not a non-negative integer", headerJSONLen, h))
+			return
+		}
+		jsonLen = n
+	}
+	if r.ContentLength > s.cfg.MaxRequestBytes {
+		writeError(w, errorf(http.StatusRequestEntityTooLarge, codes.ResourceExhausted, "request body of %d bytes exceeds max_request_bytes %d", r.ContentLength, s.cfg.MaxRequestBytes))
+		return
+	}
+	buf := bodyPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= 1<<20 {
+			bodyPool.Put(buf)
+		}
+	}()
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes)); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, errorf(http.StatusRequestEntityTooLarge, codes.ResourceExhausted, "request body exceeds max_request_bytes %d", s.cfg.MaxRequestBytes))
+			return
+		}
+		writeError(w, errorf(http.StatusBadRequest, codes.InvalidArgument, "read request body: %v", err))
+		return
+	}
+	req, err := oip.DecodeRESTRequest(buf.Bytes(), jsonLen)
+	if err != nil {
+		writeError(w, errorf(http.StatusBadRequest, codes.InvalidArgument, "%v", err))
+		return
+	}
+	resp, err := s.Infer(r.Context(), r.PathValue("model"), version, req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	body, hdrLen, err := oip.EncodeRESTResponse(resp, req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	h := w.Header()
+	if hdrLen >= 0 {
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set(headerJSONLen, strconv.Itoa(hdrLen))
+	} else {
+		h.Set("Content-Type", "application/json")
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := s.reg.Status(r.PathValue("model"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) handlePin(w http.ResponseWriter, r *http.Request) {
+	version, err := parseVersion(r.PathValue("version"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<16))
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout*4)
+	defer cancel()
+	model := r.PathValue("model")
+	if err := s.reg.Pin(ctx, model, version); err != nil {
+		if e := classify(err); e.HTTP == http.StatusInternalServerError {
+			// A version that fails to load cannot be pinned: the caller's
+			// choice is wrong for this model, not the server.
+			err = errorf(http.StatusUnprocessableEntity, codes.FailedPrecondition, "%v", err)
+		}
+		writeError(w, err)
+		return
+	}
+	st, _ := s.reg.Status(model)
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) handleUnpin(w http.ResponseWriter, r *http.Request) {
+	model := r.PathValue("model")
+	if _, err := s.reg.Status(model); err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := s.reg.Unpin(model); err != nil {
+		writeError(w, err)
+		return
+	}
+	st, _ := s.reg.Status(model)
+	writeJSON(w, http.StatusOK, st)
+}

@@ -1,0 +1,291 @@
+// Package serve exposes the registry's models over the Open Inference
+// Protocol v2: REST (JSON, and Triton's binary tensor extension) and gRPC
+// (the public inference.GRPCInferenceService), plus Drover's extensions under
+// /v2/models/{model}/... (status, pin).
+//
+// Both front ends share one inference path (Server.Infer): admission
+// (in-flight limit), batch limit, version lookup with a reference held for
+// the whole request, the per-request timeout, and error classification into
+// HTTP statuses and gRPC codes.
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/drover-ml/drover/agent/oip"
+	"github.com/drover-ml/drover/agent/registry"
+	"github.com/drover-ml/drover/agent/runtime"
+	"github.com/drover-ml/drover/shared/buildinfo"
+)
+
+// Config holds the serving limits.
+type Config struct {
+	// MaxRequestBytes bounds a request body / gRPC message; default 64 MiB.
+	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// MaxBatch bounds the first dimension of inputs whose first dimension
+	// is dynamic; default 8192. 0 takes the default.
+	MaxBatch int64 `yaml:"max_batch"`
+	// RequestTimeout bounds one inference; default 30 s.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// MaxInFlight bounds concurrent inferences; more get 503 / UNAVAILABLE
+	// at once instead of queueing. Default 1024.
+	MaxInFlight int64 `yaml:"max_in_flight"`
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.MaxRequestBytes <= 0 {
+		c.MaxRequestBytes = 64 << 20
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 8192
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 30 * time.Second
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 1024
+	}
+	return c
+}
+
+// Validate checks the limits.
+func (c Config) Validate() error {
+	var errs []error
+	if c.MaxRequestBytes < 0 {
+		errs = append(errs, errors.New("max_request_bytes: must be >= 0"))
+	}
+	if c.MaxBatch < 0 {
+		errs = append(errs, errors.New("max_batch: must be >= 0"))
+	}
+	if c.RequestTimeout < 0 {
+		errs = append(errs, errors.New("request_timeout: must be >= 0"))
+	}
+	if c.MaxInFlight < 0 {
+		errs = append(errs, errors.New("max_in_flight: must be >= 0"))
+	}
+	return errors.Join(errs...)
+}
+
+// Server implements the protocol on top of a registry. Safe for concurrent
+// use.
+type Server struct {
+	cfg      Config
+	reg      *registry.Registry
+	log      *slog.Logger
+	inFlight atomic.Int64
+	// ready reports whether the agent has finished its first scan.
+	ready func() bool
+}
+
+// New builds a server. ready may be nil (always ready once models serve).
+func New(cfg Config, reg *registry.Registry, ready func() bool, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	if ready == nil {
+		ready = func() bool { return true }
+	}
+	return &Server{cfg: cfg.WithDefaults(), reg: reg, log: log, ready: ready}
+}
+
+// Error is an error with its protocol status.
+type Error struct {
+	HTTP int
+	Code codes.Code
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+func errorf(httpStatus int, code codes.Code, format string, args ...any) *Error {
+	return &Error{HTTP: httpStatus, Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// classify maps an error from the inference path to its protocol status.
+func classify(err error) *Error {
+	var e *Error
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.Is(err, registry.ErrModelNotFound), errors.Is(err, registry.ErrVersionNotFound):
+		return &Error{HTTP: http.StatusNotFound, Code: codes.NotFound, Msg: err.Error()}
+	case errors.Is(err, registry.ErrNotReady), errors.Is(err, registry.ErrClosed):
+		return &Error{HTTP: http.StatusServiceUnavailable, Code: codes.Unavailable, Msg: err.Error()}
+	case runtime.IsInputError(err):
+		return &Error{HTTP: http.StatusBadRequest, Code: codes.InvalidArgument, Msg: err.Error()}
+	case errors.Is(err, context.DeadlineExceeded):
+		return &Error{HTTP: http.StatusGatewayTimeout, Code: codes.DeadlineExceeded, Msg: "inference timed out: " + err.Error()}
+	case errors.Is(err, context.Canceled):
+		return &Error{HTTP: 499, Code: codes.Canceled, Msg: "request cancelled: " + err.Error()}
+	}
+	return &Error{HTTP: http.StatusInternalServerError, Code: codes.Internal, Msg: err.Error()}
+}
+
+// parseVersion reads a {version} path element; "" means the default.
+func parseVersion(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v <= 0 || strconv.FormatInt(v, 10) != s {
+		return 0, errorf(http.StatusBadRequest, codes.InvalidArgument, "model version %q must be a positive integer", s)
+	}
+	return v, nil
+}
+
+// Infer runs one request against model (version 0 = the default version).
+// It enforces admission, the batch limit and the request timeout, and holds
+// a reference on the version for the whole run, so a swap never fails it.
+func (s *Server) Infer(ctx context.Context, model string, version int64, req *oip.InferRequest) (*oip.InferResponse, error) {
+	if n := s.inFlight.Add(1); n > s.cfg.MaxInFlight {
+		s.inFlight.Add(-1)
+		return nil, errorf(http.StatusServiceUnavailable, codes.Unavailable, "server overloaded: %d inferences in flight (max_in_flight %d); retry later", n-1, s.cfg.MaxInFlight)
+	}
+	defer s.inFlight.Add(-1)
+
+	v, err := s.reg.Acquire(model, version)
+	if err != nil {
+		return nil, err
+	}
+	defer v.Release()
+	if err := s.checkBatch(v, req); err != nil {
+		return nil, err
+	}
+	var outputs []string
+	if len(req.Outputs) > 0 {
+		outputs = make([]string, len(req.Outputs))
+		for i, o := range req.Outputs {
+			outputs[i] = o.Name
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+	defer cancel()
+	out, err := v.Infer(ctx, req.Inputs, outputs)
+	if err != nil {
+		return nil, err
+	}
+	return &oip.InferResponse{
+		ModelName:    model,
+		ModelVersion: strconv.FormatInt(v.Number, 10),
+		ID:           req.ID,
+		Outputs:      out,
+	}, nil
+}
+
+func (s *Server) checkBatch(v *registry.Version, req *oip.InferRequest) error {
+	for _, in := range req.Inputs {
+		for _, spec := range v.Signature.Inputs {
+			if spec.Name == in.Name && len(spec.Shape) > 0 && spec.Shape[0] < 0 && len(in.Shape) > 0 && in.Shape[0] > s.cfg.MaxBatch {
+				return errorf(http.StatusBadRequest, codes.InvalidArgument, "input %q has batch size %d, more than max_batch %d", in.Name, in.Shape[0], s.cfg.MaxBatch)
+			}
+		}
+	}
+	return nil
+}
+
+// Live reports liveness: the process is up.
+func (s *Server) Live() bool { return true }
+
+// Ready reports readiness: the first scan is done and every model that has
+// a loadable version has one serving.
+func (s *Server) Ready() bool {
+	if !s.ready() {
+		return false
+	}
+	for _, name := range s.reg.Models() {
+		st, err := s.reg.Status(name)
+		if err != nil {
+			continue
+		}
+		if st.Ready {
+			continue
+		}
+		for _, v := range st.Versions {
+			if v.State == "available" || v.State == "loading" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// ModelReady reports whether model (and version, if not 0) serves.
+func (s *Server) ModelReady(model string, version int64) (bool, error) {
+	v, err := s.reg.Acquire(model, version)
+	if err != nil {
+		if errors.Is(err, registry.ErrNotReady) {
+			return false, nil
+		}
+		return false, err
+	}
+	v.Release()
+	return true, nil
+}
+
+// ServerMetadata is the server metadata response.
+type ServerMetadata struct {
+	Name       string   `json:"name"`
+	Version    string   `json:"version"`
+	Extensions []string `json:"extensions"`
+}
+
+// Metadata returns the server metadata.
+func (s *Server) Metadata() ServerMetadata {
+	return ServerMetadata{
+		Name:       "drover",
+		Version:    buildinfo.Version,
+		Extensions: []string{"binary_tensor_data", "drover_model_status", "drover_version_pin"},
+	}
+}
+
+// ModelMetadata returns the metadata of a model version (0 = default).
+func (s *Server) ModelMetadata(model string, version int64) (*oip.ModelMetadata, error) {
+	v, err := s.reg.Acquire(model, version)
+	if err != nil {
+		return nil, err
+	}
+	defer v.Release()
+	md := &oip.ModelMetadata{Name: model, Platform: "onnxruntime_onnx", Parameters: map[string]string{}}
+	if st, err := s.reg.Status(model); err == nil {
+		for _, vs := range st.Versions {
+			if vs.State == "serving" {
+				md.Versions = append(md.Versions, strconv.FormatInt(vs.Version, 10))
+			}
+		}
+	}
+	for _, t := range v.Signature.Inputs {
+		md.Inputs = append(md.Inputs, oip.TensorMetadata{Name: t.Name, Datatype: t.Datatype, Shape: t.Shape})
+	}
+	for _, t := range v.Signature.Outputs {
+		md.Outputs = append(md.Outputs, oip.TensorMetadata{Name: t.Name, Datatype: t.Datatype, Shape: t.Shape})
+		if len(t.Classes) > 0 {
+			md.Parameters[t.Name+".classes"] = joinJSON(t.Classes)
+		}
+	}
+	for k, val := range v.Info {
+		md.Parameters["onnx."+k] = val
+	}
+	md.Parameters["version"] = strconv.FormatInt(v.Number, 10)
+	return md, nil
+}
+
+func joinJSON(ss []string) string {
+	b := []byte{'['}
+	for i, s := range ss {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendQuote(b, s)
+	}
+	return string(append(b, ']'))
+}
