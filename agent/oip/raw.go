@@ -62,7 +62,9 @@ func decodeRawBytes(n int, b []byte) ([][]byte, error) {
 		if uint64(l) > uint64(len(b)) {
 			return nil, fmt.Errorf("BYTES element %d: length %d exceeds the %d bytes left", i, l, len(b))
 		}
-		out = append(out, append([]byte(nil), b[:l]...))
+		e := make([]byte, l) // never nil, so an empty element decodes as []byte{}
+		copy(e, b[:l])
+		out = append(out, e)
 		b = b[l:]
 	}
 	if len(b) != 0 {
