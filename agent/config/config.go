@@ -43,7 +43,7 @@ type Loading struct {
 // Watch configures the model store watcher.
 type Watch struct {
 	// Debounce is the quiet time after a change before a model is
-	// rescanned (default 100ms).
+	// rescanned (default 50ms).
 	Debounce time.Duration `yaml:"debounce"`
 	// Rescan is the period of the full rescan (default 30s).
 	Rescan time.Duration `yaml:"rescan"`
@@ -63,7 +63,7 @@ func Default() Config {
 		Runtime: runtime.Options{IntraOpThreads: 1, InterOpThreads: 1},
 		Serving: serve.Config{}.WithDefaults(),
 		Loading: Loading{MaxConcurrentLoads: 2, WarmupRuns: 3, RetryBackoff: 5 * time.Second},
-		Watch:   Watch{Debounce: 100 * time.Millisecond, Rescan: 30 * time.Second},
+		Watch:   Watch{Debounce: 50 * time.Millisecond, Rescan: 30 * time.Second},
 	}
 }
 
