@@ -11,6 +11,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -28,7 +30,7 @@ import (
 )
 
 type flags struct {
-	modelDir, configPath, httpAddr, grpcAddr, dataDir, logLevel string
+	modelDir, configPath, httpAddr, grpcAddr, dataDir, logLevel, debugAddr string
 	drainTimeout                                                time.Duration
 }
 
@@ -44,6 +46,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.grpcAddr, "grpc-addr", ":8081", "Open Inference Protocol gRPC listen address")
 	fs.StringVar(&f.dataDir, "data-dir", "var/agent", "agent state directory (version pins)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.debugAddr, "debug-addr", "", "if set, serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long shutdown waits for in-flight requests")
 	version := fs.Bool("version", false, "print the version")
 	fs.Usage = func() {
@@ -109,6 +112,14 @@ func agent(f flags, log *slog.Logger) error {
 	}
 	srv := serve.New(cfg.Serving, reg, w.Scanned, log.With("component", "serve"))
 
+	if f.debugAddr != "" {
+		go func() {
+			// net/http/pprof registers on the default mux.
+			if err := http.ListenAndServe(f.debugAddr, nil); err != nil {
+				log.Error("debug listener", "err", err)
+			}
+		}()
+	}
 	httpL, err := net.Listen("tcp", f.httpAddr)
 	if err != nil {
 		return fmt.Errorf("listen --http-addr: %w", err)

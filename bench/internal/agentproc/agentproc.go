@@ -1,0 +1,137 @@
+// Package agentproc builds drover-agent and runs it as a separate process on
+// loopback for benchmarks, so its CPU and memory are its own.
+package agentproc
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Agent is a running drover-agent.
+type Agent struct {
+	cmd      *exec.Cmd
+	HTTPAddr string
+	GRPCAddr string
+	ModelDir string
+	Log      string
+}
+
+// Build compiles drover-agent into dir and returns its path.
+func Build(dir string) (string, error) {
+	bin := filepath.Join(dir, "drover-agent")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/drover-ml/drover/agent/cmd/drover-agent")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build drover-agent: %w", err)
+	}
+	return bin, nil
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// Start runs bin on modelDir with the given config file (may be empty) and
+// waits until it reports ready.
+func Start(bin, modelDir, dataDir, config string) (*Agent, error) {
+	h, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	g, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{HTTPAddr: h, GRPCAddr: g, ModelDir: modelDir, Log: filepath.Join(dataDir, "agent.log")}
+	args := []string{"--model-dir", modelDir, "--http-addr", h, "--grpc-addr", g, "--data-dir", dataDir, "--log-level", "warn"}
+	if config != "" {
+		args = append(args, "--config", config)
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(a.Log)
+	if err != nil {
+		return nil, err
+	}
+	a.cmd = exec.Command(bin, args...)
+	a.cmd.Stdout, a.cmd.Stderr = logf, logf
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := a.cmd.Start(); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + h + "/v2/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return a, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			a.Stop()
+			b, _ := os.ReadFile(a.Log)
+			return nil, fmt.Errorf("agent not ready after 60s: %s", b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// RSS returns the agent's resident set size in bytes.
+func (a *Agent) RSS() (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb * 1024, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS")
+}
+
+// CPUSeconds returns the agent's user+system CPU time.
+func (a *Agent) CPUSeconds() (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", a.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100, nil
+}
+
+// Stop sends SIGTERM and waits for the agent to drain and exit.
+func (a *Agent) Stop() error {
+	_ = a.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- a.cmd.Wait() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		_ = a.cmd.Process.Kill()
+		return <-done
+	}
+}
