@@ -41,7 +41,9 @@ run: deps build
 
 ## bench: benchmarks that compare Drover with its baseline in the same run
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 3s ./bench/...
+	$(GO) run ./bench/overhead
+	$(GO) run ./bench/swap
+	$(GO) test -run '^$$' -bench . ./agent/oip/
 
 ## lint: go vet and staticcheck
 lint:

@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # Runs Drover on this machine: the collector (which starts the embedded
-# ClickHouse engine under var/collector) and an agent serving the demo model
-# store under var/models. Ctrl-C stops both; the collector drains first.
+# ClickHouse engine under var/collector) and an agent serving the model store
+# under var/models, seeded with a demo model (the scikit-learn iris classifier
+# that onnxruntime_go ships as test data). Ctrl-C stops both; each drains
+# first.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 mkdir -p var/models var/agent var/collector
+if [ ! -e var/models/iris/1/model.onnx ]; then
+	src="$(go list -m -f '{{.Dir}}' github.com/yalue/onnxruntime_go)/test_data/sklearn_randomforest.onnx"
+	mkdir -p var/models/iris
+	rm -rf var/models/iris/.tmp-1 && mkdir var/models/iris/.tmp-1
+	cp "$src" var/models/iris/.tmp-1/model.onnx
+	mv var/models/iris/.tmp-1 var/models/iris/1 # publish by atomic rename
+fi
 
 pids=()
 cleanup() {
@@ -15,8 +24,16 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-./bin/drover-collector serve --data-dir var/collector "$@" &
+./bin/drover-collector serve --data-dir var/collector &
+pids+=($!)
+./bin/drover-agent --model-dir var/models --data-dir var/agent &
 pids+=($!)
 
-echo "drover: collector admin API on http://localhost:7070 (droverctl status)"
+cat <<'MSG'
+drover: agent on http://localhost:8080 (OIP REST) and localhost:8081 (gRPC); collector admin on http://localhost:7070
+  curl -s localhost:8080/v2/models/iris
+  curl -s -X POST localhost:8080/v2/models/iris/infer \
+    -d '{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.9,3.0,5.1,1.8]}]}'
+  publish a new version: copy a model to var/models/iris/.tmp-2/model.onnx, then mv it to var/models/iris/2
+MSG
 wait -n "${pids[@]}"
