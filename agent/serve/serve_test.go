@@ -46,7 +46,7 @@ type agent struct {
 	stopped chan struct{}
 }
 
-func startAgent(t *testing.T, root string, cfg Config) *agent {
+func startAgent(t testing.TB, root string, cfg Config) *agent {
 	t.Helper()
 	if err := runtime.Init(testenv.ONNXRuntimeLib(t)); err != nil {
 		t.Fatal(err)
@@ -97,7 +97,7 @@ func startAgent(t *testing.T, root string, cfg Config) *agent {
 	return a
 }
 
-func (a *agent) waitVersion(t *testing.T, model string, version int64) {
+func (a *agent) waitVersion(t testing.TB, model string, version int64) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -147,7 +147,7 @@ func linearModel(t *testing.T, k float32) []byte {
 	return b
 }
 
-func publish(t *testing.T, root, model string, version int64, onnx []byte) {
+func publish(t testing.TB, root, model string, version int64, onnx []byte) {
 	t.Helper()
 	if _, err := testmodels.WriteVersion(root, model, version, onnx); err != nil {
 		t.Fatal(err)
