@@ -31,7 +31,7 @@ import (
 
 type flags struct {
 	modelDir, configPath, httpAddr, grpcAddr, dataDir, logLevel, debugAddr string
-	drainTimeout                                                time.Duration
+	drainTimeout                                                           time.Duration
 }
 
 func main() { os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr)) }
