@@ -6,10 +6,11 @@ package semconv
 
 // Resource attributes every agent sends.
 const (
-	ServiceNameAgent = "drover-agent"    // service.name of agents
-	AttrAgentID      = "drover.agent.id" // a stable id of the agent (host + data dir)
-	AttrHostName     = "host.name"       // OTel's host.name
-	AttrServiceName  = "service.name"    // OTel's service.name
+	ServiceNameAgent   = "drover-agent"    // service.name of agents
+	AttrAgentID        = "drover.agent.id" // a stable id of the agent (host + data dir)
+	AttrHostName       = "host.name"       // OTel's host.name
+	AttrServiceName    = "service.name"    // OTel's service.name
+	AttrServiceVersion = "service.version" // OTel's service.version: the agent's build version
 )
 
 // Attributes on data points and events.
@@ -41,11 +42,14 @@ const (
 	MetricLoadedVersions = "drover.model.loaded_versions" // gauge by model
 	MetricEval           = "drover.eval"                  // gauge: evaluation metric value by model, version, metric, source
 	MetricSamples        = "drover.samples"               // counter: sampled requests by model, version
-	MetricFeedback       = "drover.feedback"              // counter: labels received by model, version, status (joined, unknown, expired)
+	MetricFeedback       = "drover.feedback"              // counter: labels received by model, version, status (joined, unknown, expired, invalid)
 	MetricDistribution   = "drover.distribution"          // histogram: feature/output values by model, version, feature
+	MetricDistInvalid    = "drover.distribution.invalid"  // counter: NaN or infinite values left out of a distribution
 	MetricShadowAgree    = "drover.shadow.agreement"      // gauge: share of shadow answers agreeing with the primary
 	MetricShadowMAD      = "drover.shadow.mean_abs_diff"  // gauge: mean |shadow - primary| (regression)
 	MetricShadowDropped  = "drover.shadow.dropped"        // counter: shadow copies dropped (queue full)
+	MetricShadowLatency  = "drover.shadow.duration"       // histogram (s): shadow inference latency by model, version
+	MetricEventsDropped  = "drover.events.dropped"        // counter: events and samples dropped (export queue full) by event kind
 )
 
 // Event kinds, sent as OTLP log records with AttrEventKind.

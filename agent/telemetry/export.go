@@ -1,0 +1,199 @@
+package telemetry
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+)
+
+// newOTLPMetricExporter builds the OTLP metric exporter of cfg (defaults
+// applied). Retries are off: temporality is cumulative, so the next export
+// carries whatever a failed one would have.
+func newOTLPMetricExporter(ctx context.Context, cfg Config) (sdkmetric.Exporter, error) {
+	if cfg.Protocol == ProtocolHTTP {
+		opts := []otlpmetrichttp.Option{
+			otlpmetrichttp.WithEndpoint(cfg.Endpoint),
+			otlpmetrichttp.WithTimeout(cfg.Timeout),
+			otlpmetrichttp.WithRetry(otlpmetrichttp.RetryConfig{Enabled: false}),
+		}
+		if cfg.insecure() {
+			opts = append(opts, otlpmetrichttp.WithInsecure())
+		}
+		if len(cfg.Headers) > 0 {
+			opts = append(opts, otlpmetrichttp.WithHeaders(cfg.Headers))
+		}
+		return otlpmetrichttp.New(ctx, opts...)
+	}
+	opts := []otlpmetricgrpc.Option{
+		otlpmetricgrpc.WithEndpoint(cfg.Endpoint),
+		otlpmetricgrpc.WithTimeout(cfg.Timeout),
+		otlpmetricgrpc.WithRetry(otlpmetricgrpc.RetryConfig{Enabled: false}),
+	}
+	if cfg.insecure() {
+		opts = append(opts, otlpmetricgrpc.WithInsecure())
+	}
+	if len(cfg.Headers) > 0 {
+		opts = append(opts, otlpmetricgrpc.WithHeaders(cfg.Headers))
+	}
+	return otlpmetricgrpc.New(ctx, opts...)
+}
+
+// newOTLPLogExporter builds the OTLP log exporter of cfg (defaults
+// applied). Events are not cumulative, so a failed export is retried, within
+// the export timeout.
+func newOTLPLogExporter(ctx context.Context, cfg Config) (sdklog.Exporter, error) {
+	initial := min(cfg.Timeout/4, time.Second)
+	if cfg.Protocol == ProtocolHTTP {
+		opts := []otlploghttp.Option{
+			otlploghttp.WithEndpoint(cfg.Endpoint),
+			otlploghttp.WithTimeout(cfg.Timeout),
+			otlploghttp.WithRetry(otlploghttp.RetryConfig{
+				Enabled: true, InitialInterval: initial, MaxInterval: cfg.Timeout, MaxElapsedTime: cfg.Timeout,
+			}),
+		}
+		if cfg.insecure() {
+			opts = append(opts, otlploghttp.WithInsecure())
+		}
+		if len(cfg.Headers) > 0 {
+			opts = append(opts, otlploghttp.WithHeaders(cfg.Headers))
+		}
+		return otlploghttp.New(ctx, opts...)
+	}
+	opts := []otlploggrpc.Option{
+		otlploggrpc.WithEndpoint(cfg.Endpoint),
+		otlploggrpc.WithTimeout(cfg.Timeout),
+		otlploggrpc.WithRetry(otlploggrpc.RetryConfig{
+			Enabled: true, InitialInterval: initial, MaxInterval: cfg.Timeout, MaxElapsedTime: cfg.Timeout,
+		}),
+	}
+	if cfg.insecure() {
+		opts = append(opts, otlploggrpc.WithInsecure())
+	}
+	if len(cfg.Headers) > 0 {
+		opts = append(opts, otlploggrpc.WithHeaders(cfg.Headers))
+	}
+	return otlploggrpc.New(ctx, opts...)
+}
+
+// errorLog logs export failures at most once per interval (with the number
+// left out since the last line), and a recovery once per failing signal.
+// It replaces the SDK's global error handler for export errors, which this
+// package must not set.
+type errorLog struct {
+	log   *slog.Logger
+	every time.Duration
+	now   func() time.Time
+
+	mu         sync.Mutex
+	last       time.Time // of the last line logged; zero before the first
+	suppressed int
+	failing    map[string]bool
+}
+
+func newErrorLog(log *slog.Logger, every time.Duration, now func() time.Time) *errorLog {
+	return &errorLog{log: log, every: every, now: now, failing: map[string]bool{}}
+}
+
+func (l *errorLog) failed(signal string, err error) {
+	l.mu.Lock()
+	l.failing[signal] = true
+	now := l.now()
+	if !l.last.IsZero() && now.Sub(l.last) < l.every {
+		l.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	n := l.suppressed
+	l.suppressed = 0
+	l.last = now
+	l.mu.Unlock()
+	l.log.Error("telemetry export failed; retrying every interval",
+		"signal", signal, "suppressed", n, "interval", l.every, "err", err)
+}
+
+func (l *errorLog) succeeded(signal string) {
+	l.mu.Lock()
+	was := l.failing[signal]
+	delete(l.failing, signal)
+	l.mu.Unlock()
+	if was {
+		l.log.Info("telemetry export recovered", "signal", signal)
+	}
+}
+
+// exportResult remembers the outcome of the latest export, so ForceFlush
+// can report what the SDK was not told (see metricExporter).
+type exportResult struct {
+	mu  sync.Mutex
+	seq uint64
+	err error
+}
+
+func (r *exportResult) set(err error) {
+	r.mu.Lock()
+	r.seq++
+	r.err = err
+	r.mu.Unlock()
+}
+
+func (r *exportResult) get() (uint64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.seq, r.err
+}
+
+// metricExporter decorates an exporter: errors go to the rate-limited
+// errorLog and are not returned, because the periodic reader would hand
+// them to the global otel error handler once per interval per exporter.
+type metricExporter struct {
+	sdkmetric.Exporter
+	errs *errorLog
+	last exportResult
+}
+
+func (e *metricExporter) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
+	err := e.Exporter.Export(ctx, rm)
+	e.last.set(err)
+	if err != nil {
+		e.errs.failed("metrics", fmt.Errorf("export metrics: %w", err))
+		return nil
+	}
+	e.errs.succeeded("metrics")
+	return nil
+}
+
+// logExporter decorates the event exporter like metricExporter, and
+// releases the queue slots of the records it was handed (see
+// Telemetry.admit).
+type logExporter struct {
+	sdklog.Exporter
+	errs    *errorLog
+	pending *atomic.Int64
+	last    exportResult
+}
+
+func (e *logExporter) Export(ctx context.Context, records []sdklog.Record) error {
+	if len(records) == 0 {
+		return nil
+	}
+	err := e.Exporter.Export(ctx, records)
+	e.pending.Add(-int64(len(records)))
+	e.last.set(err)
+	if err != nil {
+		e.errs.failed("events", fmt.Errorf("export %d events: %w", len(records), err))
+		return nil
+	}
+	e.errs.succeeded("events")
+	return nil
+}

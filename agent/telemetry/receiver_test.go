@@ -1,0 +1,263 @@
+package telemetry
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"google.golang.org/grpc"
+)
+
+// receiver is an OTLP receiver (gRPC or HTTP/protobuf) that keeps every
+// request it is sent.
+type receiver struct {
+	addr string
+
+	mu      sync.Mutex
+	metrics []pmetric.Metrics
+	logs    []plog.Logs
+}
+
+type metricsService struct {
+	pmetricotlp.UnimplementedGRPCServer
+	r *receiver
+}
+
+func (s *metricsService) Export(_ context.Context, req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
+	s.r.addMetrics(req)
+	return pmetricotlp.NewExportResponse(), nil
+}
+
+type logsService struct {
+	plogotlp.UnimplementedGRPCServer
+	r *receiver
+}
+
+func (s *logsService) Export(_ context.Context, req plogotlp.ExportRequest) (plogotlp.ExportResponse, error) {
+	s.r.addLogs(req)
+	return plogotlp.NewExportResponse(), nil
+}
+
+func (r *receiver) addMetrics(req pmetricotlp.ExportRequest) {
+	md := pmetric.NewMetrics()
+	req.Metrics().CopyTo(md)
+	r.mu.Lock()
+	r.metrics = append(r.metrics, md)
+	r.mu.Unlock()
+}
+
+func (r *receiver) addLogs(req plogotlp.ExportRequest) {
+	ld := plog.NewLogs()
+	req.Logs().CopyTo(ld)
+	r.mu.Lock()
+	r.logs = append(r.logs, ld)
+	r.mu.Unlock()
+}
+
+// startGRPCReceiver serves OTLP/gRPC on a loopback port until the test ends.
+func startGRPCReceiver(t *testing.T) *receiver {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &receiver{addr: ln.Addr().String()}
+	srv := grpc.NewServer()
+	pmetricotlp.RegisterGRPCServer(srv, &metricsService{r: r})
+	plogotlp.RegisterGRPCServer(srv, &logsService{r: r})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		srv.Stop()
+		<-done
+	})
+	return r
+}
+
+// startHTTPReceiver serves OTLP/HTTP (protobuf) on a loopback port until
+// the test ends.
+func startHTTPReceiver(t *testing.T) *receiver {
+	t.Helper()
+	r := &receiver{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/metrics", func(w http.ResponseWriter, req *http.Request) {
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		er := pmetricotlp.NewExportRequest()
+		if err := er.UnmarshalProto(body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.addMetrics(er)
+		resp, _ := pmetricotlp.NewExportResponse().MarshalProto()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		_, _ = w.Write(resp)
+	})
+	mux.HandleFunc("POST /v1/logs", func(w http.ResponseWriter, req *http.Request) {
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		er := plogotlp.NewExportRequest()
+		if err := er.UnmarshalProto(body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.addLogs(er)
+		resp, _ := plogotlp.NewExportResponse().MarshalProto()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		_, _ = w.Write(resp)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	r.addr = srv.Listener.Addr().String()
+	return r
+}
+
+// lastMetric returns the metric of that name, type and scope from the
+// latest export that holds it (temporality is cumulative, so the latest
+// is the total), with its resource.
+func (r *receiver) lastMetric(name string, typ pmetric.MetricType, scope string) (pmetric.Metric, pcommon.Resource, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.metrics) - 1; i >= 0; i-- {
+		rms := r.metrics[i].ResourceMetrics()
+		for j := 0; j < rms.Len(); j++ {
+			sms := rms.At(j).ScopeMetrics()
+			for k := 0; k < sms.Len(); k++ {
+				if sms.At(k).Scope().Name() != scope {
+					continue
+				}
+				ms := sms.At(k).Metrics()
+				for l := 0; l < ms.Len(); l++ {
+					if m := ms.At(l); m.Name() == name && m.Type() == typ {
+						return m, rms.At(j).Resource(), true
+					}
+				}
+			}
+		}
+	}
+	return pmetric.Metric{}, pcommon.Resource{}, false
+}
+
+// logRecords returns every log record received, with its resource.
+func (r *receiver) logRecords() ([]plog.LogRecord, []pcommon.Resource) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var recs []plog.LogRecord
+	var res []pcommon.Resource
+	for _, ld := range r.logs {
+		rls := ld.ResourceLogs()
+		for i := 0; i < rls.Len(); i++ {
+			sls := rls.At(i).ScopeLogs()
+			for j := 0; j < sls.Len(); j++ {
+				lrs := sls.At(j).LogRecords()
+				for k := 0; k < lrs.Len(); k++ {
+					recs = append(recs, lrs.At(k))
+					res = append(res, rls.At(i).Resource())
+				}
+			}
+		}
+	}
+	return recs, res
+}
+
+// matches reports whether attrs holds every key of want with its value.
+func matches(attrs pcommon.Map, want map[string]string) bool {
+	for k, v := range want {
+		got, ok := attrs.Get(k)
+		if !ok || got.AsString() != v {
+			return false
+		}
+	}
+	return true
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// logCapture is a slog.Handler that keeps records.
+type logCapture struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (h *logCapture) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logCapture) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *logCapture) WithGroup(string) slog.Handler            { return h }
+func (h *logCapture) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.recs = append(h.recs, r.Clone())
+	h.mu.Unlock()
+	return nil
+}
+
+// at returns the records of that level.
+func (h *logCapture) at(level slog.Level) []slog.Record {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []slog.Record
+	for _, r := range h.recs {
+		if r.Level == level {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func attrOf(r slog.Record, key string) slog.Value {
+	var v slog.Value
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == key {
+			v = a.Value
+			return false
+		}
+		return true
+	})
+	return v
+}
+
+// fakeClock is a clock that moves only when told.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
