@@ -14,19 +14,23 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/drover-ml/drover/agent/monitor"
 	"github.com/drover-ml/drover/agent/registry"
 	"github.com/drover-ml/drover/agent/runtime"
 	"github.com/drover-ml/drover/agent/serve"
+	"github.com/drover-ml/drover/agent/telemetry"
 	"github.com/drover-ml/drover/shared/manifest"
 )
 
 // Config is the agent's configuration file.
 type Config struct {
-	Runtime runtime.Options        `yaml:"runtime"`
-	Serving serve.Config           `yaml:"serving"`
-	Loading Loading                `yaml:"loading"`
-	Watch   Watch                  `yaml:"watch"`
-	Models  map[string]ModelConfig `yaml:"models"`
+	Runtime    runtime.Options        `yaml:"runtime"`
+	Serving    serve.Config           `yaml:"serving"`
+	Loading    Loading                `yaml:"loading"`
+	Watch      Watch                  `yaml:"watch"`
+	Telemetry  telemetry.Config       `yaml:"telemetry"`
+	Monitoring monitor.Config         `yaml:"monitoring"`
+	Models     map[string]ModelConfig `yaml:"models"`
 }
 
 // Loading configures how versions are loaded.
@@ -53,17 +57,27 @@ type Watch struct {
 
 // ModelConfig is one model's settings.
 type ModelConfig struct {
-	// Policy: latest (default), {latest: N} or {specific: [..]}.
+	// Policy: latest (default), {latest: N} or {specific: [..]}, each with
+	// optional canary: {version, percent} and shadow: {version, percent}.
 	Policy registry.Policy `yaml:"policy"`
+	// Task: classification or regression (default: the manifest's golden
+	// set task, else inferred from the outputs).
+	Task string `yaml:"task"`
+	// SampleRate overrides monitoring.rate for this model.
+	SampleRate *float64 `yaml:"sample_rate"`
+	// Output is the output predictions are read from.
+	Output string `yaml:"output"`
 }
 
 // Default returns the configuration used when there is no file.
 func Default() Config {
 	return Config{
-		Runtime: runtime.Options{IntraOpThreads: 1, InterOpThreads: 1},
-		Serving: serve.Config{}.WithDefaults(),
-		Loading: Loading{MaxConcurrentLoads: 2, WarmupRuns: 3, RetryBackoff: 5 * time.Second},
-		Watch:   Watch{Debounce: 50 * time.Millisecond, Rescan: 30 * time.Second},
+		Runtime:    runtime.Options{IntraOpThreads: 1, InterOpThreads: 1},
+		Serving:    serve.Config{}.WithDefaults(),
+		Loading:    Loading{MaxConcurrentLoads: 2, WarmupRuns: 3, RetryBackoff: 5 * time.Second},
+		Watch:      Watch{Debounce: 50 * time.Millisecond, Rescan: 30 * time.Second},
+		Telemetry:  telemetry.Config{}.WithDefaults(),
+		Monitoring: monitor.Config{}.WithDefaults(),
 	}
 }
 
@@ -111,6 +125,8 @@ func (c Config) Validate() error {
 		add("runtime.inter_op_threads", errors.New("must be >= 0"))
 	}
 	add("serving", c.Serving.Validate())
+	add("telemetry", c.Telemetry.Validate())
+	add("monitoring", c.Monitoring.Validate())
 	if c.Loading.MaxConcurrentLoads < 0 {
 		add("loading.max_concurrent_loads", errors.New("must be >= 0"))
 	}
@@ -135,9 +151,25 @@ func (c Config) Validate() error {
 		if !manifest.ValidName(n) {
 			add("models."+n, errors.New("not a valid model name"))
 		}
-		add("models."+n+".policy", c.Models[n].Policy.Validate())
+		mc := c.Models[n]
+		add("models."+n+".policy", mc.Policy.Validate())
+		if mc.Task != "" && mc.Task != manifest.TaskClassification && mc.Task != manifest.TaskRegression {
+			add("models."+n+".task", fmt.Errorf("must be %q or %q, got %q", manifest.TaskClassification, manifest.TaskRegression, mc.Task))
+		}
+		if r := mc.SampleRate; r != nil && (*r < 0 || *r > 1) {
+			add("models."+n+".sample_rate", fmt.Errorf("must be in [0, 1], got %v", *r))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// MonitorSettings returns the per-model monitoring settings.
+func (c Config) MonitorSettings() map[string]monitor.ModelSettings {
+	out := make(map[string]monitor.ModelSettings, len(c.Models))
+	for n, m := range c.Models {
+		out[n] = monitor.ModelSettings{Task: m.Task, Rate: m.SampleRate, Output: m.Output}
+	}
+	return out
 }
 
 // Policies returns the per-model version policies.

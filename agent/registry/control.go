@@ -36,6 +36,8 @@ type ModelStatus struct {
 	Name     string          `json:"name"`
 	Policy   string          `json:"policy"`
 	Pinned   int64           `json:"pinned,omitempty"`
+	Canary   *Split          `json:"canary,omitempty"`
+	Shadow   *Split          `json:"shadow,omitempty"`
 	Ready    bool            `json:"ready"`
 	Versions []VersionStatus `json:"versions"`
 }
@@ -60,6 +62,7 @@ func (r *Registry) Status(name string) (ModelStatus, error) {
 	}
 	pinned := r.pin(name)
 	st := ModelStatus{Name: name, Policy: r.policy(name).String(), Pinned: pinned}
+	st.Canary, st.Shadow = r.splits(name)
 	set := m.serving.Load()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -156,7 +159,7 @@ func (r *Registry) Pin(ctx context.Context, name string, version int64) error {
 	r.mu.Lock()
 	prev, hadPrev := r.pins[name]
 	r.pins[name] = version
-	err := writePins(r.cfg.StateFile, r.pins)
+	err := r.saveState()
 	if err != nil {
 		if hadPrev {
 			r.pins[name] = prev
@@ -195,7 +198,7 @@ func (r *Registry) Unpin(name string) error {
 	r.mu.Lock()
 	_, had := r.pins[name]
 	delete(r.pins, name)
-	err := writePins(r.cfg.StateFile, r.pins)
+	err := r.saveState()
 	r.mu.Unlock()
 	if err != nil {
 		return err
@@ -258,40 +261,55 @@ func (r *Registry) Close(ctx context.Context) error {
 	return nil
 }
 
+// state is what the state file keeps across restarts.
 type state struct {
-	Pins map[string]int64 `json:"pins"`
+	Pins   map[string]int64  `json:"pins"`
+	Canary map[string]*Split `json:"canary,omitempty"`
+	Shadow map[string]*Split `json:"shadow,omitempty"`
 }
 
-func readPins(path string) (map[string]int64, error) {
-	pins := map[string]int64{}
+func readState(path string) (state, error) {
+	st := state{Pins: map[string]int64{}, Canary: map[string]*Split{}, Shadow: map[string]*Split{}}
 	if path == "" {
-		return pins, nil
+		return st, nil
 	}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return pins, nil
+		return st, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read state %s: %w", path, err)
+		return st, fmt.Errorf("read state %s: %w", path, err)
 	}
-	var s state
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("state file %s is corrupt (%v); fix or remove it", path, err)
+	var in state
+	if err := json.Unmarshal(b, &in); err != nil {
+		return st, fmt.Errorf("state file %s is corrupt (%v); fix or remove it", path, err)
 	}
-	for k, v := range s.Pins {
+	for k, v := range in.Pins {
 		if v > 0 {
-			pins[k] = v
+			st.Pins[k] = v
 		}
 	}
-	return pins, nil
+	for k, v := range in.Canary {
+		if v == nil || v.Validate() == nil {
+			st.Canary[k] = v
+		}
+	}
+	for k, v := range in.Shadow {
+		if v == nil || v.Validate() == nil {
+			st.Shadow[k] = v
+		}
+	}
+	return st, nil
 }
 
-// writePins replaces the state file atomically (write, fsync, rename).
-func writePins(path string, pins map[string]int64) error {
+// saveState writes the state file atomically (write, fsync, rename).
+// r.mu must be held.
+func (r *Registry) saveState() error {
+	path := r.cfg.StateFile
 	if path == "" {
 		return nil
 	}
-	b, err := json.MarshalIndent(state{Pins: pins}, "", "  ")
+	b, err := json.MarshalIndent(state{Pins: r.pins, Canary: r.canaries, Shadow: r.shadows}, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -318,6 +336,73 @@ func writePins(path string, pins map[string]int64) error {
 		return fmt.Errorf("write state %s: %w", path, err)
 	}
 	return nil
+}
+
+// SetSplit sets (or, with s nil, switches off) the model's canary (kind
+// "canary") or shadow ("shadow") split, overriding the policy, and keeps it
+// across restarts. The version must exist in the store.
+func (r *Registry) SetSplit(name, kind string, s *Split) error {
+	m := r.getModel(name, false)
+	if m == nil {
+		return fmt.Errorf("%w: %q", ErrModelNotFound, name)
+	}
+	if s != nil {
+		if err := s.Validate(); err != nil {
+			return fmt.Errorf("%s: %w", kind, err)
+		}
+		m.mu.Lock()
+		_, ok := m.available[s.Version]
+		m.mu.Unlock()
+		if !ok {
+			return fmt.Errorf("%w: %q version %d", ErrVersionNotFound, name, s.Version)
+		}
+	}
+	r.mu.Lock()
+	var target map[string]*Split
+	switch kind {
+	case "canary":
+		target = r.canaries
+	case "shadow":
+		target = r.shadows
+	default:
+		r.mu.Unlock()
+		return fmt.Errorf("unknown split %q", kind)
+	}
+	prev, had := target[name]
+	target[name] = s
+	err := r.saveState()
+	if err != nil {
+		if had {
+			target[name] = prev
+		} else {
+			delete(target, name)
+		}
+	}
+	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	r.reconcile(m)
+	m.mu.Unlock()
+	return nil
+}
+
+// Splits returns the model's effective canary and shadow splits (nil when
+// off).
+func (r *Registry) Splits(name string) (canary, shadow *Split) { return r.splits(name) }
+
+// Promote makes the canary version the model's default: it is pinned (see
+// Pin) and the canary split is switched off.
+func (r *Registry) Promote(ctx context.Context, name string) error {
+	canary, _ := r.splits(name)
+	if canary == nil {
+		return fmt.Errorf("model %q has no canary to promote", name)
+	}
+	if err := r.Pin(ctx, name, canary.Version); err != nil {
+		return err
+	}
+	return r.SetSplit(name, "canary", nil)
 }
 
 func readWarmupRequest(path string) (*oip.InferRequest, error) {

@@ -17,6 +17,30 @@ type Policy struct {
 	// Specific serves exactly these versions (those that are loadable); the
 	// highest answers requests that name no version.
 	Specific []int64
+	// Canary routes Percent of the requests that name no version to
+	// Version (sticky by request id); the rest go to the default version.
+	Canary *Split
+	// Shadow copies Percent of the requests to Version off the request
+	// path and compares its answers with the primary's.
+	Shadow *Split
+}
+
+// Split sends a share of traffic to a version.
+type Split struct {
+	Version int64   `yaml:"version" json:"version"`
+	Percent float64 `yaml:"percent" json:"percent"`
+}
+
+// Validate checks the split.
+func (s *Split) Validate() error {
+	var errs []error
+	if s.Version <= 0 {
+		errs = append(errs, fmt.Errorf("version: must be positive, got %d", s.Version))
+	}
+	if !(s.Percent > 0 && s.Percent <= 100) {
+		errs = append(errs, fmt.Errorf("percent: must be in (0, 100], got %v", s.Percent))
+	}
+	return errors.Join(errs...)
 }
 
 // UnmarshalYAML accepts `latest`, `{latest: N}` and `{specific: [..]}`.
@@ -31,14 +55,16 @@ func (p *Policy) UnmarshalYAML(n *yaml.Node) error {
 	var raw struct {
 		Latest   *int    `yaml:"latest"`
 		Specific []int64 `yaml:"specific"`
+		Canary   *Split  `yaml:"canary"`
+		Shadow   *Split  `yaml:"shadow"`
 	}
 	// Decode strictly: unknown keys are errors.
 	if n.Kind != yaml.MappingNode {
 		return fmt.Errorf("line %d: version policy: want latest, {latest: N} or {specific: [..]}", n.Line)
 	}
 	for i := 0; i < len(n.Content); i += 2 {
-		if k := n.Content[i].Value; k != "latest" && k != "specific" {
-			return fmt.Errorf("line %d: version policy: unknown key %q (want latest or specific)", n.Content[i].Line, k)
+		if k := n.Content[i].Value; k != "latest" && k != "specific" && k != "canary" && k != "shadow" {
+			return fmt.Errorf("line %d: version policy: unknown key %q (want latest, specific, canary or shadow)", n.Content[i].Line, k)
 		}
 	}
 	if err := n.Decode(&raw); err != nil {
@@ -47,7 +73,7 @@ func (p *Policy) UnmarshalYAML(n *yaml.Node) error {
 	if raw.Latest != nil && raw.Specific != nil {
 		return fmt.Errorf("line %d: version policy: latest and specific are exclusive", n.Line)
 	}
-	*p = Policy{Specific: raw.Specific}
+	*p = Policy{Specific: raw.Specific, Canary: raw.Canary, Shadow: raw.Shadow}
 	if raw.Latest != nil {
 		p.Latest = *raw.Latest
 		if p.Latest < 1 {
@@ -59,13 +85,22 @@ func (p *Policy) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML writes the policy in the form UnmarshalYAML reads.
 func (p Policy) MarshalYAML() (any, error) {
-	if len(p.Specific) > 0 {
-		return map[string]any{"specific": p.Specific}, nil
+	m := map[string]any{}
+	switch {
+	case len(p.Specific) > 0:
+		m["specific"] = p.Specific
+	case p.Latest > 1:
+		m["latest"] = p.Latest
+	case p.Canary == nil && p.Shadow == nil:
+		return "latest", nil
 	}
-	if p.Latest > 1 {
-		return map[string]any{"latest": p.Latest}, nil
+	if p.Canary != nil {
+		m["canary"] = p.Canary
 	}
-	return "latest", nil
+	if p.Shadow != nil {
+		m["shadow"] = p.Shadow
+	}
+	return m, nil
 }
 
 // Validate checks the policy's values.
@@ -82,6 +117,16 @@ func (p Policy) Validate() error {
 			errs = append(errs, fmt.Errorf("specific[%d]: version must be positive, got %d", i, v))
 		}
 	}
+	if p.Canary != nil {
+		if err := p.Canary.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("canary: %w", err))
+		}
+	}
+	if p.Shadow != nil {
+		if err := p.Shadow.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("shadow: %w", err))
+		}
+	}
 	s := slices.Clone(p.Specific)
 	slices.Sort(s)
 	if len(slices.Compact(s)) != len(p.Specific) {
@@ -91,13 +136,20 @@ func (p Policy) Validate() error {
 }
 
 func (p Policy) String() string {
-	if len(p.Specific) > 0 {
-		return fmt.Sprintf("specific %v", p.Specific)
+	s := "latest"
+	switch {
+	case len(p.Specific) > 0:
+		s = fmt.Sprintf("specific %v", p.Specific)
+	case p.Latest > 1:
+		s = fmt.Sprintf("latest %d", p.Latest)
 	}
-	if p.Latest > 1 {
-		return fmt.Sprintf("latest %d", p.Latest)
+	if p.Canary != nil {
+		s += fmt.Sprintf(", canary v%d %g%%", p.Canary.Version, p.Canary.Percent)
 	}
-	return "latest"
+	if p.Shadow != nil {
+		s += fmt.Sprintf(", shadow v%d %g%%", p.Shadow.Version, p.Shadow.Percent)
+	}
+	return s
 }
 
 // desired returns the versions that should serve, highest first, chosen from

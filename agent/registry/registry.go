@@ -80,6 +80,11 @@ type Config struct {
 	// OnEvent, if set, is called for every lifecycle event, synchronously
 	// and possibly with internal locks held: it must not block or call back.
 	OnEvent func(Event)
+	// Gate, if set, decides after warm-up whether a candidate may serve;
+	// current is the version serving now (nil for the first), referenced
+	// for the duration of the call. A non-nil error rejects the candidate
+	// (EventRejected with the error as reason). Pinned versions skip it.
+	Gate func(ctx context.Context, candidate, current *Version) error
 }
 
 // Registry holds every model's versions. All methods are safe for
@@ -96,6 +101,10 @@ type Registry struct {
 	models   map[string]*model
 	policies map[string]Policy
 	pins     map[string]int64
+	// overrides of the policies' canary and shadow set through the API; a
+	// present nil entry switches the policy's split off.
+	canaries map[string]*Split
+	shadows  map[string]*Split
 	closed   bool
 }
 
@@ -124,7 +133,7 @@ func New(cfg Config) (*Registry, error) {
 			return nil, fmt.Errorf("policy for %s: %w", name, err)
 		}
 	}
-	pins, err := readPins(cfg.StateFile)
+	st, err := readState(cfg.StateFile)
 	if err != nil {
 		return nil, err
 	}
@@ -132,7 +141,7 @@ func New(cfg Config) (*Registry, error) {
 	return &Registry{
 		cfg: cfg, log: cfg.Logger, loadSem: make(chan struct{}, cfg.MaxConcurrentLoads),
 		ctx: ctx, cancel: cancel,
-		models: map[string]*model{}, policies: cfg.Policies, pins: pins,
+		models: map[string]*model{}, policies: cfg.Policies, pins: st.Pins, canaries: st.Canary, shadows: st.Shadow,
 	}, nil
 }
 
@@ -307,6 +316,22 @@ func (r *Registry) policy(name string) Policy {
 	return r.policies[name]
 }
 
+// splits returns the model's canary and shadow splits: the API's override
+// if there is one, else the policy's.
+func (r *Registry) splits(name string) (canary, shadow *Split) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	p := r.policies[name]
+	canary, shadow = p.Canary, p.Shadow
+	if c, ok := r.canaries[name]; ok {
+		canary = c
+	}
+	if sh, ok := r.shadows[name]; ok {
+		shadow = sh
+	}
+	return canary, shadow
+}
+
 func (r *Registry) pin(name string) int64 {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -346,12 +371,27 @@ func (r *Registry) reconcile(m *model) {
 		candidates = append(candidates, n)
 	}
 	slices.SortFunc(candidates, func(a, b int64) int { return cmp.Compare(b, a) })
+	// Canary and shadow versions serve beside the default version; they are
+	// not candidates for it.
+	canary, shadow := r.splits(m.name)
+	var extra []int64
+	for _, sp := range []*Split{canary, shadow} {
+		if sp != nil && slices.Contains(candidates, sp.Version) && !slices.Contains(extra, sp.Version) {
+			extra = append(extra, sp.Version)
+		}
+	}
+	base := slices.DeleteFunc(slices.Clone(candidates), func(n int64) bool { return slices.Contains(extra, n) })
 	var desired []int64
 	pinned := r.pin(m.name)
 	if pinned != 0 && slices.Contains(candidates, pinned) {
 		desired = []int64{pinned}
 	} else {
-		desired = r.policy(m.name).desired(candidates)
+		desired = r.policy(m.name).desired(base)
+	}
+	for _, n := range extra {
+		if !slices.Contains(desired, n) {
+			desired = append(desired, n)
+		}
 	}
 
 	// The new serving set: desired versions that are loaded; if none is
@@ -362,8 +402,18 @@ func (r *Registry) reconcile(m *model) {
 	for _, n := range desired {
 		if v := m.resident[n]; v != nil {
 			next.byVersion[n] = v
-			if next.def == nil {
+			if next.def == nil && !slices.Contains(extra, n) {
 				next.def = v
+			}
+		}
+	}
+	if next.def == nil && (old == nil || old.def == nil) {
+		// Nothing else serves yet: let a canary or shadow version answer
+		// rather than nothing.
+		for _, n := range desired {
+			if v := next.byVersion[n]; v != nil {
+				next.def = v
+				break
 			}
 		}
 	}
@@ -457,18 +507,16 @@ func (r *Registry) isClosed() bool {
 func (r *Registry) startLoad(m *model, av watch.Version, forced bool) {
 	m.loading = av.Number
 	var current *Version
-	if set := m.serving.Load(); set != nil {
+	if set := m.serving.Load(); set != nil && set.def != nil && set.def.tryRef() {
 		current = set.def
-	}
-	var currentSig *runtime.Signature
-	if current != nil {
-		s := current.Signature
-		currentSig = &s
 	}
 	r.loads.Add(1)
 	go func() {
 		defer r.loads.Done()
-		v, kind, err := r.load(av, currentSig, forced)
+		v, kind, err := r.load(av, current, forced)
+		if current != nil {
+			current.Release()
+		}
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		m.loading = 0
@@ -521,7 +569,7 @@ func (r *Registry) closeVersion(m *model, v *Version) {
 
 // load loads, checks and warms up one version. The error kind is
 // EventRejected for a refused signature change, else EventLoadFailed.
-func (r *Registry) load(av watch.Version, currentSig *runtime.Signature, forced bool) (*Version, EventKind, error) {
+func (r *Registry) load(av watch.Version, current *Version, forced bool) (*Version, EventKind, error) {
 	select {
 	case r.loadSem <- struct{}{}:
 		defer func() { <-r.loadSem }()
@@ -551,12 +599,20 @@ func (r *Registry) load(av watch.Version, currentSig *runtime.Signature, forced 
 		v.Signature = sig
 	}
 	intended := av.Manifest != nil && av.Manifest.Signature != nil && av.Manifest.Signature.IntendedChange
-	if currentSig != nil && !forced && !intended && !currentSig.Equal(v.Signature) {
+	if current != nil && !forced && !intended && !current.Signature.Equal(v.Signature) {
 		return fail(EventRejected, fmt.Errorf("signature changed from the serving version's (%s -> %s); set signature.intended_change in drover.yaml or pin the version to accept it",
-			describe(*currentSig), describe(v.Signature)))
+			describe(current.Signature), describe(v.Signature)))
 	}
 	if err := r.warmup(v); err != nil {
 		return fail(EventLoadFailed, fmt.Errorf("warm-up: %w", err))
+	}
+	if r.cfg.Gate != nil && !forced {
+		if current != nil && current.Number == v.Number {
+			current = nil
+		}
+		if err := r.cfg.Gate(r.ctx, v, current); err != nil {
+			return fail(EventRejected, fmt.Errorf("gate: %w", err))
+		}
 	}
 	v.LoadedAt = time.Now()
 	v.LoadTime = v.LoadedAt.Sub(start)

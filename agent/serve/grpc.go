@@ -80,7 +80,7 @@ func (g *grpcService) ModelInfer(ctx context.Context, r *pb.ModelInferRequest) (
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	resp, err := g.s.Infer(ctx, r.GetModelName(), version, req)
+	resp, err := g.s.Infer(ctx, "grpc", r.GetModelName(), version, req)
 	if err != nil {
 		return nil, grpcError(err)
 	}

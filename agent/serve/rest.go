@@ -12,7 +12,9 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/drover-ml/drover/agent/monitor"
 	"github.com/drover-ml/drover/agent/oip"
+	"github.com/drover-ml/drover/agent/registry"
 )
 
 // Header names of Triton's binary tensor extension.
@@ -47,6 +49,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v2/models/{model}/status", s.handleStatus)
 	mux.HandleFunc("POST /v2/models/{model}/versions/{version}/pin", s.handlePin)
 	mux.HandleFunc("DELETE /v2/models/{model}/pin", s.handleUnpin)
+	mux.HandleFunc("POST /v2/models/{model}/feedback", s.handleFeedback)
+	mux.HandleFunc("PUT /v2/models/{model}/canary", s.handleSplit("canary"))
+	mux.HandleFunc("DELETE /v2/models/{model}/canary", s.handleSplit("canary"))
+	mux.HandleFunc("POST /v2/models/{model}/canary/promote", s.handlePromote)
+	mux.HandleFunc("PUT /v2/models/{model}/shadow", s.handleSplit("shadow"))
+	mux.HandleFunc("DELETE /v2/models/{model}/shadow", s.handleSplit("shadow"))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusNotFound, codes.NotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})
@@ -153,7 +161,7 @@ func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusBadRequest, codes.InvalidArgument, "%v", err))
 		return
 	}
-	resp, err := s.Infer(r.Context(), r.PathValue("model"), version, req)
+	resp, err := s.Infer(r.Context(), "rest", r.PathValue("model"), version, req)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -214,6 +222,73 @@ func (s *Server) handleUnpin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := s.reg.Unpin(model); err != nil {
+		writeError(w, err)
+		return
+	}
+	st, _ := s.reg.Status(model)
+	writeJSON(w, http.StatusOK, st)
+}
+
+// maxFeedbackBytes bounds a feedback body.
+const maxFeedbackBytes = 8 << 20
+
+func (s *Server) handleFeedback(w http.ResponseWriter, r *http.Request) {
+	if s.mon == nil {
+		writeError(w, errorf(http.StatusNotFound, codes.NotFound, "feedback is not enabled on this agent"))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFeedbackBytes))
+	if err != nil {
+		writeError(w, errorf(http.StatusRequestEntityTooLarge, codes.ResourceExhausted, "feedback body: %v (limit %d bytes)", err, maxFeedbackBytes))
+		return
+	}
+	res, err := s.mon.Feedback(r.PathValue("model"), body)
+	if err != nil {
+		if errors.Is(err, monitor.ErrBadFeedback) {
+			err = errorf(http.StatusBadRequest, codes.InvalidArgument, "%v", err)
+		}
+		writeError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// handleSplit sets (PUT {"version": v, "percent": p}) or removes (DELETE)
+// a model's canary or shadow split.
+func (s *Server) handleSplit(kind string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		model := r.PathValue("model")
+		var sp *registry.Split
+		if r.Method == http.MethodPut {
+			sp = &registry.Split{}
+			dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(sp); err != nil {
+				writeError(w, errorf(http.StatusBadRequest, codes.InvalidArgument, "%s: want {\"version\": N, \"percent\": P}: %v", kind, err))
+				return
+			}
+			if err := sp.Validate(); err != nil {
+				writeError(w, errorf(http.StatusBadRequest, codes.InvalidArgument, "%s: %v", kind, err))
+				return
+			}
+		}
+		if err := s.reg.SetSplit(model, kind, sp); err != nil {
+			writeError(w, err)
+			return
+		}
+		st, _ := s.reg.Status(model)
+		writeJSON(w, http.StatusOK, st)
+	}
+}
+
+func (s *Server) handlePromote(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout*4)
+	defer cancel()
+	model := r.PathValue("model")
+	if err := s.reg.Promote(ctx, model); err != nil {
+		if e := classify(err); e.HTTP == http.StatusInternalServerError {
+			err = errorf(http.StatusConflict, codes.FailedPrecondition, "%v", err)
+		}
 		writeError(w, err)
 		return
 	}

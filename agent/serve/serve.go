@@ -21,9 +21,12 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/drover-ml/drover/agent/evaluate"
+	"github.com/drover-ml/drover/agent/monitor"
 	"github.com/drover-ml/drover/agent/oip"
 	"github.com/drover-ml/drover/agent/registry"
 	"github.com/drover-ml/drover/agent/runtime"
+	"github.com/drover-ml/drover/agent/telemetry"
 	"github.com/drover-ml/drover/shared/buildinfo"
 )
 
@@ -85,17 +88,33 @@ type Server struct {
 	inFlight atomic.Int64
 	// ready reports whether the agent has finished its first scan.
 	ready func() bool
+	tel   *telemetry.Telemetry // may be nil
+	mon   *monitor.Monitor     // may be nil
 }
 
+// Option configures optional parts of a Server.
+type Option func(*Server)
+
+// WithTelemetry records request metrics.
+func WithTelemetry(t *telemetry.Telemetry) Option { return func(s *Server) { s.tel = t } }
+
+// WithMonitor samples, evaluates and shadows requests, and serves the
+// feedback call.
+func WithMonitor(m *monitor.Monitor) Option { return func(s *Server) { s.mon = m } }
+
 // New builds a server. ready may be nil (always ready once models serve).
-func New(cfg Config, reg *registry.Registry, ready func() bool, log *slog.Logger) *Server {
+func New(cfg Config, reg *registry.Registry, ready func() bool, log *slog.Logger, opts ...Option) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
 	if ready == nil {
 		ready = func() bool { return true }
 	}
-	return &Server{cfg: cfg.WithDefaults(), reg: reg, log: log, ready: ready}
+	s := &Server{cfg: cfg.WithDefaults(), reg: reg, log: log, ready: ready}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Error is an error with its protocol status.
@@ -146,18 +165,46 @@ func parseVersion(s string) (int64, error) {
 // Infer runs one request against model (version 0 = the default version).
 // It enforces admission, the batch limit and the request timeout, and holds
 // a reference on the version for the whole run, so a swap never fails it.
-func (s *Server) Infer(ctx context.Context, model string, version int64, req *oip.InferRequest) (*oip.InferResponse, error) {
+//
+// A request without an id gets one (returned in the response). A request
+// that names no version goes to the model's canary version when its id
+// falls in the canary share, else to the default version. protocol ("rest"
+// or "grpc") labels the request metrics.
+func (s *Server) Infer(ctx context.Context, protocol, model string, version int64, req *oip.InferRequest) (resp *oip.InferResponse, err error) {
+	if req.ID == "" {
+		req.ID = evaluate.NewRequestID()
+	}
+	start := time.Now()
+	versionLabel := ""
+	if s.tel != nil {
+		s.tel.InFlight(model, 1)
+		defer func() {
+			s.tel.InFlight(model, -1)
+			s.tel.RecordRequest(model, versionLabel, protocol, statusLabel(err), time.Since(start))
+		}()
+	}
 	if n := s.inFlight.Add(1); n > s.cfg.MaxInFlight {
 		s.inFlight.Add(-1)
 		return nil, errorf(http.StatusServiceUnavailable, codes.Unavailable, "server overloaded: %d inferences in flight (max_in_flight %d); retry later", n-1, s.cfg.MaxInFlight)
 	}
 	defer s.inFlight.Add(-1)
 
-	v, err := s.reg.Acquire(model, version)
-	if err != nil {
-		return nil, err
+	role := "primary"
+	var v *registry.Version
+	if version == 0 {
+		if canary, _ := s.reg.Splits(model); canary != nil && evaluate.Sampled("canary:"+req.ID, canary.Percent/100) {
+			if cv, cerr := s.reg.Acquire(model, canary.Version); cerr == nil {
+				v, role = cv, "canary"
+			}
+		}
+	}
+	if v == nil {
+		if v, err = s.reg.Acquire(model, version); err != nil {
+			return nil, err
+		}
 	}
 	defer v.Release()
+	versionLabel = strconv.FormatInt(v.Number, 10)
 	if err := s.checkBatch(v, req); err != nil {
 		return nil, err
 	}
@@ -174,12 +221,36 @@ func (s *Server) Infer(ctx context.Context, model string, version int64, req *oi
 	if err != nil {
 		return nil, err
 	}
-	return &oip.InferResponse{
+	resp = &oip.InferResponse{
 		ModelName:    model,
-		ModelVersion: strconv.FormatInt(v.Number, 10),
+		ModelVersion: versionLabel,
 		ID:           req.ID,
 		Outputs:      out,
-	}, nil
+	}
+	if s.mon != nil {
+		s.mon.Observe(v, role, req, resp)
+	}
+	return resp, nil
+}
+
+// statusLabel is the drover.status of a request's outcome.
+func statusLabel(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	switch classify(err).HTTP {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+		return "bad_request"
+	case http.StatusNotFound:
+		return "not_found"
+	case http.StatusServiceUnavailable:
+		return "unavailable"
+	case http.StatusGatewayTimeout:
+		return "timeout"
+	case 499:
+		return "cancelled"
+	}
+	return "error"
 }
 
 func (s *Server) checkBatch(v *registry.Version, req *oip.InferRequest) error {
@@ -244,7 +315,7 @@ func (s *Server) Metadata() ServerMetadata {
 	return ServerMetadata{
 		Name:       "drover",
 		Version:    buildinfo.Version,
-		Extensions: []string{"binary_tensor_data", "drover_model_status", "drover_version_pin"},
+		Extensions: []string{"binary_tensor_data", "drover_model_status", "drover_version_pin", "drover_feedback", "drover_canary_shadow"},
 	}
 }
 

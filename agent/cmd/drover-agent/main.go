@@ -16,17 +16,22 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/oklog/run"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/drover-ml/drover/agent/config"
+	"github.com/drover-ml/drover/agent/monitor"
 	"github.com/drover-ml/drover/agent/registry"
 	"github.com/drover-ml/drover/agent/runtime"
 	"github.com/drover-ml/drover/agent/serve"
+	"github.com/drover-ml/drover/agent/telemetry"
 	"github.com/drover-ml/drover/agent/watch"
 	"github.com/drover-ml/drover/shared/buildinfo"
+	"github.com/drover-ml/drover/shared/semconv"
 )
 
 type flags struct {
@@ -91,6 +96,23 @@ func agent(f flags, log *slog.Logger) error {
 	}
 	log.Info("starting drover-agent", "version", buildinfo.Version, "onnxruntime", runtime.Version(), "model_dir", f.modelDir)
 
+	host, _ := os.Hostname()
+	absData, _ := filepath.Abs(f.dataDir)
+	tel, err := telemetry.New(context.Background(), cfg.Telemetry, telemetry.ResourceInfo{
+		AgentID: host + ":" + absData, HostName: host, Version: buildinfo.Version,
+	}, log.With("component", "telemetry"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(ctx); err != nil {
+			log.Warn("telemetry shutdown", "err", err)
+		}
+	}()
+
+	var mon *monitor.Monitor // set below; the registry's hooks run only after Run starts
 	reg, err := registry.New(registry.Config{
 		Backend:            &runtime.ONNX{Options: cfg.Runtime},
 		MaxConcurrentLoads: cfg.Loading.MaxConcurrentLoads,
@@ -99,10 +121,28 @@ func agent(f flags, log *slog.Logger) error {
 		StateFile:          filepath.Join(f.dataDir, "state.json"),
 		Policies:           cfg.Policies(),
 		Logger:             log.With("component", "registry"),
+		OnEvent:            func(e registry.Event) { recordEvent(tel, mon, e) },
+		Gate: func(ctx context.Context, cand, cur *registry.Version) error {
+			return mon.Gate(ctx, cand, cur)
+		},
 	})
 	if err != nil {
 		return err
 	}
+	mon = monitor.New(cfg.Monitoring, cfg.MonitorSettings(), tel, reg, log.With("component", "monitor"))
+	tel.SetLoadedVersions(func() map[string]int {
+		out := map[string]int{}
+		for _, name := range reg.Models() {
+			if st, err := reg.Status(name); err == nil {
+				for _, v := range st.Versions {
+					if v.State == "serving" || v.State == "loaded" || v.State == "draining" {
+						out[name]++
+					}
+				}
+			}
+		}
+		return out
+	})
 	w, err := watch.New(watch.Config{
 		Root: f.modelDir, Debounce: cfg.Watch.Debounce, Rescan: cfg.Watch.Rescan,
 		DisableNotify: cfg.Watch.DisableNotify, Logger: log,
@@ -110,7 +150,7 @@ func agent(f flags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv := serve.New(cfg.Serving, reg, w.Scanned, log.With("component", "serve"))
+	srv := serve.New(cfg.Serving, reg, w.Scanned, log.With("component", "serve"), serve.WithTelemetry(tel), serve.WithMonitor(mon))
 
 	if f.debugAddr != "" {
 		go func() {
@@ -141,11 +181,21 @@ func agent(f flags, log *slog.Logger) error {
 	}
 	{
 		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return srv.Run(ctx, httpL, grpcL, f.drainTimeout, nil) }, func(error) { cancel() })
+		metrics := func(h http.Handler) http.Handler {
+			mux := http.NewServeMux()
+			mux.Handle("GET /metrics", tel.PrometheusHandler())
+			mux.Handle("/", h)
+			return mux
+		}
+		g.Add(func() error { return srv.Run(ctx, httpL, grpcL, f.drainTimeout, metrics) }, func(error) { cancel() })
 	}
 	{
 		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return signals(ctx, f.configPath, reg, log) }, func(error) { cancel() })
+		g.Add(func() error { return mon.Run(ctx) }, func(error) { cancel() })
+	}
+	{
+		ctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { return signals(ctx, f.configPath, reg, mon, log) }, func(error) { cancel() })
 	}
 	err = g.Run()
 	cctx, cancel := context.WithTimeout(context.Background(), f.drainTimeout)
@@ -163,7 +213,7 @@ var errStop = errors.New("stop requested")
 
 // signals returns errStop on SIGINT/SIGTERM and reloads the version
 // policies on SIGHUP.
-func signals(ctx context.Context, configPath string, reg *registry.Registry, log *slog.Logger) error {
+func signals(ctx context.Context, configPath string, reg *registry.Registry, mon *monitor.Monitor, log *slog.Logger) error {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(ch)
@@ -185,7 +235,37 @@ func signals(ctx context.Context, configPath string, reg *registry.Registry, log
 				log.Error("SIGHUP: policies not applied", "err", err)
 				continue
 			}
+			mon.SetSettings(cfg.MonitorSettings())
 			log.Info("SIGHUP: version policies reloaded", "config", configPath)
+		}
+	}
+}
+
+// recordEvent turns a registry lifecycle event into telemetry: metrics and
+// an OTLP log record, so the collector keeps the version history.
+func recordEvent(tel *telemetry.Telemetry, mon *monitor.Monitor, e registry.Event) {
+	version := strconv.FormatInt(e.Version, 10)
+	var attrs []attribute.KeyValue
+	if e.Reason != "" {
+		attrs = append(attrs, attribute.String(semconv.AttrReason, e.Reason))
+	}
+	switch e.Kind {
+	case registry.EventLoaded:
+		tel.RecordLoad(e.Model, version, e.Duration, nil)
+		tel.Event(semconv.EventLoaded, e.Model, version, append(attrs, attribute.Float64("drover.load.seconds", e.Duration.Seconds()))...)
+	case registry.EventLoadFailed:
+		tel.RecordLoad(e.Model, version, 0, errors.New(e.Reason))
+		tel.Event(semconv.EventLoadFailed, e.Model, version, attrs...)
+	case registry.EventRejected:
+		tel.Event(semconv.EventRejected, e.Model, version, attrs...)
+	case registry.EventSwapped:
+		tel.RecordSwap(e.Model)
+		tel.Event(semconv.EventSwapped, e.Model, version, append(attrs, attribute.String(semconv.AttrPrevious, strconv.FormatInt(e.Previous, 10)))...)
+	case registry.EventUnloaded:
+		tel.Event(semconv.EventUnloaded, e.Model, version, attrs...)
+		tel.ForgetVersion(e.Model, version)
+		if mon != nil {
+			mon.Forget(e.Model, e.Version)
 		}
 	}
 }

@@ -1,0 +1,400 @@
+// Package monitor watches how good each version is, from the serving path:
+// it samples requests (by a hash of the request id), keeps sampled
+// predictions for joining with labels that arrive later through the feedback
+// call, computes windowed evaluation metrics, records input and output
+// distributions for drift, ships sampled requests to the collector as
+// training data, runs shadow copies off the request path, and gates new
+// versions on their golden sets.
+//
+// Observe is on the request path: for a request that is not sampled and not
+// shadowed it costs two hashes. Everything else is bounded: the sample
+// store, the evaluator's windows, the shadow queue (full → dropped and
+// counted) and the telemetry queues.
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/drover-ml/drover/agent/evaluate"
+	"github.com/drover-ml/drover/agent/oip"
+	"github.com/drover-ml/drover/agent/registry"
+	"github.com/drover-ml/drover/agent/telemetry"
+	"github.com/drover-ml/drover/shared/manifest"
+)
+
+// Config configures sampling, the sample store and shadowing.
+type Config struct {
+	// Rate is the default share of requests sampled (0..1); default 0.05.
+	Rate *float64 `yaml:"rate"`
+	// StoreEntries, StoreBytes and TTL bound the samples kept for label
+	// joining; defaults 100000, 64 MiB, 1h.
+	StoreEntries int           `yaml:"store_entries"`
+	StoreBytes   int64         `yaml:"store_bytes"`
+	TTL          time.Duration `yaml:"ttl"`
+	// Window is the evaluation window; default 1h.
+	Window time.Duration `yaml:"window"`
+	// MaxSampleBytes caps the inputs+outputs JSON shipped per sample;
+	// larger samples are evaluated but not shipped. Default 64 KiB.
+	MaxSampleBytes int `yaml:"max_sample_bytes"`
+	// ShadowQueue bounds shadow copies waiting to run; default 256.
+	ShadowQueue int `yaml:"shadow_queue"`
+	// Gate holds the agent's default gate thresholds; a version's manifest
+	// overrides them metric by metric.
+	Gate *manifest.Gate `yaml:"gate"`
+}
+
+// WithDefaults fills zero fields.
+func (c Config) WithDefaults() Config {
+	if c.Rate == nil {
+		r := 0.05
+		c.Rate = &r
+	}
+	if c.StoreEntries <= 0 {
+		c.StoreEntries = 100000
+	}
+	if c.StoreBytes <= 0 {
+		c.StoreBytes = 64 << 20
+	}
+	if c.TTL <= 0 {
+		c.TTL = time.Hour
+	}
+	if c.Window <= 0 {
+		c.Window = time.Hour
+	}
+	if c.MaxSampleBytes <= 0 {
+		c.MaxSampleBytes = 64 << 10
+	}
+	if c.ShadowQueue <= 0 {
+		c.ShadowQueue = 256
+	}
+	return c
+}
+
+// Validate checks the values.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Rate != nil && (*c.Rate < 0 || *c.Rate > 1) {
+		errs = append(errs, fmt.Errorf("rate: must be in [0, 1], got %v", *c.Rate))
+	}
+	if c.StoreEntries < 0 || c.StoreBytes < 0 || c.TTL < 0 || c.Window < 0 || c.MaxSampleBytes < 0 || c.ShadowQueue < 0 {
+		errs = append(errs, errors.New("store_entries, store_bytes, ttl, window, max_sample_bytes, shadow_queue: must not be negative"))
+	}
+	if g := c.Gate; g != nil {
+		for k, v := range g.MaxRegression {
+			if _, ok := manifest.Metrics[k]; !ok || v < 0 {
+				errs = append(errs, fmt.Errorf("gate.max_regression.%s: unknown metric or negative threshold", k))
+			}
+		}
+		for k := range g.Min {
+			if _, ok := manifest.Metrics[k]; !ok {
+				errs = append(errs, fmt.Errorf("gate.min.%s: unknown metric", k))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ModelSettings are a model's monitoring settings.
+type ModelSettings struct {
+	// Task is classification or regression; default the manifest's golden
+	// set task, else inferred from the outputs (class labels or an INT64
+	// output mean classification).
+	Task string `yaml:"task"`
+	// Rate overrides the sampling rate for this model.
+	Rate *float64 `yaml:"sample_rate"`
+	// Output names the output predictions are read from.
+	Output string `yaml:"output"`
+}
+
+// Monitor is safe for concurrent use.
+type Monitor struct {
+	cfg      Config
+	tel      *telemetry.Telemetry
+	reg      *registry.Registry
+	log      *slog.Logger
+	store    *evaluate.Store
+	eval     *evaluate.Evaluator
+	settings atomic.Pointer[map[string]ModelSettings]
+	shadowQ  chan shadowJob
+	plans    sync.Map // *registry.Version -> *plan
+	golden   sync.Map // "model\x00version" -> evaluate.Result
+	shadows  sync.Map // "model\x00version" -> *shadowStats
+}
+
+// New builds a monitor.
+func New(cfg Config, settings map[string]ModelSettings, tel *telemetry.Telemetry, reg *registry.Registry, log *slog.Logger) *Monitor {
+	cfg = cfg.WithDefaults()
+	m := &Monitor{
+		cfg: cfg, tel: tel, reg: reg, log: log,
+		store:   evaluate.NewStore(evaluate.StoreOptions{MaxEntries: cfg.StoreEntries, MaxBytes: cfg.StoreBytes, TTL: cfg.TTL}),
+		eval:    evaluate.NewEvaluator(evaluate.EvaluatorOptions{Window: cfg.Window}),
+		shadowQ: make(chan shadowJob, cfg.ShadowQueue),
+	}
+	m.SetSettings(settings)
+	tel.SetEvalSource(m.eachMetric)
+	return m
+}
+
+// SetSettings replaces the per-model settings (config reload).
+func (m *Monitor) SetSettings(s map[string]ModelSettings) {
+	if s == nil {
+		s = map[string]ModelSettings{}
+	}
+	m.settings.Store(&s)
+}
+
+func (m *Monitor) settingsFor(model string) ModelSettings { return (*m.settings.Load())[model] }
+
+func (m *Monitor) rate(model string) float64 {
+	if r := m.settingsFor(model).Rate; r != nil {
+		return *r
+	}
+	return *m.cfg.Rate
+}
+
+// Task returns the version's task: the model's setting, else the manifest's
+// golden set task, else inferred from its outputs.
+func (m *Monitor) Task(v *registry.Version) string {
+	if t := m.settingsFor(v.Model).Task; t != "" {
+		return t
+	}
+	if v.Manifest != nil && v.Manifest.GoldenSet != nil {
+		return v.Manifest.GoldenSet.Task
+	}
+	for _, o := range v.Signature.Outputs {
+		if len(o.Classes) > 0 || o.Datatype == oip.INT64 || o.Datatype == oip.BYTES {
+			return manifest.TaskClassification
+		}
+	}
+	return manifest.TaskRegression
+}
+
+func key(model, version string) string { return model + "\x00" + version }
+
+// eachMetric feeds the telemetry's evaluation gauge.
+func (m *Monitor) eachMetric(yield func(model, version, source, metric, class string, value float64)) {
+	m.eval.Each(func(model, version, metric, class string, value float64) {
+		yield(model, version, "labels", metric, class, value)
+	})
+	m.golden.Range(func(k, v any) bool {
+		model, version := splitKey(k.(string))
+		res := v.(evaluate.Result)
+		for metric, val := range res.Metrics {
+			yield(model, version, "golden", metric, "", val)
+		}
+		return true
+	})
+	m.shadows.Range(func(k, v any) bool {
+		model, version := splitKey(k.(string))
+		st := v.(*shadowStats)
+		if agree, mad, ok := st.values(); ok {
+			if !math.IsNaN(agree) {
+				yield(model, version, "shadow", "agreement", "", agree)
+			}
+			if !math.IsNaN(mad) {
+				yield(model, version, "shadow", "mean_abs_diff", "", mad)
+			}
+		}
+		return true
+	})
+}
+
+func splitKey(k string) (string, string) {
+	for i := 0; i < len(k); i++ {
+		if k[i] == 0 {
+			return k[:i], k[i+1:]
+		}
+	}
+	return k, ""
+}
+
+// Forget drops what the monitor keeps for a version that was unloaded.
+func (m *Monitor) Forget(model string, version int64) {
+	vs := strconv.FormatInt(version, 10)
+	m.eval.Forget(model, vs)
+	m.golden.Delete(key(model, vs))
+	m.plans.Range(func(k, _ any) bool {
+		if v := k.(*registry.Version); v.Model == model && v.Number == version {
+			m.plans.Delete(k)
+		}
+		return true
+	})
+}
+
+// Observe records what the monitor needs from a successful inference:
+// v answered req with resp. It is called on the request path.
+func (m *Monitor) Observe(v *registry.Version, role string, req *oip.InferRequest, resp *oip.InferResponse) {
+	if role != "shadow" {
+		m.maybeShadow(v, req, resp)
+	}
+	if !evaluate.Sampled(req.ID, m.rate(v.Model)) {
+		return
+	}
+	version := strconv.FormatInt(v.Number, 10)
+	m.tel.RecordSample(v.Model, version)
+	p := m.plan(v)
+	p.observe(m.tel, req.Inputs, resp.Outputs)
+
+	task := m.Task(v)
+	preds, classes, err := evaluate.ExtractPredictions(task, v.Signature, resp.Outputs, evaluate.ExtractOptions{Output: m.settingsFor(v.Model).Output})
+	if err == nil {
+		now := time.Now()
+		for i, pred := range preds {
+			id := req.ID
+			if len(preds) > 1 {
+				id = req.ID + "#" + strconv.Itoa(i)
+			}
+			m.store.Put(id, evaluate.Sample{Model: v.Model, Version: version, Time: now, Pred: pred, Classes: classes, Task: task})
+		}
+	}
+	in, out := tensorsJSON(req.Inputs), tensorsJSON(resp.Outputs)
+	if len(in)+len(out) <= m.cfg.MaxSampleBytes {
+		m.tel.Sample(v.Model, version, req.ID, in, out, time.Now())
+	}
+}
+
+// tensorsJSON renders tensors as an OIP JSON outputs array (NaN and
+// infinities as strings, BYTES as strings).
+func tensorsJSON(ts []oip.Tensor) []byte {
+	body, _, err := oip.EncodeRESTResponse(&oip.InferResponse{Outputs: ts}, nil)
+	if err != nil {
+		return nil
+	}
+	return body
+}
+
+// FeedbackResult counts what happened to the labels of one feedback call.
+type FeedbackResult struct {
+	Joined  int `json:"joined"`
+	Unknown int `json:"unknown"`
+	Expired int `json:"expired"`
+}
+
+// ErrBadFeedback wraps problems with the caller's labels (400).
+var ErrBadFeedback = errors.New("bad feedback")
+
+// Feedback joins labels (one {"id", "label"} or an array) to sampled
+// predictions of model. Labels of the wrong type for the model's task fail
+// the whole call (nothing is joined); unknown and expired ids are counted,
+// not errors.
+func (m *Monitor) Feedback(model string, body []byte) (FeedbackResult, error) {
+	var res FeedbackResult
+	fbs, err := evaluate.ParseFeedback(body)
+	if err != nil {
+		return res, fmt.Errorf("%w: %v", ErrBadFeedback, err)
+	}
+	v, err := m.reg.Acquire(model, 0)
+	if err != nil {
+		return res, err
+	}
+	task := m.Task(v)
+	v.Release()
+	type label struct {
+		class string
+		value float64
+	}
+	labels := make([]label, len(fbs))
+	for i, f := range fbs {
+		c, val, err := f.LabelFor(task)
+		if err != nil {
+			m.tel.RecordFeedback(model, "", telemetry.FeedbackInvalid)
+			return res, fmt.Errorf("%w: %v", ErrBadFeedback, err)
+		}
+		labels[i] = label{c, val}
+	}
+	for i, f := range fbs {
+		s, st := m.store.Take(f.ID)
+		switch st {
+		case evaluate.Joined:
+			if s.Model != model {
+				// The id belongs to another model: put nothing, count it.
+				res.Unknown++
+				m.tel.RecordFeedback(model, "", telemetry.FeedbackUnknown)
+				continue
+			}
+			res.Joined++
+			m.eval.Add(s.Model, s.Version, s.Task, s.Pred, s.Classes, labels[i].class, labels[i].value)
+			m.tel.RecordFeedback(model, s.Version, telemetry.FeedbackJoined)
+		case evaluate.Expired:
+			res.Expired++
+			m.tel.RecordFeedback(model, "", telemetry.FeedbackExpired)
+		default:
+			res.Unknown++
+			m.tel.RecordFeedback(model, "", telemetry.FeedbackUnknown)
+		}
+	}
+	return res, nil
+}
+
+// Metrics returns the windowed evaluation metrics of a version.
+func (m *Monitor) Metrics(model string, version int64) evaluate.Result {
+	return m.eval.Metrics(model, strconv.FormatInt(version, 10))
+}
+
+// Golden returns the golden-set result of a version, if it was gated.
+func (m *Monitor) Golden(model string, version int64) (evaluate.Result, bool) {
+	r, ok := m.golden.Load(key(model, strconv.FormatInt(version, 10)))
+	if !ok {
+		return evaluate.Result{}, false
+	}
+	return r.(evaluate.Result), true
+}
+
+// Gate is the registry's gate: it evaluates the candidate on its golden
+// set and, when a version serves, that version on the same data, and
+// rejects the candidate when it is worse than the gate allows. Golden data
+// that does not fit the candidate's signature is a rejection.
+func (m *Monitor) Gate(ctx context.Context, cand, cur *registry.Version) error {
+	if cand.Manifest == nil || cand.Manifest.GoldenSet == nil {
+		return nil
+	}
+	gs, err := evaluate.LoadGoldenSet(cand.Dir, cand.Manifest.GoldenSet, cand.Signature)
+	if err != nil {
+		return fmt.Errorf("golden set: %w", err)
+	}
+	run := func(v *registry.Version) func([]oip.Tensor) ([]oip.Tensor, error) {
+		return func(in []oip.Tensor) ([]oip.Tensor, error) { return v.Infer(ctx, in, nil) }
+	}
+	candRes, err := gs.Evaluate(run(cand), cand.Signature)
+	if err != nil {
+		return fmt.Errorf("golden set on the candidate: %w", err)
+	}
+	m.golden.Store(key(cand.Model, strconv.FormatInt(cand.Number, 10)), candRes)
+	var curRes evaluate.Result
+	haveCur := false
+	if cur != nil && cur.Signature.Equal(cand.Signature) {
+		if r, err := gs.Evaluate(run(cur), cur.Signature); err == nil {
+			curRes, haveCur = r, true
+		} else {
+			m.log.Warn("golden set could not be evaluated on the serving version; comparing with thresholds only", "model", cand.Model, "version", cur.Number, "err", err)
+		}
+	}
+	d := evaluate.Gate(candRes, curRes, haveCur, cand.Manifest.Gate, m.cfg.Gate)
+	for _, n := range d.Notes {
+		m.log.Info("gate", "model", cand.Model, "version", cand.Number, "note", n)
+	}
+	if !d.Admit {
+		return fmt.Errorf("worse than allowed on its golden set (%d rows): %s", gs.Len(), joinReasons(d.Reasons))
+	}
+	m.log.Info("gate admitted version", "model", cand.Model, "version", cand.Number, "golden_rows", gs.Len(), "metrics", candRes.Metrics)
+	return nil
+}
+
+func joinReasons(rs []string) string {
+	s := ""
+	for i, r := range rs {
+		if i > 0 {
+			s += "; "
+		}
+		s += r
+	}
+	return s
+}

@@ -1,0 +1,144 @@
+package monitor
+
+import (
+	"context"
+	"math"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/drover-ml/drover/agent/evaluate"
+	"github.com/drover-ml/drover/agent/oip"
+	"github.com/drover-ml/drover/agent/registry"
+	"github.com/drover-ml/drover/shared/manifest"
+)
+
+type shadowJob struct {
+	model   string
+	version int64 // the shadow version
+	task    string
+	req     *oip.InferRequest
+	primary []oip.Tensor
+	// from is the primary version that answered (its signature reads
+	// the primary outputs).
+	from *registry.Version
+}
+
+// shadowStats accumulates the comparison of a shadow version with the
+// primary: agreement (classification) and mean absolute difference
+// (regression), since the shadow started.
+type shadowStats struct {
+	mu       sync.Mutex
+	n, agree int64
+	absSum   float64
+	nAbs     int64
+}
+
+func (s *shadowStats) add(agree bool, hasAgree bool, abs float64, hasAbs bool) (float64, float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if hasAgree {
+		s.n++
+		if agree {
+			s.agree++
+		}
+	}
+	if hasAbs {
+		s.nAbs++
+		s.absSum += abs
+	}
+	return s.valuesLocked()
+}
+
+func (s *shadowStats) valuesLocked() (float64, float64) {
+	agree, mad := math.NaN(), math.NaN()
+	if s.n > 0 {
+		agree = float64(s.agree) / float64(s.n)
+	}
+	if s.nAbs > 0 {
+		mad = s.absSum / float64(s.nAbs)
+	}
+	return agree, mad
+}
+
+func (s *shadowStats) values() (float64, float64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, m := s.valuesLocked()
+	return a, m, s.n > 0 || s.nAbs > 0
+}
+
+// maybeShadow queues a copy of the request for the model's shadow version
+// when the request falls in the shadow share. Never blocks: a full queue
+// drops the copy and counts it.
+func (m *Monitor) maybeShadow(v *registry.Version, req *oip.InferRequest, resp *oip.InferResponse) {
+	_, shadow := m.reg.Splits(v.Model)
+	if shadow == nil || shadow.Version == v.Number || !evaluate.Sampled("shadow:"+req.ID, shadow.Percent/100) {
+		return
+	}
+	job := shadowJob{model: v.Model, version: shadow.Version, task: m.Task(v), req: req, primary: resp.Outputs, from: v}
+	select {
+	case m.shadowQ <- job:
+	default:
+		m.tel.ShadowDropped(v.Model)
+	}
+}
+
+// Run runs the shadow copies until ctx is cancelled. One worker: shadow
+// traffic must not take CPU from the primary path.
+func (m *Monitor) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case job := <-m.shadowQ:
+			m.runShadow(ctx, job)
+		}
+	}
+}
+
+func (m *Monitor) runShadow(ctx context.Context, job shadowJob) {
+	v, err := m.reg.Acquire(job.model, job.version)
+	if err != nil {
+		return // not loaded (yet): nothing to compare
+	}
+	defer v.Release()
+	names := make([]string, 0, len(job.req.Outputs))
+	for _, o := range job.req.Outputs {
+		names = append(names, o.Name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	out, err := v.Infer(ctx, job.req.Inputs, names)
+	lat := time.Since(start)
+	if err != nil {
+		m.log.Debug("shadow inference failed", "model", job.model, "version", job.version, "err", err)
+		return
+	}
+	key := key(job.model, strconv.FormatInt(job.version, 10))
+	st, _ := m.shadows.LoadOrStore(key, &shadowStats{})
+	stats := st.(*shadowStats)
+	var agreeShare, mad float64
+	switch job.task {
+	case manifest.TaskClassification:
+		a, _, errA := evaluate.ExtractPredictions(job.task, job.from.Signature, job.primary, evaluate.ExtractOptions{})
+		b, _, errB := evaluate.ExtractPredictions(job.task, v.Signature, out, evaluate.ExtractOptions{})
+		if errA != nil || errB != nil || len(a) != len(b) {
+			return
+		}
+		for i := range a {
+			agreeShare, mad = stats.add(a[i].Class == b[i].Class, true, 0, false)
+		}
+	default:
+		a, _, errA := evaluate.ExtractPredictions(manifest.TaskRegression, job.from.Signature, job.primary, evaluate.ExtractOptions{})
+		b, _, errB := evaluate.ExtractPredictions(manifest.TaskRegression, v.Signature, out, evaluate.ExtractOptions{})
+		if errA != nil || errB != nil || len(a) != len(b) {
+			return
+		}
+		for i := range a {
+			agreeShare, mad = stats.add(false, false, math.Abs(a[i].Value-b[i].Value), true)
+		}
+	}
+	m.tel.RecordShadow(job.model, strconv.FormatInt(job.version, 10), agreeShare, mad, lat)
+}
