@@ -11,15 +11,15 @@ import (
 // Result is the evaluation of one model version on some rows.
 type Result struct {
 	// Count is the number of labeled rows evaluated.
-	Count int
+	Count int `json:"count"`
 	// Metrics maps a metric name (see manifest.Metrics) to its value. A
 	// metric that is undefined on these rows is absent. Never nil.
-	Metrics map[string]float64
+	Metrics map[string]float64 `json:"metrics"`
 	// PerClass maps a class to its precision, recall and f1 (and its
 	// one-vs-rest auc for multiclass models with probabilities), for the
 	// classes that occur in the labels or the predictions. Nil for
 	// regression.
-	PerClass map[string]map[string]float64
+	PerClass map[string]map[string]float64 `json:"per_class,omitempty"`
 }
 
 // Clipping of probabilities for log loss.

@@ -374,15 +374,15 @@ func (r *Registry) reconcile(m *model) {
 	// Canary and shadow versions serve beside the default version; they are
 	// not candidates for it.
 	canary, shadow := r.splits(m.name)
+	pinned := r.pin(m.name)
 	var extra []int64
 	for _, sp := range []*Split{canary, shadow} {
-		if sp != nil && slices.Contains(candidates, sp.Version) && !slices.Contains(extra, sp.Version) {
+		if sp != nil && sp.Version != pinned && slices.Contains(candidates, sp.Version) && !slices.Contains(extra, sp.Version) {
 			extra = append(extra, sp.Version)
 		}
 	}
 	base := slices.DeleteFunc(slices.Clone(candidates), func(n int64) bool { return slices.Contains(extra, n) })
 	var desired []int64
-	pinned := r.pin(m.name)
 	if pinned != 0 && slices.Contains(candidates, pinned) {
 		desired = []int64{pinned}
 	} else {

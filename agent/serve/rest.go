@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/drover-ml/drover/agent/evaluate"
 	"github.com/drover-ml/drover/agent/monitor"
 	"github.com/drover-ml/drover/agent/oip"
 	"github.com/drover-ml/drover/agent/registry"
@@ -50,6 +51,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v2/models/{model}/versions/{version}/pin", s.handlePin)
 	mux.HandleFunc("DELETE /v2/models/{model}/pin", s.handleUnpin)
 	mux.HandleFunc("POST /v2/models/{model}/feedback", s.handleFeedback)
+	mux.HandleFunc("GET /v2/models/{model}/versions/{version}/evaluation", s.handleEvaluation)
 	mux.HandleFunc("PUT /v2/models/{model}/canary", s.handleSplit("canary"))
 	mux.HandleFunc("DELETE /v2/models/{model}/canary", s.handleSplit("canary"))
 	mux.HandleFunc("POST /v2/models/{model}/canary/promote", s.handlePromote)
@@ -294,4 +296,34 @@ func (s *Server) handlePromote(w http.ResponseWriter, r *http.Request) {
 	}
 	st, _ := s.reg.Status(model)
 	writeJSON(w, http.StatusOK, st)
+}
+
+// evaluation is the body of GET .../versions/{v}/evaluation.
+type evaluation struct {
+	Model   string           `json:"model"`
+	Version int64            `json:"version"`
+	Labels  evaluate.Result  `json:"labels"`
+	Golden  *evaluate.Result `json:"golden,omitempty"`
+}
+
+func (s *Server) handleEvaluation(w http.ResponseWriter, r *http.Request) {
+	version, err := parseVersion(r.PathValue("version"))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	model := r.PathValue("model")
+	if _, err := s.reg.Status(model); err != nil {
+		writeError(w, err)
+		return
+	}
+	if s.mon == nil {
+		writeError(w, errorf(http.StatusNotFound, codes.NotFound, "evaluation is not enabled on this agent"))
+		return
+	}
+	ev := evaluation{Model: model, Version: version, Labels: s.mon.Metrics(model, version)}
+	if g, ok := s.mon.Golden(model, version); ok {
+		ev.Golden = &g
+	}
+	writeJSON(w, http.StatusOK, ev)
 }

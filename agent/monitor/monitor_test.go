@@ -1,0 +1,597 @@
+package monitor_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"google.golang.org/grpc"
+
+	"github.com/drover-ml/drover/agent/monitor"
+	"github.com/drover-ml/drover/agent/oip"
+	"github.com/drover-ml/drover/agent/registry"
+	"github.com/drover-ml/drover/agent/runtime"
+	"github.com/drover-ml/drover/agent/serve"
+	"github.com/drover-ml/drover/agent/telemetry"
+	"github.com/drover-ml/drover/agent/watch"
+	"github.com/drover-ml/drover/shared/manifest"
+	"github.com/drover-ml/drover/shared/semconv"
+	"github.com/drover-ml/drover/shared/testenv"
+	"github.com/drover-ml/drover/shared/testmodels"
+)
+
+// otlpSink is an OTLP/gRPC receiver that keeps what agents send.
+type otlpSink struct {
+	addr    string
+	mu      sync.Mutex
+	metrics []pmetric.Metrics
+	logs    []plog.Logs
+}
+
+type metricsSvc struct {
+	pmetricotlp.UnimplementedGRPCServer
+	s *otlpSink
+}
+
+func (m *metricsSvc) Export(_ context.Context, r pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
+	md := pmetric.NewMetrics()
+	r.Metrics().CopyTo(md)
+	m.s.mu.Lock()
+	m.s.metrics = append(m.s.metrics, md)
+	m.s.mu.Unlock()
+	return pmetricotlp.NewExportResponse(), nil
+}
+
+type logsSvc struct {
+	plogotlp.UnimplementedGRPCServer
+	s *otlpSink
+}
+
+func (l *logsSvc) Export(_ context.Context, r plogotlp.ExportRequest) (plogotlp.ExportResponse, error) {
+	ld := plog.NewLogs()
+	r.Logs().CopyTo(ld)
+	l.s.mu.Lock()
+	l.s.logs = append(l.s.logs, ld)
+	l.s.mu.Unlock()
+	return plogotlp.NewExportResponse(), nil
+}
+
+func startSink(t *testing.T) *otlpSink {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &otlpSink{addr: ln.Addr().String()}
+	g := grpc.NewServer()
+	pmetricotlp.RegisterGRPCServer(g, &metricsSvc{s: s})
+	plogotlp.RegisterGRPCServer(g, &logsSvc{s: s})
+	go g.Serve(ln)
+	t.Cleanup(g.Stop)
+	return s
+}
+
+// sumPoints returns the latest value of a cumulative sum per attribute set
+// (rendered "k=v,k=v" over the given keys).
+func (s *otlpSink) sumPoints(name string, keys ...string) map[string]float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]float64{}
+	for _, md := range s.metrics {
+		rms := md.ResourceMetrics()
+		for i := 0; i < rms.Len(); i++ {
+			sms := rms.At(i).ScopeMetrics()
+			for j := 0; j < sms.Len(); j++ {
+				ms := sms.At(j).Metrics()
+				for k := 0; k < ms.Len(); k++ {
+					m := ms.At(k)
+					if m.Name() != name || m.Type() != pmetric.MetricTypeSum {
+						continue
+					}
+					dps := m.Sum().DataPoints()
+					for p := 0; p < dps.Len(); p++ {
+						dp := dps.At(p)
+						var parts []string
+						for _, key := range keys {
+							v, _ := dp.Attributes().Get(key)
+							parts = append(parts, key+"="+v.AsString())
+						}
+						val := dp.DoubleValue()
+						if dp.ValueType() == pmetric.NumberDataPointValueTypeInt {
+							val = float64(dp.IntValue())
+						}
+						out[strings.Join(parts, ",")] = val
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// events returns "kind model version" of every event log record.
+func (s *otlpSink) events() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, ld := range s.logs {
+		rls := ld.ResourceLogs()
+		for i := 0; i < rls.Len(); i++ {
+			sls := rls.At(i).ScopeLogs()
+			for j := 0; j < sls.Len(); j++ {
+				lrs := sls.At(j).LogRecords()
+				for k := 0; k < lrs.Len(); k++ {
+					a := lrs.At(k).Attributes()
+					kind, _ := a.Get(semconv.AttrEventKind)
+					model, _ := a.Get(semconv.AttrModel)
+					version, _ := a.Get(semconv.AttrModelVersion)
+					out = append(out, kind.AsString()+" "+model.AsString()+" "+version.AsString())
+				}
+			}
+		}
+	}
+	return out
+}
+
+type agent struct {
+	root string
+	base string
+	reg  *registry.Registry
+	mon  *monitor.Monitor
+	tel  *telemetry.Telemetry
+	hc   *http.Client
+}
+
+func startAgent(t *testing.T, root string, sinkAddr string, mcfg monitor.Config) *agent {
+	t.Helper()
+	if err := runtime.Init(testenv.ONNXRuntimeLib(t)); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	tcfg := telemetry.Config{Disabled: sinkAddr == "", Endpoint: sinkAddr, Interval: 200 * time.Millisecond}
+	tel, err := telemetry.New(context.Background(), tcfg, telemetry.ResourceInfo{AgentID: "test-agent", HostName: "test-host"}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &agent{root: root, tel: tel, hc: &http.Client{Timeout: 30 * time.Second}}
+	reg, err := registry.New(registry.Config{
+		Backend:    &runtime.ONNX{Options: runtime.Options{IntraOpThreads: 1, InterOpThreads: 1}},
+		WarmupRuns: 1, Logger: log, StateFile: filepath.Join(t.TempDir(), "state.json"),
+		OnEvent: func(e registry.Event) {
+			v := strconv.FormatInt(e.Version, 10)
+			switch e.Kind {
+			case registry.EventLoaded:
+				tel.Event(semconv.EventLoaded, e.Model, v)
+			case registry.EventSwapped:
+				tel.Event(semconv.EventSwapped, e.Model, v)
+			case registry.EventRejected:
+				tel.Event(semconv.EventRejected, e.Model, v)
+			}
+		},
+		Gate: func(ctx context.Context, cand, cur *registry.Version) error { return a.mon.Gate(ctx, cand, cur) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.reg = reg
+	a.mon = monitor.New(mcfg, nil, tel, reg, log)
+	w, err := watch.New(watch.Config{Root: root, Debounce: 20 * time.Millisecond, Logger: log}, reg.Sync)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serve.New(serve.Config{}, reg, nil, log, serve.WithTelemetry(tel), serve.WithMonitor(a.mon))
+	hl, _ := net.Listen("tcp", "127.0.0.1:0")
+	gl, _ := net.Listen("tcp", "127.0.0.1:0")
+	a.base = "http://" + hl.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); _ = w.Run(ctx) }()
+	go func() { defer wg.Done(); _ = a.mon.Run(ctx) }()
+	go func() {
+		defer wg.Done()
+		_ = srv.Run(ctx, hl, gl, 5*time.Second, func(h http.Handler) http.Handler {
+			mux := http.NewServeMux()
+			mux.Handle("GET /metrics", tel.PrometheusHandler())
+			mux.Handle("/", h)
+			return mux
+		})
+	}()
+	t.Cleanup(func() {
+		a.hc.CloseIdleConnections()
+		cancel()
+		wg.Wait()
+		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer ccancel()
+		reg.Close(cctx)
+		tel.Shutdown(cctx)
+	})
+	return a
+}
+
+func (a *agent) call(t *testing.T, method, path string, body any) (int, []byte) {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		buf, _ := json.Marshal(b)
+		rd = bytes.NewReader(buf)
+	}
+	req, _ := http.NewRequest(method, a.base+path, rd)
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, out
+}
+
+func (a *agent) waitServing(t *testing.T, model string, version int64) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		v, err := a.reg.Acquire(model, 0)
+		if err == nil {
+			n := v.Number
+			v.Release()
+			if n == version {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			st, _ := a.reg.Status(model)
+			t.Fatalf("%s v%d not serving: %+v", model, version, st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func rate(r float64) *float64 { return &r }
+
+// macroF1 is sklearn's f1_score(average="macro") over the classes present
+// in the labels or the predictions.
+func macroF1(pred, label []string) float64 {
+	classes := map[string]bool{}
+	for i := range pred {
+		classes[pred[i]] = true
+		classes[label[i]] = true
+	}
+	sum := 0.0
+	for c := range classes {
+		tp, fp, fn := 0.0, 0.0, 0.0
+		for i := range pred {
+			switch {
+			case pred[i] == c && label[i] == c:
+				tp++
+			case pred[i] == c:
+				fp++
+			case label[i] == c:
+				fn++
+			}
+		}
+		p, r := 0.0, 0.0
+		if tp+fp > 0 {
+			p = tp / (tp + fp)
+		}
+		if tp+fn > 0 {
+			r = tp / (tp + fn)
+		}
+		if p+r > 0 {
+			sum += 2 * p * r / (p + r)
+		}
+	}
+	return sum / float64(len(classes))
+}
+
+// TestF1FromFeedbackMatchesOffline serves the scikit-learn iris classifier,
+// labels its answers through the feedback call, and compares the agent's
+// windowed F1 and accuracy with an offline computation on the same rows.
+func TestF1FromFeedbackMatchesOffline(t *testing.T) {
+	root := t.TempDir()
+	iris, err := os.ReadFile(filepath.Join(testenv.ModuleDir(t, "github.com/yalue/onnxruntime_go"), "test_data", "sklearn_randomforest.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testmodels.WriteVersion(root, "iris", 1, iris); err != nil {
+		t.Fatal(err)
+	}
+	a := startAgent(t, root, "", monitor.Config{Rate: rate(1)})
+	a.waitServing(t, "iris", 1)
+
+	var preds, labels []string
+	var fb []map[string]any
+	for i := 0; i < 60; i++ {
+		x := []float64{4.5 + float64(i%9)*0.4, 2.2 + float64(i%5)*0.3, 1.0 + float64(i%11)*0.55, 0.1 + float64(i%7)*0.35}
+		id := fmt.Sprintf("req-%d", i)
+		code, body := a.call(t, "POST", "/v2/models/iris/infer", map[string]any{
+			"id": id, "inputs": []map[string]any{{"name": "X", "shape": []int{1, 4}, "datatype": "FP32", "data": x}},
+		})
+		if code != 200 {
+			t.Fatalf("infer: %d %s", code, body)
+		}
+		resp, err := oip.DecodeRESTResponse(body, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pred := strconv.FormatInt(resp.Outputs[0].Data.([]int64)[0], 10)
+		label := pred
+		if i%4 == 0 { // a quarter of the answers are wrong
+			p, _ := strconv.Atoi(pred)
+			label = strconv.Itoa((p + 1) % 3)
+		}
+		preds, labels = append(preds, pred), append(labels, label)
+		lv, _ := strconv.Atoi(label)
+		fb = append(fb, map[string]any{"id": id, "label": lv})
+	}
+	fb = append(fb, map[string]any{"id": "never-sent", "label": 1})
+	code, body := a.call(t, "POST", "/v2/models/iris/feedback", fb)
+	if code != 200 {
+		t.Fatalf("feedback: %d %s", code, body)
+	}
+	var res monitor.FeedbackResult
+	json.Unmarshal(body, &res)
+	if res.Joined != 60 || res.Unknown != 1 {
+		t.Fatalf("feedback result %+v, want 60 joined and 1 unknown", res)
+	}
+	// Wrong label type for a classifier: 400, nothing joined.
+	if code, body := a.call(t, "POST", "/v2/models/iris/feedback", `{"id": "x", "label": {"a": 1}}`); code != 400 {
+		t.Fatalf("bad label: %d %s", code, body)
+	}
+
+	code, body = a.call(t, "GET", "/v2/models/iris/versions/1/evaluation", nil)
+	var ev struct {
+		Labels struct {
+			Count   int
+			Metrics map[string]float64
+		}
+	}
+	if code != 200 || json.Unmarshal(body, &ev) != nil {
+		t.Fatalf("evaluation: %d %s", code, body)
+	}
+	want := macroF1(preds, labels)
+	if ev.Labels.Count != 60 || math.Abs(ev.Labels.Metrics["f1"]-want) > 1e-9 {
+		t.Fatalf("f1 = %v over %d rows, offline %v", ev.Labels.Metrics["f1"], ev.Labels.Count, want)
+	}
+	if math.Abs(ev.Labels.Metrics["accuracy"]-45.0/60) > 1e-9 {
+		t.Fatalf("accuracy = %v, want 0.75", ev.Labels.Metrics["accuracy"])
+	}
+	t.Logf("agent f1 %.6f, offline %.6f", ev.Labels.Metrics["f1"], want)
+}
+
+// publishGated writes a classifier version with a golden set and a gate.
+func publishGated(t *testing.T, root string, version int64, w [][]float32, b []float32, golden string) {
+	t.Helper()
+	model, err := testmodels.Classifier(w, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "clf", fmt.Sprintf(".tmp-%d", version))
+	if err := os.MkdirAll(filepath.Join(dir, "eval"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "model.onnx"), model, 0o644)
+	os.WriteFile(filepath.Join(dir, "eval", "golden.csv"), []byte(golden), 0o644)
+	files, err := manifest.FilesOf(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mf := &manifest.Manifest{
+		Model: "clf", Version: version, Files: files,
+		GoldenSet: &manifest.GoldenSet{Path: "eval/golden.csv", Task: manifest.TaskClassification, Features: []string{"x0", "x1"}, Label: "y"},
+		Gate:      &manifest.Gate{MaxRegression: map[string]float64{"f1": 0.02}},
+	}
+	out, err := mf.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, manifest.FileName), out, 0o644)
+	if err := os.Rename(dir, filepath.Join(root, "clf", strconv.FormatInt(version, 10))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestGoldenSetGate: a candidate worse on its golden set than the serving
+// version is rejected (the old one keeps serving, the reason is recorded
+// and sent as an event); a better one is admitted.
+func TestGoldenSetGate(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "clf"), 0o755)
+	// Rows with x0 - x1 spread over [-1, 1); the label is the larger one.
+	var g strings.Builder
+	g.WriteString("x0,x1,y\n")
+	for i := 0; i < 80; i++ {
+		d := -1 + float64(i)/40
+		y := 0
+		if d < 0 {
+			y = 1
+		}
+		fmt.Fprintf(&g, "%g,%g,%d\n", 0.5+d/2, 0.5-d/2, y)
+	}
+	sink := startSink(t)
+	a := startAgent(t, root, sink.addr, monitor.Config{Rate: rate(0)})
+	ident := [][]float32{{1, 0}, {0, 1}}
+	// v1 favours class 1 by 0.5: a quarter of the rows are wrong.
+	publishGated(t, root, 1, ident, []float32{0, 0.5}, g.String())
+	a.waitServing(t, "clf", 1)
+	// v2 is inverted: worse, rejected.
+	publishGated(t, root, 2, [][]float32{{0, 1}, {1, 0}}, []float32{0, 0}, g.String())
+	eventually(t, "v2 rejected", func() bool {
+		st, _ := a.reg.Status("clf")
+		for _, v := range st.Versions {
+			if v.Version == 2 && v.State == "failed" {
+				return strings.Contains(v.Reason, "gate") && strings.Contains(v.Reason, "f1")
+			}
+		}
+		return false
+	})
+	if v, _ := a.reg.Acquire("clf", 0); v == nil || v.Number != 1 {
+		t.Fatal("v1 does not serve after v2 was rejected")
+	} else {
+		v.Release()
+	}
+	// v3 is unbiased: better, admitted.
+	publishGated(t, root, 3, ident, []float32{0, 0}, g.String())
+	a.waitServing(t, "clf", 3)
+	g1, _ := a.mon.Golden("clf", 1)
+	g3, _ := a.mon.Golden("clf", 3)
+	if !(g3.Metrics["f1"] > g1.Metrics["f1"]) || g3.Metrics["accuracy"] != 1 {
+		t.Fatalf("golden f1 v1 %v, v3 %v", g1.Metrics["f1"], g3.Metrics["f1"])
+	}
+	eventually(t, "rejection event", func() bool {
+		for _, e := range sink.events() {
+			if e == semconv.EventRejected+" clf 2" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// TestTelemetryReachesOTLP checks that an OTLP receiver sees the request
+// metrics with their attributes and the version events.
+func TestTelemetryReachesOTLP(t *testing.T) {
+	root := t.TempDir()
+	lin, _ := testmodels.Linear("x", "y", [][]float32{{1}, {1}}, []float32{0})
+	testmodels.WriteVersion(root, "lin", 1, lin)
+	sink := startSink(t)
+	a := startAgent(t, root, sink.addr, monitor.Config{Rate: rate(1)})
+	a.waitServing(t, "lin", 1)
+	for i := 0; i < 5; i++ {
+		if code, body := a.call(t, "POST", "/v2/models/lin/infer", `{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}`); code != 200 {
+			t.Fatalf("%d %s", code, body)
+		}
+	}
+	a.call(t, "POST", "/v2/models/lin/infer", `{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}`)
+	eventually(t, "request counters", func() bool {
+		p := sink.sumPoints(semconv.MetricRequests, semconv.AttrModel, semconv.AttrModelVersion, semconv.AttrProtocol, semconv.AttrStatus)
+		return p["drover.model=lin,drover.model.version=1,drover.protocol=rest,drover.status=ok"] == 5 &&
+			p["drover.model=lin,drover.model.version=1,drover.protocol=rest,drover.status=bad_request"] == 1
+	})
+	eventually(t, "version events", func() bool {
+		got := strings.Join(sink.events(), "|")
+		return strings.Contains(got, semconv.EventLoaded+" lin 1") && strings.Contains(got, semconv.EventSwapped+" lin 1") &&
+			strings.Contains(got, semconv.EventSample+" lin 1")
+	})
+	code, body := a.call(t, "GET", "/metrics", nil)
+	if code != 200 || !strings.Contains(string(body), "drover_requests_total") {
+		t.Fatalf("/metrics: %d %.300s", code, body)
+	}
+}
+
+// TestCanaryShareAndShadow routes a canary share and checks it statistically,
+// promotes it, then shadows the old version.
+func TestCanaryShareAndShadow(t *testing.T) {
+	root := t.TempDir()
+	for v := int64(1); v <= 2; v++ {
+		m, _ := testmodels.Linear("x", "y", [][]float32{{float32(v)}, {float32(v)}}, []float32{0})
+		testmodels.WriteVersion(root, "lin", v, m)
+	}
+	a := startAgent(t, root, "", monitor.Config{Rate: rate(0)})
+	a.waitServing(t, "lin", 2)
+	// Make v1 the default by pinning, then send 20% to v2 as a canary.
+	if code, body := a.call(t, "POST", "/v2/models/lin/versions/1/pin", nil); code != 200 {
+		t.Fatalf("pin: %d %s", code, body)
+	}
+	if code, body := a.call(t, "PUT", "/v2/models/lin/canary", `{"version": 2, "percent": 20}`); code != 200 {
+		t.Fatalf("canary: %d %s", code, body)
+	}
+	if err := a.reg.Unpin("lin"); err != nil {
+		t.Fatal(err)
+	}
+	a.waitServing(t, "lin", 1) // with v2 as canary, the default is v1
+	const n = 2000
+	count := map[string]int{}
+	for i := 0; i < n; i++ {
+		code, body := a.call(t, "POST", "/v2/models/lin/infer", `{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 1]}]}`)
+		if code != 200 {
+			t.Fatalf("%d %s", code, body)
+		}
+		resp, _ := oip.DecodeRESTResponse(body, -1)
+		count[resp.ModelVersion]++
+		if want := float32(2 * mustAtoi(resp.ModelVersion)); resp.Outputs[0].Data.([]float32)[0] != want {
+			t.Fatalf("version %s answered %v", resp.ModelVersion, resp.Outputs[0].Data)
+		}
+	}
+	share := float64(count["2"]) / n
+	sd := math.Sqrt(0.2 * 0.8 / n)
+	if math.Abs(share-0.2) > 4*sd {
+		t.Fatalf("canary share %.3f, want 0.2 ± %.3f (counts %v)", share, 4*sd, count)
+	}
+	t.Logf("canary share %.3f over %d requests (0.2 ± %.3f)", share, n, 4*sd)
+	// The same id is sticky.
+	var first string
+	for i := 0; i < 20; i++ {
+		_, body := a.call(t, "POST", "/v2/models/lin/infer", `{"id": "sticky-7", "inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 1]}]}`)
+		resp, _ := oip.DecodeRESTResponse(body, -1)
+		if first == "" {
+			first = resp.ModelVersion
+		} else if resp.ModelVersion != first {
+			t.Fatal("a request id moved between versions")
+		}
+	}
+
+	if code, body := a.call(t, "POST", "/v2/models/lin/canary/promote", nil); code != 200 {
+		t.Fatalf("promote: %d %s", code, body)
+	}
+	a.waitServing(t, "lin", 2)
+
+	// Shadow every request to v1: the primary answers, v1's answers are
+	// compared off the request path.
+	if code, body := a.call(t, "PUT", "/v2/models/lin/shadow", `{"version": 1, "percent": 100}`); code != 200 {
+		t.Fatalf("shadow: %d %s", code, body)
+	}
+	eventually(t, "v1 loaded for the shadow", func() bool {
+		v, err := a.reg.Acquire("lin", 1)
+		if err == nil {
+			v.Release()
+		}
+		return err == nil
+	})
+	for i := 0; i < 30; i++ {
+		_, body := a.call(t, "POST", "/v2/models/lin/infer", `{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 1]}]}`)
+		if resp, _ := oip.DecodeRESTResponse(body, -1); resp.ModelVersion != "2" {
+			t.Fatalf("primary answered with %s", resp.ModelVersion)
+		}
+	}
+	eventually(t, "shadow difference", func() bool {
+		_, body := a.call(t, "GET", "/metrics", nil)
+		// |v2 - v1| = |4 - 2| = 2 on every shadowed request.
+		return strings.Contains(string(body), "drover_shadow_mean_abs_diff") && strings.Contains(string(body), `drover_model_version="1"`)
+	})
+}
+
+func mustAtoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
