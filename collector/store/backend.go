@@ -1,6 +1,3 @@
-// Package store owns the collector's ClickHouse: where it runs (embedded
-// engine or a server), and, as later issues add them, the schema, its
-// migrations and the writers.
 package store
 
 import (

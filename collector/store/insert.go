@@ -1,0 +1,518 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Table names, as in the migrations. In cluster mode they name the
+// Distributed tables (see LocalSuffix).
+const (
+	TableGauge        = "metrics_gauge"
+	TableSum          = "metrics_sum"
+	TableHistogram    = "metrics_histogram"
+	TableExpHistogram = "metrics_exp_histogram"
+	TableSummary      = "metrics_summary"
+	TableEvents       = "events"
+	TableSamples      = "samples"
+	TableModelVersion = "model_versions"
+	TableDrift        = "drift_results"
+	TableJobs         = "jobs"
+)
+
+// pointColumns are the columns of Point, in the order appendPoints fills them.
+var pointColumns = []string{
+	"time", "start_time", "service", "host", "agent_id", "model", "model_version",
+	"metric", "unit", "attributes", "resource_attributes", "scope_name", "scope_version",
+}
+
+// tableColumns lists, per table, the columns Insert fills, in the order the
+// append functions fill them.
+var tableColumns = map[string][]string{
+	TableGauge:        cat(pointColumns, "value"),
+	TableSum:          cat(pointColumns, "temporality", "is_monotonic", "value"),
+	TableHistogram:    cat(pointColumns, "feature", "temporality", "count", "sum", "min", "max", "bounds", "counts"),
+	TableExpHistogram: cat(pointColumns, "feature", "temporality", "count", "sum", "min", "max", "scale", "zero_count", "zero_threshold", "positive_offset", "positive_bucket_counts", "negative_offset", "negative_bucket_counts"),
+	TableSummary:      cat(pointColumns, "count", "sum", "quantiles", "quantile_values"),
+	TableEvents: {"time", "observed_time", "service", "host", "agent_id", "model", "model_version", "event",
+		"severity_number", "severity_text", "body", "attributes", "resource_attributes", "trace_id", "span_id"},
+	TableSamples:      {"time", "model", "model_version", "host", "request_id", "inputs", "outputs", "label", "attributes"},
+	TableModelVersion: {"id", "model", "version", "author", "created", "message", "parent", "job_id", "manifest", "registered"},
+	TableDrift: {"time", "model", "model_version", "feature", "test", "value", "threshold", "drifted",
+		"window_start", "window_end", "reference", "node"},
+	TableJobs: {"id", "model", "model_version", "incident_start", "state", "attempt", "lease_owner", "lease_until",
+		"created", "updated", "started", "finished", "exit_code", "result_version", "error", "spec", "row_version"},
+}
+
+func cat(a []string, b ...string) []string { return append(append([]string(nil), a...), b...) }
+
+// Store writes typed rows into the schema that Migrate creates. It is safe
+// for concurrent use; concurrency is bounded by the connection pool of the
+// driver.Conn it was built with, which it does not own or close.
+type Store struct {
+	conn    driver.Conn
+	db      string
+	queries map[string]string
+}
+
+// New returns a Store that inserts into database (default "drover") through
+// conn.
+func New(conn driver.Conn, database string) *Store {
+	if database == "" {
+		database = "drover"
+	}
+	s := &Store{conn: conn, db: database, queries: map[string]string{}}
+	for table, cols := range tableColumns {
+		s.queries[table] = "INSERT INTO " + database + "." + table + " (" + strings.Join(cols, ", ") + ")"
+	}
+	return s
+}
+
+// InsertError is the error of one table's insert; Insert's error wraps one
+// or more of them.
+type InsertError struct {
+	// Table is the table the rows were for.
+	Table string
+	// Rows is the number of rows that were not inserted.
+	Rows int
+	// Err is the cause; IsRetryable(Err) says whether to try again.
+	Err error
+}
+
+func (e *InsertError) Error() string {
+	return fmt.Sprintf("insert %d rows into %s: %v", e.Rows, e.Table, e.Err)
+}
+
+func (e *InsertError) Unwrap() error { return e.Err }
+
+// Insert writes every non-empty table of b, each as one INSERT whose rows
+// go out in blocks of 8192, column by column. It only reads b.
+//
+// With a non-empty token every INSERT carries the setting
+// insert_deduplication_token = token + "/" + table, and every table keeps a
+// deduplication window (see Migrate), so inserting the same Batch again with
+// the same token stores nothing twice, even for the tables that the first
+// attempt did write: a caller retries a failed batch, whole, with the same
+// token. The rollup views deduplicate along with their source tables. The
+// rows of a retried Batch must be the same rows in the same order; a Batch
+// with different rows needs a new token. With an empty token ClickHouse deduplicates only a
+// block identical to a recent one.
+//
+// Tables are written in a fixed order. A table that fails with a permanent
+// error (IsRetryable is false: bad data) does not stop the others; a
+// retryable failure (ClickHouse unreachable or overloaded) stops Insert at
+// that table. The error wraps an *InsertError per failed table and is
+// retryable if any of them is. Insert replaces any ClickHouse query settings
+// the caller put on ctx.
+func (s *Store) Insert(ctx context.Context, b *Batch, token string) error {
+	type step struct {
+		table string
+		rows  int
+		fill  func(a *appender, lo, hi int)
+	}
+	steps := [...]step{
+		{TableGauge, len(b.Gauges), func(a *appender, lo, hi int) { appendGauges(a, b.Gauges[lo:hi]) }},
+		{TableSum, len(b.Sums), func(a *appender, lo, hi int) { appendSums(a, b.Sums[lo:hi]) }},
+		{TableHistogram, len(b.Histograms), func(a *appender, lo, hi int) { appendHistograms(a, b.Histograms[lo:hi]) }},
+		{TableExpHistogram, len(b.ExpHistograms), func(a *appender, lo, hi int) { appendExpHistograms(a, b.ExpHistograms[lo:hi]) }},
+		{TableSummary, len(b.Summaries), func(a *appender, lo, hi int) { appendSummaries(a, b.Summaries[lo:hi]) }},
+		{TableEvents, len(b.Events), func(a *appender, lo, hi int) { appendEvents(a, b.Events[lo:hi]) }},
+		{TableSamples, len(b.Samples), func(a *appender, lo, hi int) { appendSamples(a, b.Samples[lo:hi]) }},
+		{TableModelVersion, len(b.ModelVersions), func(a *appender, lo, hi int) { appendModelVersions(a, b.ModelVersions[lo:hi]) }},
+		{TableDrift, len(b.Drift), func(a *appender, lo, hi int) { appendDrift(a, b.Drift[lo:hi]) }},
+		{TableJobs, len(b.Jobs), func(a *appender, lo, hi int) { appendJobs(a, b.Jobs[lo:hi]) }},
+	}
+	var errs []error
+	for _, st := range steps {
+		if st.rows == 0 {
+			continue
+		}
+		if err := s.insert(ctx, st.table, st.rows, token, st.fill); err != nil {
+			errs = append(errs, &InsertError{Table: s.db + "." + st.table, Rows: st.rows, Err: err})
+			if IsRetryable(err) {
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// chunkRows is how many rows Insert appends before it sends them as one
+// block of the INSERT (batch.Flush). The driver's column buffers then stay
+// this size and are reused for the next block, instead of growing, by
+// copying, to the size of the whole table's rows; the server squashes the
+// blocks of one INSERT into parts as large as before. Deduplication
+// (token + block number) is unchanged for a retry of the same rows.
+var chunkRows = 8192
+
+func (s *Store) insert(ctx context.Context, table string, rows int, token string, fill func(a *appender, lo, hi int)) error {
+	if token != "" {
+		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
+			"insert_deduplication_token": token + "/" + table,
+		}))
+	}
+	batch, err := s.conn.PrepareBatch(ctx, s.queries[table])
+	if err != nil {
+		return fmt.Errorf("prepare: %w", err)
+	}
+	defer batch.Close()
+	a := appender{batch: batch, cols: tableColumns[table]}
+	for lo := 0; lo < rows; lo += chunkRows {
+		hi := min(lo+chunkRows, rows)
+		a.i = 0
+		fill(&a, lo, hi)
+		if a.err != nil {
+			return a.err
+		}
+		if a.i != len(a.cols) {
+			// A programming error: an append function and tableColumns disagree.
+			return fmt.Errorf("filled %d of %d columns", a.i, len(a.cols))
+		}
+		if n := batch.Rows(); n != hi-lo {
+			return fmt.Errorf("block holds %d rows, want %d", n, hi-lo)
+		}
+		if hi < rows {
+			if err := batch.Flush(); err != nil {
+				return fmt.Errorf("send rows %d-%d: %w", lo, hi, err)
+			}
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	return nil
+}
+
+// appender fills a batch column by column. Each add hands one whole column
+// to the driver, which copies the values, so the slices passed in may be
+// reused for the next column.
+//
+// The driver's LowCardinality and Map columns take each value as an `any`
+// (through reflection for a []string or a map), which costs an allocation
+// per string. The appender instead boxes every distinct string once per
+// insert (intern) and hands those columns []any, and hands Map columns
+// rows that implement column.IterableOrderedMap over interned keys and
+// values: no reflection and no allocation per value.
+type appender struct {
+	batch driver.Batch
+	cols  []string
+	i     int
+	err   error
+
+	// Scratch columns, reused across the columns of one table.
+	strs  []string
+	anys  []any
+	times []time.Time
+	kvs   []kvRow
+	kvPtr []*kvRow
+	flat  []any
+
+	interned map[string]any
+}
+
+func (a *appender) add(v any) {
+	if a.err != nil {
+		return
+	}
+	if a.i >= len(a.cols) {
+		a.err = fmt.Errorf("more columns appended than the %d listed", len(a.cols))
+		return
+	}
+	if err := a.batch.Column(a.i).Append(v); err != nil {
+		a.err = fmt.Errorf("column %s: %w", a.cols[a.i], err)
+	}
+	a.i++
+}
+
+// maxInterned bounds the strings one insert keeps boxed; past it, values
+// are boxed one by one (high-cardinality values gain nothing from it).
+const maxInterned = 1 << 16
+
+func (a *appender) intern(s string) any {
+	if v, ok := a.interned[s]; ok {
+		return v
+	}
+	var v any = s
+	if a.interned == nil {
+		a.interned = make(map[string]any, 256)
+	}
+	if len(a.interned) < maxInterned {
+		a.interned[s] = v
+	}
+	return v
+}
+
+// strCol adds a String column of f of each row.
+func strCol[R any](a *appender, rows []R, f func(*R) string) {
+	a.strs = resize(a.strs, len(rows))
+	for i := range rows {
+		a.strs[i] = f(&rows[i])
+	}
+	a.add(a.strs)
+}
+
+// lcCol adds a LowCardinality(String) column of f of each row.
+func lcCol[R any](a *appender, rows []R, f func(*R) string) {
+	if a.err != nil {
+		return
+	}
+	a.anys = resize(a.anys, len(rows))
+	for i := range rows {
+		a.anys[i] = a.intern(f(&rows[i]))
+	}
+	a.add(a.anys)
+}
+
+// timeCol adds a DateTime64 column. A zero time.Time, which no DateTime64
+// can hold, is stored as the Unix epoch, the columns' default.
+func timeCol[R any](a *appender, rows []R, f func(*R) time.Time) {
+	a.times = resize(a.times, len(rows))
+	for i := range rows {
+		t := f(&rows[i])
+		if t.IsZero() {
+			t = unixEpoch
+		}
+		a.times[i] = t
+	}
+	a.add(a.times)
+}
+
+var unixEpoch = time.Unix(0, 0).UTC()
+
+// mapCol adds a Map(LowCardinality(String), String) column of f of each
+// row, keys in sorted order.
+func mapCol[R any](a *appender, rows []R, f func(*R) map[string]string) {
+	if a.err != nil {
+		return
+	}
+	total := 0
+	for i := range rows {
+		total += len(f(&rows[i]))
+	}
+	a.flat = resize(a.flat, 2*total)
+	a.kvs = resize(a.kvs, len(rows))
+	a.kvPtr = resize(a.kvPtr, len(rows))
+	off := 0
+	for i := range rows {
+		m := f(&rows[i])
+		kv := a.flat[off : off+2*len(m) : off+2*len(m)]
+		j := 0
+		for k, v := range m {
+			// Insertion sort by key: maps here hold a handful of entries.
+			p := j
+			for p > 0 && kv[2*(p-1)].(string) > k {
+				kv[2*p], kv[2*p+1] = kv[2*(p-1)], kv[2*(p-1)+1]
+				p--
+			}
+			kv[2*p], kv[2*p+1] = a.intern(k), a.intern(v)
+			j++
+		}
+		off += 2 * len(m)
+		a.kvs[i] = kvRow{kv: kv}
+		a.kvPtr[i] = &a.kvs[i]
+	}
+	a.add(a.kvPtr)
+}
+
+// kvRow is one map value as alternating keys and values. It is its own
+// column.MapIterator, so handing it to the driver allocates nothing; it
+// is only ever iterated by one goroutine, once at a time.
+type kvRow struct {
+	kv []any
+	i  int
+}
+
+var _ column.IterableOrderedMap = (*kvRow)(nil)
+
+func (r *kvRow) Iterator() column.MapIterator { r.i = -2; return r }
+func (r *kvRow) Next() bool                   { r.i += 2; return r.i < len(r.kv) }
+func (r *kvRow) Key() any                     { return r.kv[r.i] }
+func (r *kvRow) Value() any                   { return r.kv[r.i+1] }
+
+// Put is part of column.IterableOrderedMap, for scanning; Insert never
+// scans into a kvRow.
+func (r *kvRow) Put(k, v any) { r.kv = append(r.kv, k, v) }
+
+// col builds a new column of f of each row and adds it.
+func col[R, T any](a *appender, rows []R, f func(*R) T) {
+	if a.err != nil {
+		return
+	}
+	c := make([]T, len(rows))
+	for i := range rows {
+		c[i] = f(&rows[i])
+	}
+	a.add(c)
+}
+
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// appendPoints adds the columns of pointColumns.
+func appendPoints[R any](a *appender, rows []R, p func(*R) *Point) {
+	timeCol(a, rows, func(r *R) time.Time { return p(r).Time })
+	timeCol(a, rows, func(r *R) time.Time { return p(r).StartTime })
+	lcCol(a, rows, func(r *R) string { return p(r).Service })
+	lcCol(a, rows, func(r *R) string { return p(r).Host })
+	lcCol(a, rows, func(r *R) string { return p(r).AgentID })
+	lcCol(a, rows, func(r *R) string { return p(r).Model })
+	lcCol(a, rows, func(r *R) string { return p(r).ModelVersion })
+	lcCol(a, rows, func(r *R) string { return p(r).Metric })
+	lcCol(a, rows, func(r *R) string { return p(r).Unit })
+	mapCol(a, rows, func(r *R) map[string]string { return p(r).Attributes })
+	mapCol(a, rows, func(r *R) map[string]string { return p(r).ResourceAttributes })
+	lcCol(a, rows, func(r *R) string { return p(r).ScopeName })
+	lcCol(a, rows, func(r *R) string { return p(r).ScopeVersion })
+}
+
+func appendGauges(a *appender, rows []GaugeRow) {
+	appendPoints(a, rows, func(r *GaugeRow) *Point { return &r.Point })
+	col(a, rows, func(r *GaugeRow) float64 { return r.Value })
+}
+
+func appendSums(a *appender, rows []SumRow) {
+	appendPoints(a, rows, func(r *SumRow) *Point { return &r.Point })
+	col(a, rows, func(r *SumRow) int8 { return int8(r.Temporality) })
+	col(a, rows, func(r *SumRow) bool { return r.IsMonotonic })
+	col(a, rows, func(r *SumRow) float64 { return r.Value })
+}
+
+func appendHistograms(a *appender, rows []HistogramRow) {
+	appendPoints(a, rows, func(r *HistogramRow) *Point { return &r.Point })
+	lcCol(a, rows, func(r *HistogramRow) string { return r.Feature })
+	col(a, rows, func(r *HistogramRow) int8 { return int8(r.Temporality) })
+	col(a, rows, func(r *HistogramRow) uint64 { return r.Count })
+	col(a, rows, func(r *HistogramRow) float64 { return r.Sum })
+	col(a, rows, func(r *HistogramRow) *float64 { return r.Min })
+	col(a, rows, func(r *HistogramRow) *float64 { return r.Max })
+	col(a, rows, func(r *HistogramRow) []float64 { return nonNil(r.Bounds) })
+	col(a, rows, func(r *HistogramRow) []uint64 { return nonNil(r.Counts) })
+}
+
+func appendExpHistograms(a *appender, rows []ExpHistogramRow) {
+	appendPoints(a, rows, func(r *ExpHistogramRow) *Point { return &r.Point })
+	lcCol(a, rows, func(r *ExpHistogramRow) string { return r.Feature })
+	col(a, rows, func(r *ExpHistogramRow) int8 { return int8(r.Temporality) })
+	col(a, rows, func(r *ExpHistogramRow) uint64 { return r.Count })
+	col(a, rows, func(r *ExpHistogramRow) float64 { return r.Sum })
+	col(a, rows, func(r *ExpHistogramRow) *float64 { return r.Min })
+	col(a, rows, func(r *ExpHistogramRow) *float64 { return r.Max })
+	col(a, rows, func(r *ExpHistogramRow) int32 { return r.Scale })
+	col(a, rows, func(r *ExpHistogramRow) uint64 { return r.ZeroCount })
+	col(a, rows, func(r *ExpHistogramRow) float64 { return r.ZeroThreshold })
+	col(a, rows, func(r *ExpHistogramRow) int32 { return r.PositiveOffset })
+	col(a, rows, func(r *ExpHistogramRow) []uint64 { return nonNil(r.PositiveBucketCounts) })
+	col(a, rows, func(r *ExpHistogramRow) int32 { return r.NegativeOffset })
+	col(a, rows, func(r *ExpHistogramRow) []uint64 { return nonNil(r.NegativeBucketCounts) })
+}
+
+func appendSummaries(a *appender, rows []SummaryRow) {
+	appendPoints(a, rows, func(r *SummaryRow) *Point { return &r.Point })
+	col(a, rows, func(r *SummaryRow) uint64 { return r.Count })
+	col(a, rows, func(r *SummaryRow) float64 { return r.Sum })
+	col(a, rows, func(r *SummaryRow) []float64 { return nonNil(r.Quantiles) })
+	col(a, rows, func(r *SummaryRow) []float64 { return nonNil(r.QuantileValues) })
+}
+
+func appendEvents(a *appender, rows []EventRow) {
+	timeCol(a, rows, func(r *EventRow) time.Time { return r.Time })
+	timeCol(a, rows, func(r *EventRow) time.Time { return r.ObservedTime })
+	lcCol(a, rows, func(r *EventRow) string { return r.Service })
+	lcCol(a, rows, func(r *EventRow) string { return r.Host })
+	lcCol(a, rows, func(r *EventRow) string { return r.AgentID })
+	lcCol(a, rows, func(r *EventRow) string { return r.Model })
+	lcCol(a, rows, func(r *EventRow) string { return r.ModelVersion })
+	lcCol(a, rows, func(r *EventRow) string { return r.Event })
+	col(a, rows, func(r *EventRow) uint8 { return r.SeverityNumber })
+	lcCol(a, rows, func(r *EventRow) string { return r.SeverityText })
+	strCol(a, rows, func(r *EventRow) string { return r.Body })
+	mapCol(a, rows, func(r *EventRow) map[string]string { return r.Attributes })
+	mapCol(a, rows, func(r *EventRow) map[string]string { return r.ResourceAttributes })
+	strCol(a, rows, func(r *EventRow) string { return r.TraceID })
+	strCol(a, rows, func(r *EventRow) string { return r.SpanID })
+}
+
+func appendSamples(a *appender, rows []SampleRow) {
+	timeCol(a, rows, func(r *SampleRow) time.Time { return r.Time })
+	lcCol(a, rows, func(r *SampleRow) string { return r.Model })
+	lcCol(a, rows, func(r *SampleRow) string { return r.ModelVersion })
+	lcCol(a, rows, func(r *SampleRow) string { return r.Host })
+	strCol(a, rows, func(r *SampleRow) string { return r.RequestID })
+	strCol(a, rows, func(r *SampleRow) string { return r.Inputs })
+	strCol(a, rows, func(r *SampleRow) string { return r.Outputs })
+	strCol(a, rows, func(r *SampleRow) string { return r.Label })
+	mapCol(a, rows, func(r *SampleRow) map[string]string { return r.Attributes })
+}
+
+func appendModelVersions(a *appender, rows []ModelVersionRow) {
+	strCol(a, rows, func(r *ModelVersionRow) string { return r.ID })
+	lcCol(a, rows, func(r *ModelVersionRow) string { return r.Model })
+	col(a, rows, func(r *ModelVersionRow) uint64 { return r.Version })
+	strCol(a, rows, func(r *ModelVersionRow) string { return r.Author })
+	timeCol(a, rows, func(r *ModelVersionRow) time.Time { return r.Created })
+	strCol(a, rows, func(r *ModelVersionRow) string { return r.Message })
+	col(a, rows, func(r *ModelVersionRow) uint64 { return r.Parent })
+	strCol(a, rows, func(r *ModelVersionRow) string { return r.JobID })
+	strCol(a, rows, func(r *ModelVersionRow) string { return r.Manifest })
+	timeCol(a, rows, func(r *ModelVersionRow) time.Time { return r.Registered })
+}
+
+func appendDrift(a *appender, rows []DriftRow) {
+	timeCol(a, rows, func(r *DriftRow) time.Time { return r.Time })
+	lcCol(a, rows, func(r *DriftRow) string { return r.Model })
+	lcCol(a, rows, func(r *DriftRow) string { return r.ModelVersion })
+	lcCol(a, rows, func(r *DriftRow) string { return r.Feature })
+	lcCol(a, rows, func(r *DriftRow) string { return r.Test })
+	col(a, rows, func(r *DriftRow) float64 { return r.Value })
+	col(a, rows, func(r *DriftRow) float64 { return r.Threshold })
+	col(a, rows, func(r *DriftRow) uint8 {
+		if r.Drifted {
+			return 1
+		}
+		return 0
+	})
+	timeCol(a, rows, func(r *DriftRow) time.Time { return r.WindowStart })
+	timeCol(a, rows, func(r *DriftRow) time.Time { return r.WindowEnd })
+	strCol(a, rows, func(r *DriftRow) string { return r.Reference })
+	lcCol(a, rows, func(r *DriftRow) string { return r.Node })
+}
+
+func appendJobs(a *appender, rows []JobRow) {
+	strCol(a, rows, func(r *JobRow) string { return r.ID })
+	lcCol(a, rows, func(r *JobRow) string { return r.Model })
+	lcCol(a, rows, func(r *JobRow) string { return r.ModelVersion })
+	timeCol(a, rows, func(r *JobRow) time.Time { return r.IncidentStart })
+	lcCol(a, rows, func(r *JobRow) string { return r.State })
+	col(a, rows, func(r *JobRow) uint32 { return r.Attempt })
+	lcCol(a, rows, func(r *JobRow) string { return r.LeaseOwner })
+	col(a, rows, func(r *JobRow) *time.Time { return r.LeaseUntil })
+	timeCol(a, rows, func(r *JobRow) time.Time { return r.Created })
+	timeCol(a, rows, func(r *JobRow) time.Time { return r.Updated })
+	col(a, rows, func(r *JobRow) *time.Time { return r.Started })
+	col(a, rows, func(r *JobRow) *time.Time { return r.Finished })
+	col(a, rows, func(r *JobRow) int32 { return r.ExitCode })
+	col(a, rows, func(r *JobRow) uint64 { return r.ResultVersion })
+	strCol(a, rows, func(r *JobRow) string { return r.Error })
+	strCol(a, rows, func(r *JobRow) string { return r.Spec })
+	col(a, rows, func(r *JobRow) uint64 { return r.RowVersion })
+}
+
+// nonNil turns a nil slice into an empty one, which the driver stores as an
+// empty array.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

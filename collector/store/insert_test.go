@@ -1,0 +1,509 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
+
+	"github.com/drover-ml/drover/shared/semconv"
+	"github.com/drover-ml/drover/shared/testenv"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+// recent returns a whole second about an hour ago, plus d: data older than
+// the tables' TTL would be dropped.
+func recent(d time.Duration) time.Time {
+	return time.Now().UTC().Add(-time.Hour + d).Truncate(time.Second)
+}
+
+// fullBatch returns one row for every table with every column set to a
+// value that is not the column's default. Times in DateTime64(3) columns
+// are whole milliseconds.
+func fullBatch(base time.Time) *Batch {
+	point := func(metric string, n int) Point {
+		return Point{
+			Time:               base.Add(time.Duration(n)*time.Second + 123456789),
+			StartTime:          base.Add(-time.Hour + 987654321),
+			Service:            semconv.ServiceNameAgent,
+			Host:               "host-a",
+			AgentID:            "agent-1",
+			Model:              "iris",
+			ModelVersion:       "3",
+			Metric:             metric,
+			Unit:               "s",
+			Attributes:         map[string]string{semconv.AttrProtocol: "grpc", semconv.AttrStatus: "ok"},
+			ResourceAttributes: map[string]string{semconv.AttrHostName: "host-a", "os.type": "linux", "empty": ""},
+			ScopeName:          "github.com/drover-ml/drover/agent",
+			ScopeVersion:       "0.1.0",
+		}
+	}
+	ms := base.Truncate(time.Millisecond)
+	return &Batch{
+		Gauges: []GaugeRow{{Point: point(semconv.MetricEval, 0), Value: 0.875}},
+		Sums:   []SumRow{{Point: point(semconv.MetricRequests, 1), Temporality: TemporalityCumulative, IsMonotonic: true, Value: 1234}},
+		Histograms: []HistogramRow{{
+			Point: point(semconv.MetricDistribution, 2), Feature: "petal_length", Temporality: TemporalityDelta,
+			Count: 21, Sum: 42.5, Min: ptr(0.25), Max: ptr(7.75),
+			Bounds: []float64{0.5, 1, 2.5, 5}, Counts: []uint64{1, 2, 3, 4, 11},
+		}},
+		ExpHistograms: []ExpHistogramRow{{
+			Point: point(semconv.MetricRequestLatency, 3), Feature: "latency", Temporality: TemporalityDelta,
+			Count: 17, Sum: -3.5, Min: ptr(-2.0), Max: ptr(4.0),
+			Scale: 3, ZeroCount: 2, ZeroThreshold: 1e-9,
+			PositiveOffset: -4, PositiveBucketCounts: []uint64{1, 0, 5, 2},
+			NegativeOffset: 7, NegativeBucketCounts: []uint64{3, 4},
+		}},
+		Summaries: []SummaryRow{{
+			Point: point("legacy.latency", 4), Count: 100, Sum: 12.5,
+			Quantiles: []float64{0, 0.5, 0.99, 1}, QuantileValues: []float64{0.01, 0.1, 0.9, 1.5},
+		}},
+		Events: []EventRow{{
+			Time: base.Add(5*time.Second + 1), ObservedTime: base.Add(6*time.Second + 2),
+			Service: semconv.ServiceNameAgent, Host: "host-a", AgentID: "agent-1", Model: "iris", ModelVersion: "3",
+			Event: semconv.EventSwapped, SeverityNumber: 9, SeverityText: "INFO", Body: "swapped iris 2 -> 3",
+			Attributes:         map[string]string{semconv.AttrPrevious: "2"},
+			ResourceAttributes: map[string]string{semconv.AttrHostName: "host-a"},
+			TraceID:            "0af7651916cd43dd8448eb211c80319c", SpanID: "b7ad6b7169203331",
+		}},
+		Samples: []SampleRow{{
+			Time: base.Add(7 * time.Second), Model: "iris", ModelVersion: "3", Host: "host-a", RequestID: "req-42",
+			Inputs: `{"x":[[5.1,3.5,1.4,0.2]]}`, Outputs: `{"label":[0]}`, Label: `0`,
+			Attributes: map[string]string{semconv.AttrRole: "primary"},
+		}},
+		ModelVersions: []ModelVersionRow{{
+			ID: strings.Repeat("ab", 32), Model: "iris", Version: 3, Author: "trainer@example.com",
+			Created: ms.Add(-24 * time.Hour), Message: "retrained on May data", Parent: 2, JobID: "job-7",
+			Manifest: `{"files":{"model.onnx":"abab"}}`, Registered: ms,
+		}},
+		Drift: []DriftRow{{
+			Time: ms.Add(8 * time.Second), Model: "iris", ModelVersion: "3", Feature: "petal_length", Test: DriftTestPSI,
+			Value: 0.31, Threshold: 0.2, Drifted: true, WindowStart: ms.Add(-time.Hour), WindowEnd: ms,
+			Reference: "version 3 golden set", Node: "collector-1",
+		}},
+		Jobs: []JobRow{{
+			ID: "job-8", Model: "iris", ModelVersion: "3", IncidentStart: ms.Add(-10 * time.Minute), State: "running",
+			Attempt: 2, LeaseOwner: "collector-1", LeaseUntil: ptr(ms.Add(time.Minute)),
+			Created: ms.Add(-5 * time.Minute), Updated: ms, Started: ptr(ms.Add(-4 * time.Minute)), Finished: ptr(ms.Add(-time.Minute)),
+			ExitCode: 3, ResultVersion: 4, Error: "exit status 3", Spec: `{"command":["retrain"]}`, RowVersion: 5,
+		}},
+	}
+}
+
+// readBatch reads every table back into a Batch, ordered by time.
+func readBatch(t testing.TB, db *testenv.DB) *Batch {
+	t.Helper()
+	ctx := context.Background()
+	var b Batch
+	for _, q := range []struct {
+		dest  any
+		query string
+	}{
+		{&b.Gauges, "SELECT * FROM metrics_gauge ORDER BY time"},
+		{&b.Sums, "SELECT * FROM metrics_sum ORDER BY time"},
+		{&b.Histograms, "SELECT * FROM metrics_histogram ORDER BY time"},
+		{&b.ExpHistograms, "SELECT * FROM metrics_exp_histogram ORDER BY time"},
+		{&b.Summaries, "SELECT * FROM metrics_summary ORDER BY time"},
+		{&b.Events, "SELECT * FROM events ORDER BY time"},
+		{&b.Samples, "SELECT * FROM samples ORDER BY time"},
+		{&b.ModelVersions, "SELECT * FROM model_versions ORDER BY model, version"},
+		{&b.Drift, "SELECT * FROM drift_results ORDER BY time"},
+		{&b.Jobs, "SELECT * FROM jobs ORDER BY id, row_version"},
+	} {
+		if err := db.Conn.Select(ctx, q.dest, q.query); err != nil {
+			t.Fatalf("%s: %v", q.query, err)
+		}
+	}
+	return &b
+}
+
+var timeType = reflect.TypeFor[time.Time]()
+
+// equal is reflect.DeepEqual except that times are compared with Equal and
+// a nil slice or map equals an empty one.
+func equal(a, b reflect.Value) bool {
+	if a.Type() != b.Type() {
+		return false
+	}
+	if a.Type() == timeType {
+		return a.Interface().(time.Time).Equal(b.Interface().(time.Time))
+	}
+	switch a.Kind() {
+	case reflect.Pointer:
+		if a.IsNil() || b.IsNil() {
+			return a.IsNil() == b.IsNil()
+		}
+		return equal(a.Elem(), b.Elem())
+	case reflect.Struct:
+		for i := range a.NumField() {
+			if !equal(a.Field(i), b.Field(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Slice:
+		if a.Len() != b.Len() {
+			return false
+		}
+		for i := range a.Len() {
+			if !equal(a.Index(i), b.Index(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Map:
+		if a.Len() != b.Len() {
+			return false
+		}
+		for _, k := range a.MapKeys() {
+			bv := b.MapIndex(k)
+			if !bv.IsValid() || !equal(a.MapIndex(k), bv) {
+				return false
+			}
+		}
+		return true
+	}
+	return reflect.DeepEqual(a.Interface(), b.Interface())
+}
+
+func compareBatches(t *testing.T, got, want *Batch) {
+	t.Helper()
+	g, w := reflect.ValueOf(got).Elem(), reflect.ValueOf(want).Elem()
+	for i := range g.NumField() {
+		name := g.Type().Field(i).Name
+		if !equal(g.Field(i), w.Field(i)) {
+			gj, _ := json.MarshalIndent(g.Field(i).Interface(), "", " ")
+			wj, _ := json.MarshalIndent(w.Field(i).Interface(), "", " ")
+			t.Errorf("%s read back:\n%s\nwant\n%s", name, gj, wj)
+		}
+	}
+}
+
+func TestInsertRoundTripsEveryColumn(t *testing.T) {
+	db, s := migrated(t)
+	want := fullBatch(recent(0))
+	if err := s.Insert(context.Background(), want, "round-trip"); err != nil {
+		t.Fatal(err)
+	}
+	got := readBatch(t, db)
+	if got.Rows() != want.Rows() || want.Rows() != 10 {
+		t.Fatalf("read back %d rows, want %d", got.Rows(), want.Rows())
+	}
+	compareBatches(t, got, want)
+}
+
+func TestInsertEmptyValues(t *testing.T) {
+	// Zero times, nil maps, slices and pointers are stored as the columns'
+	// defaults: the epoch, empty maps and arrays, NULL.
+	db, s := migrated(t)
+	now := recent(0)
+	b := &Batch{
+		Gauges:     []GaugeRow{{Point: Point{Time: now, Metric: "m"}, Value: 1}},
+		Histograms: []HistogramRow{{Point: Point{Time: now, Metric: "h"}}},
+		Jobs:       []JobRow{{ID: "j", Created: now}},
+	}
+	if err := s.Insert(context.Background(), b, ""); err != nil {
+		t.Fatal(err)
+	}
+	got := readBatch(t, db)
+	if len(got.Gauges) != 1 || len(got.Histograms) != 1 || len(got.Jobs) != 1 {
+		t.Fatalf("read back %d gauges, %d histograms, %d jobs; want 1 each", len(got.Gauges), len(got.Histograms), len(got.Jobs))
+	}
+	g, h, j := got.Gauges[0], got.Histograms[0], got.Jobs[0]
+	if !g.StartTime.Equal(time.Unix(0, 0)) || len(g.Attributes) != 0 || len(g.ResourceAttributes) != 0 {
+		t.Errorf("gauge with zero start time and nil maps read back as %+v", g)
+	}
+	if h.Min != nil || h.Max != nil || len(h.Bounds) != 0 || len(h.Counts) != 0 {
+		t.Errorf("histogram with nil min, max, bounds, counts read back as %+v", h)
+	}
+	if j.LeaseUntil != nil || j.Started != nil || j.Finished != nil || !j.IncidentStart.Equal(time.Unix(0, 0)) {
+		t.Errorf("job with nil times read back as %+v", j)
+	}
+}
+
+// tableCounts returns the number of rows in every table Insert writes and
+// in the rollups.
+func tableCounts(t testing.TB, db *testenv.DB) map[string]uint64 {
+	t.Helper()
+	out := map[string]uint64{}
+	for _, table := range []string{TableGauge, TableSum, TableHistogram, TableExpHistogram, TableSummary,
+		TableEvents, TableSamples, TableModelVersion, TableDrift, TableJobs} {
+		out[table] = count(t, db, "SELECT count() FROM "+table)
+	}
+	out["metrics_gauge_1m.points"] = count(t, db, "SELECT sum(points) FROM metrics_gauge_1m")
+	out["metrics_histogram_1h.count"] = count(t, db, "SELECT sumMerge(count) FROM metrics_histogram_1h")
+	return out
+}
+
+func TestInsertDeduplicatesRetriesByToken(t *testing.T) {
+	db, s := migrated(t)
+	ctx := context.Background()
+	b := fullBatch(recent(0))
+	// Two days and two rows per table, so that blocks split into parts.
+	next := fullBatch(recent(-25 * time.Hour))
+	next.ModelVersions[0].Version, next.Jobs[0].ID = 4, "job-9"
+	appendBatch(b, next)
+
+	if err := s.Insert(ctx, b, "batch-1"); err != nil {
+		t.Fatal(err)
+	}
+	once := tableCounts(t, db)
+	for table, n := range once {
+		if want := uint64(2); n != want && !strings.Contains(table, ".") {
+			t.Errorf("%s: %d rows after one insert, want %d", table, n, want)
+		}
+	}
+	if once["metrics_gauge_1m.points"] != 2 || once["metrics_histogram_1h.count"] != 42 {
+		t.Errorf("rollups after one insert: %v", once)
+	}
+
+	// A retry of the same batch with the same token stores nothing.
+	if err := s.Insert(ctx, b, "batch-1"); err != nil {
+		t.Fatal(err)
+	}
+	if again := tableCounts(t, db); !reflect.DeepEqual(again, once) {
+		t.Errorf("retry with the same token changed the tables:\n got %v\nwant %v", again, once)
+	}
+
+	// The same rows under another token are another batch.
+	if err := s.Insert(ctx, b, "batch-2"); err != nil {
+		t.Fatal(err)
+	}
+	twice := tableCounts(t, db)
+	for table, n := range twice {
+		if n != 2*once[table] {
+			t.Errorf("%s: %d after a second token, want %d", table, n, 2*once[table])
+		}
+	}
+}
+
+func TestInsertRetryAfterPartialFailure(t *testing.T) {
+	// The first attempt wrote only the gauges (as if the sums failed); the
+	// retry of the whole batch adds the sums and not the gauges again.
+	db, s := migrated(t)
+	ctx := context.Background()
+	full := fullBatch(recent(0))
+	if err := s.Insert(ctx, &Batch{Gauges: full.Gauges}, "batch-7"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Insert(ctx, full, "batch-7"); err != nil {
+		t.Fatal(err)
+	}
+	for table, n := range tableCounts(t, db) {
+		want := uint64(1)
+		if table == "metrics_histogram_1h.count" {
+			want = 21
+		}
+		if n != want {
+			t.Errorf("%s: %d, want %d", table, n, want)
+		}
+	}
+}
+
+// TestDedupNeedsTheWindowSetting shows that on this engine a MergeTree table
+// without non_replicated_deduplication_window ignores the token: the
+// setting in the migrations is what makes retries safe.
+func TestDedupNeedsTheWindowSetting(t *testing.T) {
+	db, s := migrated(t)
+	ctx := context.Background()
+	if err := db.Conn.Exec(ctx, "ALTER TABLE metrics_gauge MODIFY SETTING non_replicated_deduplication_window = 0"); err != nil {
+		t.Fatal(err)
+	}
+	b := fullBatch(recent(0))
+	for range 2 {
+		if err := s.Insert(ctx, b, "same-token"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(t, db, "SELECT count() FROM metrics_gauge"); n != 2 {
+		t.Errorf("metrics_gauge without a window: %d rows after two inserts with one token, want 2 (not deduplicated)", n)
+	}
+	if n := count(t, db, "SELECT count() FROM metrics_sum"); n != 1 {
+		t.Errorf("metrics_sum with the window: %d rows, want 1", n)
+	}
+}
+
+func appendBatch(dst, src *Batch) {
+	dst.Gauges = append(dst.Gauges, src.Gauges...)
+	dst.Sums = append(dst.Sums, src.Sums...)
+	dst.Histograms = append(dst.Histograms, src.Histograms...)
+	dst.ExpHistograms = append(dst.ExpHistograms, src.ExpHistograms...)
+	dst.Summaries = append(dst.Summaries, src.Summaries...)
+	dst.Events = append(dst.Events, src.Events...)
+	dst.Samples = append(dst.Samples, src.Samples...)
+	dst.ModelVersions = append(dst.ModelVersions, src.ModelVersions...)
+	dst.Drift = append(dst.Drift, src.Drift...)
+	dst.Jobs = append(dst.Jobs, src.Jobs...)
+}
+
+func TestBatchRowsAndReset(t *testing.T) {
+	b := fullBatch(time.Now())
+	if b.Rows() != 10 {
+		t.Fatalf("Rows() = %d, want 10", b.Rows())
+	}
+	b.Gauges = append(b.Gauges, b.Gauges[0], b.Gauges[0])
+	if b.Rows() != 12 {
+		t.Fatalf("Rows() = %d, want 12", b.Rows())
+	}
+	var tables []string
+	for table, n := range b.TableRows() {
+		want := 1
+		if table == TableGauge {
+			want = 3
+		}
+		if n != want {
+			t.Errorf("TableRows: %s has %d rows, want %d", table, n, want)
+		}
+		tables = append(tables, table)
+	}
+	if len(tables) != 10 || tables[0] != TableGauge || tables[9] != TableJobs {
+		t.Errorf("TableRows yielded %v, want the 10 tables in insert order", tables)
+	}
+	b.Reset()
+	for table := range b.TableRows() {
+		t.Errorf("TableRows of an empty batch yielded %s", table)
+	}
+	if b.Rows() != 0 || cap(b.Gauges) < 3 {
+		t.Fatalf("after Reset: Rows() = %d, cap(Gauges) = %d", b.Rows(), cap(b.Gauges))
+	}
+}
+
+func TestInsertPermanentErrorNamesTableAndKeepsOthers(t *testing.T) {
+	db, s := migrated(t)
+	b := fullBatch(recent(0))
+	b.Sums[0].Temporality = 7 // not a value of the Enum8
+	err := s.Insert(context.Background(), b, "bad-sum")
+	if err == nil {
+		t.Fatal("insert of an invalid temporality succeeded")
+	}
+	var ie *InsertError
+	if !errors.As(err, &ie) || ie.Table != db.Name+".metrics_sum" || ie.Rows != 1 {
+		t.Fatalf("err = %v, want an *InsertError for %s.metrics_sum with 1 row", err, db.Name)
+	}
+	if !strings.Contains(err.Error(), "metrics_sum") {
+		t.Errorf("error %q does not name metrics_sum", err)
+	}
+	if IsRetryable(err) {
+		t.Errorf("IsRetryable(%v) = true, want false for bad data", err)
+	}
+	counts := tableCounts(t, db)
+	if counts[TableSum] != 0 || counts[TableGauge] != 1 || counts[TableJobs] != 1 {
+		t.Errorf("after a permanent error in metrics_sum: %v; want the other tables written", counts)
+	}
+}
+
+func TestInsertUnreachableServerIsRetryable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, DialTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	err = New(conn, "").Insert(context.Background(), fullBatch(time.Now()), "tok")
+	if err == nil {
+		t.Fatal("insert into a closed port succeeded")
+	}
+	if !IsRetryable(err) {
+		t.Errorf("IsRetryable(%v) = false, want true", err)
+	}
+	var ie *InsertError
+	if !errors.As(err, &ie) || ie.Table != "drover.metrics_gauge" {
+		t.Errorf("err = %v, want an *InsertError for drover.metrics_gauge (the first table)", err)
+	}
+	if n := strings.Count(err.Error(), "insert "); n != 1 {
+		t.Errorf("Insert went on after a retryable error (%d tables failed): %v", n, err)
+	}
+}
+
+func TestIsRetryable(t *testing.T) {
+	ex := func(code int32) error { return &clickhouse.Exception{Code: code, Name: "DB::Exception", Message: "x"} }
+	wrap := func(err error) error {
+		return fmt.Errorf("outer: %w", &InsertError{Table: "drover.metrics_gauge", Rows: 3, Err: fmt.Errorf("send: %w", err)})
+	}
+	for name, tc := range map[string]struct {
+		err  error
+		want bool
+	}{
+		"nil":                    {nil, false},
+		"too many parts":         {ex(252), true},
+		"timeout exceeded":       {ex(159), true},
+		"memory limit":           {ex(241), true},
+		"keeper":                 {ex(999), true},
+		"unknown table":          {ex(60), true},
+		"type mismatch":          {ex(53), false},
+		"syntax error":           {ex(62), false},
+		"cannot parse":           {ex(6), false},
+		"wrapped too many parts": {wrap(ex(252)), true},
+		"wrapped type mismatch":  {wrap(ex(53)), false},
+		"connection refused":     {wrap(&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), true},
+		"bare connection reset":  {fmt.Errorf("read: %w", syscall.ECONNRESET), true},
+		"broken pipe":            {wrap(syscall.EPIPE), true},
+		"unexpected EOF":         {wrap(fmt.Errorf("read header: %w", io.ErrUnexpectedEOF)), true},
+		"joined unknown errors":  {wrap(fmt.Errorf("read: %w", errors.Join(errors.New("a"), errors.New("b")))), false},
+		"driver conversion":      {wrap(&column.ColumnConverterError{Op: "Append", To: "Float64", From: "string"}), false},
+		"deadline":               {wrap(context.DeadlineExceeded), true},
+		"acquire timeout":        {wrap(clickhouse.ErrAcquireConnTimeout), true},
+		"unknown error":          {wrap(errors.New("something else")), false},
+		"joined, one retryable":  {errors.Join(wrap(ex(53)), wrap(ex(252))), true},
+		"joined, all permanent":  {errors.Join(wrap(ex(53)), wrap(ex(62))), false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := IsRetryable(tc.err); got != tc.want {
+				t.Errorf("IsRetryable(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestInsertInBlocksDeduplicatesAndSquashes(t *testing.T) {
+	// Rows go out in blocks of chunkRows; a retry sends the same blocks,
+	// which the server recognises, and the blocks of one INSERT end up in one
+	// part (per partition), as a single block would.
+	defer func(n int) { chunkRows = n }(chunkRows)
+	chunkRows = 3
+	db, s := migrated(t)
+	ctx := context.Background()
+	base := recent(0)
+	b := &Batch{}
+	for i := range 10 {
+		b.Gauges = append(b.Gauges, gauge(base.Add(time.Duration(i)*time.Second), "h1", "accuracy", float64(i)))
+	}
+	for range 2 {
+		if err := s.Insert(ctx, b, "blocks"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(t, db, "SELECT count() FROM metrics_gauge"); n != 10 {
+		t.Errorf("after a retried insert of 4 blocks: %d rows, want 10", n)
+	}
+	if n := count(t, db, "SELECT sum(points) FROM metrics_gauge_1h"); n != 10 {
+		t.Errorf("after a retried insert of 4 blocks: the hourly rollup counts %d points, want 10", n)
+	}
+	parts := count(t, db, "SELECT count() FROM system.parts WHERE database = currentDatabase() AND table = 'metrics_gauge' AND active")
+	days := count(t, db, "SELECT uniqExact(toDate(time)) FROM metrics_gauge")
+	if parts != days {
+		t.Errorf("one insert of 4 blocks made %d parts over %d days, want one per day", parts, days)
+	}
+	if err := s.Insert(ctx, b, "blocks-2"); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, db, "SELECT count() FROM metrics_gauge"); n != 20 {
+		t.Errorf("after the same rows under another token: %d rows, want 20", n)
+	}
+}

@@ -1,0 +1,32 @@
+package store
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/drover-ml/drover/shared/testenv"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithClickHouse(m)) }
+
+// migrated returns a fresh database with the schema and a Store on it.
+func migrated(t testing.TB) (*testenv.DB, *Store) {
+	t.Helper()
+	db := testenv.ClickHouse(t)
+	if err := Migrate(context.Background(), db.Conn, MigrateOptions{Database: db.Name}); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return db, New(db.Conn, db.Name)
+}
+
+// count returns the number of rows that a query of the form
+// SELECT count() ... returns.
+func count(t testing.TB, db *testenv.DB, query string) uint64 {
+	t.Helper()
+	var n uint64
+	if err := db.Conn.QueryRow(context.Background(), query).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}

@@ -1,0 +1,459 @@
+-- Rendered by TestRenderClusterGolden with MigrateOptions{Cluster: "drover_cluster"}.
+-- Regenerate: go test ./collector/store -run TestRenderClusterGolden -update
+
+-- bootstrap
+
+CREATE DATABASE IF NOT EXISTS drover ON CLUSTER 'drover_cluster';
+
+CREATE TABLE IF NOT EXISTS drover.schema_migrations ON CLUSTER 'drover_cluster'
+(
+    version    UInt32,
+    name       String,
+    checksum   String,
+    applied_at DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/schema_migrations', '{shard}-{replica}', applied_at)
+ORDER BY version;
+
+-- 0001_metrics
+
+CREATE TABLE IF NOT EXISTS drover.metrics_gauge_local ON CLUSTER 'drover_cluster'
+(
+    time                DateTime64(9, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    start_time          DateTime64(9, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    service             LowCardinality(String) CODEC(ZSTD(1)),
+    host                LowCardinality(String) CODEC(ZSTD(1)),
+    agent_id            LowCardinality(String) CODEC(ZSTD(1)),
+    model               LowCardinality(String) CODEC(ZSTD(1)),
+    model_version       LowCardinality(String) CODEC(ZSTD(1)),
+    metric              LowCardinality(String) CODEC(ZSTD(1)),
+    unit                LowCardinality(String) CODEC(ZSTD(1)),
+    attributes          Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    resource_attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    scope_name          LowCardinality(String) CODEC(ZSTD(1)),
+    scope_version       LowCardinality(String) CODEC(ZSTD(1)),
+    value               Float64 CODEC(Gorilla, ZSTD(1))
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/metrics_gauge_local', '{replica}')
+PARTITION BY toDate(time)
+ORDER BY (model, model_version, metric, host, time)
+TTL toDateTime(time) + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE TABLE IF NOT EXISTS drover.metrics_gauge ON CLUSTER 'drover_cluster' AS drover.metrics_gauge_local
+ENGINE = Distributed('drover_cluster', 'drover', 'metrics_gauge_local', cityHash64(model, model_version, metric, host));
+
+CREATE TABLE IF NOT EXISTS drover.metrics_sum_local ON CLUSTER 'drover_cluster'
+(
+    time                DateTime64(9, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    start_time          DateTime64(9, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    service             LowCardinality(String) CODEC(ZSTD(1)),
+    host                LowCardinality(String) CODEC(ZSTD(1)),
+    agent_id            LowCardinality(String) CODEC(ZSTD(1)),
+    model               LowCardinality(String) CODEC(ZSTD(1)),
+    model_version       LowCardinality(String) CODEC(ZSTD(1)),
+    metric              LowCardinality(String) CODEC(ZSTD(1)),
+    unit                LowCardinality(String) CODEC(ZSTD(1)),
+    attributes          Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    resource_attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    scope_name          LowCardinality(String) CODEC(ZSTD(1)),
+    scope_version       LowCardinality(String) CODEC(ZSTD(1)),
+    temporality         Enum8('unspecified' = 0, 'delta' = 1, 'cumulative' = 2),
+    is_monotonic        Bool,
+    value               Float64 CODEC(Gorilla, ZSTD(1))
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/metrics_sum_local', '{replica}')
+PARTITION BY toDate(time)
+ORDER BY (model, model_version, metric, host, time)
+TTL toDateTime(time) + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE TABLE IF NOT EXISTS drover.metrics_sum ON CLUSTER 'drover_cluster' AS drover.metrics_sum_local
+ENGINE = Distributed('drover_cluster', 'drover', 'metrics_sum_local', cityHash64(model, model_version, metric, host));
+
+CREATE TABLE IF NOT EXISTS drover.metrics_histogram_local ON CLUSTER 'drover_cluster'
+(
+    time                DateTime64(9, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    start_time          DateTime64(9, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    service             LowCardinality(String) CODEC(ZSTD(1)),
+    host                LowCardinality(String) CODEC(ZSTD(1)),
+    agent_id            LowCardinality(String) CODEC(ZSTD(1)),
+    model               LowCardinality(String) CODEC(ZSTD(1)),
+    model_version       LowCardinality(String) CODEC(ZSTD(1)),
+    metric              LowCardinality(String) CODEC(ZSTD(1)),
+    unit                LowCardinality(String) CODEC(ZSTD(1)),
+    attributes          Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    resource_attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    scope_name          LowCardinality(String) CODEC(ZSTD(1)),
+    scope_version       LowCardinality(String) CODEC(ZSTD(1)),
+    feature             LowCardinality(String) CODEC(ZSTD(1)),
+    temporality         Enum8('unspecified' = 0, 'delta' = 1, 'cumulative' = 2),
+    count               UInt64 CODEC(T64, ZSTD(1)),
+    sum                 Float64 CODEC(Gorilla, ZSTD(1)),
+    min                 Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    max                 Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    bounds              Array(Float64) CODEC(ZSTD(1)),
+    counts              Array(UInt64) CODEC(T64, ZSTD(1))
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/metrics_histogram_local', '{replica}')
+PARTITION BY toDate(time)
+ORDER BY (model, model_version, metric, feature, host, time)
+TTL toDateTime(time) + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE TABLE IF NOT EXISTS drover.metrics_histogram ON CLUSTER 'drover_cluster' AS drover.metrics_histogram_local
+ENGINE = Distributed('drover_cluster', 'drover', 'metrics_histogram_local', cityHash64(model, model_version, metric, host));
+
+CREATE TABLE IF NOT EXISTS drover.metrics_exp_histogram_local ON CLUSTER 'drover_cluster'
+(
+    time                   DateTime64(9, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    start_time             DateTime64(9, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    service                LowCardinality(String) CODEC(ZSTD(1)),
+    host                   LowCardinality(String) CODEC(ZSTD(1)),
+    agent_id               LowCardinality(String) CODEC(ZSTD(1)),
+    model                  LowCardinality(String) CODEC(ZSTD(1)),
+    model_version          LowCardinality(String) CODEC(ZSTD(1)),
+    metric                 LowCardinality(String) CODEC(ZSTD(1)),
+    unit                   LowCardinality(String) CODEC(ZSTD(1)),
+    attributes             Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    resource_attributes    Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    scope_name             LowCardinality(String) CODEC(ZSTD(1)),
+    scope_version          LowCardinality(String) CODEC(ZSTD(1)),
+    feature                LowCardinality(String) CODEC(ZSTD(1)),
+    temporality            Enum8('unspecified' = 0, 'delta' = 1, 'cumulative' = 2),
+    count                  UInt64 CODEC(T64, ZSTD(1)),
+    sum                    Float64 CODEC(Gorilla, ZSTD(1)),
+    min                    Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    max                    Nullable(Float64) CODEC(Gorilla, ZSTD(1)),
+    scale                  Int32 CODEC(ZSTD(1)),
+    zero_count             UInt64 CODEC(T64, ZSTD(1)),
+    zero_threshold         Float64 CODEC(ZSTD(1)),
+    positive_offset        Int32 CODEC(ZSTD(1)),
+    positive_bucket_counts Array(UInt64) CODEC(T64, ZSTD(1)),
+    negative_offset        Int32 CODEC(ZSTD(1)),
+    negative_bucket_counts Array(UInt64) CODEC(T64, ZSTD(1))
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/metrics_exp_histogram_local', '{replica}')
+PARTITION BY toDate(time)
+ORDER BY (model, model_version, metric, feature, host, time)
+TTL toDateTime(time) + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE TABLE IF NOT EXISTS drover.metrics_exp_histogram ON CLUSTER 'drover_cluster' AS drover.metrics_exp_histogram_local
+ENGINE = Distributed('drover_cluster', 'drover', 'metrics_exp_histogram_local', cityHash64(model, model_version, metric, host));
+
+CREATE TABLE IF NOT EXISTS drover.metrics_summary_local ON CLUSTER 'drover_cluster'
+(
+    time                DateTime64(9, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    start_time          DateTime64(9, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    service             LowCardinality(String) CODEC(ZSTD(1)),
+    host                LowCardinality(String) CODEC(ZSTD(1)),
+    agent_id            LowCardinality(String) CODEC(ZSTD(1)),
+    model               LowCardinality(String) CODEC(ZSTD(1)),
+    model_version       LowCardinality(String) CODEC(ZSTD(1)),
+    metric              LowCardinality(String) CODEC(ZSTD(1)),
+    unit                LowCardinality(String) CODEC(ZSTD(1)),
+    attributes          Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    resource_attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    scope_name          LowCardinality(String) CODEC(ZSTD(1)),
+    scope_version       LowCardinality(String) CODEC(ZSTD(1)),
+    count               UInt64 CODEC(T64, ZSTD(1)),
+    sum                 Float64 CODEC(Gorilla, ZSTD(1)),
+    quantiles           Array(Float64) CODEC(ZSTD(1)),
+    quantile_values     Array(Float64) CODEC(ZSTD(1))
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/metrics_summary_local', '{replica}')
+PARTITION BY toDate(time)
+ORDER BY (model, model_version, metric, host, time)
+TTL toDateTime(time) + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE TABLE IF NOT EXISTS drover.metrics_summary ON CLUSTER 'drover_cluster' AS drover.metrics_summary_local
+ENGINE = Distributed('drover_cluster', 'drover', 'metrics_summary_local', cityHash64(model, model_version, metric, host));
+
+-- 0002_events_samples
+
+CREATE TABLE IF NOT EXISTS drover.events_local ON CLUSTER 'drover_cluster'
+(
+    time                DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    observed_time       DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    service             LowCardinality(String) CODEC(ZSTD(1)),
+    host                LowCardinality(String) CODEC(ZSTD(1)),
+    agent_id            LowCardinality(String) CODEC(ZSTD(1)),
+    model               LowCardinality(String) CODEC(ZSTD(1)),
+    model_version       LowCardinality(String) CODEC(ZSTD(1)),
+    event               LowCardinality(String) CODEC(ZSTD(1)),
+    severity_number     UInt8,
+    severity_text       LowCardinality(String) CODEC(ZSTD(1)),
+    body                String CODEC(ZSTD(3)),
+    attributes          Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    resource_attributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    trace_id            String CODEC(ZSTD(1)),
+    span_id             String CODEC(ZSTD(1))
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/events_local', '{replica}')
+PARTITION BY toDate(time)
+ORDER BY (model, model_version, event, host, time)
+TTL toDateTime(time) + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE TABLE IF NOT EXISTS drover.events ON CLUSTER 'drover_cluster' AS drover.events_local
+ENGINE = Distributed('drover_cluster', 'drover', 'events_local', cityHash64(model, model_version, host));
+
+CREATE TABLE IF NOT EXISTS drover.samples_local ON CLUSTER 'drover_cluster'
+(
+    time          DateTime64(9, 'UTC') CODEC(Delta, ZSTD(1)),
+    model         LowCardinality(String) CODEC(ZSTD(1)),
+    model_version LowCardinality(String) CODEC(ZSTD(1)),
+    host          LowCardinality(String) CODEC(ZSTD(1)),
+    request_id    String CODEC(ZSTD(1)),
+    inputs        String CODEC(ZSTD(3)),
+    outputs       String CODEC(ZSTD(3)),
+    label         String CODEC(ZSTD(3)),
+    attributes    Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+    INDEX request_id_bf request_id TYPE bloom_filter(0.01) GRANULARITY 4
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/samples_local', '{replica}')
+PARTITION BY toDate(time)
+ORDER BY (model, model_version, time)
+TTL toDateTime(time) + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE TABLE IF NOT EXISTS drover.samples ON CLUSTER 'drover_cluster' AS drover.samples_local
+ENGINE = Distributed('drover_cluster', 'drover', 'samples_local', cityHash64(model, model_version, request_id));
+
+-- 0003_versions_drift_jobs
+
+CREATE TABLE IF NOT EXISTS drover.model_versions_local ON CLUSTER 'drover_cluster'
+(
+    id         String CODEC(ZSTD(1)),
+    model      LowCardinality(String) CODEC(ZSTD(1)),
+    version    UInt64,
+    author     String CODEC(ZSTD(1)),
+    created    DateTime64(3, 'UTC'),
+    message    String CODEC(ZSTD(3)),
+    parent     UInt64,
+    job_id     String CODEC(ZSTD(1)),
+    manifest   String CODEC(ZSTD(3)),
+    registered DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/model_versions_local', '{replica}', registered)
+ORDER BY (model, version)
+SETTINGS replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE TABLE IF NOT EXISTS drover.model_versions ON CLUSTER 'drover_cluster' AS drover.model_versions_local
+ENGINE = Distributed('drover_cluster', 'drover', 'model_versions_local', cityHash64(model, version));
+
+CREATE TABLE IF NOT EXISTS drover.drift_results_local ON CLUSTER 'drover_cluster'
+(
+    time          DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    model         LowCardinality(String) CODEC(ZSTD(1)),
+    model_version LowCardinality(String) CODEC(ZSTD(1)),
+    feature       LowCardinality(String) CODEC(ZSTD(1)),
+    test          LowCardinality(String) CODEC(ZSTD(1)),
+    value         Float64 CODEC(Gorilla, ZSTD(1)),
+    threshold     Float64 CODEC(ZSTD(1)),
+    drifted       UInt8,
+    window_start  DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    window_end    DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    reference     String CODEC(ZSTD(1)),
+    node          LowCardinality(String) CODEC(ZSTD(1))
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/drift_results_local', '{replica}')
+PARTITION BY toDate(time)
+ORDER BY (model, model_version, feature, test, time)
+TTL toDateTime(time) + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE TABLE IF NOT EXISTS drover.drift_results ON CLUSTER 'drover_cluster' AS drover.drift_results_local
+ENGINE = Distributed('drover_cluster', 'drover', 'drift_results_local', cityHash64(model, model_version));
+
+CREATE TABLE IF NOT EXISTS drover.jobs_local ON CLUSTER 'drover_cluster'
+(
+    id             String CODEC(ZSTD(1)),
+    model          LowCardinality(String) CODEC(ZSTD(1)),
+    model_version  LowCardinality(String) CODEC(ZSTD(1)),
+    incident_start DateTime64(3, 'UTC'),
+    state          LowCardinality(String) CODEC(ZSTD(1)),
+    attempt        UInt32,
+    lease_owner    LowCardinality(String) CODEC(ZSTD(1)),
+    lease_until    Nullable(DateTime64(3, 'UTC')),
+    created        DateTime64(3, 'UTC'),
+    updated        DateTime64(3, 'UTC'),
+    started        Nullable(DateTime64(3, 'UTC')),
+    finished       Nullable(DateTime64(3, 'UTC')),
+    exit_code      Int32,
+    result_version UInt64,
+    error          String CODEC(ZSTD(3)),
+    spec           String CODEC(ZSTD(3)),
+    row_version    UInt64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/jobs_local', '{replica}', row_version)
+PARTITION BY toDate(created)
+ORDER BY id
+TTL toDateTime(created) + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE TABLE IF NOT EXISTS drover.jobs ON CLUSTER 'drover_cluster' AS drover.jobs_local
+ENGINE = Distributed('drover_cluster', 'drover', 'jobs_local', cityHash64(id));
+
+-- 0004_rollups
+
+CREATE TABLE IF NOT EXISTS drover.metrics_gauge_1m_local ON CLUSTER 'drover_cluster'
+(
+    time            DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)),
+    model           LowCardinality(String) CODEC(ZSTD(1)),
+    model_version   LowCardinality(String) CODEC(ZSTD(1)),
+    metric          LowCardinality(String) CODEC(ZSTD(1)),
+    host            LowCardinality(String) CODEC(ZSTD(1)),
+    attributes_hash UInt64,
+    attributes      SimpleAggregateFunction(any, Map(String, String)) CODEC(ZSTD(1)),
+    value_avg       AggregateFunction(avg, Float64),
+    value_min       AggregateFunction(min, Float64),
+    value_max       AggregateFunction(max, Float64),
+    value_last      AggregateFunction(argMax, Float64, DateTime64(9, 'UTC')),
+    points          SimpleAggregateFunction(sum, UInt64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/metrics_gauge_1m_local', '{replica}')
+PARTITION BY toDate(time)
+ORDER BY (model, model_version, metric, host, attributes_hash, time)
+TTL time + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS drover.metrics_gauge_1m_mv ON CLUSTER 'drover_cluster'
+TO drover.metrics_gauge_1m_local AS
+SELECT
+    toStartOfMinute(src.time)           AS time,
+    src.model                           AS model,
+    src.model_version                   AS model_version,
+    src.metric                          AS metric,
+    src.host                            AS host,
+    cityHash64(mapSort(src.attributes)) AS attributes_hash,
+    any(src.attributes)                 AS attributes,
+    avgState(src.value)                 AS value_avg,
+    minState(src.value)                 AS value_min,
+    maxState(src.value)                 AS value_max,
+    argMaxState(src.value, src.time)    AS value_last,
+    count()                             AS points
+FROM drover.metrics_gauge_local AS src
+GROUP BY time, model, model_version, metric, host, attributes_hash;
+
+CREATE TABLE IF NOT EXISTS drover.metrics_gauge_1m ON CLUSTER 'drover_cluster' AS drover.metrics_gauge_1m_local
+ENGINE = Distributed('drover_cluster', 'drover', 'metrics_gauge_1m_local');
+
+CREATE TABLE IF NOT EXISTS drover.metrics_gauge_1h_local ON CLUSTER 'drover_cluster'
+(
+    time            DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)),
+    model           LowCardinality(String) CODEC(ZSTD(1)),
+    model_version   LowCardinality(String) CODEC(ZSTD(1)),
+    metric          LowCardinality(String) CODEC(ZSTD(1)),
+    host            LowCardinality(String) CODEC(ZSTD(1)),
+    attributes_hash UInt64,
+    attributes      SimpleAggregateFunction(any, Map(String, String)) CODEC(ZSTD(1)),
+    value_avg       AggregateFunction(avg, Float64),
+    value_min       AggregateFunction(min, Float64),
+    value_max       AggregateFunction(max, Float64),
+    value_last      AggregateFunction(argMax, Float64, DateTime64(9, 'UTC')),
+    points          SimpleAggregateFunction(sum, UInt64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/metrics_gauge_1h_local', '{replica}')
+PARTITION BY toDate(time)
+ORDER BY (model, model_version, metric, host, attributes_hash, time)
+TTL time + INTERVAL 365 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS drover.metrics_gauge_1h_mv ON CLUSTER 'drover_cluster'
+TO drover.metrics_gauge_1h_local AS
+SELECT
+    toStartOfHour(src.time)             AS time,
+    src.model                           AS model,
+    src.model_version                   AS model_version,
+    src.metric                          AS metric,
+    src.host                            AS host,
+    cityHash64(mapSort(src.attributes)) AS attributes_hash,
+    any(src.attributes)                 AS attributes,
+    avgState(src.value)                 AS value_avg,
+    minState(src.value)                 AS value_min,
+    maxState(src.value)                 AS value_max,
+    argMaxState(src.value, src.time)    AS value_last,
+    count()                             AS points
+FROM drover.metrics_gauge_local AS src
+GROUP BY time, model, model_version, metric, host, attributes_hash;
+
+CREATE TABLE IF NOT EXISTS drover.metrics_gauge_1h ON CLUSTER 'drover_cluster' AS drover.metrics_gauge_1h_local
+ENGINE = Distributed('drover_cluster', 'drover', 'metrics_gauge_1h_local');
+
+CREATE TABLE IF NOT EXISTS drover.metrics_histogram_1m_local ON CLUSTER 'drover_cluster'
+(
+    time          DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)),
+    model         LowCardinality(String) CODEC(ZSTD(1)),
+    model_version LowCardinality(String) CODEC(ZSTD(1)),
+    metric        LowCardinality(String) CODEC(ZSTD(1)),
+    feature       LowCardinality(String) CODEC(ZSTD(1)),
+    bounds        Array(Float64) CODEC(ZSTD(1)),
+    counts        AggregateFunction(sumForEach, Array(UInt64)),
+    count         AggregateFunction(sum, UInt64),
+    sum           AggregateFunction(sum, Float64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/metrics_histogram_1m_local', '{replica}')
+PARTITION BY toDate(time)
+ORDER BY (model, model_version, metric, feature, bounds, time)
+TTL time + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS drover.metrics_histogram_1m_mv ON CLUSTER 'drover_cluster'
+TO drover.metrics_histogram_1m_local AS
+SELECT
+    toStartOfMinute(src.time)    AS time,
+    src.model                    AS model,
+    src.model_version            AS model_version,
+    src.metric                   AS metric,
+    src.feature                  AS feature,
+    src.bounds                   AS bounds,
+    sumForEachState(src.counts)  AS counts,
+    sumState(src.count)          AS count,
+    sumState(src.sum)            AS sum
+FROM drover.metrics_histogram_local AS src
+WHERE src.temporality = 'delta'
+GROUP BY time, model, model_version, metric, feature, bounds;
+
+CREATE TABLE IF NOT EXISTS drover.metrics_histogram_1m ON CLUSTER 'drover_cluster' AS drover.metrics_histogram_1m_local
+ENGINE = Distributed('drover_cluster', 'drover', 'metrics_histogram_1m_local');
+
+CREATE TABLE IF NOT EXISTS drover.metrics_histogram_1h_local ON CLUSTER 'drover_cluster'
+(
+    time          DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)),
+    model         LowCardinality(String) CODEC(ZSTD(1)),
+    model_version LowCardinality(String) CODEC(ZSTD(1)),
+    metric        LowCardinality(String) CODEC(ZSTD(1)),
+    feature       LowCardinality(String) CODEC(ZSTD(1)),
+    bounds        Array(Float64) CODEC(ZSTD(1)),
+    counts        AggregateFunction(sumForEach, Array(UInt64)),
+    count         AggregateFunction(sum, UInt64),
+    sum           AggregateFunction(sum, Float64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/metrics_histogram_1h_local', '{replica}')
+PARTITION BY toDate(time)
+ORDER BY (model, model_version, metric, feature, bounds, time)
+TTL time + INTERVAL 365 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS drover.metrics_histogram_1h_mv ON CLUSTER 'drover_cluster'
+TO drover.metrics_histogram_1h_local AS
+SELECT
+    toStartOfHour(src.time)      AS time,
+    src.model                    AS model,
+    src.model_version            AS model_version,
+    src.metric                   AS metric,
+    src.feature                  AS feature,
+    src.bounds                   AS bounds,
+    sumForEachState(src.counts)  AS counts,
+    sumState(src.count)          AS count,
+    sumState(src.sum)            AS sum
+FROM drover.metrics_histogram_local AS src
+WHERE src.temporality = 'delta'
+GROUP BY time, model, model_version, metric, feature, bounds;
+
+CREATE TABLE IF NOT EXISTS drover.metrics_histogram_1h ON CLUSTER 'drover_cluster' AS drover.metrics_histogram_1h_local
+ENGINE = Distributed('drover_cluster', 'drover', 'metrics_histogram_1h_local');
+
