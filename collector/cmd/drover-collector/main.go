@@ -11,13 +11,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
-	"time"
 
-	"github.com/oklog/run"
-
-	"github.com/drover-ml/drover/collector/admin"
-	"github.com/drover-ml/drover/collector/store"
+	"github.com/drover-ml/drover/collector/server"
 	"github.com/drover-ml/drover/shared/buildinfo"
 )
 
@@ -61,27 +58,22 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-type serveFlags struct {
-	config, clickhouse, dataDir                   string
-	otlpGRPCAddr, otlpHTTPAddr, adminAddr, gossip string
-	nodeName, join, logLevel                      string
-}
-
 func serve(args []string, stdout, stderr io.Writer) error {
-	var f serveFlags
-	host, _ := os.Hostname()
 	fs := flag.NewFlagSet("drover-collector serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&f.config, "config", "", "YAML config file")
-	fs.StringVar(&f.clickhouse, "clickhouse", store.Embedded, `"embedded" or a DSN such as clickhouse://host:9000/drover`)
-	fs.StringVar(&f.dataDir, "data-dir", "var/collector", "data directory (embedded ClickHouse, spool)")
-	fs.StringVar(&f.otlpGRPCAddr, "otlp-grpc-addr", ":4317", "OTLP gRPC listen address")
-	fs.StringVar(&f.otlpHTTPAddr, "otlp-http-addr", ":4318", "OTLP HTTP listen address")
-	fs.StringVar(&f.adminAddr, "admin-addr", ":7070", "admin API listen address")
-	fs.StringVar(&f.gossip, "gossip-addr", ":7946", "memberlist gossip address")
-	fs.StringVar(&f.nodeName, "node-name", host, "cluster node name")
-	fs.StringVar(&f.join, "join", "", "comma-separated host:port of cluster peers")
-	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	configPath := fs.String("config", "", "YAML config file (flags override it)")
+	chSpec := fs.String("clickhouse", "", `"embedded" (default) or a DSN such as clickhouse://host:9000/drover`)
+	dataDir := fs.String("data-dir", "", "data directory: embedded ClickHouse, spool (default var/collector)")
+	grpcAddr := fs.String("otlp-grpc-addr", "", "OTLP gRPC listen address (default :4317)")
+	httpAddr := fs.String("otlp-http-addr", "", "OTLP HTTP listen address (default :4318)")
+	adminAddr := fs.String("admin-addr", "", "admin API listen address (default :7070)")
+	gossip := fs.String("gossip-addr", "", "memberlist gossip address (default :7946)")
+	nodeName := fs.String("node-name", "", "cluster node name (default the host name)")
+	join := fs.String("join", "", "comma-separated host:port (or DNS names) of cluster peers")
+	keyFile := fs.String("gossip-key-file", "", "file with the base64 gossip encryption key (16, 24 or 32 bytes)")
+	cluster := fs.String("cluster", "", "ClickHouse cluster name: create the schema ON CLUSTER with Replicated engines")
+	noGossip := fs.Bool("no-gossip", false, "run a single node without memberlist")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -89,53 +81,41 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	backend, err := store.Open(ctx, f.clickhouse, f.dataDir, log)
+	cfg, err := server.Load(*configPath)
 	if err != nil {
 		return err
 	}
-	// The backend closes last, after every component that writes to it has
-	// returned (run.Group waits for all actors before we get here).
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := backend.Close(cctx); err != nil {
-			log.Error("close clickhouse", "err", err)
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
 		}
-	}()
-	log.Info("clickhouse ready", "dsn", backend.DSN)
-
-	var g run.Group
-	{
-		ctx, cancel := context.WithCancel(ctx)
-		g.Add(func() error {
-			<-ctx.Done()
-			return nil
-		}, func(error) { cancel() })
 	}
-	{
-		ctx, cancel := context.WithCancel(context.Background())
-		srv := admin.New(f.adminAddr, func(ctx context.Context) error { return backend.Conn.Ping(ctx) }, log)
-		g.Add(func() error { return srv.Run(ctx) }, func(error) { cancel() })
-	}
-	if exited := backend.Exited(); exited != nil {
-		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error {
-			select {
-			case <-exited:
-				return errors.New("embedded clickhouse exited")
-			case <-ctx.Done():
-				return nil
+	set(&cfg.ClickHouse.DSN, *chSpec)
+	set(&cfg.DataDir, *dataDir)
+	set(&cfg.OTLP.GRPCAddr, *grpcAddr)
+	set(&cfg.OTLP.HTTPAddr, *httpAddr)
+	set(&cfg.AdminAddr, *adminAddr)
+	set(&cfg.Cluster.GossipAddr, *gossip)
+	set(&cfg.Cluster.NodeName, *nodeName)
+	set(&cfg.Cluster.KeyFile, *keyFile)
+	set(&cfg.ClickHouse.Cluster, *cluster)
+	if *join != "" {
+		cfg.Cluster.Join = nil
+		for _, p := range strings.Split(*join, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				cfg.Cluster.Join = append(cfg.Cluster.Join, p)
 			}
-		}, func(error) { cancel() })
+		}
 	}
-	log.Info("drover-collector serving", "node", f.nodeName, "admin", f.adminAddr)
-	return g.Run()
+	if *noGossip {
+		cfg.Cluster.Disabled = true
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return server.Run(ctx, cfg, server.Listeners{}, log)
 }

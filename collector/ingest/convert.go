@@ -1,0 +1,285 @@
+package ingest
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+
+	"github.com/drover-ml/drover/collector/store"
+	"github.com/drover-ml/drover/shared/semconv"
+)
+
+// Convert decodes an OTLP export request (protobuf) of the given kind and
+// appends its rows to b. Attributes are data: missing or unexpected ones are
+// stored as they come; only undecodable payloads are errors.
+func Convert(kind Kind, payload []byte, b *store.Batch) error {
+	switch kind {
+	case KindMetrics:
+		req := pmetricotlp.NewExportRequest()
+		if err := req.UnmarshalProto(payload); err != nil {
+			return fmt.Errorf("decode OTLP metrics: %w", err)
+		}
+		convertMetrics(req.Metrics(), b)
+		return nil
+	case KindLogs:
+		req := plogotlp.NewExportRequest()
+		if err := req.UnmarshalProto(payload); err != nil {
+			return fmt.Errorf("decode OTLP logs: %w", err)
+		}
+		convertLogs(req.Logs(), b)
+		return nil
+	}
+	return fmt.Errorf("unknown payload kind %d", kind)
+}
+
+// resourceInfo is what every row takes from its resource.
+type resourceInfo struct {
+	service, host, agent, model, version string
+	attrs                                map[string]string
+}
+
+func resourceOf(r pcommon.Resource) resourceInfo {
+	attrs := attrMap(r.Attributes(), "")
+	return resourceInfo{
+		service: attrs[semconv.AttrServiceName],
+		host:    attrs[semconv.AttrHostName],
+		agent:   attrs[semconv.AttrAgentID],
+		model:   attrs[semconv.AttrModel],
+		version: attrs[semconv.AttrModelVersion],
+		attrs:   attrs,
+	}
+}
+
+// attrMap flattens attributes to strings; non-string values are rendered
+// as OTel renders them (numbers as decimals, slices and maps as JSON).
+func attrMap(m pcommon.Map, skip ...string) map[string]string {
+	out := make(map[string]string, m.Len())
+	m.Range(func(k string, v pcommon.Value) bool {
+		for _, s := range skip {
+			if k == s {
+				return true
+			}
+		}
+		out[k] = v.AsString()
+		return true
+	})
+	return out
+}
+
+// pointAttrs returns the point's attributes without the ones that become
+// columns, and those column values (falling back to the resource's).
+func pointAttrs(m pcommon.Map, res *resourceInfo) (attrs map[string]string, model, version, feature string) {
+	model, version = res.model, res.version
+	attrs = make(map[string]string, m.Len())
+	m.Range(func(k string, v pcommon.Value) bool {
+		switch k {
+		case semconv.AttrModel:
+			model = v.AsString()
+		case semconv.AttrModelVersion:
+			version = v.AsString()
+		case semconv.AttrFeature:
+			feature = v.AsString()
+		default:
+			attrs[k] = v.AsString()
+		}
+		return true
+	})
+	return attrs, model, version, feature
+}
+
+func ts(t pcommon.Timestamp) time.Time {
+	if t == 0 {
+		return time.Unix(0, 0).UTC()
+	}
+	return t.AsTime()
+}
+
+func finite(f float64) float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0
+	}
+	return f
+}
+
+func convertMetrics(md pmetric.Metrics, b *store.Batch) {
+	rms := md.ResourceMetrics()
+	for i := 0; i < rms.Len(); i++ {
+		rm := rms.At(i)
+		res := resourceOf(rm.Resource())
+		sms := rm.ScopeMetrics()
+		for j := 0; j < sms.Len(); j++ {
+			sm := sms.At(j)
+			scopeName, scopeVersion := sm.Scope().Name(), sm.Scope().Version()
+			ms := sm.Metrics()
+			for k := 0; k < ms.Len(); k++ {
+				m := ms.At(k)
+				histogram := m.Type() == pmetric.MetricTypeHistogram || m.Type() == pmetric.MetricTypeExponentialHistogram
+				base := func(attrs pcommon.Map, t, start pcommon.Timestamp) (store.Point, string) {
+					a, model, version, feature := pointAttrs(attrs, &res)
+					if feature != "" && !histogram {
+						// Only histograms have a feature column.
+						a[semconv.AttrFeature] = feature
+					}
+					return store.Point{
+						Time: ts(t), StartTime: ts(start), Service: res.service, Host: res.host, AgentID: res.agent,
+						Model: model, ModelVersion: version, Metric: m.Name(), Unit: m.Unit(),
+						Attributes: a, ResourceAttributes: res.attrs, ScopeName: scopeName, ScopeVersion: scopeVersion,
+					}, feature
+				}
+				switch m.Type() {
+				case pmetric.MetricTypeGauge:
+					dps := m.Gauge().DataPoints()
+					for p := 0; p < dps.Len(); p++ {
+						dp := dps.At(p)
+						pt, _ := base(dp.Attributes(), dp.Timestamp(), dp.StartTimestamp())
+						b.Gauges = append(b.Gauges, store.GaugeRow{Point: pt, Value: numberValue(dp)})
+					}
+				case pmetric.MetricTypeSum:
+					s := m.Sum()
+					dps := s.DataPoints()
+					for p := 0; p < dps.Len(); p++ {
+						dp := dps.At(p)
+						pt, _ := base(dp.Attributes(), dp.Timestamp(), dp.StartTimestamp())
+						b.Sums = append(b.Sums, store.SumRow{Point: pt, Temporality: store.Temporality(s.AggregationTemporality()),
+							IsMonotonic: s.IsMonotonic(), Value: numberValue(dp)})
+					}
+				case pmetric.MetricTypeHistogram:
+					h := m.Histogram()
+					dps := h.DataPoints()
+					for p := 0; p < dps.Len(); p++ {
+						dp := dps.At(p)
+						pt, feature := base(dp.Attributes(), dp.Timestamp(), dp.StartTimestamp())
+						row := store.HistogramRow{Point: pt, Feature: feature, Temporality: store.Temporality(h.AggregationTemporality()),
+							Count: dp.Count(), Sum: finite(dp.Sum()), Bounds: dp.ExplicitBounds().AsRaw(), Counts: dp.BucketCounts().AsRaw()}
+						if dp.HasMin() {
+							v := dp.Min()
+							row.Min = &v
+						}
+						if dp.HasMax() {
+							v := dp.Max()
+							row.Max = &v
+						}
+						if row.Bounds == nil {
+							row.Bounds = []float64{}
+						}
+						if row.Counts == nil {
+							row.Counts = []uint64{}
+						}
+						b.Histograms = append(b.Histograms, row)
+					}
+				case pmetric.MetricTypeExponentialHistogram:
+					h := m.ExponentialHistogram()
+					dps := h.DataPoints()
+					for p := 0; p < dps.Len(); p++ {
+						dp := dps.At(p)
+						pt, feature := base(dp.Attributes(), dp.Timestamp(), dp.StartTimestamp())
+						row := store.ExpHistogramRow{Point: pt, Feature: feature, Temporality: store.Temporality(h.AggregationTemporality()),
+							Count: dp.Count(), Sum: finite(dp.Sum()), Scale: dp.Scale(), ZeroCount: dp.ZeroCount(), ZeroThreshold: dp.ZeroThreshold(),
+							PositiveOffset: dp.Positive().Offset(), PositiveBucketCounts: nonNil(dp.Positive().BucketCounts().AsRaw()),
+							NegativeOffset: dp.Negative().Offset(), NegativeBucketCounts: nonNil(dp.Negative().BucketCounts().AsRaw())}
+						if dp.HasMin() {
+							v := dp.Min()
+							row.Min = &v
+						}
+						if dp.HasMax() {
+							v := dp.Max()
+							row.Max = &v
+						}
+						b.ExpHistograms = append(b.ExpHistograms, row)
+					}
+				case pmetric.MetricTypeSummary:
+					dps := m.Summary().DataPoints()
+					for p := 0; p < dps.Len(); p++ {
+						dp := dps.At(p)
+						pt, _ := base(dp.Attributes(), dp.Timestamp(), dp.StartTimestamp())
+						qs := dp.QuantileValues()
+						row := store.SummaryRow{Point: pt, Count: dp.Count(), Sum: finite(dp.Sum()),
+							Quantiles: make([]float64, qs.Len()), QuantileValues: make([]float64, qs.Len())}
+						for q := 0; q < qs.Len(); q++ {
+							row.Quantiles[q] = qs.At(q).Quantile()
+							row.QuantileValues[q] = qs.At(q).Value()
+						}
+						b.Summaries = append(b.Summaries, row)
+					}
+				}
+			}
+		}
+	}
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+func numberValue(dp pmetric.NumberDataPoint) float64 {
+	if dp.ValueType() == pmetric.NumberDataPointValueTypeInt {
+		return float64(dp.IntValue())
+	}
+	return dp.DoubleValue()
+}
+
+// sampleBody is the body of a semconv.EventSample log record.
+type sampleBody struct {
+	Inputs  json.RawMessage `json:"inputs"`
+	Outputs json.RawMessage `json:"outputs"`
+	Label   json.RawMessage `json:"label,omitempty"`
+}
+
+func convertLogs(ld plog.Logs, b *store.Batch) {
+	rls := ld.ResourceLogs()
+	for i := 0; i < rls.Len(); i++ {
+		rl := rls.At(i)
+		res := resourceOf(rl.Resource())
+		sls := rl.ScopeLogs()
+		for j := 0; j < sls.Len(); j++ {
+			lrs := sls.At(j).LogRecords()
+			for k := 0; k < lrs.Len(); k++ {
+				lr := lrs.At(k)
+				attrs, model, version, _ := pointAttrs(lr.Attributes(), &res)
+				event := attrs[semconv.AttrEventKind]
+				t := ts(lr.Timestamp())
+				if lr.Timestamp() == 0 {
+					t = ts(lr.ObservedTimestamp())
+				}
+				if event == semconv.EventSample {
+					var body sampleBody
+					raw := lr.Body().AsString()
+					if err := json.Unmarshal([]byte(raw), &body); err == nil {
+						reqID := attrs[semconv.AttrRequestID]
+						delete(attrs, semconv.AttrEventKind)
+						delete(attrs, semconv.AttrRequestID)
+						b.Samples = append(b.Samples, store.SampleRow{
+							Time: t, Model: model, ModelVersion: version, Host: res.host, RequestID: reqID,
+							Inputs: string(body.Inputs), Outputs: string(body.Outputs), Label: string(body.Label), Attributes: attrs,
+						})
+						continue
+					}
+					// A sample whose body is not the expected JSON is kept as an event.
+				}
+				delete(attrs, semconv.AttrEventKind)
+				row := store.EventRow{
+					Time: t, ObservedTime: ts(lr.ObservedTimestamp()), Service: res.service, Host: res.host, AgentID: res.agent,
+					Model: model, ModelVersion: version, Event: event, SeverityNumber: uint8(lr.SeverityNumber()),
+					SeverityText: lr.SeverityText(), Body: lr.Body().AsString(), Attributes: attrs, ResourceAttributes: res.attrs,
+				}
+				if id := lr.TraceID(); !id.IsEmpty() {
+					row.TraceID = id.String()
+				}
+				if id := lr.SpanID(); !id.IsEmpty() {
+					row.SpanID = id.String()
+				}
+				b.Events = append(b.Events, row)
+			}
+		}
+	}
+}

@@ -1,0 +1,379 @@
+// Package ingest receives OTLP (gRPC and HTTP, protobuf and JSON) metrics
+// and logs, makes them durable, and writes them to ClickHouse.
+//
+// The path of a request: a receiver decodes it with the OTel Collector's
+// pdata packages (malformed → 400 / InvalidArgument), hands the OTLP
+// protobuf to the Sink, which appends it to the durable spool, and only then
+// acknowledges it. A full spool answers 429 / RESOURCE_EXHAUSTED with a
+// retry delay so senders back off; nothing is dropped silently. The Writer
+// reads the spool in order, converts records to rows, inserts them into
+// ClickHouse in large batches with a deduplication token per batch, and acks
+// the spool.
+package ingest
+
+import (
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Kind says what an OTLP payload holds.
+type Kind byte
+
+// Payload kinds; the values are stored in the spool, never change them.
+const (
+	KindMetrics Kind = 1
+	KindLogs    Kind = 2
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindMetrics:
+		return "metrics"
+	case KindLogs:
+		return "logs"
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// ErrBackpressure is returned by a Sink that cannot take more data now
+// (spool full); receivers answer 429 / RESOURCE_EXHAUSTED with RetryAfter.
+var ErrBackpressure = errors.New("collector is over its spool limit; retry later")
+
+// Sink makes an OTLP export request durable. Accept returns only when the
+// payload is durable (the receiver then acknowledges it) or with an error.
+// points is the number of data points or log records it holds.
+type Sink interface {
+	Accept(ctx context.Context, kind Kind, payload []byte, points int) error
+}
+
+// ReceiverConfig configures the OTLP receivers.
+type ReceiverConfig struct {
+	GRPCAddr string // default ":4317"
+	HTTPAddr string // default ":4318"
+	// MaxRequestBytes bounds one request (decompressed); default 16 MiB.
+	MaxRequestBytes int
+	// RetryAfter is the back-off advertised when the spool is full.
+	RetryAfter time.Duration
+}
+
+// Receiver serves OTLP over gRPC and HTTP.
+type Receiver struct {
+	cfg   ReceiverConfig
+	sink  Sink
+	log   *slog.Logger
+	stats *Stats
+}
+
+// NewReceiver builds the receivers; Run starts them.
+func NewReceiver(cfg ReceiverConfig, sink Sink, stats *Stats, log *slog.Logger) *Receiver {
+	if cfg.GRPCAddr == "" {
+		cfg.GRPCAddr = ":4317"
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = ":4318"
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = 16 << 20
+	}
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = 5 * time.Second
+	}
+	if stats == nil {
+		stats = &Stats{}
+	}
+	return &Receiver{cfg: cfg, sink: sink, log: log, stats: stats}
+}
+
+// Run listens on both addresses and serves until ctx is cancelled, then
+// stops accepting and waits for requests in flight.
+func (r *Receiver) Run(ctx context.Context) error {
+	gl, err := net.Listen("tcp", r.cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("otlp grpc listen %s: %w", r.cfg.GRPCAddr, err)
+	}
+	hl, err := net.Listen("tcp", r.cfg.HTTPAddr)
+	if err != nil {
+		gl.Close()
+		return fmt.Errorf("otlp http listen %s: %w", r.cfg.HTTPAddr, err)
+	}
+	return r.Serve(ctx, gl, hl)
+}
+
+// Serve is Run on listeners the caller opened.
+func (r *Receiver) Serve(ctx context.Context, gl, hl net.Listener) error {
+	gs := grpc.NewServer(grpc.MaxRecvMsgSize(r.cfg.MaxRequestBytes))
+	pmetricotlp.RegisterGRPCServer(gs, &grpcMetrics{r: r})
+	plogotlp.RegisterGRPCServer(gs, &grpcLogs{r: r})
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/metrics", func(w http.ResponseWriter, req *http.Request) { r.serveHTTP(w, req, KindMetrics) })
+	mux.HandleFunc("POST /v1/logs", func(w http.ResponseWriter, req *http.Request) { r.serveHTTP(w, req, KindLogs) })
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	errc := make(chan error, 2)
+	go func() {
+		if err := gs.Serve(gl); err != nil {
+			errc <- fmt.Errorf("otlp grpc: %w", err)
+			return
+		}
+		errc <- nil
+	}()
+	go func() {
+		if err := hs.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("otlp http: %w", err)
+			return
+		}
+		errc <- nil
+	}()
+	r.log.Info("OTLP receivers listening", "grpc", gl.Addr().String(), "http", hl.Addr().String())
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { gs.GracefulStop(); close(done) }()
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close()
+	}
+	select {
+	case <-done:
+	case <-sctx.Done():
+		gs.Stop()
+		<-done
+	}
+	if runErr == nil {
+		<-errc
+		<-errc
+	}
+	return runErr
+}
+
+func (r *Receiver) backpressure() error {
+	st := status.New(codes.ResourceExhausted, ErrBackpressure.Error())
+	if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(r.cfg.RetryAfter)}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+type grpcMetrics struct {
+	pmetricotlp.UnimplementedGRPCServer
+	r *Receiver
+}
+
+func (g *grpcMetrics) Export(ctx context.Context, req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
+	resp := pmetricotlp.NewExportResponse()
+	payload, err := req.MarshalProto()
+	if err != nil {
+		return resp, status.Error(codes.Internal, err.Error())
+	}
+	return resp, g.r.accept(ctx, KindMetrics, payload, req.Metrics().DataPointCount(), true)
+}
+
+type grpcLogs struct {
+	plogotlp.UnimplementedGRPCServer
+	r *Receiver
+}
+
+func (g *grpcLogs) Export(ctx context.Context, req plogotlp.ExportRequest) (plogotlp.ExportResponse, error) {
+	resp := plogotlp.NewExportResponse()
+	payload, err := req.MarshalProto()
+	if err != nil {
+		return resp, status.Error(codes.Internal, err.Error())
+	}
+	return resp, g.r.accept(ctx, KindLogs, payload, req.Logs().LogRecordCount(), true)
+}
+
+// accept hands a decoded payload to the sink and maps its error for gRPC
+// (asGRPC) or returns it as is.
+func (r *Receiver) accept(ctx context.Context, kind Kind, payload []byte, points int, asGRPC bool) error {
+	r.stats.received(kind, points)
+	err := r.sink.Accept(ctx, kind, payload, points)
+	if err == nil {
+		return nil
+	}
+	r.stats.rejected(kind, points)
+	if !asGRPC {
+		return err
+	}
+	switch {
+	case errors.Is(err, ErrBackpressure):
+		return r.backpressure()
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	}
+	return status.Error(codes.Unavailable, err.Error())
+}
+
+const (
+	ctProtobuf = "application/x-protobuf"
+	ctJSON     = "application/json"
+)
+
+func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request, kind Kind) {
+	ct, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	if ct != ctProtobuf && ct != ctJSON {
+		httpError(w, ct, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q: want %s or %s", req.Header.Get("Content-Type"), ctProtobuf, ctJSON))
+		return
+	}
+	body, status, err := r.readBody(w, req)
+	if err != nil {
+		httpError(w, ct, status, err.Error())
+		return
+	}
+	var payload []byte
+	var points int
+	var respBody func() ([]byte, error)
+	switch kind {
+	case KindMetrics:
+		er := pmetricotlp.NewExportRequest()
+		if ct == ctJSON {
+			err = er.UnmarshalJSON(body)
+		} else {
+			err = er.UnmarshalProto(body)
+		}
+		if err != nil {
+			httpError(w, ct, http.StatusBadRequest, "malformed OTLP metrics: "+err.Error())
+			return
+		}
+		points = er.Metrics().DataPointCount()
+		payload = body
+		if ct == ctJSON {
+			if payload, err = er.MarshalProto(); err != nil {
+				httpError(w, ct, http.StatusInternalServerError, err.Error())
+				return
+			}
+		}
+		resp := pmetricotlp.NewExportResponse()
+		respBody = func() ([]byte, error) {
+			if ct == ctJSON {
+				return resp.MarshalJSON()
+			}
+			return resp.MarshalProto()
+		}
+	case KindLogs:
+		er := plogotlp.NewExportRequest()
+		if ct == ctJSON {
+			err = er.UnmarshalJSON(body)
+		} else {
+			err = er.UnmarshalProto(body)
+		}
+		if err != nil {
+			httpError(w, ct, http.StatusBadRequest, "malformed OTLP logs: "+err.Error())
+			return
+		}
+		points = er.Logs().LogRecordCount()
+		payload = body
+		if ct == ctJSON {
+			if payload, err = er.MarshalProto(); err != nil {
+				httpError(w, ct, http.StatusInternalServerError, err.Error())
+				return
+			}
+		}
+		resp := plogotlp.NewExportResponse()
+		respBody = func() ([]byte, error) {
+			if ct == ctJSON {
+				return resp.MarshalJSON()
+			}
+			return resp.MarshalProto()
+		}
+	}
+	if err := r.accept(req.Context(), kind, payload, points, false); err != nil {
+		if errors.Is(err, ErrBackpressure) {
+			w.Header().Set("Retry-After", strconv.Itoa(int(r.cfg.RetryAfter.Seconds()+0.5)))
+			httpError(w, ct, http.StatusTooManyRequests, err.Error())
+			return
+		}
+		httpError(w, ct, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	b, err := respBody()
+	if err != nil {
+		httpError(w, ct, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", ct)
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
+}
+
+// readBody reads the (possibly gzip-compressed) body up to the limit.
+func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request) ([]byte, int, error) {
+	limit := int64(r.cfg.MaxRequestBytes)
+	if req.ContentLength > limit {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body of %d bytes exceeds the %d byte limit", req.ContentLength, limit)
+	}
+	var src io.Reader = http.MaxBytesReader(w, req.Body, limit)
+	switch req.Header.Get("Content-Encoding") {
+	case "", "identity":
+	case "gzip":
+		zr, err := gzip.NewReader(src)
+		if err != nil {
+			return nil, http.StatusBadRequest, fmt.Errorf("gzip body: %w", err)
+		}
+		defer zr.Close()
+		src = io.LimitReader(zr, limit+1)
+	default:
+		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("Content-Encoding %q: want gzip or none", req.Header.Get("Content-Encoding"))
+	}
+	body, err := io.ReadAll(src)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body exceeds the %d byte limit", limit)
+		}
+		return nil, http.StatusBadRequest, fmt.Errorf("read body: %w", err)
+	}
+	if int64(len(body)) > limit {
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("decompressed body exceeds the %d byte limit", limit)
+	}
+	return body, 0, nil
+}
+
+// httpError answers with an OTLP Status message in the request's encoding.
+func httpError(w http.ResponseWriter, ct string, code int, msg string) {
+	st := status.New(httpToGRPC(code), msg).Proto()
+	var b []byte
+	if ct == ctProtobuf {
+		b, _ = protoMarshal(st)
+		w.Header().Set("Content-Type", ctProtobuf)
+	} else {
+		b, _ = protoJSON(st)
+		w.Header().Set("Content-Type", ctJSON)
+	}
+	w.WriteHeader(code)
+	w.Write(b)
+}
+
+func httpToGRPC(code int) codes.Code {
+	switch code {
+	case http.StatusBadRequest:
+		return codes.InvalidArgument
+	case http.StatusRequestEntityTooLarge, http.StatusTooManyRequests:
+		return codes.ResourceExhausted
+	case http.StatusUnsupportedMediaType:
+		return codes.InvalidArgument
+	case http.StatusServiceUnavailable:
+		return codes.Unavailable
+	}
+	return codes.Internal
+}

@@ -1,0 +1,306 @@
+// Package server composes drover-collector: ClickHouse (embedded or a
+// server) with its schema, the durable spool, the OTLP receivers, the
+// writer, the cluster ring and the admin API, with the stop order that
+// loses nothing: receivers stop first, then the writer drains the spool into
+// ClickHouse, then ClickHouse stops.
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/drover-ml/drover/collector/admin"
+	"github.com/drover-ml/drover/collector/ingest"
+	"github.com/drover-ml/drover/collector/ring"
+	"github.com/drover-ml/drover/collector/spool"
+	"github.com/drover-ml/drover/collector/store"
+)
+
+// Config is the collector's configuration (YAML file, overridden by flags).
+type Config struct {
+	DataDir    string     `yaml:"data_dir"`
+	ClickHouse ClickHouse `yaml:"clickhouse"`
+	OTLP       OTLP       `yaml:"otlp"`
+	AdminAddr  string     `yaml:"admin_addr"`
+	Spool      Spool      `yaml:"spool"`
+	Writer     Writer     `yaml:"writer"`
+	Cluster    Cluster    `yaml:"cluster"`
+}
+
+// ClickHouse says where the data goes.
+type ClickHouse struct {
+	// DSN is "embedded" (default) or clickhouse://host:9000/...
+	DSN      string `yaml:"dsn"`
+	Database string `yaml:"database"`
+	// Cluster, when set, creates the schema ON CLUSTER with Replicated
+	// engines and Distributed tables.
+	Cluster string `yaml:"cluster"`
+	TTLDays int    `yaml:"ttl_days"`
+}
+
+// OTLP configures the receivers.
+type OTLP struct {
+	GRPCAddr        string `yaml:"grpc_addr"`
+	HTTPAddr        string `yaml:"http_addr"`
+	MaxRequestBytes int    `yaml:"max_request_bytes"`
+}
+
+// Spool configures the durable spool.
+type Spool struct {
+	MaxBytes     int64            `yaml:"max_bytes"`
+	SegmentBytes int64            `yaml:"segment_bytes"`
+	Sync         spool.SyncPolicy `yaml:"sync"`
+	SkipCorrupt  bool             `yaml:"skip_corrupt"`
+}
+
+// Writer configures batching into ClickHouse.
+type Writer struct {
+	BatchRows     int           `yaml:"batch_rows"`
+	FlushInterval time.Duration `yaml:"flush_interval"`
+}
+
+// Cluster configures membership.
+type Cluster struct {
+	NodeName   string   `yaml:"node_name"`
+	GossipAddr string   `yaml:"gossip_addr"`
+	Join       []string `yaml:"join"`
+	// KeyFile holds the base64 gossip encryption key.
+	KeyFile string `yaml:"key_file"`
+	// Disabled runs a single node without gossip.
+	Disabled bool `yaml:"disabled"`
+}
+
+// Default returns the defaults.
+func Default() Config {
+	host, _ := os.Hostname()
+	return Config{
+		DataDir:    "var/collector",
+		ClickHouse: ClickHouse{DSN: store.Embedded, Database: "drover", TTLDays: 30},
+		OTLP:       OTLP{GRPCAddr: ":4317", HTTPAddr: ":4318", MaxRequestBytes: 16 << 20},
+		AdminAddr:  ":7070",
+		Spool:      Spool{MaxBytes: 1 << 30, SegmentBytes: 64 << 20, Sync: spool.SyncAlways},
+		Writer:     Writer{BatchRows: 50000, FlushInterval: time.Second},
+		Cluster:    Cluster{NodeName: host, GossipAddr: ":7946"},
+	}
+}
+
+// Load reads a YAML file over the defaults (unknown fields are errors).
+func Load(path string) (Config, error) {
+	cfg := Default()
+	if path == "" {
+		return cfg, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Validate returns every problem with its field path.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: is required"))
+	}
+	if c.ClickHouse.Database == "" {
+		errs = append(errs, errors.New("clickhouse.database: is required"))
+	}
+	if c.ClickHouse.TTLDays < 0 {
+		errs = append(errs, errors.New("clickhouse.ttl_days: must be >= 0"))
+	}
+	if c.Spool.MaxBytes < 0 || c.Spool.SegmentBytes < 0 {
+		errs = append(errs, errors.New("spool.max_bytes, spool.segment_bytes: must be >= 0"))
+	}
+	if c.Writer.BatchRows < 0 || c.Writer.FlushInterval < 0 {
+		errs = append(errs, errors.New("writer.batch_rows, writer.flush_interval: must be >= 0"))
+	}
+	if c.OTLP.MaxRequestBytes < 0 {
+		errs = append(errs, errors.New("otlp.max_request_bytes: must be >= 0"))
+	}
+	return errors.Join(errs...)
+}
+
+// Listeners lets tests pass listeners on free ports; nil fields are opened
+// from the configured addresses.
+type Listeners struct {
+	OTLPGRPC, OTLPHTTP, Admin net.Listener
+}
+
+// Run runs the collector until ctx is cancelled and everything has drained.
+func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	stats := ingest.NewStats(reg)
+
+	sp, err := spool.Open(filepath.Join(cfg.DataDir, "spool"), spool.Options{
+		MaxBytes: cfg.Spool.MaxBytes, SegmentBytes: cfg.Spool.SegmentBytes, Sync: cfg.Spool.Sync,
+		SkipCorrupt: cfg.Spool.SkipCorrupt, Logger: log.With("component", "spool"),
+	})
+	if err != nil {
+		return fmt.Errorf("open spool: %w", err)
+	}
+	defer sp.Close()
+
+	// ClickHouse may be down at start: the receivers still accept into the
+	// spool; readiness says the schema is not applied yet.
+	backend, err := store.Open(ctx, cfg.ClickHouse.DSN, cfg.DataDir, log.With("component", "clickhouse"))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := backend.Close(cctx); err != nil {
+			log.Error("close clickhouse", "err", err)
+		}
+	}()
+	mctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	err = store.Migrate(mctx, backend.Conn, store.MigrateOptions{Database: cfg.ClickHouse.Database, Cluster: cfg.ClickHouse.Cluster, TTLDays: cfg.ClickHouse.TTLDays})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("apply schema: %w", err)
+	}
+	st := store.New(backend.Conn, cfg.ClickHouse.Database)
+
+	recv := ingest.NewReceiver(ingest.ReceiverConfig{
+		GRPCAddr: cfg.OTLP.GRPCAddr, HTTPAddr: cfg.OTLP.HTTPAddr, MaxRequestBytes: cfg.OTLP.MaxRequestBytes,
+	}, &ingest.SpoolSink{Spool: sp, Stats: stats}, stats, log.With("component", "otlp"))
+	writer := ingest.NewWriter(ingest.WriterConfig{BatchRows: cfg.Writer.BatchRows, FlushInterval: cfg.Writer.FlushInterval},
+		sp, st, stats, log.With("component", "writer"))
+
+	var rg *ring.Ring
+	if !cfg.Cluster.Disabled {
+		rc := ring.DefaultConfig()
+		rc.NodeName, rc.BindAddr, rc.Join, rc.Logger = cfg.Cluster.NodeName, cfg.Cluster.GossipAddr, cfg.Cluster.Join, log.With("component", "ring")
+		if cfg.Cluster.KeyFile != "" {
+			b, err := os.ReadFile(cfg.Cluster.KeyFile)
+			if err != nil {
+				return fmt.Errorf("cluster.key_file: %w", err)
+			}
+			if rc.SecretKey, err = ring.ParseSecretKey(string(bytes.TrimSpace(b))); err != nil {
+				return fmt.Errorf("cluster.key_file: %w", err)
+			}
+		}
+		if rg, err = ring.New(rc); err != nil {
+			return err
+		}
+	}
+
+	adm := admin.New(cfg.AdminAddr, func(ctx context.Context) error {
+		if err := backend.Conn.Ping(ctx); err != nil {
+			return fmt.Errorf("clickhouse: %w", err)
+		}
+		return nil
+	}, log.With("component", "admin"))
+	adm.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if rg != nil {
+		adm.Handle("GET /v1/cluster", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			models, _ := knownModels(r.Context(), backend, cfg.ClickHouse.Database)
+			admin.WriteJSON(w, http.StatusOK, rg.View(models))
+		}))
+	}
+
+	// Stop order: the receivers stop accepting and finish their requests;
+	// only then is the writer told to stop, so it drains everything they
+	// acknowledged into ClickHouse; the ring and the admin API stop last.
+	recvCtx, stopRecv := context.WithCancel(context.Background())
+	writerCtx, stopWriter := context.WithCancel(context.Background())
+	otherCtx, stopOther := context.WithCancel(context.Background())
+	defer stopRecv()
+	defer stopWriter()
+	defer stopOther()
+	errc := make(chan error, 4)
+	recvDone := make(chan struct{})
+	go func() {
+		defer close(recvDone)
+		var err error
+		if ls.OTLPGRPC != nil && ls.OTLPHTTP != nil {
+			err = recv.Serve(recvCtx, ls.OTLPGRPC, ls.OTLPHTTP)
+		} else {
+			err = recv.Run(recvCtx)
+		}
+		errc <- err
+	}()
+	writerDone := make(chan struct{})
+	go func() { defer close(writerDone); errc <- writer.Run(writerCtx) }()
+	otherDone := make(chan struct{}, 2)
+	go func() {
+		defer func() { otherDone <- struct{}{} }()
+		if ls.Admin != nil {
+			errc <- adm.Serve(otherCtx, ls.Admin)
+		} else {
+			errc <- adm.Run(otherCtx)
+		}
+	}()
+	if rg != nil {
+		go func() { defer func() { otherDone <- struct{}{} }(); errc <- rg.Run(otherCtx) }()
+	} else {
+		otherDone <- struct{}{}
+	}
+	log.Info("drover-collector serving", "node", cfg.Cluster.NodeName, "clickhouse", backend.DSN, "database", cfg.ClickHouse.Database)
+
+	var first error
+	select {
+	case <-ctx.Done():
+	case first = <-errc:
+		log.Error("component stopped", "err", first)
+	case <-backend.Exited():
+		first = errors.New("embedded clickhouse exited")
+	}
+	stopRecv()
+	<-recvDone
+	stopWriter()
+	<-writerDone
+	stopOther()
+	<-otherDone
+	<-otherDone
+	if n, bytes := sp.Pending(); n > 0 {
+		log.Info("spool not empty at stop; it is written at the next start", "records", n, "bytes", bytes)
+	}
+	return first
+}
+
+// knownModels lists the models with data in the last day, for the cluster
+// view.
+func knownModels(ctx context.Context, b *store.Backend, db string) ([]string, error) {
+	rows, err := b.Conn.Query(ctx, "SELECT DISTINCT model FROM "+db+".metrics_sum WHERE time > now() - INTERVAL 1 DAY AND model != '' ORDER BY model LIMIT 10000")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var m string
+		if err := rows.Scan(&m); err != nil {
+			return out, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
