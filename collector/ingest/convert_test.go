@@ -1,0 +1,95 @@
+package ingest
+
+import (
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+
+	"github.com/drover-ml/drover/collector/store"
+	"github.com/drover-ml/drover/shared/semconv"
+)
+
+func sampleMetrics() []byte {
+	md := pmetric.NewMetrics()
+	rm := md.ResourceMetrics().AppendEmpty()
+	rm.Resource().Attributes().PutStr(semconv.AttrHostName, "h")
+	rm.Resource().Attributes().PutStr(semconv.AttrModel, "res-model")
+	ms := rm.ScopeMetrics().AppendEmpty().Metrics()
+	g := ms.AppendEmpty()
+	g.SetName("g")
+	dp := g.SetEmptyGauge().DataPoints().AppendEmpty()
+	dp.SetTimestamp(pcommon.NewTimestampFromTime(time.Unix(100, 0)))
+	dp.SetIntValue(5)
+	dp.Attributes().PutInt("n", 3)
+	dp.Attributes().PutStr(semconv.AttrFeature, "f0")
+	h := ms.AppendEmpty()
+	h.SetName("h")
+	hdp := h.SetEmptyHistogram().DataPoints().AppendEmpty()
+	hdp.Attributes().PutStr(semconv.AttrModel, "point-model")
+	hdp.Attributes().PutStr(semconv.AttrFeature, "f1")
+	hdp.ExplicitBounds().FromRaw([]float64{1})
+	hdp.BucketCounts().FromRaw([]uint64{1, 2})
+	hdp.SetCount(3)
+	b, _ := pmetricotlp.NewExportRequestFromMetrics(md).MarshalProto()
+	return b
+}
+
+func TestConvertAttributes(t *testing.T) {
+	var b store.Batch
+	if err := Convert(KindMetrics, sampleMetrics(), &b); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Gauges) != 1 || len(b.Histograms) != 1 {
+		t.Fatalf("rows: %+v", b)
+	}
+	g := b.Gauges[0]
+	// Model from the resource, point attributes kept as strings, and the
+	// feature attribute kept on non-histograms.
+	if g.Model != "res-model" || g.Host != "h" || g.Value != 5 || g.Attributes["n"] != "3" || g.Attributes[semconv.AttrFeature] != "f0" {
+		t.Errorf("gauge %+v", g)
+	}
+	h := b.Histograms[0]
+	if h.Model != "point-model" || h.Feature != "f1" || len(h.Counts) != 2 || h.Min != nil {
+		t.Errorf("histogram %+v", h)
+	}
+	if err := Convert(KindMetrics, []byte{0xff, 0x01}, &b); err == nil {
+		t.Error("garbage converted")
+	}
+	if err := Convert(Kind(9), nil, &b); err == nil {
+		t.Error("unknown kind converted")
+	}
+}
+
+// FuzzConvert feeds arbitrary bytes to the decode-to-rows path: it must
+// never panic, and what decodes yields rows with non-nil arrays.
+func FuzzConvert(f *testing.F) {
+	f.Add(byte(KindMetrics), sampleMetrics())
+	ld := plog.NewLogs()
+	lr := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty().LogRecords().AppendEmpty()
+	lr.Attributes().PutStr(semconv.AttrEventKind, semconv.EventSample)
+	lr.Body().SetStr(`{"inputs":[1],"outputs":[2]}`)
+	lb, _ := plogotlp.NewExportRequestFromLogs(ld).MarshalProto()
+	f.Add(byte(KindLogs), lb)
+	f.Add(byte(KindLogs), []byte{0x0a, 0x02, 0x0a, 0x00})
+	f.Fuzz(func(t *testing.T, kind byte, data []byte) {
+		var b store.Batch
+		if err := Convert(Kind(kind), data, &b); err != nil {
+			return
+		}
+		for _, h := range b.Histograms {
+			if h.Bounds == nil || h.Counts == nil {
+				t.Fatal("nil histogram arrays")
+			}
+		}
+		for _, h := range b.ExpHistograms {
+			if h.PositiveBucketCounts == nil || h.NegativeBucketCounts == nil {
+				t.Fatal("nil bucket arrays")
+			}
+		}
+	})
+}
