@@ -84,9 +84,12 @@ func (m *Monitor) maybeShadow(v *registry.Version, req *oip.InferRequest, resp *
 	}
 }
 
-// Run runs the shadow copies until ctx is cancelled. One worker: shadow
-// traffic must not take CPU from the primary path.
+// Run runs the shadow copies until ctx is cancelled. One worker, on a
+// thread of the lowest priority: shadow traffic must not take CPU from the
+// primary path (when the CPU is busy the queue fills and copies are
+// dropped and counted instead).
 func (m *Monitor) Run(ctx context.Context) error {
+	lowerPriority()
 	for {
 		select {
 		case <-ctx.Done():
