@@ -595,3 +595,37 @@ func mustAtoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
 }
+
+// TestGoldenSetNotMatchingSignatureIsRejected: golden data with the wrong
+// number of feature columns is a clear load-time rejection.
+func TestGoldenSetNotMatchingSignatureIsRejected(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "clf"), 0o755)
+	a := startAgent(t, root, "", monitor.Config{Rate: rate(0)})
+	model, _ := testmodels.Classifier([][]float32{{1, 0}, {0, 1}}, []float32{0, 0})
+	dir := filepath.Join(root, "clf", ".tmp-1")
+	os.MkdirAll(filepath.Join(dir, "eval"), 0o755)
+	os.WriteFile(filepath.Join(dir, "model.onnx"), model, 0o644)
+	os.WriteFile(filepath.Join(dir, "eval", "golden.csv"), []byte("x0,x1,x2,y\n1,2,3,0\n"), 0o644)
+	mf := &manifest.Manifest{Model: "clf", Version: 1,
+		GoldenSet: &manifest.GoldenSet{Path: "eval/golden.csv", Task: manifest.TaskClassification, Features: []string{"x0", "x1", "x2"}, Label: "y"}}
+	out, _ := mf.Marshal()
+	os.WriteFile(filepath.Join(dir, manifest.FileName), out, 0o644)
+	if err := os.Rename(dir, filepath.Join(root, "clf", "1")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "rejection", func() bool {
+		st, _ := a.reg.Status("clf")
+		for _, v := range st.Versions {
+			if v.Version == 1 && v.State == "failed" {
+				return strings.Contains(v.Reason, "golden set")
+			}
+		}
+		return false
+	})
+	st, _ := a.reg.Status("clf")
+	t.Logf("rejection reason: %s", st.Versions[0].Reason)
+	if st.Ready {
+		t.Fatal("a version whose golden data does not fit its signature serves")
+	}
+}
