@@ -331,15 +331,19 @@ func (m *onnxModel) runRaw(ctx context.Context, inputs []oip.Tensor) ([]ort.Valu
 	}
 	var err error
 	if ctx.Done() != nil {
-		// Cancellation reaches ONNX Runtime through a terminate flag.
-		ro, rerr := ort.NewRunOptions()
+		// Cancellation reaches ONNX Runtime through a terminate flag on
+		// pooled run options; options that were terminated are not reused.
+		ro, rerr := getRunOptions()
 		if rerr != nil {
 			return nil, fmt.Errorf("run options: %w", rerr)
 		}
 		stop := context.AfterFunc(ctx, func() { ro.Terminate() })
 		err = m.session.RunWithOptions(vals, outs, ro)
-		stop()
-		ro.Destroy()
+		if stop() {
+			putRunOptions(ro)
+		} else {
+			ro.Destroy()
+		}
 		if err != nil && ctx.Err() != nil {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
 		}
@@ -391,6 +395,28 @@ func (m *onnxModel) preallocate(outs []ort.Value, inputs []oip.Tensor) error {
 		outs[i] = t
 	}
 	return nil
+}
+
+// freeRunOptions keeps run options that were never terminated, for reuse
+// (a bounded free list rather than a sync.Pool, whose drops at GC would leak
+// the C objects).
+var freeRunOptions = make(chan *ort.RunOptions, 256)
+
+func getRunOptions() (*ort.RunOptions, error) {
+	select {
+	case ro := <-freeRunOptions:
+		return ro, nil
+	default:
+		return ort.NewRunOptions()
+	}
+}
+
+func putRunOptions(ro *ort.RunOptions) {
+	select {
+	case freeRunOptions <- ro:
+	default:
+		ro.Destroy()
+	}
 }
 
 func destroyAll(vs []ort.Value) {
