@@ -1,0 +1,212 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/drover-ml/drover/collector/store"
+	"github.com/drover-ml/drover/shared/testenv"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.RunWithClickHouse(m)) }
+
+// migrated returns a fresh database with the schema.
+func migrated(t *testing.T) *testenv.DB {
+	t.Helper()
+	db := testenv.ClickHouse(t)
+	if err := store.Migrate(context.Background(), db.Conn, store.MigrateOptions{Database: db.Name}); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return db
+}
+
+// testConfig is a command config with timings short enough for tests.
+func testConfig(t *testing.T, argv ...string) Config {
+	c := DefaultConfig()
+	c.Command.Argv = argv
+	c.Command.Timeout = 30 * time.Second
+	c.ModelStore = t.TempDir()
+	c.Settle = 250 * time.Millisecond
+	c.Lease = 1200 * time.Millisecond
+	c.MaxClockSkew = 50 * time.Millisecond
+	c.Backoff = 50 * time.Millisecond
+	c.ResumeInterval = 200 * time.Millisecond
+	return c
+}
+
+// events records a Manager's events.
+type events struct {
+	mu  sync.Mutex
+	all []Event
+}
+
+func (e *events) add(ev Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.all = append(e.all, ev)
+}
+
+func (e *events) kinds(id string) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var k []string
+	for _, ev := range e.all {
+		if ev.JobID == id {
+			k = append(k, ev.Kind)
+		}
+	}
+	return k
+}
+
+func (e *events) find(kind string) (Event, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, ev := range e.all {
+		if ev.Kind == kind {
+			return ev, true
+		}
+	}
+	return Event{}, false
+}
+
+type node struct {
+	*Manager
+	ev   *events
+	stop func() // cancels Run and waits for it
+}
+
+// newNode builds a Manager on db; with run, Run runs until stop or the end
+// of the test.
+func newNode(t *testing.T, db *testenv.DB, name string, cfg Config, run bool) *node {
+	t.Helper()
+	ev := &events{}
+	m, err := New(Options{
+		Conn: db.Conn, Database: db.Name, Node: name, Config: cfg, OnEvent: ev.add,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name()),
+	})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	n := &node{Manager: m, ev: ev, stop: func() {}}
+	if run {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- m.Run(ctx) }()
+		var once sync.Once
+		n.stop = func() {
+			once.Do(func() {
+				cancel()
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Errorf("Run: %v", err)
+					}
+				case <-time.After(20 * time.Second):
+					t.Errorf("%s: Run did not return 20s after cancel", name)
+				}
+			})
+		}
+		t.Cleanup(n.stop)
+	}
+	return n
+}
+
+// idle reports whether the manager has nothing queued or running.
+func (m *Manager) idle() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.pending) == 0 && len(m.active) == 0
+}
+
+// testWriter sends logs to t.Log while the test runs.
+type testWriter struct{ t *testing.T }
+
+var logMu sync.Mutex
+
+func (w testWriter) Write(p []byte) (int, error) {
+	logMu.Lock()
+	defer logMu.Unlock()
+	if os.Getenv("JOBS_TEST_LOG") != "" {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+var _ io.Writer = testWriter{}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// jobState polls the job until it is in a terminal state and returns it.
+func waitTerminal(t *testing.T, m *Manager, id string, within time.Duration) store.JobRow {
+	t.Helper()
+	var row store.JobRow
+	eventually(t, within, "job "+id+" finishes", func() bool {
+		r, err := m.Job(context.Background(), id)
+		if err != nil {
+			return false
+		}
+		row = r
+		return Terminal(r.State)
+	})
+	return row
+}
+
+// script writes a /bin/sh script to a temporary directory and returns argv
+// that runs it.
+func script(t *testing.T, body string) []string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "job.sh")
+	if err := os.WriteFile(p, []byte("set -eu\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"/bin/sh", p}
+}
+
+// lines returns the lines of a file, none if it does not exist.
+func lines(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+func incident(model string, start time.Time) Incident {
+	return Incident{Model: model, Version: "3", Start: start, Reasons: []string{"psi(petal_length)=0.31 > 0.2"}}
+}
+
+func rowCount(t *testing.T, db *testenv.DB, id string) uint64 {
+	t.Helper()
+	var n uint64
+	q := fmt.Sprintf("SELECT count() FROM %s.jobs WHERE id = ?", db.Name)
+	if err := db.Conn.QueryRow(context.Background(), q, id).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

@@ -1,0 +1,125 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/drover-ml/drover/collector/store"
+)
+
+const jobColumns = "id, model, model_version, incident_start, state, attempt, lease_owner, lease_until, " +
+	"created, updated, started, finished, exit_code, result_version, error, spec, row_version"
+
+// rowOrder ranks the rows of one job, the first being the job's state: the
+// highest row_version (see rowVersion), then, for the rare equal ones, the
+// lexicographically smallest lease_owner. Every node applies the same order,
+// and it is the order ReplacingMergeTree keeps when it merges (but for
+// exactly equal row versions).
+const rowOrder = "row_version DESC, lease_owner ASC"
+
+// rowVersion returns the row_version of a row written by node at a job's
+// logical version (1 for the first row, +1 for every change): the logical
+// version in the high 32 bits, and in the low 32 bits a rank of the writer,
+// above 2^31 for rows that are not running (a callback's outcome beats a
+// concurrent lease renewal) and else below. So two rows that different nodes
+// write at the same logical version (two concurrent claims) are ordered by
+// row_version alone, and a merge of the table keeps the same row that every
+// node's re-check picks as the winner. Two node names whose ranks collide
+// (FNV-1a, 31 bits) fall back to lease_owner order, which a merge does not
+// respect.
+func rowVersion(logical uint64, node string, running bool) uint64 {
+	h := fnv.New32a()
+	h.Write([]byte(node))
+	rank := uint64(h.Sum32() >> 1)
+	if !running {
+		rank |= 1 << 31
+	}
+	return logical<<32 | rank
+}
+
+// logical returns the logical version of a row_version.
+func logical(rowVersion uint64) uint64 { return rowVersion >> 32 }
+
+// table reads and writes the jobs table.
+type table struct {
+	conn  driver.Conn
+	db    string
+	store *store.Store
+}
+
+func newTable(conn driver.Conn, db string) *table {
+	return &table{conn: conn, db: db, store: store.New(conn, db)}
+}
+
+// latest returns the job's current row; ok is false if the job has none.
+func (t *table) latest(ctx context.Context, id string) (row store.JobRow, ok bool, err error) {
+	var rows []store.JobRow
+	q := "SELECT " + jobColumns + " FROM " + t.db + ".jobs WHERE id = ? ORDER BY " + rowOrder + " LIMIT 1"
+	if err := t.conn.Select(ctx, &rows, q, id); err != nil {
+		return store.JobRow{}, false, fmt.Errorf("read job %s: %w", id, err)
+	}
+	if len(rows) == 0 {
+		return store.JobRow{}, false, nil
+	}
+	return rows[0], true, nil
+}
+
+// since returns the job's rows at logical version v or higher, in rowOrder.
+func (t *table) since(ctx context.Context, id string, v uint64) ([]store.JobRow, error) {
+	v <<= 32
+	var rows []store.JobRow
+	q := "SELECT " + jobColumns + " FROM " + t.db + ".jobs WHERE id = ? AND row_version >= ? ORDER BY " + rowOrder
+	if err := t.conn.Select(ctx, &rows, q, id, v); err != nil {
+		return nil, fmt.Errorf("read job %s: %w", id, err)
+	}
+	return rows, nil
+}
+
+// open returns the current row of every job that is queued or running.
+func (t *table) open(ctx context.Context) ([]store.JobRow, error) {
+	var rows []store.JobRow
+	q := "SELECT * FROM (SELECT " + jobColumns + " FROM " + t.db + ".jobs ORDER BY id, " + rowOrder +
+		" LIMIT 1 BY id) WHERE state IN ('queued', 'running') ORDER BY created, id"
+	if err := t.conn.Select(ctx, &rows, q); err != nil {
+		return nil, fmt.Errorf("read open jobs: %w", err)
+	}
+	return rows, nil
+}
+
+// insert writes one row, retrying a retryable failure a few times with the
+// same deduplication token, so that a retried insert stores one row.
+func (t *table) insert(ctx context.Context, row store.JobRow) error {
+	token := fmt.Sprintf("job/%s/%d/%s/%s/%d", row.ID, row.RowVersion, row.LeaseOwner, row.State, row.Attempt)
+	var err error
+	for try := 0; try < 3; try++ {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(try) * 200 * time.Millisecond):
+			}
+		}
+		err = t.store.Insert(ctx, &store.Batch{Jobs: []store.JobRow{row}}, token)
+		if err == nil || !store.IsRetryable(err) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("write job %s row %d (%s): %w", row.ID, row.RowVersion, row.State, err)
+	}
+	return nil
+}
+
+// same reports whether a and b are the same row of a job.
+func same(a, b store.JobRow) bool {
+	return a.ID == b.ID && a.RowVersion == b.RowVersion && a.LeaseOwner == b.LeaseOwner && a.State == b.State
+}
+
+// ms truncates t to the precision the table keeps, in UTC.
+func ms(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
+
+func ptr(t time.Time) *time.Time { return &t }

@@ -1,0 +1,258 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Webhook headers.
+const (
+	// SignatureHeader carries "sha256=" and the hex HMAC-SHA256, keyed with
+	// the webhook secret, of: the timestamp, ".", and the body (requests to
+	// the receiver); the body alone (callbacks).
+	SignatureHeader = "X-Drover-Signature"
+	// TimestampHeader carries the request's Unix time in seconds; a
+	// receiver rejects requests older than a few minutes (replay).
+	TimestampHeader = "X-Drover-Timestamp"
+	// JobIDHeader carries the job id.
+	JobIDHeader = "X-Drover-Job-Id"
+)
+
+// Errors of Callback; Handler maps them to HTTP statuses.
+var (
+	ErrUnknownJob   = errors.New("unknown job")                          // 404
+	ErrBadSignature = errors.New("bad or missing signature")             // 401
+	ErrBadCallback  = errors.New("bad callback")                         // 400
+	ErrStale        = errors.New("job is not running that attempt")      // 409
+	ErrNoWebhook    = errors.New("the jobs executor is not the webhook") // 404
+)
+
+// CallbackRequest is the body of POST /v1/jobs/{id}/status.
+type CallbackRequest struct {
+	// State is "succeeded" or "failed".
+	State string `json:"state"`
+	// ResultVersion is the version the job published, if it did.
+	ResultVersion uint64 `json:"result_version,omitempty"`
+	// Error says why the job failed.
+	Error string `json:"error,omitempty"`
+	// Attempt is the Spec's attempt that this reports on; a callback for
+	// another attempt is rejected (a replay, or a late report).
+	Attempt int `json:"attempt"`
+}
+
+// Sign returns the signature header value for payload: "sha256=" and the
+// hex HMAC-SHA256 of payload keyed with secret.
+func Sign(secret, payload []byte) string {
+	h := hmac.New(sha256.New, secret)
+	h.Write(payload)
+	return "sha256=" + hex.EncodeToString(h.Sum(nil))
+}
+
+// Verify reports whether signature is Sign(secret, payload), comparing in
+// constant time.
+func Verify(secret, payload []byte, signature string) bool {
+	hexSig, ok := strings.CutPrefix(signature, "sha256=")
+	if !ok {
+		return false
+	}
+	got, err := hex.DecodeString(hexSig)
+	if err != nil {
+		return false
+	}
+	h := hmac.New(sha256.New, secret)
+	h.Write(payload)
+	return hmac.Equal(got, h.Sum(nil))
+}
+
+// waiter is a webhook attempt waiting for its callback on this node.
+type waiter struct {
+	attempt int
+	ch      chan CallbackRequest // buffered 1
+}
+
+// webhookExecutor POSTs the spec and waits for the callback.
+type webhookExecutor struct {
+	m      *Manager
+	cfg    WebhookConfig
+	key    []byte
+	client *http.Client
+}
+
+func (e *webhookExecutor) Execute(ctx context.Context, spec Spec) outcome {
+	w := &waiter{attempt: spec.Attempt, ch: make(chan CallbackRequest, 1)}
+	e.m.mu.Lock()
+	e.m.waiters[spec.ID] = w
+	e.m.mu.Unlock()
+	defer func() {
+		e.m.mu.Lock()
+		if e.m.waiters[spec.ID] == w {
+			delete(e.m.waiters, spec.ID)
+		}
+		e.m.mu.Unlock()
+	}()
+	deadline := time.NewTimer(e.cfg.Timeout)
+	defer deadline.Stop()
+
+	body, _ := json.Marshal(spec)
+	if o, ok := e.post(ctx, spec, body); !ok {
+		return o
+	}
+	select {
+	case r := <-w.ch:
+		if r.State == StateSucceeded {
+			return outcome{state: StateSucceeded, resultVersion: r.ResultVersion}
+		}
+		msg := r.Error
+		if msg == "" {
+			msg = "the receiver reported failure"
+		}
+		return outcome{state: StateFailed, exitCode: -1, err: "webhook: " + msg}
+	case <-deadline.C:
+		return outcome{state: StateTimedOut, exitCode: -1, err: fmt.Sprintf("webhook: no callback within %s", e.cfg.Timeout)}
+	case <-ctx.Done():
+		return outcome{state: StateFailed, exitCode: -1, err: "aborted: " + context.Cause(ctx).Error()}
+	}
+}
+
+// post sends the spec; ok is true if the receiver accepted it (2xx).
+func (e *webhookExecutor) post(ctx context.Context, spec Spec, body []byte) (outcome, bool) {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return outcome{state: StateFailed, exitCode: -1, err: fmt.Sprintf("webhook: %v", err)}, false
+	}
+	ts := strconv.FormatInt(e.m.now().Unix(), 10)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(TimestampHeader, ts)
+	req.Header.Set(JobIDHeader, spec.ID)
+	req.Header.Set(SignatureHeader, Sign(e.key, append([]byte(ts+"."), body...)))
+	client := e.client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return outcome{state: StateFailed, exitCode: -1, err: fmt.Sprintf("webhook: POST %s: %v", e.cfg.URL, err)}, false
+	}
+	defer resp.Body.Close()
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return outcome{state: StateFailed, exitCode: int32(resp.StatusCode),
+			err: fmt.Sprintf("webhook: POST %s: %s: %s", e.cfg.URL, resp.Status, strings.TrimSpace(string(snippet)))}, false
+	}
+	return outcome{}, true
+}
+
+// Callback records a webhook receiver's report on a job: body is a
+// CallbackRequest, signature its SignatureHeader (Sign over body). It is
+// accepted only while the job is running the attempt the body names: a
+// replay or a late report gets ErrStale. If this node runs the attempt, the
+// attempt ends with the report; otherwise (the receiver reached another
+// collector) Callback writes the outcome itself, and the node running the
+// attempt sees the new row at its next renewal and stops waiting. Errors
+// wrap ErrNoWebhook, ErrBadSignature, ErrBadCallback, ErrUnknownJob or
+// ErrStale, or are ClickHouse errors (retry the callback).
+func (m *Manager) Callback(ctx context.Context, id string, body []byte, signature string) error {
+	if m.secret == nil {
+		return ErrNoWebhook
+	}
+	if !Verify(m.secret, body, signature) {
+		return fmt.Errorf("job %s callback: %w", id, ErrBadSignature)
+	}
+	var r CallbackRequest
+	if err := json.Unmarshal(body, &r); err != nil {
+		return fmt.Errorf("job %s callback: %w: %v", id, ErrBadCallback, err)
+	}
+	if r.State != StateSucceeded && r.State != StateFailed {
+		return fmt.Errorf("job %s callback: %w: state %q: want %q or %q", id, ErrBadCallback, r.State, StateSucceeded, StateFailed)
+	}
+	if r.Attempt < 1 {
+		return fmt.Errorf("job %s callback: %w: attempt must be the spec's attempt (>= 1)", id, ErrBadCallback)
+	}
+	m.mu.Lock()
+	w := m.waiters[id]
+	m.mu.Unlock()
+	if w != nil {
+		if w.attempt != r.Attempt {
+			return fmt.Errorf("job %s callback for attempt %d: %w (running attempt %d)", id, r.Attempt, ErrStale, w.attempt)
+		}
+		select {
+		case w.ch <- r:
+		default: // a duplicate of a report already delivered
+		}
+		return nil
+	}
+	row, ok, err := m.tbl.latest(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("job %s: %w", id, ErrUnknownJob)
+	}
+	if row.State != StateRunning || int(row.Attempt) != r.Attempt {
+		return fmt.Errorf("job %s callback for attempt %d: %w (job is %s, attempt %d)", id, r.Attempt, ErrStale, row.State, row.Attempt)
+	}
+	o := outcome{state: StateSucceeded, resultVersion: r.ResultVersion}
+	if r.State == StateFailed {
+		o = outcome{state: StateFailed, exitCode: -1, err: "webhook: " + r.Error}
+	}
+	_, err = m.finish(ctx, row, o, true)
+	return err
+}
+
+// Handler serves the jobs part of the admin API, for the admin server to
+// mount at its root:
+//
+//	POST /v1/jobs/{id}/status  a webhook receiver's callback (Callback)
+//	GET  /v1/jobs/{id}         the job's current row as JSON
+func (m *Manager) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/jobs/{id}/status", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		err = m.Callback(r.Context(), r.PathValue("id"), body, r.Header.Get(SignatureHeader))
+		switch {
+		case err == nil:
+			w.WriteHeader(http.StatusNoContent)
+		case errors.Is(err, ErrBadSignature):
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+		case errors.Is(err, ErrBadCallback):
+			http.Error(w, err.Error(), http.StatusBadRequest)
+		case errors.Is(err, ErrUnknownJob), errors.Is(err, ErrNoWebhook):
+			http.Error(w, err.Error(), http.StatusNotFound)
+		case errors.Is(err, ErrStale):
+			http.Error(w, err.Error(), http.StatusConflict)
+		default:
+			http.Error(w, "record callback: "+err.Error(), http.StatusServiceUnavailable)
+		}
+	})
+	mux.HandleFunc("GET /v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
+		row, err := m.Job(r.Context(), r.PathValue("id"))
+		switch {
+		case errors.Is(err, ErrUnknownJob):
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		case err != nil:
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(row)
+	})
+	return mux
+}
