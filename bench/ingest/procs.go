@@ -190,7 +190,7 @@ func startDrover(bin, dir, chAddr, database string) (*Collector, error) {
 		Tables: []string{database + ".metrics_gauge", database + ".metrics_histogram"}}
 	p, err := startProc(bin, []string{"serve", "--config", cfg, "--clickhouse", "clickhouse://" + chAddr + "/default",
 		"--data-dir", dir, "--otlp-grpc-addr", c.GRPCAddr, "--otlp-http-addr", freeAddr(), "--admin-addr", c.Admin,
-		"--no-gossip", "--log-level", "warn"}, filepath.Join(dir, "collector.log"))
+		"--no-gossip", "--log-level", "warn", "--debug-addr", os.Getenv("DROVER_BENCH_PPROF")}, filepath.Join(dir, "collector.log"))
 	if err != nil {
 		return nil, err
 	}

@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -73,6 +76,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	keyFile := fs.String("gossip-key-file", "", "file with the base64 gossip encryption key (16, 24 or 32 bytes)")
 	cluster := fs.String("cluster", "", "ClickHouse cluster name: create the schema ON CLUSTER with Replicated engines")
 	noGossip := fs.Bool("no-gossip", false, "run a single node without memberlist")
+	debugAddr := fs.String("debug-addr", "", "if set, serve Go's pprof profiles on this address (e.g. 127.0.0.1:6061)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -114,6 +118,20 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	}
 	if *noGossip {
 		cfg.Cluster.Disabled = true
+	}
+	if *debugAddr != "" {
+		go func() {
+			// net/http/pprof registers on the default mux.
+			if err := http.ListenAndServe(*debugAddr, nil); err != nil {
+				log.Error("debug listener", "err", err)
+			}
+		}()
+	}
+	if os.Getenv("GOGC") == "" {
+		// Ingest allocates a lot of short-lived memory (decoded OTLP, rows);
+		// collecting less often saves CPU per point for some more memory.
+		// GOGC in the environment overrides this.
+		debug.SetGCPercent(300)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -1,0 +1,211 @@
+package drift
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+)
+
+// Incident is confirmed drift of one model version: the event that the
+// jobs package answers with one re-optimization job.
+type Incident struct {
+	Model, Version string
+	// Start is the time of the first drifted check of the run of checks
+	// that confirmed it. Every owner that sees the same checks computes the
+	// same Start, so it identifies the incident across owner changes.
+	Start time.Time
+	// Reasons are the confirming checks' reasons, deduplicated, in order.
+	Reasons []string
+}
+
+type observation struct {
+	at      time.Time // ms precision, as stored
+	drifted bool
+	reasons []string
+}
+
+type versionState struct {
+	checks []observation // the last ConfirmN, oldest first
+	last   *Incident     // the last incident opened
+	opened time.Time     // when last was opened
+}
+
+// Detector turns check results into incidents with hysteresis: an incident
+// opens when ConfirmM of the last ConfirmN checks of a model version
+// drifted, and no other opens for that version during Cooldown after it.
+// Checks at or before the last incident's opening never count for the
+// next. It is safe for concurrent use.
+type Detector struct {
+	policy func(model string) Policy
+
+	mu    sync.Mutex
+	state map[[2]string]*versionState
+}
+
+// NewDetector returns a Detector that reads each model's policy from
+// policy (for example (*Config).For).
+func NewDetector(policy func(model string) Policy) *Detector {
+	return &Detector{policy: policy, state: map[[2]string]*versionState{}}
+}
+
+// Observe adds the check r of model version (r.Time, else now, is the
+// check's time) and returns the incident it opens, or nil. A check without
+// a verdict counts as not drifted: missing data never opens an incident.
+func (d *Detector) Observe(model, version string, r Result, now time.Time) *Incident {
+	p := d.policy(model)
+	at := r.Time
+	if at.IsZero() {
+		at = now
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.get(model, version)
+	s.add(observation{at: at.UTC().Truncate(time.Millisecond), drifted: r.Drifted, reasons: r.Reasons}, p.ConfirmN)
+	if s.last != nil && now.Before(s.opened.Add(p.Cooldown)) {
+		return nil
+	}
+	var run []observation
+	for _, o := range s.checks {
+		if s.last != nil && !o.at.After(s.opened) {
+			continue
+		}
+		if o.drifted {
+			run = append(run, o)
+		}
+	}
+	if len(run) < p.ConfirmM {
+		return nil
+	}
+	inc := &Incident{Model: model, Version: version, Start: run[0].at}
+	seen := map[string]bool{}
+	for _, o := range run {
+		for _, reason := range o.reasons {
+			if !seen[reason] {
+				seen[reason] = true
+				inc.Reasons = append(inc.Reasons, reason)
+			}
+		}
+	}
+	s.last, s.opened = inc, now.UTC().Truncate(time.Millisecond)
+	return inc
+}
+
+func (s *versionState) add(o observation, n int) {
+	s.checks = append(s.checks, o)
+	if len(s.checks) > n {
+		s.checks = append(s.checks[:0], s.checks[len(s.checks)-n:]...)
+	}
+}
+
+func (d *Detector) get(model, version string) *versionState {
+	k := [2]string{model, version}
+	s := d.state[k]
+	if s == nil {
+		s = &versionState{}
+		d.state[k] = s
+	}
+	return s
+}
+
+// Known reports whether the Detector has state for model version (it
+// observed or restored it).
+func (d *Detector) Known(model, version string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.state[[2]string{model, version}]
+	return ok
+}
+
+// Last returns the last incident opened for model version and when it was
+// opened, if any.
+func (d *Detector) Last(model, version string) (Incident, time.Time, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.state[[2]string{model, version}]
+	if s == nil || s.last == nil {
+		return Incident{}, time.Time{}, false
+	}
+	return *s.last, s.opened, true
+}
+
+// Forget drops the state of model version, e.g. when this node no longer
+// owns the model; a later owner restores it from drift_results.
+func (d *Detector) Forget(model, version string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.state, [2]string{model, version})
+}
+
+// Restore replaces the state of model version with what drift_results
+// holds: the last ConfirmN "check" rows before now and the last "incident"
+// row, so that a new owner continues where the old one stopped and the
+// same incident gets the same start. It looks back max(Cooldown,
+// 10·ConfirmN·Interval). On error (wrapping ErrUnavailable when
+// ClickHouse is down) the state is left as it was.
+func (d *Detector) Restore(ctx context.Context, conn driver.Conn, db, model, version string, now time.Time) error {
+	p := d.policy(model)
+	since := now.Add(-max(p.Cooldown, 10*time.Duration(p.ConfirmN)*p.Interval))
+	table := "`" + db + "`.`drift_results`"
+	op := fmt.Sprintf("restore drift state of %s v%s", model, version)
+	q := fmt.Sprintf(`SELECT time, drifted, reference FROM %s
+WHERE model = ? AND model_version = ? AND feature = '' AND test = ? AND time >= %s AND time <= %s
+ORDER BY time DESC LIMIT %d`, table, nanos(since), nanos(now), p.ConfirmN)
+	rows, err := conn.Query(ctx, q, model, version, TestCheck)
+	if err != nil {
+		return wrap(op, err)
+	}
+	var checks []observation
+	for rows.Next() {
+		var o observation
+		var ref string
+		if err := rows.Scan(&o.at, &o.drifted, &ref); err != nil {
+			rows.Close()
+			return wrap(op, err)
+		}
+		if ref != "" {
+			o.reasons = strings.Split(ref, "; ")
+		}
+		o.at = o.at.UTC()
+		checks = append([]observation{o}, checks...)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return wrap(op, err)
+	}
+	var (
+		last   *Incident
+		opened time.Time
+	)
+	q = fmt.Sprintf(`SELECT time, window_start, reference FROM %s
+WHERE model = ? AND model_version = ? AND feature = '' AND test = ? AND time >= %s AND time <= %s
+ORDER BY time DESC LIMIT 1`, table, nanos(since), nanos(now))
+	rows, err = conn.Query(ctx, q, model, version, TestIncident)
+	if err != nil {
+		return wrap(op, err)
+	}
+	for rows.Next() {
+		inc := Incident{Model: model, Version: version}
+		var ref string
+		if err := rows.Scan(&opened, &inc.Start, &ref); err != nil {
+			rows.Close()
+			return wrap(op, err)
+		}
+		if ref != "" {
+			inc.Reasons = strings.Split(ref, "; ")
+		}
+		inc.Start, opened = inc.Start.UTC(), opened.UTC()
+		last = &inc
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return wrap(op, err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.state[[2]string{model, version}] = &versionState{checks: checks, last: last, opened: opened}
+	return nil
+}

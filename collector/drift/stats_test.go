@@ -1,0 +1,174 @@
+package drift
+
+import (
+	"math"
+	"testing"
+)
+
+func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol || (math.IsNaN(a) && math.IsNaN(b)) }
+
+func TestPSI(t *testing.T) {
+	for name, tc := range map[string]struct {
+		ref, cur []float64
+		want     float64
+	}{
+		"equal":             {[]float64{10, 20, 30}, []float64{1, 2, 3}, 0},
+		"half to quarter":   {[]float64{0.5, 0.5}, []float64{0.25, 0.75}, 0.25*math.Log(2) + 0.25*math.Log(1.5)}, // 0.274653
+		"empty bin eps":     {[]float64{1, 0}, []float64{0.5, 0.5}, 0.5*math.Log(2) + (0.5-1e-4)*math.Log(0.5/1e-4)},
+		"counts not shares": {[]float64{50, 50}, []float64{25, 75}, 0.2746530721670274},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := PSI(tc.ref, tc.cur)
+			if err != nil || !near(got, tc.want, 1e-12) {
+				t.Errorf("PSI = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+	if _, err := PSI([]float64{1}, []float64{1, 2}); err == nil {
+		t.Error("PSI of different lengths: no error")
+	}
+	if _, err := PSI([]float64{0, 0}, []float64{1, 2}); err == nil {
+		t.Error("PSI of an empty distribution: no error")
+	}
+}
+
+func TestJS(t *testing.T) {
+	for name, tc := range map[string]struct {
+		ref, cur []float64
+		want     float64
+	}{
+		"equal":    {[]float64{1, 3}, []float64{2, 6}, 0},
+		"disjoint": {[]float64{1, 0}, []float64{0, 1}, 1},
+		// m = [.75 .25]; KL(p||m) = .5 log2(2/3) + .5 log2 2 = .207519; KL(q||m) = log2(4/3) = .415037.
+		"half vs all": {[]float64{0.5, 0.5}, []float64{1, 0}, 0.5 * (0.5*math.Log2(0.5/0.75) + 0.5 + math.Log2(1/0.75))},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := JS(tc.ref, tc.cur)
+			if err != nil || !near(got, tc.want, 1e-12) {
+				t.Errorf("JS = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestGammaAndChi2SF(t *testing.T) {
+	poissonQ := func(n int, x float64) float64 { // Q(n, x) = Σ_{k<n} e^−x x^k / k!
+		s, term := 0.0, math.Exp(-x)
+		for k := range n {
+			if k > 0 {
+				term *= x / float64(k)
+			}
+			s += term
+		}
+		return s
+	}
+	for name, tc := range map[string]struct{ got, want float64 }{
+		"Q(1,x)=e^-x":           {GammaQ(1, 2.5), math.Exp(-2.5)},
+		"P(1/2,x)=erf(sqrt x)":  {GammaP(0.5, 0.7), math.Erf(math.Sqrt(0.7))},
+		"Q(1/2,x) large x":      {GammaQ(0.5, 9), math.Erfc(3)},
+		"Q(10,5) series side":   {GammaQ(10, 5), poissonQ(10, 5)},
+		"Q(3,20) fraction side": {GammaQ(3, 20), poissonQ(3, 20)},
+		"Q(50,60)":              {GammaQ(50, 60), poissonQ(50, 60)},
+		"chi2 df=1 crit 0.05":   {Chi2SF(3.841458820694124, 1), 0.05},
+		"chi2 df=5 crit 0.05":   {Chi2SF(11.070497693516351, 5), 0.05},
+		"chi2 df=10 crit 0.01":  {Chi2SF(23.209251158954356, 10), 0.01},
+		"chi2 df=2 = e^(-x/2)":  {Chi2SF(4, 2), math.Exp(-2)},
+		"chi2 at 0":             {Chi2SF(0, 3), 1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if !near(tc.got, tc.want, 1e-12*math.Max(1, tc.want)) && !near(tc.got, tc.want, 1e-13) {
+				t.Errorf("got %.16g, want %.16g", tc.got, tc.want)
+			}
+		})
+	}
+	if !math.IsNaN(GammaQ(-1, 1)) || !math.IsNaN(GammaP(1, -1)) {
+		t.Error("invalid arguments: want NaN")
+	}
+}
+
+func TestChi2(t *testing.T) {
+	// 2×2 table [[10 20] [20 10]]: every expected count 15, stat 4·25/15.
+	stat, df, p, err := Chi2([]float64{10, 20}, []float64{20, 10})
+	if err != nil || !near(stat, 20.0/3, 1e-12) || df != 1 || !near(p, math.Erfc(math.Sqrt(10.0/3)), 1e-12) {
+		t.Errorf("Chi2 = %v, %d, %v, %v; want 6.667, 1, %v", stat, df, p, err, math.Erfc(math.Sqrt(10.0/3)))
+	}
+	// An empty category on both sides does not count as a degree of freedom.
+	stat, df, p, _ = Chi2([]float64{5, 0, 5}, []float64{5, 0, 5})
+	if stat != 0 || df != 1 || p != 1 {
+		t.Errorf("equal with empty category: %v, %d, %v; want 0, 1, 1", stat, df, p)
+	}
+	if _, _, _, err := Chi2([]float64{0, 0}, []float64{1, 1}); err == nil {
+		t.Error("empty reference: no error")
+	}
+}
+
+func TestKS(t *testing.T) {
+	for name, tc := range map[string]struct {
+		ref, cur []float64
+		want     float64
+	}{
+		"binned equal": {[]float64{1, 2, 3}, []float64{2, 4, 6}, 0},
+		"binned shift": {[]float64{0.5, 0.5}, []float64{0.25, 0.75}, 0.25},
+		"binned apart": {[]float64{1, 0, 0}, []float64{0, 0, 1}, 1},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := KSBinned(tc.ref, tc.cur)
+			if err != nil || !near(got, tc.want, 1e-12) {
+				t.Errorf("KSBinned = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+	for name, tc := range map[string]struct {
+		ref, cur []float64
+		want     float64
+	}{
+		"same":    {[]float64{3, 1, 2}, []float64{1, 2, 3}, 0},
+		"overlap": {[]float64{1, 2, 3, 4}, []float64{3, 4, 5, 6}, 0.5},
+		"apart":   {[]float64{1, 2}, []float64{3, 4}, 1},
+		"ties":    {[]float64{1, 1, 2, 2}, []float64{1, 2, 2, 2}, 0.25},
+		"sizes":   {[]float64{1, 2, 3}, []float64{2}, 1.0 / 3},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := KSSamples(tc.ref, tc.cur)
+			if err != nil || !near(got, tc.want, 1e-12) {
+				t.Errorf("KSSamples = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestWasserstein(t *testing.T) {
+	bounds := []float64{0, 1, 2} // buckets (-inf,0] (0,1] (1,2] (2,inf) at 0, .5, 1.5, 2
+	for name, tc := range map[string]struct {
+		ref, cur []float64
+		want     float64
+	}{
+		"equal":          {[]float64{1, 2, 3, 4}, []float64{1, 2, 3, 4}, 0},
+		"one bin over":   {[]float64{0, 1, 0, 0}, []float64{0, 0, 1, 0}, 0.5},  // moved 1 of range 2
+		"end to end":     {[]float64{1, 0, 0, 0}, []float64{0, 0, 0, 1}, 1},    // moved 2 of range 2
+		"half moved":     {[]float64{0, 2, 0, 0}, []float64{0, 1, 1, 0}, 0.25}, // half the mass by 1
+		"outer to first": {[]float64{1, 0, 0, 0}, []float64{0, 1, 0, 0}, 0.25}, // 0 → .5
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := Wasserstein(bounds, tc.ref, tc.cur)
+			if err != nil || !near(got, tc.want, 1e-12) {
+				t.Errorf("Wasserstein = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+	if _, err := Wasserstein([]float64{1}, []float64{1, 1}, []float64{1, 1}); err == nil {
+		t.Error("one bound: no error")
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	b, c := []float64{0.1, 0.5, 1}, []float64{11, 22, 33, 44}
+	for q, want := range map[float64]float64{0.5: 0.5 + 22.0/33*0.5, 0.99: 1, 0.05: 0.1 * 5.5 / 11} {
+		if got := Quantile(b, c, q); !near(got, want, 1e-12) {
+			t.Errorf("Quantile(%v) = %v, want %v", q, got, want)
+		}
+	}
+	if !math.IsNaN(Quantile(b, []float64{0, 0, 0, 0}, 0.5)) {
+		t.Error("empty: want NaN")
+	}
+}
