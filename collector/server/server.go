@@ -25,6 +25,7 @@ import (
 
 	"github.com/drover-ml/drover/collector/admin"
 	"github.com/drover-ml/drover/collector/ingest"
+	"github.com/drover-ml/drover/collector/jobs"
 	"github.com/drover-ml/drover/collector/ring"
 	"github.com/drover-ml/drover/collector/spool"
 	"github.com/drover-ml/drover/collector/store"
@@ -39,6 +40,8 @@ type Config struct {
 	Spool      Spool      `yaml:"spool"`
 	Writer     Writer     `yaml:"writer"`
 	Cluster    Cluster    `yaml:"cluster"`
+	// Jobs configures re-optimization jobs; absent, no jobs run.
+	Jobs *jobs.Config `yaml:"jobs"`
 }
 
 // ClickHouse says where the data goes.
@@ -134,6 +137,11 @@ func (c Config) Validate() error {
 	if c.Writer.BatchRows < 0 || c.Writer.FlushInterval < 0 {
 		errs = append(errs, errors.New("writer.batch_rows, writer.flush_interval: must be >= 0"))
 	}
+	if c.Jobs != nil {
+		if err := c.Jobs.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("jobs: %w", err))
+		}
+	}
 	if c.OTLP.MaxRequestBytes < 0 {
 		errs = append(errs, errors.New("otlp.max_request_bytes: must be >= 0"))
 	}
@@ -212,6 +220,23 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 		}
 	}
 
+	owns := func(string) bool { return true }
+	if rg != nil {
+		owns = rg.Owns
+	}
+	var jm *jobs.Manager
+	if cfg.Jobs != nil {
+		jc := *cfg.Jobs
+		if jc.ClickHouseDSN == "" {
+			jc.ClickHouseDSN = backend.DSN
+		}
+		jm, err = jobs.New(jobs.Options{Conn: backend.Conn, Database: cfg.ClickHouse.Database, Node: cfg.Cluster.NodeName,
+			Config: jc, Owns: owns, Logger: log.With("component", "jobs")})
+		if err != nil {
+			return fmt.Errorf("jobs: %w", err)
+		}
+	}
+
 	adm := admin.New(cfg.AdminAddr, func(ctx context.Context) error {
 		if err := backend.Conn.Ping(ctx); err != nil {
 			return fmt.Errorf("clickhouse: %w", err)
@@ -226,6 +251,10 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 		}))
 	}
 
+	if jm != nil {
+		adm.Handle("/v1/jobs/", jm.Handler())
+	}
+
 	// Stop order: the receivers stop accepting and finish their requests;
 	// only then is the writer told to stop, so it drains everything they
 	// acknowledged into ClickHouse; the ring and the admin API stop last.
@@ -235,7 +264,7 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 	defer stopRecv()
 	defer stopWriter()
 	defer stopOther()
-	errc := make(chan error, 4)
+	errc := make(chan error, 8) // one per component, so none blocks after the first error
 	recvDone := make(chan struct{})
 	go func() {
 		defer close(recvDone)
@@ -263,6 +292,12 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 	} else {
 		otherDone <- struct{}{}
 	}
+	jobsDone := make(chan struct{})
+	if jm != nil {
+		go func() { defer close(jobsDone); errc <- jm.Run(otherCtx) }()
+	} else {
+		close(jobsDone)
+	}
 	log.Info("drover-collector serving", "node", cfg.Cluster.NodeName, "clickhouse", backend.DSN, "database", cfg.ClickHouse.Database)
 
 	var first error
@@ -280,6 +315,7 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 	stopOther()
 	<-otherDone
 	<-otherDone
+	<-jobsDone
 	if n, bytes := sp.Pending(); n > 0 {
 		log.Info("spool not empty at stop; it is written at the next start", "records", n, "bytes", bytes)
 	}
