@@ -24,6 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/drover-ml/drover/collector/admin"
+	"github.com/drover-ml/drover/collector/drift"
 	"github.com/drover-ml/drover/collector/ingest"
 	"github.com/drover-ml/drover/collector/jobs"
 	"github.com/drover-ml/drover/collector/ring"
@@ -40,7 +41,10 @@ type Config struct {
 	Spool      Spool      `yaml:"spool"`
 	Writer     Writer     `yaml:"writer"`
 	Cluster    Cluster    `yaml:"cluster"`
-	// Jobs configures re-optimization jobs; absent, no jobs run.
+	// Drift configures drift detection (defaults apply when absent).
+	Drift *drift.Config `yaml:"drift"`
+	// Jobs configures re-optimization jobs; absent, incidents are recorded
+	// but no jobs run.
 	Jobs *jobs.Config `yaml:"jobs"`
 }
 
@@ -136,6 +140,11 @@ func (c Config) Validate() error {
 	}
 	if c.Writer.BatchRows < 0 || c.Writer.FlushInterval < 0 {
 		errs = append(errs, errors.New("writer.batch_rows, writer.flush_interval: must be >= 0"))
+	}
+	if c.Drift != nil {
+		if err := c.Drift.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("drift: %w", err))
+		}
 	}
 	if c.Jobs != nil {
 		if err := c.Jobs.Validate(); err != nil {
@@ -237,6 +246,34 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 		}
 	}
 
+	dcfg := cfg.Drift
+	if dcfg == nil {
+		dcfg = &drift.Config{Default: drift.DefaultPolicy()}
+	}
+	checker := drift.NewChecker(backend.Conn, cfg.ClickHouse.Database, cfg.Cluster.NodeName, nil)
+	sched, err := drift.NewScheduler(drift.SchedulerConfig{
+		Checker: checker, Detector: drift.NewDetector(dcfg.For), Policy: dcfg.For, Owns: owns,
+		Models: func(ctx context.Context, now time.Time) ([]string, error) {
+			return checker.RecentModels(ctx, 24*time.Hour, now)
+		},
+		OnIncident: func(ctx context.Context, inc drift.Incident) {
+			log.Warn("drift incident", "model", inc.Model, "version", inc.Version, "start", inc.Start, "reasons", inc.Reasons)
+			if jm == nil {
+				return
+			}
+			id, created, err := jm.Schedule(ctx, jobs.Incident(inc))
+			if err != nil {
+				log.Error("schedule re-optimization job", "model", inc.Model, "err", err)
+				return
+			}
+			log.Info("re-optimization job", "id", id, "created", created)
+		},
+		Log: log.With("component", "drift"),
+	})
+	if err != nil {
+		return fmt.Errorf("drift: %w", err)
+	}
+
 	adm := admin.New(cfg.AdminAddr, func(ctx context.Context) error {
 		if err := backend.Conn.Ping(ctx); err != nil {
 			return fmt.Errorf("clickhouse: %w", err)
@@ -292,6 +329,8 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 	} else {
 		otherDone <- struct{}{}
 	}
+	driftDone := make(chan struct{})
+	go func() { defer close(driftDone); errc <- sched.Run(otherCtx) }()
 	jobsDone := make(chan struct{})
 	if jm != nil {
 		go func() { defer close(jobsDone); errc <- jm.Run(otherCtx) }()
@@ -316,6 +355,7 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 	<-otherDone
 	<-otherDone
 	<-jobsDone
+	<-driftDone
 	if n, bytes := sp.Pending(); n > 0 {
 		log.Info("spool not empty at stop; it is written at the next start", "records", n, "bytes", bytes)
 	}
