@@ -63,7 +63,8 @@ type Inserter interface {
 type WriterConfig struct {
 	// BatchRows flushes a batch once it has this many rows; default 50000.
 	BatchRows int
-	// BatchBytes bounds the spool bytes read into one batch; default 64 MiB.
+	// BatchBytes bounds the spool bytes read into one batch; default 16 MiB
+	// (decoded, a batch takes several times that in memory).
 	BatchBytes int
 	// FlushInterval flushes a smaller batch once its oldest record has
 	// waited this long; default 1s (about one insert per second per table).
@@ -80,7 +81,7 @@ func (c WriterConfig) withDefaults() WriterConfig {
 		c.BatchRows = 50000
 	}
 	if c.BatchBytes <= 0 {
-		c.BatchBytes = 64 << 20
+		c.BatchBytes = 16 << 20
 	}
 	if c.FlushInterval <= 0 {
 		c.FlushInterval = time.Second

@@ -13,7 +13,6 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -126,12 +125,6 @@ func serve(args []string, stdout, stderr io.Writer) error {
 				log.Error("debug listener", "err", err)
 			}
 		}()
-	}
-	if os.Getenv("GOGC") == "" {
-		// Ingest allocates a lot of short-lived memory (decoded OTLP, rows);
-		// collecting less often saves CPU per point for some more memory.
-		// GOGC in the environment overrides this.
-		debug.SetGCPercent(300)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
