@@ -58,9 +58,11 @@ var ErrBackpressure = errors.New("collector is over its spool limit; retry later
 
 // Sink makes an OTLP export request durable. Accept returns only when the
 // payload is durable (the receiver then acknowledges it) or with an error.
-// points is the number of data points or log records it holds.
+// points is the number of data points or log records it holds; decoded is
+// the request as the receiver decoded it (pmetric.Metrics or plog.Logs),
+// valid only during the call.
 type Sink interface {
-	Accept(ctx context.Context, kind Kind, payload []byte, points int) error
+	Accept(ctx context.Context, kind Kind, payload []byte, points int, decoded any) error
 }
 
 // ReceiverConfig configures the OTLP receivers.
@@ -186,7 +188,7 @@ func (g *grpcMetrics) Export(ctx context.Context, req pmetricotlp.ExportRequest)
 	if err != nil {
 		return resp, status.Error(codes.Internal, err.Error())
 	}
-	return resp, g.r.accept(ctx, KindMetrics, payload, req.Metrics().DataPointCount(), true)
+	return resp, g.r.accept(ctx, KindMetrics, payload, req.Metrics().DataPointCount(), req.Metrics(), true)
 }
 
 type grpcLogs struct {
@@ -200,14 +202,14 @@ func (g *grpcLogs) Export(ctx context.Context, req plogotlp.ExportRequest) (plog
 	if err != nil {
 		return resp, status.Error(codes.Internal, err.Error())
 	}
-	return resp, g.r.accept(ctx, KindLogs, payload, req.Logs().LogRecordCount(), true)
+	return resp, g.r.accept(ctx, KindLogs, payload, req.Logs().LogRecordCount(), req.Logs(), true)
 }
 
 // accept hands a decoded payload to the sink and maps its error for gRPC
 // (asGRPC) or returns it as is.
-func (r *Receiver) accept(ctx context.Context, kind Kind, payload []byte, points int, asGRPC bool) error {
+func (r *Receiver) accept(ctx context.Context, kind Kind, payload []byte, points int, decoded any, asGRPC bool) error {
 	r.stats.received(kind, points)
-	err := r.sink.Accept(ctx, kind, payload, points)
+	err := r.sink.Accept(ctx, kind, payload, points, decoded)
 	if err == nil {
 		return nil
 	}
@@ -242,6 +244,7 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request, kind Kind
 	}
 	var payload []byte
 	var points int
+	var decoded any
 	var respBody func() ([]byte, error)
 	switch kind {
 	case KindMetrics:
@@ -256,6 +259,7 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request, kind Kind
 			return
 		}
 		points = er.Metrics().DataPointCount()
+		decoded = er.Metrics()
 		payload = body
 		if ct == ctJSON {
 			if payload, err = er.MarshalProto(); err != nil {
@@ -282,6 +286,7 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request, kind Kind
 			return
 		}
 		points = er.Logs().LogRecordCount()
+		decoded = er.Logs()
 		payload = body
 		if ct == ctJSON {
 			if payload, err = er.MarshalProto(); err != nil {
@@ -297,7 +302,7 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request, kind Kind
 			return resp.MarshalProto()
 		}
 	}
-	if err := r.accept(req.Context(), kind, payload, points, false); err != nil {
+	if err := r.accept(req.Context(), kind, payload, points, decoded, false); err != nil {
 		if errors.Is(err, ErrBackpressure) {
 			w.Header().Set("Retry-After", strconv.Itoa(int(r.cfg.RetryAfter.Seconds()+0.5)))
 			httpError(w, ct, http.StatusTooManyRequests, err.Error())

@@ -7,7 +7,11 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
+
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/drover-ml/drover/collector/spool"
 	"github.com/drover-ml/drover/collector/store"
@@ -33,15 +37,19 @@ func decodeRecord(rec []byte) (Kind, time.Time, []byte, error) {
 }
 
 // SpoolSink is the Sink of the receivers: it appends each request to the
-// spool (durably, per the spool's sync policy) before it is acknowledged.
+// spool (durably, per the spool's sync policy) before it is acknowledged,
+// and, when Rows is set, converts the request the receiver already decoded
+// into rows kept in memory for the writer, so the writer does not decode it
+// again (after a restart, or when the cache is full, it does).
 type SpoolSink struct {
 	Spool *spool.Spool
 	Stats *Stats
+	Rows  *RowCache
 }
 
 // Accept appends the payload; a full spool is ErrBackpressure.
-func (s *SpoolSink) Accept(ctx context.Context, kind Kind, payload []byte, points int) error {
-	_, err := s.Spool.Append(ctx, encodeRecord(kind, time.Now(), payload))
+func (s *SpoolSink) Accept(ctx context.Context, kind Kind, payload []byte, points int, decoded any) error {
+	seq, err := s.Spool.Append(ctx, encodeRecord(kind, time.Now(), payload))
 	switch {
 	case errors.Is(err, spool.ErrFull):
 		return ErrBackpressure
@@ -51,7 +59,78 @@ func (s *SpoolSink) Accept(ctx context.Context, kind Kind, payload []byte, point
 	if s.Stats != nil {
 		s.Stats.spooled(kind, points)
 	}
+	if s.Rows != nil && s.Rows.room(points) {
+		var b store.Batch
+		switch d := decoded.(type) {
+		case pmetric.Metrics:
+			convertMetrics(d, &b)
+		case plog.Logs:
+			convertLogs(d, &b)
+		default:
+			return nil
+		}
+		s.Rows.put(seq, &b)
+	}
 	return nil
+}
+
+// RowCache holds the rows of recently spooled requests, by spool seq, up to
+// a bound on rows. Safe for concurrent use.
+type RowCache struct {
+	mu      sync.Mutex
+	batches map[uint64]*store.Batch
+	rows    int
+	max     int
+}
+
+// NewRowCache bounds the cache to maxRows rows (0: 200000).
+func NewRowCache(maxRows int) *RowCache {
+	if maxRows <= 0 {
+		maxRows = 200000
+	}
+	return &RowCache{batches: map[uint64]*store.Batch{}, max: maxRows}
+}
+
+func (c *RowCache) room(n int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rows+n <= c.max
+}
+
+func (c *RowCache) put(seq uint64, b *store.Batch) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.batches[seq] = b
+	c.rows += b.Rows()
+}
+
+// take removes and returns the rows of seq, if cached.
+func (c *RowCache) take(seq uint64) *store.Batch {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := c.batches[seq]
+	if b != nil {
+		delete(c.batches, seq)
+		c.rows -= b.Rows()
+	}
+	return b
+}
+
+// appendBatch appends o's rows to b.
+func appendBatch(b, o *store.Batch) {
+	b.Gauges = append(b.Gauges, o.Gauges...)
+	b.Sums = append(b.Sums, o.Sums...)
+	b.Histograms = append(b.Histograms, o.Histograms...)
+	b.ExpHistograms = append(b.ExpHistograms, o.ExpHistograms...)
+	b.Summaries = append(b.Summaries, o.Summaries...)
+	b.Events = append(b.Events, o.Events...)
+	b.Samples = append(b.Samples, o.Samples...)
+	b.ModelVersions = append(b.ModelVersions, o.ModelVersions...)
+	b.Drift = append(b.Drift, o.Drift...)
+	b.Jobs = append(b.Jobs, o.Jobs...)
 }
 
 // Inserter writes a batch with a deduplication token (store.Store).
@@ -103,6 +182,7 @@ func (c WriterConfig) withDefaults() WriterConfig {
 // deduplicates it. Rows reach ClickHouse exactly once.
 type Writer struct {
 	cfg   WriterConfig
+	rows  *RowCache // may be nil
 	sp    *spool.Spool
 	ins   Inserter
 	log   *slog.Logger
@@ -111,12 +191,13 @@ type Writer struct {
 	failing bool
 }
 
-// NewWriter builds a writer.
-func NewWriter(cfg WriterConfig, sp *spool.Spool, ins Inserter, stats *Stats, log *slog.Logger) *Writer {
+// NewWriter builds a writer. rows, if not nil, is the SpoolSink's row
+// cache.
+func NewWriter(cfg WriterConfig, sp *spool.Spool, rows *RowCache, ins Inserter, stats *Stats, log *slog.Logger) *Writer {
 	if stats == nil {
 		stats = &Stats{}
 	}
-	return &Writer{cfg: cfg.withDefaults(), sp: sp, ins: ins, log: log, stats: stats}
+	return &Writer{cfg: cfg.withDefaults(), rows: rows, sp: sp, ins: ins, log: log, stats: stats}
 }
 
 func token(first, last uint64) string {
@@ -239,7 +320,9 @@ func (w *Writer) write(ctx context.Context, recs []spool.Record, replay bool) er
 	var oldest time.Time
 	for _, r := range recs {
 		kind, at, payload, err := decodeRecord(r.Data)
-		if err == nil {
+		if cached := w.rows.take(r.Seq); cached != nil && err == nil {
+			appendBatch(&b, cached)
+		} else if err == nil {
 			err = Convert(kind, payload, &b)
 		}
 		if err != nil {

@@ -46,6 +46,12 @@ type Config struct {
 	// Jobs configures re-optimization jobs; absent, incidents are recorded
 	// but no jobs run.
 	Jobs *jobs.Config `yaml:"jobs"`
+
+	// Test hooks, never read from a file: ringTuning adjusts the ring's
+	// config just before ring.New (a test cluster's loopback timings), and
+	// driftTick, when > 0, replaces the drift scheduler's tick.
+	ringTuning func(*ring.Config)
+	driftTick  time.Duration
 }
 
 // ClickHouse says where the data goes.
@@ -205,11 +211,14 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 	}
 	st := store.New(backend.Conn, cfg.ClickHouse.Database)
 
+	// Rows converted at receive time wait here for the writer (bounded), so
+	// each request is decoded once in the common case.
+	rowCache := ingest.NewRowCache(0)
 	recv := ingest.NewReceiver(ingest.ReceiverConfig{
 		GRPCAddr: cfg.OTLP.GRPCAddr, HTTPAddr: cfg.OTLP.HTTPAddr, MaxRequestBytes: cfg.OTLP.MaxRequestBytes,
-	}, &ingest.SpoolSink{Spool: sp, Stats: stats}, stats, log.With("component", "otlp"))
+	}, &ingest.SpoolSink{Spool: sp, Stats: stats, Rows: rowCache}, stats, log.With("component", "otlp"))
 	writer := ingest.NewWriter(ingest.WriterConfig{BatchRows: cfg.Writer.BatchRows, FlushInterval: cfg.Writer.FlushInterval},
-		sp, st, stats, log.With("component", "writer"))
+		sp, rowCache, st, stats, log.With("component", "writer"))
 
 	var rg *ring.Ring
 	if !cfg.Cluster.Disabled {
@@ -223,6 +232,9 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 			if rc.SecretKey, err = ring.ParseSecretKey(string(bytes.TrimSpace(b))); err != nil {
 				return fmt.Errorf("cluster.key_file: %w", err)
 			}
+		}
+		if cfg.ringTuning != nil {
+			cfg.ringTuning(&rc)
 		}
 		if rg, err = ring.New(rc); err != nil {
 			return err
@@ -252,7 +264,7 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 	}
 	checker := drift.NewChecker(backend.Conn, cfg.ClickHouse.Database, cfg.Cluster.NodeName, nil)
 	sched, err := drift.NewScheduler(drift.SchedulerConfig{
-		Checker: checker, Detector: drift.NewDetector(dcfg.For), Policy: dcfg.For, Owns: owns,
+		Checker: checker, Detector: drift.NewDetector(dcfg.For), Policy: dcfg.For, Owns: owns, Tick: cfg.driftTick,
 		Models: func(ctx context.Context, now time.Time) ([]string, error) {
 			return checker.RecentModels(ctx, 24*time.Hour, now)
 		},
