@@ -120,7 +120,7 @@ func (s *Scheduler) round(ctx context.Context) {
 	now := s.cfg.Now()
 	models, err := s.cfg.Models(ctx, now)
 	if err != nil {
-		if !s.unavailable(err) && ctx.Err() == nil {
+		if ctx.Err() == nil && !s.unavailable(err) {
 			s.cfg.Log.Error("drift checks: list models", "err", err)
 		}
 		return
@@ -141,7 +141,7 @@ func (s *Scheduler) round(ctx context.Context) {
 		}
 		versions, err := s.cfg.Checker.ServingVersions(ctx, model, p.Window, now)
 		if err != nil {
-			if s.unavailable(err) || ctx.Err() != nil {
+			if ctx.Err() != nil || s.unavailable(err) {
 				return
 			}
 			s.cfg.Log.Error("drift checks: serving versions", "model", model, "err", err)
@@ -151,7 +151,7 @@ func (s *Scheduler) round(ctx context.Context) {
 		for _, version := range versions {
 			owned[[2]string{model, version}] = struct{}{}
 			if err := s.check(ctx, model, version, p, now); err != nil {
-				if s.unavailable(err) || ctx.Err() != nil {
+				if ctx.Err() != nil || s.unavailable(err) {
 					return
 				}
 				ok = false

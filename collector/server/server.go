@@ -269,16 +269,30 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 			return checker.RecentModels(ctx, 24*time.Hour, now)
 		},
 		OnIncident: func(ctx context.Context, inc drift.Incident) {
-			log.Warn("drift incident", "model", inc.Model, "version", inc.Version, "start", inc.Start, "reasons", inc.Reasons)
 			if jm == nil {
+				log.Info("drift incident recorded; no jobs are configured", "model", inc.Model, "version", inc.Version)
 				return
 			}
-			id, created, err := jm.Schedule(ctx, jobs.Incident(inc))
-			if err != nil {
-				log.Error("schedule re-optimization job", "model", inc.Model, "err", err)
-				return
-			}
-			log.Info("re-optimization job", "id", id, "created", created)
+			// The incident is recorded and the detector is in cooldown, so
+			// the job must not be lost to a transient error: retry (the id
+			// is deterministic, so a retry never makes a second job).
+			go func() {
+				backoff := time.Second
+				for {
+					id, created, err := jm.Schedule(ctx, jobs.Incident(inc))
+					if err == nil {
+						log.Info("re-optimization job scheduled", "id", id, "created", created, "model", inc.Model, "version", inc.Version)
+						return
+					}
+					log.Warn("schedule re-optimization job; retrying", "model", inc.Model, "err", err, "retry_in", backoff)
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(backoff):
+					}
+					backoff = min(2*backoff, time.Minute)
+				}
+			}()
 		},
 		Log: log.With("component", "drift"),
 	})

@@ -9,8 +9,7 @@ import (
 func TestMain(m *testing.M) { os.Exit(RunWithClickHouse(m)) }
 
 // TestFreshDatabasePerTest checks that each test gets its own empty database
-// on the shared engine, usable through both Conn and DSN, and that it is
-// dropped when the test ends.
+// on the shared engine, usable through both Conn and DSN.
 func TestFreshDatabasePerTest(t *testing.T) {
 	var names []string
 	for _, sub := range []string{"first", "second"} {
@@ -50,16 +49,6 @@ func TestFreshDatabasePerTest(t *testing.T) {
 	}
 	if len(names) != 2 || names[0] == names[1] {
 		t.Fatalf("databases %v are not distinct", names)
-	}
-	admin := Open(t, baseDSN)
-	for _, name := range names {
-		var n uint64
-		if err := admin.QueryRow(context.Background(), "SELECT count() FROM system.databases WHERE name = ?", name).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n != 0 {
-			t.Errorf("database %s was not dropped after its test", name)
-		}
 	}
 }
 
