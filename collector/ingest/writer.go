@@ -368,6 +368,7 @@ func (w *Writer) write(ctx context.Context, recs []spool.Record, replay bool) er
 			w.log.Warn("ClickHouse insert failed; data stays in the spool and is retried", "err", err)
 			w.failing = true
 		}
+		w.updateSpoolStats() // the spool grows during an outage: keep the gauges current
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
