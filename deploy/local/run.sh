@@ -16,18 +16,26 @@ if [ ! -e var/models/iris/1/model.onnx ]; then
 	mv var/models/iris/.tmp-1 var/models/iris/1 # publish by atomic rename
 fi
 
-pids=()
+collector= agent=
+# Stop the agent first, so its last telemetry reaches the collector, then
+# the collector, which drains its spool into ClickHouse before it exits.
 cleanup() {
 	trap - INT TERM EXIT
-	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-	wait || true
+	[ -n "$agent" ] && kill -TERM "$agent" 2>/dev/null && wait "$agent" 2>/dev/null
+	[ -n "$collector" ] && kill -TERM "$collector" 2>/dev/null && wait "$collector" 2>/dev/null
+	true
 }
 trap cleanup INT TERM EXIT
 
 ./bin/drover-collector serve --data-dir var/collector &
-pids+=($!)
+collector=$!
+for _ in $(seq 1 120); do
+	./bin/droverctl status >/dev/null 2>&1 && break
+	kill -0 "$collector" 2>/dev/null || { echo "drover: the collector exited; see its log above" >&2; exit 1; }
+	sleep 0.5
+done
 ./bin/drover-agent --model-dir var/models --data-dir var/agent &
-pids+=($!)
+agent=$!
 
 cat <<'MSG'
 drover: agent on http://localhost:8080 (OIP REST) and localhost:8081 (gRPC); collector admin on http://localhost:7070
@@ -36,4 +44,4 @@ drover: agent on http://localhost:8080 (OIP REST) and localhost:8081 (gRPC); col
     -d '{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.9,3.0,5.1,1.8]}]}'
   publish a new version: copy a model to var/models/iris/.tmp-2/model.onnx, then mv it to var/models/iris/2
 MSG
-wait -n "${pids[@]}"
+wait -n "$collector" "$agent"
