@@ -354,7 +354,12 @@ func (w *Writer) write(ctx context.Context, recs []spool.Record, replay bool) er
 			w.observe(&b, time.Since(start))
 			break
 		}
-		retryable := store.IsRetryable(err) || ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded)
+		if ctx.Err() != nil {
+			// Stopping: the batch stays in the spool (the drain or the next
+			// start writes it with the same token).
+			return ctx.Err()
+		}
+		retryable := store.IsRetryable(err) || errors.Is(err, context.DeadlineExceeded)
 		if w.stats.InsertErrors != nil {
 			w.stats.InsertErrors.WithLabelValues(strconv.FormatBool(retryable)).Inc()
 		}
