@@ -43,7 +43,9 @@ run: deps build
 bench: deps
 	$(GO) run ./bench/overhead
 	$(GO) run ./bench/swap
-	$(GO) test -run '^$$' -bench . ./agent/oip/
+	$(GO) run ./bench/monitoring
+	$(GO) run ./bench/ingest
+	$(GO) test -run '^$$' -bench . ./agent/oip/ ./collector/ring/
 
 ## lint: go vet and staticcheck
 lint:
