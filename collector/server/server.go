@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -243,7 +244,7 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 
 	owns := func(string) bool { return true }
 	if rg != nil {
-		owns = rg.Owns
+		owns = settledOwns(rg, len(cfg.Cluster.Join) > 0, time.Now(), 30*time.Second)
 	}
 	var jm *jobs.Manager
 	if cfg.Jobs != nil {
@@ -405,4 +406,29 @@ func knownModels(ctx context.Context, b *store.Backend, db string) ([]string, er
 		out = append(out, m)
 	}
 	return out, rows.Err()
+}
+
+// settledOwns is the ring's Owns, except that a node configured to join
+// peers owns nothing until it has seen another member (or grace has
+// passed): a ring that holds only itself owns every model, and a node
+// restarting into a running cluster must not run drift checks or resume
+// jobs for all of them before it has joined.
+func settledOwns(rg *ring.Ring, joining bool, start time.Time, grace time.Duration) func(string) bool {
+	var settled atomic.Bool
+	settled.Store(!joining)
+	return func(model string) bool {
+		if !settled.Load() {
+			alive := 0
+			for _, m := range rg.Members() {
+				if m.State == ring.StateAlive {
+					alive++
+				}
+			}
+			if alive < 2 && time.Since(start) < grace {
+				return false
+			}
+			settled.Store(true)
+		}
+		return rg.Owns(model)
+	}
 }
