@@ -121,7 +121,7 @@ func DecodeRESTRequest(body []byte, jsonLen int) (*InferRequest, error) {
 		if err := checkBoolParam(o.Parameters, paramBinaryData, "output", o.Name); err != nil {
 			return nil, err
 		}
-		req.Outputs[i] = RequestedOutput{Name: o.Name, Parameters: o.Parameters}
+		req.Outputs[i] = RequestedOutput(o)
 	}
 	return req, nil
 }

@@ -408,7 +408,8 @@ func (d *drill) run(ctx context.Context) error {
 	sent := s.Points.Load()
 	drain := <-drained
 	tables := []string{"drover_drill.metrics_gauge", "drover_drill.metrics_histogram"}
-	rows, werr := waitRows(eng.HTTPAddr(), tables, sent, 5*time.Minute)
+	_, werr := waitRows(eng.HTTPAddr(), tables, sent, 5*time.Minute)
+	var rows int64
 	tAll := time.Since(tRestart)
 	spoolEmpty := pollSpoolEmpty(c.Admin, time.Minute)
 	time.Sleep(2 * time.Second)

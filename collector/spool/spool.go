@@ -253,11 +253,10 @@ type writer struct {
 }
 
 type segUpdate struct {
-	seg        *segment
-	size       int64
-	last       uint64
-	sealed     bool
-	fileClosed bool
+	seg    *segment
+	size   int64
+	last   uint64
+	sealed bool
 }
 
 type seqEnd struct {

@@ -302,18 +302,18 @@ func linearGraph(input, output string, w [][]float32, b []float32) (*onnxpb.Grap
 		}
 	}
 	if len(w) == 0 || len(w[0]) == 0 {
-		return nil, errors.New("W must have at least one row and one column")
+		return nil, errors.New("w must have at least one row and one column")
 	}
 	in, out := len(w), len(w[0])
 	flat := make([]float32, 0, in*out)
 	for i, row := range w {
 		if len(row) != out {
-			return nil, fmt.Errorf("W row %d has %d values, row 0 has %d", i, len(row), out)
+			return nil, fmt.Errorf("w row %d has %d values, row 0 has %d", i, len(row), out)
 		}
 		flat = append(flat, row...)
 	}
 	if len(b) != out {
-		return nil, fmt.Errorf("B has %d values, W has %d columns", len(b), out)
+		return nil, fmt.Errorf("b has %d values, w has %d columns", len(b), out)
 	}
 	return &onnxpb.GraphProto{
 		Name: "linear",
