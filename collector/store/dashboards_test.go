@@ -37,7 +37,9 @@ func TestDashboardQueriesRun(t *testing.T) {
 		var dash struct {
 			Panels []struct {
 				Title   string
-				Targets []struct{ RawSQL string `json:"rawSql"` }
+				Targets []struct {
+					RawSQL string `json:"rawSql"`
+				}
 			}
 			Templating struct {
 				List []struct{ Name, Type, Query string }
