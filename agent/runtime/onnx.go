@@ -337,11 +337,18 @@ func (m *onnxModel) runRaw(ctx context.Context, inputs []oip.Tensor) ([]ort.Valu
 		if rerr != nil {
 			return nil, fmt.Errorf("run options: %w", rerr)
 		}
-		stop := context.AfterFunc(ctx, func() { ro.Terminate() })
+		terminated := make(chan struct{})
+		stop := context.AfterFunc(ctx, func() {
+			ro.Terminate()
+			close(terminated)
+		})
 		err = m.session.RunWithOptions(vals, outs, ro)
 		if stop() {
 			putRunOptions(ro)
 		} else {
+			// The terminate callback has started: let it finish before the
+			// options are destroyed.
+			<-terminated
 			ro.Destroy()
 		}
 		if err != nil && ctx.Err() != nil {
@@ -427,12 +434,10 @@ func destroyAll(vs []ort.Value) {
 	}
 }
 
-func shapeOf(t *oip.Tensor) ort.Shape { return ort.Shape(t.Shape) }
-
 // toOrtValue wraps the tensor's data for ONNX Runtime. Numeric data is
 // shared, not copied: the tensor must stay alive until the run ends.
 func toOrtValue(t *oip.Tensor) (ort.Value, error) {
-	s := shapeOf(t)
+	s := ort.Shape(t.Shape)
 	switch d := t.Data.(type) {
 	case []float32:
 		return newTensor(s, d)
