@@ -111,11 +111,7 @@ func run(d time.Duration, clients, rounds, rate int) error {
 		{"telemetry on, sampling 100%", tel + "monitoring: {rate: 1}\n" + fmt.Sprintf(base, "")},
 	}
 	start := func(i int, cfg string) (*agentproc.Agent, error) {
-		cfgPath := filepath.Join(tmp, fmt.Sprintf("agent-%d.yaml", i))
-		if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-			return nil, err
-		}
-		return agentproc.Start(bin, store, filepath.Join(tmp, fmt.Sprintf("agent-%d", i)), cfgPath)
+		return agentproc.Start(bin, store, filepath.Join(tmp, fmt.Sprintf("agent-%d", i)), cfg)
 	}
 	fmt.Printf("monitoring cost on drover-agent: tiny classifier, gRPC, %d closed-loop clients, %s per run, median of %d interleaved rounds\n\n", clients, d, rounds)
 	tputs := make([][]float64, len(runs))

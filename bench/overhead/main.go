@@ -24,7 +24,6 @@ import (
 
 	ort "github.com/yalue/onnxruntime_go"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/drover-ml/drover/agent/oip"
 	pb "github.com/drover-ml/drover/agent/oip/inferencepb"
@@ -93,21 +92,16 @@ func run(d time.Duration, n int) error {
 	if err != nil {
 		return err
 	}
-	cfgPath := filepath.Join(tmp, "agent.yaml")
-	if err := os.WriteFile(cfgPath, []byte("runtime: {intra_op_threads: 1, inter_op_threads: 1}\n"), 0o644); err != nil {
-		return err
-	}
-	agent, err := agentproc.Start(bin, store, filepath.Join(tmp, "agent"), cfgPath)
+	agent, err := agentproc.Start(bin, store, filepath.Join(tmp, "agent"), "runtime: {intra_op_threads: 1, inter_op_threads: 1}\n")
 	if err != nil {
 		return err
 	}
 	defer agent.Stop()
-	conn, err := grpc.NewClient(agent.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	gc, conn, err := agent.Client()
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	gc := pb.NewGRPCInferenceServiceClient(conn)
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
 	fmt.Printf("drover-agent overhead vs raw ONNX Runtime %s (intra/inter-op threads 1), %s per run, batch 1\n\n", runtime.Version(), d)

@@ -22,8 +22,6 @@ import (
 	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/drover-ml/drover/agent/oip"
 	pb "github.com/drover-ml/drover/agent/oip/inferencepb"
@@ -80,21 +78,16 @@ func run(nVersions, rate, dim int, steady time.Duration) error {
 	if err != nil {
 		return err
 	}
-	cfg := filepath.Join(tmp, "agent.yaml")
-	if err := os.WriteFile(cfg, []byte("runtime: {intra_op_threads: 1, inter_op_threads: 1}\n"), 0o644); err != nil {
-		return err
-	}
-	agent, err := agentproc.Start(bin, store, filepath.Join(tmp, "agent"), cfg)
+	agent, err := agentproc.Start(bin, store, filepath.Join(tmp, "agent"), "runtime: {intra_op_threads: 1, inter_op_threads: 1}\n")
 	if err != nil {
 		return err
 	}
 	defer agent.Stop()
-	conn, err := grpc.NewClient(agent.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	client, conn, err := agent.Client()
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	client := pb.NewGRPCInferenceServiceClient(conn)
 
 	x := make([]float32, dim)
 	for i := range x {

@@ -14,6 +14,11 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	pb "github.com/drover-ml/drover/agent/oip/inferencepb"
 )
 
 // Agent is a running drover-agent.
@@ -45,8 +50,8 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// Start runs bin on modelDir with the given config file (may be empty) and
-// waits until it reports ready.
+// Start runs bin on modelDir with config (the agent's YAML, written to
+// dataDir/agent.yaml; empty for none) and waits until it reports ready.
 func Start(bin, modelDir, dataDir, config string) (*Agent, error) {
 	h, err := freeAddr()
 	if err != nil {
@@ -58,11 +63,15 @@ func Start(bin, modelDir, dataDir, config string) (*Agent, error) {
 	}
 	a := &Agent{HTTPAddr: h, GRPCAddr: g, ModelDir: modelDir, Log: filepath.Join(dataDir, "agent.log")}
 	args := []string{"--model-dir", modelDir, "--http-addr", h, "--grpc-addr", g, "--data-dir", dataDir, "--log-level", "warn"}
-	if config != "" {
-		args = append(args, "--config", config)
-	}
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, err
+	}
+	if config != "" {
+		path := filepath.Join(dataDir, "agent.yaml")
+		if err := os.WriteFile(path, []byte(config), 0o644); err != nil {
+			return nil, err
+		}
+		args = append(args, "--config", path)
 	}
 	logf, err := os.Create(a.Log)
 	if err != nil {
@@ -90,6 +99,15 @@ func Start(bin, modelDir, dataDir, config string) (*Agent, error) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Client dials the agent's gRPC port; close the connection when done.
+func (a *Agent) Client() (pb.GRPCInferenceServiceClient, *grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(a.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, nil, err
+	}
+	return pb.NewGRPCInferenceServiceClient(conn), conn, nil
 }
 
 // RSS returns the agent's resident set size in bytes.
