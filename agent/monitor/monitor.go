@@ -230,11 +230,11 @@ func (m *Monitor) Forget(model string, version int64) {
 }
 
 // Observe records what the monitor needs from a successful inference:
-// v answered req with resp. It is called on the request path.
-func (m *Monitor) Observe(v *registry.Version, role string, req *oip.InferRequest, resp *oip.InferResponse) {
-	if role != "shadow" {
-		m.maybeShadow(v, req, resp)
-	}
+// v answered req with resp; shadow is the model's shadow split (nil: none),
+// which the caller already looked up for routing. It is called on the
+// request path.
+func (m *Monitor) Observe(v *registry.Version, shadow *registry.Split, req *oip.InferRequest, resp *oip.InferResponse) {
+	m.maybeShadow(v, shadow, req, resp)
 	if !evaluate.Sampled(req.ID, m.rate(v.Model)) {
 		return
 	}

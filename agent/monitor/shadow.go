@@ -71,8 +71,7 @@ func (s *shadowStats) values() (float64, float64, bool) {
 // maybeShadow queues a copy of the request for the model's shadow version
 // when the request falls in the shadow share. Never blocks: a full queue
 // drops the copy and counts it.
-func (m *Monitor) maybeShadow(v *registry.Version, req *oip.InferRequest, resp *oip.InferResponse) {
-	_, shadow := m.reg.Splits(v.Model)
+func (m *Monitor) maybeShadow(v *registry.Version, shadow *registry.Split, req *oip.InferRequest, resp *oip.InferResponse) {
 	if shadow == nil || shadow.Version == v.Number || !evaluate.Sampled("shadow:"+req.ID, shadow.Percent/100) {
 		return
 	}

@@ -189,13 +189,11 @@ func (s *Server) Infer(ctx context.Context, protocol, model string, version int6
 	}
 	defer s.inFlight.Add(-1)
 
-	role := "primary"
+	canary, shadow := s.reg.Splits(model)
 	var v *registry.Version
-	if version == 0 {
-		if canary, _ := s.reg.Splits(model); canary != nil && evaluate.Sampled("canary:"+req.ID, canary.Percent/100) {
-			if cv, cerr := s.reg.Acquire(model, canary.Version); cerr == nil {
-				v, role = cv, "canary"
-			}
+	if version == 0 && canary != nil && evaluate.Sampled("canary:"+req.ID, canary.Percent/100) {
+		if cv, cerr := s.reg.Acquire(model, canary.Version); cerr == nil {
+			v = cv
 		}
 	}
 	if v == nil {
@@ -228,7 +226,7 @@ func (s *Server) Infer(ctx context.Context, protocol, model string, version int6
 		Outputs:      out,
 	}
 	if s.mon != nil {
-		s.mon.Observe(v, role, req, resp)
+		s.mon.Observe(v, shadow, req, resp)
 	}
 	return resp, nil
 }
