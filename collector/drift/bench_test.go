@@ -49,30 +49,43 @@ SELECT %s FROM (
 }
 
 // BenchmarkCheck measures one Check of a model with 20 features served by
-// 1000 hosts over 30 days. The volume is generated once, inside
-// ClickHouse (INSERT … SELECT FROM numbers()):
+// 1000 hosts over 30 days, in two sub-benchmarks:
+//
+//   - delta: what drover agents send (docs/metrics.md), the windows at 10 s
+//     resolution; a check reads the minute rollups;
+//   - cumulative: what other OTLP senders may send, the windows at 60 s
+//     resolution; a check reads every point of its windows in
+//     metrics_histogram and metrics_sum.
+//
+// The volume is generated once per sub-benchmark, inside ClickHouse
+// (INSERT … SELECT FROM numbers(), through the rollup views):
 //
 //   - the two windows a check reads (the reference hour after the version
 //     started, 30 days ago, and the current hour, each with Lookback
-//     before it) at 60 s resolution;
+//     before it) at the resolution above;
 //   - the 30 days between them at 1 h resolution: they are what partition
-//     pruning (by day) and the sorting key skip, so their resolution does
+//     pruning (by day) and the sorting keys skip, so their resolution does
 //     not change what a check reads.
 //
 // Per host: 20 drover.distribution histograms (11 buckets), 2
 // drover.requests series (ok, error), a drover.request.duration histogram
 // and a drover.eval gauge. DROVER_DRIFT_BENCH_HOSTS and
 // DROVER_DRIFT_BENCH_STEP_S (window resolution, seconds) change the size.
-// A check's cost grows with the rows inside its two windows, hosts ×
-// series × 3600/step: see docs/drift.md for the extrapolation to 10 s.
 func BenchmarkCheck(b *testing.B) {
+	b.Run("delta", func(b *testing.B) { benchmarkCheck(b, "delta", 10*time.Second) })
+	b.Run("cumulative", func(b *testing.B) { benchmarkCheck(b, "cumulative", 60*time.Second) })
+}
+
+func benchmarkCheck(b *testing.B, temporality string, step time.Duration) {
 	db := testenv.ClickHouse(b)
 	ctx := context.Background()
 	if err := store.Migrate(ctx, db.Conn, store.MigrateOptions{Database: db.Name, TTLDays: 60}); err != nil {
 		b.Fatal(err)
 	}
 	hosts := envInt("DROVER_DRIFT_BENCH_HOSTS", 1000)
-	step := time.Duration(envInt("DROVER_DRIFT_BENCH_STEP_S", 60)) * time.Second
+	if s := envInt("DROVER_DRIFT_BENCH_STEP_S", 0); s > 0 {
+		step = time.Duration(s) * time.Second
+	}
 	const features = 20
 	now := time.Now().UTC().Truncate(time.Minute)
 	t0 := now.Add(-30 * 24 * time.Hour)
@@ -89,41 +102,53 @@ func BenchmarkCheck(b *testing.B) {
 	base := "[1, 2, 4, 6, 7, 8, 7, 6, 4, 2, 1]"
 	shifted := "[0, 1, 1, 2, 4, 6, 7, 8, 8, 7, 4]"
 	bounds := "[-2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2]"
-	// Features with an even index drift in the last hour.
-	cum := fmt.Sprintf(`arrayMap((x, y) -> toUInt64(least(m, %[1]s) * x + greatest(0, m - %[1]s) * if(s %% 2 = 0, y, x)), %[2]s, %[3]s)`,
+	// Features with an even index drift in the last hour. Cumulative
+	// counts grow by base (shifted) per minute; a delta point holds one
+	// minute's counts whatever the step (only shapes matter to a check).
+	counts := fmt.Sprintf(`arrayMap((x, y) -> toUInt64(least(m, %[1]s) * x + greatest(0, m - %[1]s) * if(s %% 2 = 0, y, x)), %[2]s, %[3]s)`,
 		fmt.Sprintf("dateDiff('second', %s, %s) / 60", nanos(t0), nanos(drift)), base, shifted)
-	common := "'drover-agent', h, concat('agent-', h), 'bench', '1'"
+	requests := "m * if(s = 0, 600, 3)"
+	latency := "arrayMap(x -> toUInt64(m * x), [300, 250, 45, 5, 0])"
 	start := nanos(t0.Add(-10 * time.Second))
+	if temporality == "delta" {
+		counts = fmt.Sprintf("CAST(if(t >= %s AND s %% 2 = 0, %s, %s), 'Array(UInt64)')", nanos(drift), shifted, base)
+		requests = "if(s = 0, 600, 3)"
+		latency = "CAST([300, 250, 45, 5, 0], 'Array(UInt64)')"
+		start = fmt.Sprintf("t - INTERVAL %d SECOND", int(step/time.Second))
+	}
+	common := "'drover-agent', h, concat('agent-', h), 'bench', '1'"
 	var generated [4]uint64
 	began := time.Now()
 	for _, sg := range segments {
 		generated[0] += benchSegment(b, db, "metrics_histogram",
 			"time, start_time, service, host, agent_id, model, model_version, metric, feature, temporality, bounds, counts, count",
-			fmt.Sprintf("t, %s, %s, '%s', concat('f', toString(s)), 'cumulative', %s, %s AS c, arraySum(c)", start, common, semconv.MetricDistribution, bounds, cum),
+			fmt.Sprintf("t, %s, %s, '%s', concat('f', toString(s)), '%s', %s, %s AS c, arraySum(c)", start, common, semconv.MetricDistribution, temporality, bounds, counts),
 			hosts, features, sg.from, sg.to, sg.step, t0)
 		generated[1] += benchSegment(b, db, "metrics_sum",
 			"time, start_time, service, host, agent_id, model, model_version, metric, attributes, temporality, is_monotonic, value",
-			fmt.Sprintf("t, %s, %s, '%s', map('%s', if(s = 0, 'ok', 'error')), 'cumulative', true, m * if(s = 0, 600, 3)", start, common, semconv.MetricRequests, semconv.AttrStatus),
+			fmt.Sprintf("t, %s, %s, '%s', map('%s', if(s = 0, 'ok', 'error')), '%s', true, %s", start, common, semconv.MetricRequests, semconv.AttrStatus, temporality, requests),
 			hosts, 2, sg.from, sg.to, sg.step, t0)
 		generated[2] += benchSegment(b, db, "metrics_histogram",
 			"time, start_time, service, host, agent_id, model, model_version, metric, temporality, bounds, counts, count",
-			fmt.Sprintf("t, %s, %s, '%s', 'cumulative', [0.001, 0.01, 0.1, 1], arrayMap(x -> toUInt64(m * x), [300, 250, 45, 5, 0]) AS c, arraySum(c)", start, common, semconv.MetricRequestLatency),
+			fmt.Sprintf("t, %s, %s, '%s', '%s', [0.001, 0.01, 0.1, 1], %s AS c, arraySum(c)", start, common, semconv.MetricRequestLatency, temporality, latency),
 			hosts, 1, sg.from, sg.to, sg.step, t0)
 		generated[3] += benchSegment(b, db, "metrics_gauge",
 			"time, start_time, service, host, agent_id, model, model_version, metric, attributes, value",
 			fmt.Sprintf("t, %s, %s, '%s', map('%s', 'f1', '%s', 'labels'), if(t < %s, 0.9, 0.88)", start, common, semconv.MetricEval, semconv.AttrMetric, semconv.AttrSource, nanos(drift)),
 			hosts, 1, sg.from, sg.to, sg.step, t0)
 	}
-	if err := db.Conn.Exec(ctx, fmt.Sprintf("OPTIMIZE TABLE %s.metrics_histogram FINAL", db.Name)); err != nil {
-		b.Logf("optimize: %v", err)
+	for _, table := range []string{"metrics_histogram", "metrics_histogram_1m", "metrics_sum_1m"} {
+		if err := db.Conn.Exec(ctx, fmt.Sprintf("OPTIMIZE TABLE %s.%s FINAL", db.Name, table)); err != nil {
+			b.Logf("optimize %s: %v", table, err)
+		}
 	}
 	var parts uint64
 	_ = db.Conn.QueryRow(ctx, "SELECT count() FROM system.parts WHERE database = ? AND table = 'metrics_histogram' AND active", db.Name).Scan(&parts)
 	inWindows := uint64(hosts*(features+2+1+1)) * uint64(2*(time.Hour+pad)/step)
-	b.Logf("generated in %s: %d distribution + %d latency histogram rows, %d counter rows, %d gauge rows "+
+	b.Logf("%s: generated in %s: %d distribution + %d latency histogram rows, %d counter rows, %d gauge rows "+
 		"(%d features × %d hosts, 30 days: windows at %s, the rest at 1h; %d histogram parts); "+
-		"a check reads the two %s windows: about %d rows",
-		time.Since(began).Round(time.Second), generated[0], generated[2], generated[1], generated[3],
+		"the two %s windows hold about %d raw rows",
+		temporality, time.Since(began).Round(time.Second), generated[0], generated[2], generated[1], generated[3],
 		features, hosts, step, parts, time.Hour, inWindows)
 
 	c := NewChecker(db.Conn, db.Name, "bench", nil)

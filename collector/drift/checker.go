@@ -173,7 +173,10 @@ func nanos(t time.Time) string {
 }
 
 // VersionStart returns the time of the first distribution point of a
-// version, and false if it has none.
+// version, and false if it has none. Delta points are found through the
+// rollups (hour, then minute: the start of the minute of the first delta
+// point), cumulative ones in metrics_histogram (the temporality index skips
+// the delta granules); the earlier of the two wins.
 func (c *Checker) VersionStart(ctx context.Context, model, version string) (time.Time, bool, error) {
 	key := [2]string{model, version}
 	c.mu.Lock()
@@ -182,15 +185,39 @@ func (c *Checker) VersionStart(ctx context.Context, model, version string) (time
 	if ok {
 		return t, true, nil
 	}
+	op := fmt.Sprintf("version start of %s v%s", model, version)
+	var found bool
+	var hour time.Time
 	var n uint64
 	q := fmt.Sprintf(`SELECT min(time), count() FROM %s WHERE model = ? AND model_version = ? AND metric = ?`,
-		c.table("metrics_histogram"))
-	if err := c.conn.QueryRow(ctx, q, model, version, semconv.MetricDistribution).Scan(&t, &n); err != nil {
-		return time.Time{}, false, wrap(fmt.Sprintf("version start of %s v%s", model, version), err)
+		c.table("metrics_histogram_1h"))
+	if err := c.conn.QueryRow(ctx, q, model, version, semconv.MetricDistribution).Scan(&hour, &n); err != nil {
+		return time.Time{}, false, wrap(op, err)
 	}
-	if n == 0 {
+	if n > 0 {
+		q = fmt.Sprintf(`SELECT min(time), count() FROM %s WHERE model = ? AND model_version = ? AND metric = ? AND time >= %s AND time < %s`,
+			c.table("metrics_histogram_1m"), nanos(hour), nanos(hour.Add(time.Hour)))
+		if err := c.conn.QueryRow(ctx, q, model, version, semconv.MetricDistribution).Scan(&t, &n); err != nil {
+			return time.Time{}, false, wrap(op, err)
+		}
+		if n == 0 { // merges lag between the two views: the hour will do
+			t = hour
+		}
+		found = true
+	}
+	var cum time.Time
+	q = fmt.Sprintf(`SELECT min(time), count() FROM %s WHERE model = ? AND model_version = ? AND metric = ? AND temporality = 'cumulative'`,
+		c.table("metrics_histogram"))
+	if err := c.conn.QueryRow(ctx, q, model, version, semconv.MetricDistribution).Scan(&cum, &n); err != nil {
+		return time.Time{}, false, wrap(op, err)
+	}
+	if n > 0 && (!found || cum.Before(t)) {
+		t, found = cum, true
+	}
+	if !found {
 		return time.Time{}, false, nil
 	}
+	t = t.UTC()
 	c.mu.Lock()
 	c.starts[key] = t
 	c.mu.Unlock()
@@ -222,6 +249,30 @@ func (c *Checker) histogramIncrease(tag string, w Window) string {
 		tag, ws, c.table("metrics_histogram"), nanos(w.Start.Add(-c.Lookback)), nanos(w.End))
 }
 
+// histogramDelta renders, for one window, the sum of the delta histograms
+// from the minute rollup: every minute that starts in the window.
+func (c *Checker) histogramDelta(tag string, w Window) string {
+	return fmt.Sprintf(`
+    SELECT '%s' AS w, metric, feature, bounds, sumForEachMerge(counts) AS inc
+    FROM %s
+    WHERE model = ? AND model_version = ? AND metric IN (?, ?) AND time >= %s AND time < %s
+    GROUP BY metric, feature, bounds`, tag, c.table("metrics_histogram_1m"), nanos(w.Start), nanos(w.End))
+}
+
+// counterDelta renders, for one window, the sum of the delta
+// drover.requests points by version and status from the minute rollup.
+func (c *Checker) counterDelta(tag string, w Window, byVersion bool) string {
+	version := "AND model_version = ?"
+	if !byVersion {
+		version = ""
+	}
+	return fmt.Sprintf(`
+    SELECT '%s' AS w, model_version, attributes['%s'] AS status, sum(value) AS inc
+    FROM %s
+    WHERE model = ? %s AND metric = ? AND time >= %s AND time < %s
+    GROUP BY model_version, status`, tag, semconv.AttrStatus, c.table("metrics_sum_1m"), version, nanos(w.Start), nanos(w.End))
+}
+
 // counterIncrease renders, for one window, the increase of each
 // drover.requests series (same rules as histogramIncrease) with its
 // version and status.
@@ -248,9 +299,12 @@ func (c *Checker) counterIncrease(tag string, w Window, byVersion bool) string {
 // ServingVersions returns the versions of model that answered requests in
 // [now−window, now), sorted.
 func (c *Checker) ServingVersions(ctx context.Context, model string, window time.Duration, now time.Time) ([]string, error) {
-	q := fmt.Sprintf(`SELECT model_version FROM (%s) GROUP BY model_version HAVING sum(inc) > 0 ORDER BY model_version`,
-		c.counterIncrease("cur", Window{now.Add(-window), now}, false))
-	rows, err := c.conn.Query(ctx, q, model, semconv.MetricRequests)
+	w := Window{now.Add(-window), now}
+	q := fmt.Sprintf(`SELECT model_version FROM (%s
+    UNION ALL %s)
+GROUP BY model_version HAVING sum(inc) > 0 ORDER BY model_version`,
+		c.counterIncrease("cur", w, false), c.counterDelta("cur", w, false))
+	rows, err := c.conn.Query(ctx, q, model, semconv.MetricRequests, model, semconv.MetricRequests)
 	if err != nil {
 		return nil, wrap("serving versions of "+model, err)
 	}
@@ -297,11 +351,15 @@ type hist struct {
 }
 
 func (c *Checker) histograms(ctx context.Context, model, version string, ref, cur Window) (map[histKey]*hist, error) {
-	q := fmt.Sprintf(`SELECT w, metric, feature, bounds, sumForEach(inc) AS counts FROM (%s
+	q := fmt.Sprintf(`SELECT w, metric, feature, bounds, sumForEach(inc) AS counts FROM (
+    SELECT w, metric, feature, bounds, inc FROM (%s
     UNION ALL %s)
-GROUP BY w, metric, feature, bounds`, c.histogramIncrease("ref", ref), c.histogramIncrease("cur", cur))
+    UNION ALL %s
+    UNION ALL %s)
+GROUP BY w, metric, feature, bounds`, c.histogramIncrease("ref", ref), c.histogramIncrease("cur", cur),
+		c.histogramDelta("ref", ref), c.histogramDelta("cur", cur))
 	args := []any{model, version, semconv.MetricDistribution, semconv.MetricRequestLatency}
-	rows, err := c.conn.Query(ctx, q, append(args, args...)...)
+	rows, err := c.conn.Query(ctx, q, slices.Concat(args, args, args, args)...)
 	if err != nil {
 		return nil, err
 	}
@@ -367,9 +425,13 @@ type reqCounts struct{ errors, total float64 }
 
 func (c *Checker) requests(ctx context.Context, model, version string, ref, cur Window) (map[string]reqCounts, error) {
 	q := fmt.Sprintf(`SELECT w, sumIf(inc, status != 'ok'), sum(inc) FROM (%s
+    UNION ALL %s
+    UNION ALL %s
     UNION ALL %s)
-GROUP BY w`, c.counterIncrease("ref", ref, true), c.counterIncrease("cur", cur, true))
-	rows, err := c.conn.Query(ctx, q, model, version, semconv.MetricRequests, model, version, semconv.MetricRequests)
+GROUP BY w`, c.counterIncrease("ref", ref, true), c.counterIncrease("cur", cur, true),
+		c.counterDelta("ref", ref, true), c.counterDelta("cur", cur, true))
+	args := []any{model, version, semconv.MetricRequests}
+	rows, err := c.conn.Query(ctx, q, slices.Concat(args, args, args, args)...)
 	if err != nil {
 		return nil, err
 	}

@@ -22,11 +22,21 @@ func driftScenario(now time.Time) scenario {
 	}
 }
 
+// TestCheckDetectsShiftedFeatures runs one scenario with cumulative data
+// (series increases from metrics_histogram), delta data (minute rollups)
+// and both mixed, and compares every count with the generated increments.
 func TestCheckDetectsShiftedFeatures(t *testing.T) {
+	for _, temporality := range []string{"cumulative", "delta", "mixed"} {
+		t.Run(temporality, func(t *testing.T) { testCheckDetectsShiftedFeatures(t, temporality) })
+	}
+}
+
+func testCheckDetectsShiftedFeatures(t *testing.T, temporality string) {
 	db := migrated(t)
 	ctx := context.Background()
 	now := time.Now().UTC().Truncate(time.Minute)
 	sc := driftScenario(now)
+	sc.Temporality = temporality
 	b, gen := sc.generate()
 	insert(t, db, b, "gen")
 
@@ -36,7 +46,10 @@ func TestCheckDetectsShiftedFeatures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	refStart := sc.Start.Add(30 * time.Second)
+	refStart := sc.Start.Add(30 * time.Second) // the first point
+	if temporality != "cumulative" {
+		refStart = sc.Start // the minute of the first point, from the rollups
+	}
 	if r.ReferenceWindow != (Window{refStart, refStart.Add(time.Hour)}) || r.Window != (Window{now.Add(-time.Hour), now}) {
 		t.Errorf("windows: reference %v, current %v", r.ReferenceWindow, r.Window)
 	}

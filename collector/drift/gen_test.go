@@ -30,6 +30,14 @@ type scenario struct {
 	PerMinute           int
 	F1Ref, F1Cur        float64 // f1 before and after DriftFrom
 	LateHost, Restarted bool    // one more host starting at DriftFrom+30m; host-0 restarting at DriftFrom+40m
+	// Temporality of the histograms and counters: "" or "cumulative",
+	// "delta" (as drover agents send them), or "mixed" (delta from hosts
+	// with an even index, cumulative from the others).
+	Temporality string
+}
+
+func (s scenario) delta(host int) bool {
+	return s.Temporality == "delta" || s.Temporality == "mixed" && host%2 == 0
 }
 
 // points are the generated increments, for offline computation.
@@ -60,6 +68,7 @@ func (s scenario) generate() (*store.Batch, []genPoint) {
 			first = s.DriftFrom.Add(30 * time.Minute)
 		}
 		restart := s.Restarted && h == 0
+		delta := s.delta(h)
 		for f := range s.Features {
 			feature := fmt.Sprintf("f%d", f)
 			cum := make([]uint64, len(testBounds)+1)
@@ -82,10 +91,18 @@ func (s scenario) generate() (*store.Batch, []genPoint) {
 					n += cum[i]
 				}
 				gen = append(gen, genPoint{at, feature, inc})
-				b.Histograms = append(b.Histograms, store.HistogramRow{
+				row := store.HistogramRow{
 					Point: point(at, start, host, semconv.MetricDistribution), Feature: feature,
 					Temporality: store.TemporalityCumulative, Count: n, Bounds: testBounds, Counts: append([]uint64(nil), cum...),
-				})
+				}
+				if delta {
+					row.StartTime, row.Temporality, row.Count, row.Counts = at.Add(-time.Minute), store.TemporalityDelta, 0, make([]uint64, len(inc))
+					for i, v := range inc {
+						row.Counts[i] = uint64(v)
+						row.Count += uint64(v)
+					}
+				}
+				b.Histograms = append(b.Histograms, row)
 			}
 		}
 		// Requests (ok and error), latency and evaluation gauges.
@@ -102,11 +119,19 @@ func (s scenario) generate() (*store.Batch, []genPoint) {
 			for status, v := range map[string]float64{"ok": ok, "error": bad} {
 				p := point(at, start, host, semconv.MetricRequests)
 				p.Attributes = map[string]string{semconv.AttrStatus: status}
-				b.Sums = append(b.Sums, store.SumRow{Point: p, Temporality: store.TemporalityCumulative, IsMonotonic: true, Value: v})
+				row := store.SumRow{Point: p, Temporality: store.TemporalityCumulative, IsMonotonic: true, Value: v}
+				if delta {
+					row.StartTime, row.Temporality, row.Value = at.Add(-time.Minute), store.TemporalityDelta, map[string]float64{"ok": 100, "error": 1}[status]
+				}
+				b.Sums = append(b.Sums, row)
 			}
-			b.Histograms = append(b.Histograms, store.HistogramRow{Point: point(at, start, host, semconv.MetricRequestLatency),
+			row := store.HistogramRow{Point: point(at, start, host, semconv.MetricRequestLatency),
 				Temporality: store.TemporalityCumulative, Count: lat[0] + lat[1] + lat[2] + lat[3],
-				Bounds: []float64{0.001, 0.01, 0.1}, Counts: append([]uint64(nil), lat...)})
+				Bounds: []float64{0.001, 0.01, 0.1}, Counts: append([]uint64(nil), lat...)}
+			if delta {
+				row.StartTime, row.Temporality, row.Count, row.Counts = at.Add(-time.Minute), store.TemporalityDelta, 100, []uint64{50, 40, 9, 1}
+			}
+			b.Histograms = append(b.Histograms, row)
 			f1 := s.F1Ref
 			if !at.Before(s.DriftFrom) {
 				f1 = s.F1Cur

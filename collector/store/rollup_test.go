@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"maps"
 	"math"
 	"testing"
 	"time"
@@ -314,3 +315,71 @@ FROM
     GROUP BY model, model_version, bounds, host, cityHash64(mapSort(attributes)), start_time
 )
 GROUP BY model, model_version, bounds`
+
+func TestSumRollups(t *testing.T) {
+	db, s := migrated(t)
+	ctx := context.Background()
+	m := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
+	sum := func(at time.Time, host, status string, temp Temporality, monotonic bool, v float64) SumRow {
+		return SumRow{Point: Point{
+			Time: at, StartTime: at.Add(-10 * time.Second), Host: host, Model: "iris", ModelVersion: "3", Metric: semconv.MetricRequests,
+			Attributes: map[string]string{semconv.AttrProtocol: "grpc", semconv.AttrStatus: status},
+		}, Temporality: temp, IsMonotonic: monotonic, Value: v}
+	}
+	b := &Batch{Sums: []SumRow{
+		sum(m.Add(10*time.Second), "h1", "ok", TemporalityDelta, true, 100),
+		sum(m.Add(20*time.Second), "h1", "ok", TemporalityDelta, true, 50),
+		sum(m.Add(15*time.Second), "h2", "ok", TemporalityDelta, true, 7),
+		sum(m.Add(15*time.Second), "h2", "error", TemporalityDelta, true, 2),
+		sum(m.Add(70*time.Second), "h1", "ok", TemporalityDelta, true, 1), // the next minute
+		// Neither cumulative nor non-monotonic sums are rolled up.
+		sum(m.Add(30*time.Second), "h3", "ok", TemporalityCumulative, true, 1000),
+		sum(m.Add(30*time.Second), "h3", "ok", TemporalityDelta, false, 1000),
+	}}
+	if err := s.Insert(ctx, b, "sums"); err != nil {
+		t.Fatal(err)
+	}
+	type key struct {
+		table, minute, status string
+	}
+	got := map[key]float64{}
+	points := map[key]uint64{}
+	for _, table := range []string{"metrics_sum_1m", "metrics_sum_1h"} {
+		rows, err := db.Conn.Query(ctx, `SELECT formatDateTime(time, '%H:%i'), attributes['drover.status'], sum(value), sum(points)
+			FROM `+table+` WHERE model = 'iris' AND model_version = '3' AND metric = ? GROUP BY time, attributes_hash, attributes`,
+			semconv.MetricRequests)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var k key
+			var v float64
+			var n uint64
+			if err := rows.Scan(&k.minute, &k.status, &v, &n); err != nil {
+				t.Fatal(err)
+			}
+			k.table = table
+			got[k], points[k] = v, n
+		}
+		rows.Close()
+	}
+	hm := m.Format("15:04")
+	want := map[key]float64{
+		{"metrics_sum_1m", hm, "ok"}:                                 157,
+		{"metrics_sum_1m", hm, "error"}:                              2,
+		{"metrics_sum_1m", m.Add(time.Minute).Format("15:04"), "ok"}: 1,
+		{"metrics_sum_1h", hm, "ok"}:                                 158,
+		{"metrics_sum_1h", hm, "error"}:                              2,
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("rollups %v, want %v", got, want)
+	}
+	if n := points[key{"metrics_sum_1m", hm, "ok"}]; n != 3 {
+		t.Errorf("%d points in the first minute's ok row, want 3", n)
+	}
+
+	// Every table with a temporality column has the skip index.
+	if n := count(t, db, "SELECT count() FROM system.data_skipping_indices WHERE database = currentDatabase() AND name = 'temporality_idx' AND type = 'set'"); n != 3 {
+		t.Errorf("%d temporality indexes, want 3", n)
+	}
+}

@@ -457,3 +457,84 @@ GROUP BY time, model, model_version, metric, feature, bounds;
 CREATE TABLE IF NOT EXISTS drover.metrics_histogram_1h ON CLUSTER 'drover_cluster' AS drover.metrics_histogram_1h_local
 ENGINE = Distributed('drover_cluster', 'drover', 'metrics_histogram_1h_local');
 
+-- 0005_delta_rollups
+
+CREATE TABLE IF NOT EXISTS drover.metrics_sum_1m_local ON CLUSTER 'drover_cluster'
+(
+    time            DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)),
+    model           LowCardinality(String) CODEC(ZSTD(1)),
+    model_version   LowCardinality(String) CODEC(ZSTD(1)),
+    metric          LowCardinality(String) CODEC(ZSTD(1)),
+    attributes_hash UInt64,
+    attributes      SimpleAggregateFunction(any, Map(String, String)) CODEC(ZSTD(1)),
+    value           SimpleAggregateFunction(sum, Float64),
+    points          SimpleAggregateFunction(sum, UInt64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/metrics_sum_1m_local', '{replica}')
+PARTITION BY toDate(time)
+ORDER BY (model, model_version, metric, attributes_hash, time)
+TTL time + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS drover.metrics_sum_1m_mv ON CLUSTER 'drover_cluster'
+TO drover.metrics_sum_1m_local AS
+SELECT
+    toStartOfMinute(src.time)           AS time,
+    src.model                           AS model,
+    src.model_version                   AS model_version,
+    src.metric                          AS metric,
+    cityHash64(mapSort(src.attributes)) AS attributes_hash,
+    any(src.attributes)                 AS attributes,
+    sum(src.value)                      AS value,
+    count()                             AS points
+FROM drover.metrics_sum_local AS src
+WHERE src.temporality = 'delta' AND src.is_monotonic
+GROUP BY time, model, model_version, metric, attributes_hash;
+
+CREATE TABLE IF NOT EXISTS drover.metrics_sum_1m ON CLUSTER 'drover_cluster' AS drover.metrics_sum_1m_local
+ENGINE = Distributed('drover_cluster', 'drover', 'metrics_sum_1m_local');
+
+CREATE TABLE IF NOT EXISTS drover.metrics_sum_1h_local ON CLUSTER 'drover_cluster'
+(
+    time            DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)),
+    model           LowCardinality(String) CODEC(ZSTD(1)),
+    model_version   LowCardinality(String) CODEC(ZSTD(1)),
+    metric          LowCardinality(String) CODEC(ZSTD(1)),
+    attributes_hash UInt64,
+    attributes      SimpleAggregateFunction(any, Map(String, String)) CODEC(ZSTD(1)),
+    value           SimpleAggregateFunction(sum, Float64),
+    points          SimpleAggregateFunction(sum, UInt64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/metrics_sum_1h_local', '{replica}')
+PARTITION BY toDate(time)
+ORDER BY (model, model_version, metric, attributes_hash, time)
+TTL time + INTERVAL 365 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS drover.metrics_sum_1h_mv ON CLUSTER 'drover_cluster'
+TO drover.metrics_sum_1h_local AS
+SELECT
+    toStartOfHour(src.time)             AS time,
+    src.model                           AS model,
+    src.model_version                   AS model_version,
+    src.metric                          AS metric,
+    cityHash64(mapSort(src.attributes)) AS attributes_hash,
+    any(src.attributes)                 AS attributes,
+    sum(src.value)                      AS value,
+    count()                             AS points
+FROM drover.metrics_sum_local AS src
+WHERE src.temporality = 'delta' AND src.is_monotonic
+GROUP BY time, model, model_version, metric, attributes_hash;
+
+CREATE TABLE IF NOT EXISTS drover.metrics_sum_1h ON CLUSTER 'drover_cluster' AS drover.metrics_sum_1h_local
+ENGINE = Distributed('drover_cluster', 'drover', 'metrics_sum_1h_local');
+
+ALTER TABLE drover.metrics_sum_local ON CLUSTER 'drover_cluster'
+    ADD INDEX IF NOT EXISTS temporality_idx temporality TYPE set(3) GRANULARITY 1;
+
+ALTER TABLE drover.metrics_histogram_local ON CLUSTER 'drover_cluster'
+    ADD INDEX IF NOT EXISTS temporality_idx temporality TYPE set(3) GRANULARITY 1;
+
+ALTER TABLE drover.metrics_exp_histogram_local ON CLUSTER 'drover_cluster'
+    ADD INDEX IF NOT EXISTS temporality_idx temporality TYPE set(3) GRANULARITY 1;
+
