@@ -87,8 +87,10 @@ func startSink(t *testing.T) *otlpSink {
 	return s
 }
 
-// sumPoints returns the latest value of a cumulative sum per attribute set
-// (rendered "k=v,k=v" over the given keys).
+// sumPoints returns the total of a sum per attribute set (rendered
+// "k=v,k=v" over the given keys), as a backend would: the latest value of a
+// cumulative sum, the sum of the points of a delta one (the agent's
+// default for drover.requests).
 func (s *otlpSink) sumPoints(name string, keys ...string) map[string]float64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -116,7 +118,12 @@ func (s *otlpSink) sumPoints(name string, keys ...string) map[string]float64 {
 						if dp.ValueType() == pmetric.NumberDataPointValueTypeInt {
 							val = float64(dp.IntValue())
 						}
-						out[strings.Join(parts, ",")] = val
+						key := strings.Join(parts, ",")
+						if m.Sum().AggregationTemporality() == pmetric.AggregationTemporalityDelta {
+							out[key] += val
+						} else {
+							out[key] = val
+						}
 					}
 				}
 			}

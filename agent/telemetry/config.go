@@ -24,6 +24,13 @@ const (
 	DefaultMaxQueue     = 2048
 )
 
+// Temporalities of the OTLP export of the series this package aggregates
+// itself (see Config.Temporality).
+const (
+	TemporalityDelta      = "delta"
+	TemporalityCumulative = "cumulative"
+)
+
 // Config is the telemetry: section of the agent's configuration. The zero
 // value means "all defaults"; New applies WithDefaults itself.
 type Config struct {
@@ -50,6 +57,13 @@ type Config struct {
 	// 2048). When it is full new ones are dropped and counted in
 	// drover.events.dropped.
 	MaxQueue int `yaml:"max_queue"`
+	// Temporality is how the OTLP export carries drover.requests,
+	// drover.request.duration and the fixed-bin drover.distribution:
+	// delta (default), the counts since the last successful export, which
+	// the collector sums across hosts per minute; or cumulative, the counts
+	// since the series started. drover.requests.in_flight, the other
+	// instruments and the Prometheus endpoint are cumulative either way.
+	Temporality string `yaml:"temporality"`
 }
 
 // WithDefaults returns c with unset fields set to their defaults. It
@@ -78,6 +92,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxQueue == 0 {
 		c.MaxQueue = DefaultMaxQueue
+	}
+	if c.Temporality == "" {
+		c.Temporality = TemporalityDelta
 	}
 	return c
 }
@@ -121,6 +138,11 @@ func (c Config) Validate() error {
 	}
 	if c.MaxQueue < 0 {
 		add("max_queue", errors.New("must be >= 0"))
+	}
+	switch c.Temporality {
+	case "", TemporalityDelta, TemporalityCumulative:
+	default:
+		add("temporality", fmt.Errorf("must be %s or %s, got %q", TemporalityDelta, TemporalityCumulative, c.Temporality))
 	}
 	return errors.Join(errs...)
 }

@@ -64,12 +64,13 @@ func TestConfigDefaults(t *testing.T) {
 	}{
 		{"empty", "testdata/empty.good.yaml", Config{
 			Endpoint: DefaultEndpointGRPC, Protocol: ProtocolGRPC, Interval: DefaultInterval,
-			Timeout: DefaultTimeout, MaxQueue: DefaultMaxQueue,
+			Timeout: DefaultTimeout, MaxQueue: DefaultMaxQueue, Temporality: TemporalityDelta,
 		}},
 		{"full", "testdata/full.good.yaml", Config{
 			Endpoint: "collector.internal:4318", Protocol: ProtocolHTTP,
 			Headers:  map[string]string{"Authorization": "Bearer abc"},
 			Interval: 30 * time.Second, Timeout: 3 * time.Second, MaxQueue: 512,
+			Temporality: TemporalityCumulative,
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -88,7 +89,7 @@ func TestConfigDefaults(t *testing.T) {
 			}
 			c.Insecure = nil
 			if c.Endpoint != tc.want.Endpoint || c.Protocol != tc.want.Protocol || c.Interval != tc.want.Interval ||
-				c.Timeout != tc.want.Timeout || c.MaxQueue != tc.want.MaxQueue || c.Disabled != tc.want.Disabled ||
+				c.Timeout != tc.want.Timeout || c.MaxQueue != tc.want.MaxQueue || c.Disabled != tc.want.Disabled || c.Temporality != tc.want.Temporality ||
 				len(c.Headers) != len(tc.want.Headers) || c.Headers["Authorization"] != tc.want.Headers["Authorization"] {
 				t.Errorf("got %+v, want %+v", c, tc.want)
 			}

@@ -18,8 +18,9 @@ import (
 )
 
 // newOTLPMetricExporter builds the OTLP metric exporter of cfg (defaults
-// applied). Retries are off: temporality is cumulative, so the next export
-// carries whatever a failed one would have.
+// applied). Retries are off: the next export carries whatever a failed one
+// would have, because the SDK's instruments are cumulative and the delta
+// series are computed since the last successful export (see delta.go).
 func newOTLPMetricExporter(ctx context.Context, cfg Config) (sdkmetric.Exporter, error) {
 	if cfg.Protocol == ProtocolHTTP {
 		opts := []otlpmetrichttp.Option{
@@ -156,14 +157,21 @@ func (r *exportResult) get() (uint64, error) {
 // metricExporter decorates an exporter: errors go to the rate-limited
 // errorLog and are not returned, because the periodic reader would hand
 // them to the global otel error handler once per interval per exporter.
+// With a delta producer, a successful export commits the snapshots that
+// producer took for it, and a failed one commits nothing, so the next
+// export's deltas carry its counts too (see delta.go).
 type metricExporter struct {
 	sdkmetric.Exporter
-	errs *errorLog
-	last exportResult
+	errs  *errorLog
+	delta *deltaProducer // nil with cumulative temporality
+	last  exportResult
 }
 
 func (e *metricExporter) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
 	err := e.Exporter.Export(ctx, rm)
+	if err == nil && e.delta != nil {
+		e.delta.commit()
+	}
 	e.last.set(err)
 	if err != nil {
 		e.errs.failed("metrics", fmt.Errorf("export metrics: %w", err))

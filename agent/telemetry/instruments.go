@@ -353,8 +353,10 @@ func (t *Telemetry) ShadowDropped(model string) {
 }
 
 // ForgetVersion releases what t holds for a version that is gone: its
-// cached attribute sets and its fixed-bin distributions (which stop being
-// exported). Series that the SDK aggregates stay until the agent restarts.
+// cached attribute sets, request series and fixed-bin distributions (which
+// stop being exported; with delta temporality, once their counts since the
+// last successful export have been). Series that the SDK aggregates stay
+// until the agent restarts.
 func (t *Telemetry) ForgetVersion(model, version string) {
 	if t == nil {
 		return

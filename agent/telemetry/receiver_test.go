@@ -133,8 +133,8 @@ func startHTTPReceiver(t *testing.T) *receiver {
 }
 
 // lastMetric returns the metric of that name, type and scope from the
-// latest export that holds it (temporality is cumulative, so the latest
-// is the total), with its resource.
+// latest export that holds it, with its resource. For a cumulative metric
+// that is the total; for a delta one, see sumTotal and histTotal.
 func (r *receiver) lastMetric(name string, typ pmetric.MetricType, scope string) (pmetric.Metric, pcommon.Resource, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -156,6 +156,102 @@ func (r *receiver) lastMetric(name string, typ pmetric.MetricType, scope string)
 		}
 	}
 	return pmetric.Metric{}, pcommon.Resource{}, false
+}
+
+// eachMetric calls f with every metric of that name, type and scope, in the
+// order received.
+func (r *receiver) eachMetric(name string, typ pmetric.MetricType, scope string, f func(pmetric.Metric)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, md := range r.metrics {
+		rms := md.ResourceMetrics()
+		for i := 0; i < rms.Len(); i++ {
+			sms := rms.At(i).ScopeMetrics()
+			for j := 0; j < sms.Len(); j++ {
+				if sms.At(j).Scope().Name() != scope {
+					continue
+				}
+				ms := sms.At(j).Metrics()
+				for k := 0; k < ms.Len(); k++ {
+					if m := ms.At(k); m.Name() == name && m.Type() == typ {
+						f(m)
+					}
+				}
+			}
+		}
+	}
+}
+
+// sumTotal returns the total of the int sum's points with the attributes
+// want, as a backend would: the latest point of a cumulative sum, the sum
+// of every point of a delta one; -1 if there is none. It fails the test if
+// the sum changes temporality.
+func (r *receiver) sumTotal(t *testing.T, name, scope string, want map[string]string) int64 {
+	t.Helper()
+	total := int64(-1)
+	var temporality pmetric.AggregationTemporality
+	r.eachMetric(name, pmetric.MetricTypeSum, scope, func(m pmetric.Metric) {
+		if temporality == pmetric.AggregationTemporalityUnspecified {
+			temporality = m.Sum().AggregationTemporality()
+		} else if m.Sum().AggregationTemporality() != temporality {
+			t.Errorf("%s: temporality %v, then %v", name, temporality, m.Sum().AggregationTemporality())
+		}
+		if v := sumValue(m, want); v >= 0 {
+			if total < 0 || temporality == pmetric.AggregationTemporalityCumulative {
+				total = v
+			} else {
+				total += v
+			}
+		}
+	})
+	return total
+}
+
+// histTotal returns the total of the histogram's points with the
+// attributes want, like sumTotal (count -1 if there is none): count, sum
+// and bucket counts; min and max of the latest point.
+func (r *receiver) histTotal(t *testing.T, name, scope string, want map[string]string) (total histSummary) {
+	t.Helper()
+	total.count = -1
+	var temporality pmetric.AggregationTemporality
+	r.eachMetric(name, pmetric.MetricTypeHistogram, scope, func(m pmetric.Metric) {
+		h := m.Histogram()
+		if temporality == pmetric.AggregationTemporalityUnspecified {
+			temporality = h.AggregationTemporality()
+		} else if h.AggregationTemporality() != temporality {
+			t.Errorf("%s: temporality %v, then %v", name, temporality, h.AggregationTemporality())
+		}
+		p, ok := histPoint(h.DataPoints(), want)
+		if !ok {
+			return
+		}
+		if total.count < 0 || temporality == pmetric.AggregationTemporalityCumulative {
+			total = histSummary{bounds: p.ExplicitBounds().AsRaw()}
+		}
+		total.count = max(total.count, 0) + int64(p.Count()) //nolint:gosec // test counts
+		total.sum += p.Sum()
+		counts := p.BucketCounts().AsRaw()
+		if total.counts == nil {
+			total.counts = make([]uint64, len(counts))
+		}
+		for i := range counts {
+			total.counts[i] += counts[i]
+		}
+		total.hasMin, total.min, total.max = p.HasMin(), p.Min(), p.Max()
+		total.temporality = temporality
+	})
+	return total
+}
+
+// histSummary is what histTotal adds up.
+type histSummary struct {
+	count       int64
+	sum         float64
+	bounds      []float64
+	counts      []uint64
+	hasMin      bool
+	min, max    float64
+	temporality pmetric.AggregationTemporality
 }
 
 // logRecords returns every log record received, with its resource.

@@ -21,8 +21,10 @@ import (
 // series, instead of by the SDK: the SDK normalizes the attribute set of
 // every measurement (about 0.5µs for four attributes), and it fixes the
 // bucket bounds per instrument while each model version brings its own
-// bins. The series reach the SDK's readers (OTLP and Prometheus) through
-// producer, as cumulative data like the SDK's own.
+// bins. The series reach the SDK's readers through producer, as cumulative
+// data like the SDK's own (Prometheus, and OTLP with temporality
+// cumulative), or through deltaProducer as delta data (OTLP with
+// temporality delta, see delta.go).
 
 // maxSeries bounds the request and in-flight series, like the SDK's
 // default cardinality limit: beyond it, measurements go to one series with
@@ -162,6 +164,7 @@ type producer struct {
 	requests cowMap[attrKey, *requestSeries]
 	inFlight cowMap[string, *gaugeSeries]
 	dists    cowMap[attrKey, *Dist]
+	delta    *deltaProducer // the OTLP reader's delta view, nil if none; set before any recording
 
 	overflowOnce     sync.Once
 	requestsOverflow *requestSeries
@@ -200,60 +203,111 @@ func (p *producer) gauge(model string) *gaugeSeries {
 	}, func() *gaugeSeries { return p.inFlightOverflow })
 }
 
+// forget stops producing the series of a version. A delta producer is
+// handed the fixed-bin ones and the request series, for their last delta.
 func (p *producer) forget(model, version string) {
-	p.requests.deleteFunc(func(k attrKey, _ *requestSeries) bool { return k.a == model && k.b == version })
-	p.dists.deleteFunc(func(k attrKey, _ *Dist) bool { return k.a == model && k.b == version })
+	if p.delta != nil {
+		p.delta.mu.Lock()
+		defer p.delta.mu.Unlock()
+	}
+	var reqs []*requestSeries
+	var dists []*Dist
+	p.requests.deleteFunc(func(k attrKey, s *requestSeries) bool {
+		if k.a == model && k.b == version {
+			reqs = append(reqs, s)
+			return true
+		}
+		return false
+	})
+	p.dists.deleteFunc(func(k attrKey, d *Dist) bool {
+		if k.a == model && k.b == version {
+			if d.bounds != nil {
+				dists = append(dists, d)
+			}
+			return true
+		}
+		return false
+	})
+	if p.delta != nil {
+		p.delta.retireLocked(reqs, dists)
+	}
 }
 
 // Produce returns the series as cumulative data: requests, latency and
 // in-flight in the scope ScopeName, fixed-bin distributions in
-// ScopeName+"/distribution". The readers call it at each collection.
+// ScopeName+"/distribution". The readers call it at each collection (the
+// OTLP reader calls deltaProducer.Produce instead when the temporality is
+// delta).
 func (p *producer) Produce(context.Context) ([]metricdata.ScopeMetrics, error) {
-	now := p.t.now()
+	return p.produce(p.t.now(), nil), nil
+}
+
+// produce reads the series at now. With a nil round the monotonic series
+// are cumulative; with a round they are its deltas, series whose delta is
+// zero are left out, and the round's retired series are added.
+// drover.requests.in_flight is cumulative either way.
+func (p *producer) produce(now time.Time, r *deltaRound) []metricdata.ScopeMetrics {
+	temporality := metricdata.CumulativeTemporality
+	if r != nil {
+		temporality = metricdata.DeltaTemporality
+	}
 	var out []metricdata.ScopeMetrics
 
 	reqs := p.requests.values()
 	if hasCounts(&p.requestsOverflow.latency) {
 		reqs = append(reqs, p.requestsOverflow)
 	}
+	if r != nil {
+		reqs = append(reqs, r.reqs...)
+	}
 	gauges := p.inFlight.values()
-	if len(reqs) > 0 || len(gauges) > 0 {
-		var ms []metricdata.Metrics
-		if len(reqs) > 0 {
-			slices.SortFunc(reqs, func(a, b *requestSeries) int { return compareSets(a.attrs, b.attrs) })
-			counts := make([]metricdata.DataPoint[int64], 0, len(reqs))
-			hists := make([]metricdata.HistogramDataPoint[float64], 0, len(reqs))
-			for _, s := range reqs {
-				h := s.latency.point(s.attrs, s.start, now)
+	var ms []metricdata.Metrics
+	if len(reqs) > 0 {
+		slices.SortFunc(reqs, func(a, b *requestSeries) int { return compareSets(a.attrs, b.attrs) })
+		hists := make([]metricdata.HistogramDataPoint[float64], 0, len(reqs))
+		for _, s := range reqs {
+			if h, ok := r.point(&s.latency, s.attrs, s.start, now); ok {
 				hists = append(hists, h)
+			}
+		}
+		if r != nil {
+			hists = mergeSame(hists)
+		}
+		if len(hists) > 0 {
+			counts := make([]metricdata.DataPoint[int64], 0, len(hists))
+			for _, h := range hists {
 				counts = append(counts, metricdata.DataPoint[int64]{
-					Attributes: s.attrs, StartTime: s.start, Time: now, Value: int64(h.Count), //nolint:gosec // counts stay far below 2^63
+					Attributes: h.Attributes, StartTime: h.StartTime, Time: h.Time, Value: int64(h.Count), //nolint:gosec // counts stay far below 2^63
 				})
 			}
 			ms = append(ms,
 				metricdata.Metrics{
 					Name: semconv.MetricRequests, Description: requestsDescription, Unit: "{request}",
-					Data: metricdata.Sum[int64]{DataPoints: counts, Temporality: metricdata.CumulativeTemporality, IsMonotonic: true},
+					Data: metricdata.Sum[int64]{DataPoints: counts, Temporality: temporality, IsMonotonic: true},
 				},
 				metricdata.Metrics{
 					Name: semconv.MetricRequestLatency, Description: latencyDescription, Unit: "s",
-					Data: metricdata.Histogram[float64]{DataPoints: hists, Temporality: metricdata.CumulativeTemporality},
+					Data: metricdata.Histogram[float64]{DataPoints: hists, Temporality: temporality},
 				})
 		}
-		if len(gauges) > 0 {
-			if p.inFlightOverflow.n.Load() != 0 {
-				gauges = append(gauges, p.inFlightOverflow)
-			}
-			slices.SortFunc(gauges, func(a, b *gaugeSeries) int { return compareSets(a.attrs, b.attrs) })
-			pts := make([]metricdata.DataPoint[int64], 0, len(gauges))
-			for _, s := range gauges {
-				pts = append(pts, metricdata.DataPoint[int64]{Attributes: s.attrs, StartTime: s.start, Time: now, Value: s.n.Load()})
-			}
-			ms = append(ms, metricdata.Metrics{
-				Name: semconv.MetricInFlight, Description: inFlightDescription, Unit: "{request}",
-				Data: metricdata.Sum[int64]{DataPoints: pts, Temporality: metricdata.CumulativeTemporality, IsMonotonic: false},
-			})
+	}
+	if len(gauges) > 0 {
+		if p.inFlightOverflow.n.Load() != 0 {
+			gauges = append(gauges, p.inFlightOverflow)
 		}
+		slices.SortFunc(gauges, func(a, b *gaugeSeries) int { return compareSets(a.attrs, b.attrs) })
+		pts := make([]metricdata.DataPoint[int64], 0, len(gauges))
+		for _, s := range gauges {
+			pts = append(pts, metricdata.DataPoint[int64]{Attributes: s.attrs, StartTime: s.start, Time: now, Value: s.n.Load()})
+		}
+		// An up-down counter stays cumulative: a delta of it is rarely
+		// what a reader of the current value wants.
+		ms = append(ms, metricdata.Metrics{
+			Name: semconv.MetricInFlight, Description: inFlightDescription, Unit: "{request}",
+			Data: metricdata.Sum[int64]{DataPoints: pts, Temporality: metricdata.CumulativeTemporality, IsMonotonic: false},
+		})
+	}
+	if len(ms) > 0 {
 		out = append(out, metricdata.ScopeMetrics{
 			Scope:   instrumentation.Scope{Name: ScopeName, Version: p.version},
 			Metrics: ms,
@@ -266,26 +320,39 @@ func (p *producer) Produce(context.Context) ([]metricdata.ScopeMetrics, error) {
 			dists = append(dists, d)
 		}
 	}
+	if r != nil {
+		dists = append(dists, r.dists...)
+	}
 	if len(dists) > 0 {
 		slices.SortFunc(dists, func(a, b *Dist) int { return compareSets(a.attrs.set, b.attrs.set) })
 		pts := make([]metricdata.HistogramDataPoint[float64], 0, len(dists))
 		for _, d := range dists {
-			pt := d.buckets.point(d.attrs.set, d.start, now)
-			if pt.Count > 0 {
+			pt, ok := r.point(&d.buckets, d.attrs.set, d.start, now)
+			if !ok {
+				continue
+			}
+			// Min and max are since the series started: a delta point
+			// leaves them out.
+			if r == nil && pt.Count > 0 {
 				pt.Min = metricdata.NewExtrema(d.min.load())
 				pt.Max = metricdata.NewExtrema(d.max.load())
 			}
 			pts = append(pts, pt)
 		}
-		out = append(out, metricdata.ScopeMetrics{
-			Scope: instrumentation.Scope{Name: ScopeName + "/distribution", Version: p.version},
-			Metrics: []metricdata.Metrics{{
-				Name: semconv.MetricDistribution, Description: distDescription,
-				Data: metricdata.Histogram[float64]{DataPoints: pts, Temporality: metricdata.CumulativeTemporality},
-			}},
-		})
+		if r != nil {
+			pts = mergeSame(pts)
+		}
+		if len(pts) > 0 {
+			out = append(out, metricdata.ScopeMetrics{
+				Scope: instrumentation.Scope{Name: ScopeName + "/distribution", Version: p.version},
+				Metrics: []metricdata.Metrics{{
+					Name: semconv.MetricDistribution, Description: distDescription,
+					Data: metricdata.Histogram[float64]{DataPoints: pts, Temporality: temporality},
+				}},
+			})
+		}
 	}
-	return out, nil
+	return out
 }
 
 func hasCounts(b *buckets) bool {

@@ -52,10 +52,14 @@ func WithClock(now func() time.Time) Option {
 }
 
 // WithMetricExporter replaces the OTLP metric exporter built from the
-// config (the config's interval and timeout still apply; with Disabled it
-// is not used). It must keep cumulative temporality, the SDK's default,
-// which the fixed-bin and per-request series are produced in. Telemetry
-// owns it and shuts it down, also when New fails.
+// config (the config's interval, timeout and temporality still apply; with
+// Disabled it is not used). Its temporality selector applies only to the
+// instruments the SDK aggregates; keep the SDK's default, cumulative, as
+// the built exporters do. The per-request and fixed-bin series reach it in
+// the config's Temporality whatever it selects, and with delta its Export
+// must return nil only for data the receiver accepted: a nil return commits
+// the deltas, an error carries them into the next export. Telemetry owns it
+// and shuts it down, also when New fails.
 func WithMetricExporter(e sdkmetric.Exporter) Option {
 	return func(o *options) { o.metricExporter = e }
 }
@@ -167,11 +171,21 @@ func New(ctx context.Context, cfg Config, res ResourceInfo, log *slog.Logger, op
 				return nil, fmt.Errorf("otlp metric exporter: %w", err)
 			}
 		}
-		t.mexp = &metricExporter{Exporter: exp, errs: t.errs}
+		// Prometheus needs cumulative data, so only the OTLP reader gets
+		// the delta view of the series; its reader's temporality selector
+		// (for the SDK's instruments) stays the exporter's.
+		var series sdkmetric.Producer = &t.series
+		if cfg.Temporality == TemporalityDelta {
+			t.series.delta = newDeltaProducer(&t.series)
+			series = t.series.delta
+		}
+		t.mexp = &metricExporter{Exporter: exp, errs: t.errs, delta: t.series.delta}
+		// The delta producer relies on this reader to collect and export
+		// one after the other, without batches (see delta.go).
 		mopts = append(mopts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(t.mexp,
 			sdkmetric.WithInterval(cfg.Interval),
 			sdkmetric.WithTimeout(cfg.Timeout),
-			sdkmetric.WithProducer(&t.series),
+			sdkmetric.WithProducer(series),
 		)))
 	}
 	t.mp = sdkmetric.NewMeterProvider(mopts...)

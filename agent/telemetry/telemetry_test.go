@@ -45,22 +45,30 @@ func shutdown(t *testing.T, tel *Telemetry) {
 
 // TestExport sends every kind of data to an in-test OTLP receiver and checks
 // what arrives, over gRPC with periodic exports and over HTTP/protobuf with
-// ForceFlush.
+// ForceFlush, with delta (the default) and cumulative temporality. Totals
+// are taken as a backend would: a delta series is the sum of its points
+// over every export, a cumulative one its latest point.
 func TestExport(t *testing.T) {
 	for _, tc := range []struct {
-		name     string
-		protocol string
-		start    func(*testing.T) *receiver
-		interval time.Duration
-		flush    bool
+		name        string
+		protocol    string
+		start       func(*testing.T) *receiver
+		interval    time.Duration
+		flush       bool
+		temporality string
 	}{
-		{"grpc periodic", ProtocolGRPC, startGRPCReceiver, 100 * time.Millisecond, false},
-		{"http flush", ProtocolHTTP, startHTTPReceiver, time.Hour, true},
+		{"grpc periodic", ProtocolGRPC, startGRPCReceiver, 100 * time.Millisecond, false, ""},
+		{"http flush", ProtocolHTTP, startHTTPReceiver, time.Hour, true, ""},
+		{"http flush cumulative", ProtocolHTTP, startHTTPReceiver, time.Hour, true, TemporalityCumulative},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			wantTemporality := pmetric.AggregationTemporalityDelta
+			if tc.temporality == TemporalityCumulative {
+				wantTemporality = pmetric.AggregationTemporalityCumulative
+			}
 			rcv := tc.start(t)
 			tel, err := New(context.Background(), Config{
-				Endpoint: rcv.addr, Protocol: tc.protocol, Interval: tc.interval,
+				Endpoint: rcv.addr, Protocol: tc.protocol, Interval: tc.interval, Temporality: tc.temporality,
 			}, testResource, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -95,26 +103,39 @@ func TestExport(t *testing.T) {
 				}
 			}
 
-			// Requests: a counter with all four attributes and the right sums.
-			var requests pmetric.Metric
-			eventually(t, "drover.requests = 3 and 1", func() bool {
-				m, _, ok := rcv.lastMetric(semconv.MetricRequests, pmetric.MetricTypeSum, ScopeName)
-				if !ok {
-					return false
+			featureAttrs := func(f string) map[string]string {
+				return map[string]string{
+					semconv.AttrModel: "iris", semconv.AttrModelVersion: "3",
+					semconv.AttrFeature: f, semconv.AttrFeatureKind: KindInput,
 				}
-				requests = m
-				return sumValue(m, map[string]string{semconv.AttrProtocol: "rest", semconv.AttrStatus: "ok"}) == 3 &&
-					sumValue(m, map[string]string{semconv.AttrProtocol: "grpc", semconv.AttrStatus: "error"}) == 1
+			}
+			restOK := map[string]string{semconv.AttrProtocol: "rest", semconv.AttrStatus: "ok"}
+			grpcError := map[string]string{semconv.AttrProtocol: "grpc", semconv.AttrStatus: "error"}
+			// With periodic exports, the data may arrive over several.
+			eventually(t, "drover.requests = 3 and 1, and both distributions", func() bool {
+				em, _, ok := rcv.lastMetric(semconv.MetricDistribution, pmetric.MetricTypeExponentialHistogram, ScopeName)
+				expo := false
+				for i := 0; ok && i < em.ExponentialHistogram().DataPoints().Len(); i++ {
+					ep := em.ExponentialHistogram().DataPoints().At(i)
+					expo = expo || (matches(ep.Attributes(), featureAttrs("sepal_width")) && ep.Count() == 4)
+				}
+				return expo && rcv.sumTotal(t, semconv.MetricRequests, ScopeName, restOK) == 3 &&
+					rcv.sumTotal(t, semconv.MetricRequests, ScopeName, grpcError) == 1 &&
+					rcv.histTotal(t, semconv.MetricDistribution, ScopeName+"/distribution", featureAttrs("petal_length")).count == 6 &&
+					rcv.sumTotal(t, semconv.MetricDistInvalid, ScopeName, featureAttrs("petal_length")) == 1
 			})
-			if !requests.Sum().IsMonotonic() || requests.Sum().AggregationTemporality() != pmetric.AggregationTemporalityCumulative {
-				t.Errorf("drover.requests: want a monotonic cumulative sum")
+
+			// Requests: a counter with all four attributes and the right sums.
+			requests, _, _ := rcv.lastMetric(semconv.MetricRequests, pmetric.MetricTypeSum, ScopeName)
+			if !requests.Sum().IsMonotonic() || requests.Sum().AggregationTemporality() != wantTemporality {
+				t.Errorf("drover.requests: want a monotonic %v sum", wantTemporality)
 			}
 			want := map[string]string{
 				semconv.AttrModel: "iris", semconv.AttrModelVersion: "3",
 				semconv.AttrProtocol: "rest", semconv.AttrStatus: "ok",
 			}
-			if sumValue(requests, want) != 3 {
-				t.Errorf("drover.requests: no point with attributes %v", want)
+			if got := rcv.sumTotal(t, semconv.MetricRequests, ScopeName, want); got != 3 {
+				t.Errorf("drover.requests with attributes %v: %d, want 3", want, got)
 			}
 
 			// Resource.
@@ -135,52 +156,48 @@ func TestExport(t *testing.T) {
 			if lat.Unit() != "s" {
 				t.Errorf("latency unit %q", lat.Unit())
 			}
-			p, ok := histPoint(lat.Histogram().DataPoints(), want)
-			if !ok {
-				t.Fatal("no latency point for rest/ok")
+			p := rcv.histTotal(t, semconv.MetricRequestLatency, ScopeName, want)
+			if p.count != 3 || math.Abs(p.sum-0.006) > 1e-9 || p.temporality != wantTemporality {
+				t.Errorf("latency count %d sum %g %v, want 3 and 0.006 %v", p.count, p.sum, p.temporality, wantTemporality)
 			}
-			if p.Count() != 3 || math.Abs(p.Sum()-0.006) > 1e-9 {
-				t.Errorf("latency count %d sum %g, want 3 and 0.006", p.Count(), p.Sum())
-			}
-			if !slices.Equal(p.ExplicitBounds().AsRaw(), latencyBounds) {
-				t.Errorf("latency bounds %v", p.ExplicitBounds().AsRaw())
+			if !slices.Equal(p.bounds, latencyBounds) {
+				t.Errorf("latency bounds %v", p.bounds)
 			}
 
 			// Fixed-bin distribution: exactly the manifest's bounds.
-			featureAttrs := func(f string) map[string]string {
-				return map[string]string{
-					semconv.AttrModel: "iris", semconv.AttrModelVersion: "3",
-					semconv.AttrFeature: f, semconv.AttrFeatureKind: KindInput,
-				}
+			dp := rcv.histTotal(t, semconv.MetricDistribution, ScopeName+"/distribution", featureAttrs("petal_length"))
+			if dp.temporality != wantTemporality {
+				t.Errorf("fixed-bin distribution is %v, want %v", dp.temporality, wantTemporality)
 			}
-			dm, _, ok := rcv.lastMetric(semconv.MetricDistribution, pmetric.MetricTypeHistogram, ScopeName+"/distribution")
-			if !ok {
-				t.Fatal("no fixed-bin drover.distribution")
+			if !slices.Equal(dp.bounds, []float64{1, 2, 3}) {
+				t.Errorf("bounds %v, want [1 2 3]", dp.bounds)
 			}
-			if dm.Histogram().AggregationTemporality() != pmetric.AggregationTemporalityCumulative {
-				t.Error("fixed-bin distribution is not cumulative")
+			if !slices.Equal(dp.counts, []uint64{2, 1, 2, 1}) {
+				t.Errorf("bucket counts %v, want [2 1 2 1]", dp.counts)
 			}
-			dp, ok := histPoint(dm.Histogram().DataPoints(), featureAttrs("petal_length"))
-			if !ok {
-				t.Fatal("no petal_length point")
+			if dp.count != 6 || dp.sum != 18.5 {
+				t.Errorf("count %d sum %g, want 6 18.5", dp.count, dp.sum)
 			}
-			if got := dp.ExplicitBounds().AsRaw(); !slices.Equal(got, []float64{1, 2, 3}) {
-				t.Errorf("bounds %v, want [1 2 3]", got)
+			// Min and max are since the series started: only cumulative
+			// points carry them.
+			if wantMin := wantTemporality == pmetric.AggregationTemporalityCumulative; dp.hasMin != wantMin ||
+				(wantMin && (dp.min != 0.5 || dp.max != 10)) {
+				t.Errorf("min %g max %g (present %v), want 0.5 10 only if cumulative", dp.min, dp.max, dp.hasMin)
 			}
-			if got := dp.BucketCounts().AsRaw(); !slices.Equal(got, []uint64{2, 1, 2, 1}) {
-				t.Errorf("bucket counts %v, want [2 1 2 1]", got)
-			}
-			if dp.Count() != 6 || dp.Sum() != 18.5 || dp.Min() != 0.5 || dp.Max() != 10 {
-				t.Errorf("count %d sum %g min %g max %g, want 6 18.5 0.5 10", dp.Count(), dp.Sum(), dp.Min(), dp.Max())
-			}
-			if dp.StartTimestamp() == 0 || dp.StartTimestamp() > dp.Timestamp() {
-				t.Errorf("start %v, time %v", dp.StartTimestamp(), dp.Timestamp())
+			dm, _, _ := rcv.lastMetric(semconv.MetricDistribution, pmetric.MetricTypeHistogram, ScopeName+"/distribution")
+			if last, ok := histPoint(dm.Histogram().DataPoints(), featureAttrs("petal_length")); !ok ||
+				last.StartTimestamp() == 0 || last.StartTimestamp() > last.Timestamp() {
+				t.Errorf("start %v, time %v", last.StartTimestamp(), last.Timestamp())
 			}
 
-			// Exponential distribution for the feature without bins.
+			// Exponential distribution for the feature without bins: the SDK
+			// aggregates it, cumulative whatever the configured temporality.
 			em, _, ok := rcv.lastMetric(semconv.MetricDistribution, pmetric.MetricTypeExponentialHistogram, ScopeName)
 			if !ok {
 				t.Fatal("no exponential drover.distribution")
+			}
+			if tm := em.ExponentialHistogram().AggregationTemporality(); tm != pmetric.AggregationTemporalityCumulative {
+				t.Errorf("exponential distribution is %v, want cumulative", tm)
 			}
 			var found bool
 			for i := 0; i < em.ExponentialHistogram().DataPoints().Len(); i++ {
