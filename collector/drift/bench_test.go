@@ -184,12 +184,16 @@ func benchmarkCheck(b *testing.B, temporality string, step time.Duration) {
 // logQueries logs, for each query a check runs, its time (median of 5)
 // and the rows ClickHouse read.
 func logQueries(b *testing.B, c *Checker, r Result) {
+	cumulative, err := c.hasCumulative(context.Background(), r.Model, r.Version, r.ReferenceWindow, r.Window)
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, q := range []struct {
 		name string
 		run  func(ctx context.Context) error
 	}{
 		{"distributions+latency", func(ctx context.Context) error {
-			_, err := c.histograms(ctx, r.Model, r.Version, r.ReferenceWindow, r.Window)
+			_, err := c.histograms(ctx, r.Model, r.Version, r.ReferenceWindow, r.Window, cumulative)
 			return err
 		}},
 		{"eval gauges", func(ctx context.Context) error {
@@ -197,7 +201,7 @@ func logQueries(b *testing.B, c *Checker, r Result) {
 			return err
 		}},
 		{"requests", func(ctx context.Context) error {
-			_, err := c.requests(ctx, r.Model, r.Version, r.ReferenceWindow, r.Window)
+			_, err := c.requests(ctx, r.Model, r.Version, r.ReferenceWindow, r.Window, cumulative)
 			return err
 		}},
 	} {

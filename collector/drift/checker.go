@@ -148,6 +148,9 @@ type Checker struct {
 
 	mu     sync.Mutex
 	starts map[[2]string]time.Time // version start, once known for good
+	// cumulative: whether a version's windows hold cumulative points; a
+	// "no" is looked at again after cumulativeRecheck, a "yes" never.
+	cumulative map[[2]string]cumulativeSeen
 }
 
 // NewChecker returns a Checker on database of conn, recording node as the
@@ -162,6 +165,8 @@ func NewChecker(conn driver.Conn, database, node string, clock func() time.Time)
 		store:    store.New(conn, database),
 		Lookback: 5 * time.Minute,
 		starts:   map[[2]string]time.Time{},
+
+		cumulative: map[[2]string]cumulativeSeen{},
 	}
 }
 
@@ -222,6 +227,48 @@ func (c *Checker) VersionStart(ctx context.Context, model, version string) (time
 	c.starts[key] = t
 	c.mu.Unlock()
 	return t, true, nil
+}
+
+// cumulativeRecheck is how long a check trusts that a version has no
+// cumulative points in its windows. Drover agents send deltas, which the
+// rollups answer; cumulative points (other senders, or agents configured
+// for cumulative) need the series-increase queries on the raw tables,
+// which cost a query each even when the temporality index skips every
+// granule, so they run only for versions that have such points.
+const cumulativeRecheck = 5 * time.Minute
+
+type cumulativeSeen struct {
+	has     bool
+	checked time.Time
+}
+
+// hasCumulative reports whether the raw tables hold cumulative histogram
+// or request-counter points of a version in [ref.Start − Lookback, ref.End)
+// or [cur.Start − Lookback, cur.End).
+func (c *Checker) hasCumulative(ctx context.Context, model, version string, ref, cur Window) (bool, error) {
+	key := [2]string{model, version}
+	now := time.Now()
+	c.mu.Lock()
+	seen, ok := c.cumulative[key]
+	c.mu.Unlock()
+	if ok && (seen.has || now.Sub(seen.checked) < cumulativeRecheck) {
+		return seen.has, nil
+	}
+	in := func(w Window) string {
+		return fmt.Sprintf("(time >= %s AND time < %s)", nanos(w.Start.Add(-c.Lookback)), nanos(w.End))
+	}
+	where := fmt.Sprintf("model = ? AND model_version = ? AND temporality = 'cumulative' AND (%s OR %s)", in(ref), in(cur))
+	q := fmt.Sprintf(`SELECT (SELECT count() FROM %s WHERE %s AND metric IN (?, ?)) + (SELECT count() FROM %s WHERE %s AND metric = ?)`,
+		c.table("metrics_histogram"), where, c.table("metrics_sum"), where)
+	var n uint64
+	if err := c.conn.QueryRow(ctx, q, model, version, semconv.MetricDistribution, semconv.MetricRequestLatency,
+		model, version, semconv.MetricRequests).Scan(&n); err != nil {
+		return false, err
+	}
+	c.mu.Lock()
+	c.cumulative[key] = cumulativeSeen{has: n > 0, checked: now}
+	c.mu.Unlock()
+	return n > 0, nil
 }
 
 // histogramIncrease renders, for one window, the per-series increase of a
@@ -350,16 +397,22 @@ type hist struct {
 	mixed  bool // several bounds in one window
 }
 
-func (c *Checker) histograms(ctx context.Context, model, version string, ref, cur Window) (map[histKey]*hist, error) {
-	q := fmt.Sprintf(`SELECT w, metric, feature, bounds, sumForEach(inc) AS counts FROM (
+func (c *Checker) histograms(ctx context.Context, model, version string, ref, cur Window, cumulative bool) (map[histKey]*hist, error) {
+	args := []any{model, version, semconv.MetricDistribution, semconv.MetricRequestLatency}
+	q := fmt.Sprintf(`SELECT w, metric, feature, bounds, sumForEach(inc) AS counts FROM (%s
+    UNION ALL %s)
+GROUP BY w, metric, feature, bounds`, c.histogramDelta("ref", ref), c.histogramDelta("cur", cur))
+	if cumulative {
+		q = fmt.Sprintf(`SELECT w, metric, feature, bounds, sumForEach(inc) AS counts FROM (
     SELECT w, metric, feature, bounds, inc FROM (%s
     UNION ALL %s)
     UNION ALL %s
     UNION ALL %s)
 GROUP BY w, metric, feature, bounds`, c.histogramIncrease("ref", ref), c.histogramIncrease("cur", cur),
-		c.histogramDelta("ref", ref), c.histogramDelta("cur", cur))
-	args := []any{model, version, semconv.MetricDistribution, semconv.MetricRequestLatency}
-	rows, err := c.conn.Query(ctx, q, slices.Concat(args, args, args, args)...)
+			c.histogramDelta("ref", ref), c.histogramDelta("cur", cur))
+		args = slices.Concat(args, args)
+	}
+	rows, err := c.conn.Query(ctx, q, slices.Concat(args, args)...)
 	if err != nil {
 		return nil, err
 	}
@@ -393,18 +446,20 @@ GROUP BY w, metric, feature, bounds`, c.histogramIncrease("ref", ref), c.histogr
 
 type evalKey struct{ w, metric, source string }
 
+// evals averages the evaluation metrics of each window from the minute
+// rollup metrics_eval_1m (minutes that start in the window; non-finite
+// values left out), across hosts; per-class values are not compared.
 func (c *Checker) evals(ctx context.Context, model, version string, ref, cur Window) (map[evalKey]float64, error) {
 	one := func(tag string, w Window) string {
 		return fmt.Sprintf(`
-    SELECT '%s' AS w, attributes['%s'] AS m, attributes['%s'] AS src, avg(value) AS v
+    SELECT '%s' AS w, attributes['%s'] AS m, attributes['%s'] AS src, avgMerge(value_avg) AS v
     FROM %s
-    WHERE model = ? AND model_version = ? AND metric = ? AND attributes['%s'] = ''
-      AND time >= %s AND time < %s AND isFinite(value)
-    GROUP BY m, src`, tag, semconv.AttrMetric, semconv.AttrSource, c.table("metrics_gauge"), semconv.AttrClass,
+    WHERE model = ? AND model_version = ? AND attributes['%s'] = '' AND time >= %s AND time < %s
+    GROUP BY m, src`, tag, semconv.AttrMetric, semconv.AttrSource, c.table("metrics_eval_1m"), semconv.AttrClass,
 			nanos(w.Start), nanos(w.End))
 	}
 	q := one("ref", ref) + "\n    UNION ALL" + one("cur", cur)
-	rows, err := c.conn.Query(ctx, q, model, version, semconv.MetricEval, model, version, semconv.MetricEval)
+	rows, err := c.conn.Query(ctx, q, model, version, model, version)
 	if err != nil {
 		return nil, err
 	}
@@ -423,15 +478,21 @@ func (c *Checker) evals(ctx context.Context, model, version string, ref, cur Win
 
 type reqCounts struct{ errors, total float64 }
 
-func (c *Checker) requests(ctx context.Context, model, version string, ref, cur Window) (map[string]reqCounts, error) {
+func (c *Checker) requests(ctx context.Context, model, version string, ref, cur Window, cumulative bool) (map[string]reqCounts, error) {
+	args := []any{model, version, semconv.MetricRequests}
 	q := fmt.Sprintf(`SELECT w, sumIf(inc, status != 'ok'), sum(inc) FROM (%s
+    UNION ALL %s)
+GROUP BY w`, c.counterDelta("ref", ref, true), c.counterDelta("cur", cur, true))
+	if cumulative {
+		q = fmt.Sprintf(`SELECT w, sumIf(inc, status != 'ok'), sum(inc) FROM (%s
     UNION ALL %s
     UNION ALL %s
     UNION ALL %s)
 GROUP BY w`, c.counterIncrease("ref", ref, true), c.counterIncrease("cur", cur, true),
-		c.counterDelta("ref", ref, true), c.counterDelta("cur", cur, true))
-	args := []any{model, version, semconv.MetricRequests}
-	rows, err := c.conn.Query(ctx, q, slices.Concat(args, args, args, args)...)
+			c.counterDelta("ref", ref, true), c.counterDelta("cur", cur, true))
+		args = slices.Concat(args, args)
+	}
+	rows, err := c.conn.Query(ctx, q, slices.Concat(args, args)...)
 	if err != nil {
 		return nil, err
 	}
@@ -518,9 +579,13 @@ func (c *Checker) Check(ctx context.Context, model, version string, p Policy, no
 		e1, e2, e3 error
 		ref, cur   = r.ReferenceWindow, r.Window
 	)
-	wg.Go(func() { hists, e1 = c.histograms(ctx, model, version, ref, cur) })
+	cumulative, err := c.hasCumulative(ctx, model, version, ref, cur)
+	if err != nil {
+		return Result{}, wrap(op, err)
+	}
+	wg.Go(func() { hists, e1 = c.histograms(ctx, model, version, ref, cur, cumulative) })
 	wg.Go(func() { evals, e2 = c.evals(ctx, model, version, ref, cur) })
-	wg.Go(func() { reqs, e3 = c.requests(ctx, model, version, ref, cur) })
+	wg.Go(func() { reqs, e3 = c.requests(ctx, model, version, ref, cur, cumulative) })
 	wg.Wait()
 	if err := errors.Join(e1, e2, e3); err != nil {
 		return Result{}, wrap(op, err)

@@ -42,10 +42,11 @@ var dataTables = []struct {
 	{"metrics_histogram_1h", "toDate(time)", "model, model_version, metric, feature, bounds, time", "TTL time + toIntervalDay(365)"},
 	{"metrics_sum_1m", "toDate(time)", "model, model_version, metric, attributes_hash, time", "TTL time + toIntervalDay(30)"},
 	{"metrics_sum_1h", "toDate(time)", "model, model_version, metric, attributes_hash, time", "TTL time + toIntervalDay(365)"},
+	{"metrics_eval_1m", "toDate(time)", "model, model_version, attributes_hash, time", "TTL time + toIntervalDay(30)"},
 }
 
 var views = []string{"metrics_gauge_1h_mv", "metrics_gauge_1m_mv", "metrics_histogram_1h_mv", "metrics_histogram_1m_mv",
-	"metrics_sum_1h_mv", "metrics_sum_1m_mv"}
+	"metrics_sum_1h_mv", "metrics_sum_1m_mv", "metrics_eval_1m_mv"}
 
 func TestMigrateIsIdempotent(t *testing.T) {
 	db := testenv.ClickHouse(t)

@@ -1,4 +1,5 @@
--- Delta sums rolled up, and skip indexes on temporality.
+-- Delta sums and evaluation metrics rolled up, and skip indexes on
+-- temporality.
 --
 -- Drover agents export their counters and histograms with delta temporality
 -- (docs/metrics.md), so fleet-wide questions (requests and errors of a
@@ -81,6 +82,42 @@ WHERE src.temporality = 'delta' AND src.is_monotonic
 GROUP BY time, model, model_version, metric, attributes_hash;
 
 {{distributed "metrics_sum_1h" ""}};
+
+-- Evaluation metrics (drover.eval gauges) averaged per minute across hosts,
+-- per attribute set (metric, source, class): what drift checks compare.
+-- Non-finite values (an undefined AUC, say) are left out of the average.
+
+CREATE TABLE IF NOT EXISTS {{table "metrics_eval_1m"}} {{on_cluster}}
+(
+    time            DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)),
+    model           LowCardinality(String) CODEC(ZSTD(1)),
+    model_version   LowCardinality(String) CODEC(ZSTD(1)),
+    attributes_hash UInt64,
+    attributes      SimpleAggregateFunction(any, Map(String, String)) CODEC(ZSTD(1)),
+    value_avg       AggregateFunction(avg, Float64),
+    points          SimpleAggregateFunction(sum, UInt64)
+)
+ENGINE = {{engine "AggregatingMergeTree"}}
+PARTITION BY toDate(time)
+ORDER BY (model, model_version, attributes_hash, time)
+TTL time + INTERVAL {{ttl_days}} DAY
+SETTINGS ttl_only_drop_parts = 1, {{dedup}};
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS {{db}}.metrics_eval_1m_mv {{on_cluster}}
+TO {{local "metrics_eval_1m"}} AS
+SELECT
+    toStartOfMinute(src.time)           AS time,
+    src.model                           AS model,
+    src.model_version                   AS model_version,
+    cityHash64(mapSort(src.attributes)) AS attributes_hash,
+    any(src.attributes)                 AS attributes,
+    avgState(src.value)                 AS value_avg,
+    count()                             AS points
+FROM {{local "metrics_gauge"}} AS src
+WHERE src.metric = 'drover.eval' AND isFinite(src.value)
+GROUP BY time, model, model_version, attributes_hash;
+
+{{distributed "metrics_eval_1m" ""}};
 
 ALTER TABLE {{local "metrics_sum"}} {{on_cluster}}
     ADD INDEX IF NOT EXISTS temporality_idx temporality TYPE set(3) GRANULARITY 1;

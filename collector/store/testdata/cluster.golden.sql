@@ -529,6 +529,39 @@ GROUP BY time, model, model_version, metric, attributes_hash;
 CREATE TABLE IF NOT EXISTS drover.metrics_sum_1h ON CLUSTER 'drover_cluster' AS drover.metrics_sum_1h_local
 ENGINE = Distributed('drover_cluster', 'drover', 'metrics_sum_1h_local');
 
+CREATE TABLE IF NOT EXISTS drover.metrics_eval_1m_local ON CLUSTER 'drover_cluster'
+(
+    time            DateTime('UTC') CODEC(DoubleDelta, ZSTD(1)),
+    model           LowCardinality(String) CODEC(ZSTD(1)),
+    model_version   LowCardinality(String) CODEC(ZSTD(1)),
+    attributes_hash UInt64,
+    attributes      SimpleAggregateFunction(any, Map(String, String)) CODEC(ZSTD(1)),
+    value_avg       AggregateFunction(avg, Float64),
+    points          SimpleAggregateFunction(sum, UInt64)
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/metrics_eval_1m_local', '{replica}')
+PARTITION BY toDate(time)
+ORDER BY (model, model_version, attributes_hash, time)
+TTL time + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS drover.metrics_eval_1m_mv ON CLUSTER 'drover_cluster'
+TO drover.metrics_eval_1m_local AS
+SELECT
+    toStartOfMinute(src.time)           AS time,
+    src.model                           AS model,
+    src.model_version                   AS model_version,
+    cityHash64(mapSort(src.attributes)) AS attributes_hash,
+    any(src.attributes)                 AS attributes,
+    avgState(src.value)                 AS value_avg,
+    count()                             AS points
+FROM drover.metrics_gauge_local AS src
+WHERE src.metric = 'drover.eval' AND isFinite(src.value)
+GROUP BY time, model, model_version, attributes_hash;
+
+CREATE TABLE IF NOT EXISTS drover.metrics_eval_1m ON CLUSTER 'drover_cluster' AS drover.metrics_eval_1m_local
+ENGINE = Distributed('drover_cluster', 'drover', 'metrics_eval_1m_local');
+
 ALTER TABLE drover.metrics_sum_local ON CLUSTER 'drover_cluster'
     ADD INDEX IF NOT EXISTS temporality_idx temporality TYPE set(3) GRANULARITY 1;
 
