@@ -39,48 +39,75 @@ func decodeRecord(rec []byte) (Kind, time.Time, []byte, error) {
 // SpoolSink is the Sink of the receivers: it appends each request to the
 // spool (durably, per the spool's sync policy) before it is acknowledged,
 // and, when Rows is set, converts the request the receiver already decoded
-// into rows kept in memory for the writer, so the writer does not decode it
-// again (after a restart, or when the cache is full, it does).
+// into rows kept in memory for the writer, so the writer neither reads the
+// spool nor decodes the request again (after a restart, or for requests
+// that found the cache full, it does).
 type SpoolSink struct {
 	Spool *spool.Spool
 	Stats *Stats
 	Rows  *RowCache
 }
 
-// Accept appends the payload; a full spool is ErrBackpressure.
+// Accept appends the payload; a full spool is ErrBackpressure. While the
+// writer keeps inserting, a request waits (up to RowCache's MaxWait) for
+// room in the row cache first: the receivers then go at the pace of
+// ClickHouse and every request is decoded once. When the writer cannot
+// insert, requests go to the spool at once and are decoded again on replay.
 func (s *SpoolSink) Accept(ctx context.Context, kind Kind, payload []byte, points int, decoded any) error {
+	cache := s.Rows != nil && s.Rows.reserve(ctx, points)
 	seq, err := s.Spool.Append(ctx, encodeRecord(kind, time.Now(), payload))
 	switch {
 	case errors.Is(err, spool.ErrFull):
-		return ErrBackpressure
+		err = ErrBackpressure
 	case err != nil:
-		return fmt.Errorf("spool: %w", err)
+		err = fmt.Errorf("spool: %w", err)
+	}
+	if err != nil {
+		if cache {
+			s.Rows.release(points)
+		}
+		return err
 	}
 	if s.Stats != nil {
 		s.Stats.spooled(kind, points)
 	}
-	if s.Rows != nil && s.Rows.room(points) {
-		var b store.Batch
-		switch d := decoded.(type) {
-		case pmetric.Metrics:
-			convertMetrics(d, &b)
-		case plog.Logs:
-			convertLogs(d, &b)
-		default:
-			return nil
-		}
-		s.Rows.put(seq, &b)
+	if !cache {
+		return nil
 	}
+	b := &store.Batch{}
+	switch d := decoded.(type) {
+	case pmetric.Metrics:
+		convertMetrics(d, b)
+	case plog.Logs:
+		convertLogs(d, b)
+	default:
+		s.Rows.release(points)
+		return nil
+	}
+	s.Rows.put(seq, b, points)
 	return nil
 }
 
 // RowCache holds the rows of recently spooled requests, by spool seq, up to
-// a bound on rows. Safe for concurrent use.
+// a bound on rows (a soft one: a request reserves its estimated rows). Safe
+// for concurrent use.
 type RowCache struct {
+	// MaxWait bounds how long a request waits for room while the writer is
+	// healthy; default 2s. Set before use.
+	MaxWait time.Duration
+
 	mu      sync.Mutex
-	batches map[uint64]*store.Batch
+	batches map[uint64]cachedRows
 	rows    int
 	max     int
+	floor   uint64        // seqs <= floor are acked: not cached any more
+	flow    bool          // the writer inserts: requests wait for room
+	room    chan struct{} // closed when rows shrink; nil until someone waits
+}
+
+type cachedRows struct {
+	b  *store.Batch
+	at time.Time
 }
 
 // NewRowCache bounds the cache to maxRows rows (0: 200000).
@@ -88,35 +115,154 @@ func NewRowCache(maxRows int) *RowCache {
 	if maxRows <= 0 {
 		maxRows = 200000
 	}
-	return &RowCache{batches: map[uint64]*store.Batch{}, max: maxRows}
+	return &RowCache{batches: map[uint64]cachedRows{}, max: maxRows, flow: true, MaxWait: 2 * time.Second}
 }
 
-func (c *RowCache) room(n int) bool {
+// reserve takes room for n rows, waiting for it while the writer is
+// healthy (see Accept), and reports whether it got it.
+func (c *RowCache) reserve(ctx context.Context, n int) bool {
+	var timer <-chan time.Time
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.rows+n <= c.max
+	for {
+		if c.rows+n <= c.max || c.rows == 0 {
+			c.rows += n
+			return true
+		}
+		if !c.flow {
+			return false
+		}
+		if timer == nil {
+			timer = time.After(c.MaxWait)
+		}
+		if c.room == nil {
+			c.room = make(chan struct{})
+		}
+		room := c.room
+		c.mu.Unlock()
+		select {
+		case <-room:
+		case <-timer:
+			c.mu.Lock()
+			return false
+		case <-ctx.Done():
+			c.mu.Lock()
+			return false
+		}
+		c.mu.Lock()
+	}
 }
 
-func (c *RowCache) put(seq uint64, b *store.Batch) {
+// freedLocked wakes the requests waiting for room.
+func (c *RowCache) freedLocked() {
+	if c.room != nil {
+		close(c.room)
+		c.room = nil
+	}
+}
+
+func (c *RowCache) release(n int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.batches[seq] = b
+	c.rows -= n
+	c.freedLocked()
+}
+
+// put stores the rows of seq, which reserved estimate rows.
+func (c *RowCache) put(seq uint64, b *store.Batch, estimate int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.rows -= estimate
+	if seq <= c.floor { // the writer was faster: it read the spool
+		c.freedLocked()
+		return
+	}
+	c.batches[seq] = cachedRows{b: b, at: time.Now()}
 	c.rows += b.Rows()
 }
 
 // take removes and returns the rows of seq, if cached.
-func (c *RowCache) take(seq uint64) *store.Batch {
+func (c *RowCache) take(seq uint64) (cachedRows, bool) {
 	if c == nil {
-		return nil
+		return cachedRows{}, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	b := c.batches[seq]
-	if b != nil {
+	e, ok := c.batches[seq]
+	if ok {
 		delete(c.batches, seq)
-		c.rows -= b.Rows()
+		c.rows -= e.b.Rows()
+		c.freedLocked()
 	}
-	return b
+	return e, ok
+}
+
+// missing returns how many consecutive seqs from `from` (at most n) are not
+// cached.
+func (c *RowCache) missing(from uint64, n int) int {
+	if c == nil {
+		return n
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := range n {
+		if _, ok := c.batches[from+uint64(i)]; ok {
+			return i
+		}
+	}
+	return n
+}
+
+// acked drops the rows of seqs <= upTo (a request whose rows arrived after
+// the writer had read it from the spool) and keeps later ones out.
+func (c *RowCache) acked(upTo uint64) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.floor = max(c.floor, upTo)
+	for seq, e := range c.batches {
+		if seq <= upTo {
+			delete(c.batches, seq)
+			c.rows -= e.b.Rows()
+		}
+	}
+	c.freedLocked()
+}
+
+// setFlow makes requests wait for room (the writer inserts) or not.
+func (c *RowCache) setFlow(on bool) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.flow != on {
+		c.flow = on
+		c.freedLocked() // waiters re-check
+	}
+}
+
+// reserveBatch returns an empty Batch with the capacity for the cached
+// rows of items, so that appending them copies each row once.
+func reserveBatch(items []item) store.Batch {
+	var n [10]int
+	for _, it := range items {
+		if o := it.rows; o != nil {
+			for i, l := range [...]int{len(o.Gauges), len(o.Sums), len(o.Histograms), len(o.ExpHistograms), len(o.Summaries),
+				len(o.Events), len(o.Samples), len(o.ModelVersions), len(o.Drift), len(o.Jobs)} {
+				n[i] += l
+			}
+		}
+	}
+	return store.Batch{
+		Gauges: make([]store.GaugeRow, 0, n[0]), Sums: make([]store.SumRow, 0, n[1]),
+		Histograms: make([]store.HistogramRow, 0, n[2]), ExpHistograms: make([]store.ExpHistogramRow, 0, n[3]),
+		Summaries: make([]store.SummaryRow, 0, n[4]), Events: make([]store.EventRow, 0, n[5]),
+		Samples: make([]store.SampleRow, 0, n[6]), ModelVersions: make([]store.ModelVersionRow, 0, n[7]),
+		Drift: make([]store.DriftRow, 0, n[8]), Jobs: make([]store.JobRow, 0, n[9]),
+	}
 }
 
 // appendBatch appends o's rows to b.
@@ -215,7 +361,7 @@ func (w *Writer) Run(ctx context.Context) error {
 			return fmt.Errorf("re-read interrupted batch %d-%d: %w", first, last, err)
 		}
 		w.log.Info("re-inserting the batch interrupted by the last stop", "first", first, "last", last, "records", len(recs))
-		if err := w.write(ctx, recs, true); err != nil {
+		if err := w.write(ctx, spooled(recs), true); err != nil {
 			return err
 		}
 	}
@@ -243,37 +389,71 @@ func (w *Writer) Run(ctx context.Context) error {
 	return w.drain()
 }
 
-// collect reads the next batch: records after the ack position until
-// BatchRows (estimated from points), BatchBytes, or FlushInterval after the
-// first record.
-func (w *Writer) collect(ctx context.Context) ([]spool.Record, error) {
+// item is one spool record of a batch: its rows from the RowCache, or
+// its spooled data to decode.
+type item struct {
+	seq  uint64
+	at   time.Time // when it was received
+	rows *store.Batch
+	data []byte // the spool record, when rows is nil
+}
+
+func spooled(recs []spool.Record) []item {
+	out := make([]item, len(recs))
+	for i, r := range recs {
+		out[i] = item{seq: r.Seq, data: r.Data}
+		if _, at, _, err := decodeRecord(r.Data); err == nil {
+			out[i].at = at
+		}
+	}
+	return out
+}
+
+// collect gathers the next batch: records after the ack position until
+// BatchRows (exact for cached rows, estimated from the size of spooled
+// data), BatchBytes of spooled data, or FlushInterval after the first
+// record was received. Records whose rows are cached are taken from the
+// RowCache without reading the spool.
+func (w *Writer) collect(ctx context.Context) ([]item, error) {
 	next := w.sp.Acked() + 1
-	var recs []spool.Record
-	bytes, points := 0, 0
+	var items []item
+	bytes, rows := 0, 0
 	deadline := time.Time{}
 	for {
-		got, err := w.sp.Read(next, 1<<16, w.cfg.BatchBytes-bytes)
-		if err != nil {
-			return nil, fmt.Errorf("read spool: %w", err)
+		upTo := w.sp.Committed()
+		for next <= upTo && rows < w.cfg.BatchRows && bytes < w.cfg.BatchBytes {
+			if c, ok := w.rows.take(next); ok {
+				items = append(items, item{seq: next, at: c.at, rows: c.b})
+				rows += c.b.Rows()
+				next++
+				continue
+			}
+			run := w.rows.missing(next, int(min(upTo-next+1, 1<<12)))
+			got, err := w.sp.Read(next, run, w.cfg.BatchBytes-bytes)
+			if err != nil {
+				return nil, fmt.Errorf("read spool: %w", err)
+			}
+			if len(got) == 0 {
+				break
+			}
+			for _, it := range spooled(got) {
+				items = append(items, it)
+				bytes += len(it.data)
+				rows += estimatePoints(it.data)
+				next = it.seq + 1
+			}
 		}
-		for _, r := range got {
-			recs = append(recs, r)
-			bytes += len(r.Data)
-			points += estimatePoints(r.Data)
-			next = r.Seq + 1
+		if len(items) > 0 && deadline.IsZero() {
+			deadline = items[0].at.Add(w.cfg.FlushInterval)
 		}
-		if len(recs) > 0 && deadline.IsZero() {
-			_, at, _, _ := decodeRecord(recs[0].Data)
-			deadline = at.Add(w.cfg.FlushInterval)
-		}
-		if len(recs) > 0 && (points >= w.cfg.BatchRows || bytes >= w.cfg.BatchBytes || !time.Now().Before(deadline)) {
-			return recs, nil
+		if len(items) > 0 && (rows >= w.cfg.BatchRows || bytes >= w.cfg.BatchBytes || !time.Now().Before(deadline)) {
+			return items, nil
 		}
 		wctx, cancel := context.WithDeadline(ctx, deadlineOr(deadline, time.Now().Add(time.Second)))
-		err = w.sp.Wait(wctx, next-1)
+		err := w.sp.Wait(wctx, next-1)
 		cancel()
 		if ctx.Err() != nil {
-			return recs, nil
+			return items, nil
 		}
 		_ = err // deadline reached or new records: loop
 	}
@@ -312,28 +492,39 @@ func (w *Writer) readRange(first, last uint64) ([]spool.Record, error) {
 	return out, nil
 }
 
-// write converts recs into one batch, records the intent, inserts with
+// write converts items into one batch, records the intent, inserts with
 // retries until it succeeds (or ctx ends), and acks the spool.
-func (w *Writer) write(ctx context.Context, recs []spool.Record, replay bool) error {
-	first, last := recs[0].Seq, recs[len(recs)-1].Seq
+func (w *Writer) write(ctx context.Context, items []item, replay bool) error {
+	first, last := items[0].seq, items[len(items)-1].seq
 	var b store.Batch
+	if len(items) == 1 && items[0].rows != nil {
+		b = *items[0].rows
+	} else {
+		b = reserveBatch(items)
+	}
 	var oldest time.Time
-	for _, r := range recs {
-		kind, at, payload, err := decodeRecord(r.Data)
-		if cached := w.rows.take(r.Seq); cached != nil && err == nil {
-			appendBatch(&b, cached)
-		} else if err == nil {
-			err = Convert(kind, payload, &b)
+	for _, it := range items {
+		var err error
+		if it.rows != nil {
+			if len(items) > 1 {
+				appendBatch(&b, it.rows)
+			}
+		} else {
+			var kind Kind
+			var payload []byte
+			if kind, _, payload, err = decodeRecord(it.data); err == nil {
+				err = Convert(kind, payload, &b)
+			}
 		}
 		if err != nil {
 			// Receivers validated every payload, so this is a bug or disk
 			// damage the spool's checksums missed; keep the batch moving and
 			// say so loudly.
-			w.log.Error("spool record cannot be converted; skipping it", "seq", r.Seq, "err", err)
+			w.log.Error("spool record cannot be converted; skipping it", "seq", it.seq, "err", err)
 			continue
 		}
-		if oldest.IsZero() || at.Before(oldest) {
-			oldest = at
+		if !it.at.IsZero() && (oldest.IsZero() || it.at.Before(oldest)) {
+			oldest = it.at
 		}
 	}
 	if !oldest.IsZero() && w.stats.LagSeconds != nil {
@@ -350,6 +541,7 @@ func (w *Writer) write(ctx context.Context, recs []spool.Record, replay bool) er
 			if w.failing {
 				w.log.Info("ClickHouse inserts work again")
 				w.failing = false
+				w.rows.setFlow(true)
 			}
 			w.observe(&b, time.Since(start))
 			break
@@ -372,6 +564,7 @@ func (w *Writer) write(ctx context.Context, recs []spool.Record, replay bool) er
 		if !w.failing {
 			w.log.Warn("ClickHouse insert failed; data stays in the spool and is retried", "err", err)
 			w.failing = true
+			w.rows.setFlow(false) // requests must not wait for a writer that cannot write
 		}
 		w.updateSpoolStats() // the spool grows during an outage: keep the gauges current
 		select {
@@ -384,8 +577,9 @@ func (w *Writer) write(ctx context.Context, recs []spool.Record, replay bool) er
 	if err := w.sp.Ack(last); err != nil {
 		return fmt.Errorf("ack spool up to %d: %w", last, err)
 	}
+	w.rows.acked(last)
 	if replay && w.stats.Replayed != nil {
-		w.stats.Replayed.Add(float64(len(recs)))
+		w.stats.Replayed.Add(float64(len(items)))
 	}
 	w.updateSpoolStats()
 	return nil
@@ -425,7 +619,7 @@ func (w *Writer) drain() error {
 		if err != nil || len(recs) == 0 {
 			return err
 		}
-		if err := w.write(ctx, recs, false); err != nil {
+		if err := w.write(ctx, spooled(recs), false); err != nil {
 			n, bytes := w.sp.Pending()
 			w.log.Warn("shutdown: spool not fully written; the rest is written at the next start", "records", n, "bytes", bytes, "err", err)
 			return nil

@@ -901,6 +901,14 @@ func (s *Spool) Intent() (first, last uint64, ok bool) {
 	return s.state.intentFirst, s.state.intentLast, s.state.hasIntent
 }
 
+// Committed returns the highest seq visible to Read (0 before the first
+// commit): every record with Acked() < seq <= Committed() can be read.
+func (s *Spool) Committed() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.committed
+}
+
 // Acked returns the ack position: every record with seq <= Acked() is done.
 // It survives restart.
 func (s *Spool) Acked() uint64 {
