@@ -137,7 +137,7 @@ func benchmarkCheck(b *testing.B, temporality string, step time.Duration) {
 			fmt.Sprintf("t, %s, %s, '%s', map('%s', 'f1', '%s', 'labels'), if(t < %s, 0.9, 0.88)", start, common, semconv.MetricEval, semconv.AttrMetric, semconv.AttrSource, nanos(drift)),
 			hosts, 1, sg.from, sg.to, sg.step, t0)
 	}
-	for _, table := range []string{"metrics_histogram", "metrics_histogram_1m", "metrics_sum_1m"} {
+	for _, table := range []string{"metrics_histogram", "metrics_histogram_1m", "metrics_sum_1m", "metrics_eval_1m"} {
 		if err := db.Conn.Exec(ctx, fmt.Sprintf("OPTIMIZE TABLE %s.%s FINAL", db.Name, table)); err != nil {
 			b.Logf("optimize %s: %v", table, err)
 		}
