@@ -42,19 +42,26 @@ func Convert(kind Kind, payload []byte, b *store.Batch) error {
 // resourceInfo is what every row takes from its resource.
 type resourceInfo struct {
 	service, host, agent, model, version string
-	attrs                                map[string]string
+	id                                   uint64
 }
 
-func resourceOf(r pcommon.Resource) resourceInfo {
+// resourceOf reads a resource and appends its resources row to b (the
+// writer leaves out the ones it wrote recently).
+func resourceOf(r pcommon.Resource, b *store.Batch) resourceInfo {
 	attrs := attrMap(r.Attributes(), "")
-	return resourceInfo{
+	res := resourceInfo{
 		service: attrs[semconv.AttrServiceName],
 		host:    attrs[semconv.AttrHostName],
 		agent:   attrs[semconv.AttrAgentID],
 		model:   attrs[semconv.AttrModel],
 		version: attrs[semconv.AttrModelVersion],
-		attrs:   attrs,
+		id:      store.ResourceID(attrs),
 	}
+	if res.id != 0 {
+		b.Resources = append(b.Resources, store.ResourceRow{ResourceID: res.id, LastSeen: time.Now(),
+			Service: res.service, Host: res.host, AgentID: res.agent, Attributes: attrs})
+	}
+	return res
 }
 
 // attrMap flattens attributes to strings; non-string values are rendered
@@ -112,7 +119,7 @@ func convertMetrics(md pmetric.Metrics, b *store.Batch) {
 	rms := md.ResourceMetrics()
 	for i := 0; i < rms.Len(); i++ {
 		rm := rms.At(i)
-		res := resourceOf(rm.Resource())
+		res := resourceOf(rm.Resource(), b)
 		sms := rm.ScopeMetrics()
 		for j := 0; j < sms.Len(); j++ {
 			sm := sms.At(j)
@@ -130,7 +137,7 @@ func convertMetrics(md pmetric.Metrics, b *store.Batch) {
 					return store.Point{
 						Time: ts(t), StartTime: ts(start), Service: res.service, Host: res.host, AgentID: res.agent,
 						Model: model, ModelVersion: version, Metric: m.Name(), Unit: m.Unit(),
-						Attributes: a, ResourceAttributes: res.attrs, ScopeName: scopeName, ScopeVersion: scopeVersion,
+						Attributes: a, ResourceID: res.id, ScopeName: scopeName, ScopeVersion: scopeVersion,
 					}, feature
 				}
 				switch m.Type() {
@@ -239,7 +246,7 @@ func convertLogs(ld plog.Logs, b *store.Batch) {
 	rls := ld.ResourceLogs()
 	for i := 0; i < rls.Len(); i++ {
 		rl := rls.At(i)
-		res := resourceOf(rl.Resource())
+		res := resourceOf(rl.Resource(), b)
 		sls := rl.ScopeLogs()
 		for j := 0; j < sls.Len(); j++ {
 			lrs := sls.At(j).LogRecords()
@@ -270,7 +277,7 @@ func convertLogs(ld plog.Logs, b *store.Batch) {
 				row := store.EventRow{
 					Time: t, ObservedTime: ts(lr.ObservedTimestamp()), Service: res.service, Host: res.host, AgentID: res.agent,
 					Model: model, ModelVersion: version, Event: event, SeverityNumber: uint8(lr.SeverityNumber()),
-					SeverityText: lr.SeverityText(), Body: lr.Body().AsString(), Attributes: attrs, ResourceAttributes: res.attrs,
+					SeverityText: lr.SeverityText(), Body: lr.Body().AsString(), Attributes: attrs, ResourceID: res.id,
 				}
 				if id := lr.TraceID(); !id.IsEmpty() {
 					row.TraceID = id.String()

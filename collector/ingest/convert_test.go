@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"maps"
 	"testing"
 	"time"
 
@@ -56,6 +57,15 @@ func TestConvertAttributes(t *testing.T) {
 	h := b.Histograms[0]
 	if h.Model != "point-model" || h.Feature != "f1" || len(h.Counts) != 2 || h.Min != nil {
 		t.Errorf("histogram %+v", h)
+	}
+	// The resource is one row, its attributes stored there, not on points.
+	wantRes := map[string]string{semconv.AttrHostName: "h", semconv.AttrModel: "res-model"}
+	if len(b.Resources) != 1 || !maps.Equal(b.Resources[0].Attributes, wantRes) || b.Resources[0].Host != "h" ||
+		b.Resources[0].ResourceID != store.ResourceID(wantRes) || b.Resources[0].ResourceID == 0 {
+		t.Errorf("resources %+v, want one with %v", b.Resources, wantRes)
+	}
+	if g.ResourceID != b.Resources[0].ResourceID || h.ResourceID != g.ResourceID {
+		t.Errorf("points carry resource ids %d and %d, want %d", g.ResourceID, h.ResourceID, b.Resources[0].ResourceID)
 	}
 	if err := Convert(KindMetrics, []byte{0xff, 0x01}, &b); err == nil {
 		t.Error("garbage converted")

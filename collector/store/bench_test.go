@@ -35,10 +35,10 @@ func benchGauges(n int) []GaugeRow {
 			Attributes: map[string]string{
 				semconv.AttrMetric: "accuracy", semconv.AttrSource: "golden", semconv.AttrRole: "primary",
 			},
-			ResourceAttributes: map[string]string{
+			ResourceID: ResourceID(map[string]string{
 				semconv.AttrServiceName: semconv.ServiceNameAgent, semconv.AttrHostName: hostName,
 				semconv.AttrAgentID: "agent-" + strconv.Itoa(host), "os.type": "linux",
-			},
+			}),
 			ScopeName:    "github.com/drover-ml/drover/agent/telemetry",
 			ScopeVersion: "0.1.0",
 		}, Value: float64(i%1000) / 7}
@@ -90,7 +90,7 @@ func BenchmarkInsertGauges(b *testing.B) {
 			for i := range rows {
 				r := &rows[i]
 				if err := bt.Append(r.Time, r.StartTime, r.Service, r.Host, r.AgentID, r.Model, r.ModelVersion,
-					r.Metric, r.Unit, r.Attributes, r.ResourceAttributes, r.ScopeName, r.ScopeVersion, r.Value); err != nil {
+					r.Metric, r.Unit, r.Attributes, r.ResourceID, r.ScopeName, r.ScopeVersion, r.Value); err != nil {
 					return err
 				}
 			}

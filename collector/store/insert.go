@@ -15,6 +15,7 @@ import (
 // Table names, as in the migrations. In cluster mode they name the
 // Distributed tables (see LocalSuffix).
 const (
+	TableResources    = "resources"
 	TableGauge        = "metrics_gauge"
 	TableSum          = "metrics_sum"
 	TableHistogram    = "metrics_histogram"
@@ -30,19 +31,20 @@ const (
 // pointColumns are the columns of Point, in the order appendPoints fills them.
 var pointColumns = []string{
 	"time", "start_time", "service", "host", "agent_id", "model", "model_version",
-	"metric", "unit", "attributes", "resource_attributes", "scope_name", "scope_version",
+	"metric", "unit", "attributes", "resource_id", "scope_name", "scope_version",
 }
 
 // tableColumns lists, per table, the columns Insert fills, in the order the
 // append functions fill them.
 var tableColumns = map[string][]string{
+	TableResources:    {"resource_id", "last_seen", "service", "host", "agent_id", "attributes"},
 	TableGauge:        cat(pointColumns, "value"),
 	TableSum:          cat(pointColumns, "temporality", "is_monotonic", "value"),
 	TableHistogram:    cat(pointColumns, "feature", "temporality", "count", "sum", "min", "max", "bounds", "counts"),
 	TableExpHistogram: cat(pointColumns, "feature", "temporality", "count", "sum", "min", "max", "scale", "zero_count", "zero_threshold", "positive_offset", "positive_bucket_counts", "negative_offset", "negative_bucket_counts"),
 	TableSummary:      cat(pointColumns, "count", "sum", "quantiles", "quantile_values"),
 	TableEvents: {"time", "observed_time", "service", "host", "agent_id", "model", "model_version", "event",
-		"severity_number", "severity_text", "body", "attributes", "resource_attributes", "trace_id", "span_id"},
+		"severity_number", "severity_text", "body", "attributes", "resource_id", "trace_id", "span_id"},
 	TableSamples:      {"time", "model", "model_version", "host", "request_id", "inputs", "outputs", "label", "attributes"},
 	TableModelVersion: {"id", "model", "version", "author", "created", "message", "parent", "job_id", "manifest", "registered"},
 	TableDrift: {"time", "model", "model_version", "feature", "test", "value", "threshold", "drifted",
@@ -118,6 +120,7 @@ func (s *Store) Insert(ctx context.Context, b *Batch, token string) error {
 		fill  func(a *appender, lo, hi int)
 	}
 	steps := [...]step{
+		{TableResources, len(b.Resources), func(a *appender, lo, hi int) { appendResources(a, b.Resources[lo:hi]) }},
 		{TableGauge, len(b.Gauges), func(a *appender, lo, hi int) { appendGauges(a, b.Gauges[lo:hi]) }},
 		{TableSum, len(b.Sums), func(a *appender, lo, hi int) { appendSums(a, b.Sums[lo:hi]) }},
 		{TableHistogram, len(b.Histograms), func(a *appender, lo, hi int) { appendHistograms(a, b.Histograms[lo:hi]) }},
@@ -371,9 +374,18 @@ func appendPoints[R any](a *appender, rows []R, p func(*R) *Point) {
 	lcCol(a, rows, func(r *R) string { return p(r).Metric })
 	lcCol(a, rows, func(r *R) string { return p(r).Unit })
 	mapCol(a, rows, func(r *R) map[string]string { return p(r).Attributes })
-	mapCol(a, rows, func(r *R) map[string]string { return p(r).ResourceAttributes })
+	col(a, rows, func(r *R) uint64 { return p(r).ResourceID })
 	lcCol(a, rows, func(r *R) string { return p(r).ScopeName })
 	lcCol(a, rows, func(r *R) string { return p(r).ScopeVersion })
+}
+
+func appendResources(a *appender, rows []ResourceRow) {
+	col(a, rows, func(r *ResourceRow) uint64 { return r.ResourceID })
+	timeCol(a, rows, func(r *ResourceRow) time.Time { return r.LastSeen })
+	lcCol(a, rows, func(r *ResourceRow) string { return r.Service })
+	lcCol(a, rows, func(r *ResourceRow) string { return r.Host })
+	lcCol(a, rows, func(r *ResourceRow) string { return r.AgentID })
+	mapCol(a, rows, func(r *ResourceRow) map[string]string { return r.Attributes })
 }
 
 func appendGauges(a *appender, rows []GaugeRow) {
@@ -438,7 +450,7 @@ func appendEvents(a *appender, rows []EventRow) {
 	lcCol(a, rows, func(r *EventRow) string { return r.SeverityText })
 	strCol(a, rows, func(r *EventRow) string { return r.Body })
 	mapCol(a, rows, func(r *EventRow) map[string]string { return r.Attributes })
-	mapCol(a, rows, func(r *EventRow) map[string]string { return r.ResourceAttributes })
+	col(a, rows, func(r *EventRow) uint64 { return r.ResourceID })
 	strCol(a, rows, func(r *EventRow) string { return r.TraceID })
 	strCol(a, rows, func(r *EventRow) string { return r.SpanID })
 }

@@ -34,23 +34,28 @@ func recent(d time.Duration) time.Time {
 func fullBatch(base time.Time) *Batch {
 	point := func(metric string, n int) Point {
 		return Point{
-			Time:               base.Add(time.Duration(n)*time.Second + 123456789),
-			StartTime:          base.Add(-time.Hour + 987654321),
-			Service:            semconv.ServiceNameAgent,
-			Host:               "host-a",
-			AgentID:            "agent-1",
-			Model:              "iris",
-			ModelVersion:       "3",
-			Metric:             metric,
-			Unit:               "s",
-			Attributes:         map[string]string{semconv.AttrProtocol: "grpc", semconv.AttrStatus: "ok"},
-			ResourceAttributes: map[string]string{semconv.AttrHostName: "host-a", "os.type": "linux", "empty": ""},
-			ScopeName:          "github.com/drover-ml/drover/agent",
-			ScopeVersion:       "0.1.0",
+			Time:         base.Add(time.Duration(n)*time.Second + 123456789),
+			StartTime:    base.Add(-time.Hour + 987654321),
+			Service:      semconv.ServiceNameAgent,
+			Host:         "host-a",
+			AgentID:      "agent-1",
+			Model:        "iris",
+			ModelVersion: "3",
+			Metric:       metric,
+			Unit:         "s",
+			Attributes:   map[string]string{semconv.AttrProtocol: "grpc", semconv.AttrStatus: "ok"},
+			ResourceID:   ResourceID(map[string]string{semconv.AttrHostName: "host-a", "os.type": "linux", "empty": ""}),
+			ScopeName:    "github.com/drover-ml/drover/agent",
+			ScopeVersion: "0.1.0",
 		}
 	}
 	ms := base.Truncate(time.Millisecond)
 	return &Batch{
+		Resources: []ResourceRow{{
+			ResourceID: ResourceID(map[string]string{semconv.AttrHostName: "host-a", "os.type": "linux", "empty": ""}),
+			LastSeen:   ms, Service: semconv.ServiceNameAgent, Host: "host-a", AgentID: "agent-1",
+			Attributes: map[string]string{semconv.AttrHostName: "host-a", "os.type": "linux", "empty": ""},
+		}},
 		Gauges: []GaugeRow{{Point: point(semconv.MetricEval, 0), Value: 0.875}},
 		Sums:   []SumRow{{Point: point(semconv.MetricRequests, 1), Temporality: TemporalityCumulative, IsMonotonic: true, Value: 1234}},
 		Histograms: []HistogramRow{{
@@ -73,9 +78,9 @@ func fullBatch(base time.Time) *Batch {
 			Time: base.Add(5*time.Second + 1), ObservedTime: base.Add(6*time.Second + 2),
 			Service: semconv.ServiceNameAgent, Host: "host-a", AgentID: "agent-1", Model: "iris", ModelVersion: "3",
 			Event: semconv.EventSwapped, SeverityNumber: 9, SeverityText: "INFO", Body: "swapped iris 2 -> 3",
-			Attributes:         map[string]string{semconv.AttrPrevious: "2"},
-			ResourceAttributes: map[string]string{semconv.AttrHostName: "host-a"},
-			TraceID:            "0af7651916cd43dd8448eb211c80319c", SpanID: "b7ad6b7169203331",
+			Attributes: map[string]string{semconv.AttrPrevious: "2"},
+			ResourceID: ResourceID(map[string]string{semconv.AttrHostName: "host-a"}),
+			TraceID:    "0af7651916cd43dd8448eb211c80319c", SpanID: "b7ad6b7169203331",
 		}},
 		Samples: []SampleRow{{
 			Time: base.Add(7 * time.Second), Model: "iris", ModelVersion: "3", Host: "host-a", RequestID: "req-42",
@@ -110,12 +115,13 @@ func readBatch(t testing.TB, db *testenv.DB) *Batch {
 		dest  any
 		query string
 	}{
-		{&b.Gauges, "SELECT * FROM metrics_gauge ORDER BY time"},
-		{&b.Sums, "SELECT * FROM metrics_sum ORDER BY time"},
-		{&b.Histograms, "SELECT * FROM metrics_histogram ORDER BY time"},
-		{&b.ExpHistograms, "SELECT * FROM metrics_exp_histogram ORDER BY time"},
-		{&b.Summaries, "SELECT * FROM metrics_summary ORDER BY time"},
-		{&b.Events, "SELECT * FROM events ORDER BY time"},
+		{&b.Resources, "SELECT * FROM resources FINAL ORDER BY resource_id"},
+		{&b.Gauges, "SELECT * EXCEPT (resource_attributes) FROM metrics_gauge ORDER BY time"},
+		{&b.Sums, "SELECT * EXCEPT (resource_attributes) FROM metrics_sum ORDER BY time"},
+		{&b.Histograms, "SELECT * EXCEPT (resource_attributes) FROM metrics_histogram ORDER BY time"},
+		{&b.ExpHistograms, "SELECT * EXCEPT (resource_attributes) FROM metrics_exp_histogram ORDER BY time"},
+		{&b.Summaries, "SELECT * EXCEPT (resource_attributes) FROM metrics_summary ORDER BY time"},
+		{&b.Events, "SELECT * EXCEPT (resource_attributes) FROM events ORDER BY time"},
 		{&b.Samples, "SELECT * FROM samples ORDER BY time"},
 		{&b.ModelVersions, "SELECT * FROM model_versions ORDER BY model, version"},
 		{&b.Drift, "SELECT * FROM drift_results ORDER BY time"},
@@ -197,7 +203,7 @@ func TestInsertRoundTripsEveryColumn(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := readBatch(t, db)
-	if got.Rows() != want.Rows() || want.Rows() != 10 {
+	if got.Rows() != want.Rows() || want.Rows() != 11 {
 		t.Fatalf("read back %d rows, want %d", got.Rows(), want.Rows())
 	}
 	compareBatches(t, got, want)
@@ -221,7 +227,7 @@ func TestInsertEmptyValues(t *testing.T) {
 		t.Fatalf("read back %d gauges, %d histograms, %d jobs; want 1 each", len(got.Gauges), len(got.Histograms), len(got.Jobs))
 	}
 	g, h, j := got.Gauges[0], got.Histograms[0], got.Jobs[0]
-	if !g.StartTime.Equal(time.Unix(0, 0)) || len(g.Attributes) != 0 || len(g.ResourceAttributes) != 0 {
+	if !g.StartTime.Equal(time.Unix(0, 0)) || len(g.Attributes) != 0 || g.ResourceID != 0 {
 		t.Errorf("gauge with zero start time and nil maps read back as %+v", g)
 	}
 	if h.Min != nil || h.Max != nil || len(h.Bounds) != 0 || len(h.Counts) != 0 {
@@ -335,6 +341,7 @@ func TestDedupNeedsTheWindowSetting(t *testing.T) {
 }
 
 func appendBatch(dst, src *Batch) {
+	dst.Resources = append(dst.Resources, src.Resources...)
 	dst.Gauges = append(dst.Gauges, src.Gauges...)
 	dst.Sums = append(dst.Sums, src.Sums...)
 	dst.Histograms = append(dst.Histograms, src.Histograms...)
@@ -349,12 +356,12 @@ func appendBatch(dst, src *Batch) {
 
 func TestBatchRowsAndReset(t *testing.T) {
 	b := fullBatch(time.Now())
-	if b.Rows() != 10 {
-		t.Fatalf("Rows() = %d, want 10", b.Rows())
+	if b.Rows() != 11 {
+		t.Fatalf("Rows() = %d, want 11", b.Rows())
 	}
 	b.Gauges = append(b.Gauges, b.Gauges[0], b.Gauges[0])
-	if b.Rows() != 12 {
-		t.Fatalf("Rows() = %d, want 12", b.Rows())
+	if b.Rows() != 13 {
+		t.Fatalf("Rows() = %d, want 13", b.Rows())
 	}
 	var tables []string
 	for table, n := range b.TableRows() {
@@ -367,8 +374,8 @@ func TestBatchRowsAndReset(t *testing.T) {
 		}
 		tables = append(tables, table)
 	}
-	if len(tables) != 10 || tables[0] != TableGauge || tables[9] != TableJobs {
-		t.Errorf("TableRows yielded %v, want the 10 tables in insert order", tables)
+	if len(tables) != 11 || tables[0] != TableResources || tables[1] != TableGauge || tables[10] != TableJobs {
+		t.Errorf("TableRows yielded %v, want the 11 tables in insert order", tables)
 	}
 	b.Reset()
 	for table := range b.TableRows() {
@@ -423,8 +430,8 @@ func TestInsertUnreachableServerIsRetryable(t *testing.T) {
 		t.Errorf("IsRetryable(%v) = false, want true", err)
 	}
 	var ie *InsertError
-	if !errors.As(err, &ie) || ie.Table != "drover.metrics_gauge" {
-		t.Errorf("err = %v, want an *InsertError for drover.metrics_gauge (the first table)", err)
+	if !errors.As(err, &ie) || ie.Table != "drover.resources" {
+		t.Errorf("err = %v, want an *InsertError for drover.resources (the first table)", err)
 	}
 	if n := strings.Count(err.Error(), "insert "); n != 1 {
 		t.Errorf("Insert went on after a retryable error (%d tables failed): %v", n, err)
@@ -505,5 +512,24 @@ func TestInsertInBlocksDeduplicatesAndSquashes(t *testing.T) {
 	}
 	if n := count(t, db, "SELECT count() FROM metrics_gauge"); n != 20 {
 		t.Errorf("after the same rows under another token: %d rows, want 20", n)
+	}
+}
+
+func TestResourceID(t *testing.T) {
+	a := map[string]string{"host.name": "h", "os.type": "linux"}
+	b := map[string]string{"os.type": "linux", "host.name": "h"}
+	if ResourceID(a) != ResourceID(b) || ResourceID(a) == 0 {
+		t.Errorf("same attributes, ids %d and %d", ResourceID(a), ResourceID(b))
+	}
+	// Keys and values are delimited: moving a byte between them changes the id.
+	if ResourceID(map[string]string{"ab": "c"}) == ResourceID(map[string]string{"a": "bc"}) {
+		t.Error("ab=c and a=bc have the same id")
+	}
+	if ResourceID(nil) != 0 || ResourceID(map[string]string{}) != 0 {
+		t.Error("no attributes: want id 0")
+	}
+	// Pinned: the id is a contract between collectors and the stored data.
+	if got := ResourceID(map[string]string{"host.name": "h"}); got != 0x96b28ccc65291f00 {
+		t.Errorf("ResourceID(host.name=h) = %#x, want 0x96b28ccc65291f00: ids changed, stored points lose their resources", got)
 	}
 }

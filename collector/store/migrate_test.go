@@ -43,6 +43,7 @@ var dataTables = []struct {
 	{"metrics_sum_1m", "toDate(time)", "model, model_version, metric, attributes_hash, time", "TTL time + toIntervalDay(30)"},
 	{"metrics_sum_1h", "toDate(time)", "model, model_version, metric, attributes_hash, time", "TTL time + toIntervalDay(365)"},
 	{"metrics_eval_1m", "toDate(time)", "model, model_version, attributes_hash, time", "TTL time + toIntervalDay(30)"},
+	{"resources", "", "resource_id", "TTL (toDateTime(last_seen) + toIntervalDay(30)) + toIntervalDay(1)"},
 }
 
 var views = []string{"metrics_gauge_1h_mv", "metrics_gauge_1m_mv", "metrics_histogram_1h_mv", "metrics_histogram_1m_mv",
@@ -229,7 +230,10 @@ func TestTablesHavePartitionTTLAndDedupWindow(t *testing.T) {
 			}
 			must := []string{"non_replicated_deduplication_window = 10000"}
 			if want.ttl != "" {
-				must = append(must, want.ttl, "ttl_only_drop_parts = 1")
+				must = append(must, want.ttl)
+				if want.partition != "" { // whole parts expire only in partitions by time
+					must = append(must, "ttl_only_drop_parts = 1")
+				}
 			} else if strings.Contains(engineFull, "TTL") {
 				t.Errorf("engine %q has a TTL, want none", engineFull)
 			}
@@ -344,7 +348,7 @@ func TestRenderClusterGolden(t *testing.T) {
 	locals := map[string]bool{}
 	distributed := map[string]bool{}
 	createRE := regexp.MustCompile(`^CREATE (TABLE|MATERIALIZED VIEW) IF NOT EXISTS drover\.(\w+) ON CLUSTER 'drover_cluster'`)
-	alterRE := regexp.MustCompile(`^ALTER TABLE drover\.\w+_local ON CLUSTER 'drover_cluster'\s`)
+	alterRE := regexp.MustCompile(`^ALTER TABLE drover\.\w+ ON CLUSTER 'drover_cluster'\s`)
 	for _, m := range ms {
 		for _, s := range m.Statements {
 			if alterRE.MatchString(s) {

@@ -149,6 +149,8 @@ func renderMigrations(fsys fs.FS, opts MigrateOptions) ([]Migration, error) {
 // statements. The template functions are:
 //
 //	{{db}}                     the database name
+//	{{cluster}}                true in cluster mode (for {{if cluster}})
+//	{{list "a" "b"}}           a list of strings (for {{range}})
 //	{{on_cluster}}             "ON CLUSTER '<cluster>'", or nothing
 //	{{table "t"}}              db.t (db.t_local in cluster mode); names the
 //	                           table that a following {{engine}} creates
@@ -174,7 +176,9 @@ func renderSQL(name, src string, opts MigrateOptions) ([]string, error) {
 	}
 	var current string // the table the last {{table}} named
 	funcs := template.FuncMap{
-		"db": func() string { return opts.Database },
+		"db":      func() string { return opts.Database },
+		"cluster": func() bool { return cluster },
+		"list":    func(s ...string) []string { return s },
 		"on_cluster": func() string {
 			if !cluster {
 				return ""

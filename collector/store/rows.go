@@ -2,7 +2,9 @@ package store
 
 import (
 	"fmt"
+	"hash/fnv"
 	"iter"
+	"slices"
 	"time"
 )
 
@@ -54,21 +56,61 @@ func (t *Temporality) Scan(src any) error {
 // was measured, where it came from, which model and metric it belongs to.
 // Model and ModelVersion come from the drover.model and drover.model.version
 // point attributes, else from the resource attributes; Attributes are the
-// point attributes without the ones pulled out into columns.
+// point attributes without the ones pulled out into columns. The resource's
+// attributes are stored once per resource, in the resources table, under
+// ResourceID (see ResourceID).
 type Point struct {
-	Time               time.Time         `ch:"time"`
-	StartTime          time.Time         `ch:"start_time"`
-	Service            string            `ch:"service"`
-	Host               string            `ch:"host"`
-	AgentID            string            `ch:"agent_id"`
-	Model              string            `ch:"model"`
-	ModelVersion       string            `ch:"model_version"`
-	Metric             string            `ch:"metric"`
-	Unit               string            `ch:"unit"`
-	Attributes         map[string]string `ch:"attributes"`
-	ResourceAttributes map[string]string `ch:"resource_attributes"`
-	ScopeName          string            `ch:"scope_name"`
-	ScopeVersion       string            `ch:"scope_version"`
+	Time         time.Time         `ch:"time"`
+	StartTime    time.Time         `ch:"start_time"`
+	Service      string            `ch:"service"`
+	Host         string            `ch:"host"`
+	AgentID      string            `ch:"agent_id"`
+	Model        string            `ch:"model"`
+	ModelVersion string            `ch:"model_version"`
+	Metric       string            `ch:"metric"`
+	Unit         string            `ch:"unit"`
+	Attributes   map[string]string `ch:"attributes"`
+	ResourceID   uint64            `ch:"resource_id"`
+	ScopeName    string            `ch:"scope_name"`
+	ScopeVersion string            `ch:"scope_version"`
+}
+
+// ResourceRow is a row of resources: the attributes of an OTLP resource (an
+// agent, a host, a service), stored once instead of on every point. A
+// later row for the same ResourceID replaces an earlier one (the one with
+// the latest LastSeen wins); the ingest writes a resource again every hour
+// while it sends data, and rows not written for the metrics TTL expire.
+type ResourceRow struct {
+	ResourceID uint64            `ch:"resource_id"`
+	LastSeen   time.Time         `ch:"last_seen"`
+	Service    string            `ch:"service"`
+	Host       string            `ch:"host"`
+	AgentID    string            `ch:"agent_id"`
+	Attributes map[string]string `ch:"attributes"`
+}
+
+// ResourceID identifies a resource by its attributes: FNV-1a (64 bit) over
+// the keys in sorted order, each key and value followed by a zero byte. It
+// is 0 for a resource without attributes, which has no resources row. The
+// same attributes give the same id in every process.
+func ResourceID(attrs map[string]string) uint64 {
+	if len(attrs) == 0 {
+		return 0
+	}
+	keys := make([]string, 0, len(attrs))
+	for k := range attrs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	h := fnv.New64a()
+	zero := []byte{0}
+	for _, k := range keys {
+		h.Write([]byte(k))
+		h.Write(zero)
+		h.Write([]byte(attrs[k]))
+		h.Write(zero)
+	}
+	return h.Sum64()
 }
 
 // GaugeRow is a row of metrics_gauge.
@@ -135,21 +177,21 @@ type SummaryRow struct {
 // EventRow is a row of events: an OTLP log record. Event is its drover.event
 // attribute; TraceID and SpanID are lower-case hex, empty when absent.
 type EventRow struct {
-	Time               time.Time         `ch:"time"`
-	ObservedTime       time.Time         `ch:"observed_time"`
-	Service            string            `ch:"service"`
-	Host               string            `ch:"host"`
-	AgentID            string            `ch:"agent_id"`
-	Model              string            `ch:"model"`
-	ModelVersion       string            `ch:"model_version"`
-	Event              string            `ch:"event"`
-	SeverityNumber     uint8             `ch:"severity_number"`
-	SeverityText       string            `ch:"severity_text"`
-	Body               string            `ch:"body"`
-	Attributes         map[string]string `ch:"attributes"`
-	ResourceAttributes map[string]string `ch:"resource_attributes"`
-	TraceID            string            `ch:"trace_id"`
-	SpanID             string            `ch:"span_id"`
+	Time           time.Time         `ch:"time"`
+	ObservedTime   time.Time         `ch:"observed_time"`
+	Service        string            `ch:"service"`
+	Host           string            `ch:"host"`
+	AgentID        string            `ch:"agent_id"`
+	Model          string            `ch:"model"`
+	ModelVersion   string            `ch:"model_version"`
+	Event          string            `ch:"event"`
+	SeverityNumber uint8             `ch:"severity_number"`
+	SeverityText   string            `ch:"severity_text"`
+	Body           string            `ch:"body"`
+	Attributes     map[string]string `ch:"attributes"`
+	ResourceID     uint64            `ch:"resource_id"`
+	TraceID        string            `ch:"trace_id"`
+	SpanID         string            `ch:"span_id"`
 }
 
 // SampleRow is a row of samples: one sampled request, for training. Inputs,
@@ -242,6 +284,7 @@ type JobRow struct {
 // Batch is a set of rows for every table, inserted together by Store.Insert.
 // A Batch is not safe for concurrent modification; Insert only reads it.
 type Batch struct {
+	Resources     []ResourceRow
 	Gauges        []GaugeRow
 	Sums          []SumRow
 	Histograms    []HistogramRow
@@ -256,7 +299,7 @@ type Batch struct {
 
 // Rows returns the number of rows in b, over all tables.
 func (b *Batch) Rows() int {
-	return len(b.Gauges) + len(b.Sums) + len(b.Histograms) + len(b.ExpHistograms) +
+	return len(b.Resources) + len(b.Gauges) + len(b.Sums) + len(b.Histograms) + len(b.ExpHistograms) +
 		len(b.Summaries) + len(b.Events) + len(b.Samples) + len(b.ModelVersions) +
 		len(b.Drift) + len(b.Jobs)
 }
@@ -269,7 +312,7 @@ func (b *Batch) TableRows() iter.Seq2[string, int] {
 			name string
 			n    int
 		}{
-			{TableGauge, len(b.Gauges)}, {TableSum, len(b.Sums)}, {TableHistogram, len(b.Histograms)},
+			{TableResources, len(b.Resources)}, {TableGauge, len(b.Gauges)}, {TableSum, len(b.Sums)}, {TableHistogram, len(b.Histograms)},
 			{TableExpHistogram, len(b.ExpHistograms)}, {TableSummary, len(b.Summaries)}, {TableEvents, len(b.Events)},
 			{TableSamples, len(b.Samples)}, {TableModelVersion, len(b.ModelVersions)}, {TableDrift, len(b.Drift)},
 			{TableJobs, len(b.Jobs)},
@@ -283,6 +326,7 @@ func (b *Batch) TableRows() iter.Seq2[string, int] {
 
 // Reset empties b, keeping its slices' capacity for reuse.
 func (b *Batch) Reset() {
+	b.Resources = b.Resources[:0]
 	b.Gauges = b.Gauges[:0]
 	b.Sums = b.Sums[:0]
 	b.Histograms = b.Histograms[:0]

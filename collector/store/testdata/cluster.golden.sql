@@ -571,3 +571,58 @@ ALTER TABLE drover.metrics_histogram_local ON CLUSTER 'drover_cluster'
 ALTER TABLE drover.metrics_exp_histogram_local ON CLUSTER 'drover_cluster'
     ADD INDEX IF NOT EXISTS temporality_idx temporality TYPE set(3) GRANULARITY 1;
 
+-- 0006_resources
+
+CREATE TABLE IF NOT EXISTS drover.resources_local ON CLUSTER 'drover_cluster'
+(
+    resource_id UInt64,
+    last_seen   DateTime64(3, 'UTC') CODEC(DoubleDelta, ZSTD(1)),
+    service     LowCardinality(String) CODEC(ZSTD(1)),
+    host        LowCardinality(String) CODEC(ZSTD(1)),
+    agent_id    LowCardinality(String) CODEC(ZSTD(1)),
+    attributes  Map(LowCardinality(String), String) CODEC(ZSTD(1))
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/resources_local', '{replica}', last_seen)
+ORDER BY resource_id
+TTL toDateTime(last_seen) + INTERVAL 30 DAY + INTERVAL 1 DAY
+SETTINGS replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE TABLE IF NOT EXISTS drover.resources ON CLUSTER 'drover_cluster' AS drover.resources_local
+ENGINE = Distributed('drover_cluster', 'drover', 'resources_local', resource_id);
+
+ALTER TABLE drover.metrics_gauge_local ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS resource_id UInt64 CODEC(ZSTD(1)) AFTER resource_attributes;
+
+ALTER TABLE drover.metrics_gauge ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS resource_id UInt64 AFTER resource_attributes;
+
+ALTER TABLE drover.metrics_sum_local ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS resource_id UInt64 CODEC(ZSTD(1)) AFTER resource_attributes;
+
+ALTER TABLE drover.metrics_sum ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS resource_id UInt64 AFTER resource_attributes;
+
+ALTER TABLE drover.metrics_histogram_local ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS resource_id UInt64 CODEC(ZSTD(1)) AFTER resource_attributes;
+
+ALTER TABLE drover.metrics_histogram ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS resource_id UInt64 AFTER resource_attributes;
+
+ALTER TABLE drover.metrics_exp_histogram_local ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS resource_id UInt64 CODEC(ZSTD(1)) AFTER resource_attributes;
+
+ALTER TABLE drover.metrics_exp_histogram ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS resource_id UInt64 AFTER resource_attributes;
+
+ALTER TABLE drover.metrics_summary_local ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS resource_id UInt64 CODEC(ZSTD(1)) AFTER resource_attributes;
+
+ALTER TABLE drover.metrics_summary ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS resource_id UInt64 AFTER resource_attributes;
+
+ALTER TABLE drover.events_local ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS resource_id UInt64 CODEC(ZSTD(1)) AFTER resource_attributes;
+
+ALTER TABLE drover.events ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS resource_id UInt64 AFTER resource_attributes;
+
