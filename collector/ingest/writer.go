@@ -247,26 +247,28 @@ func (c *RowCache) setFlow(on bool) {
 // reserveBatch returns an empty Batch with the capacity for the cached
 // rows of items, so that appending them copies each row once.
 func reserveBatch(items []item) store.Batch {
-	var n [10]int
+	var n [11]int
 	for _, it := range items {
 		if o := it.rows; o != nil {
-			for i, l := range [...]int{len(o.Gauges), len(o.Sums), len(o.Histograms), len(o.ExpHistograms), len(o.Summaries),
+			for i, l := range [...]int{len(o.Resources), len(o.Gauges), len(o.Sums), len(o.Histograms), len(o.ExpHistograms), len(o.Summaries),
 				len(o.Events), len(o.Samples), len(o.ModelVersions), len(o.Drift), len(o.Jobs)} {
 				n[i] += l
 			}
 		}
 	}
 	return store.Batch{
-		Gauges: make([]store.GaugeRow, 0, n[0]), Sums: make([]store.SumRow, 0, n[1]),
-		Histograms: make([]store.HistogramRow, 0, n[2]), ExpHistograms: make([]store.ExpHistogramRow, 0, n[3]),
-		Summaries: make([]store.SummaryRow, 0, n[4]), Events: make([]store.EventRow, 0, n[5]),
-		Samples: make([]store.SampleRow, 0, n[6]), ModelVersions: make([]store.ModelVersionRow, 0, n[7]),
-		Drift: make([]store.DriftRow, 0, n[8]), Jobs: make([]store.JobRow, 0, n[9]),
+		Resources: make([]store.ResourceRow, 0, n[0]),
+		Gauges:    make([]store.GaugeRow, 0, n[1]), Sums: make([]store.SumRow, 0, n[2]),
+		Histograms: make([]store.HistogramRow, 0, n[3]), ExpHistograms: make([]store.ExpHistogramRow, 0, n[4]),
+		Summaries: make([]store.SummaryRow, 0, n[5]), Events: make([]store.EventRow, 0, n[6]),
+		Samples: make([]store.SampleRow, 0, n[7]), ModelVersions: make([]store.ModelVersionRow, 0, n[8]),
+		Drift: make([]store.DriftRow, 0, n[9]), Jobs: make([]store.JobRow, 0, n[10]),
 	}
 }
 
 // appendBatch appends o's rows to b.
 func appendBatch(b, o *store.Batch) {
+	b.Resources = append(b.Resources, o.Resources...)
 	b.Gauges = append(b.Gauges, o.Gauges...)
 	b.Sums = append(b.Sums, o.Sums...)
 	b.Histograms = append(b.Histograms, o.Histograms...)
@@ -335,6 +337,51 @@ type Writer struct {
 	stats *Stats
 	// logged suppresses repeated insert-failure logs (one per outage).
 	failing bool
+	// seen: when each resource was last written (see unseen).
+	seen map[uint64]time.Time
+}
+
+// Resources are written again after resourceRefresh, so that their
+// last_seen stays within the resources TTL while they send data; seen
+// holds at most maxSeen of them (then it starts over: rewriting a
+// resource only costs a row).
+const (
+	resourceRefresh = time.Hour
+	maxSeen         = 100000
+)
+
+// unseen returns the resources of rs, each once, that were not written in
+// the last resourceRefresh. A batch retried after a crash may carry more
+// resources than its first attempt under the same token; the ones it then
+// loses to deduplication were written by an earlier batch.
+func (w *Writer) unseen(rs []store.ResourceRow) []store.ResourceRow {
+	if len(rs) == 0 {
+		return rs
+	}
+	now := time.Now()
+	out := make([]store.ResourceRow, 0, min(len(rs), 64))
+	batch := make(map[uint64]bool, len(rs))
+	for _, r := range rs {
+		if batch[r.ResourceID] {
+			continue
+		}
+		batch[r.ResourceID] = true
+		if at, ok := w.seen[r.ResourceID]; ok && now.Sub(at) < resourceRefresh {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func (w *Writer) markSeen(rs []store.ResourceRow) {
+	if w.seen == nil || len(w.seen)+len(rs) > maxSeen {
+		w.seen = make(map[uint64]time.Time, len(rs))
+	}
+	now := time.Now()
+	for _, r := range rs {
+		w.seen[r.ResourceID] = now
+	}
 }
 
 // NewWriter builds a writer. rows, if not nil, is the SpoolSink's row
@@ -530,6 +577,7 @@ func (w *Writer) write(ctx context.Context, items []item, replay bool) error {
 	if !oldest.IsZero() && w.stats.LagSeconds != nil {
 		w.stats.LagSeconds.Set(time.Since(oldest).Seconds())
 	}
+	b.Resources = w.unseen(b.Resources)
 	if err := w.sp.SetIntent(first, last); err != nil {
 		return fmt.Errorf("record batch intent: %w", err)
 	}
@@ -544,6 +592,7 @@ func (w *Writer) write(ctx context.Context, items []item, replay bool) error {
 				w.rows.setFlow(true)
 			}
 			w.observe(&b, time.Since(start))
+			w.markSeen(b.Resources)
 			break
 		}
 		if ctx.Err() != nil {
