@@ -402,15 +402,11 @@ func token(first, last uint64) string {
 func (w *Writer) Run(ctx context.Context) error {
 	// A batch that was being inserted when the process stopped goes first,
 	// exactly as it was.
-	if first, last, ok := w.sp.Intent(); ok && last > w.sp.Acked() {
-		recs, err := w.readRange(first, last)
-		if err != nil {
-			return fmt.Errorf("re-read interrupted batch %d-%d: %w", first, last, err)
+	if err := w.replayIntent(ctx, "re-inserting the batch interrupted by the last stop"); err != nil {
+		if ctx.Err() != nil {
+			return w.drain()
 		}
-		w.log.Info("re-inserting the batch interrupted by the last stop", "first", first, "last", last, "records", len(recs))
-		if err := w.write(ctx, spooled(recs), true); err != nil {
-			return err
-		}
+		return err
 	}
 	if _, bytes := w.sp.Pending(); bytes > 0 {
 		w.log.Info("writing what the spool held at start", "bytes", bytes)
@@ -475,7 +471,8 @@ func (w *Writer) collect(ctx context.Context) ([]item, error) {
 				next++
 				continue
 			}
-			run := w.rows.missing(next, int(min(upTo-next+1, 1<<12)))
+			run := max(1, w.rows.missing(next, int(min(upTo-next+1, 1<<12)))) // 0: just put
+
 			got, err := w.sp.Read(next, run, w.cfg.BatchBytes-bytes)
 			if err != nil {
 				return nil, fmt.Errorf("read spool: %w", err)
@@ -654,11 +651,33 @@ func (w *Writer) updateSpoolStats() {
 	}
 }
 
+// replayIntent inserts the batch recorded as the spool's intent, if it is
+// not acked yet: exactly its records, under its token, so that ClickHouse
+// deduplicates it if the interrupted insert had stored it.
+func (w *Writer) replayIntent(ctx context.Context, msg string) error {
+	first, last, ok := w.sp.Intent()
+	if !ok || last <= w.sp.Acked() {
+		return nil
+	}
+	recs, err := w.readRange(first, last)
+	if err != nil {
+		return fmt.Errorf("re-read interrupted batch %d-%d: %w", first, last, err)
+	}
+	w.log.Info(msg, "first", first, "last", last, "records", len(recs))
+	return w.write(ctx, spooled(recs), true)
+}
+
 // drain writes what the spool holds after receivers stopped, for at most
-// DrainTimeout; the rest stays in the spool.
+// DrainTimeout; the rest stays in the spool. A batch whose insert the stop
+// interrupted goes first, as it was.
 func (w *Writer) drain() error {
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.DrainTimeout)
 	defer cancel()
+	if err := w.replayIntent(ctx, "shutdown: re-inserting the interrupted batch"); err != nil {
+		n, bytes := w.sp.Pending()
+		w.log.Warn("shutdown: spool not fully written; the rest is written at the next start", "records", n, "bytes", bytes, "err", err)
+		return nil
+	}
 	for {
 		n, _ := w.sp.Pending()
 		if n == 0 {
