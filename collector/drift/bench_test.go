@@ -63,9 +63,10 @@ SELECT %s FROM (
 //   - the two windows a check reads (the reference hour after the version
 //     started, 30 days ago, and the current hour, each with Lookback
 //     before it) at the resolution above;
-//   - the 30 days between them at 1 h resolution: they are what partition
-//     pruning (by day) and the sorting keys skip, so their resolution does
-//     not change what a check reads.
+//   - the 30 days between them: for delta, one host every minute, which
+//     fills the minute rollups as the whole fleet would (one row per minute
+//     and feature); for cumulative, all hosts every hour: what partition
+//     pruning (by day) and the sorting key skip.
 //
 // Per host: 20 drover.distribution histograms (11 buckets), 2
 // drover.requests series (ok, error), a drover.request.duration histogram
@@ -94,10 +95,18 @@ func benchmarkCheck(b *testing.B, temporality string, step time.Duration) {
 	segments := []struct {
 		from, to time.Time
 		step     time.Duration
+		hosts    int
 	}{
-		{t0, t0.Add(time.Hour + pad), step},
-		{t0.Add(time.Hour + pad), drift.Add(-pad), time.Hour},
-		{drift.Add(-pad), now, step},
+		{t0, t0.Add(time.Hour + pad), step, hosts},
+		{t0.Add(time.Hour + pad), drift.Add(-pad), time.Hour, hosts},
+		{drift.Add(-pad), now, step, hosts},
+	}
+	if temporality == "delta" {
+		// The minute rollup a delta check reads holds one row per minute
+		// and feature whatever the number of hosts: one host every minute
+		// gives the 30 days between the windows the rollup of the real
+		// fleet (and the raw tables the rows the sorting key skips).
+		segments[1].step, segments[1].hosts = time.Minute, 1
 	}
 	base := "[1, 2, 4, 6, 7, 8, 7, 6, 4, 2, 1]"
 	shifted := "[0, 1, 1, 2, 4, 6, 7, 8, 8, 7, 4]"
@@ -123,19 +132,19 @@ func benchmarkCheck(b *testing.B, temporality string, step time.Duration) {
 		generated[0] += benchSegment(b, db, "metrics_histogram",
 			"time, start_time, service, host, agent_id, model, model_version, metric, feature, temporality, bounds, counts, count",
 			fmt.Sprintf("t, %s, %s, '%s', concat('f', toString(s)), '%s', %s, %s AS c, arraySum(c)", start, common, semconv.MetricDistribution, temporality, bounds, counts),
-			hosts, features, sg.from, sg.to, sg.step, t0)
+			sg.hosts, features, sg.from, sg.to, sg.step, t0)
 		generated[1] += benchSegment(b, db, "metrics_sum",
 			"time, start_time, service, host, agent_id, model, model_version, metric, attributes, temporality, is_monotonic, value",
 			fmt.Sprintf("t, %s, %s, '%s', map('%s', if(s = 0, 'ok', 'error')), '%s', true, %s", start, common, semconv.MetricRequests, semconv.AttrStatus, temporality, requests),
-			hosts, 2, sg.from, sg.to, sg.step, t0)
+			sg.hosts, 2, sg.from, sg.to, sg.step, t0)
 		generated[2] += benchSegment(b, db, "metrics_histogram",
 			"time, start_time, service, host, agent_id, model, model_version, metric, temporality, bounds, counts, count",
 			fmt.Sprintf("t, %s, %s, '%s', '%s', [0.001, 0.01, 0.1, 1], %s AS c, arraySum(c)", start, common, semconv.MetricRequestLatency, temporality, latency),
-			hosts, 1, sg.from, sg.to, sg.step, t0)
+			sg.hosts, 1, sg.from, sg.to, sg.step, t0)
 		generated[3] += benchSegment(b, db, "metrics_gauge",
 			"time, start_time, service, host, agent_id, model, model_version, metric, attributes, value",
 			fmt.Sprintf("t, %s, %s, '%s', map('%s', 'f1', '%s', 'labels'), if(t < %s, 0.9, 0.88)", start, common, semconv.MetricEval, semconv.AttrMetric, semconv.AttrSource, nanos(drift)),
-			hosts, 1, sg.from, sg.to, sg.step, t0)
+			sg.hosts, 1, sg.from, sg.to, sg.step, t0)
 	}
 	for _, table := range []string{"metrics_histogram", "metrics_histogram_1m", "metrics_sum_1m", "metrics_eval_1m"} {
 		if err := db.Conn.Exec(ctx, fmt.Sprintf("OPTIMIZE TABLE %s.%s FINAL", db.Name, table)); err != nil {
@@ -146,10 +155,10 @@ func benchmarkCheck(b *testing.B, temporality string, step time.Duration) {
 	_ = db.Conn.QueryRow(ctx, "SELECT count() FROM system.parts WHERE database = ? AND table = 'metrics_histogram' AND active", db.Name).Scan(&parts)
 	inWindows := uint64(hosts*(features+2+1+1)) * uint64(2*(time.Hour+pad)/step)
 	b.Logf("%s: generated in %s: %d distribution + %d latency histogram rows, %d counter rows, %d gauge rows "+
-		"(%d features × %d hosts, 30 days: windows at %s, the rest at 1h; %d histogram parts); "+
+		"(%d features × %d hosts, 30 days: windows at %s, the rest at %s from %d hosts; %d histogram parts); "+
 		"the two %s windows hold about %d raw rows",
 		temporality, time.Since(began).Round(time.Second), generated[0], generated[2], generated[1], generated[3],
-		features, hosts, step, parts, time.Hour, inWindows)
+		features, hosts, step, segments[1].step, segments[1].hosts, parts, time.Hour, inWindows)
 
 	c := NewChecker(db.Conn, db.Name, "bench", nil)
 	p := DefaultPolicy()
