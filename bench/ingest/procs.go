@@ -183,7 +183,7 @@ func startDrover(bin, dir, chAddr, database string) (*Collector, error) {
 		return nil, err
 	}
 	cfg := filepath.Join(dir, "collector.yaml")
-	if err := os.WriteFile(cfg, []byte("clickhouse:\n  database: "+database+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte("clickhouse:\n  database: "+database+"\n"+os.Getenv("DROVER_BENCH_EXTRA_CONFIG")), 0o644); err != nil {
 		return nil, err
 	}
 	c := &Collector{Name: "drover", GRPCAddr: freeAddr(), Admin: freeAddr(), Database: database,

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -115,7 +116,41 @@ func finite(f float64) float64 {
 	return f
 }
 
+// growFor makes room in b for the points of md, so that appending the
+// rows of a large request copies each row once.
+func growFor(md pmetric.Metrics, b *store.Batch) {
+	var n [5]int
+	rms := md.ResourceMetrics()
+	for i := 0; i < rms.Len(); i++ {
+		sms := rms.At(i).ScopeMetrics()
+		for j := 0; j < sms.Len(); j++ {
+			ms := sms.At(j).Metrics()
+			for k := 0; k < ms.Len(); k++ {
+				switch m := ms.At(k); m.Type() {
+				case pmetric.MetricTypeGauge:
+					n[0] += m.Gauge().DataPoints().Len()
+				case pmetric.MetricTypeSum:
+					n[1] += m.Sum().DataPoints().Len()
+				case pmetric.MetricTypeHistogram:
+					n[2] += m.Histogram().DataPoints().Len()
+				case pmetric.MetricTypeExponentialHistogram:
+					n[3] += m.ExponentialHistogram().DataPoints().Len()
+				case pmetric.MetricTypeSummary:
+					n[4] += m.Summary().DataPoints().Len()
+				}
+			}
+		}
+	}
+	b.Resources = slices.Grow(b.Resources, rms.Len())
+	b.Gauges = slices.Grow(b.Gauges, n[0])
+	b.Sums = slices.Grow(b.Sums, n[1])
+	b.Histograms = slices.Grow(b.Histograms, n[2])
+	b.ExpHistograms = slices.Grow(b.ExpHistograms, n[3])
+	b.Summaries = slices.Grow(b.Summaries, n[4])
+}
+
 func convertMetrics(md pmetric.Metrics, b *store.Batch) {
+	growFor(md, b)
 	rms := md.ResourceMetrics()
 	for i := 0; i < rms.Len(); i++ {
 		rm := rms.At(i)

@@ -286,9 +286,13 @@ type Inserter interface {
 	Insert(ctx context.Context, b *store.Batch, token string) error
 }
 
+// DefaultBatchRows is WriterConfig.BatchRows's default.
+const DefaultBatchRows = 200000
+
 // WriterConfig configures batching.
 type WriterConfig struct {
-	// BatchRows flushes a batch once it has this many rows; default 50000.
+	// BatchRows flushes a batch once it has this many rows; default
+	// DefaultBatchRows.
 	BatchRows int
 	// BatchBytes bounds the spool bytes read into one batch; default 16 MiB
 	// (decoded, a batch takes several times that in memory).
@@ -305,7 +309,7 @@ type WriterConfig struct {
 
 func (c WriterConfig) withDefaults() WriterConfig {
 	if c.BatchRows <= 0 {
-		c.BatchRows = 50000
+		c.BatchRows = DefaultBatchRows
 	}
 	if c.BatchBytes <= 0 {
 		c.BatchBytes = 16 << 20

@@ -107,7 +107,7 @@ func Default() Config {
 		OTLP:       OTLP{GRPCAddr: ":4317", HTTPAddr: ":4318", MaxRequestBytes: 16 << 20},
 		AdminAddr:  ":7070",
 		Spool:      Spool{MaxBytes: 1 << 30, SegmentBytes: 64 << 20, Sync: spool.SyncAlways},
-		Writer:     Writer{BatchRows: 50000, FlushInterval: time.Second},
+		Writer:     Writer{BatchRows: ingest.DefaultBatchRows, FlushInterval: time.Second},
 		Cluster:    Cluster{NodeName: host, GossipAddr: ":7946"},
 	}
 }
@@ -213,8 +213,13 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 	st := store.New(backend.Conn, cfg.ClickHouse.Database)
 
 	// Rows converted at receive time wait here for the writer (bounded), so
-	// each request is decoded once in the common case.
-	rowCache := ingest.NewRowCache(0)
+	// each request is decoded once in the common case. Two batches: one
+	// being inserted, one filling.
+	batchRows := cfg.Writer.BatchRows
+	if batchRows <= 0 {
+		batchRows = ingest.DefaultBatchRows
+	}
+	rowCache := ingest.NewRowCache(2 * batchRows)
 	recv := ingest.NewReceiver(ingest.ReceiverConfig{
 		GRPCAddr: cfg.OTLP.GRPCAddr, HTTPAddr: cfg.OTLP.HTTPAddr, MaxRequestBytes: cfg.OTLP.MaxRequestBytes,
 	}, &ingest.SpoolSink{Spool: sp, Stats: stats, Rows: rowCache}, stats, log.With("component", "otlp"))
