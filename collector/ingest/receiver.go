@@ -120,9 +120,8 @@ func (r *Receiver) Run(ctx context.Context) error {
 
 // Serve is Run on listeners the caller opened.
 func (r *Receiver) Serve(ctx context.Context, gl, hl net.Listener) error {
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(r.cfg.MaxRequestBytes))
-	pmetricotlp.RegisterGRPCServer(gs, &grpcMetrics{r: r})
-	plogotlp.RegisterGRPCServer(gs, &grpcLogs{r: r})
+	gs := grpc.NewServer(grpc.MaxRecvMsgSize(r.cfg.MaxRequestBytes), grpc.ForceServerCodecV2(newRawCodec()))
+	r.registerGRPC(gs)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/metrics", func(w http.ResponseWriter, req *http.Request) { r.serveHTTP(w, req, KindMetrics) })
 	mux.HandleFunc("POST /v1/logs", func(w http.ResponseWriter, req *http.Request) { r.serveHTTP(w, req, KindLogs) })
@@ -175,34 +174,6 @@ func (r *Receiver) backpressure() error {
 		st = d
 	}
 	return st.Err()
-}
-
-type grpcMetrics struct {
-	pmetricotlp.UnimplementedGRPCServer
-	r *Receiver
-}
-
-func (g *grpcMetrics) Export(ctx context.Context, req pmetricotlp.ExportRequest) (pmetricotlp.ExportResponse, error) {
-	resp := pmetricotlp.NewExportResponse()
-	payload, err := req.MarshalProto()
-	if err != nil {
-		return resp, status.Error(codes.Internal, err.Error())
-	}
-	return resp, g.r.accept(ctx, KindMetrics, payload, req.Metrics().DataPointCount(), req.Metrics(), true)
-}
-
-type grpcLogs struct {
-	plogotlp.UnimplementedGRPCServer
-	r *Receiver
-}
-
-func (g *grpcLogs) Export(ctx context.Context, req plogotlp.ExportRequest) (plogotlp.ExportResponse, error) {
-	resp := plogotlp.NewExportResponse()
-	payload, err := req.MarshalProto()
-	if err != nil {
-		return resp, status.Error(codes.Internal, err.Error())
-	}
-	return resp, g.r.accept(ctx, KindLogs, payload, req.Logs().LogRecordCount(), req.Logs(), true)
 }
 
 // accept hands a decoded payload to the sink and maps its error for gRPC

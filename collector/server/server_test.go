@@ -26,7 +26,10 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
 
 	"github.com/drover-ml/drover/collector/spool"
 	"github.com/drover-ml/drover/shared/chembed"
@@ -336,12 +339,52 @@ func TestBadInput(t *testing.T) {
 	if code := post([]byte(`{}`), "text/plain"); code != 415 {
 		t.Errorf("content type: %d", code)
 	}
+	// The same over gRPC: raw bytes on the OTLP Export methods.
+	conn, err := grpc.NewClient(c.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(bytesCodec{})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	invoke := func(method string, body []byte) codes.Code {
+		var out []byte
+		return status.Code(conn.Invoke(context.Background(), method, &body, &out))
+	}
+	const metricsExport = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+	const logsExport = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+	if code := invoke(metricsExport, []byte("\xff\xfe garbage")); code != codes.InvalidArgument {
+		t.Errorf("malformed gRPC metrics: %v, want InvalidArgument", code)
+	}
+	if code := invoke(logsExport, []byte("\xff\xfe garbage")); code != codes.InvalidArgument {
+		t.Errorf("malformed gRPC logs: %v, want InvalidArgument", code)
+	}
+	if code := invoke(metricsExport, make([]byte, 1<<17)); code != codes.ResourceExhausted {
+		t.Errorf("oversize gRPC: %v, want ResourceExhausted", code)
+	}
+
 	// Still serving.
 	body, _ := pmetricotlp.NewExportRequestFromMetrics(allTypes("after", 1, time.Now())).MarshalProto()
 	if code := post(body, "application/x-protobuf"); code != 200 {
 		t.Errorf("after bad input: %d", code)
 	}
+	if code := invoke(metricsExport, body); code != codes.OK {
+		t.Errorf("gRPC after bad input: %v", code)
+	}
 }
+
+// bytesCodec sends and receives *[]byte as they are, for raw gRPC calls.
+type bytesCodec struct{}
+
+func (bytesCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
+}
+
+func (bytesCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*v.(*[]byte) = data.Materialize()
+	return nil
+}
+
+func (bytesCodec) Name() string { return "proto" }
 
 // TestOutageDrill stops ClickHouse while data keeps arriving: every point
 // is acknowledged (into the spool) and, after ClickHouse is back, stored
