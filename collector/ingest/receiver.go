@@ -177,10 +177,16 @@ func (r *Receiver) backpressure() error {
 }
 
 // accept hands a decoded payload to the sink and maps its error for gRPC
-// (asGRPC) or returns it as is.
-func (r *Receiver) accept(ctx context.Context, kind Kind, payload []byte, points int, decoded any, asGRPC bool) error {
+// (asGRPC) or returns it as is. rec, if not nil, is the payload with room
+// for the spool record header in front (see recordSink).
+func (r *Receiver) accept(ctx context.Context, kind Kind, payload, rec []byte, points int, decoded any, asGRPC bool) error {
 	r.stats.received(kind, points)
-	err := r.sink.Accept(ctx, kind, payload, points, decoded)
+	var err error
+	if rs, ok := r.sink.(recordSink); ok && rec != nil {
+		err = rs.acceptRecord(ctx, kind, rec, points, decoded)
+	} else {
+		err = r.sink.Accept(ctx, kind, payload, points, decoded)
+	}
 	if err == nil {
 		return nil
 	}
@@ -273,7 +279,7 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request, kind Kind
 			return resp.MarshalProto()
 		}
 	}
-	if err := r.accept(req.Context(), kind, payload, points, decoded, false); err != nil {
+	if err := r.accept(req.Context(), kind, payload, nil, points, decoded, false); err != nil {
 		if errors.Is(err, ErrBackpressure) {
 			w.Header().Set("Retry-After", strconv.Itoa(int(r.cfg.RetryAfter.Seconds()+0.5)))
 			httpError(w, ct, http.StatusTooManyRequests, err.Error())

@@ -21,12 +21,18 @@ import (
 // little-endian), then the OTLP export request as protobuf.
 const recordHeader = 9
 
-func encodeRecord(kind Kind, at time.Time, payload []byte) []byte {
-	rec := make([]byte, recordHeader+len(payload))
+// putRecordHeader writes the header into rec[:recordHeader], in front of
+// the payload that rec[recordHeader:] already holds.
+func putRecordHeader(rec []byte, kind Kind, at time.Time) {
 	rec[0] = byte(kind)
 	binary.LittleEndian.PutUint64(rec[1:], uint64(at.UnixNano()))
-	copy(rec[recordHeader:], payload)
-	return rec
+}
+
+// recordSink is a Sink that also takes a payload with room for the spool
+// record header in front of it (rec[recordHeader:] is the payload), which
+// saves copying the request once.
+type recordSink interface {
+	acceptRecord(ctx context.Context, kind Kind, rec []byte, points int, decoded any) error
 }
 
 func decodeRecord(rec []byte) (Kind, time.Time, []byte, error) {
@@ -54,8 +60,15 @@ type SpoolSink struct {
 // ClickHouse and every request is decoded once. When the writer cannot
 // insert, requests go to the spool at once and are decoded again on replay.
 func (s *SpoolSink) Accept(ctx context.Context, kind Kind, payload []byte, points int, decoded any) error {
+	rec := make([]byte, recordHeader+len(payload))
+	copy(rec[recordHeader:], payload)
+	return s.acceptRecord(ctx, kind, rec, points, decoded)
+}
+
+func (s *SpoolSink) acceptRecord(ctx context.Context, kind Kind, rec []byte, points int, decoded any) error {
 	cache := s.Rows != nil && s.Rows.reserve(ctx, points)
-	seq, err := s.Spool.Append(ctx, encodeRecord(kind, time.Now(), payload))
+	putRecordHeader(rec, kind, time.Now())
+	seq, err := s.Spool.Append(ctx, rec)
 	switch {
 	case errors.Is(err, spool.ErrFull):
 		err = ErrBackpressure
