@@ -257,16 +257,14 @@ func (c *RowCache) setFlow(on bool) {
 	}
 }
 
-// reserveBatch returns an empty Batch with the capacity for the cached
-// rows of items, so that appending them copies each row once.
-func reserveBatch(items []item) store.Batch {
+// reserveBatch returns an empty Batch with the capacity for the rows of
+// parts, so that appending them copies each row once.
+func reserveBatch(parts []*store.Batch) store.Batch {
 	var n [11]int
-	for _, it := range items {
-		if o := it.rows; o != nil {
-			for i, l := range [...]int{len(o.Resources), len(o.Gauges), len(o.Sums), len(o.Histograms), len(o.ExpHistograms), len(o.Summaries),
-				len(o.Events), len(o.Samples), len(o.ModelVersions), len(o.Drift), len(o.Jobs)} {
-				n[i] += l
-			}
+	for _, o := range parts {
+		for i, l := range [...]int{len(o.Resources), len(o.Gauges), len(o.Sums), len(o.Histograms), len(o.ExpHistograms), len(o.Summaries),
+			len(o.Events), len(o.Samples), len(o.ModelVersions), len(o.Drift), len(o.Jobs)} {
+			n[i] += l
 		}
 	}
 	return store.Batch{
@@ -297,6 +295,13 @@ func appendBatch(b, o *store.Batch) {
 // Inserter writes a batch with a deduplication token (store.Store).
 type Inserter interface {
 	Insert(ctx context.Context, b *store.Batch, token string) error
+}
+
+// batchesInserter is an Inserter that also takes a batch in parts, stored
+// as their concatenation (store.Store.InsertBatches), which spares copying
+// the rows of every cached request into one Batch.
+type batchesInserter interface {
+	InsertBatches(ctx context.Context, bs []*store.Batch, token string) error
 }
 
 // DefaultBatchRows is WriterConfig.BatchRows's default.
@@ -557,24 +562,27 @@ func (w *Writer) readRange(first, last uint64) ([]spool.Record, error) {
 // retries until it succeeds (or ctx ends), and acks the spool.
 func (w *Writer) write(ctx context.Context, items []item, replay bool) error {
 	first, last := items[0].seq, items[len(items)-1].seq
-	var b store.Batch
-	if len(items) == 1 && items[0].rows != nil {
-		b = *items[0].rows
-	} else {
-		b = reserveBatch(items)
-	}
+	// The batch is the rows of items in order: cached requests as they are,
+	// spooled ones decoded (consecutive ones into one Batch), resources
+	// first and each once.
+	res := &store.Batch{}
+	parts := []*store.Batch{res}
+	var decoded *store.Batch
 	var oldest time.Time
 	for _, it := range items {
 		var err error
 		if it.rows != nil {
-			if len(items) > 1 {
-				appendBatch(&b, it.rows)
-			}
+			parts = append(parts, it.rows)
+			decoded = nil
 		} else {
+			if decoded == nil {
+				decoded = &store.Batch{}
+				parts = append(parts, decoded)
+			}
 			var kind Kind
 			var payload []byte
 			if kind, _, payload, err = decodeRecord(it.data); err == nil {
-				err = Convert(kind, payload, &b)
+				err = Convert(kind, payload, decoded)
 			}
 		}
 		if err != nil {
@@ -588,25 +596,39 @@ func (w *Writer) write(ctx context.Context, items []item, replay bool) error {
 			oldest = it.at
 		}
 	}
+	for _, p := range parts[1:] {
+		res.Resources = append(res.Resources, p.Resources...)
+		p.Resources = nil
+	}
+	res.Resources = w.unseen(res.Resources)
 	if !oldest.IsZero() && w.stats.LagSeconds != nil {
 		w.stats.LagSeconds.Set(time.Since(oldest).Seconds())
 	}
-	b.Resources = w.unseen(b.Resources)
 	if err := w.sp.SetIntent(first, last); err != nil {
 		return fmt.Errorf("record batch intent: %w", err)
+	}
+	insert := func(ctx context.Context, token string) error {
+		if bi, ok := w.ins.(batchesInserter); ok {
+			return bi.InsertBatches(ctx, parts, token)
+		}
+		b := reserveBatch(parts)
+		for _, p := range parts {
+			appendBatch(&b, p)
+		}
+		return w.ins.Insert(ctx, &b, token)
 	}
 	backoff := 100 * time.Millisecond
 	for {
 		start := time.Now()
-		err := w.ins.Insert(ctx, &b, token(first, last))
+		err := insert(ctx, token(first, last))
 		if err == nil {
 			if w.failing {
 				w.log.Info("ClickHouse inserts work again")
 				w.failing = false
 				w.rows.setFlow(true)
 			}
-			w.observe(&b, time.Since(start))
-			w.markSeen(b.Resources)
+			w.observe(parts, time.Since(start))
+			w.markSeen(res.Resources)
 			break
 		}
 		if ctx.Err() != nil {
@@ -621,7 +643,7 @@ func (w *Writer) write(ctx context.Context, items []item, replay bool) error {
 		if !retryable {
 			// Bad rows: ClickHouse refuses them and will keep refusing.
 			// Don't block everything behind them; count and log loudly.
-			w.log.Error("ClickHouse refused a batch; it is dropped", "first", first, "last", last, "rows", b.Rows(), "err", err)
+			w.log.Error("ClickHouse refused a batch; it is dropped", "first", first, "last", last, "rows", rowsOf(parts), "err", err)
 			break
 		}
 		if !w.failing {
@@ -648,14 +670,24 @@ func (w *Writer) write(ctx context.Context, items []item, replay bool) error {
 	return nil
 }
 
-func (w *Writer) observe(b *store.Batch, d time.Duration) {
+func rowsOf(parts []*store.Batch) int {
+	n := 0
+	for _, p := range parts {
+		n += p.Rows()
+	}
+	return n
+}
+
+func (w *Writer) observe(parts []*store.Batch, d time.Duration) {
 	if w.stats.BatchRows != nil {
-		w.stats.BatchRows.Observe(float64(b.Rows()))
+		w.stats.BatchRows.Observe(float64(rowsOf(parts)))
 		w.stats.InsertSeconds.Observe(d.Seconds())
 	}
 	if w.stats.Written != nil {
-		for table, n := range b.TableRows() {
-			w.stats.Written.WithLabelValues(table).Add(float64(n))
+		for _, p := range parts {
+			for table, n := range p.TableRows() {
+				w.stats.Written.WithLabelValues(table).Add(float64(n))
+			}
 		}
 	}
 }

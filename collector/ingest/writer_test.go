@@ -886,8 +886,7 @@ func TestAppendBatchCopiesEveryTable(t *testing.T) {
 		}
 		f.Set(reflect.MakeSlice(f.Type(), 1+i, 1+i))
 	}
-	items := []item{{seq: 1, rows: &o}, {seq: 2, rows: &o}}
-	b := reserveBatch(items)
+	b := reserveBatch([]*store.Batch{&o, &o})
 	appendBatch(&b, &o)
 	appendBatch(&b, &o)
 	bv := reflect.ValueOf(&b).Elem()

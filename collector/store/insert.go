@@ -114,23 +114,27 @@ func (e *InsertError) Unwrap() error { return e.Err }
 // retryable if any of them is. Insert replaces any ClickHouse query settings
 // the caller put on ctx.
 func (s *Store) Insert(ctx context.Context, b *Batch, token string) error {
-	type step struct {
-		table string
-		rows  int
-		fill  func(a *appender, lo, hi int)
-	}
-	steps := [...]step{
-		{TableResources, len(b.Resources), func(a *appender, lo, hi int) { appendResources(a, b.Resources[lo:hi]) }},
-		{TableGauge, len(b.Gauges), func(a *appender, lo, hi int) { appendGauges(a, b.Gauges[lo:hi]) }},
-		{TableSum, len(b.Sums), func(a *appender, lo, hi int) { appendSums(a, b.Sums[lo:hi]) }},
-		{TableHistogram, len(b.Histograms), func(a *appender, lo, hi int) { appendHistograms(a, b.Histograms[lo:hi]) }},
-		{TableExpHistogram, len(b.ExpHistograms), func(a *appender, lo, hi int) { appendExpHistograms(a, b.ExpHistograms[lo:hi]) }},
-		{TableSummary, len(b.Summaries), func(a *appender, lo, hi int) { appendSummaries(a, b.Summaries[lo:hi]) }},
-		{TableEvents, len(b.Events), func(a *appender, lo, hi int) { appendEvents(a, b.Events[lo:hi]) }},
-		{TableSamples, len(b.Samples), func(a *appender, lo, hi int) { appendSamples(a, b.Samples[lo:hi]) }},
-		{TableModelVersion, len(b.ModelVersions), func(a *appender, lo, hi int) { appendModelVersions(a, b.ModelVersions[lo:hi]) }},
-		{TableDrift, len(b.Drift), func(a *appender, lo, hi int) { appendDrift(a, b.Drift[lo:hi]) }},
-		{TableJobs, len(b.Jobs), func(a *appender, lo, hi int) { appendJobs(a, b.Jobs[lo:hi]) }},
+	return s.InsertBatches(ctx, []*Batch{b}, token)
+}
+
+// InsertBatches is Insert of the concatenation of bs (in order), without
+// copying their rows into one Batch. It sends the same blocks as Insert of
+// the concatenated Batch, so the two deduplicate each other under one
+// token: a batch written with InsertBatches can be retried with Insert of
+// the same rows, and the other way round.
+func (s *Store) InsertBatches(ctx context.Context, bs []*Batch, token string) error {
+	steps := [...]insertStep{
+		tableStep(TableResources, bs, func(b *Batch) []ResourceRow { return b.Resources }, appendResources),
+		tableStep(TableGauge, bs, func(b *Batch) []GaugeRow { return b.Gauges }, appendGauges),
+		tableStep(TableSum, bs, func(b *Batch) []SumRow { return b.Sums }, appendSums),
+		tableStep(TableHistogram, bs, func(b *Batch) []HistogramRow { return b.Histograms }, appendHistograms),
+		tableStep(TableExpHistogram, bs, func(b *Batch) []ExpHistogramRow { return b.ExpHistograms }, appendExpHistograms),
+		tableStep(TableSummary, bs, func(b *Batch) []SummaryRow { return b.Summaries }, appendSummaries),
+		tableStep(TableEvents, bs, func(b *Batch) []EventRow { return b.Events }, appendEvents),
+		tableStep(TableSamples, bs, func(b *Batch) []SampleRow { return b.Samples }, appendSamples),
+		tableStep(TableModelVersion, bs, func(b *Batch) []ModelVersionRow { return b.ModelVersions }, appendModelVersions),
+		tableStep(TableDrift, bs, func(b *Batch) []DriftRow { return b.Drift }, appendDrift),
+		tableStep(TableJobs, bs, func(b *Batch) []JobRow { return b.Jobs }, appendJobs),
 	}
 	var errs []error
 	for _, st := range steps {
@@ -145,6 +149,42 @@ func (s *Store) Insert(ctx context.Context, b *Batch, token string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// insertStep is the INSERT of one table: rows rows, appended by fill in
+// blocks [lo, hi).
+type insertStep struct {
+	table string
+	rows  int
+	fill  func(a *appender, lo, hi int)
+}
+
+// tableStep returns the insert step of one table over the rows that rows
+// picks from each of bs: fill appends rows [lo, hi) of their
+// concatenation, through pointers, so no row is copied.
+func tableStep[R any](table string, bs []*Batch, rows func(*Batch) []R, appendRows func(*appender, []*R)) insertStep {
+	n := 0
+	for _, b := range bs {
+		n += len(rows(b))
+	}
+	var ptrs []*R
+	return insertStep{table, n, func(a *appender, lo, hi int) {
+		ptrs = resize(ptrs, hi-lo)[:0]
+		off := 0 // index of the first row of b in the concatenation
+		for _, b := range bs {
+			rs := rows(b)
+			if off+len(rs) > lo && off < hi {
+				for i := max(lo-off, 0); i < min(hi-off, len(rs)); i++ {
+					ptrs = append(ptrs, &rs[i])
+				}
+			}
+			off += len(rs)
+			if off >= hi {
+				break
+			}
+		}
+		appendRows(a, ptrs)
+	}}
 }
 
 // chunkRows is how many rows Insert appends before it sends them as one
@@ -253,32 +293,32 @@ func (a *appender) intern(s string) any {
 }
 
 // strCol adds a String column of f of each row.
-func strCol[R any](a *appender, rows []R, f func(*R) string) {
+func strCol[R any](a *appender, rows []*R, f func(*R) string) {
 	a.strs = resize(a.strs, len(rows))
 	for i := range rows {
-		a.strs[i] = f(&rows[i])
+		a.strs[i] = f(rows[i])
 	}
 	a.add(a.strs)
 }
 
 // lcCol adds a LowCardinality(String) column of f of each row.
-func lcCol[R any](a *appender, rows []R, f func(*R) string) {
+func lcCol[R any](a *appender, rows []*R, f func(*R) string) {
 	if a.err != nil {
 		return
 	}
 	a.anys = resize(a.anys, len(rows))
 	for i := range rows {
-		a.anys[i] = a.intern(f(&rows[i]))
+		a.anys[i] = a.intern(f(rows[i]))
 	}
 	a.add(a.anys)
 }
 
 // timeCol adds a DateTime64 column. A zero time.Time, which no DateTime64
 // can hold, is stored as the Unix epoch, the columns' default.
-func timeCol[R any](a *appender, rows []R, f func(*R) time.Time) {
+func timeCol[R any](a *appender, rows []*R, f func(*R) time.Time) {
 	a.times = resize(a.times, len(rows))
 	for i := range rows {
-		t := f(&rows[i])
+		t := f(rows[i])
 		if t.IsZero() {
 			t = unixEpoch
 		}
@@ -291,20 +331,20 @@ var unixEpoch = time.Unix(0, 0).UTC()
 
 // mapCol adds a Map(LowCardinality(String), String) column of f of each
 // row, keys in sorted order.
-func mapCol[R any](a *appender, rows []R, f func(*R) map[string]string) {
+func mapCol[R any](a *appender, rows []*R, f func(*R) map[string]string) {
 	if a.err != nil {
 		return
 	}
 	total := 0
 	for i := range rows {
-		total += len(f(&rows[i]))
+		total += len(f(rows[i]))
 	}
 	a.flat = resize(a.flat, 2*total)
 	a.kvs = resize(a.kvs, len(rows))
 	a.kvPtr = resize(a.kvPtr, len(rows))
 	off := 0
 	for i := range rows {
-		m := f(&rows[i])
+		m := f(rows[i])
 		kv := a.flat[off : off+2*len(m) : off+2*len(m)]
 		j := 0
 		for k, v := range m {
@@ -344,13 +384,13 @@ func (r *kvRow) Value() any                   { return r.kv[r.i+1] }
 func (r *kvRow) Put(k, v any) { r.kv = append(r.kv, k, v) }
 
 // col builds a new column of f of each row and adds it.
-func col[R, T any](a *appender, rows []R, f func(*R) T) {
+func col[R, T any](a *appender, rows []*R, f func(*R) T) {
 	if a.err != nil {
 		return
 	}
 	c := make([]T, len(rows))
 	for i := range rows {
-		c[i] = f(&rows[i])
+		c[i] = f(rows[i])
 	}
 	a.add(c)
 }
@@ -363,7 +403,7 @@ func resize[T any](s []T, n int) []T {
 }
 
 // appendPoints adds the columns of pointColumns.
-func appendPoints[R any](a *appender, rows []R, p func(*R) *Point) {
+func appendPoints[R any](a *appender, rows []*R, p func(*R) *Point) {
 	timeCol(a, rows, func(r *R) time.Time { return p(r).Time })
 	timeCol(a, rows, func(r *R) time.Time { return p(r).StartTime })
 	lcCol(a, rows, func(r *R) string { return p(r).Service })
@@ -379,7 +419,7 @@ func appendPoints[R any](a *appender, rows []R, p func(*R) *Point) {
 	lcCol(a, rows, func(r *R) string { return p(r).ScopeVersion })
 }
 
-func appendResources(a *appender, rows []ResourceRow) {
+func appendResources(a *appender, rows []*ResourceRow) {
 	col(a, rows, func(r *ResourceRow) uint64 { return r.ResourceID })
 	timeCol(a, rows, func(r *ResourceRow) time.Time { return r.LastSeen })
 	lcCol(a, rows, func(r *ResourceRow) string { return r.Service })
@@ -388,19 +428,19 @@ func appendResources(a *appender, rows []ResourceRow) {
 	mapCol(a, rows, func(r *ResourceRow) map[string]string { return r.Attributes })
 }
 
-func appendGauges(a *appender, rows []GaugeRow) {
+func appendGauges(a *appender, rows []*GaugeRow) {
 	appendPoints(a, rows, func(r *GaugeRow) *Point { return &r.Point })
 	col(a, rows, func(r *GaugeRow) float64 { return r.Value })
 }
 
-func appendSums(a *appender, rows []SumRow) {
+func appendSums(a *appender, rows []*SumRow) {
 	appendPoints(a, rows, func(r *SumRow) *Point { return &r.Point })
 	col(a, rows, func(r *SumRow) int8 { return int8(r.Temporality) })
 	col(a, rows, func(r *SumRow) bool { return r.IsMonotonic })
 	col(a, rows, func(r *SumRow) float64 { return r.Value })
 }
 
-func appendHistograms(a *appender, rows []HistogramRow) {
+func appendHistograms(a *appender, rows []*HistogramRow) {
 	appendPoints(a, rows, func(r *HistogramRow) *Point { return &r.Point })
 	lcCol(a, rows, func(r *HistogramRow) string { return r.Feature })
 	col(a, rows, func(r *HistogramRow) int8 { return int8(r.Temporality) })
@@ -412,7 +452,7 @@ func appendHistograms(a *appender, rows []HistogramRow) {
 	col(a, rows, func(r *HistogramRow) []uint64 { return nonNil(r.Counts) })
 }
 
-func appendExpHistograms(a *appender, rows []ExpHistogramRow) {
+func appendExpHistograms(a *appender, rows []*ExpHistogramRow) {
 	appendPoints(a, rows, func(r *ExpHistogramRow) *Point { return &r.Point })
 	lcCol(a, rows, func(r *ExpHistogramRow) string { return r.Feature })
 	col(a, rows, func(r *ExpHistogramRow) int8 { return int8(r.Temporality) })
@@ -429,7 +469,7 @@ func appendExpHistograms(a *appender, rows []ExpHistogramRow) {
 	col(a, rows, func(r *ExpHistogramRow) []uint64 { return nonNil(r.NegativeBucketCounts) })
 }
 
-func appendSummaries(a *appender, rows []SummaryRow) {
+func appendSummaries(a *appender, rows []*SummaryRow) {
 	appendPoints(a, rows, func(r *SummaryRow) *Point { return &r.Point })
 	col(a, rows, func(r *SummaryRow) uint64 { return r.Count })
 	col(a, rows, func(r *SummaryRow) float64 { return r.Sum })
@@ -437,7 +477,7 @@ func appendSummaries(a *appender, rows []SummaryRow) {
 	col(a, rows, func(r *SummaryRow) []float64 { return nonNil(r.QuantileValues) })
 }
 
-func appendEvents(a *appender, rows []EventRow) {
+func appendEvents(a *appender, rows []*EventRow) {
 	timeCol(a, rows, func(r *EventRow) time.Time { return r.Time })
 	timeCol(a, rows, func(r *EventRow) time.Time { return r.ObservedTime })
 	lcCol(a, rows, func(r *EventRow) string { return r.Service })
@@ -455,7 +495,7 @@ func appendEvents(a *appender, rows []EventRow) {
 	strCol(a, rows, func(r *EventRow) string { return r.SpanID })
 }
 
-func appendSamples(a *appender, rows []SampleRow) {
+func appendSamples(a *appender, rows []*SampleRow) {
 	timeCol(a, rows, func(r *SampleRow) time.Time { return r.Time })
 	lcCol(a, rows, func(r *SampleRow) string { return r.Model })
 	lcCol(a, rows, func(r *SampleRow) string { return r.ModelVersion })
@@ -467,7 +507,7 @@ func appendSamples(a *appender, rows []SampleRow) {
 	mapCol(a, rows, func(r *SampleRow) map[string]string { return r.Attributes })
 }
 
-func appendModelVersions(a *appender, rows []ModelVersionRow) {
+func appendModelVersions(a *appender, rows []*ModelVersionRow) {
 	strCol(a, rows, func(r *ModelVersionRow) string { return r.ID })
 	lcCol(a, rows, func(r *ModelVersionRow) string { return r.Model })
 	col(a, rows, func(r *ModelVersionRow) uint64 { return r.Version })
@@ -480,7 +520,7 @@ func appendModelVersions(a *appender, rows []ModelVersionRow) {
 	timeCol(a, rows, func(r *ModelVersionRow) time.Time { return r.Registered })
 }
 
-func appendDrift(a *appender, rows []DriftRow) {
+func appendDrift(a *appender, rows []*DriftRow) {
 	timeCol(a, rows, func(r *DriftRow) time.Time { return r.Time })
 	lcCol(a, rows, func(r *DriftRow) string { return r.Model })
 	lcCol(a, rows, func(r *DriftRow) string { return r.ModelVersion })
@@ -500,7 +540,7 @@ func appendDrift(a *appender, rows []DriftRow) {
 	lcCol(a, rows, func(r *DriftRow) string { return r.Node })
 }
 
-func appendJobs(a *appender, rows []JobRow) {
+func appendJobs(a *appender, rows []*JobRow) {
 	strCol(a, rows, func(r *JobRow) string { return r.ID })
 	lcCol(a, rows, func(r *JobRow) string { return r.Model })
 	lcCol(a, rows, func(r *JobRow) string { return r.ModelVersion })

@@ -533,3 +533,57 @@ func TestResourceID(t *testing.T) {
 		t.Errorf("ResourceID(host.name=h) = %#x, want 0x96b28ccc65291f00: ids changed, stored points lose their resources", got)
 	}
 }
+
+// TestInsertBatchesMatchesInsert: rows split over several Batches (as the
+// ingest's writer hands over cached requests) are stored like their
+// concatenation, block for block, so that a batch first written with
+// InsertBatches and replayed after a crash with Insert of the same rows
+// (or the other way round) is stored once.
+func TestInsertBatchesMatchesInsert(t *testing.T) {
+	db, s := migrated(t)
+	ctx := context.Background()
+	old := chunkRows
+	chunkRows = 3 // several blocks, and block edges inside the batches
+	defer func() { chunkRows = old }()
+	var parts []*Batch
+	all := &Batch{}
+	base := recent(0)
+	for i := range 4 {
+		b := &Batch{}
+		for j := range 2 + i {
+			g := fullBatch(base.Add(time.Duration(10*i+j) * time.Second)).Gauges[0]
+			g.Value = float64(10*i + j)
+			b.Gauges = append(b.Gauges, g)
+		}
+		b.Histograms = fullBatch(base.Add(time.Duration(i) * time.Minute)).Histograms
+		parts = append(parts, b)
+		appendBatch(all, b)
+	}
+	parts = append(parts, &Batch{}) // an empty one changes nothing
+	if err := s.InsertBatches(ctx, parts, "tok"); err != nil {
+		t.Fatal(err)
+	}
+	got := readBatch(t, db)
+	if len(got.Gauges) != 14 || len(got.Histograms) != 4 {
+		t.Fatalf("stored %d gauges and %d histograms, want 14 and 4", len(got.Gauges), len(got.Histograms))
+	}
+	for i, g := range got.Gauges { // ORDER BY time: the order they were made in
+		if want := all.Gauges[i].Value; g.Value != want {
+			t.Errorf("gauge %d = %v, want %v", i, g.Value, want)
+		}
+	}
+	// The replay of the same rows as one Batch, same token: nothing new.
+	if err := s.Insert(ctx, all, "tok"); err != nil {
+		t.Fatal(err)
+	}
+	if got := readBatch(t, db); len(got.Gauges) != 14 || len(got.Histograms) != 4 {
+		t.Errorf("after the replay: %d gauges and %d histograms, want 14 and 4", len(got.Gauges), len(got.Histograms))
+	}
+	// A different token is a different batch.
+	if err := s.Insert(ctx, all, "tok2"); err != nil {
+		t.Fatal(err)
+	}
+	if got := readBatch(t, db); len(got.Gauges) != 28 {
+		t.Errorf("with a new token: %d gauges, want 28", len(got.Gauges))
+	}
+}
