@@ -481,8 +481,10 @@ func TestRowCachePutAfterAck(t *testing.T) {
 	}
 
 	// Later seqs are kept, and acked drops them with their rows.
-	if !c.reserve(ctx, 2) || !c.reserve(ctx, 2) {
-		t.Fatal("reserve failed")
+	for range 2 {
+		if !c.reserve(ctx, 2) {
+			t.Fatal("reserve failed")
+		}
 	}
 	c.put(6, batchOf(5), 2)
 	c.put(7, batchOf(1), 2)
