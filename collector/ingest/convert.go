@@ -81,25 +81,120 @@ func attrMap(m pcommon.Map, skip ...string) map[string]string {
 	return out
 }
 
+// attrSets shares one attributes map among the points of a request whose
+// attributes are the same (every agent's points carry the same few sets of
+// protocol, status, role): converting them then allocates a map per set,
+// not per point. Rows may share a map; nothing modifies it after
+// conversion.
+type attrSets struct {
+	m map[uint64][]*attrSet
+}
+
+type attrSet struct {
+	pairs                   []string // the point's attributes as strings, in order: k, v, k, v, …
+	resModel, resVersion    string   // the resource's, which model and version fall back to
+	histogram               bool
+	attrs                   map[string]string
+	model, version, feature string
+}
+
+func attrString(v pcommon.Value) string {
+	if v.Type() == pcommon.ValueTypeStr {
+		return v.Str()
+	}
+	return v.AsString()
+}
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+func fnvString(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime
+	}
+	return (h ^ 0xff) * fnvPrime // a separator: ("ab", "c") ≠ ("a", "bc")
+}
+
 // pointAttrs returns the point's attributes without the ones that become
-// columns, and those column values (falling back to the resource's).
-func pointAttrs(m pcommon.Map, res *resourceInfo) (attrs map[string]string, model, version, feature string) {
+// columns, and those column values (falling back to the resource's). On a
+// point that is not a histogram (only histograms have a feature column)
+// drover.feature stays an attribute.
+func (c *attrSets) pointAttrs(m pcommon.Map, res *resourceInfo, histogram bool) (attrs map[string]string, model, version, feature string) {
+	h := fnvString(fnvString(uint64(fnvOffset), res.model), res.version)
+	if histogram {
+		h ^= 1
+	}
+	m.Range(func(k string, v pcommon.Value) bool {
+		h = fnvString(fnvString(h, k), attrString(v))
+		return true
+	})
+	for _, set := range c.m[h] {
+		if set.matches(m, res, histogram) {
+			return set.attrs, set.model, set.version, set.feature
+		}
+	}
+	set := &attrSet{resModel: res.model, resVersion: res.version, histogram: histogram, model: res.model, version: res.version,
+		pairs: make([]string, 0, 2*m.Len()), attrs: make(map[string]string, m.Len())}
+	m.Range(func(k string, v pcommon.Value) bool {
+		s := attrString(v)
+		set.pairs = append(set.pairs, k, s)
+		switch k {
+		case semconv.AttrModel:
+			set.model = s
+		case semconv.AttrModelVersion:
+			set.version = s
+		case semconv.AttrFeature:
+			set.feature = s
+			if !histogram {
+				set.attrs[k] = s
+			}
+		default:
+			set.attrs[k] = s
+		}
+		return true
+	})
+	if c.m == nil {
+		c.m = map[uint64][]*attrSet{}
+	}
+	c.m[h] = append(c.m[h], set)
+	return set.attrs, set.model, set.version, set.feature
+}
+
+// recordAttrs is pointAttrs for a log record, whose map the caller may
+// change: a map of its own, drover.feature pulled out.
+func recordAttrs(m pcommon.Map, res *resourceInfo) (attrs map[string]string, model, version, feature string) {
 	model, version = res.model, res.version
 	attrs = make(map[string]string, m.Len())
 	m.Range(func(k string, v pcommon.Value) bool {
 		switch k {
 		case semconv.AttrModel:
-			model = v.AsString()
+			model = attrString(v)
 		case semconv.AttrModelVersion:
-			version = v.AsString()
+			version = attrString(v)
 		case semconv.AttrFeature:
-			feature = v.AsString()
+			feature = attrString(v)
 		default:
-			attrs[k] = v.AsString()
+			attrs[k] = attrString(v)
 		}
 		return true
 	})
 	return attrs, model, version, feature
+}
+
+func (set *attrSet) matches(m pcommon.Map, res *resourceInfo, histogram bool) bool {
+	if set.histogram != histogram || set.resModel != res.model || set.resVersion != res.version || len(set.pairs) != 2*m.Len() {
+		return false
+	}
+	i, ok := 0, true
+	m.Range(func(k string, v pcommon.Value) bool {
+		ok = set.pairs[i] == k && set.pairs[i+1] == attrString(v)
+		i += 2
+		return ok
+	})
+	return ok
 }
 
 func ts(t pcommon.Timestamp) time.Time {
@@ -151,6 +246,7 @@ func growFor(md pmetric.Metrics, b *store.Batch) {
 
 func convertMetrics(md pmetric.Metrics, b *store.Batch) {
 	growFor(md, b)
+	var sets attrSets
 	rms := md.ResourceMetrics()
 	for i := 0; i < rms.Len(); i++ {
 		rm := rms.At(i)
@@ -164,11 +260,7 @@ func convertMetrics(md pmetric.Metrics, b *store.Batch) {
 				m := ms.At(k)
 				histogram := m.Type() == pmetric.MetricTypeHistogram || m.Type() == pmetric.MetricTypeExponentialHistogram
 				base := func(attrs pcommon.Map, t, start pcommon.Timestamp) (store.Point, string) {
-					a, model, version, feature := pointAttrs(attrs, &res)
-					if feature != "" && !histogram {
-						// Only histograms have a feature column.
-						a[semconv.AttrFeature] = feature
-					}
+					a, model, version, feature := sets.pointAttrs(attrs, &res, histogram)
 					return store.Point{
 						Time: ts(t), StartTime: ts(start), Service: res.service, Host: res.host, AgentID: res.agent,
 						Model: model, ModelVersion: version, Metric: m.Name(), Unit: m.Unit(),
@@ -287,7 +379,7 @@ func convertLogs(ld plog.Logs, b *store.Batch) {
 			lrs := sls.At(j).LogRecords()
 			for k := 0; k < lrs.Len(); k++ {
 				lr := lrs.At(k)
-				attrs, model, version, _ := pointAttrs(lr.Attributes(), &res)
+				attrs, model, version, _ := recordAttrs(lr.Attributes(), &res)
 				event := attrs[semconv.AttrEventKind]
 				t := ts(lr.Timestamp())
 				if lr.Timestamp() == 0 {

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"maps"
+	"reflect"
 	"testing"
 	"time"
 
@@ -102,4 +103,55 @@ func FuzzConvert(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestConvertSharesAttributeSets: points with the same attributes (and the
+// same resource model and version to fall back to) share one map; any
+// difference gives a map of its own.
+func TestConvertSharesAttributeSets(t *testing.T) {
+	md := pmetric.NewMetrics()
+	for _, model := range []string{"a", "a", "b"} {
+		rm := md.ResourceMetrics().AppendEmpty()
+		rm.Resource().Attributes().PutStr(semconv.AttrModel, model)
+		ms := rm.ScopeMetrics().AppendEmpty().Metrics()
+		g := ms.AppendEmpty()
+		g.SetName("g")
+		dps := g.SetEmptyGauge().DataPoints()
+		for _, status := range []string{"ok", "error", "ok"} {
+			dp := dps.AppendEmpty()
+			dp.Attributes().PutStr(semconv.AttrStatus, status)
+			dp.Attributes().PutInt("n", 1)
+		}
+		h := ms.AppendEmpty()
+		h.SetName("h")
+		hdp := h.SetEmptyHistogram().DataPoints().AppendEmpty()
+		hdp.Attributes().PutStr(semconv.AttrStatus, "ok")
+		hdp.Attributes().PutInt("n", 1)
+	}
+	var b store.Batch
+	convertMetrics(md, &b)
+	if len(b.Gauges) != 9 || len(b.Histograms) != 3 {
+		t.Fatalf("%d gauges, %d histograms", len(b.Gauges), len(b.Histograms))
+	}
+	same := func(x, y map[string]string) bool {
+		return reflect.ValueOf(x).UnsafePointer() == reflect.ValueOf(y).UnsafePointer()
+	}
+	g := b.Gauges
+	// Resource "a" twice: its ok points share one map across both
+	// resources; error differs; model b falls back to another model.
+	if !same(g[0].Attributes, g[2].Attributes) || !same(g[0].Attributes, g[3].Attributes) || !same(g[0].Attributes, g[5].Attributes) {
+		t.Error("equal attribute sets of model a do not share a map")
+	}
+	if same(g[0].Attributes, g[1].Attributes) || same(g[0].Attributes, g[6].Attributes) || !same(g[6].Attributes, g[8].Attributes) {
+		t.Error("different attributes or resource model share a map")
+	}
+	for i, r := range g {
+		want := map[string]string{semconv.AttrStatus: []string{"ok", "error", "ok"}[i%3], "n": "1"}
+		if !maps.Equal(r.Attributes, want) || r.Model != []string{"a", "a", "b"}[i/3] {
+			t.Errorf("gauge %d: model %q attributes %v, want %v", i, r.Model, r.Attributes, want)
+		}
+	}
+	if same(b.Histograms[0].Attributes, g[0].Attributes) || b.Histograms[2].Model != "b" {
+		t.Error("a histogram shares a gauge's attributes, or lost its model")
+	}
 }
