@@ -36,12 +36,17 @@ func recordCRC(seq uint64, data []byte) uint32 {
 }
 
 // appendRecord appends the encoding of (seq, data) to dst.
-func appendRecord(dst []byte, seq uint64, data []byte) []byte {
+// appendHeader appends the header of the record of seq holding data.
+func appendHeader(dst []byte, seq uint64, data []byte) []byte {
 	var h [headerSize]byte
 	binary.LittleEndian.PutUint32(h[0:], uint32(len(data)))
 	binary.LittleEndian.PutUint32(h[4:], recordCRC(seq, data))
 	binary.LittleEndian.PutUint64(h[8:], seq)
-	return append(append(dst, h[:]...), data...)
+	return append(dst, h[:]...)
+}
+
+func appendRecord(dst []byte, seq uint64, data []byte) []byte {
+	return append(appendHeader(dst, seq, data), data...)
 }
 
 func segName(first uint64) string { return fmt.Sprintf("%020d%s", first, segSuffix) }

@@ -197,9 +197,9 @@ type Record struct {
 }
 
 const (
-	// arenaSize is the allocation unit for encoded records; cached records
-	// point into it, so a full arena is freed once its records are evicted.
-	arenaSize = 1 << 20
+	// arenaSize is the allocation unit for record headers (records' data
+	// is written from the caller's slices, which the cache keeps).
+	arenaSize = 64 << 10
 	// flushBytes: under SyncInterval/SyncNever, buffered records past this
 	// are handed to the OS without waiting for the next tick.
 	flushBytes = 1 << 20
@@ -226,10 +226,13 @@ type segment struct {
 	listed bool   // in Spool.segs (committer bookkeeping)
 }
 
-// pendingWrite is a run of encoded records not yet written to the OS.
+// pendingWrite is a run of encoded records not yet written to the OS: each
+// record's header (in the header arena) and its data (the caller's slice),
+// written with one vectored write.
 type pendingWrite struct {
 	newSeg uint64 // when != 0, seal the active segment and start one named newSeg first
-	buf    []byte
+	bufs   [][]byte
+	n      int64 // bytes in bufs
 	last   uint64
 }
 
@@ -319,10 +322,9 @@ type Spool struct {
 	segs           []*segment
 	encSeg         bool  // a segment is open for encoding
 	encSegBytes    int64 // bytes encoded into it
-	arena          []byte
+	arena          []byte // record headers
 	pw             []pendingWrite
-	pwOpen         bool // the last pw ends at len(arena) and may grow
-	pwStart        int
+	pwOpen         bool // the last pw may take more records
 	buffered       int64 // bytes in pw
 	batch          *batch
 	cache          recordCache
@@ -370,7 +372,8 @@ func Open(dir string, opts Options) (*Spool, error) {
 	return s, nil
 }
 
-// Append adds rec and returns its seq. The spool copies rec. Under
+// Append adds rec and returns its seq. The spool keeps rec (it writes it
+// and serves Reads from it): the caller must not modify it afterwards. Under
 // SyncAlways it returns once rec is fsynced: a nil error means rec survives
 // any crash. Concurrent Appends are committed together with one fsync.
 //
@@ -493,23 +496,22 @@ func (s *Spool) encodeLocked(seq uint64, rec []byte) {
 		newSeg, s.encSeg, s.encSegBytes = seq, true, 0
 	}
 	s.encSegBytes += size
-	if int64(cap(s.arena)-len(s.arena)) < size {
-		s.arena = make([]byte, 0, max(arenaSize, size))
-		s.pwOpen = false
+	if cap(s.arena)-len(s.arena) < headerSize {
+		s.arena = make([]byte, 0, arenaSize)
 	}
 	start := len(s.arena)
-	s.arena = appendRecord(s.arena, seq, rec)
-	end := len(s.arena)
+	s.arena = appendHeader(s.arena, seq, rec)
+	hdr := s.arena[start:len(s.arena):len(s.arena)]
 	if s.pwOpen && newSeg == 0 {
 		p := &s.pw[len(s.pw)-1]
-		p.buf, p.last = s.arena[s.pwStart:end:end], seq
+		p.bufs, p.n, p.last = append(p.bufs, hdr, rec), p.n+size, seq
 	} else {
-		s.pw = append(s.pw, pendingWrite{newSeg: newSeg, buf: s.arena[start:end:end], last: seq})
-		s.pwOpen, s.pwStart = true, start
+		s.pw = append(s.pw, pendingWrite{newSeg: newSeg, bufs: [][]byte{hdr, rec}, n: size, last: seq})
+		s.pwOpen = true
 	}
 	s.buffered += size
 	s.appendedEnd += size
-	s.cache.push(cacheEntry{seq: seq, end: s.appendedEnd, data: s.arena[start+headerSize : end : end]})
+	s.cache.push(cacheEntry{seq: seq, end: s.appendedEnd, data: rec})
 }
 
 // run is the committer: it writes buffered records, fsyncs per policy,
@@ -602,7 +604,7 @@ func (s *Spool) writeAll(writes []pendingWrite) error {
 				return err
 			}
 		}
-		end := w.size + int64(len(p.buf))
+		end := w.size + p.n
 		if s.prealloc > 0 && end > w.alloc {
 			// Overwriting zeroed, already allocated blocks lets fsync skip
 			// the journal commit that growing the file needs: on ext4 this
@@ -618,11 +620,11 @@ func (s *Spool) writeAll(writes []pendingWrite) error {
 			}
 			w.alloc = newAlloc
 		}
-		if _, err := w.f.WriteAt(p.buf, w.size); err != nil {
+		if err := pwritev(w.f, p.bufs, w.size); err != nil {
 			return fmt.Errorf("spool: write %s: %w", w.f.Name(), err)
 		}
 		w.size, w.last, w.written, w.unsynced = end, p.last, p.last, true
-		w.logical += int64(len(p.buf))
+		w.logical += p.n
 	}
 	return nil
 }
