@@ -320,11 +320,11 @@ type Spool struct {
 	pendingRecords int64
 	state          ackState // as last persisted
 	segs           []*segment
-	encSeg         bool  // a segment is open for encoding
-	encSegBytes    int64 // bytes encoded into it
+	encSeg         bool   // a segment is open for encoding
+	encSegBytes    int64  // bytes encoded into it
 	arena          []byte // record headers
 	pw             []pendingWrite
-	pwOpen         bool // the last pw may take more records
+	pwOpen         bool  // the last pw may take more records
 	buffered       int64 // bytes in pw
 	batch          *batch
 	cache          recordCache
