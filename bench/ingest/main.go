@@ -16,6 +16,10 @@
 // after the restart everything sent before it was in ClickHouse.
 //
 //	go run ./bench/ingest [-points 2000000] [-outage 60s]
+//
+// DROVER_BENCH_PPROF=host:port serves the collector's pprof there (for a
+// CPU profile during the run); DROVER_BENCH_EXTRA_CONFIG is YAML appended
+// to the collector's config (for example "writer:\n  batch_rows: 100000\n").
 package main
 
 import (
