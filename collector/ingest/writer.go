@@ -257,50 +257,10 @@ func (c *RowCache) setFlow(on bool) {
 	}
 }
 
-// reserveBatch returns an empty Batch with the capacity for the rows of
-// parts, so that appending them copies each row once.
-func reserveBatch(parts []*store.Batch) store.Batch {
-	var n [11]int
-	for _, o := range parts {
-		for i, l := range [...]int{len(o.Resources), len(o.Gauges), len(o.Sums), len(o.Histograms), len(o.ExpHistograms), len(o.Summaries),
-			len(o.Events), len(o.Samples), len(o.ModelVersions), len(o.Drift), len(o.Jobs)} {
-			n[i] += l
-		}
-	}
-	return store.Batch{
-		Resources: make([]store.ResourceRow, 0, n[0]),
-		Gauges:    make([]store.GaugeRow, 0, n[1]), Sums: make([]store.SumRow, 0, n[2]),
-		Histograms: make([]store.HistogramRow, 0, n[3]), ExpHistograms: make([]store.ExpHistogramRow, 0, n[4]),
-		Summaries: make([]store.SummaryRow, 0, n[5]), Events: make([]store.EventRow, 0, n[6]),
-		Samples: make([]store.SampleRow, 0, n[7]), ModelVersions: make([]store.ModelVersionRow, 0, n[8]),
-		Drift: make([]store.DriftRow, 0, n[9]), Jobs: make([]store.JobRow, 0, n[10]),
-	}
-}
-
-// appendBatch appends o's rows to b.
-func appendBatch(b, o *store.Batch) {
-	b.Resources = append(b.Resources, o.Resources...)
-	b.Gauges = append(b.Gauges, o.Gauges...)
-	b.Sums = append(b.Sums, o.Sums...)
-	b.Histograms = append(b.Histograms, o.Histograms...)
-	b.ExpHistograms = append(b.ExpHistograms, o.ExpHistograms...)
-	b.Summaries = append(b.Summaries, o.Summaries...)
-	b.Events = append(b.Events, o.Events...)
-	b.Samples = append(b.Samples, o.Samples...)
-	b.ModelVersions = append(b.ModelVersions, o.ModelVersions...)
-	b.Drift = append(b.Drift, o.Drift...)
-	b.Jobs = append(b.Jobs, o.Jobs...)
-}
-
-// Inserter writes a batch with a deduplication token (store.Store).
+// Inserter writes a batch, given in parts, as their concatenation with a
+// deduplication token (store.Store.InsertBatches): the rows of cached
+// requests go to ClickHouse without being copied into one Batch.
 type Inserter interface {
-	Insert(ctx context.Context, b *store.Batch, token string) error
-}
-
-// batchesInserter is an Inserter that also takes a batch in parts, stored
-// as their concatenation (store.Store.InsertBatches), which spares copying
-// the rows of every cached request into one Batch.
-type batchesInserter interface {
 	InsertBatches(ctx context.Context, bs []*store.Batch, token string) error
 }
 
@@ -607,20 +567,10 @@ func (w *Writer) write(ctx context.Context, items []item, replay bool) error {
 	if err := w.sp.SetIntent(first, last); err != nil {
 		return fmt.Errorf("record batch intent: %w", err)
 	}
-	insert := func(ctx context.Context, token string) error {
-		if bi, ok := w.ins.(batchesInserter); ok {
-			return bi.InsertBatches(ctx, parts, token)
-		}
-		b := reserveBatch(parts)
-		for _, p := range parts {
-			appendBatch(&b, p)
-		}
-		return w.ins.Insert(ctx, &b, token)
-	}
 	backoff := 100 * time.Millisecond
 	for {
 		start := time.Now()
-		err := insert(ctx, token(first, last))
+		err := w.ins.InsertBatches(ctx, parts, token(first, last))
 		if err == nil {
 			if w.failing {
 				w.log.Info("ClickHouse inserts work again")
