@@ -49,6 +49,7 @@ type options struct {
 	drillInterval time.Duration
 	keep          bool
 	gaugesOnly    bool
+	delta         bool
 }
 
 func main() {
@@ -61,6 +62,7 @@ func main() {
 	flag.DurationVar(&o.outage, "outage", 60*time.Second, "ClickHouse outage in the drill (0 skips the drill)")
 	flag.DurationVar(&o.drillInterval, "drill-interval", time.Second, "one round per interval during the drill")
 	flag.BoolVar(&o.gaugesOnly, "gauges-only", false, "send the histogram series as gauges (the issue's reference numbers are per gauge point)")
+	flag.BoolVar(&o.delta, "delta", false, "send histograms with delta temporality, as drover-agent does (Drover rolls them up per minute and hour)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, data)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -125,7 +127,7 @@ func run(ctx context.Context, o options) error {
 	}
 
 	base := time.Now().Add(-2 * time.Hour).Truncate(time.Minute).UTC()
-	w, err := NewWorkload(o.hosts, o.hostsPerReq, o.gaugesOnly, base, 10*time.Second)
+	w, err := NewWorkload(o.hosts, o.hostsPerReq, o.gaugesOnly, o.delta, base, 10*time.Second)
 	if err != nil {
 		return err
 	}

@@ -40,14 +40,14 @@ var featureBounds = []float64{0, 10, 20, 30, 40, 50, 60, 70, 80, 90}
 // NewWorkload builds the templates for hosts agents, hostsPerReq agents per
 // request (each agent contributes 20 points). With gaugesOnly the histogram
 // series are sent as gauges, to compare with per-gauge-point references.
-func NewWorkload(hosts, hostsPerReq int, gaugesOnly bool, base time.Time, step time.Duration) (*Workload, error) {
+func NewWorkload(hosts, hostsPerReq int, gaugesOnly, delta bool, base time.Time, step time.Duration) (*Workload, error) {
 	w := &Workload{Base: base, Step: step}
 	start := pcommon.NewTimestampFromTime(base.Add(-time.Hour))
 	for first := 0; first < hosts; first += hostsPerReq {
 		md := pmetric.NewMetrics()
 		points := 0
 		for h := first; h < min(first+hostsPerReq, hosts); h++ {
-			points += addAgent(md, h, start, gaugesOnly)
+			points += addAgent(md, h, start, gaugesOnly, delta)
 		}
 		req := pmetricotlp.NewExportRequestFromMetrics(md)
 		b, err := req.MarshalProto()
@@ -101,7 +101,7 @@ func (w *Workload) Fill(dst []byte, i, r int) []byte {
 
 // addAgent appends one agent's resource (as drover-agent sends it) and
 // returns its number of points.
-func addAgent(md pmetric.Metrics, h int, start pcommon.Timestamp, gaugesOnly bool) int {
+func addAgent(md pmetric.Metrics, h int, start pcommon.Timestamp, gaugesOnly, delta bool) int {
 	rm := md.ResourceMetrics().AppendEmpty()
 	ra := rm.Resource().Attributes()
 	host := fmt.Sprintf("gpu-node-%04d.prod.example.internal", h)
@@ -147,6 +147,9 @@ func addAgent(md pmetric.Metrics, h int, start pcommon.Timestamp, gaugesOnly boo
 		m.SetUnit(unit)
 		hh := m.SetEmptyHistogram()
 		hh.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+		if delta {
+			hh.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
+		}
 		for i, attrs := range pts {
 			dp := hh.DataPoints().AppendEmpty()
 			dp.SetTimestamp(ts)
