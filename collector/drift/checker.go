@@ -282,6 +282,7 @@ func (c *Checker) hasCumulative(ctx context.Context, model, version string, ref,
 func (c *Checker) histogramIncrease(tag string, w Window) string {
 	ws := nanos(w.Start)
 	return fmt.Sprintf(`
+    SELECT w, metric, feature, bounds, inc FROM (
     SELECT '%[1]s' AS w, metric, feature, bounds,
            argMaxIf(counts, time, time >= %[2]s) AS last,
            multiIf(countIf(time < %[2]s) > 0,
@@ -292,8 +293,18 @@ func (c *Checker) histogramIncrease(tag string, w Window) string {
     WHERE model = ? AND model_version = ? AND metric IN (?, ?) AND temporality = 'cumulative'
       AND time >= %[4]s AND time < %[5]s
     GROUP BY metric, feature, bounds, host, agent_id, cityHash64(mapSort(attributes)), start_time
-    HAVING countIf(time >= %[2]s) > 0`,
+    HAVING countIf(time >= %[2]s) > 0)`,
 		tag, ws, c.table("metrics_histogram"), nanos(w.Start.Add(-c.Lookback)), nanos(w.End))
+}
+
+// unionAll joins the subqueries of a check, each taking args, into one
+// UNION ALL and returns it with the arguments of all of them.
+func unionAll(parts []string, args ...any) (string, []any) {
+	all := make([]any, 0, len(parts)*len(args))
+	for range parts {
+		all = append(all, args...)
+	}
+	return strings.Join(parts, "\n    UNION ALL"), all
 }
 
 // histogramDelta renders, for one window, the sum of the delta histograms
@@ -347,11 +358,10 @@ func (c *Checker) counterIncrease(tag string, w Window, byVersion bool) string {
 // [now−window, now), sorted.
 func (c *Checker) ServingVersions(ctx context.Context, model string, window time.Duration, now time.Time) ([]string, error) {
 	w := Window{now.Add(-window), now}
-	q := fmt.Sprintf(`SELECT model_version FROM (%s
-    UNION ALL %s)
-GROUP BY model_version HAVING sum(inc) > 0 ORDER BY model_version`,
-		c.counterIncrease("cur", w, false), c.counterDelta("cur", w, false))
-	rows, err := c.conn.Query(ctx, q, model, semconv.MetricRequests, model, semconv.MetricRequests)
+	src, args := unionAll([]string{c.counterIncrease("cur", w, false), c.counterDelta("cur", w, false)}, model, semconv.MetricRequests)
+	q := fmt.Sprintf(`SELECT model_version FROM (%s)
+GROUP BY model_version HAVING sum(inc) > 0 ORDER BY model_version`, src)
+	rows, err := c.conn.Query(ctx, q, args...)
 	if err != nil {
 		return nil, wrap("serving versions of "+model, err)
 	}
@@ -398,21 +408,14 @@ type hist struct {
 }
 
 func (c *Checker) histograms(ctx context.Context, model, version string, ref, cur Window, cumulative bool) (map[histKey]*hist, error) {
-	args := []any{model, version, semconv.MetricDistribution, semconv.MetricRequestLatency}
-	q := fmt.Sprintf(`SELECT w, metric, feature, bounds, sumForEach(inc) AS counts FROM (%s
-    UNION ALL %s)
-GROUP BY w, metric, feature, bounds`, c.histogramDelta("ref", ref), c.histogramDelta("cur", cur))
+	parts := []string{c.histogramDelta("ref", ref), c.histogramDelta("cur", cur)}
 	if cumulative {
-		q = fmt.Sprintf(`SELECT w, metric, feature, bounds, sumForEach(inc) AS counts FROM (
-    SELECT w, metric, feature, bounds, inc FROM (%s
-    UNION ALL %s)
-    UNION ALL %s
-    UNION ALL %s)
-GROUP BY w, metric, feature, bounds`, c.histogramIncrease("ref", ref), c.histogramIncrease("cur", cur),
-			c.histogramDelta("ref", ref), c.histogramDelta("cur", cur))
-		args = slices.Concat(args, args)
+		parts = append(parts, c.histogramIncrease("ref", ref), c.histogramIncrease("cur", cur))
 	}
-	rows, err := c.conn.Query(ctx, q, slices.Concat(args, args)...)
+	src, args := unionAll(parts, model, version, semconv.MetricDistribution, semconv.MetricRequestLatency)
+	q := fmt.Sprintf(`SELECT w, metric, feature, bounds, sumForEach(inc) AS counts FROM (%s)
+GROUP BY w, metric, feature, bounds`, src)
+	rows, err := c.conn.Query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -479,20 +482,14 @@ func (c *Checker) evals(ctx context.Context, model, version string, ref, cur Win
 type reqCounts struct{ errors, total float64 }
 
 func (c *Checker) requests(ctx context.Context, model, version string, ref, cur Window, cumulative bool) (map[string]reqCounts, error) {
-	args := []any{model, version, semconv.MetricRequests}
-	q := fmt.Sprintf(`SELECT w, sumIf(inc, status != 'ok'), sum(inc) FROM (%s
-    UNION ALL %s)
-GROUP BY w`, c.counterDelta("ref", ref, true), c.counterDelta("cur", cur, true))
+	parts := []string{c.counterDelta("ref", ref, true), c.counterDelta("cur", cur, true)}
 	if cumulative {
-		q = fmt.Sprintf(`SELECT w, sumIf(inc, status != 'ok'), sum(inc) FROM (%s
-    UNION ALL %s
-    UNION ALL %s
-    UNION ALL %s)
-GROUP BY w`, c.counterIncrease("ref", ref, true), c.counterIncrease("cur", cur, true),
-			c.counterDelta("ref", ref, true), c.counterDelta("cur", cur, true))
-		args = slices.Concat(args, args)
+		parts = append(parts, c.counterIncrease("ref", ref, true), c.counterIncrease("cur", cur, true))
 	}
-	rows, err := c.conn.Query(ctx, q, slices.Concat(args, args)...)
+	src, args := unionAll(parts, model, version, semconv.MetricRequests)
+	q := fmt.Sprintf(`SELECT w, sumIf(inc, status != 'ok'), sum(inc) FROM (%s)
+GROUP BY w`, src)
+	rows, err := c.conn.Query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
