@@ -136,6 +136,16 @@ func (c *attrSets) pointAttrs(m pcommon.Map, res *resourceInfo, histogram bool) 
 			return set.attrs, set.model, set.version, set.feature
 		}
 	}
+	set := newAttrSet(m, res, histogram)
+	if c.m == nil {
+		c.m = map[uint64][]*attrSet{}
+	}
+	c.m[h] = append(c.m[h], set)
+	return set.attrs, set.model, set.version, set.feature
+}
+
+// newAttrSet reads a point's attributes (see pointAttrs) into a new set.
+func newAttrSet(m pcommon.Map, res *resourceInfo, histogram bool) *attrSet {
 	set := &attrSet{resModel: res.model, resVersion: res.version, histogram: histogram, model: res.model, version: res.version,
 		pairs: make([]string, 0, 2*m.Len()), attrs: make(map[string]string, m.Len())}
 	m.Range(func(k string, v pcommon.Value) bool {
@@ -156,32 +166,14 @@ func (c *attrSets) pointAttrs(m pcommon.Map, res *resourceInfo, histogram bool) 
 		}
 		return true
 	})
-	if c.m == nil {
-		c.m = map[uint64][]*attrSet{}
-	}
-	c.m[h] = append(c.m[h], set)
-	return set.attrs, set.model, set.version, set.feature
+	return set
 }
 
 // recordAttrs is pointAttrs for a log record, whose map the caller may
 // change: a map of its own, drover.feature pulled out.
 func recordAttrs(m pcommon.Map, res *resourceInfo) (attrs map[string]string, model, version, feature string) {
-	model, version = res.model, res.version
-	attrs = make(map[string]string, m.Len())
-	m.Range(func(k string, v pcommon.Value) bool {
-		switch k {
-		case semconv.AttrModel:
-			model = attrString(v)
-		case semconv.AttrModelVersion:
-			version = attrString(v)
-		case semconv.AttrFeature:
-			feature = attrString(v)
-		default:
-			attrs[k] = attrString(v)
-		}
-		return true
-	})
-	return attrs, model, version, feature
+	set := newAttrSet(m, res, true)
+	return set.attrs, set.model, set.version, set.feature
 }
 
 func (set *attrSet) matches(m pcommon.Map, res *resourceInfo, histogram bool) bool {
