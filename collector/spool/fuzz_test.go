@@ -60,3 +60,9 @@ func allZeroBytes(b []byte) bool {
 	}
 	return true
 }
+
+// appendRecord appends a whole encoded record (header and data), as the
+// spool writes it.
+func appendRecord(dst []byte, seq uint64, data []byte) []byte {
+	return append(appendHeader(dst, seq, data), data...)
+}

@@ -35,7 +35,6 @@ func recordCRC(seq uint64, data []byte) uint32 {
 	return crc32.Update(crc32.Update(0, castagnoli, b[:]), castagnoli, data)
 }
 
-// appendRecord appends the encoding of (seq, data) to dst.
 // appendHeader appends the header of the record of seq holding data.
 func appendHeader(dst []byte, seq uint64, data []byte) []byte {
 	var h [headerSize]byte
@@ -43,10 +42,6 @@ func appendHeader(dst []byte, seq uint64, data []byte) []byte {
 	binary.LittleEndian.PutUint32(h[4:], recordCRC(seq, data))
 	binary.LittleEndian.PutUint64(h[8:], seq)
 	return append(dst, h[:]...)
-}
-
-func appendRecord(dst []byte, seq uint64, data []byte) []byte {
-	return append(appendHeader(dst, seq, data), data...)
 }
 
 func segName(first uint64) string { return fmt.Sprintf("%020d%s", first, segSuffix) }
