@@ -58,7 +58,7 @@ func main() {
 	flag.IntVar(&o.hosts, "hosts", 1000, "agents (each sends 20 points per round: 2 models × 5 gauges + 5 histograms)")
 	flag.IntVar(&o.hostsPerReq, "hosts-per-request", 50, "agents per OTLP request (50 → 1000 points)")
 	flag.IntVar(&o.senders, "senders", 4, "concurrent gRPC senders")
-	flag.StringVar(&o.systems, "systems", "drover,otel", "systems to compare, in order")
+	flag.StringVar(&o.systems, "systems", "drover,otel", "systems to compare, in order; drover=PATH is a drover-collector binary built elsewhere (another revision)")
 	flag.DurationVar(&o.outage, "outage", 60*time.Second, "ClickHouse outage in the drill (0 skips the drill)")
 	flag.DurationVar(&o.drillInterval, "drill-interval", time.Second, "one round per interval during the drill")
 	flag.BoolVar(&o.gaugesOnly, "gauges-only", false, "send the histogram series as gauges (the issue's reference numbers are per gauge point)")
@@ -104,11 +104,13 @@ func run(ctx context.Context, o options) error {
 	// Build first, so compiling is not on anyone's CPU bill.
 	bins := map[string]string{}
 	for _, s := range strings.Split(o.systems, ",") {
-		switch s {
-		case "drover":
+		switch name, path, _ := strings.Cut(s, "="); {
+		case name == "drover" && path != "":
+			bins[s] = path // a build of another revision, to compare two
+		case s == "drover":
 			bins[s] = filepath.Join(tmp, "drover-collector")
 			err = goBuild(root, "github.com/drover-ml/drover/collector/cmd/drover-collector", bins[s])
-		case "otel":
+		case s == "otel":
 			bins[s] = filepath.Join(tmp, "otelcol-bench")
 			fmt.Println("building the OTel Collector (bench/ingest/otelcol; the first build takes minutes)...")
 			err = goBuild(filepath.Join(root, "bench", "ingest", "otelcol"), ".", bins[s])
@@ -146,8 +148,8 @@ func run(ctx context.Context, o options) error {
 	fmt.Printf("clickhouse: %s engine, pid %d, %s\n", eng.Mode(), eng.PID(), eng.Addr())
 
 	var results []result
-	for _, s := range strings.Split(o.systems, ",") {
-		r, err := measure(ctx, s, bins[s], filepath.Join(tmp, s), eng, w, rounds, o.senders)
+	for i, s := range strings.Split(o.systems, ",") {
+		r, err := measure(ctx, s, i, bins[s], filepath.Join(tmp, fmt.Sprintf("system-%d", i)), eng, w, rounds, o.senders)
 		if err != nil {
 			return fmt.Errorf("%s: %w", s, err)
 		}
@@ -169,12 +171,19 @@ func run(ctx context.Context, o options) error {
 
 // measure runs one system: start it, let ClickHouse go quiet, replay the
 // rounds, wait until every point is a row, stop it.
-func measure(ctx context.Context, system, bin, dir string, eng *chembed.Engine, w *Workload, rounds, senders int) (result, error) {
+func measure(ctx context.Context, system string, i int, bin, dir string, eng *chembed.Engine, w *Workload, rounds, senders int) (result, error) {
 	var c *Collector
 	var err error
-	switch system {
+	switch name, path, _ := strings.Cut(system, "="); name {
 	case "drover":
-		c, err = startDrover(bin, dir, eng.Addr(), "drover")
+		db := "drover"
+		if i > 0 {
+			db = fmt.Sprintf("drover_%d", i) // each run its own tables
+		}
+		c, err = startDrover(bin, dir, eng.Addr(), db)
+		if err == nil && path != "" {
+			c.Name = "drover=" + filepath.Base(path)
+		}
 	case "otel":
 		c, err = startOtel(bin, dir, eng.Addr(), "otel")
 	}
