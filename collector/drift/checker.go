@@ -162,7 +162,7 @@ func NewChecker(conn driver.Conn, database, node string, clock func() time.Time)
 	}
 	return &Checker{
 		conn: conn, db: database, node: node, clock: clock,
-		store:    store.New(conn, database),
+		store:    store.New(conn, database, nil),
 		Lookback: 5 * time.Minute,
 		starts:   map[[2]string]time.Time{},
 

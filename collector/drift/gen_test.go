@@ -161,7 +161,9 @@ func offline(gen []genPoint, feature string, from, to time.Time) []float64 {
 
 func insert(t testing.TB, db *testenv.DB, b *store.Batch, token string) {
 	t.Helper()
-	if err := store.New(db.Conn, db.Name).Insert(context.Background(), b, token); err != nil {
+	st := store.New(db.Conn, db.Name, db.Options)
+	defer st.Close()
+	if err := st.Insert(context.Background(), b, token); err != nil {
 		t.Fatalf("insert: %v", err)
 	}
 }

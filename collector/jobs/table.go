@@ -52,7 +52,7 @@ type table struct {
 }
 
 func newTable(conn driver.Conn, db string) *table {
-	return &table{conn: conn, db: db, store: store.New(conn, db)}
+	return &table{conn: conn, db: db, store: store.New(conn, db, nil)}
 }
 
 // latest returns the job's current row; ok is false if the job has none.

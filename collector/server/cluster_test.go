@@ -385,7 +385,8 @@ func TestClusterDriftToOneJob(t *testing.T) {
 
 	// 3. A minute of history with the reference distribution (the first
 	// window of version 1 is its reference), then agents exporting live.
-	st := store.New(db.Conn, db.Name)
+	st := store.New(db.Conn, db.Name, db.Options)
+	defer st.Close()
 	start := time.Now().Add(-genHistory)
 	a := newAgents(start.Add(-time.Second))
 	history := &store.Batch{}

@@ -210,7 +210,8 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 	if err != nil {
 		return fmt.Errorf("apply schema: %w", err)
 	}
-	st := store.New(backend.Conn, cfg.ClickHouse.Database)
+	st := store.New(backend.Conn, cfg.ClickHouse.Database, backend.Options)
+	defer st.Close()
 
 	// Rows converted at receive time wait here for the writer (bounded), so
 	// each request is decoded once in the common case. Two batches: one

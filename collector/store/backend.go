@@ -20,10 +20,12 @@ const Embedded = "embedded"
 // Backend is an open ClickHouse: either an embedded engine this process
 // started (and stops on Close) or a server reached by DSN.
 type Backend struct {
-	DSN    string
-	Conn   driver.Conn
-	engine *chembed.Engine
-	log    *slog.Logger
+	DSN  string
+	Conn driver.Conn
+	// Options are the options Conn was opened with (store.New takes them).
+	Options *clickhouse.Options
+	engine  *chembed.Engine
+	log     *slog.Logger
 }
 
 // Open starts the embedded engine under dataDir/clickhouse when spec is
@@ -52,7 +54,7 @@ func Open(ctx context.Context, spec, dataDir string, log *slog.Logger) (*Backend
 		b.Close(ctx)
 		return nil, fmt.Errorf("open clickhouse: %w", err)
 	}
-	b.Conn = conn
+	b.Conn, b.Options = conn, opts
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := conn.Ping(pctx); err != nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"syscall"
 
+	"github.com/ClickHouse/ch-go"
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 )
@@ -59,6 +60,9 @@ func IsRetryable(err error) bool {
 	case *clickhouse.Exception:
 		_, ok := retryableCodes[e.Code]
 		return ok
+	case *ch.Exception: // the metric tables' inserts (native.go)
+		_, ok := retryableCodes[int32(e.Code)]
+		return ok
 	case *column.ColumnConverterError, *column.Error, *column.UnsupportedColumnTypeError:
 		return false
 	case net.Error: // dial, read and write failures, timeouts
@@ -87,4 +91,5 @@ var transient = []error{
 	syscall.ETIMEDOUT, syscall.EHOSTUNREACH, syscall.ENETUNREACH,
 	driver.ErrBadConn,
 	clickhouse.ErrAcquireConnTimeout, clickhouse.ErrConnectionClosed,
+	ch.ErrClosed,
 }

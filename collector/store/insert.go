@@ -57,20 +57,29 @@ func cat(a []string, b ...string) []string { return append(append([]string(nil),
 
 // Store writes typed rows into the schema that Migrate creates. It is safe
 // for concurrent use; concurrency is bounded by the connection pool of the
-// driver.Conn it was built with, which it does not own or close.
+// driver.Conn it was built with, which it does not own or close. Inserts
+// into the metric tables (resources, metrics_*) go through a connection of
+// the Store's own, one call at a time (see native.go), which Close closes.
 type Store struct {
 	conn    driver.Conn
+	native  *native
 	db      string
 	queries map[string]string
 }
 
 // New returns a Store that inserts into database (default "drover") through
-// conn.
-func New(conn driver.Conn, database string) *Store {
+// conn. native holds the options conn was opened with (clickhouse.ParseDSN
+// of its DSN); the metric tables' inserts dial the same server with them. A
+// Store with nil native writes only the other tables: rows for a metric
+// table fail to insert.
+func New(conn driver.Conn, database string, native *clickhouse.Options) *Store {
 	if database == "" {
 		database = "drover"
 	}
 	s := &Store{conn: conn, db: database, queries: map[string]string{}}
+	if native != nil {
+		s.native = newNative(native)
+	}
 	for table, cols := range tableColumns {
 		s.queries[table] = "INSERT INTO " + database + "." + table + " (" + strings.Join(cols, ", ") + ")"
 	}
@@ -124,24 +133,37 @@ func (s *Store) Insert(ctx context.Context, b *Batch, token string) error {
 // the same rows, and the other way round.
 func (s *Store) InsertBatches(ctx context.Context, bs []*Batch, token string) error {
 	steps := [...]insertStep{
-		tableStep(TableResources, bs, func(b *Batch) []ResourceRow { return b.Resources }, appendResources),
-		tableStep(TableGauge, bs, func(b *Batch) []GaugeRow { return b.Gauges }, appendGauges),
-		tableStep(TableSum, bs, func(b *Batch) []SumRow { return b.Sums }, appendSums),
-		tableStep(TableHistogram, bs, func(b *Batch) []HistogramRow { return b.Histograms }, appendHistograms),
-		tableStep(TableExpHistogram, bs, func(b *Batch) []ExpHistogramRow { return b.ExpHistograms }, appendExpHistograms),
-		tableStep(TableSummary, bs, func(b *Batch) []SummaryRow { return b.Summaries }, appendSummaries),
+		nativeStep(TableResources, bs, func(b *Batch) []ResourceRow { return b.Resources }, resourceBlock),
+		nativeStep(TableGauge, bs, func(b *Batch) []GaugeRow { return b.Gauges }, gaugeBlock),
+		nativeStep(TableSum, bs, func(b *Batch) []SumRow { return b.Sums }, sumBlock),
+		nativeStep(TableHistogram, bs, func(b *Batch) []HistogramRow { return b.Histograms }, histogramBlock),
+		nativeStep(TableExpHistogram, bs, func(b *Batch) []ExpHistogramRow { return b.ExpHistograms }, expHistogramBlock),
+		nativeStep(TableSummary, bs, func(b *Batch) []SummaryRow { return b.Summaries }, summaryBlock),
 		tableStep(TableEvents, bs, func(b *Batch) []EventRow { return b.Events }, appendEvents),
 		tableStep(TableSamples, bs, func(b *Batch) []SampleRow { return b.Samples }, appendSamples),
 		tableStep(TableModelVersion, bs, func(b *Batch) []ModelVersionRow { return b.ModelVersions }, appendModelVersions),
 		tableStep(TableDrift, bs, func(b *Batch) []DriftRow { return b.Drift }, appendDrift),
 		tableStep(TableJobs, bs, func(b *Batch) []JobRow { return b.Jobs }, appendJobs),
 	}
+	if s.native != nil {
+		s.native.mu.Lock()
+		defer s.native.mu.Unlock()
+	}
 	var errs []error
 	for _, st := range steps {
 		if st.rows == 0 {
 			continue
 		}
-		if err := s.insert(ctx, st.table, st.rows, token, st.fill); err != nil {
+		var err error
+		switch {
+		case st.native == nil:
+			err = s.insert(ctx, st.table, st.rows, token, st.fill)
+		case s.native == nil:
+			err = errNoNative
+		default:
+			err = st.native(ctx, s.native, s.db, token)
+		}
+		if err != nil {
 			errs = append(errs, &InsertError{Table: s.db + "." + st.table, Rows: st.rows, Err: err})
 			if IsRetryable(err) {
 				break
@@ -151,12 +173,38 @@ func (s *Store) InsertBatches(ctx context.Context, bs []*Batch, token string) er
 	return errors.Join(errs...)
 }
 
+// Close closes the connection of the metric tables' inserts; the Store
+// inserts nothing into them after. It does not close the driver.Conn the
+// Store was built with.
+func (s *Store) Close() {
+	if s.native != nil {
+		s.native.close()
+	}
+}
+
+// errNoNative is the error of rows for a metric table given to a Store
+// built without native options.
+var errNoNative = errors.New("store: this Store has no native connection options, which the metric tables need (store.New)")
+
 // insertStep is the INSERT of one table: rows rows, appended by fill in
-// blocks [lo, hi).
+// blocks [lo, hi), or sent by native.
 type insertStep struct {
-	table string
-	rows  int
-	fill  func(a *appender, lo, hi int)
+	table  string
+	rows   int
+	fill   func(a *appender, lo, hi int)
+	native func(ctx context.Context, n *native, db, token string) error
+}
+
+// nativeStep returns the insert step of one metric table over the rows
+// that rows picks from each of bs, sent through ch-go in blocks made by mk.
+func nativeStep[R any](table string, bs []*Batch, rows func(*Batch) []R, mk func() *block[R]) insertStep {
+	n := 0
+	for _, b := range bs {
+		n += len(rows(b))
+	}
+	return insertStep{table: table, rows: n, native: func(ctx context.Context, nt *native, db, token string) error {
+		return insertNative(ctx, nt, db, table, token, bs, rows, mk)
+	}}
 }
 
 // tableStep returns the insert step of one table over the rows that rows
@@ -168,7 +216,7 @@ func tableStep[R any](table string, bs []*Batch, rows func(*Batch) []R, appendRo
 		n += len(rows(b))
 	}
 	var ptrs []*R
-	return insertStep{table, n, func(a *appender, lo, hi int) {
+	return insertStep{table: table, rows: n, fill: func(a *appender, lo, hi int) {
 		ptrs = resize(ptrs, hi-lo)[:0]
 		off := 0 // index of the first row of b in the concatenation
 		for _, b := range bs {
@@ -402,81 +450,6 @@ func resize[T any](s []T, n int) []T {
 	return s[:n]
 }
 
-// appendPoints adds the columns of pointColumns.
-func appendPoints[R any](a *appender, rows []*R, p func(*R) *Point) {
-	timeCol(a, rows, func(r *R) time.Time { return p(r).Time })
-	timeCol(a, rows, func(r *R) time.Time { return p(r).StartTime })
-	lcCol(a, rows, func(r *R) string { return p(r).Service })
-	lcCol(a, rows, func(r *R) string { return p(r).Host })
-	lcCol(a, rows, func(r *R) string { return p(r).AgentID })
-	lcCol(a, rows, func(r *R) string { return p(r).Model })
-	lcCol(a, rows, func(r *R) string { return p(r).ModelVersion })
-	lcCol(a, rows, func(r *R) string { return p(r).Metric })
-	lcCol(a, rows, func(r *R) string { return p(r).Unit })
-	mapCol(a, rows, func(r *R) map[string]string { return p(r).Attributes })
-	col(a, rows, func(r *R) uint64 { return p(r).ResourceID })
-	lcCol(a, rows, func(r *R) string { return p(r).ScopeName })
-	lcCol(a, rows, func(r *R) string { return p(r).ScopeVersion })
-}
-
-func appendResources(a *appender, rows []*ResourceRow) {
-	col(a, rows, func(r *ResourceRow) uint64 { return r.ResourceID })
-	timeCol(a, rows, func(r *ResourceRow) time.Time { return r.LastSeen })
-	lcCol(a, rows, func(r *ResourceRow) string { return r.Service })
-	lcCol(a, rows, func(r *ResourceRow) string { return r.Host })
-	lcCol(a, rows, func(r *ResourceRow) string { return r.AgentID })
-	mapCol(a, rows, func(r *ResourceRow) map[string]string { return r.Attributes })
-}
-
-func appendGauges(a *appender, rows []*GaugeRow) {
-	appendPoints(a, rows, func(r *GaugeRow) *Point { return &r.Point })
-	col(a, rows, func(r *GaugeRow) float64 { return r.Value })
-}
-
-func appendSums(a *appender, rows []*SumRow) {
-	appendPoints(a, rows, func(r *SumRow) *Point { return &r.Point })
-	col(a, rows, func(r *SumRow) int8 { return int8(r.Temporality) })
-	col(a, rows, func(r *SumRow) bool { return r.IsMonotonic })
-	col(a, rows, func(r *SumRow) float64 { return r.Value })
-}
-
-func appendHistograms(a *appender, rows []*HistogramRow) {
-	appendPoints(a, rows, func(r *HistogramRow) *Point { return &r.Point })
-	lcCol(a, rows, func(r *HistogramRow) string { return r.Feature })
-	col(a, rows, func(r *HistogramRow) int8 { return int8(r.Temporality) })
-	col(a, rows, func(r *HistogramRow) uint64 { return r.Count })
-	col(a, rows, func(r *HistogramRow) float64 { return r.Sum })
-	col(a, rows, func(r *HistogramRow) *float64 { return r.Min })
-	col(a, rows, func(r *HistogramRow) *float64 { return r.Max })
-	col(a, rows, func(r *HistogramRow) []float64 { return nonNil(r.Bounds) })
-	col(a, rows, func(r *HistogramRow) []uint64 { return nonNil(r.Counts) })
-}
-
-func appendExpHistograms(a *appender, rows []*ExpHistogramRow) {
-	appendPoints(a, rows, func(r *ExpHistogramRow) *Point { return &r.Point })
-	lcCol(a, rows, func(r *ExpHistogramRow) string { return r.Feature })
-	col(a, rows, func(r *ExpHistogramRow) int8 { return int8(r.Temporality) })
-	col(a, rows, func(r *ExpHistogramRow) uint64 { return r.Count })
-	col(a, rows, func(r *ExpHistogramRow) float64 { return r.Sum })
-	col(a, rows, func(r *ExpHistogramRow) *float64 { return r.Min })
-	col(a, rows, func(r *ExpHistogramRow) *float64 { return r.Max })
-	col(a, rows, func(r *ExpHistogramRow) int32 { return r.Scale })
-	col(a, rows, func(r *ExpHistogramRow) uint64 { return r.ZeroCount })
-	col(a, rows, func(r *ExpHistogramRow) float64 { return r.ZeroThreshold })
-	col(a, rows, func(r *ExpHistogramRow) int32 { return r.PositiveOffset })
-	col(a, rows, func(r *ExpHistogramRow) []uint64 { return nonNil(r.PositiveBucketCounts) })
-	col(a, rows, func(r *ExpHistogramRow) int32 { return r.NegativeOffset })
-	col(a, rows, func(r *ExpHistogramRow) []uint64 { return nonNil(r.NegativeBucketCounts) })
-}
-
-func appendSummaries(a *appender, rows []*SummaryRow) {
-	appendPoints(a, rows, func(r *SummaryRow) *Point { return &r.Point })
-	col(a, rows, func(r *SummaryRow) uint64 { return r.Count })
-	col(a, rows, func(r *SummaryRow) float64 { return r.Sum })
-	col(a, rows, func(r *SummaryRow) []float64 { return nonNil(r.Quantiles) })
-	col(a, rows, func(r *SummaryRow) []float64 { return nonNil(r.QuantileValues) })
-}
-
 func appendEvents(a *appender, rows []*EventRow) {
 	timeCol(a, rows, func(r *EventRow) time.Time { return r.Time })
 	timeCol(a, rows, func(r *EventRow) time.Time { return r.ObservedTime })
@@ -558,13 +531,4 @@ func appendJobs(a *appender, rows []*JobRow) {
 	strCol(a, rows, func(r *JobRow) string { return r.Error })
 	strCol(a, rows, func(r *JobRow) string { return r.Spec })
 	col(a, rows, func(r *JobRow) uint64 { return r.RowVersion })
-}
-
-// nonNil turns a nil slice into an empty one, which the driver stores as an
-// empty array.
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
 }

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/ch-go"
+	"github.com/ClickHouse/ch-go/proto"
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/column"
 
@@ -417,12 +419,15 @@ func TestInsertUnreachableServerIsRetryable(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now
-	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, DialTimeout: time.Second})
+	opts := &clickhouse.Options{Addr: []string{addr}, DialTimeout: time.Second}
+	conn, err := clickhouse.Open(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	err = New(conn, "").Insert(context.Background(), fullBatch(time.Now()), "tok")
+	s := New(conn, "", opts)
+	defer s.Close()
+	err = s.Insert(context.Background(), fullBatch(time.Now()), "tok")
 	if err == nil {
 		t.Fatal("insert into a closed port succeeded")
 	}
@@ -440,6 +445,10 @@ func TestInsertUnreachableServerIsRetryable(t *testing.T) {
 
 func TestIsRetryable(t *testing.T) {
 	ex := func(code int32) error { return &clickhouse.Exception{Code: code, Name: "DB::Exception", Message: "x"} }
+	// The metric tables' inserts get ch-go's exceptions, wrapped as ch-go does.
+	nex := func(code int32) error {
+		return fmt.Errorf("query: %w", &ch.Exception{Code: proto.Error(code), Name: "DB::Exception", Message: "x"})
+	}
 	wrap := func(err error) error {
 		return fmt.Errorf("outer: %w", &InsertError{Table: "drover.metrics_gauge", Rows: 3, Err: fmt.Errorf("send: %w", err)})
 	}
@@ -469,6 +478,10 @@ func TestIsRetryable(t *testing.T) {
 		"unknown error":          {wrap(errors.New("something else")), false},
 		"joined, one retryable":  {errors.Join(wrap(ex(53)), wrap(ex(252))), true},
 		"joined, all permanent":  {errors.Join(wrap(ex(53)), wrap(ex(62))), false},
+		"native too many parts":  {wrap(nex(252)), true},
+		"native unknown db":      {wrap(nex(81)), true},
+		"native type mismatch":   {wrap(nex(53)), false},
+		"native client closed":   {wrap(fmt.Errorf("send: %w", ch.ErrClosed)), true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			if got := IsRetryable(tc.err); got != tc.want {
@@ -478,12 +491,38 @@ func TestIsRetryable(t *testing.T) {
 	}
 }
 
+func TestInsertNativeServerErrorIsClassified(t *testing.T) {
+	// A server error on the metric tables' connection is a *ch.Exception
+	// and classified by its code: an unknown database (not migrated yet)
+	// is retryable, and Insert stops at the first table.
+	db, _ := migrated(t)
+	s := New(db.Conn, db.Name+"_missing", db.Options)
+	defer s.Close()
+	err := s.Insert(context.Background(), fullBatch(recent(0)), "tok")
+	var ex *ch.Exception
+	if !errors.As(err, &ex) || ex.Code != 81 {
+		t.Fatalf("err = %v, want ClickHouse exception 81 (UNKNOWN_DATABASE)", err)
+	}
+	if !IsRetryable(err) {
+		t.Errorf("IsRetryable(%v) = false, want true", err)
+	}
+	var ie *InsertError
+	if !errors.As(err, &ie) || ie.Table != db.Name+"_missing.resources" {
+		t.Errorf("err = %v, want an *InsertError for the first table", err)
+	}
+	// The connection is still good for the next insert (a server error
+	// leaves it at a packet boundary).
+	if err := s.Insert(context.Background(), fullBatch(recent(0)), "tok2"); !errors.As(err, &ex) {
+		t.Errorf("second insert: %v, want the same exception", err)
+	}
+}
+
 func TestInsertInBlocksDeduplicatesAndSquashes(t *testing.T) {
 	// Rows go out in blocks of chunkRows; a retry sends the same blocks,
 	// which the server recognises, and the blocks of one INSERT end up in one
 	// part (per partition), as a single block would.
-	defer func(n int) { chunkRows = n }(chunkRows)
-	chunkRows = 3
+	defer func(n, m int) { chunkRows, nativeBlockRows = n, m }(chunkRows, nativeBlockRows)
+	chunkRows, nativeBlockRows = 3, 3
 	db, s := migrated(t)
 	ctx := context.Background()
 	base := recent(0)
@@ -585,5 +624,26 @@ func TestInsertBatchesMatchesInsert(t *testing.T) {
 	}
 	if got := readBatch(t, db); len(got.Gauges) != 28 {
 		t.Errorf("with a new token: %d gauges, want 28", len(got.Gauges))
+	}
+}
+
+func TestNativeBlocksFillTheListedColumns(t *testing.T) {
+	// tableColumns is the contract (and the clickhouse-go path's column
+	// list); each metric table's native block sends exactly those columns.
+	for table, in := range map[string]proto.Input{
+		TableResources:    resourceBlock().input,
+		TableGauge:        gaugeBlock().input,
+		TableSum:          sumBlock().input,
+		TableHistogram:    histogramBlock().input,
+		TableExpHistogram: expHistogramBlock().input,
+		TableSummary:      summaryBlock().input,
+	} {
+		var got []string
+		for _, c := range in {
+			got = append(got, c.Name)
+		}
+		if !reflect.DeepEqual(got, tableColumns[table]) {
+			t.Errorf("%s: native block sends %v, want %v", table, got, tableColumns[table])
+		}
 	}
 }

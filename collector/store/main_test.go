@@ -17,7 +17,9 @@ func migrated(t testing.TB) (*testenv.DB, *Store) {
 	if err := Migrate(context.Background(), db.Conn, MigrateOptions{Database: db.Name}); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	return db, New(db.Conn, db.Name)
+	s := New(db.Conn, db.Name, db.Options)
+	t.Cleanup(s.Close)
+	return db, s
 }
 
 // count returns the number of rows that a query of the form

@@ -86,6 +86,8 @@ type DB struct {
 	DSN string
 	// Conn is an open native connection with Name as its default database.
 	Conn driver.Conn
+	// Options are the options Conn was opened with (ParseDSN of DSN).
+	Options *clickhouse.Options
 }
 
 var unsafeChars = regexp.MustCompile(`[^a-zA-Z0-9_]+`)
@@ -129,7 +131,11 @@ func ClickHouse(t testing.TB) *DB {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &DB{Name: name, DSN: dbDSN, Conn: Open(t, dbDSN)}
+	opts, err := clickhouse.ParseDSN(dbDSN)
+	if err != nil {
+		t.Fatalf("testenv: parse DSN %q: %v", dbDSN, err)
+	}
+	return &DB{Name: name, DSN: dbDSN, Conn: Open(t, dbDSN), Options: opts}
 }
 
 // Open connects to dsn and closes the connection when t ends.
