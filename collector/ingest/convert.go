@@ -239,6 +239,7 @@ func growFor(md pmetric.Metrics, b *store.Batch) {
 func convertMetrics(md pmetric.Metrics, b *store.Batch) {
 	growFor(md, b)
 	var sets attrSets
+	var mem arena
 	rms := md.ResourceMetrics()
 	for i := 0; i < rms.Len(); i++ {
 		rm := rms.At(i)
@@ -283,20 +284,12 @@ func convertMetrics(md pmetric.Metrics, b *store.Batch) {
 						dp := dps.At(p)
 						pt, feature := base(dp.Attributes(), dp.Timestamp(), dp.StartTimestamp())
 						row := store.HistogramRow{Point: pt, Feature: feature, Temporality: store.Temporality(h.AggregationTemporality()),
-							Count: dp.Count(), Sum: finite(dp.Sum()), Bounds: dp.ExplicitBounds().AsRaw(), Counts: dp.BucketCounts().AsRaw()}
+							Count: dp.Count(), Sum: finite(dp.Sum()), Bounds: mem.bounds(dp.ExplicitBounds()), Counts: mem.uint64s(dp.BucketCounts())}
 						if dp.HasMin() {
-							v := dp.Min()
-							row.Min = &v
+							row.Min = mem.value(dp.Min())
 						}
 						if dp.HasMax() {
-							v := dp.Max()
-							row.Max = &v
-						}
-						if row.Bounds == nil {
-							row.Bounds = []float64{}
-						}
-						if row.Counts == nil {
-							row.Counts = []uint64{}
+							row.Max = mem.value(dp.Max())
 						}
 						b.Histograms = append(b.Histograms, row)
 					}
@@ -308,15 +301,13 @@ func convertMetrics(md pmetric.Metrics, b *store.Batch) {
 						pt, feature := base(dp.Attributes(), dp.Timestamp(), dp.StartTimestamp())
 						row := store.ExpHistogramRow{Point: pt, Feature: feature, Temporality: store.Temporality(h.AggregationTemporality()),
 							Count: dp.Count(), Sum: finite(dp.Sum()), Scale: dp.Scale(), ZeroCount: dp.ZeroCount(), ZeroThreshold: dp.ZeroThreshold(),
-							PositiveOffset: dp.Positive().Offset(), PositiveBucketCounts: nonNil(dp.Positive().BucketCounts().AsRaw()),
-							NegativeOffset: dp.Negative().Offset(), NegativeBucketCounts: nonNil(dp.Negative().BucketCounts().AsRaw())}
+							PositiveOffset: dp.Positive().Offset(), PositiveBucketCounts: mem.uint64s(dp.Positive().BucketCounts()),
+							NegativeOffset: dp.Negative().Offset(), NegativeBucketCounts: mem.uint64s(dp.Negative().BucketCounts())}
 						if dp.HasMin() {
-							v := dp.Min()
-							row.Min = &v
+							row.Min = mem.value(dp.Min())
 						}
 						if dp.HasMax() {
-							v := dp.Max()
-							row.Max = &v
+							row.Max = mem.value(dp.Max())
 						}
 						b.ExpHistograms = append(b.ExpHistograms, row)
 					}
@@ -340,10 +331,80 @@ func convertMetrics(md pmetric.Metrics, b *store.Batch) {
 	}
 }
 
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
+// arena hands out the slices and values of one request's histogram rows
+// from a few large allocations instead of several per point (fewer objects
+// for the garbage collector). Rows keep their pieces; nothing modifies them
+// after conversion. Bounds equal to the previous point's are shared, as the
+// points of one metric usually have the same.
+type arena struct {
+	f64        []float64
+	u64        []uint64
+	lastBounds []float64
+}
+
+const arenaChunk = 4096
+
+func (a *arena) float64s(n int) []float64 {
+	if n == 0 {
+		return []float64{}
 	}
+	if n > arenaChunk/4 {
+		return make([]float64, n)
+	}
+	if len(a.f64) < n {
+		a.f64 = make([]float64, arenaChunk)
+	}
+	s := a.f64[:n:n]
+	a.f64 = a.f64[n:]
+	return s
+}
+
+func (a *arena) value(v float64) *float64 {
+	s := a.float64s(1)
+	s[0] = v
+	return &s[0]
+}
+
+// uint64s is a copy of v, never nil.
+func (a *arena) uint64s(v pcommon.UInt64Slice) []uint64 {
+	n := v.Len()
+	var s []uint64
+	switch {
+	case n == 0:
+		return []uint64{}
+	case n > arenaChunk/4:
+		s = make([]uint64, n)
+	default:
+		if len(a.u64) < n {
+			a.u64 = make([]uint64, arenaChunk)
+		}
+		s = a.u64[:n:n]
+		a.u64 = a.u64[n:]
+	}
+	for i := range s {
+		s[i] = v.At(i)
+	}
+	return s
+}
+
+// bounds is a copy of v, never nil, or the previous point's bounds if they
+// are the same.
+func (a *arena) bounds(v pcommon.Float64Slice) []float64 {
+	n := v.Len()
+	if a.lastBounds != nil && len(a.lastBounds) == n {
+		same := true
+		for i := 0; i < n && same; i++ {
+			same = math.Float64bits(a.lastBounds[i]) == math.Float64bits(v.At(i))
+		}
+		if same {
+			return a.lastBounds
+		}
+	}
+	s := a.float64s(n)
+	for i := range s {
+		s[i] = v.At(i)
+	}
+	a.lastBounds = s
 	return s
 }
 

@@ -155,3 +155,69 @@ func TestConvertSharesAttributeSets(t *testing.T) {
 		t.Error("a histogram shares a gauge's attributes, or lost its model")
 	}
 }
+
+func TestConvertHistogramValues(t *testing.T) {
+	// Bounds are shared between points while they are equal, counts and
+	// min/max are each point's own, empty slices are empty, not nil, and a
+	// request larger than the arena's chunks keeps every value.
+	md := pmetric.NewMetrics()
+	ms := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty().Metrics()
+	m := ms.AppendEmpty()
+	m.SetName("h")
+	dps := m.SetEmptyHistogram().DataPoints()
+	const n = 3000 // 3000 × 11 counts spans several 4096-value chunks
+	for i := range n {
+		dp := dps.AppendEmpty()
+		bounds := []float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+		if i%1000 == 999 {
+			bounds[3] = 4.5
+		}
+		dp.ExplicitBounds().FromRaw(bounds)
+		counts := make([]uint64, 11)
+		for j := range counts {
+			counts[j] = uint64(i*11 + j)
+		}
+		dp.BucketCounts().FromRaw(counts)
+		dp.SetMin(float64(-i))
+		dp.SetMax(float64(i))
+	}
+	empty := ms.AppendEmpty()
+	empty.SetName("empty")
+	empty.SetEmptyHistogram().DataPoints().AppendEmpty().SetCount(0)
+	e := ms.AppendEmpty()
+	e.SetName("exp")
+	edp := e.SetEmptyExponentialHistogram().DataPoints().AppendEmpty()
+	edp.Positive().BucketCounts().FromRaw([]uint64{4, 5})
+	edp.SetMin(-1)
+
+	var b store.Batch
+	convertMetrics(md, &b)
+	if len(b.Histograms) != n+1 || len(b.ExpHistograms) != 1 {
+		t.Fatalf("%d histograms, %d exponential", len(b.Histograms), len(b.ExpHistograms))
+	}
+	shared := func(x, y []float64) bool { return &x[0] == &y[0] }
+	h := b.Histograms
+	if !shared(h[0].Bounds, h[998].Bounds) || shared(h[998].Bounds, h[999].Bounds) || shared(h[999].Bounds, h[1000].Bounds) {
+		t.Error("bounds are not shared exactly while they are equal")
+	}
+	for i, r := range h[:n] {
+		if r.Bounds[3] != map[bool]float64{true: 4.5, false: 4}[i%1000 == 999] || len(r.Bounds) != 10 {
+			t.Fatalf("point %d: bounds %v", i, r.Bounds)
+		}
+		for j, c := range r.Counts {
+			if c != uint64(i*11+j) || len(r.Counts) != 11 {
+				t.Fatalf("point %d: counts %v", i, r.Counts)
+			}
+		}
+		if r.Min == nil || *r.Min != float64(-i) || r.Max == nil || *r.Max != float64(i) {
+			t.Fatalf("point %d: min %v max %v", i, r.Min, r.Max)
+		}
+	}
+	if last := h[n]; last.Bounds == nil || len(last.Bounds) != 0 || last.Counts == nil || len(last.Counts) != 0 || last.Min != nil {
+		t.Errorf("empty histogram point: bounds %#v counts %#v min %v", last.Bounds, last.Counts, last.Min)
+	}
+	x := b.ExpHistograms[0]
+	if !reflect.DeepEqual(x.PositiveBucketCounts, []uint64{4, 5}) || x.NegativeBucketCounts == nil || *x.Min != -1 || x.Max != nil {
+		t.Errorf("exponential point: %+v", x)
+	}
+}
