@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -47,22 +48,97 @@ type resourceInfo struct {
 }
 
 // resourceOf reads a resource and appends its resources row to b (the
-// writer leaves out the ones it wrote recently).
+// writer leaves out the ones it wrote recently). An agent sends the same
+// resource with every export, so what a resource's attributes give (the
+// map, the id, the columns) is kept in resourceMemo and looked up by the
+// attributes as they arrive, instead of being rebuilt for every request.
 func resourceOf(r pcommon.Resource, b *store.Batch) resourceInfo {
-	attrs := attrMap(r.Attributes(), "")
-	res := resourceInfo{
-		service: attrs[semconv.AttrServiceName],
-		host:    attrs[semconv.AttrHostName],
-		agent:   attrs[semconv.AttrAgentID],
-		model:   attrs[semconv.AttrModel],
-		version: attrs[semconv.AttrModelVersion],
-		id:      store.ResourceID(attrs),
+	m := r.Attributes()
+	h := uint64(fnvOffset)
+	m.Range(func(k string, v pcommon.Value) bool {
+		h = fnvString(fnvString(h, k), attrString(v))
+		return true
+	})
+	c := resourceMemo.get(h, m)
+	if c == nil {
+		attrs := attrMap(m, "")
+		c = &knownResource{pairs: make([]string, 0, 2*m.Len()), attrs: attrs, info: resourceInfo{
+			service: attrs[semconv.AttrServiceName],
+			host:    attrs[semconv.AttrHostName],
+			agent:   attrs[semconv.AttrAgentID],
+			model:   attrs[semconv.AttrModel],
+			version: attrs[semconv.AttrModelVersion],
+			id:      store.ResourceID(attrs),
+		}}
+		m.Range(func(k string, v pcommon.Value) bool {
+			c.pairs = append(c.pairs, k, attrString(v))
+			return true
+		})
+		resourceMemo.put(h, c)
 	}
-	if res.id != 0 {
-		b.Resources = append(b.Resources, store.ResourceRow{ResourceID: res.id, LastSeen: time.Now(),
-			Service: res.service, Host: res.host, AgentID: res.agent, Attributes: attrs})
+	if c.info.id != 0 {
+		b.Resources = append(b.Resources, store.ResourceRow{ResourceID: c.info.id, LastSeen: time.Now(),
+			Service: c.info.service, Host: c.info.host, AgentID: c.info.agent, Attributes: c.attrs})
 	}
-	return res
+	return c.info
+}
+
+// knownResource is what a resource's attributes give; nothing modifies it
+// (rows share attrs).
+type knownResource struct {
+	pairs []string // the attributes as strings, in the order they came: k, v, k, v, …
+	attrs map[string]string
+	info  resourceInfo
+}
+
+func (c *knownResource) matches(m pcommon.Map) bool {
+	if len(c.pairs) != 2*m.Len() {
+		return false
+	}
+	i, ok := 0, true
+	m.Range(func(k string, v pcommon.Value) bool {
+		ok = c.pairs[i] == k && c.pairs[i+1] == attrString(v)
+		i += 2
+		return ok
+	})
+	return ok
+}
+
+// resourceMemo holds the resources seen lately, for every request (the
+// receivers convert concurrently). It is a cache of a pure function of the
+// attributes: what it forgets is rebuilt. When it reaches maxKnownResources
+// it starts over.
+var resourceMemo = &resourceCache{}
+
+const maxKnownResources = 1 << 14
+
+type resourceCache struct {
+	mu sync.Mutex
+	m  map[uint64][]*knownResource
+	n  int
+}
+
+func (rc *resourceCache) get(h uint64, m pcommon.Map) *knownResource {
+	rc.mu.Lock()
+	cands := rc.m[h]
+	rc.mu.Unlock()
+	for _, c := range cands { // immutable once published
+		if c.matches(m) {
+			return c
+		}
+	}
+	return nil
+}
+
+func (rc *resourceCache) put(h uint64, c *knownResource) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.m == nil || rc.n >= maxKnownResources {
+		rc.m, rc.n = make(map[uint64][]*knownResource), 0
+	}
+	// A new slice: readers may hold the old one.
+	rc.m[h] = append(slices.Clip(rc.m[h]), c)
+	rc.n++
 }
 
 // attrMap flattens attributes to strings; non-string values are rendered

@@ -221,3 +221,50 @@ func TestConvertHistogramValues(t *testing.T) {
 		t.Errorf("exponential point: %+v", x)
 	}
 }
+
+func TestConvertRemembersResources(t *testing.T) {
+	// The same resource in two requests gives the same (shared) attributes
+	// map and id; a changed value or an added attribute does not; the same
+	// attributes in another order give the same id.
+	req := func(kv ...string) *store.Batch {
+		md := pmetric.NewMetrics()
+		rm := md.ResourceMetrics().AppendEmpty()
+		for i := 0; i+1 < len(kv); i += 2 {
+			rm.Resource().Attributes().PutStr(kv[i], kv[i+1])
+		}
+		rm.Resource().Attributes().PutInt("pid", 7)
+		g := rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+		g.SetName("g")
+		g.SetEmptyGauge().DataPoints().AppendEmpty().SetDoubleValue(1)
+		var b store.Batch
+		convertMetrics(md, &b)
+		if len(b.Resources) != 1 || len(b.Gauges) != 1 {
+			t.Fatalf("%d resources, %d gauges", len(b.Resources), len(b.Gauges))
+		}
+		return &b
+	}
+	a := req(semconv.AttrHostName, "memo-h1", semconv.AttrServiceName, "svc")
+	b := req(semconv.AttrHostName, "memo-h1", semconv.AttrServiceName, "svc")
+	c := req(semconv.AttrHostName, "memo-h2", semconv.AttrServiceName, "svc")
+	d := req(semconv.AttrServiceName, "svc", semconv.AttrHostName, "memo-h1")
+	e := req(semconv.AttrHostName, "memo-h1", semconv.AttrServiceName, "svc", "extra", "")
+	same := func(x, y map[string]string) bool {
+		return reflect.ValueOf(x).UnsafePointer() == reflect.ValueOf(y).UnsafePointer()
+	}
+	if !same(a.Resources[0].Attributes, b.Resources[0].Attributes) || a.Gauges[0].ResourceID != b.Gauges[0].ResourceID {
+		t.Error("the same resource in two requests is not remembered")
+	}
+	want := map[string]string{semconv.AttrHostName: "memo-h1", semconv.AttrServiceName: "svc", "pid": "7"}
+	if !maps.Equal(a.Resources[0].Attributes, want) || a.Gauges[0].Host != "memo-h1" || a.Gauges[0].Service != "svc" {
+		t.Errorf("resource %+v, gauge host %q service %q", a.Resources[0], a.Gauges[0].Host, a.Gauges[0].Service)
+	}
+	if c.Gauges[0].Host != "memo-h2" || c.Gauges[0].ResourceID == a.Gauges[0].ResourceID {
+		t.Errorf("another host: %+v", c.Gauges[0].Point)
+	}
+	if d.Gauges[0].ResourceID != a.Gauges[0].ResourceID || same(d.Resources[0].Attributes, a.Resources[0].Attributes) {
+		t.Error("the same attributes in another order: want the same id from their own entry")
+	}
+	if e.Gauges[0].ResourceID == a.Gauges[0].ResourceID || len(e.Resources[0].Attributes) != 4 {
+		t.Errorf("an added attribute: %+v", e.Resources[0])
+	}
+}
