@@ -647,3 +647,26 @@ func TestNativeBlocksFillTheListedColumns(t *testing.T) {
 		}
 	}
 }
+
+func TestNativeOptionsFollowTheDSN(t *testing.T) {
+	o, err := clickhouse.ParseDSN("clickhouse://alice:s3cret@h1:9000,h2:9440/analytics?compress=zstd&dial_timeout=3s&max_insert_threads=2&secure=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := newNative(o)
+	if len(n.opts) != 2 || n.opts[0].Address != "h1:9000" || n.opts[1].Address != "h2:9440" {
+		t.Fatalf("addresses: %+v", n.opts)
+	}
+	got := n.opts[1]
+	if got.Database != "analytics" || got.User != "alice" || got.Password != "s3cret" || got.TLS == nil ||
+		got.Compression != ch.CompressionZSTD || got.DialTimeout != 3*time.Second || got.ReadTimeout <= 0 {
+		t.Errorf("options: %+v", got)
+	}
+	if len(got.Settings) != 1 || got.Settings[0].Key != "max_insert_threads" || got.Settings[0].Value != "2" {
+		t.Errorf("settings: %+v", got.Settings)
+	}
+	plain := newNative(&clickhouse.Options{Addr: []string{"h:9000"}})
+	if p := plain.opts[0]; p.Compression != ch.CompressionDisabled || p.TLS != nil || p.DialTimeout <= 0 {
+		t.Errorf("plain options: %+v", p)
+	}
+}

@@ -59,8 +59,11 @@ func newNative(o *clickhouse.Options) *native {
 		ReadTimeout: o.ReadTimeout,
 		ClientName:  "drover-collector",
 	}
-	if base.ReadTimeout <= 0 {
+	if base.ReadTimeout <= 0 { // clickhouse-go's default
 		base.ReadTimeout = 5 * time.Minute
+	}
+	if base.DialTimeout <= 0 {
+		base.DialTimeout = 10 * time.Second
 	}
 	if o.Compression != nil {
 		switch o.Compression.Method {
