@@ -17,6 +17,10 @@
 //
 //	go run ./bench/ingest [-points 2000000] [-outage 60s]
 //
+// -systems drover=PATH,drover measures another build of drover-collector
+// (another revision, built with go build -o PATH) and this one in the same
+// run, each into its own database, to compare changes under the same noise.
+//
 // DROVER_BENCH_PPROF=host:port serves the collector's pprof there (for a
 // CPU profile during the run); DROVER_BENCH_EXTRA_CONFIG is YAML appended
 // to the collector's config (for example "writer:\n  batch_rows: 100000\n").
