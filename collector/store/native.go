@@ -395,36 +395,54 @@ func sumBlock() *block[SumRow] {
 	}
 }
 
+// distBlock holds the columns that histograms and exponential histograms
+// add after Point's, up to max.
+type distBlock struct {
+	pointBlock
+	feature          *proto.ColLowCardinality[string]
+	temporality      proto.ColInt8
+	count            proto.ColUInt64
+	sum              proto.ColFloat64
+	minimum, maximum *proto.ColNullable[float64]
+}
+
+func newDistBlock() *distBlock {
+	return &distBlock{pointBlock: *newPointBlock(), feature: lowCardinality(),
+		minimum: proto.NewColNullable[float64](new(proto.ColFloat64)),
+		maximum: proto.NewColNullable[float64](new(proto.ColFloat64))}
+}
+
+func (b *distBlock) input(extra ...proto.InputColumn) proto.Input {
+	return b.pointBlock.input(append([]proto.InputColumn{
+		{Name: "feature", Data: b.feature},
+		{Name: "temporality", Data: proto.Alias(&b.temporality, temporalityType)},
+		{Name: "count", Data: &b.count},
+		{Name: "sum", Data: &b.sum},
+		{Name: "min", Data: b.minimum},
+		{Name: "max", Data: b.maximum},
+	}, extra...)...)
+}
+
+func (b *distBlock) add(p *Point, feature string, t Temporality, count uint64, sum float64, minimum, maximum *float64) {
+	b.pointBlock.add(p)
+	b.feature.Append(feature)
+	b.temporality.Append(int8(t))
+	b.count.Append(count)
+	b.sum.Append(sum)
+	b.minimum.Append(nullable(minimum))
+	b.maximum.Append(nullable(maximum))
+}
+
 func histogramBlock() *block[HistogramRow] {
-	p := newPointBlock()
-	var (
-		feature     = lowCardinality()
-		temporality proto.ColInt8
-		count       proto.ColUInt64
-		sum         proto.ColFloat64
-		minimum     = proto.NewColNullable[float64](new(proto.ColFloat64))
-		maximum     = proto.NewColNullable[float64](new(proto.ColFloat64))
-		bounds      = proto.NewArray[float64](new(proto.ColFloat64))
-		counts      = proto.NewArray[uint64](new(proto.ColUInt64))
-	)
+	d := newDistBlock()
+	bounds := proto.NewArray[float64](new(proto.ColFloat64))
+	counts := proto.NewArray[uint64](new(proto.ColUInt64))
 	return &block[HistogramRow]{
-		input: p.input(
-			proto.InputColumn{Name: "feature", Data: feature},
-			proto.InputColumn{Name: "temporality", Data: proto.Alias(&temporality, temporalityType)},
-			proto.InputColumn{Name: "count", Data: &count},
-			proto.InputColumn{Name: "sum", Data: &sum},
-			proto.InputColumn{Name: "min", Data: minimum},
-			proto.InputColumn{Name: "max", Data: maximum},
+		input: d.input(
 			proto.InputColumn{Name: "bounds", Data: bounds},
 			proto.InputColumn{Name: "counts", Data: counts}),
 		add: func(r *HistogramRow) {
-			p.add(&r.Point)
-			feature.Append(r.Feature)
-			temporality.Append(int8(r.Temporality))
-			count.Append(r.Count)
-			sum.Append(r.Sum)
-			minimum.Append(nullable(r.Min))
-			maximum.Append(nullable(r.Max))
+			d.add(&r.Point, r.Feature, r.Temporality, r.Count, r.Sum, r.Min, r.Max)
 			bounds.Append(r.Bounds)
 			counts.Append(r.Counts)
 		},
@@ -433,14 +451,8 @@ func histogramBlock() *block[HistogramRow] {
 }
 
 func expHistogramBlock() *block[ExpHistogramRow] {
-	p := newPointBlock()
+	d := newDistBlock()
 	var (
-		feature        = lowCardinality()
-		temporality    proto.ColInt8
-		count          proto.ColUInt64
-		sum            proto.ColFloat64
-		minimum        = proto.NewColNullable[float64](new(proto.ColFloat64))
-		maximum        = proto.NewColNullable[float64](new(proto.ColFloat64))
 		scale          proto.ColInt32
 		zeroCount      proto.ColUInt64
 		zeroThreshold  proto.ColFloat64
@@ -450,13 +462,7 @@ func expHistogramBlock() *block[ExpHistogramRow] {
 		negativeCounts = proto.NewArray[uint64](new(proto.ColUInt64))
 	)
 	return &block[ExpHistogramRow]{
-		input: p.input(
-			proto.InputColumn{Name: "feature", Data: feature},
-			proto.InputColumn{Name: "temporality", Data: proto.Alias(&temporality, temporalityType)},
-			proto.InputColumn{Name: "count", Data: &count},
-			proto.InputColumn{Name: "sum", Data: &sum},
-			proto.InputColumn{Name: "min", Data: minimum},
-			proto.InputColumn{Name: "max", Data: maximum},
+		input: d.input(
 			proto.InputColumn{Name: "scale", Data: &scale},
 			proto.InputColumn{Name: "zero_count", Data: &zeroCount},
 			proto.InputColumn{Name: "zero_threshold", Data: &zeroThreshold},
@@ -465,13 +471,7 @@ func expHistogramBlock() *block[ExpHistogramRow] {
 			proto.InputColumn{Name: "negative_offset", Data: &negativeOffset},
 			proto.InputColumn{Name: "negative_bucket_counts", Data: negativeCounts}),
 		add: func(r *ExpHistogramRow) {
-			p.add(&r.Point)
-			feature.Append(r.Feature)
-			temporality.Append(int8(r.Temporality))
-			count.Append(r.Count)
-			sum.Append(r.Sum)
-			minimum.Append(nullable(r.Min))
-			maximum.Append(nullable(r.Max))
+			d.add(&r.Point, r.Feature, r.Temporality, r.Count, r.Sum, r.Min, r.Max)
 			scale.Append(r.Scale)
 			zeroCount.Append(r.ZeroCount)
 			zeroThreshold.Append(r.ZeroThreshold)
