@@ -670,3 +670,37 @@ func TestNativeOptionsFollowTheDSN(t *testing.T) {
 		t.Errorf("plain options: %+v", p)
 	}
 }
+
+func TestNativeConnectionIsReusedAndRedialled(t *testing.T) {
+	// Inserts share one connection; one idle past pingIdle is pinged first,
+	// and one that is gone is dialled again.
+	defer func(d time.Duration) { pingIdle = d }(pingIdle)
+	db, s := migrated(t)
+	ctx := context.Background()
+	b := &Batch{Gauges: []GaugeRow{gauge(recent(0), "h1", "accuracy", 1)}}
+	if err := s.Insert(ctx, b, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	first := s.native.client
+	pingIdle = 0
+	if err := s.Insert(ctx, b, "c2"); err != nil {
+		t.Fatal(err)
+	}
+	if s.native.client != first {
+		t.Error("a live connection was not reused after its ping")
+	}
+	_ = first.Close() // as if the server had dropped it
+	if err := s.Insert(ctx, b, "c3"); err != nil {
+		t.Fatalf("insert after the connection was closed: %v", err)
+	}
+	if s.native.client == first {
+		t.Error("a closed connection was reused")
+	}
+	if n := count(t, db, "SELECT count() FROM metrics_gauge"); n != 3 {
+		t.Errorf("%d rows, want 3", n)
+	}
+	s.Close()
+	if err := s.Insert(ctx, b, "c4"); !errors.Is(err, errStoreClosed) {
+		t.Errorf("insert after Close: %v, want errStoreClosed", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,11 +39,18 @@ var nativeBlockRows = 65536
 type native struct {
 	opts []ch.Options // one per address
 
-	mu     sync.Mutex // one InsertBatches at a time owns the client and the blocks
-	client *ch.Client
-	blocks map[string]any
-	closed bool
+	mu       sync.Mutex // one InsertBatches at a time owns the client and the blocks
+	client   *ch.Client
+	lastUsed time.Time
+	blocks   map[string]any
+	closed   bool
 }
+
+// pingIdle is how long a connection may sit unused before it is pinged
+// first: the server closes idle connections (idle_connection_timeout), and
+// a batch should not fail, and wait for a retry, on a connection that was
+// already gone.
+var pingIdle = 30 * time.Second
 
 // newNative takes o's database for the connection, as clickhouse-go does;
 // the INSERTs name their tables with the Store's database. (A handshake
@@ -76,7 +84,7 @@ func newNative(o *clickhouse.Options) *native {
 	for k, v := range o.Settings {
 		base.Settings = append(base.Settings, ch.Setting{Key: k, Value: fmt.Sprint(v)})
 	}
-	slices.SortFunc(base.Settings, func(a, b ch.Setting) int { return cmpString(a.Key, b.Key) })
+	slices.SortFunc(base.Settings, func(a, b ch.Setting) int { return strings.Compare(a.Key, b.Key) })
 	n := &native{blocks: map[string]any{}}
 	for _, addr := range o.Addr {
 		opt := base
@@ -84,16 +92,6 @@ func newNative(o *clickhouse.Options) *native {
 		n.opts = append(n.opts, opt)
 	}
 	return n
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // dial connects to the first address that answers.
@@ -136,6 +134,9 @@ func (n *native) do(ctx context.Context, q ch.Query) error {
 	if n.closed {
 		return errStoreClosed
 	}
+	if n.client != nil && time.Since(n.lastUsed) > pingIdle && n.client.Ping(ctx) != nil {
+		n.closeClient()
+	}
 	if n.client == nil || n.client.IsClosed() {
 		cl, err := n.dial(ctx)
 		if err != nil {
@@ -144,6 +145,7 @@ func (n *native) do(ctx context.Context, q ch.Query) error {
 		n.client = cl
 	}
 	err := n.client.Do(ctx, q)
+	n.lastUsed = time.Now()
 	if err != nil && !ch.IsException(err) {
 		n.closeClient() // the connection's state is unknown
 	}
@@ -262,7 +264,7 @@ func (kv *kvBuf) appendMap(col *proto.ColMap[string, string], m map[string]strin
 		s = append(s, proto.KV[string, string]{Key: k, Value: v})
 	}
 	if len(s) > 1 {
-		slices.SortFunc(s, func(a, b proto.KV[string, string]) int { return cmpString(a.Key, b.Key) })
+		slices.SortFunc(s, func(a, b proto.KV[string, string]) int { return strings.Compare(a.Key, b.Key) })
 	}
 	col.AppendKV(s)
 	clear(s)
