@@ -265,6 +265,18 @@ func (set *attrSet) matches(m pcommon.Map, res *resourceInfo, histogram bool) bo
 	return ok
 }
 
+// temporality maps OTLP's aggregation temporality to the column's; a value
+// OTLP does not define (a sender's bug) is unspecified, not a wrapped int8.
+func temporality(t pmetric.AggregationTemporality) store.Temporality {
+	switch t {
+	case pmetric.AggregationTemporalityDelta:
+		return store.TemporalityDelta
+	case pmetric.AggregationTemporalityCumulative:
+		return store.TemporalityCumulative
+	}
+	return store.TemporalityUnspecified
+}
+
 func ts(t pcommon.Timestamp) time.Time {
 	if t == 0 {
 		return time.Unix(0, 0).UTC()
@@ -350,7 +362,7 @@ func convertMetrics(md pmetric.Metrics, b *store.Batch) {
 					for p := 0; p < dps.Len(); p++ {
 						dp := dps.At(p)
 						pt, _ := base(dp.Attributes(), dp.Timestamp(), dp.StartTimestamp())
-						b.Sums = append(b.Sums, store.SumRow{Point: pt, Temporality: store.Temporality(s.AggregationTemporality()),
+						b.Sums = append(b.Sums, store.SumRow{Point: pt, Temporality: temporality(s.AggregationTemporality()),
 							IsMonotonic: s.IsMonotonic(), Value: numberValue(dp)})
 					}
 				case pmetric.MetricTypeHistogram:
@@ -359,7 +371,7 @@ func convertMetrics(md pmetric.Metrics, b *store.Batch) {
 					for p := 0; p < dps.Len(); p++ {
 						dp := dps.At(p)
 						pt, feature := base(dp.Attributes(), dp.Timestamp(), dp.StartTimestamp())
-						row := store.HistogramRow{Point: pt, Feature: feature, Temporality: store.Temporality(h.AggregationTemporality()),
+						row := store.HistogramRow{Point: pt, Feature: feature, Temporality: temporality(h.AggregationTemporality()),
 							Count: dp.Count(), Sum: finite(dp.Sum()), Bounds: mem.bounds(dp.ExplicitBounds()), Counts: mem.uint64s(dp.BucketCounts())}
 						if dp.HasMin() {
 							row.Min = mem.value(dp.Min())
@@ -375,7 +387,7 @@ func convertMetrics(md pmetric.Metrics, b *store.Batch) {
 					for p := 0; p < dps.Len(); p++ {
 						dp := dps.At(p)
 						pt, feature := base(dp.Attributes(), dp.Timestamp(), dp.StartTimestamp())
-						row := store.ExpHistogramRow{Point: pt, Feature: feature, Temporality: store.Temporality(h.AggregationTemporality()),
+						row := store.ExpHistogramRow{Point: pt, Feature: feature, Temporality: temporality(h.AggregationTemporality()),
 							Count: dp.Count(), Sum: finite(dp.Sum()), Scale: dp.Scale(), ZeroCount: dp.ZeroCount(), ZeroThreshold: dp.ZeroThreshold(),
 							PositiveOffset: dp.Positive().Offset(), PositiveBucketCounts: mem.uint64s(dp.Positive().BucketCounts()),
 							NegativeOffset: dp.Negative().Offset(), NegativeBucketCounts: mem.uint64s(dp.Negative().BucketCounts())}

@@ -268,3 +268,28 @@ func TestConvertRemembersResources(t *testing.T) {
 		t.Errorf("an added attribute: %+v", e.Resources[0])
 	}
 }
+
+func TestConvertUndefinedTemporalityIsUnspecified(t *testing.T) {
+	// OTLP defines 0, 1 and 2; another value from a buggy sender must not
+	// wrap around into delta or cumulative (257 would be 1 as an int8).
+	md := pmetric.NewMetrics()
+	ms := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty().Metrics()
+	for _, v := range []int32{257, 2, -1} {
+		s := ms.AppendEmpty()
+		s.SetName("s")
+		s.SetEmptySum().SetAggregationTemporality(pmetric.AggregationTemporality(v))
+		s.Sum().DataPoints().AppendEmpty().SetIntValue(1)
+		h := ms.AppendEmpty()
+		h.SetName("h")
+		h.SetEmptyHistogram().SetAggregationTemporality(pmetric.AggregationTemporality(v))
+		h.Histogram().DataPoints().AppendEmpty()
+	}
+	var b store.Batch
+	convertMetrics(md, &b)
+	want := []store.Temporality{store.TemporalityUnspecified, store.TemporalityCumulative, store.TemporalityUnspecified}
+	for i, w := range want {
+		if b.Sums[i].Temporality != w || b.Histograms[i].Temporality != w {
+			t.Errorf("case %d: sum %d, histogram %d, want %d", i, b.Sums[i].Temporality, b.Histograms[i].Temporality, w)
+		}
+	}
+}

@@ -92,4 +92,5 @@ var transient = []error{
 	driver.ErrBadConn,
 	clickhouse.ErrAcquireConnTimeout, clickhouse.ErrConnectionClosed,
 	ch.ErrClosed,
+	errStoreClosed, // the Store closed under a writer that still runs: keep the batch
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"reflect"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -511,9 +512,16 @@ func TestInsertNativeServerErrorIsClassified(t *testing.T) {
 		t.Errorf("err = %v, want an *InsertError for the first table", err)
 	}
 	// The connection is still good for the next insert (a server error
-	// leaves it at a packet boundary).
+	// leaves it at a packet boundary): it is kept, not dialled again.
+	conn := s.native.client
+	if conn == nil {
+		t.Fatal("the connection was dropped after a server exception")
+	}
 	if err := s.Insert(context.Background(), fullBatch(recent(0)), "tok2"); !errors.As(err, &ex) {
 		t.Errorf("second insert: %v, want the same exception", err)
+	}
+	if s.native.client != conn {
+		t.Error("the connection was replaced after a server exception")
 	}
 }
 
@@ -672,35 +680,85 @@ func TestNativeOptionsFollowTheDSN(t *testing.T) {
 }
 
 func TestNativeConnectionIsReusedAndRedialled(t *testing.T) {
-	// Inserts share one connection; one idle past pingIdle is pinged first,
-	// and one that is gone is dialled again.
+	// Inserts share one connection. One idle past pingIdle is pinged first:
+	// when the server side has dropped it (here a proxy in between closes
+	// its sockets; the client's end still looks open), the insert dials
+	// again instead of failing. A closed Store refuses inserts, retryably.
 	defer func(d time.Duration) { pingIdle = d }(pingIdle)
-	db, s := migrated(t)
+	db, _ := migrated(t)
+	proxy := newCutProxy(t, db.Options.Addr[0])
+	opts := *db.Options
+	opts.Addr = []string{proxy.addr}
+	s := New(db.Conn, db.Name, &opts)
+	defer s.Close()
 	ctx := context.Background()
 	b := &Batch{Gauges: []GaugeRow{gauge(recent(0), "h1", "accuracy", 1)}}
 	if err := s.Insert(ctx, b, "c1"); err != nil {
 		t.Fatal(err)
 	}
 	first := s.native.client
+	if err := s.Insert(ctx, b, "c2"); err != nil || s.native.client != first {
+		t.Fatalf("second insert: %v; connection reused: %v", err, s.native.client == first)
+	}
+	proxy.cut()
 	pingIdle = 0
-	if err := s.Insert(ctx, b, "c2"); err != nil {
-		t.Fatal(err)
-	}
-	if s.native.client != first {
-		t.Error("a live connection was not reused after its ping")
-	}
-	_ = first.Close() // as if the server had dropped it
 	if err := s.Insert(ctx, b, "c3"); err != nil {
-		t.Fatalf("insert after the connection was closed: %v", err)
+		t.Fatalf("insert after the server side dropped the connection: %v", err)
 	}
 	if s.native.client == first {
-		t.Error("a closed connection was reused")
+		t.Error("the dropped connection was reused")
 	}
 	if n := count(t, db, "SELECT count() FROM metrics_gauge"); n != 3 {
 		t.Errorf("%d rows, want 3", n)
 	}
 	s.Close()
-	if err := s.Insert(ctx, b, "c4"); !errors.Is(err, errStoreClosed) {
-		t.Errorf("insert after Close: %v, want errStoreClosed", err)
+	if err := s.Insert(ctx, b, "c4"); !errors.Is(err, errStoreClosed) || !IsRetryable(err) {
+		t.Errorf("insert after Close: %v, want errStoreClosed, retryable", err)
 	}
+}
+
+// cutProxy forwards TCP connections to a server; cut closes the ones open
+// so far, from the server's side as the client sees it.
+type cutProxy struct {
+	addr  string
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	p := &cutProxy{addr: l.Addr().String()}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go func() { _, _ = io.Copy(up, c); up.Close() }()
+			go func() { _, _ = io.Copy(c, up); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
 }

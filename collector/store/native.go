@@ -37,10 +37,12 @@ var nativeBlockRows = 65536
 // next, which take turns. An error other than a server exception closes the
 // connection (its state is unknown); the next call dials again.
 type native struct {
-	opts []ch.Options // one per address
+	opts     []ch.Options  // one per address
+	lifetime time.Duration // a connection older than this is closed before use (ConnMaxLifetime)
 
 	mu       sync.Mutex // one InsertBatches at a time owns the client and the blocks
 	client   *ch.Client
+	dialled  time.Time
 	lastUsed time.Time
 	blocks   map[string]any
 	closed   bool
@@ -85,7 +87,10 @@ func newNative(o *clickhouse.Options) *native {
 		base.Settings = append(base.Settings, ch.Setting{Key: k, Value: fmt.Sprint(v)})
 	}
 	slices.SortFunc(base.Settings, func(a, b ch.Setting) int { return strings.Compare(a.Key, b.Key) })
-	n := &native{blocks: map[string]any{}}
+	n := &native{blocks: map[string]any{}, lifetime: o.ConnMaxLifetime}
+	if n.lifetime <= 0 { // clickhouse-go's default
+		n.lifetime = time.Hour
+	}
 	for _, addr := range o.Addr {
 		opt := base
 		opt.Address = addr
@@ -134,7 +139,11 @@ func (n *native) do(ctx context.Context, q ch.Query) error {
 	if n.closed {
 		return errStoreClosed
 	}
-	if n.client != nil && time.Since(n.lastUsed) > pingIdle && n.client.Ping(ctx) != nil {
+	switch {
+	case n.client == nil:
+	case time.Since(n.dialled) > n.lifetime:
+		n.closeClient() // dial again: after a failover, behind a load balancer
+	case time.Since(n.lastUsed) > pingIdle && n.client.Ping(ctx) != nil:
 		n.closeClient()
 	}
 	if n.client == nil || n.client.IsClosed() {
@@ -142,7 +151,7 @@ func (n *native) do(ctx context.Context, q ch.Query) error {
 		if err != nil {
 			return err
 		}
-		n.client = cl
+		n.client, n.dialled = cl, time.Now()
 	}
 	err := n.client.Do(ctx, q)
 	n.lastUsed = time.Now()
@@ -223,7 +232,9 @@ func insertNative[R any](ctx context.Context, n *native, db, table, token string
 		q.Settings = []ch.Setting{{Key: "insert_deduplication_token", Value: token + "/" + table, Important: true}}
 	}
 	err := n.do(ctx, q)
-	blk.input.Reset() // drop the references to the rows' strings and slices
+	// The columns keep their last block's values (strings of the rows)
+	// until the next insert of this table: bounded by nativeBlockRows.
+	blk.input.Reset()
 	return err
 }
 
