@@ -239,11 +239,14 @@ service:
       exporters: [clickhouse]
 `
 
+// otelName is the exporter's name in the results.
+const otelName = "otelcol+clickhouseexporter"
+
 func startOtel(bin, dir, chAddr, database string) (*Collector, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	c := &Collector{Name: "otelcol+clickhouseexporter", GRPCAddr: freeAddr(), Database: database,
+	c := &Collector{Name: otelName, GRPCAddr: freeAddr(), Database: database,
 		Tables: []string{database + ".otel_metrics_gauge", database + ".otel_metrics_histogram"}}
 	cfg := filepath.Join(dir, "otelcol.yaml")
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, otelConfig, c.GRPCAddr, chAddr, database), 0o644); err != nil {
