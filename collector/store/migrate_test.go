@@ -44,10 +44,11 @@ var dataTables = []struct {
 	{"metrics_sum_1h", "toDate(time)", "model, model_version, metric, attributes_hash, time", "TTL time + toIntervalDay(365)"},
 	{"metrics_eval_1m", "toDate(time)", "model, model_version, attributes_hash, time", "TTL time + toIntervalDay(30)"},
 	{"resources", "", "resource_id", "TTL (toDateTime(last_seen) + toIntervalDay(30)) + toIntervalDay(1)"},
+	{"attribute_sets", "", "attributes_hash", "TTL last_seen + toIntervalDay(365)"},
 }
 
 var views = []string{"metrics_gauge_1h_mv", "metrics_gauge_1m_mv", "metrics_histogram_1h_mv", "metrics_histogram_1m_mv",
-	"metrics_sum_1h_mv", "metrics_sum_1m_mv", "metrics_eval_1m_mv"}
+	"metrics_sum_1h_mv", "metrics_sum_1m_mv", "metrics_eval_1m_mv", "attribute_sets_mv"}
 
 func TestMigrateIsIdempotent(t *testing.T) {
 	db := testenv.ClickHouse(t)

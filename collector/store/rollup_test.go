@@ -49,13 +49,20 @@ func TestGaugeRollups(t *testing.T) {
 	}
 	query := func(table string) []agg {
 		var out []agg
+		// The series' attributes come from attribute_sets (0007).
 		err := db.Conn.Select(ctx, &out, `
-			SELECT time, any(attributes)['`+semconv.AttrMetric+`'] AS eval_metric,
-			       avgMerge(value_avg) AS avg, minMerge(value_min) AS min, maxMerge(value_max) AS max,
-			       argMaxMerge(value_last) AS last, sum(points) AS points
-			FROM `+table+`
-			WHERE model = 'iris' AND model_version = '3' AND metric = ? AND host = 'h1'
-			GROUP BY time, attributes_hash
+			SELECT r.time AS time, s.attributes['`+semconv.AttrMetric+`'] AS eval_metric,
+			       r.avg AS avg, r.min AS min, r.max AS max, r.last AS last, r.points AS points
+			FROM (
+			    SELECT time, attributes_hash,
+			           avgMerge(value_avg) AS avg, minMerge(value_min) AS min, maxMerge(value_max) AS max,
+			           argMaxMerge(value_last) AS last, sum(points) AS points
+			    FROM `+table+`
+			    WHERE model = 'iris' AND model_version = '3' AND metric = ? AND host = 'h1'
+			    GROUP BY time, attributes_hash
+			) AS r
+			LEFT JOIN (SELECT attributes_hash, any(attributes) AS attributes FROM attribute_sets GROUP BY attributes_hash) AS s
+			    USING (attributes_hash)
 			ORDER BY time, eval_metric`, semconv.MetricEval)
 		if err != nil {
 			t.Fatalf("%s: %v", table, err)
@@ -98,6 +105,29 @@ func TestGaugeRollups(t *testing.T) {
 		{h, "f1", 100, 100, 100, 100, 1},
 		{h.Add(time.Minute), "accuracy", 5, 5, 5, 5, 1},
 	})
+
+	// attribute_sets: one row per distinct map after a merge, with the
+	// latest time it was seen; the rollups no longer copy the maps.
+	if err := db.Conn.Exec(ctx, "OPTIMIZE TABLE attribute_sets FINAL"); err != nil {
+		t.Fatal(err)
+	}
+	var sets []struct {
+		Metric   string    `ch:"m"`
+		LastSeen time.Time `ch:"last_seen"`
+		Hash     uint64    `ch:"attributes_hash"`
+		Keys     uint64    `ch:"keys"`
+	}
+	if err := db.Conn.Select(ctx, &sets, `SELECT attributes['`+semconv.AttrMetric+`'] AS m, last_seen, attributes_hash,
+		length(attributes) AS keys FROM attribute_sets ORDER BY m`); err != nil {
+		t.Fatal(err)
+	}
+	if len(sets) != 2 || sets[0].Metric != "accuracy" || !sets[0].LastSeen.Equal(sec(80)) || sets[1].Metric != "f1" ||
+		!sets[1].LastSeen.Equal(sec(20)) || sets[0].Keys != 3 || sets[0].Hash == sets[1].Hash {
+		t.Errorf("attribute_sets = %+v, want accuracy seen at %s and f1 at %s, 3 keys each", sets, sec(80), sec(20))
+	}
+	if n := count(t, db, "SELECT count() FROM metrics_gauge_1m WHERE length(attributes) > 0"); n != 0 {
+		t.Errorf("%d gauge rollup rows carry a map; want none (attribute_sets holds them)", n)
+	}
 }
 
 func histogram(at time.Time, host string, temp Temporality, bounds []float64, counts []uint64, sum float64) HistogramRow {

@@ -626,3 +626,60 @@ ALTER TABLE drover.events_local ON CLUSTER 'drover_cluster'
 ALTER TABLE drover.events ON CLUSTER 'drover_cluster'
     ADD COLUMN IF NOT EXISTS resource_id UInt64 AFTER resource_attributes;
 
+-- 0007_attribute_sets
+
+CREATE TABLE IF NOT EXISTS drover.attribute_sets_local ON CLUSTER 'drover_cluster'
+(
+    attributes_hash UInt64,
+    attributes      SimpleAggregateFunction(any, Map(String, String)) CODEC(ZSTD(1)),
+    last_seen       SimpleAggregateFunction(max, DateTime('UTC'))
+)
+ENGINE = ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/attribute_sets_local', '{replica}')
+ORDER BY attributes_hash
+TTL last_seen + INTERVAL 365 DAY
+SETTINGS replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS drover.attribute_sets_mv ON CLUSTER 'drover_cluster'
+TO drover.attribute_sets_local AS
+SELECT
+    cityHash64(mapSort(src.attributes)) AS attributes_hash,
+    any(src.attributes)                 AS attributes,
+    max(toDateTime(src.time))           AS last_seen
+FROM drover.metrics_gauge_local AS src
+GROUP BY attributes_hash;
+
+CREATE TABLE IF NOT EXISTS drover.attribute_sets ON CLUSTER 'drover_cluster' AS drover.attribute_sets_local
+ENGINE = Distributed('drover_cluster', 'drover', 'attribute_sets_local', attributes_hash);
+
+ALTER TABLE drover.metrics_gauge_1m_mv ON CLUSTER 'drover_cluster' MODIFY QUERY
+SELECT
+    toStartOfMinute(src.time)           AS time,
+    src.model                           AS model,
+    src.model_version                   AS model_version,
+    src.metric                          AS metric,
+    src.host                            AS host,
+    cityHash64(mapSort(src.attributes)) AS attributes_hash,
+    avgState(src.value)                 AS value_avg,
+    minState(src.value)                 AS value_min,
+    maxState(src.value)                 AS value_max,
+    argMaxState(src.value, src.time)    AS value_last,
+    count()                             AS points
+FROM drover.metrics_gauge_local AS src
+GROUP BY time, model, model_version, metric, host, attributes_hash;
+
+ALTER TABLE drover.metrics_gauge_1h_mv ON CLUSTER 'drover_cluster' MODIFY QUERY
+SELECT
+    toStartOfHour(src.time)             AS time,
+    src.model                           AS model,
+    src.model_version                   AS model_version,
+    src.metric                          AS metric,
+    src.host                            AS host,
+    cityHash64(mapSort(src.attributes)) AS attributes_hash,
+    avgState(src.value)                 AS value_avg,
+    minState(src.value)                 AS value_min,
+    maxState(src.value)                 AS value_max,
+    argMaxState(src.value, src.time)    AS value_last,
+    count()                             AS points
+FROM drover.metrics_gauge_local AS src
+GROUP BY time, model, model_version, metric, host, attributes_hash;
+
