@@ -119,8 +119,8 @@ func readBatch(t testing.TB, db *testenv.DB) *Batch {
 		query string
 	}{
 		{&b.Resources, "SELECT * FROM resources FINAL ORDER BY resource_id"},
-		{&b.Gauges, "SELECT * EXCEPT (resource_attributes) FROM metrics_gauge ORDER BY time"},
-		{&b.Sums, "SELECT * EXCEPT (resource_attributes) FROM metrics_sum ORDER BY time"},
+		{&b.Gauges, "SELECT * EXCEPT (resource_attributes, attributes_hash) FROM metrics_gauge ORDER BY time"},
+		{&b.Sums, "SELECT * EXCEPT (resource_attributes, attributes_hash) FROM metrics_sum ORDER BY time"},
 		{&b.Histograms, "SELECT * EXCEPT (resource_attributes) FROM metrics_histogram ORDER BY time"},
 		{&b.ExpHistograms, "SELECT * EXCEPT (resource_attributes) FROM metrics_exp_histogram ORDER BY time"},
 		{&b.Summaries, "SELECT * EXCEPT (resource_attributes) FROM metrics_summary ORDER BY time"},

@@ -125,6 +125,10 @@ func TestGaugeRollups(t *testing.T) {
 		!sets[1].LastSeen.Equal(sec(20)) || sets[0].Keys != 3 || sets[0].Hash == sets[1].Hash {
 		t.Errorf("attribute_sets = %+v, want accuracy seen at %s and f1 at %s, 3 keys each", sets, sec(80), sec(20))
 	}
+	// attributes_hash is the column's DEFAULT, computed as rows are inserted.
+	if n := count(t, db, "SELECT countIf(attributes_hash = cityHash64(mapSort(attributes)) AND attributes_hash != 0) FROM metrics_gauge"); n != 5 {
+		t.Errorf("%d of 5 gauge rows hold their attributes' hash", n)
+	}
 	if n := count(t, db, "SELECT count() FROM metrics_gauge_1m WHERE length(attributes) > 0"); n != 0 {
 		t.Errorf("%d gauge rollup rows carry a map; want none (attribute_sets holds them)", n)
 	}

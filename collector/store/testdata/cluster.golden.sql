@@ -683,3 +683,98 @@ SELECT
 FROM drover.metrics_gauge_local AS src
 GROUP BY time, model, model_version, metric, host, attributes_hash;
 
+-- 0008_attributes_hash
+
+ALTER TABLE drover.metrics_gauge_local ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS attributes_hash UInt64 DEFAULT cityHash64(mapSort(attributes)) CODEC(ZSTD(1)) AFTER attributes;
+
+ALTER TABLE drover.metrics_gauge ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS attributes_hash UInt64 DEFAULT cityHash64(mapSort(attributes)) AFTER attributes;
+
+ALTER TABLE drover.metrics_sum_local ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS attributes_hash UInt64 DEFAULT cityHash64(mapSort(attributes)) CODEC(ZSTD(1)) AFTER attributes;
+
+ALTER TABLE drover.metrics_sum ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS attributes_hash UInt64 DEFAULT cityHash64(mapSort(attributes)) AFTER attributes;
+
+ALTER TABLE drover.metrics_gauge_1m_mv ON CLUSTER 'drover_cluster' MODIFY QUERY
+SELECT
+    toStartOfMinute(src.time)        AS time,
+    src.model                        AS model,
+    src.model_version                AS model_version,
+    src.metric                       AS metric,
+    src.host                         AS host,
+    src.attributes_hash              AS attributes_hash,
+    avgState(src.value)              AS value_avg,
+    minState(src.value)              AS value_min,
+    maxState(src.value)              AS value_max,
+    argMaxState(src.value, src.time) AS value_last,
+    count()                          AS points
+FROM drover.metrics_gauge_local AS src
+GROUP BY time, model, model_version, metric, host, attributes_hash;
+
+ALTER TABLE drover.metrics_gauge_1h_mv ON CLUSTER 'drover_cluster' MODIFY QUERY
+SELECT
+    toStartOfHour(src.time)          AS time,
+    src.model                        AS model,
+    src.model_version                AS model_version,
+    src.metric                       AS metric,
+    src.host                         AS host,
+    src.attributes_hash              AS attributes_hash,
+    avgState(src.value)              AS value_avg,
+    minState(src.value)              AS value_min,
+    maxState(src.value)              AS value_max,
+    argMaxState(src.value, src.time) AS value_last,
+    count()                          AS points
+FROM drover.metrics_gauge_local AS src
+GROUP BY time, model, model_version, metric, host, attributes_hash;
+
+ALTER TABLE drover.attribute_sets_mv ON CLUSTER 'drover_cluster' MODIFY QUERY
+SELECT
+    src.attributes_hash       AS attributes_hash,
+    any(src.attributes)       AS attributes,
+    max(toDateTime(src.time)) AS last_seen
+FROM drover.metrics_gauge_local AS src
+GROUP BY attributes_hash;
+
+ALTER TABLE drover.metrics_eval_1m_mv ON CLUSTER 'drover_cluster' MODIFY QUERY
+SELECT
+    toStartOfMinute(src.time) AS time,
+    src.model                 AS model,
+    src.model_version         AS model_version,
+    src.attributes_hash       AS attributes_hash,
+    any(src.attributes)       AS attributes,
+    avgState(src.value)       AS value_avg,
+    count()                   AS points
+FROM drover.metrics_gauge_local AS src
+WHERE src.metric = 'drover.eval' AND isFinite(src.value)
+GROUP BY time, model, model_version, attributes_hash;
+
+ALTER TABLE drover.metrics_sum_1m_mv ON CLUSTER 'drover_cluster' MODIFY QUERY
+SELECT
+    toStartOfMinute(src.time) AS time,
+    src.model                 AS model,
+    src.model_version         AS model_version,
+    src.metric                AS metric,
+    src.attributes_hash       AS attributes_hash,
+    any(src.attributes)       AS attributes,
+    sum(src.value)            AS value,
+    count()                   AS points
+FROM drover.metrics_sum_local AS src
+WHERE src.temporality = 'delta' AND src.is_monotonic
+GROUP BY time, model, model_version, metric, attributes_hash;
+
+ALTER TABLE drover.metrics_sum_1h_mv ON CLUSTER 'drover_cluster' MODIFY QUERY
+SELECT
+    toStartOfHour(src.time) AS time,
+    src.model               AS model,
+    src.model_version       AS model_version,
+    src.metric              AS metric,
+    src.attributes_hash     AS attributes_hash,
+    any(src.attributes)     AS attributes,
+    sum(src.value)          AS value,
+    count()                 AS points
+FROM drover.metrics_sum_local AS src
+WHERE src.temporality = 'delta' AND src.is_monotonic
+GROUP BY time, model, model_version, metric, attributes_hash;
+
