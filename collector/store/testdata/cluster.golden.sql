@@ -628,6 +628,18 @@ ALTER TABLE drover.events ON CLUSTER 'drover_cluster'
 
 -- 0007_attribute_sets
 
+ALTER TABLE drover.metrics_gauge_local ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS attributes_hash UInt64 DEFAULT cityHash64(mapSort(attributes)) CODEC(ZSTD(1)) AFTER attributes;
+
+ALTER TABLE drover.metrics_gauge ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS attributes_hash UInt64 DEFAULT cityHash64(mapSort(attributes)) AFTER attributes;
+
+ALTER TABLE drover.metrics_sum_local ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS attributes_hash UInt64 DEFAULT cityHash64(mapSort(attributes)) CODEC(ZSTD(1)) AFTER attributes;
+
+ALTER TABLE drover.metrics_sum ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS attributes_hash UInt64 DEFAULT cityHash64(mapSort(attributes)) AFTER attributes;
+
 CREATE TABLE IF NOT EXISTS drover.attribute_sets_local ON CLUSTER 'drover_cluster'
 (
     attributes_hash UInt64,
@@ -642,60 +654,14 @@ SETTINGS replicated_deduplication_window = 10000, replicated_deduplication_windo
 CREATE MATERIALIZED VIEW IF NOT EXISTS drover.attribute_sets_mv ON CLUSTER 'drover_cluster'
 TO drover.attribute_sets_local AS
 SELECT
-    cityHash64(mapSort(src.attributes)) AS attributes_hash,
-    any(src.attributes)                 AS attributes,
-    max(toDateTime(src.time))           AS last_seen
+    src.attributes_hash       AS attributes_hash,
+    any(src.attributes)       AS attributes,
+    max(toDateTime(src.time)) AS last_seen
 FROM drover.metrics_gauge_local AS src
 GROUP BY attributes_hash;
 
 CREATE TABLE IF NOT EXISTS drover.attribute_sets ON CLUSTER 'drover_cluster' AS drover.attribute_sets_local
 ENGINE = Distributed('drover_cluster', 'drover', 'attribute_sets_local', attributes_hash);
-
-ALTER TABLE drover.metrics_gauge_1m_mv ON CLUSTER 'drover_cluster' MODIFY QUERY
-SELECT
-    toStartOfMinute(src.time)           AS time,
-    src.model                           AS model,
-    src.model_version                   AS model_version,
-    src.metric                          AS metric,
-    src.host                            AS host,
-    cityHash64(mapSort(src.attributes)) AS attributes_hash,
-    avgState(src.value)                 AS value_avg,
-    minState(src.value)                 AS value_min,
-    maxState(src.value)                 AS value_max,
-    argMaxState(src.value, src.time)    AS value_last,
-    count()                             AS points
-FROM drover.metrics_gauge_local AS src
-GROUP BY time, model, model_version, metric, host, attributes_hash;
-
-ALTER TABLE drover.metrics_gauge_1h_mv ON CLUSTER 'drover_cluster' MODIFY QUERY
-SELECT
-    toStartOfHour(src.time)             AS time,
-    src.model                           AS model,
-    src.model_version                   AS model_version,
-    src.metric                          AS metric,
-    src.host                            AS host,
-    cityHash64(mapSort(src.attributes)) AS attributes_hash,
-    avgState(src.value)                 AS value_avg,
-    minState(src.value)                 AS value_min,
-    maxState(src.value)                 AS value_max,
-    argMaxState(src.value, src.time)    AS value_last,
-    count()                             AS points
-FROM drover.metrics_gauge_local AS src
-GROUP BY time, model, model_version, metric, host, attributes_hash;
-
--- 0008_attributes_hash
-
-ALTER TABLE drover.metrics_gauge_local ON CLUSTER 'drover_cluster'
-    ADD COLUMN IF NOT EXISTS attributes_hash UInt64 DEFAULT cityHash64(mapSort(attributes)) CODEC(ZSTD(1)) AFTER attributes;
-
-ALTER TABLE drover.metrics_gauge ON CLUSTER 'drover_cluster'
-    ADD COLUMN IF NOT EXISTS attributes_hash UInt64 DEFAULT cityHash64(mapSort(attributes)) AFTER attributes;
-
-ALTER TABLE drover.metrics_sum_local ON CLUSTER 'drover_cluster'
-    ADD COLUMN IF NOT EXISTS attributes_hash UInt64 DEFAULT cityHash64(mapSort(attributes)) CODEC(ZSTD(1)) AFTER attributes;
-
-ALTER TABLE drover.metrics_sum ON CLUSTER 'drover_cluster'
-    ADD COLUMN IF NOT EXISTS attributes_hash UInt64 DEFAULT cityHash64(mapSort(attributes)) AFTER attributes;
 
 ALTER TABLE drover.metrics_gauge_1m_mv ON CLUSTER 'drover_cluster' MODIFY QUERY
 SELECT
@@ -728,14 +694,6 @@ SELECT
     count()                          AS points
 FROM drover.metrics_gauge_local AS src
 GROUP BY time, model, model_version, metric, host, attributes_hash;
-
-ALTER TABLE drover.attribute_sets_mv ON CLUSTER 'drover_cluster' MODIFY QUERY
-SELECT
-    src.attributes_hash       AS attributes_hash,
-    any(src.attributes)       AS attributes,
-    max(toDateTime(src.time)) AS last_seen
-FROM drover.metrics_gauge_local AS src
-GROUP BY attributes_hash;
 
 ALTER TABLE drover.metrics_eval_1m_mv ON CLUSTER 'drover_cluster' MODIFY QUERY
 SELECT
