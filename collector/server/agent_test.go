@@ -87,10 +87,10 @@ func TestAgentTelemetryReachesRollupsAndDrift(t *testing.T) {
 		Scan(&id, &host, &agent); err != nil || host != "host-e2e" || agent != "agent-e2e" || id == 0 {
 		t.Errorf("resources: id %d host %q agent %q (err %v)", id, host, agent, err)
 	}
-	if n := count(db.Conn, db.Name, "metrics_histogram", fmt.Sprintf("resource_id = %d", id)); n == 0 {
+	if n := count(t, db.Conn, db.Name, "metrics_histogram", fmt.Sprintf("resource_id = %d", id)); n == 0 {
 		t.Errorf("no histogram point refers to resource %d", id)
 	}
-	if n := count(db.Conn, db.Name, "resources", "1"); n != 1 {
+	if n := count(t, db.Conn, db.Name, "resources", "1"); n != 1 {
 		t.Errorf("%d resources rows, want 1 (written once)", n)
 	}
 

@@ -547,15 +547,15 @@ func TestClusterDriftToOneJob(t *testing.T) {
 	if !slices.Contains(flapChecks, true) || !slices.Contains(flapChecks, false) {
 		t.Errorf("flap did not flap: %v", flapChecks)
 	}
-	flapJobs := count(db.Conn, db.Name, "jobs FINAL", "model = 'flap'")
-	flapIncidents := count(db.Conn, db.Name, "drift_results", "model = 'flap' AND test = 'incident'")
+	flapJobs := count(t, db.Conn, db.Name, "jobs FINAL", "model = 'flap'")
+	flapIncidents := count(t, db.Conn, db.Name, "drift_results", "model = 'flap' AND test = 'incident'")
 	if flapJobs > 1 || flapIncidents > 1 {
 		t.Errorf("flapping made %d incidents and %d jobs; want at most one", flapIncidents, flapJobs)
 	}
 	t.Logf("flap: %d incident(s), %d job(s)", flapIncidents, flapJobs)
 
 	// Still one job for m, executed once, all this time later.
-	if n := count(db.Conn, db.Name, "jobs FINAL", "model = 'm'"); n != 1 {
+	if n := count(t, db.Conn, db.Name, "jobs FINAL", "model = 'm'"); n != 1 {
 		t.Errorf("%d jobs for m at the end", n)
 	}
 	b, err := os.ReadFile(runs)

@@ -191,10 +191,11 @@ func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	}
 }
 
-func count(conn driver.Conn, db, table, where string) uint64 {
-	var n uint64
-	_ = conn.QueryRow(context.Background(), "SELECT count() FROM "+db+"."+table+" WHERE "+where).Scan(&n)
-	return n
+// count counts rows; a query error fails the test (a count that cannot be
+// read must never pass for zero, or an exactly-once assertion cannot fail).
+func count(t testing.TB, conn driver.Conn, db, table, where string) uint64 {
+	t.Helper()
+	return testenv.Count(t, conn, "SELECT count() FROM "+db+"."+table+" WHERE "+where)
 }
 
 // TestEveryMetricTypeRoundTrips sends every OTLP metric type and logs over
@@ -264,9 +265,9 @@ func TestEveryMetricTypeRoundTrips(t *testing.T) {
 	}
 
 	eventually(t, "rows", func() (bool, string) {
-		n := count(db.Conn, db.Name, "metrics_gauge", "1") + count(db.Conn, db.Name, "metrics_sum", "1") +
-			count(db.Conn, db.Name, "metrics_histogram", "1") + count(db.Conn, db.Name, "metrics_exp_histogram", "1") +
-			count(db.Conn, db.Name, "metrics_summary", "1") + count(db.Conn, db.Name, "events", "1") + count(db.Conn, db.Name, "samples", "1")
+		n := count(t, db.Conn, db.Name, "metrics_gauge", "1") + count(t, db.Conn, db.Name, "metrics_sum", "1") +
+			count(t, db.Conn, db.Name, "metrics_histogram", "1") + count(t, db.Conn, db.Name, "metrics_exp_histogram", "1") +
+			count(t, db.Conn, db.Name, "metrics_summary", "1") + count(t, db.Conn, db.Name, "events", "1") + count(t, db.Conn, db.Name, "samples", "1")
 		return n == 4*5+2, fmt.Sprintf("%d rows", n)
 	})
 	var (
@@ -428,8 +429,8 @@ func TestOutageDrill(t *testing.T) {
 	eng = start(port)
 	ch := testenv.Open(t, eng.DSN("default"))
 	total := func() uint64 {
-		return count(ch, "drill", "metrics_gauge", "1") + count(ch, "drill", "metrics_sum", "1") + count(ch, "drill", "metrics_histogram", "1") +
-			count(ch, "drill", "metrics_exp_histogram", "1") + count(ch, "drill", "metrics_summary", "1")
+		return count(t, ch, "drill", "metrics_gauge", "1") + count(t, ch, "drill", "metrics_sum", "1") + count(t, ch, "drill", "metrics_histogram", "1") +
+			count(t, ch, "drill", "metrics_exp_histogram", "1") + count(t, ch, "drill", "metrics_summary", "1")
 	}
 	eventually(t, "all points after the outage", func() (bool, string) {
 		n := total()
@@ -511,7 +512,7 @@ func TestAcknowledgedDataSurvivesSIGKILL(t *testing.T) {
 		acked++
 	}
 	conn.Close()
-	if n := count(db.Conn, db.Name, "metrics_gauge", "1"); n != 0 {
+	if n := count(t, db.Conn, db.Name, "metrics_gauge", "1"); n != 0 {
 		t.Logf("%d rows were written before the kill", n)
 	}
 	cmd.Process.Signal(syscall.SIGKILL)
@@ -520,7 +521,7 @@ func TestAcknowledgedDataSurvivesSIGKILL(t *testing.T) {
 	cmd2, _ := runHelper(t, append(env, "COLLECTOR_HELPER_FLUSH=1"))
 	defer func() { cmd2.Process.Signal(syscall.SIGTERM); cmd2.Wait() }()
 	eventually(t, "acknowledged points after restart", func() (bool, string) {
-		n := count(db.Conn, db.Name, "metrics_gauge", "model = 'killed'")
+		n := count(t, db.Conn, db.Name, "metrics_gauge", "model = 'killed'")
 		return n == uint64(acked), fmt.Sprintf("%d of %d", n, acked)
 	})
 }
