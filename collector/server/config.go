@@ -148,4 +148,3 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
-
