@@ -13,7 +13,13 @@ func TestMain(m *testing.M) { os.Exit(testenv.RunWithClickHouse(m)) }
 // migrated returns a fresh database with the schema and a Store on it.
 func migrated(t testing.TB) (*testenv.DB, *Store) {
 	t.Helper()
-	db := testenv.ClickHouse(t)
+	return migratedOn(t, testenv.ClickHouse(t))
+}
+
+// migratedOn is migrated on a database the caller chose (e.g. on an engine
+// of the test's own, testenv.OwnClickHouse).
+func migratedOn(t testing.TB, db *testenv.DB) (*testenv.DB, *Store) {
+	t.Helper()
 	if err := Migrate(context.Background(), db.Conn, MigrateOptions{Database: db.Name}); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
@@ -26,9 +32,5 @@ func migrated(t testing.TB) (*testenv.DB, *Store) {
 // SELECT count() ... returns.
 func count(t testing.TB, db *testenv.DB, query string) uint64 {
 	t.Helper()
-	var n uint64
-	if err := db.Conn.QueryRow(context.Background(), query).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	return n
+	return db.Count(t, query)
 }

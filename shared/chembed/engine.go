@@ -270,6 +270,10 @@ func (e *Engine) DSN(db string) string {
 	return "clickhouse://" + e.Addr() + "/" + db
 }
 
+// Log returns the last lines the engine wrote (stdout and stderr), for
+// telling why it died or stopped answering.
+func (e *Engine) Log() string { return e.stderr.String() }
+
 // PID returns the engine's process id.
 func (e *Engine) PID() int { return e.cmd.Process.Pid }
 

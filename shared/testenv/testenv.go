@@ -7,7 +7,13 @@
 //
 //	func TestMain(m *testing.M) { os.Exit(testenv.RunWithClickHouse(m)) }
 //
-// and in a test: db := testenv.ClickHouse(t).
+// and in a test: db := testenv.ClickHouse(t). A test that provokes engine
+// faults (errors the embedded engine is known to handle badly, or killing
+// it) takes an engine of its own: testenv.OwnClickHouse(t).
+//
+// The shared engine is checked before every test takes a database from it:
+// one that died or stopped answering is reported with its log and replaced
+// by a new one, so a fault in one test fails that test, not every later one.
 package testenv
 
 import (
@@ -34,47 +40,154 @@ import (
 	"github.com/drover-ml/drover/shared/deps"
 )
 
-var (
-	mu      sync.Mutex
-	baseDSN string // set by RunWithClickHouse
-)
+// shared is the test binary's engine: an embedded one started by
+// RunWithClickHouse, or a server named by $DROVER_CLICKHOUSE_DSN (engine
+// nil, never restarted).
+var shared struct {
+	mu       sync.Mutex
+	dsn      string
+	engine   *chembed.Engine
+	dir      string
+	restarts int
+}
 
 // RunWithClickHouse starts one ClickHouse engine for the test binary (or
 // uses $DROVER_CLICKHOUSE_DSN), runs the tests and stops the engine. It
 // returns the exit code for os.Exit.
 func RunWithClickHouse(m *testing.M) int {
 	if dsn := os.Getenv(deps.EnvClickHouseDSN); dsn != "" {
-		mu.Lock()
-		baseDSN = dsn
-		mu.Unlock()
+		shared.mu.Lock()
+		shared.dsn = dsn
+		shared.mu.Unlock()
 		return m.Run()
 	}
-	dir, err := os.MkdirTemp("", "drover-test-clickhouse-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "testenv:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	e, err := chembed.Start(ctx, chembed.Config{
-		DataDir: dir,
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	cancel()
+	e, dir, err := startEngine()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "testenv: start ClickHouse:", err)
 		return 1
 	}
-	mu.Lock()
-	baseDSN = e.DSN("default")
-	mu.Unlock()
+	shared.mu.Lock()
+	shared.engine, shared.dir, shared.dsn = e, dir, e.DSN("default")
+	shared.mu.Unlock()
+
 	code := m.Run()
-	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Second)
+
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	stopEngine(shared.engine, shared.dir)
+	return code
+}
+
+// startEngine starts an embedded engine in a new temporary directory.
+func startEngine() (*chembed.Engine, string, error) {
+	dir, err := os.MkdirTemp("", "drover-test-clickhouse-")
+	if err != nil {
+		return nil, "", err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	e, err := chembed.Start(ctx, chembed.Config{
+		DataDir: dir,
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, "", err
+	}
+	return e, dir, nil
+}
+
+func stopEngine(e *chembed.Engine, dir string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := e.Stop(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "testenv: stop ClickHouse:", err)
 	}
-	return code
+	os.RemoveAll(dir)
+}
+
+// healthy says why an engine cannot serve a test, or nil: the process has
+// exited, or a native connection (the protocol the collector uses) cannot
+// be opened and pinged within a few seconds, twice.
+func healthy(e *chembed.Engine, dsn string) error {
+	select {
+	case <-e.Exited():
+		return errors.New("the engine process has exited")
+	default:
+	}
+	var err error
+	for try := range 2 {
+		if try > 0 {
+			time.Sleep(500 * time.Millisecond)
+		}
+		if err = ping(dsn, 5*time.Second); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("the engine does not answer: %w", err)
+}
+
+func ping(dsn string, timeout time.Duration) error {
+	opts, err := clickhouse.ParseDSN(dsn)
+	if err != nil {
+		return err
+	}
+	opts.DialTimeout = timeout
+	conn, err := clickhouse.Open(opts)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return conn.Ping(ctx)
+}
+
+// sharedDSN returns the DSN of a shared engine that answers, replacing one
+// that died or went deaf (and saying so, with its log, in t's output).
+func sharedDSN(t testing.TB) string {
+	t.Helper()
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.dsn == "" {
+		t.Fatal("testenv: no ClickHouse; call testenv.RunWithClickHouse from TestMain")
+	}
+	if shared.engine == nil {
+		return shared.dsn
+	}
+	err := healthy(shared.engine, shared.dsn)
+	if err == nil {
+		return shared.dsn
+	}
+	shared.restarts++
+	t.Logf("testenv: the shared ClickHouse engine (pid %d) can no longer serve tests: %v; "+
+		"an earlier test of this binary broke it. Starting a new one (restart %d). The engine's last output:\n%s",
+		shared.engine.PID(), err, shared.restarts, shared.engine.Log())
+	stopEngine(shared.engine, shared.dir)
+	e, dir, err := startEngine()
+	if err != nil {
+		shared.engine, shared.dsn = nil, ""
+		t.Fatalf("testenv: restart ClickHouse: %v", err)
+	}
+	shared.engine, shared.dir, shared.dsn = e, dir, e.DSN("default")
+	return shared.dsn
+}
+
+// OwnClickHouse starts an engine for t alone, stopped when t ends, and
+// returns a fresh database on it. Tests that provoke engine faults use it,
+// so the fault cannot reach other tests. With $DROVER_CLICKHOUSE_DSN it is
+// ClickHouse(t): a server is not expected to break.
+func OwnClickHouse(t testing.TB) *DB {
+	t.Helper()
+	if os.Getenv(deps.EnvClickHouseDSN) != "" {
+		return ClickHouse(t)
+	}
+	e, dir, err := startEngine()
+	if err != nil {
+		t.Fatalf("testenv: start an engine of the test's own: %v", err)
+	}
+	t.Cleanup(func() { stopEngine(e, dir) })
+	return newDB(t, e.DSN("default"))
 }
 
 // DB is a fresh database for one test (dropped when the test ends only on
@@ -92,16 +205,15 @@ type DB struct {
 
 var unsafeChars = regexp.MustCompile(`[^a-zA-Z0-9_]+`)
 
-// ClickHouse creates a fresh database for t. RunWithClickHouse must be
-// running the test binary.
+// ClickHouse creates a fresh database for t on the shared engine.
+// RunWithClickHouse must be running the test binary.
 func ClickHouse(t testing.TB) *DB {
 	t.Helper()
-	mu.Lock()
-	dsn := baseDSN
-	mu.Unlock()
-	if dsn == "" {
-		t.Fatal("testenv: no ClickHouse; call testenv.RunWithClickHouse from TestMain")
-	}
+	return newDB(t, sharedDSN(t))
+}
+
+func newDB(t testing.TB, dsn string) *DB {
+	t.Helper()
 	var suffix [4]byte
 	_, _ = rand.Read(suffix[:])
 	name := strings.ToLower(unsafeChars.ReplaceAllString(t.Name(), "_"))

@@ -3,7 +3,12 @@ package testenv
 import (
 	"context"
 	"os"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/drover-ml/drover/shared/deps"
 )
 
 func TestMain(m *testing.M) { os.Exit(RunWithClickHouse(m)) }
@@ -56,5 +61,64 @@ func TestONNXRuntimeLib(t *testing.T) {
 	p := ONNXRuntimeLib(t)
 	if st, err := os.Stat(p); err != nil || st.Size() < 1<<20 {
 		t.Fatalf("ONNX Runtime library %s: %v", p, err)
+	}
+}
+
+// TestBrokenSharedEngineIsReplaced provokes both ways the shared engine has
+// been lost mid-run (the process killed; native handshakes that name a
+// database that does not exist, after which the embedded engine stops
+// answering) and checks that the next test still gets a working database.
+func TestBrokenSharedEngineIsReplaced(t *testing.T) {
+	if os.Getenv(deps.EnvClickHouseDSN) != "" {
+		t.Skip("a ClickHouse server is not restarted by the harness")
+	}
+	faults := map[string]func(t *testing.T){
+		"killed": func(t *testing.T) {
+			shared.mu.Lock()
+			e := shared.engine
+			shared.mu.Unlock()
+			if err := syscall.Kill(e.PID(), syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			<-e.Exited()
+		},
+		"unknown database handshakes": func(t *testing.T) {
+			shared.mu.Lock()
+			dsn := shared.dsn
+			shared.mu.Unlock()
+			for range 3 {
+				_ = ping(strings.TrimSuffix(dsn, "/default")+"/no_such_database", 2*time.Second)
+			}
+		},
+	}
+	for name, fault := range faults {
+		t.Run(name, func(t *testing.T) {
+			fault(t)
+			db := ClickHouse(t)
+			if n := db.Count(t, "SELECT count() FROM numbers(7)"); n != 7 {
+				t.Fatalf("count = %d, want 7", n)
+			}
+		})
+	}
+	shared.mu.Lock()
+	restarts := shared.restarts
+	shared.mu.Unlock()
+	if restarts < 1 {
+		t.Errorf("the killed engine was not replaced (%d restarts)", restarts)
+	}
+	t.Logf("%d restarts of the shared engine", restarts)
+}
+
+// TestOwnClickHouseIsSeparate: a test's own engine is not the shared one.
+func TestOwnClickHouseIsSeparate(t *testing.T) {
+	own := OwnClickHouse(t)
+	shared.mu.Lock()
+	dsn := shared.dsn
+	shared.mu.Unlock()
+	if strings.HasPrefix(own.DSN, strings.TrimSuffix(dsn, "default")) {
+		t.Fatalf("own engine %s is the shared engine %s", own.DSN, dsn)
+	}
+	if n := own.Count(t, "SELECT count() FROM system.databases WHERE name = ?", own.Name); n != 1 {
+		t.Fatalf("database %s: %d rows in system.databases", own.Name, n)
 	}
 }
