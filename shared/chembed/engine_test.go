@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
@@ -235,7 +237,8 @@ func TestSIGKILLLeavesNoChild(t *testing.T) {
 func TestMain(m *testing.M) {
 	dir := os.Getenv("CHEMBED_HELPER_DIR")
 	if dir == "" {
-		os.Exit(m.Run())
+		goleak.VerifyTestMain(m)
+		return
 	}
 	e, err := chembed.Start(context.Background(), chembed.Config{DataDir: dir, Logger: quietLogger()})
 	if err != nil {

@@ -3,7 +3,6 @@
 package agentproc
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -138,18 +137,11 @@ func (a *Agent) CPUSeconds() (float64, error) {
 	return (ut + st) / 100, nil
 }
 
-// Stop sends SIGTERM and waits for the agent to drain and exit.
+// Stop sends SIGTERM and waits for the agent to drain and exit; after 30 s
+// it is killed.
 func (a *Agent) Stop() error {
 	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- a.cmd.Wait() }()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		_ = a.cmd.Process.Kill()
-		return <-done
-	}
+	kill := time.AfterFunc(30*time.Second, func() { _ = a.cmd.Process.Kill() })
+	defer kill.Stop()
+	return a.cmd.Wait()
 }
