@@ -248,10 +248,10 @@ func tableCounts(t testing.TB, db *testenv.DB) map[string]uint64 {
 	out := map[string]uint64{}
 	for _, table := range []string{TableGauge, TableSum, TableHistogram, TableExpHistogram, TableSummary,
 		TableEvents, TableSamples, TableModelVersion, TableDrift, TableJobs} {
-		out[table] = count(t, db, "SELECT count() FROM "+table)
+		out[table] = db.Count(t, "SELECT count() FROM "+table)
 	}
-	out["metrics_gauge_1m.points"] = count(t, db, "SELECT sum(points) FROM metrics_gauge_1m")
-	out["metrics_histogram_1h.count"] = count(t, db, "SELECT sumMerge(count) FROM metrics_histogram_1h")
+	out["metrics_gauge_1m.points"] = db.Count(t, "SELECT sum(points) FROM metrics_gauge_1m")
+	out["metrics_histogram_1h.count"] = db.Count(t, "SELECT sumMerge(count) FROM metrics_histogram_1h")
 	return out
 }
 
@@ -335,10 +335,10 @@ func TestDedupNeedsTheWindowSetting(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := count(t, db, "SELECT count() FROM metrics_gauge"); n != 2 {
+	if n := db.Count(t, "SELECT count() FROM metrics_gauge"); n != 2 {
 		t.Errorf("metrics_gauge without a window: %d rows after two inserts with one token, want 2 (not deduplicated)", n)
 	}
-	if n := count(t, db, "SELECT count() FROM metrics_sum"); n != 1 {
+	if n := db.Count(t, "SELECT count() FROM metrics_sum"); n != 1 {
 		t.Errorf("metrics_sum with the window: %d rows, want 1", n)
 	}
 }
@@ -545,21 +545,21 @@ func TestInsertInBlocksDeduplicatesAndSquashes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := count(t, db, "SELECT count() FROM metrics_gauge"); n != 10 {
+	if n := db.Count(t, "SELECT count() FROM metrics_gauge"); n != 10 {
 		t.Errorf("after a retried insert of 4 blocks: %d rows, want 10", n)
 	}
-	if n := count(t, db, "SELECT sum(points) FROM metrics_gauge_1h"); n != 10 {
+	if n := db.Count(t, "SELECT sum(points) FROM metrics_gauge_1h"); n != 10 {
 		t.Errorf("after a retried insert of 4 blocks: the hourly rollup counts %d points, want 10", n)
 	}
-	parts := count(t, db, "SELECT count() FROM system.parts WHERE database = currentDatabase() AND table = 'metrics_gauge' AND active")
-	days := count(t, db, "SELECT uniqExact(toDate(time)) FROM metrics_gauge")
+	parts := db.Count(t, "SELECT count() FROM system.parts WHERE database = currentDatabase() AND table = 'metrics_gauge' AND active")
+	days := db.Count(t, "SELECT uniqExact(toDate(time)) FROM metrics_gauge")
 	if parts != days {
 		t.Errorf("one insert of 4 blocks made %d parts over %d days, want one per day", parts, days)
 	}
 	if err := s.Insert(ctx, b, "blocks-2"); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(t, db, "SELECT count() FROM metrics_gauge"); n != 20 {
+	if n := db.Count(t, "SELECT count() FROM metrics_gauge"); n != 20 {
 		t.Errorf("after the same rows under another token: %d rows, want 20", n)
 	}
 }
@@ -710,7 +710,7 @@ func TestNativeConnectionIsReusedAndRedialled(t *testing.T) {
 	if s.native.client == first {
 		t.Error("the dropped connection was reused")
 	}
-	if n := count(t, db, "SELECT count() FROM metrics_gauge"); n != 3 {
+	if n := db.Count(t, "SELECT count() FROM metrics_gauge"); n != 3 {
 		t.Errorf("%d rows, want 3", n)
 	}
 	s.Close()

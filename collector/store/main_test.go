@@ -28,9 +28,3 @@ func migratedOn(t testing.TB, db *testenv.DB) (*testenv.DB, *Store) {
 	return db, s
 }
 
-// count returns the number of rows that a query of the form
-// SELECT count() ... returns.
-func count(t testing.TB, db *testenv.DB, query string) uint64 {
-	t.Helper()
-	return db.Count(t, query)
-}

@@ -152,7 +152,7 @@ func TestMigrateDetectsChangedMigration(t *testing.T) {
 	if !strings.Contains(err.Error(), "0002_events_samples") {
 		t.Errorf("error %q does not name the changed migration 0002_events_samples", err)
 	}
-	if n := count(t, db, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'extra'"); n != 0 {
+	if n := db.Count(t, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'extra'"); n != 0 {
 		t.Errorf("a new migration was applied although an applied one had changed")
 	}
 }
@@ -181,7 +181,7 @@ TTL time + INTERVAL {{ttl_days}} DAY;
 	if !strings.Contains(engineFull, "toIntervalDay(7)") {
 		t.Errorf("extra: engine_full %q, want TTL of 7 days", engineFull)
 	}
-	if n := count(t, db, "SELECT count() FROM schema_migrations FINAL WHERE version = 99 AND name = '0099_extra'"); n != 1 {
+	if n := db.Count(t, "SELECT count() FROM schema_migrations FINAL WHERE version = 99 AND name = '0099_extra'"); n != 1 {
 		t.Errorf("0099_extra recorded %d times, want 1", n)
 	}
 	// The embedded set alone (an older binary) leaves the newer migration be.
@@ -203,7 +203,7 @@ func TestMigrateFailingStatementNamesIt(t *testing.T) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}
 	}
-	if n := count(t, db, "SELECT count() FROM schema_migrations"); n != 0 {
+	if n := db.Count(t, "SELECT count() FROM schema_migrations"); n != 0 {
 		t.Errorf("a failed migration was recorded as applied")
 	}
 }

@@ -97,7 +97,7 @@ func TestGaugeRollups(t *testing.T) {
 	if err := db.Conn.Exec(ctx, "OPTIMIZE TABLE metrics_gauge_1m FINAL"); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(t, db, "SELECT count() FROM metrics_gauge_1m"); n != 3 {
+	if n := db.Count(t, "SELECT count() FROM metrics_gauge_1m"); n != 3 {
 		t.Errorf("metrics_gauge_1m has %d rows after OPTIMIZE FINAL, want 3 (minute × series)", n)
 	}
 	check("metrics_gauge_1m after merge", query("metrics_gauge_1m"), []agg{
@@ -126,10 +126,10 @@ func TestGaugeRollups(t *testing.T) {
 		t.Errorf("attribute_sets = %+v, want accuracy seen at %s and f1 at %s, 3 keys each", sets, sec(80), sec(20))
 	}
 	// attributes_hash is the column's DEFAULT, computed as rows are inserted.
-	if n := count(t, db, "SELECT countIf(attributes_hash = cityHash64(mapSort(attributes)) AND attributes_hash != 0) FROM metrics_gauge"); n != 5 {
+	if n := db.Count(t, "SELECT countIf(attributes_hash = cityHash64(mapSort(attributes)) AND attributes_hash != 0) FROM metrics_gauge"); n != 5 {
 		t.Errorf("%d of 5 gauge rows hold their attributes' hash", n)
 	}
-	if n := count(t, db, "SELECT count() FROM metrics_gauge_1m WHERE length(attributes) > 0"); n != 0 {
+	if n := db.Count(t, "SELECT count() FROM metrics_gauge_1m WHERE length(attributes) > 0"); n != 0 {
 		t.Errorf("%d gauge rollup rows carry a map; want none (attribute_sets holds them)", n)
 	}
 }
@@ -179,7 +179,7 @@ func TestHistogramRollupsAndQuantiles(t *testing.T) {
 		if n != 110 || sum != 55 {
 			t.Errorf("%s: count %d sum %v, want 110 and 55", table, n, sum)
 		}
-		if rows := count(t, db, "SELECT count() FROM (SELECT 1 FROM "+table+" GROUP BY bounds)"); rows != 2 {
+		if rows := db.Count(t, "SELECT count() FROM (SELECT 1 FROM "+table+" GROUP BY bounds)"); rows != 2 {
 			t.Errorf("%s: %d bound sets, want 2", table, rows)
 		}
 	}
@@ -413,7 +413,7 @@ func TestSumRollups(t *testing.T) {
 	}
 
 	// Every table with a temporality column has the skip index.
-	if n := count(t, db, "SELECT count() FROM system.data_skipping_indices WHERE database = currentDatabase() AND name = 'temporality_idx' AND type = 'set'"); n != 3 {
+	if n := db.Count(t, "SELECT count() FROM system.data_skipping_indices WHERE database = currentDatabase() AND name = 'temporality_idx' AND type = 'set'"); n != 3 {
 		t.Errorf("%d temporality indexes, want 3", n)
 	}
 }
