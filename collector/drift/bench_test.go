@@ -202,15 +202,15 @@ func logQueries(b *testing.B, c *Checker, r Result) {
 		run  func(ctx context.Context) error
 	}{
 		{"distributions+latency", func(ctx context.Context) error {
-			_, err := c.histograms(ctx, r.Model, r.Version, r.ReferenceWindow, r.Window, cumulative)
+			_, _, err := c.histograms(ctx, r.Model, r.Version, r.ReferenceWindow, r.Window, cumulative)
 			return err
 		}},
 		{"eval gauges", func(ctx context.Context) error {
-			_, err := c.evals(ctx, r.Model, r.Version, r.ReferenceWindow, r.Window)
+			_, _, err := c.evals(ctx, r.Model, r.Version, r.ReferenceWindow, r.Window)
 			return err
 		}},
 		{"requests", func(ctx context.Context) error {
-			_, err := c.requests(ctx, r.Model, r.Version, r.ReferenceWindow, r.Window, cumulative)
+			_, _, err := c.requests(ctx, r.Model, r.Version, r.ReferenceWindow, r.Window, cumulative)
 			return err
 		}},
 	} {

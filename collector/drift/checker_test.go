@@ -102,21 +102,21 @@ func testCheckDetectsShiftedFeatures(t *testing.T, temporality string) {
 	// Everything is in drift_results.
 	q := "SELECT count() FROM drift_results WHERE model = 'iris' AND model_version = '3' AND node = 'node-a' AND test = ?"
 	for test, want := range map[string]uint64{"psi": 4, "js": 4, "ks": 4, "wasserstein": 4, "dataset": 1, "metric": 2, "error_rate": 1, "p99": 1, "check": 1} {
-		if n := count(t, db, q, test); n != want {
+		if n := db.Count(t, q, test); n != want {
 			t.Errorf("%d %s rows, want %d", n, test, want)
 		}
 	}
-	if n := count(t, db, "SELECT count() FROM drift_results WHERE test = 'psi' AND drifted"); n != 3 {
+	if n := db.Count(t, "SELECT count() FROM drift_results WHERE test = 'psi' AND drifted"); n != 3 {
 		t.Errorf("%d drifted psi rows, want 3", n)
 	}
-	if n := count(t, db, "SELECT count() FROM drift_results WHERE test = 'check' AND drifted AND value = 1"); n != 1 {
+	if n := db.Count(t, "SELECT count() FROM drift_results WHERE test = 'check' AND drifted AND value = 1"); n != 1 {
 		t.Errorf("check row not drifted")
 	}
 	// A retried check (same time) writes nothing twice.
 	if _, err := c.Check(ctx, "iris", "3", p, now); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(t, db, "SELECT count() FROM drift_results WHERE test = 'check'"); n != 1 {
+	if n := db.Count(t, "SELECT count() FROM drift_results WHERE test = 'check'"); n != 1 {
 		t.Errorf("%d check rows after a retry, want 1", n)
 	}
 }
@@ -142,10 +142,10 @@ func TestCheckBelowMinSamplesHasNoVerdict(t *testing.T) {
 	if r.DatasetVerdict || r.DatasetDrifted || r.Drifted {
 		t.Errorf("dataset verdict %v drifted %v, check drifted %v; want none", r.DatasetVerdict, r.DatasetDrifted, r.Drifted)
 	}
-	if n := count(t, db, "SELECT count() FROM drift_results WHERE test = 'no_verdict' AND NOT drifted AND threshold = 1e6"); n != 4 {
+	if n := db.Count(t, "SELECT count() FROM drift_results WHERE test = 'no_verdict' AND NOT drifted AND threshold = 1e6"); n != 4 {
 		t.Errorf("%d no_verdict rows, want 4", n)
 	}
-	if n := count(t, db, "SELECT count() FROM drift_results WHERE test IN ('psi', 'js') OR drifted"); n != 0 {
+	if n := db.Count(t, "SELECT count() FROM drift_results WHERE test IN ('psi', 'js') OR drifted"); n != 0 {
 		t.Errorf("%d psi/js or drifted rows, want 0", n)
 	}
 

@@ -2,12 +2,8 @@ package drift
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"sync"
 	"time"
-
-	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
 // Incident is confirmed drift of one model version: the event that the
@@ -140,72 +136,53 @@ func (d *Detector) Forget(model, version string) {
 	delete(d.state, [2]string{model, version})
 }
 
-// Restore replaces the state of model version with what drift_results
-// holds: the last ConfirmN "check" rows before now and the last "incident"
-// row, so that a new owner continues where the old one stopped and the
-// same incident gets the same start. It looks back max(Cooldown,
-// 10·ConfirmN·Interval). On error (wrapping ErrUnavailable when
-// ClickHouse is down) the state is left as it was.
-func (d *Detector) Restore(ctx context.Context, conn driver.Conn, db, model, version string, now time.Time) error {
+// RecordedCheck is a check as drift_results holds it (its "check" row).
+type RecordedCheck struct {
+	Time    time.Time
+	Drifted bool
+	Reasons []string
+}
+
+// History is what drift_results holds of a model version's recent checks:
+// where a new owner's Detector continues from.
+type History struct {
+	// Checks are the last checks, oldest first.
+	Checks []RecordedCheck
+	// Last is the last incident opened (nil: none) and Opened when.
+	Last   *Incident
+	Opened time.Time
+}
+
+// HistoryReader reads a model version's History in [since, until]: its
+// last n checks and its last incident. *Checker implements it on
+// drift_results.
+type HistoryReader interface {
+	History(ctx context.Context, model, version string, since, until time.Time, n int) (History, error)
+}
+
+// Restore replaces the state of model version with what h reads: the last
+// ConfirmN checks before now and the last incident, so that a new owner
+// continues where the old one stopped and the same incident gets the same
+// start. It looks back max(Cooldown, 10·ConfirmN·Interval). On error (from
+// a *Checker, wrapping ErrUnavailable when ClickHouse is down) the state is
+// left as it was.
+func (d *Detector) Restore(ctx context.Context, h HistoryReader, model, version string, now time.Time) error {
 	p := d.policy(model)
 	since := now.Add(-max(p.Cooldown, 10*time.Duration(p.ConfirmN)*p.Interval))
-	table := "`" + db + "`.`drift_results`"
-	op := fmt.Sprintf("restore drift state of %s v%s", model, version)
-	q := fmt.Sprintf(`SELECT time, drifted, reference FROM %s
-WHERE model = ? AND model_version = ? AND feature = '' AND test = ? AND time >= %s AND time <= %s
-ORDER BY time DESC LIMIT %d`, table, nanos(since), nanos(now), p.ConfirmN)
-	rows, err := conn.Query(ctx, q, model, version, TestCheck)
+	hist, err := h.History(ctx, model, version, since, now, p.ConfirmN)
 	if err != nil {
-		return wrap(op, err)
+		return err
 	}
-	var checks []observation
-	for rows.Next() {
-		var o observation
-		var ref string
-		if err := rows.Scan(&o.at, &o.drifted, &ref); err != nil {
-			rows.Close()
-			return wrap(op, err)
-		}
-		if ref != "" {
-			o.reasons = strings.Split(ref, "; ")
-		}
-		o.at = o.at.UTC()
-		checks = append([]observation{o}, checks...)
+	s := &versionState{last: hist.Last, opened: hist.Opened}
+	for _, c := range hist.Checks {
+		s.checks = append(s.checks, observation{at: c.Time, drifted: c.Drifted, reasons: c.Reasons})
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return wrap(op, err)
-	}
-	var (
-		last   *Incident
-		opened time.Time
-	)
-	q = fmt.Sprintf(`SELECT time, window_start, reference FROM %s
-WHERE model = ? AND model_version = ? AND feature = '' AND test = ? AND time >= %s AND time <= %s
-ORDER BY time DESC LIMIT 1`, table, nanos(since), nanos(now))
-	rows, err = conn.Query(ctx, q, model, version, TestIncident)
-	if err != nil {
-		return wrap(op, err)
-	}
-	for rows.Next() {
-		inc := Incident{Model: model, Version: version}
-		var ref string
-		if err := rows.Scan(&opened, &inc.Start, &ref); err != nil {
-			rows.Close()
-			return wrap(op, err)
-		}
-		if ref != "" {
-			inc.Reasons = strings.Split(ref, "; ")
-		}
-		inc.Start, opened = inc.Start.UTC(), opened.UTC()
-		last = &inc
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return wrap(op, err)
+	if hist.Last != nil {
+		inc := *hist.Last
+		s.last = &inc
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.state[[2]string{model, version}] = &versionState{checks: checks, last: last, opened: opened}
+	d.state[[2]string{model, version}] = s
 	return nil
 }

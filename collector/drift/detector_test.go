@@ -2,6 +2,8 @@ package drift
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -158,7 +160,7 @@ func TestRestoreAcrossOwnerChange(t *testing.T) {
 	}
 	// Node B takes over.
 	dbB := NewDetector(policyFunc)
-	if err := dbB.Restore(ctx, db.Conn, db.Name, "iris", "3", at(3)); err != nil {
+	if err := dbB.Restore(ctx, b, "iris", "3", at(3)); err != nil {
 		t.Fatal(err)
 	}
 	r := check(3, true)
@@ -177,7 +179,7 @@ func TestRestoreAcrossOwnerChange(t *testing.T) {
 	// Node B dies right after opening it; node C continues the same
 	// incident: no new one during the cooldown, same start.
 	dc := NewDetector(policyFunc)
-	if err := dc.Restore(ctx, db.Conn, db.Name, "iris", "3", at(4)); err != nil {
+	if err := dc.Restore(ctx, NewChecker(db.Conn, db.Name, "node-c", nil), "iris", "3", at(4)); err != nil {
 		t.Fatal(err)
 	}
 	last, opened, ok := dc.Last("iris", "3")
@@ -191,7 +193,62 @@ func TestRestoreAcrossOwnerChange(t *testing.T) {
 			t.Errorf("node C opened a second incident during the cooldown: %+v", inc)
 		}
 	}
-	if n := count(t, db, "SELECT count() FROM drift_results WHERE test = 'incident' AND node = 'node-b' AND toUnixTimestamp64Milli(window_start) = ?", want.Start.UnixMilli()); n != 1 {
+	if n := db.Count(t, "SELECT count() FROM drift_results WHERE test = 'incident' AND node = 'node-b' AND toUnixTimestamp64Milli(window_start) = ?", want.Start.UnixMilli()); n != 1 {
 		t.Errorf("%d incident rows, want 1", n)
+	}
+}
+
+// historyFunc is a HistoryReader.
+type historyFunc func(ctx context.Context, model, version string, since, until time.Time, n int) (History, error)
+
+func (f historyFunc) History(ctx context.Context, model, version string, since, until time.Time, n int) (History, error) {
+	return f(ctx, model, version, since, until, n)
+}
+
+// TestRestoreFromHistory: Restore asks for the last ConfirmN checks within
+// max(Cooldown, 10·ConfirmN·Interval) and continues from them; an error
+// leaves the state as it was.
+func TestRestoreFromHistory(t *testing.T) {
+	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Minute).Truncate(time.Millisecond) }
+	now := at(10)
+	var asked []any
+	h := historyFunc(func(_ context.Context, model, version string, since, until time.Time, n int) (History, error) {
+		asked = []any{model, version, since, until, n}
+		return History{Checks: []RecordedCheck{
+			{Time: at(7), Drifted: true, Reasons: []string{"dataset drift"}},
+			{Time: at(8)},
+			{Time: at(9), Drifted: true, Reasons: []string{"p99"}},
+		}}, nil
+	})
+	d := NewDetector(policyFunc)
+	if err := d.Restore(context.Background(), h, "iris", "3", now); err != nil {
+		t.Fatal(err)
+	}
+	// Cooldown 6 h > 10·5·1 m.
+	if want := []any{"iris", "3", now.Add(-6 * time.Hour), now, 5}; !slices.EqualFunc(asked, want, func(a, b any) bool {
+		if ta, ok := a.(time.Time); ok {
+			return ta.Equal(b.(time.Time))
+		}
+		return a == b
+	}) {
+		t.Errorf("History(%v), want %v", asked, want)
+	}
+	if !d.Known("iris", "3") {
+		t.Error("not known after Restore")
+	}
+	inc := d.Observe("iris", "3", Result{Time: now, Drifted: true, Reasons: []string{"dataset drift"}}, now)
+	if inc == nil || !inc.Start.Equal(at(7)) || !slices.Equal(inc.Reasons, []string{"dataset drift", "p99"}) {
+		t.Errorf("incident %+v, want start at the first restored drifted check, reasons deduplicated", inc)
+	}
+
+	// A failed read leaves the state (the incident just opened) alone.
+	failed := historyFunc(func(context.Context, string, string, time.Time, time.Time, int) (History, error) {
+		return History{}, &unavailableError{op: "history", err: errors.New("connection refused")}
+	})
+	if err := d.Restore(context.Background(), failed, "iris", "3", now); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Restore error %v, want ErrUnavailable", err)
+	}
+	if last, _, ok := d.Last("iris", "3"); !ok || !last.Start.Equal(at(7)) {
+		t.Errorf("state lost after a failed Restore: %+v %v", last, ok)
 	}
 }

@@ -2,14 +2,22 @@ package drift
 
 import (
 	"context"
-	"os"
 	"testing"
+
+	"go.uber.org/goleak"
 
 	"github.com/drover-ml/drover/collector/store"
 	"github.com/drover-ml/drover/shared/testenv"
 )
 
-func TestMain(m *testing.M) { os.Exit(testenv.RunWithClickHouse(m)) }
+// withClickHouse runs the tests with the package's ClickHouse engine, for
+// goleak.VerifyTestMain, which fails the binary if a goroutine outlives
+// them (the engine's are gone by then).
+type withClickHouse struct{ m *testing.M }
+
+func (w withClickHouse) Run() int { return testenv.RunWithClickHouse(w.m) }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(withClickHouse{m}) }
 
 // migrated returns a fresh database with the schema.
 func migrated(t testing.TB) *testenv.DB {
@@ -19,13 +27,4 @@ func migrated(t testing.TB) *testenv.DB {
 		t.Fatalf("migrate: %v", err)
 	}
 	return db
-}
-
-func count(t testing.TB, db *testenv.DB, query string, args ...any) uint64 {
-	t.Helper()
-	var n uint64
-	if err := db.Conn.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", query, err)
-	}
-	return n
 }

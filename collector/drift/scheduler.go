@@ -9,10 +9,26 @@ import (
 	"time"
 )
 
+// Checks is what a Scheduler needs of the ClickHouse side of drift
+// detection; *Checker implements it (and tests may fake it).
+type Checks interface {
+	// ServingVersions lists the versions of model with requests in
+	// [now−window, now).
+	ServingVersions(ctx context.Context, model string, window time.Duration, now time.Time) ([]string, error)
+	// Check checks model version under p at now and records the result.
+	Check(ctx context.Context, model, version string, p Policy, now time.Time) (Result, error)
+	// RecordIncident records the opening of inc.
+	RecordIncident(ctx context.Context, inc Incident, opened time.Time) error
+	// HistoryReader gives the Detector what it restores a version from.
+	HistoryReader
+}
+
 // SchedulerConfig holds a Scheduler's dependencies. Checker, Detector,
 // Policy, Owns, Models and OnIncident are required.
 type SchedulerConfig struct {
-	Checker  *Checker
+	// Checker checks model versions, usually a *Checker. Errors that wrap
+	// ErrUnavailable pause the round (see Scheduler).
+	Checker  Checks
 	Detector *Detector
 	// Policy returns a model's complete policy ((*Config).For).
 	Policy func(model string) Policy
@@ -187,7 +203,7 @@ func (s *Scheduler) round(ctx context.Context) {
 func (s *Scheduler) check(ctx context.Context, model, version string, p Policy, now time.Time) error {
 	d := s.cfg.Detector
 	if !d.Known(model, version) {
-		if err := d.Restore(ctx, s.cfg.Checker.conn, s.cfg.Checker.db, model, version, now); err != nil {
+		if err := d.Restore(ctx, s.cfg.Checker, model, version, now); err != nil {
 			return err
 		}
 	}

@@ -3,30 +3,22 @@ package drift
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/drover-ml/drover/shared/testenv"
 )
 
-// fakeClock advances by step at every reading.
-type fakeClock struct {
-	mu   sync.Mutex
-	now  time.Time
-	step time.Duration
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := c.now
-	c.now = c.now.Add(c.step)
-	return t
-}
+func newLogRecorder() *logRecorder { return &logRecorder{msgs: map[string]int{}} }
 
 // logRecorder counts log messages.
 type logRecorder struct {
@@ -49,17 +41,6 @@ func (l *logRecorder) count(msg string) int {
 	return l.msgs[msg]
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestSchedulerOpensOneIncident(t *testing.T) {
 	noLeaks(t)
 	db := migrated(t)
@@ -74,7 +55,7 @@ func TestSchedulerOpensOneIncident(t *testing.T) {
 		incidents []Incident
 		asked     = map[string]int{}
 	)
-	clock := &fakeClock{now: now, step: time.Minute}
+	clock := testenv.NewClock(now)
 	cfg := &Config{}
 	s, err := NewScheduler(SchedulerConfig{
 		Checker:  NewChecker(db.Conn, db.Name, "node-a", nil),
@@ -93,8 +74,12 @@ func TestSchedulerOpensOneIncident(t *testing.T) {
 			incidents = append(incidents, inc)
 		},
 		Tick: 5 * time.Millisecond,
-		Now:  clock.Now,
-		Log:  slog.New(&logRecorder{msgs: map[string]int{}}),
+		Now: func() time.Time { // one reading per round: each round a minute later
+			t := clock.Now()
+			clock.Advance(time.Minute)
+			return t
+		},
+		Log: slog.New(newLogRecorder()),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -103,8 +88,12 @@ func TestSchedulerOpensOneIncident(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 	const checks = 10
-	waitFor(t, "10 checks", func() bool {
-		return count(t, db, "SELECT count() FROM drift_results WHERE test = 'check'") >= checks
+	testenv.EventuallyNil(t, time.Minute, "10 checks", func() error {
+		n, err := testenv.TryCount(db.Conn, "SELECT count() FROM drift_results WHERE test = 'check'")
+		if err == nil && n < checks {
+			err = fmt.Errorf("%d checks", n)
+		}
+		return err
 	})
 	cancel()
 	if err := <-done; err != nil {
@@ -126,51 +115,229 @@ func TestSchedulerOpensOneIncident(t *testing.T) {
 	if asked["other"] == 0 {
 		t.Error("Owns was never asked about other")
 	}
-	if n := count(t, db, "SELECT count() FROM drift_results WHERE model != 'iris'"); n != 0 {
+	if n := db.Count(t, "SELECT count() FROM drift_results WHERE model != 'iris'"); n != 0 {
 		t.Errorf("%d rows for a model this node does not own", n)
 	}
-	if n := count(t, db, "SELECT count() FROM drift_results WHERE test = 'incident' AND node = 'node-a'"); n != 1 {
+	if n := db.Count(t, "SELECT count() FROM drift_results WHERE test = 'incident' AND node = 'node-a'"); n != 1 {
 		t.Errorf("%d incident rows, want 1", n)
 	}
 }
 
-func TestSchedulerPausesOnceWhileClickHouseIsDown(t *testing.T) {
-	noLeaks(t)
-	db := migrated(t)
-	var calls atomic.Int32
-	logs := &logRecorder{msgs: map[string]int{}}
-	cfg := &Config{}
+// fakeChecks is a Checks whose checks drift as drifted says (by the
+// check's number, from 0), counted per version; it records incidents.
+type fakeChecks struct {
+	versions []string
+	drifted  func(n int) bool
+
+	mu        sync.Mutex
+	checks    map[string][]time.Time // version → check times
+	recorded  []Incident
+	histories int
+}
+
+func (f *fakeChecks) ServingVersions(context.Context, string, time.Duration, time.Time) ([]string, error) {
+	return f.versions, nil
+}
+
+func (f *fakeChecks) Check(_ context.Context, model, version string, _ Policy, now time.Time) (Result, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.checks == nil {
+		f.checks = map[string][]time.Time{}
+	}
+	n := len(f.checks[version])
+	f.checks[version] = append(f.checks[version], now)
+	r := Result{Model: model, Version: version, Time: now, Drifted: f.drifted(n)}
+	if r.Drifted {
+		r.Reasons = []string{"dataset drift"}
+	}
+	return r, nil
+}
+
+func (f *fakeChecks) RecordIncident(_ context.Context, inc Incident, _ time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.recorded = append(f.recorded, inc)
+	return nil
+}
+
+func (f *fakeChecks) History(context.Context, string, string, time.Time, time.Time, int) (History, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.histories++
+	return History{}, nil
+}
+
+func (f *fakeChecks) count(version string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.checks[version])
+}
+
+// runScheduler starts a Scheduler on checks for model iris (owned) in the
+// test's synctest bubble, and returns the incidents it reports and a stop
+// function that cancels it and waits for Run to return.
+func runScheduler(t *testing.T, checks Checks, p Policy, log *logRecorder,
+	models func(context.Context, time.Time) ([]string, error)) (incidents func() []Incident, stop func()) {
+	t.Helper()
+	var (
+		mu  sync.Mutex
+		got []Incident
+	)
+	if models == nil {
+		models = func(context.Context, time.Time) ([]string, error) { return []string{"iris"}, nil }
+	}
+	policy := func(string) Policy { return p }
 	s, err := NewScheduler(SchedulerConfig{
-		Checker:  NewChecker(db.Conn, db.Name, "node-a", nil),
-		Detector: NewDetector(cfg.For),
-		Policy:   cfg.For,
-		Owns:     func(string) bool { return true },
-		Models: func(context.Context, time.Time) ([]string, error) {
-			if calls.Add(1) <= 5 {
-				return nil, &unavailableError{op: "recent models", err: errors.New("connection refused")}
-			}
-			return nil, nil
+		Checker: checks, Detector: NewDetector(policy), Policy: policy,
+		Owns:   func(m string) bool { return m == "iris" },
+		Models: models,
+		OnIncident: func(_ context.Context, inc Incident) {
+			mu.Lock()
+			defer mu.Unlock()
+			got = append(got, inc)
 		},
-		OnIncident: func(context.Context, Incident) { t.Error("incident while ClickHouse was down") },
-		Tick:       time.Millisecond,
-		Log:        slog.New(logs),
+		Tick: 5 * time.Second,
+		Log:  slog.New(log),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	waitFor(t, "recovery", func() bool { return logs.count("drift checks resumed: ClickHouse available") == 1 })
-	waitFor(t, "more rounds", func() bool { return calls.Load() > 8 })
-	cancel()
-	<-done
-	if n := logs.count("drift checks paused: ClickHouse unavailable"); n != 1 {
-		t.Errorf("paused logged %d times over 5 failed rounds, want once", n)
+	return func() []Incident {
+			synctest.Wait()
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Clone(got)
+		}, func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		}
+}
+
+// TestSchedulerChecksEveryInterval: with a 5 s tick and a 1 m interval,
+// each serving version is checked once a minute, never in between.
+func TestSchedulerChecksEveryInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		t0 := time.Now()
+		f := &fakeChecks{versions: []string{"3", "4"}, drifted: func(int) bool { return false }}
+		_, stop := runScheduler(t, f, DefaultPolicy(), newLogRecorder(), nil)
+		defer stop()
+		time.Sleep(10*time.Minute + 2500*time.Millisecond)
+		synctest.Wait()
+		for _, v := range []string{"3", "4"} {
+			if n := f.count(v); n != 11 {
+				t.Errorf("v%s: %d checks in 10 minutes, want 11 (one at the start, one a minute)", v, n)
+			}
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for i, at := range f.checks["3"] {
+			if want := t0.Add(time.Duration(i) * time.Minute); !at.Equal(want) {
+				t.Errorf("check %d at %v, want %v", i, at.Sub(t0), want.Sub(t0))
+			}
+		}
+		if f.histories != 2 {
+			t.Errorf("detector restored %d times, want once per version", f.histories)
+		}
+	})
+}
+
+// TestSchedulerCooldown: steady drift opens one incident when the third
+// check drifts, none for the 6 hours of cooldown after it, and the next as
+// soon as the cooldown has passed, confirmed by checks after the first.
+func TestSchedulerCooldown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		t0 := time.Now()
+		f := &fakeChecks{versions: []string{"3"}, drifted: func(int) bool { return true }}
+		incidents, stop := runScheduler(t, f, DefaultPolicy(), newLogRecorder(), nil)
+		defer stop()
+
+		time.Sleep(2*time.Minute + 2500*time.Millisecond)
+		got := incidents()
+		if len(got) != 1 || !got[0].Start.Equal(t0) || got[0].Model != "iris" || got[0].Version != "3" {
+			t.Fatalf("after 3 drifted checks: incidents %+v, want one starting at the first check", got)
+		}
+		// The whole cooldown (it ends 6 h after the opening at t0+2m).
+		time.Sleep(6*time.Hour - time.Minute)
+		if got := incidents(); len(got) != 1 {
+			t.Fatalf("during the cooldown: %d incidents, want still 1", len(got))
+		}
+		time.Sleep(time.Minute)
+		got = incidents()
+		if len(got) != 2 {
+			t.Fatalf("after the cooldown: %d incidents, want 2", len(got))
+		}
+		// The last 5 checks, all after the first opening, confirm it.
+		if want := t0.Add(6*time.Hour + 2*time.Minute - 4*time.Minute); !got[1].Start.Equal(want) {
+			t.Errorf("second incident starts at t0+%v, want t0+%v", got[1].Start.Sub(t0), want.Sub(t0))
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if len(f.recorded) != 2 {
+			t.Errorf("%d incidents recorded, want 2", len(f.recorded))
+		}
+	})
+}
+
+// TestSchedulerHysteresis: two drifted checks in five never open an
+// incident, however long they go on; nor do checks without a verdict.
+func TestSchedulerHysteresis(t *testing.T) {
+	for name, drifted := range map[string]func(int) bool{
+		"two of five": func(n int) bool { return n%5 == 0 || n%5 == 2 },
+		"no verdicts": func(int) bool { return false },
+	} {
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := &fakeChecks{versions: []string{"3"}, drifted: drifted}
+				incidents, stop := runScheduler(t, f, DefaultPolicy(), newLogRecorder(), nil)
+				defer stop()
+				time.Sleep(12*time.Hour + 2500*time.Millisecond)
+				if got := incidents(); len(got) != 0 {
+					t.Errorf("%d incidents in 12 hours, want none: %+v", len(got), got)
+				}
+				if n := f.count("3"); n != 12*60+1 {
+					t.Errorf("%d checks, want %d", n, 12*60+1)
+				}
+			})
+		})
 	}
-	if n := logs.count("drift checks resumed: ClickHouse available"); n != 1 {
-		t.Errorf("resumed logged %d times, want once", n)
-	}
+}
+
+// TestSchedulerPausesOnceWhileClickHouseIsDown: five rounds fail with
+// ClickHouse unavailable, then it is back: one warning, one recovery line,
+// and no check or incident meanwhile.
+func TestSchedulerPausesOnceWhileClickHouseIsDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		logs := newLogRecorder()
+		f := &fakeChecks{versions: []string{"3"}, drifted: func(int) bool { return true }}
+		incidents, stop := runScheduler(t, f, DefaultPolicy(), logs, func(context.Context, time.Time) ([]string, error) {
+			if calls.Add(1) <= 5 {
+				return nil, &unavailableError{op: "recent models", err: errors.New("connection refused")}
+			}
+			return nil, nil
+		})
+		defer stop()
+		time.Sleep(10*5*time.Second + 2500*time.Millisecond) // 11 rounds
+		synctest.Wait()
+		if n := calls.Load(); n != 11 {
+			t.Errorf("%d rounds, want 11", n)
+		}
+		if n := logs.count("drift checks paused: ClickHouse unavailable"); n != 1 {
+			t.Errorf("paused logged %d times over 5 failed rounds, want once", n)
+		}
+		if n := logs.count("drift checks resumed: ClickHouse available"); n != 1 {
+			t.Errorf("resumed logged %d times, want once", n)
+		}
+		if n := f.count("3"); n != 0 || len(incidents()) != 0 {
+			t.Errorf("%d checks and %d incidents without models", n, len(incidents()))
+		}
+	})
 }
 
 func TestNewSchedulerNamesMissingDependencies(t *testing.T) {

@@ -51,8 +51,13 @@ func TestJS(t *testing.T) {
 	}
 }
 
-func TestGammaAndChi2SF(t *testing.T) {
-	poissonQ := func(n int, x float64) float64 { // Q(n, x) = Σ_{k<n} e^−x x^k / k!
+// TestChi2SF checks the chi-squared survival function (gonum's) against
+// p-values of scipy.stats.chi2.sf(x, df), here computed to 20 digits with
+// mpmath (gammainc(df/2, x/2, inf, regularized=True), the same function),
+// and against closed forms.
+func TestChi2SF(t *testing.T) {
+	// Q(n, x) = Σ_{k<n} e^−x x^k / k!, so chi2.sf(2x, 2n) = Q(n, x).
+	poissonQ := func(n int, x float64) float64 {
 		s, term := 0.0, math.Exp(-x)
 		for k := range n {
 			if k > 0 {
@@ -63,26 +68,37 @@ func TestGammaAndChi2SF(t *testing.T) {
 		return s
 	}
 	for name, tc := range map[string]struct{ got, want float64 }{
-		"Q(1,x)=e^-x":           {GammaQ(1, 2.5), math.Exp(-2.5)},
-		"P(1/2,x)=erf(sqrt x)":  {GammaP(0.5, 0.7), math.Erf(math.Sqrt(0.7))},
-		"Q(1/2,x) large x":      {GammaQ(0.5, 9), math.Erfc(3)},
-		"Q(10,5) series side":   {GammaQ(10, 5), poissonQ(10, 5)},
-		"Q(3,20) fraction side": {GammaQ(3, 20), poissonQ(3, 20)},
-		"Q(50,60)":              {GammaQ(50, 60), poissonQ(50, 60)},
-		"chi2 df=1 crit 0.05":   {Chi2SF(3.841458820694124, 1), 0.05},
-		"chi2 df=5 crit 0.05":   {Chi2SF(11.070497693516351, 5), 0.05},
-		"chi2 df=10 crit 0.01":  {Chi2SF(23.209251158954356, 10), 0.01},
-		"chi2 df=2 = e^(-x/2)":  {Chi2SF(4, 2), math.Exp(-2)},
-		"chi2 at 0":             {Chi2SF(0, 3), 1},
+		// Critical values of the chi-squared table (5 % and 1 %).
+		"df=1 crit 0.05":   {Chi2SF(3.841458820694124, 1), 0.050000000000000057435},
+		"df=5 crit 0.05":   {Chi2SF(11.070497693516351, 5), 0.050000000000000051957},
+		"df=10 crit 0.01":  {Chi2SF(23.209251158954356, 10), 0.010000000000000014294},
+		"df=100 crit 0.05": {Chi2SF(124.34211340400407, 100), 0.050000000000000093076},
+		// Other points, scipy/mpmath.
+		"df=1 x=1":     {Chi2SF(1, 1), 0.31731050786291410283},
+		"df=3 x=0.5":   {Chi2SF(0.5, 3), 0.91889141165467585936},
+		"df=7 x=7.5":   {Chi2SF(7.5, 7), 0.37873690604821293668},
+		"df=4 x=1e-3":  {Chi2SF(1e-3, 4), 0.99999987504165885521},
+		"df=3 x=50":    {Chi2SF(50, 3), 7.9891792449514711391e-11},
+		"df=200 x=300": {Chi2SF(300, 200), 5.9245403354839158294e-6},
+		"df=800 x=1e3": {Chi2SF(1000, 800), 1.6472192644087197583e-6},
+		// Closed forms.
+		"df=1 = erfc(sqrt(x/2))": {Chi2SF(20.0/3, 1), math.Erfc(math.Sqrt(10.0 / 3))},
+		"df=2 = e^(-x/2)":        {Chi2SF(4, 2), math.Exp(-2)},
+		"df=20 x=10 Poisson":     {Chi2SF(10, 20), poissonQ(10, 5)},
+		"df=6 x=40 Poisson":      {Chi2SF(40, 6), poissonQ(3, 20)},
+		"df=100 x=120 Poisson":   {Chi2SF(120, 100), poissonQ(50, 60)},
+		// Edges.
+		"at 0":    {Chi2SF(0, 3), 1},
+		"below 0": {Chi2SF(-1, 3), 1},
+		"at +Inf": {Chi2SF(math.Inf(1), 3), 0},
+		"df=0":    {Chi2SF(1, 0), math.NaN()},
+		"x NaN":   {Chi2SF(math.NaN(), 2), math.NaN()},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if !near(tc.got, tc.want, 1e-12*math.Max(1, tc.want)) && !near(tc.got, tc.want, 1e-13) {
-				t.Errorf("got %.16g, want %.16g", tc.got, tc.want)
+			if !near(tc.got, tc.want, 1e-12*math.Abs(tc.want)) && !near(tc.got, tc.want, 1e-15) {
+				t.Errorf("got %.17g, want %.17g", tc.got, tc.want)
 			}
 		})
-	}
-	if !math.IsNaN(GammaQ(-1, 1)) || !math.IsNaN(GammaP(1, -1)) {
-		t.Error("invalid arguments: want NaN")
 	}
 }
 
@@ -91,6 +107,12 @@ func TestChi2(t *testing.T) {
 	stat, df, p, err := Chi2([]float64{10, 20}, []float64{20, 10})
 	if err != nil || !near(stat, 20.0/3, 1e-12) || df != 1 || !near(p, math.Erfc(math.Sqrt(10.0/3)), 1e-12) {
 		t.Errorf("Chi2 = %v, %d, %v, %v; want 6.667, 1, %v", stat, df, p, err, math.Erfc(math.Sqrt(10.0/3)))
+	}
+	// 2×3 table [[30 50 20] [20 40 40]]: scipy.stats.chi2_contingency(...,
+	// correction=False) gives 9.7777…, df 2, p 0.0075297842556500259871.
+	stat, df, p, err = Chi2([]float64{30, 50, 20}, []float64{20, 40, 40})
+	if err != nil || !near(stat, 88.0/9, 1e-12) || df != 2 || !near(p, 0.0075297842556500259871, 1e-15) {
+		t.Errorf("Chi2 2×3 = %v, %d, %v, %v; want 9.7778, 2, 0.00752978", stat, df, p, err)
 	}
 	// An empty category on both sides does not count as a degree of freedom.
 	stat, df, p, _ = Chi2([]float64{5, 0, 5}, []float64{5, 0, 5})
@@ -110,6 +132,8 @@ func TestKS(t *testing.T) {
 		"binned equal": {[]float64{1, 2, 3}, []float64{2, 4, 6}, 0},
 		"binned shift": {[]float64{0.5, 0.5}, []float64{0.25, 0.75}, 0.25},
 		"binned apart": {[]float64{1, 0, 0}, []float64{0, 0, 1}, 1},
+		// cumulative shares .2 .5 .9 1 against .4 .4 .8 1
+		"binned middle": {[]float64{2, 3, 4, 1}, []float64{4, 0, 4, 2}, 0.2},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got, err := KSBinned(tc.ref, tc.cur)
@@ -117,6 +141,9 @@ func TestKS(t *testing.T) {
 				t.Errorf("KSBinned = %v, %v; want %v", got, err, tc.want)
 			}
 		})
+	}
+	if _, err := KSBinned([]float64{0, 0}, []float64{1, 1}); err == nil {
+		t.Error("KSBinned of an empty distribution: no error")
 	}
 	for name, tc := range map[string]struct {
 		ref, cur []float64
@@ -127,6 +154,7 @@ func TestKS(t *testing.T) {
 		"apart":   {[]float64{1, 2}, []float64{3, 4}, 1},
 		"ties":    {[]float64{1, 1, 2, 2}, []float64{1, 2, 2, 2}, 0.25},
 		"sizes":   {[]float64{1, 2, 3}, []float64{2}, 1.0 / 3},
+		"nan":     {[]float64{1, math.NaN()}, []float64{1, 2}, math.NaN()},
 	} {
 		t.Run(name, func(t *testing.T) {
 			got, err := KSSamples(tc.ref, tc.cur)
