@@ -75,7 +75,7 @@ func TestSchedulerOpensOneIncident(t *testing.T) {
 		asked     = map[string]int{}
 	)
 	clock := &fakeClock{now: now, step: time.Minute}
-	cfg := &Config{}
+	cfg := DefaultConfig()
 	s, err := NewScheduler(SchedulerConfig{
 		Checker:  NewChecker(db.Conn, db.Name, "node-a", nil),
 		Detector: NewDetector(cfg.For),
@@ -139,7 +139,7 @@ func TestSchedulerPausesOnceWhileClickHouseIsDown(t *testing.T) {
 	db := migrated(t)
 	var calls atomic.Int32
 	logs := &logRecorder{msgs: map[string]int{}}
-	cfg := &Config{}
+	cfg := DefaultConfig()
 	s, err := NewScheduler(SchedulerConfig{
 		Checker:  NewChecker(db.Conn, db.Name, "node-a", nil),
 		Detector: NewDetector(cfg.For),
