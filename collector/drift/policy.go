@@ -121,6 +121,9 @@ func (p Policy) Validate(path string) error {
 	if p.Reference != ReferenceFirstWindow && p.Reference != ReferenceManifest {
 		bad("reference", "%q: want %s or %s", p.Reference, ReferenceFirstWindow, ReferenceManifest)
 	}
+	if p.MinSamples < 1 {
+		bad("min_samples", "must be >= 1")
+	}
 	positive("psi_threshold", p.PSIThreshold)
 	if !(p.JSThreshold > 0 && p.JSThreshold <= 1) {
 		bad("js_threshold", "must be in (0, 1]")
