@@ -229,7 +229,11 @@ func ReadSecretKeyFile(path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ParseSecretKey(string(b))
+	key, err := ParseSecretKey(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return key, nil
 }
 
 // ParseSecretKey decodes a gossip key written in base64 (standard or URL
