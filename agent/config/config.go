@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"time"
@@ -19,10 +20,16 @@ import (
 	"github.com/drover-ml/drover/agent/runtime"
 	"github.com/drover-ml/drover/agent/serve"
 	"github.com/drover-ml/drover/agent/telemetry"
+	"github.com/drover-ml/drover/agent/watch"
+	"github.com/drover-ml/drover/shared/fieldpath"
 	"github.com/drover-ml/drover/shared/manifest"
 )
 
-// Config is the agent's configuration file.
+// Config is the agent's configuration file. It is read over Default: a key
+// the file omits keeps its default, a key it sets is taken literally, and
+// Validate rejects the values that make no sense, naming the field from
+// the file's root ("serving.max_batch: must be >= 1, got 0"). Unknown
+// fields are errors in every section.
 type Config struct {
 	Runtime    runtime.Options        `yaml:"runtime"`
 	Serving    serve.Config           `yaml:"serving"`
@@ -37,7 +44,8 @@ type Config struct {
 type Loading struct {
 	// MaxConcurrentLoads bounds loads across models (default 2).
 	MaxConcurrentLoads int `yaml:"max_concurrent_loads"`
-	// WarmupRuns is the default number of warm-up inferences (default 3).
+	// WarmupRuns is the default number of warm-up inferences, 1 to 10000
+	// (default 3).
 	WarmupRuns int `yaml:"warmup_runs"`
 	// RetryBackoff is the first delay before retrying a failed version whose
 	// directory did not change (default 5s, doubling up to 5m).
@@ -49,7 +57,8 @@ type Watch struct {
 	// Debounce is the quiet time after a change before a model is
 	// rescanned (default 50ms).
 	Debounce time.Duration `yaml:"debounce"`
-	// Rescan is the period of the full rescan (default 30s).
+	// Rescan is the period of the full rescan, at least 100ms (default
+	// 30s).
 	Rescan time.Duration `yaml:"rescan"`
 	// DisableNotify relies on rescans only (for NFS).
 	DisableNotify bool `yaml:"disable_notify"`
@@ -69,15 +78,16 @@ type ModelConfig struct {
 	Output string `yaml:"output"`
 }
 
-// Default returns the configuration used when there is no file.
+// Default returns the configuration used when there is no file, and the
+// one a file is read over.
 func Default() Config {
 	return Config{
 		Runtime:    runtime.Options{IntraOpThreads: 1, InterOpThreads: 1},
-		Serving:    serve.Config{}.WithDefaults(),
+		Serving:    serve.DefaultConfig(),
 		Loading:    Loading{MaxConcurrentLoads: 2, WarmupRuns: 3, RetryBackoff: 5 * time.Second},
-		Watch:      Watch{Debounce: 50 * time.Millisecond, Rescan: 30 * time.Second},
-		Telemetry:  telemetry.Config{}.WithDefaults(),
-		Monitoring: monitor.Config{}.WithDefaults(),
+		Watch:      Watch{Debounce: watch.DefaultDebounce, Rescan: watch.DefaultRescan},
+		Telemetry:  telemetry.DefaultConfig(),
+		Monitoring: monitor.DefaultConfig(),
 	}
 }
 
@@ -110,55 +120,69 @@ func Parse(b []byte) (Config, error) {
 	return cfg, cfg.Validate()
 }
 
-// Validate returns every problem, each prefixed with its field path.
+// Validate returns every problem, each prefixed with its field path from
+// the file's root.
 func (c Config) Validate() error {
 	var errs []error
-	add := func(field string, err error) {
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", field, err))
-		}
-	}
 	if c.Runtime.IntraOpThreads < 0 {
-		add("runtime.intra_op_threads", errors.New("must be >= 0"))
+		errs = append(errs, fmt.Errorf("runtime.intra_op_threads: must be >= 0 (0: ONNX Runtime chooses), got %d", c.Runtime.IntraOpThreads))
 	}
 	if c.Runtime.InterOpThreads < 0 {
-		add("runtime.inter_op_threads", errors.New("must be >= 0"))
+		errs = append(errs, fmt.Errorf("runtime.inter_op_threads: must be >= 0 (0: ONNX Runtime chooses), got %d", c.Runtime.InterOpThreads))
 	}
-	add("serving", c.Serving.Validate())
-	add("telemetry", c.Telemetry.Validate())
-	add("monitoring", c.Monitoring.Validate())
-	if c.Loading.MaxConcurrentLoads < 0 {
-		add("loading.max_concurrent_loads", errors.New("must be >= 0"))
-	}
-	if c.Loading.WarmupRuns < 0 || c.Loading.WarmupRuns > 10000 {
-		add("loading.warmup_runs", errors.New("must be between 0 and 10000"))
-	}
-	if c.Loading.RetryBackoff < 0 {
-		add("loading.retry_backoff", errors.New("must be >= 0"))
-	}
-	if c.Watch.Debounce < 0 {
-		add("watch.debounce", errors.New("must be >= 0"))
-	}
-	if c.Watch.Rescan < 0 || (c.Watch.Rescan > 0 && c.Watch.Rescan < 100*time.Millisecond) {
-		add("watch.rescan", errors.New("must be at least 100ms"))
-	}
-	names := make([]string, 0, len(c.Models))
-	for n := range c.Models {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	errs = append(errs,
+		fieldpath.Prefix("serving", c.Serving.Validate()),
+		fieldpath.Prefix("loading", c.Loading.Validate()),
+		fieldpath.Prefix("watch", c.Watch.Validate()),
+		fieldpath.Prefix("telemetry", c.Telemetry.Validate()),
+		fieldpath.Prefix("monitoring", c.Monitoring.Validate()),
+	)
+	for _, n := range slices.Sorted(maps.Keys(c.Models)) {
 		if !manifest.ValidName(n) {
-			add("models."+n, errors.New("not a valid model name"))
+			errs = append(errs, fmt.Errorf("models.%s: not a valid model name", n))
+			continue
 		}
-		mc := c.Models[n]
-		add("models."+n+".policy", mc.Policy.Validate())
-		if mc.Task != "" && mc.Task != manifest.TaskClassification && mc.Task != manifest.TaskRegression {
-			add("models."+n+".task", fmt.Errorf("must be %q or %q, got %q", manifest.TaskClassification, manifest.TaskRegression, mc.Task))
-		}
-		if r := mc.SampleRate; r != nil && (*r < 0 || *r > 1) {
-			add("models."+n+".sample_rate", fmt.Errorf("must be in [0, 1], got %v", *r))
-		}
+		errs = append(errs, fieldpath.Prefix("models."+n, c.Models[n].Validate()))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the loading section; paths are relative to it.
+func (l Loading) Validate() error {
+	var errs []error
+	if l.MaxConcurrentLoads < 1 {
+		errs = append(errs, fmt.Errorf("max_concurrent_loads: must be >= 1, got %d", l.MaxConcurrentLoads))
+	}
+	if l.WarmupRuns < 1 || l.WarmupRuns > 10000 {
+		errs = append(errs, fmt.Errorf("warmup_runs: must be between 1 and 10000, got %d", l.WarmupRuns))
+	}
+	if l.RetryBackoff <= 0 {
+		errs = append(errs, fmt.Errorf("retry_backoff: must be > 0, got %s", l.RetryBackoff))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the watch section; paths are relative to it.
+func (w Watch) Validate() error {
+	var errs []error
+	if w.Debounce <= 0 {
+		errs = append(errs, fmt.Errorf("debounce: must be > 0, got %s", w.Debounce))
+	}
+	if w.Rescan < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("rescan: must be at least 100ms, got %s", w.Rescan))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks one model's settings; paths are relative to them.
+func (m ModelConfig) Validate() error {
+	var errs []error
+	errs = append(errs, fieldpath.Prefix("policy", m.Policy.Validate()))
+	if m.Task != "" && m.Task != manifest.TaskClassification && m.Task != manifest.TaskRegression {
+		errs = append(errs, fmt.Errorf("task: must be %q or %q, got %q", manifest.TaskClassification, manifest.TaskRegression, m.Task))
+	}
+	if r := m.SampleRate; r != nil && (*r < 0 || *r > 1) {
+		errs = append(errs, fmt.Errorf("sample_rate: must be in [0, 1], got %v", *r))
 	}
 	return errors.Join(errs...)
 }

@@ -3,37 +3,28 @@ package config
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/drover-ml/drover/shared/testenv"
 )
 
-func TestTestdata(t *testing.T) {
-	files, _ := filepath.Glob("testdata/*.yaml")
+func TestBadConfigs(t *testing.T) {
+	testenv.BadConfigs(t, "testdata/*.bad.yaml", func(path string) error {
+		_, err := Load(path)
+		return err
+	})
+}
+
+func TestGoodConfigs(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.good.yaml")
 	if len(files) == 0 {
-		t.Fatal("no testdata")
+		t.Fatal("no testdata/*.good.yaml")
 	}
 	for _, f := range files {
-		name := filepath.Base(f)
-		t.Run(name, func(t *testing.T) {
-			b, err := os.ReadFile(f)
-			if err != nil {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			if _, err := Load(f); err != nil {
 				t.Fatal(err)
-			}
-			_, err = Parse(b)
-			if strings.HasSuffix(name, ".good.yaml") {
-				if err != nil {
-					t.Fatalf("Parse: %v", err)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatal("Parse succeeded, want an error")
-			}
-			for _, line := range strings.Split(string(b), "\n") {
-				if want, ok := strings.CutPrefix(line, "# error: "); ok && !strings.Contains(err.Error(), want) {
-					t.Errorf("error %q does not contain %q", err, want)
-				}
 			}
 		})
 	}
@@ -62,5 +53,27 @@ func TestValues(t *testing.T) {
 	}
 	if c.Serving.MaxInFlight != Default().Serving.MaxInFlight || c.Runtime.IntraOpThreads != 1 {
 		t.Errorf("defaults lost: %+v", c)
+	}
+}
+
+// TestLiteralValues: an explicit 0 that means something is kept, and a
+// file's sections are complete without any defaulting by their readers.
+func TestLiteralValues(t *testing.T) {
+	c, err := Parse([]byte("monitoring: {rate: 0}\nruntime: {intra_op_threads: 0}\ntelemetry: {protocol: http/protobuf}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Monitoring.Rate == nil || *c.Monitoring.Rate != 0 || c.Runtime.IntraOpThreads != 0 {
+		t.Errorf("explicit zeros lost: rate %v, threads %d", c.Monitoring.Rate, c.Runtime.IntraOpThreads)
+	}
+	if c.Telemetry.Endpoint != "localhost:4318" || c.Telemetry.Interval != 10*time.Second {
+		t.Errorf("telemetry = %+v, want the http default endpoint and the default interval", c.Telemetry)
+	}
+	d := Default()
+	if err := d.Validate(); err != nil {
+		t.Errorf("Default: %v", err)
+	}
+	if d.Serving != d.Serving.WithDefaults() || d.Monitoring.ShadowQueue != 256 || d.Watch.Rescan != 30*time.Second {
+		t.Errorf("Default is not complete: %+v", d)
 	}
 }

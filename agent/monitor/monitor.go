@@ -17,7 +17,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -30,7 +32,11 @@ import (
 	"github.com/drover-ml/drover/shared/manifest"
 )
 
-// Config configures sampling, the sample store and shadowing.
+// Config configures sampling, the sample store and shadowing. A file is
+// read over DefaultConfig: an omitted key keeps its default, an explicit
+// value is taken literally (rate: 0 samples nothing) and Validate rejects
+// the ones that make no sense (ttl: 0). Code that builds a Config may
+// leave fields zero: New applies WithDefaults.
 type Config struct {
 	// Rate is the default share of requests sampled (0..1); default 0.05.
 	Rate *float64 `yaml:"rate"`
@@ -51,51 +57,91 @@ type Config struct {
 	Gate *manifest.Gate `yaml:"gate"`
 }
 
-// WithDefaults fills zero fields.
+// DefaultConfig returns the defaults. Each call returns a fresh Rate
+// pointer.
+func DefaultConfig() Config {
+	rate := 0.05
+	return Config{
+		Rate:           &rate,
+		StoreEntries:   100000,
+		StoreBytes:     64 << 20,
+		TTL:            time.Hour,
+		Window:         time.Hour,
+		MaxSampleBytes: 64 << 10,
+		ShadowQueue:    256,
+	}
+}
+
+// WithDefaults returns c with its unset (nil, zero or negative) fields set
+// from DefaultConfig, for Configs built in code.
 func (c Config) WithDefaults() Config {
+	d := DefaultConfig()
 	if c.Rate == nil {
-		r := 0.05
-		c.Rate = &r
+		c.Rate = d.Rate
 	}
 	if c.StoreEntries <= 0 {
-		c.StoreEntries = 100000
+		c.StoreEntries = d.StoreEntries
 	}
 	if c.StoreBytes <= 0 {
-		c.StoreBytes = 64 << 20
+		c.StoreBytes = d.StoreBytes
 	}
 	if c.TTL <= 0 {
-		c.TTL = time.Hour
+		c.TTL = d.TTL
 	}
 	if c.Window <= 0 {
-		c.Window = time.Hour
+		c.Window = d.Window
 	}
 	if c.MaxSampleBytes <= 0 {
-		c.MaxSampleBytes = 64 << 10
+		c.MaxSampleBytes = d.MaxSampleBytes
 	}
 	if c.ShadowQueue <= 0 {
-		c.ShadowQueue = 256
+		c.ShadowQueue = d.ShadowQueue
 	}
 	return c
 }
 
-// Validate checks the values.
+// Validate reports every invalid field, each prefixed with its path
+// relative to the monitoring section. Zero is taken literally: rate 0 is
+// valid (no sampling), a zero size or duration is an error.
 func (c Config) Validate() error {
 	var errs []error
-	if c.Rate != nil && (*c.Rate < 0 || *c.Rate > 1) {
-		errs = append(errs, fmt.Errorf("rate: must be in [0, 1], got %v", *c.Rate))
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	if c.StoreEntries < 0 || c.StoreBytes < 0 || c.TTL < 0 || c.Window < 0 || c.MaxSampleBytes < 0 || c.ShadowQueue < 0 {
-		errs = append(errs, errors.New("store_entries, store_bytes, ttl, window, max_sample_bytes, shadow_queue: must not be negative"))
+	if c.Rate == nil {
+		bad("rate", "is required")
+	} else if *c.Rate < 0 || *c.Rate > 1 {
+		bad("rate", "must be in [0, 1], got %v", *c.Rate)
+	}
+	if c.StoreEntries < 1 {
+		bad("store_entries", "must be >= 1, got %d", c.StoreEntries)
+	}
+	if c.StoreBytes < 1 {
+		bad("store_bytes", "must be >= 1, got %d", c.StoreBytes)
+	}
+	if c.TTL <= 0 {
+		bad("ttl", "must be > 0, got %s", c.TTL)
+	}
+	if c.Window <= 0 {
+		bad("window", "must be > 0, got %s", c.Window)
+	}
+	if c.MaxSampleBytes < 1 {
+		bad("max_sample_bytes", "must be >= 1, got %d", c.MaxSampleBytes)
+	}
+	if c.ShadowQueue < 1 {
+		bad("shadow_queue", "must be >= 1, got %d", c.ShadowQueue)
 	}
 	if g := c.Gate; g != nil {
-		for k, v := range g.MaxRegression {
-			if _, ok := manifest.Metrics[k]; !ok || v < 0 {
-				errs = append(errs, fmt.Errorf("gate.max_regression.%s: unknown metric or negative threshold", k))
+		for _, k := range slices.Sorted(maps.Keys(g.MaxRegression)) {
+			if _, ok := manifest.Metrics[k]; !ok {
+				bad("gate.max_regression."+k, "unknown metric")
+			} else if v := g.MaxRegression[k]; v < 0 {
+				bad("gate.max_regression."+k, "must be >= 0, got %v", v)
 			}
 		}
-		for k := range g.Min {
+		for _, k := range slices.Sorted(maps.Keys(g.Min)) {
 			if _, ok := manifest.Metrics[k]; !ok {
-				errs = append(errs, fmt.Errorf("gate.min.%s: unknown metric", k))
+				bad("gate.min."+k, "unknown metric")
 			}
 		}
 	}

@@ -63,8 +63,16 @@ func (p *Policy) UnmarshalYAML(n *yaml.Node) error {
 		return fmt.Errorf("line %d: version policy: want latest, {latest: N} or {specific: [..]}", n.Line)
 	}
 	for i := 0; i < len(n.Content); i += 2 {
-		if k := n.Content[i].Value; k != "latest" && k != "specific" && k != "canary" && k != "shadow" {
+		k, v := n.Content[i].Value, n.Content[i+1]
+		if k != "latest" && k != "specific" && k != "canary" && k != "shadow" {
 			return fmt.Errorf("line %d: version policy: unknown key %q (want latest, specific, canary or shadow)", n.Content[i].Line, k)
+		}
+		if (k == "canary" || k == "shadow") && v.Kind == yaml.MappingNode {
+			for j := 0; j < len(v.Content); j += 2 {
+				if sk := v.Content[j].Value; sk != "version" && sk != "percent" {
+					return fmt.Errorf("line %d: version policy: %s: unknown key %q (want version and percent)", v.Content[j].Line, k, sk)
+				}
+			}
 		}
 	}
 	if err := n.Decode(&raw); err != nil {

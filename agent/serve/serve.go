@@ -30,12 +30,15 @@ import (
 	"github.com/drover-ml/drover/shared/buildinfo"
 )
 
-// Config holds the serving limits.
+// Config holds the serving limits. A file is read over DefaultConfig: an
+// omitted key keeps its default, an explicit value is taken literally and
+// Validate rejects the ones that make no sense (max_batch: 0). Code that
+// builds a Config may leave fields zero: New applies WithDefaults.
 type Config struct {
 	// MaxRequestBytes bounds a request body / gRPC message; default 64 MiB.
 	MaxRequestBytes int64 `yaml:"max_request_bytes"`
 	// MaxBatch bounds the first dimension of inputs whose first dimension
-	// is dynamic; default 8192. 0 takes the default.
+	// is dynamic; default 8192.
 	MaxBatch int64 `yaml:"max_batch"`
 	// RequestTimeout bounds one inference; default 30 s.
 	RequestTimeout time.Duration `yaml:"request_timeout"`
@@ -44,37 +47,45 @@ type Config struct {
 	MaxInFlight int64 `yaml:"max_in_flight"`
 }
 
-// WithDefaults returns c with zero fields set to their defaults.
+// DefaultConfig returns the default limits.
+func DefaultConfig() Config {
+	return Config{MaxRequestBytes: 64 << 20, MaxBatch: 8192, RequestTimeout: 30 * time.Second, MaxInFlight: 1024}
+}
+
+// WithDefaults returns c with its zero (or negative) fields set from
+// DefaultConfig, for Configs built in code.
 func (c Config) WithDefaults() Config {
+	d := DefaultConfig()
 	if c.MaxRequestBytes <= 0 {
-		c.MaxRequestBytes = 64 << 20
+		c.MaxRequestBytes = d.MaxRequestBytes
 	}
 	if c.MaxBatch <= 0 {
-		c.MaxBatch = 8192
+		c.MaxBatch = d.MaxBatch
 	}
 	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = 30 * time.Second
+		c.RequestTimeout = d.RequestTimeout
 	}
 	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = 1024
+		c.MaxInFlight = d.MaxInFlight
 	}
 	return c
 }
 
-// Validate checks the limits.
+// Validate reports every invalid limit, each prefixed with its field path
+// relative to the serving section. Zero is taken literally: an error.
 func (c Config) Validate() error {
 	var errs []error
-	if c.MaxRequestBytes < 0 {
-		errs = append(errs, errors.New("max_request_bytes: must be >= 0"))
+	if c.MaxRequestBytes < 1 {
+		errs = append(errs, fmt.Errorf("max_request_bytes: must be >= 1, got %d", c.MaxRequestBytes))
 	}
-	if c.MaxBatch < 0 {
-		errs = append(errs, errors.New("max_batch: must be >= 0"))
+	if c.MaxBatch < 1 {
+		errs = append(errs, fmt.Errorf("max_batch: must be >= 1, got %d", c.MaxBatch))
 	}
-	if c.RequestTimeout < 0 {
-		errs = append(errs, errors.New("request_timeout: must be >= 0"))
+	if c.RequestTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("request_timeout: must be > 0, got %s", c.RequestTimeout))
 	}
-	if c.MaxInFlight < 0 {
-		errs = append(errs, errors.New("max_in_flight: must be >= 0"))
+	if c.MaxInFlight < 1 {
+		errs = append(errs, fmt.Errorf("max_in_flight: must be >= 1, got %d", c.MaxInFlight))
 	}
 	return errors.Join(errs...)
 }

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Protocols of the OTLP exporters.
@@ -31,16 +33,20 @@ const (
 	TemporalityCumulative = "cumulative"
 )
 
-// Config is the telemetry: section of the agent's configuration. The zero
-// value means "all defaults"; New applies WithDefaults itself.
+// Config is the telemetry: section of the agent's configuration. A file is
+// read over DefaultConfig: an omitted key keeps its default, an explicit
+// value is taken literally, and Validate rejects the ones that make no
+// sense (interval: 0). Code that builds a Config may leave fields zero and
+// call WithDefaults (New does).
 type Config struct {
 	// Endpoint is the OTLP receiver as host:port (default localhost:4317
-	// for grpc, localhost:4318 for http/protobuf).
+	// for grpc, localhost:4318 for http/protobuf: a file that sets the
+	// protocol and no endpoint gets that protocol's default).
 	Endpoint string `yaml:"endpoint"`
 	// Protocol is grpc (default) or http/protobuf.
 	Protocol string `yaml:"protocol"`
-	// Insecure sends without TLS (default true). Set it to false to use
-	// TLS with the system's roots.
+	// Insecure sends without TLS (default true; nil means true). Set it to
+	// false to use TLS with the system's roots.
 	Insecure *bool `yaml:"insecure"`
 	// Headers are sent with every export (for example an auth token).
 	Headers map[string]string `yaml:"headers"`
@@ -66,18 +72,59 @@ type Config struct {
 	Temporality string `yaml:"temporality"`
 }
 
-// WithDefaults returns c with unset fields set to their defaults. It
-// allocates a fresh Insecure pointer, so the result shares nothing mutable
-// with c except Headers.
+// DefaultConfig returns the defaults: grpc to localhost:4317 without TLS,
+// exports every 10s with a 5s timeout, 2048 queued events, delta
+// temporality. Each call returns a fresh Insecure pointer.
+func DefaultConfig() Config {
+	insecure := true
+	return Config{
+		Endpoint:    DefaultEndpointGRPC,
+		Protocol:    ProtocolGRPC,
+		Insecure:    &insecure,
+		Interval:    DefaultInterval,
+		Timeout:     DefaultTimeout,
+		MaxQueue:    DefaultMaxQueue,
+		Temporality: TemporalityDelta,
+	}
+}
+
+// UnmarshalYAML decodes the section over c (DefaultConfig, in the agent's
+// config) with the calling decoder, so unknown fields stay errors. When
+// the section sets no endpoint, the endpoint is the protocol's default.
+func (c *Config) UnmarshalYAML(unmarshal func(any) error) error {
+	type plain Config
+	if err := unmarshal((*plain)(c)); err != nil {
+		return err
+	}
+	var keys map[string]yaml.Node
+	if err := unmarshal(&keys); err != nil {
+		return err
+	}
+	if _, set := keys["endpoint"]; !set {
+		c.Endpoint = defaultEndpoint(c.Protocol)
+	}
+	return nil
+}
+
+// defaultEndpoint is the receiver's default address for protocol.
+func defaultEndpoint(protocol string) string {
+	if protocol == ProtocolHTTP {
+		return DefaultEndpointHTTP
+	}
+	return DefaultEndpointGRPC
+}
+
+// WithDefaults returns c with its zero fields set from DefaultConfig (the
+// endpoint from the protocol's), for Configs built in code. It allocates a
+// fresh Insecure pointer, so the result shares nothing mutable with c
+// except Headers.
 func (c Config) WithDefaults() Config {
+	d := DefaultConfig()
 	if c.Protocol == "" {
-		c.Protocol = ProtocolGRPC
+		c.Protocol = d.Protocol
 	}
 	if c.Endpoint == "" {
-		c.Endpoint = DefaultEndpointGRPC
-		if c.Protocol == ProtocolHTTP {
-			c.Endpoint = DefaultEndpointHTTP
-		}
+		c.Endpoint = defaultEndpoint(c.Protocol)
 	}
 	insecure := true
 	if c.Insecure != nil {
@@ -85,16 +132,16 @@ func (c Config) WithDefaults() Config {
 	}
 	c.Insecure = &insecure
 	if c.Interval == 0 {
-		c.Interval = DefaultInterval
+		c.Interval = d.Interval
 	}
 	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
+		c.Timeout = d.Timeout
 	}
 	if c.MaxQueue == 0 {
-		c.MaxQueue = DefaultMaxQueue
+		c.MaxQueue = d.MaxQueue
 	}
 	if c.Temporality == "" {
-		c.Temporality = TemporalityDelta
+		c.Temporality = d.Temporality
 	}
 	return c
 }
@@ -103,22 +150,20 @@ func (c Config) WithDefaults() Config {
 func (c Config) insecure() bool { return c.Insecure == nil || *c.Insecure }
 
 // Validate returns every problem, each prefixed with its field path
-// relative to the telemetry section. Zero values are valid (they mean the
-// default).
+// relative to the telemetry section. Values are taken literally: an empty
+// endpoint or a zero interval is an error, not the default.
 func (c Config) Validate() error {
 	var errs []error
 	add := func(field string, err error) {
 		errs = append(errs, fmt.Errorf("%s: %w", field, err))
 	}
 	switch c.Protocol {
-	case "", ProtocolGRPC, ProtocolHTTP:
+	case ProtocolGRPC, ProtocolHTTP:
 	default:
 		add("protocol", fmt.Errorf("must be %s or %s, got %q", ProtocolGRPC, ProtocolHTTP, c.Protocol))
 	}
-	if c.Endpoint != "" {
-		if err := validEndpoint(c.Endpoint); err != nil {
-			add("endpoint", err)
-		}
+	if err := validEndpoint(c.Endpoint); err != nil {
+		add("endpoint", err)
 	}
 	keys := make([]string, 0, len(c.Headers))
 	for k := range c.Headers {
@@ -130,17 +175,17 @@ func (c Config) Validate() error {
 			add("headers."+k, errors.New("not a valid header name"))
 		}
 	}
-	if c.Interval < 0 || (c.Interval > 0 && c.Interval < 100*time.Millisecond) {
-		add("interval", errors.New("must be at least 100ms"))
+	if c.Interval < 100*time.Millisecond {
+		add("interval", fmt.Errorf("must be at least 100ms, got %s", c.Interval))
 	}
-	if c.Timeout < 0 {
-		add("timeout", errors.New("must be >= 0"))
+	if c.Timeout <= 0 {
+		add("timeout", fmt.Errorf("must be > 0, got %s", c.Timeout))
 	}
-	if c.MaxQueue < 0 {
-		add("max_queue", errors.New("must be >= 0"))
+	if c.MaxQueue < 1 {
+		add("max_queue", fmt.Errorf("must be >= 1, got %d", c.MaxQueue))
 	}
 	switch c.Temporality {
-	case "", TemporalityDelta, TemporalityCumulative:
+	case TemporalityDelta, TemporalityCumulative:
 	default:
 		add("temporality", fmt.Errorf("must be %s or %s, got %q", TemporalityDelta, TemporalityCumulative, c.Temporality))
 	}

@@ -28,8 +28,9 @@ const (
 )
 
 // Policy says how one model is checked for drift and when drift becomes an
-// incident. The zero value of a field means "not set": Config.For fills it
-// from the default policy, and DefaultPolicy holds the built-in defaults.
+// incident. A Policy is complete: every field is taken literally (a zero
+// threshold is invalid, a zero cooldown means none). Build one from
+// DefaultPolicy; in a file, omitted keys inherit (see Config).
 type Policy struct {
 	// Interval is how often the model is checked.
 	Interval time.Duration `yaml:"interval"`
@@ -70,7 +71,8 @@ type Policy struct {
 	// incident.
 	ConfirmM int `yaml:"confirm_m"`
 	ConfirmN int `yaml:"confirm_n"`
-	// Cooldown is how long no new incident opens after one opened.
+	// Cooldown is how long no new incident opens after one opened; 0
+	// means none.
 	Cooldown time.Duration `yaml:"cooldown"`
 }
 
@@ -96,54 +98,8 @@ func DefaultPolicy() Policy {
 	}
 }
 
-// withDefaults returns p with every unset field taken from d. Metric
-// degradation maps are merged, p's entries winning.
-func (p Policy) withDefaults(d Policy) Policy {
-	setD := func(v *time.Duration, def time.Duration) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	setF := func(v *float64, def float64) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	setI := func(v *int, def int) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	setD(&p.Interval, d.Interval)
-	setD(&p.Window, d.Window)
-	setD(&p.Cooldown, d.Cooldown)
-	if p.Reference == "" {
-		p.Reference = d.Reference
-	}
-	if p.MinSamples == 0 {
-		p.MinSamples = d.MinSamples
-	}
-	setF(&p.PSIThreshold, d.PSIThreshold)
-	setF(&p.JSThreshold, d.JSThreshold)
-	setF(&p.KSThreshold, d.KSThreshold)
-	setF(&p.WassersteinThreshold, d.WassersteinThreshold)
-	setF(&p.Chi2PValue, d.Chi2PValue)
-	setF(&p.DatasetShare, d.DatasetShare)
-	setF(&p.ErrorRate, d.ErrorRate)
-	setF(&p.P99Ratio, d.P99Ratio)
-	setI(&p.ConfirmM, d.ConfirmM)
-	setI(&p.ConfirmN, d.ConfirmN)
-	m := maps.Clone(d.MetricDegradation)
-	if m == nil && p.MetricDegradation != nil {
-		m = map[string]float64{}
-	}
-	maps.Copy(m, p.MetricDegradation)
-	p.MetricDegradation = m
-	return p
-}
-
-// Validate reports every invalid field of a complete policy (defaults
-// applied), joined, each prefixed with path and the field's yaml name.
+// Validate reports every invalid field, joined, each prefixed with path and
+// the field's yaml name ("policies.iris.psi_threshold: must be > 0").
 func (p Policy) Validate(path string) error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
@@ -164,6 +120,9 @@ func (p Policy) Validate(path string) error {
 	}
 	if p.Reference != ReferenceFirstWindow && p.Reference != ReferenceManifest {
 		bad("reference", "%q: want %s or %s", p.Reference, ReferenceFirstWindow, ReferenceManifest)
+	}
+	if p.MinSamples < 1 {
+		bad("min_samples", "must be >= 1")
 	}
 	positive("psi_threshold", p.PSIThreshold)
 	if !(p.JSThreshold > 0 && p.JSThreshold <= 1) {
@@ -203,43 +162,98 @@ func (p Policy) Validate(path string) error {
 }
 
 // Config is the drift configuration: a default policy and per-model
-// overrides on top of it. Config is read-only once loaded: safe for
-// concurrent use.
+// policies. Both are complete policies: in a file, the default's omitted
+// keys take DefaultPolicy's values and a model's omitted keys take the
+// default's (metric_degradation entries merge, the model's winning), while
+// every explicit value is taken literally. Start from DefaultConfig.
+// Config is read-only once loaded: safe for concurrent use.
 type Config struct {
-	// Default applies to every model; its unset fields take DefaultPolicy's.
+	// Default applies to every model without a policy of its own.
 	Default Policy `yaml:"default"`
-	// Models override Default field by field for one model each.
+	// Models holds the policies of the models that have one.
 	Models map[string]Policy `yaml:"policies"`
 }
 
-// For returns the complete policy of model: its override on top of the
-// default on top of DefaultPolicy.
-func (c *Config) For(model string) Policy {
-	d := c.Default.withDefaults(DefaultPolicy())
-	if p, ok := c.Models[model]; ok {
-		return p.withDefaults(d)
+// DefaultConfig returns the default policy for every model.
+func DefaultConfig() Config {
+	return Config{Default: DefaultPolicy()}
+}
+
+// UnmarshalYAML decodes default over c.Default and each model's policy
+// over the decoded default, so that an omitted key inherits and an
+// explicit one (0 included) is taken literally. It uses the calling
+// decoder, so unknown fields are errors when the caller asked for that.
+func (c *Config) UnmarshalYAML(unmarshal func(any) error) error {
+	// Strict pass: unknown fields and wrong types, with their lines.
+	var check struct {
+		Default  Policy            `yaml:"default"`
+		Policies map[string]Policy `yaml:"policies"`
 	}
-	return d
+	if err := unmarshal(&check); err != nil {
+		return err
+	}
+	// Layering pass: which keys each section sets.
+	var raw struct {
+		Default  yaml.Node            `yaml:"default"`
+		Policies map[string]yaml.Node `yaml:"policies"`
+	}
+	if err := unmarshal(&raw); err != nil {
+		return err
+	}
+	d := c.Default.clone()
+	if raw.Default.Kind != 0 {
+		if err := raw.Default.Decode(&d); err != nil {
+			return err
+		}
+	}
+	models := make(map[string]Policy, len(c.Models)+len(raw.Policies))
+	for m, p := range c.Models {
+		models[m] = p.clone()
+	}
+	for m, n := range raw.Policies {
+		p := d.clone()
+		if err := n.Decode(&p); err != nil {
+			return err
+		}
+		models[m] = p
+	}
+	c.Default, c.Models = d, models
+	return nil
+}
+
+// clone returns p with a map of its own.
+func (p Policy) clone() Policy {
+	p.MetricDegradation = maps.Clone(p.MetricDegradation)
+	return p
+}
+
+// For returns the policy of model: its own, else the default. The result
+// shares no map with c.
+func (c *Config) For(model string) Policy {
+	if p, ok := c.Models[model]; ok {
+		return p.clone()
+	}
+	return c.Default.clone()
 }
 
 // Validate reports every invalid field, joined, with paths such as
 // "default.window" and "policies.iris.psi_threshold".
 func (c *Config) Validate() error {
-	errs := []error{c.Default.withDefaults(DefaultPolicy()).Validate("default")}
+	errs := []error{c.Default.Validate("default")}
 	for _, m := range slices.Sorted(maps.Keys(c.Models)) {
 		if strings.TrimSpace(m) == "" {
 			errs = append(errs, errors.New("policies: empty model name"))
 			continue
 		}
-		errs = append(errs, c.For(m).Validate("policies."+m))
+		errs = append(errs, c.Models[m].Validate("policies."+m))
 	}
 	return errors.Join(errs...)
 }
 
-// ParseConfig decodes a YAML drift configuration, rejecting unknown
-// fields, and validates it.
+// ParseConfig decodes a YAML drift configuration over DefaultConfig,
+// rejecting unknown fields, and validates it.
 func ParseConfig(data []byte) (*Config, error) {
-	var c Config
+	c := DefaultConfig()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {

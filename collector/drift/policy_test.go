@@ -2,10 +2,10 @@ package drift
 
 import (
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/drover-ml/drover/shared/testenv"
 )
 
 func TestConfigOverridesDefaults(t *testing.T) {
@@ -39,48 +39,53 @@ func TestConfigOverridesDefaults(t *testing.T) {
 	if c.For("iris").MetricDegradation["f1"] != 0.03 || c.For("other").MetricDegradation["f1"] != 0.03 {
 		t.Error("For returned a shared map")
 	}
-	var empty Config
-	if err := empty.Validate(); err != nil {
-		t.Errorf("empty config: %v", err)
+	d := DefaultConfig()
+	if err := d.Validate(); err != nil {
+		t.Errorf("DefaultConfig: %v", err)
+	}
+	if p := d.For("any"); p.Interval != time.Minute || p.Cooldown != 6*time.Hour || p.MetricDegradation["accuracy"] != 0.05 {
+		t.Errorf("DefaultConfig().For = %+v", p)
+	}
+}
+
+// TestExplicitValuesAreLiteral: a 0 that means something (no cooldown) is
+// kept, not replaced by the inherited value; an empty file and an empty
+// section keep every default.
+func TestExplicitValuesAreLiteral(t *testing.T) {
+	c, err := ParseConfig([]byte("default: {cooldown: 0s}\npolicies:\n  iris: {cooldown: 1h}\n  fraud: {}\n  price:\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.For("other").Cooldown; got != 0 {
+		t.Errorf("default cooldown = %s, want the explicit 0", got)
+	}
+	if got := c.For("fraud").Cooldown; got != 0 {
+		t.Errorf("fraud cooldown = %s, want the default's explicit 0", got)
+	}
+	if got := c.For("price").Cooldown; got != 0 {
+		t.Errorf("price (empty entry) cooldown = %s, want the default's explicit 0", got)
+	}
+	if got := c.For("iris").Cooldown; got != time.Hour {
+		t.Errorf("iris cooldown = %s, want 1h", got)
+	}
+	for _, doc := range []string{"", "default:\n", "policies: {}\n"} {
+		c, err := ParseConfig([]byte(doc))
+		if err != nil {
+			t.Fatalf("%q: %v", doc, err)
+		}
+		if p := c.For("x"); p.PSIThreshold != 0.2 || p.ConfirmN != 5 || p.Cooldown != 6*time.Hour {
+			t.Errorf("%q: For = %+v, want the defaults", doc, p)
+		}
 	}
 }
 
 func TestBadConfigs(t *testing.T) {
-	want := map[string][]string{
-		"threshold.bad.yaml": {"policies.iris.psi_threshold: must be > 0"},
-		"confirm.bad.yaml": {
-			"default.confirm_m: must be in [1, confirm_n=5]",
-			"policies.iris.confirm_m: must be in [1, confirm_n=5]",
-			`policies.iris.reference: "yesterday": want first_window or manifest`,
-			"policies.iris.js_threshold: must be in (0, 1]",
-		},
-		"unknown.bad.yaml":  {"field psi not found"},
-		"duration.bad.yaml": {"an hour"},
-		"interval.bad.yaml": {
-			"policies.iris.interval: 2h0m0s must not be longer than the window 1h0m0s",
-			"policies.iris.p99_ratio: must be > 1",
-			"policies.iris.metric_degradation.f1: must be > 0",
-		},
-	}
-	files, _ := filepath.Glob("testdata/*.bad.yaml")
-	if len(files) != len(want) {
-		t.Errorf("%d bad files, %d expectations", len(files), len(want))
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			data, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = ParseConfig(data)
-			if err == nil {
-				t.Fatal("no error")
-			}
-			for _, w := range want[filepath.Base(f)] {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q\ndoes not contain %q", err, w)
-				}
-			}
-		})
-	}
+	testenv.BadConfigs(t, "testdata/*.bad.yaml", func(path string) error {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		_, err = ParseConfig(data)
+		return err
+	})
 }

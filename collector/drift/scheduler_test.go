@@ -56,7 +56,7 @@ func TestSchedulerOpensOneIncident(t *testing.T) {
 		asked     = map[string]int{}
 	)
 	clock := testenv.NewClock(now)
-	cfg := &Config{}
+	cfg := DefaultConfig()
 	s, err := NewScheduler(SchedulerConfig{
 		Checker:  NewChecker(db.Conn, db.Name, "node-a", nil),
 		Detector: NewDetector(cfg.For),

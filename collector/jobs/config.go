@@ -17,16 +17,21 @@ import (
 
 // Executors, the values of Config.Executor.
 const (
+	// ExecutorNone runs no jobs: drift incidents are recorded, nothing is
+	// scheduled. It is the default; a Manager cannot be built with it.
+	ExecutorNone    = "none"
 	ExecutorCommand = "command"
 	ExecutorWebhook = "webhook"
 )
 
 // Config configures a Manager: how jobs run, how often they are retried and
-// how many run at once. Start from DefaultConfig (ParseConfig does): zero
-// values are taken literally (retries: 0 means no retry), and Validate
-// rejects the ones that make no sense.
+// how many run at once. Start from DefaultConfig (ParseConfig does): an
+// omitted key keeps its default, an explicit value is taken literally
+// (retries: 0 means no retry), and Validate rejects the values that make no
+// sense (max_concurrent: 0). Code that reads a Config never re-defaults it.
 type Config struct {
-	// Executor is "command" or "webhook".
+	// Executor is "none" (the default: no jobs run), "command" or
+	// "webhook". Only the chosen executor's section is checked.
 	Executor string `yaml:"executor"`
 	// Command configures the command executor.
 	Command CommandConfig `yaml:"command"`
@@ -65,9 +70,10 @@ type Config struct {
 	DataWindow time.Duration `yaml:"data_window"`
 	// ModelStore is the model store root given to jobs (Spec.ModelStore);
 	// the command executor also looks there for the version a job
-	// published. Required.
+	// published. Required unless Executor is none.
 	ModelStore string `yaml:"model_store"`
-	// ClickHouseDSN is the DSN given to jobs (Spec.ClickHouseDSN).
+	// ClickHouseDSN is the DSN given to jobs (Spec.ClickHouseDSN); empty
+	// means the collector's own ClickHouse.
 	ClickHouseDSN string `yaml:"clickhouse_dsn"`
 }
 
@@ -105,11 +111,12 @@ type WebhookConfig struct {
 	CallbackURL string `yaml:"callback_url"`
 }
 
-// DefaultConfig returns the defaults: command executor with a 1h timeout,
-// 3 retries from 1m backoff, 2 jobs at once and 1 per model, 2m leases.
+// DefaultConfig returns the defaults: no executor (no jobs run); once one
+// is chosen, 1h attempt timeouts, 3 retries from 1m backoff, 2 jobs at once
+// and 1 per model, 2m leases.
 func DefaultConfig() Config {
 	return Config{
-		Executor:       ExecutorCommand,
+		Executor:       ExecutorNone,
 		Command:        CommandConfig{Timeout: time.Hour},
 		Webhook:        WebhookConfig{Timeout: time.Hour, RequestTimeout: 30 * time.Second},
 		Retries:        3,
@@ -140,13 +147,14 @@ func ParseConfig(r io.Reader) (Config, error) {
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // Validate reports every invalid field, joined, each prefixed with its path
-// ("command.argv[1]: ...").
+// relative to the jobs section ("command.argv[1]: ...").
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
 	switch c.Executor {
+	case ExecutorNone:
 	case ExecutorCommand:
 		if len(c.Command.Argv) == 0 {
 			bad("command.argv", "must name a program to run")
@@ -188,7 +196,7 @@ func (c Config) Validate() error {
 			bad("webhook.request_timeout", "must be > 0, got %s", w.RequestTimeout)
 		}
 	default:
-		bad("executor", "%q: want %q or %q", c.Executor, ExecutorCommand, ExecutorWebhook)
+		bad("executor", "%q: want %q, %q or %q", c.Executor, ExecutorNone, ExecutorCommand, ExecutorWebhook)
 	}
 	if c.Retries < 0 {
 		bad("retries", "must be >= 0, got %d", c.Retries)
@@ -216,7 +224,7 @@ func (c Config) Validate() error {
 	if c.Lease > 0 && c.Settle > 0 && c.Settle*3 >= c.Lease {
 		bad("settle", "must be shorter than lease/3 (%s), got %s", c.Lease/3, c.Settle)
 	}
-	if c.ModelStore == "" {
+	if c.ModelStore == "" && c.Executor != ExecutorNone {
 		bad("model_store", "required: the model store root that jobs publish into")
 	}
 	return errors.Join(errs...)

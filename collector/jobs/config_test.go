@@ -1,48 +1,31 @@
 package jobs
 
 import (
-	"bufio"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/drover-ml/drover/shared/testenv"
 )
 
-// TestBadConfigs: each testdata/*.bad.yaml starts with "# want: " and the
-// substrings, separated by " | ", that its error must contain.
+// TestBadConfigs: each testdata/*.bad.yaml has "# error: TEXT" lines that
+// its error must contain.
 func TestBadConfigs(t *testing.T) {
-	files, _ := filepath.Glob("testdata/*.bad.yaml")
-	if len(files) == 0 {
-		t.Fatal("no testdata/*.bad.yaml")
-	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
-			fh, err := os.Open(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer fh.Close()
-			first, _ := bufio.NewReader(fh).ReadString('\n')
-			want, ok := strings.CutPrefix(strings.TrimSpace(first), "# want: ")
-			if !ok {
-				t.Fatalf("%s: first line must be # want: ...", f)
-			}
-			_, _ = fh.Seek(0, 0)
-			cfg, err := ParseConfig(fh)
-			if err == nil {
-				err = cfg.Validate()
-			}
-			if err == nil {
-				t.Fatalf("accepted %+v", cfg)
-			}
-			for _, w := range strings.Split(want, " | ") {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q lacks %q", err, w)
-				}
-			}
-		})
-	}
+	testenv.BadConfigs(t, "testdata/*.bad.yaml", func(path string) error {
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		cfg, err := ParseConfig(f)
+		if err != nil {
+			return err
+		}
+		return cfg.Validate()
+	})
 }
 
 func TestGoodConfig(t *testing.T) {
@@ -65,7 +48,38 @@ model_store: /srv/models
 		cfg.MaxConcurrent != 2 || cfg.MaxPerModel != 1 || cfg.Command.Env["CUDA_VISIBLE_DEVICES"] != "0" {
 		t.Errorf("config = %+v", cfg)
 	}
-	if err := DefaultConfig().Validate(); err == nil || !strings.Contains(err.Error(), "command.argv") || !strings.Contains(err.Error(), "model_store") {
-		t.Errorf("defaults alone: %v, want command.argv and model_store required", err)
+	// The defaults run no jobs, and are valid as they are.
+	d := DefaultConfig()
+	if d.Executor != ExecutorNone {
+		t.Errorf("default executor = %q, want %q", d.Executor, ExecutorNone)
+	}
+	if err := d.Validate(); err != nil {
+		t.Errorf("defaults: %v", err)
+	}
+	// An empty file, or a section that only tunes limits, keeps executor
+	// none and every other default.
+	for _, doc := range []string{"", "max_concurrent: 4\nretries: 0\n"} {
+		cfg, err := ParseConfig(strings.NewReader(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%q: %v", doc, err)
+		}
+		if cfg.Executor != ExecutorNone || cfg.MaxPerModel != 1 || cfg.Lease != 2*time.Minute {
+			t.Errorf("%q: config = %+v", doc, cfg)
+		}
+	}
+}
+
+// fakeConn stands in for ClickHouse where nothing is queried.
+type fakeConn struct{ driver.Conn }
+
+// TestNoManagerWithoutExecutor: executor none is a valid configuration
+// but not one a Manager runs.
+func TestNoManagerWithoutExecutor(t *testing.T) {
+	_, err := New(Options{Conn: fakeConn{}, Node: "n", Config: DefaultConfig()})
+	if err == nil || !strings.Contains(err.Error(), `executor "none" runs no jobs`) {
+		t.Errorf("New with executor none: %v", err)
 	}
 }

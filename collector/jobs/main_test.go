@@ -31,6 +31,7 @@ func migrated(t *testing.T) *testenv.DB {
 // testConfig is a command config with timings short enough for tests.
 func testConfig(t *testing.T, argv ...string) Config {
 	c := DefaultConfig()
+	c.Executor = ExecutorCommand
 	c.Command.Argv = argv
 	c.Command.Timeout = 30 * time.Second
 	c.ModelStore = t.TempDir()

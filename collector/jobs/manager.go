@@ -142,6 +142,8 @@ func New(opts Options) (*Manager, error) {
 		}
 		m.secret = key
 		m.exec = &webhookExecutor{m: m, cfg: m.cfg.Webhook, key: key}
+	default:
+		return nil, fmt.Errorf("jobs: executor %q runs no jobs: no Manager is needed", m.cfg.Executor)
 	}
 	return m, nil
 }

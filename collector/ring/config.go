@@ -18,8 +18,10 @@ const DefaultPort = 7946
 // srvPrefix marks a Join entry that names a DNS SRV record.
 const srvPrefix = "dnssrv+"
 
-// Config configures a Ring. The zero value of every field means its default
-// (DefaultConfig). New reads it once: changing it needs a restart.
+// Config configures a Ring. Start from DefaultConfig (or LoopbackConfig)
+// and change what differs: every field is taken literally, and Validate
+// rejects the values that make no sense (a zero interval, an empty node
+// name). New reads it once: changing it needs a restart.
 type Config struct {
 	// NodeName is this node's name in the cluster; it must be unique among
 	// the members. Default: the hostname.
@@ -73,11 +75,12 @@ type Config struct {
 	PushPullInterval time.Duration `yaml:"push_pull_interval"`
 	// DeadNodeReclaimTime is how long a dead member's name stays bound to
 	// its old address; after it, a restarted node with the same name and a
-	// new address (a rescheduled pod) is accepted. Default 10s.
+	// new address (a rescheduled pod) is accepted. 0 means never (the name
+	// stays bound until the dead member is forgotten). Default 10s.
 	DeadNodeReclaimTime time.Duration `yaml:"dead_node_reclaim_time"`
 
 	// Logger receives the ring's logs and memberlist's (at debug level,
-	// except memberlist's warnings and errors). Default slog.Default().
+	// except memberlist's warnings and errors); nil means slog.Default().
 	Logger *slog.Logger `yaml:"-"`
 }
 
@@ -104,49 +107,24 @@ func DefaultConfig() Config {
 // port and timings about five times faster than the defaults (a killed node
 // is declared dead in about 1-2 s). Never use it across a real network.
 func LoopbackConfig(nodeName string) Config {
-	return Config{
-		NodeName:            nodeName,
-		BindAddr:            "127.0.0.1:0",
-		RejoinInterval:      300 * time.Millisecond,
-		LeaveTimeout:        2 * time.Second,
-		ProbeInterval:       200 * time.Millisecond,
-		ProbeTimeout:        100 * time.Millisecond,
-		SuspicionMult:       3,
-		GossipInterval:      50 * time.Millisecond,
-		PushPullInterval:    2 * time.Second,
-		DeadNodeReclaimTime: 500 * time.Millisecond,
-	}
+	c := DefaultConfig()
+	c.NodeName = nodeName
+	c.BindAddr = "127.0.0.1:0"
+	c.RejoinInterval = 300 * time.Millisecond
+	c.LeaveTimeout = 2 * time.Second
+	c.ProbeInterval = 200 * time.Millisecond
+	c.ProbeTimeout = 100 * time.Millisecond
+	c.SuspicionMult = 3
+	c.GossipInterval = 50 * time.Millisecond
+	c.PushPullInterval = 2 * time.Second
+	c.DeadNodeReclaimTime = 500 * time.Millisecond
+	return c
 }
 
-// withDefaults fills every zero field from DefaultConfig.
+// withDefaults fills the one field that is a dependency, not a setting:
+// a nil Logger becomes slog.Default(). Settings are never defaulted here;
+// they come from DefaultConfig.
 func (c Config) withDefaults() Config {
-	d := DefaultConfig()
-	set := func(v *string, def string) {
-		if *v == "" {
-			*v = def
-		}
-	}
-	setD := func(v *time.Duration, def time.Duration) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	setI := func(v *int, def int) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	set(&c.NodeName, d.NodeName)
-	set(&c.BindAddr, d.BindAddr)
-	setD(&c.RejoinInterval, d.RejoinInterval)
-	setI(&c.VirtualNodes, d.VirtualNodes)
-	setD(&c.LeaveTimeout, d.LeaveTimeout)
-	setD(&c.ProbeInterval, d.ProbeInterval)
-	setD(&c.ProbeTimeout, d.ProbeTimeout)
-	setI(&c.SuspicionMult, d.SuspicionMult)
-	setD(&c.GossipInterval, d.GossipInterval)
-	setD(&c.PushPullInterval, d.PushPullInterval)
-	setD(&c.DeadNodeReclaimTime, d.DeadNodeReclaimTime)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -154,19 +132,17 @@ func (c Config) withDefaults() Config {
 }
 
 // Validate reports every invalid field, joined, each prefixed with its yaml
-// name ("join[1]: ..."). Zero fields are valid: they take their defaults.
+// name ("join[1]: ..."). Zero values are taken literally: a zero interval or
+// an empty bind address is an error, not the default.
 func (c Config) Validate() error {
-	c = c.withDefaults()
 	var errs []error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	if c.NodeName == "" {
-		bad("node_name", "empty and the hostname is unknown: set a node name")
-	} else if strings.TrimSpace(c.NodeName) != c.NodeName || strings.ContainsAny(c.NodeName, " \t\r\n") {
-		bad("node_name", "%q contains white space", c.NodeName)
+	if err := CheckNodeName(c.NodeName); err != nil {
+		bad("node_name", "%v", err)
 	}
-	if _, _, err := splitBindAddr(c.BindAddr); err != nil {
+	if err := CheckBindAddr(c.BindAddr); err != nil {
 		bad("bind_addr", "%v", err)
 	}
 	if c.AdvertiseAddr != "" {
@@ -175,7 +151,7 @@ func (c Config) Validate() error {
 		}
 	}
 	for i, j := range c.Join {
-		if err := checkJoinEntry(j); err != nil {
+		if err := CheckJoinEntry(j); err != nil {
 			bad(fmt.Sprintf("join[%d]", i), "%v", err)
 		}
 	}
@@ -200,16 +176,64 @@ func (c Config) Validate() error {
 		{"probe_timeout", c.ProbeTimeout},
 		{"gossip_interval", c.GossipInterval},
 		{"push_pull_interval", c.PushPullInterval},
-		{"dead_node_reclaim_time", c.DeadNodeReclaimTime},
 	} {
-		if d.v < 0 {
-			bad(d.name, "must not be negative, got %s", d.v)
+		if d.v <= 0 {
+			bad(d.name, "must be > 0, got %s", d.v)
 		}
+	}
+	if c.DeadNodeReclaimTime < 0 {
+		bad("dead_node_reclaim_time", "must not be negative, got %s", c.DeadNodeReclaimTime)
 	}
 	if c.ProbeTimeout > 0 && c.ProbeInterval > 0 && c.ProbeTimeout >= c.ProbeInterval {
 		bad("probe_timeout", "must be shorter than probe_interval (%s), got %s", c.ProbeInterval, c.ProbeTimeout)
 	}
 	return errors.Join(errs...)
+}
+
+// CheckNodeName reports whether name can name a member: not empty, no
+// white space.
+func CheckNodeName(name string) error {
+	if name == "" {
+		return errors.New("is required (the hostname is unknown: set a node name)")
+	}
+	if strings.ContainsAny(name, " \t\r\n") {
+		return fmt.Errorf("%q contains white space", name)
+	}
+	return nil
+}
+
+// CheckBindAddr reports whether addr can be a gossip bind address:
+// host:port with an IP (or empty) host and a port from 0 to 65535.
+func CheckBindAddr(addr string) error {
+	_, _, err := splitBindAddr(addr)
+	return err
+}
+
+// CheckJoinEntry checks one Join entry's syntax ("host:port", "host" or
+// "dnssrv+NAME"); it does not resolve it.
+func CheckJoinEntry(entry string) error {
+	if name, ok := strings.CutPrefix(entry, srvPrefix); ok {
+		if name == "" || strings.ContainsAny(name, ":/ ") {
+			return fmt.Errorf("%q: want %sNAME, a DNS SRV record name", entry, srvPrefix)
+		}
+		return nil
+	}
+	_, _, err := splitJoinEntry(entry)
+	return err
+}
+
+// ReadSecretKeyFile reads a gossip key file written as ParseSecretKey
+// reads it (base64, surrounding white space ignored).
+func ReadSecretKeyFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ParseSecretKey(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return key, nil
 }
 
 // ParseSecretKey decodes a gossip key written in base64 (standard or URL
@@ -271,18 +295,6 @@ func splitAdvertiseAddr(addr string) (string, int, error) {
 		return "", 0, fmt.Errorf("%q: an unspecified address cannot be reached by peers", addr)
 	}
 	return host, port, nil
-}
-
-// checkJoinEntry checks one Join entry's syntax (it does not resolve it).
-func checkJoinEntry(entry string) error {
-	if name, ok := strings.CutPrefix(entry, srvPrefix); ok {
-		if name == "" || strings.ContainsAny(name, ":/ ") {
-			return fmt.Errorf("%q: want %sNAME, a DNS SRV record name", entry, srvPrefix)
-		}
-		return nil
-	}
-	_, _, err := splitJoinEntry(entry)
-	return err
 }
 
 // splitJoinEntry parses "host:port" or "host" (DefaultPort).

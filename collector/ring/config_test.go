@@ -3,7 +3,11 @@ package ring
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,31 +15,42 @@ import (
 )
 
 func TestConfigValidate(t *testing.T) {
+	with := func(f func(*Config)) Config {
+		c := DefaultConfig()
+		f(&c)
+		return c
+	}
 	for name, tc := range map[string]struct {
 		cfg  Config
 		want []string // substrings of the error; none: valid
 	}{
-		"zero value takes defaults": {cfg: Config{}},
-		"loopback":                  {cfg: LoopbackConfig("n")},
-		"full": {cfg: Config{
-			NodeName: "c-0", BindAddr: "10.0.0.5:7946", AdvertiseAddr: "10.0.0.5:17946",
-			Join:      []string{"c-1:7946", "c-2", "10.0.0.7", "[fd00::1]:7946", "fd00::2", "dnssrv+_gossip._tcp.c.ns.svc"},
-			SecretKey: make([]byte, 16), VirtualNodes: 64,
+		"defaults": {cfg: DefaultConfig()},
+		"loopback": {cfg: LoopbackConfig("n")},
+		"full": {cfg: with(func(c *Config) {
+			c.NodeName, c.BindAddr, c.AdvertiseAddr = "c-0", "10.0.0.5:7946", "10.0.0.5:17946"
+			c.Join = []string{"c-1:7946", "c-2", "10.0.0.7", "[fd00::1]:7946", "fd00::2", "dnssrv+_gossip._tcp.c.ns.svc"}
+			c.SecretKey, c.VirtualNodes = make([]byte, 16), 64
+		})},
+		"reclaim zero is never": {cfg: with(func(c *Config) { c.DeadNodeReclaimTime = 0 })},
+		"zero value is not the defaults": {cfg: Config{}, want: []string{
+			"node_name: is required", "bind_addr:", "virtual_nodes: must be between 1 and 4096, got 0",
+			"suspicion_mult: must be >= 1, got 0", "rejoin_interval: must be > 0, got 0s", "leave_timeout: must be > 0",
+			"probe_interval: must be > 0", "probe_timeout: must be > 0", "gossip_interval: must be > 0", "push_pull_interval: must be > 0",
 		}},
-		"bind addr":             {cfg: Config{BindAddr: "localhost:7946"}, want: []string{"bind_addr:", "must be an IP"}},
-		"bind port":             {cfg: Config{BindAddr: ":99999"}, want: []string{"bind_addr:", "port"}},
-		"bind form":             {cfg: Config{BindAddr: "7946"}, want: []string{"bind_addr:", "host:port"}},
-		"advertise":             {cfg: Config{AdvertiseAddr: "collector.example.net"}, want: []string{"advertise_addr:", "IP"}},
-		"advertise unspecified": {cfg: Config{AdvertiseAddr: "0.0.0.0"}, want: []string{"advertise_addr:", "unspecified"}},
-		"join entries": {cfg: Config{Join: []string{"ok:1", "", "host:0", "dnssrv+", "http://x:1"}},
+		"bind addr":             {cfg: with(func(c *Config) { c.BindAddr = "localhost:7946" }), want: []string{"bind_addr:", "must be an IP"}},
+		"bind port":             {cfg: with(func(c *Config) { c.BindAddr = ":99999" }), want: []string{"bind_addr:", "port"}},
+		"bind form":             {cfg: with(func(c *Config) { c.BindAddr = "7946" }), want: []string{"bind_addr:", "host:port"}},
+		"advertise":             {cfg: with(func(c *Config) { c.AdvertiseAddr = "collector.example.net" }), want: []string{"advertise_addr:", "IP"}},
+		"advertise unspecified": {cfg: with(func(c *Config) { c.AdvertiseAddr = "0.0.0.0" }), want: []string{"advertise_addr:", "unspecified"}},
+		"join entries": {cfg: with(func(c *Config) { c.Join = []string{"ok:1", "", "host:0", "dnssrv+", "http://x:1"} }),
 			want: []string{"join[1]:", "join[2]:", "join[3]:", "join[4]:"}},
-		"key length":    {cfg: Config{SecretKey: []byte("short")}, want: []string{"secret_key:", "16, 24 or 32", "got 5"}},
-		"vnodes":        {cfg: Config{VirtualNodes: -1}, want: []string{"virtual_nodes:"}},
-		"vnodes max":    {cfg: Config{VirtualNodes: 5000}, want: []string{"virtual_nodes:", "4096"}},
-		"negative":      {cfg: Config{RejoinInterval: -time.Second, PushPullInterval: -1}, want: []string{"rejoin_interval:", "push_pull_interval:"}},
-		"probe timeout": {cfg: Config{ProbeInterval: time.Second, ProbeTimeout: 2 * time.Second}, want: []string{"probe_timeout:", "shorter than probe_interval"}},
-		"node name":     {cfg: Config{NodeName: "a b"}, want: []string{"node_name:", "white space"}},
-		"several":       {cfg: Config{BindAddr: "x", SecretKey: []byte{1}}, want: []string{"bind_addr:", "secret_key:"}},
+		"key length":    {cfg: with(func(c *Config) { c.SecretKey = []byte("short") }), want: []string{"secret_key:", "16, 24 or 32", "got 5"}},
+		"vnodes":        {cfg: with(func(c *Config) { c.VirtualNodes = -1 }), want: []string{"virtual_nodes:"}},
+		"vnodes max":    {cfg: with(func(c *Config) { c.VirtualNodes = 5000 }), want: []string{"virtual_nodes:", "4096"}},
+		"negative":      {cfg: with(func(c *Config) { c.RejoinInterval, c.PushPullInterval, c.DeadNodeReclaimTime = -time.Second, -1, -1 }), want: []string{"rejoin_interval:", "push_pull_interval:", "dead_node_reclaim_time: must not be negative"}},
+		"probe timeout": {cfg: with(func(c *Config) { c.ProbeInterval, c.ProbeTimeout = time.Second, 2*time.Second }), want: []string{"probe_timeout:", "shorter than probe_interval"}},
+		"node name":     {cfg: with(func(c *Config) { c.NodeName = "a b" }), want: []string{"node_name:", "white space"}},
+		"several":       {cfg: with(func(c *Config) { c.BindAddr, c.SecretKey = "x", []byte{1} }), want: []string{"bind_addr:", "secret_key:"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			err := tc.cfg.Validate()
@@ -64,14 +79,34 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	c := Config{}.withDefaults()
-	if c.BindAddr != ":7946" || c.VirtualNodes != 128 || c.RejoinInterval != 30*time.Second || c.NodeName == "" || c.Logger == nil {
+	c := DefaultConfig()
+	if c.BindAddr != ":7946" || c.VirtualNodes != 128 || c.RejoinInterval != 30*time.Second || c.NodeName == "" ||
+		c.ProbeTimeout != 500*time.Millisecond || c.DeadNodeReclaimTime != 10*time.Second {
 		t.Errorf("defaults = %+v", c)
 	}
-	// Set fields are kept.
-	c = Config{VirtualNodes: 7, ProbeInterval: time.Minute}.withDefaults()
-	if c.VirtualNodes != 7 || c.ProbeInterval != time.Minute || c.ProbeTimeout != 500*time.Millisecond {
-		t.Errorf("withDefaults overrode or missed fields: %+v", c)
+	// LoopbackConfig starts from the defaults: what it does not speed up
+	// keeps its default.
+	if l := LoopbackConfig("n"); l.VirtualNodes != 128 || l.NodeName != "n" || l.ProbeInterval != 200*time.Millisecond {
+		t.Errorf("loopback = %+v", l)
+	}
+	// withDefaults sets the logger and nothing else.
+	z := Config{}.withDefaults()
+	if z.Logger == nil || z.VirtualNodes != 0 || z.BindAddr != "" {
+		t.Errorf("withDefaults filled settings: %+v", z)
+	}
+}
+
+func TestReadSecretKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good")
+	if err := os.WriteFile(good, []byte(base64.StdEncoding.EncodeToString(make([]byte, 32))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := ReadSecretKeyFile(good); err != nil || len(k) != 32 {
+		t.Errorf("ReadSecretKeyFile(good) = %d bytes, %v", len(k), err)
+	}
+	if _, err := ReadSecretKeyFile(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: %v, want fs.ErrNotExist", err)
 	}
 }
 

@@ -331,12 +331,14 @@ func TestClusterDriftToOneJob(t *testing.T) {
 	// Checks every 2 s over 10 s windows; 3 drifted of the last 4 checks
 	// open an incident, so the first drifted check is at least 4 s before
 	// the incident. "flap" is checked every 3 s over 4.5 s windows.
-	dc := &drift.Config{
-		Default: drift.Policy{Interval: 2 * time.Second, Window: 10 * time.Second, MinSamples: 100,
-			ConfirmM: 3, ConfirmN: 4, Cooldown: time.Hour},
-		Models: map[string]drift.Policy{"flap": {Interval: 3 * time.Second, Window: 4500 * time.Millisecond}},
-	}
+	dc := drift.DefaultConfig()
+	dc.Default.Interval, dc.Default.Window, dc.Default.MinSamples = 2*time.Second, 10*time.Second, 100
+	dc.Default.ConfirmM, dc.Default.ConfirmN, dc.Default.Cooldown = 3, 4, time.Hour
+	flap := dc.Default
+	flap.Interval, flap.Window = 3*time.Second, 4500*time.Millisecond
+	dc.Models = map[string]drift.Policy{"flap": flap}
 	jc := jobs.DefaultConfig()
+	jc.Executor = jobs.ExecutorCommand
 	jc.Command.Argv = []string{"/bin/sh", script}
 	jc.Command.Env = map[string]string{"RUNS_FILE": runs, "SPECS_DIR": specs}
 	jc.Command.Timeout = 30 * time.Second
@@ -353,7 +355,7 @@ func TestClusterDriftToOneJob(t *testing.T) {
 		}
 		cfg.driftTick = 200 * time.Millisecond
 		cfg.Drift = dc
-		cfg.Jobs = &jc
+		cfg.Jobs = jc
 		return cfg
 	}
 

@@ -5,9 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"regexp"
+	"strconv"
+	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/drover-ml/drover/collector/drift"
@@ -16,22 +21,35 @@ import (
 	"github.com/drover-ml/drover/collector/ring"
 	"github.com/drover-ml/drover/collector/spool"
 	"github.com/drover-ml/drover/collector/store"
+	"github.com/drover-ml/drover/shared/fieldpath"
 )
 
 // Config is the collector's configuration (YAML file, overridden by flags).
+//
+// Start from Default (Load does): a key the file omits keeps its default,
+// a key it sets is taken literally, and Validate rejects the values that
+// make no sense, naming the field from the file's root
+// ("writer.batch_rows: must be >= 1, got 0"). Code that reads a Config
+// never re-defaults a field. Every section is always present: optional
+// subsystems have a switch (jobs.executor: none, cluster.disabled).
 type Config struct {
 	DataDir    string     `yaml:"data_dir"`
 	ClickHouse ClickHouse `yaml:"clickhouse"`
 	OTLP       OTLP       `yaml:"otlp"`
-	AdminAddr  string     `yaml:"admin_addr"`
-	Spool      Spool      `yaml:"spool"`
-	Writer     Writer     `yaml:"writer"`
-	Cluster    Cluster    `yaml:"cluster"`
-	// Drift configures drift detection (defaults apply when absent).
-	Drift *drift.Config `yaml:"drift"`
-	// Jobs configures re-optimization jobs; absent, incidents are recorded
-	// but no jobs run.
-	Jobs *jobs.Config `yaml:"jobs"`
+	Admin      Admin      `yaml:"admin"`
+	// AdminAddr is the deprecated spelling of admin.addr, still read from
+	// files: Load moves it into Admin.Addr (a file that sets both to
+	// different addresses is an error). Do not set it in code.
+	AdminAddr string  `yaml:"admin_addr,omitempty"`
+	Spool     Spool   `yaml:"spool"`
+	Writer    Writer  `yaml:"writer"`
+	Cluster   Cluster `yaml:"cluster"`
+	// Drift configures drift detection: a default policy and per-model
+	// policies (docs/drift.md).
+	Drift drift.Config `yaml:"drift"`
+	// Jobs configures re-optimization jobs (docs/jobs.md). With executor
+	// none (the default) incidents are recorded but no jobs run.
+	Jobs jobs.Config `yaml:"jobs"`
 
 	// Test hooks, never read from a file: ringTuning adjusts the ring's
 	// config just before ring.New (a test cluster's loopback timings), and
@@ -48,7 +66,8 @@ type ClickHouse struct {
 	// Cluster, when set, creates the schema ON CLUSTER with Replicated
 	// engines and Distributed tables.
 	Cluster string `yaml:"cluster"`
-	TTLDays int    `yaml:"ttl_days"`
+	// TTLDays is how long raw data is kept; default 30.
+	TTLDays int `yaml:"ttl_days"`
 }
 
 // OTLP configures the receivers.
@@ -56,6 +75,12 @@ type OTLP struct {
 	GRPCAddr        string `yaml:"grpc_addr"`
 	HTTPAddr        string `yaml:"http_addr"`
 	MaxRequestBytes int    `yaml:"max_request_bytes"`
+}
+
+// Admin configures the admin API's listener.
+type Admin struct {
+	// Addr is the listen address; default ":7070".
+	Addr string `yaml:"addr"`
 }
 
 // Spool configures the durable spool.
@@ -74,6 +99,8 @@ type Writer struct {
 
 // Cluster configures membership.
 type Cluster struct {
+	// NodeName names this collector in the cluster, in jobs and in drift
+	// results; default the hostname.
 	NodeName   string   `yaml:"node_name"`
 	GossipAddr string   `yaml:"gossip_addr"`
 	Join       []string `yaml:"join"`
@@ -90,14 +117,18 @@ func Default() Config {
 		DataDir:    "var/collector",
 		ClickHouse: ClickHouse{DSN: store.Embedded, Database: "drover", TTLDays: 30},
 		OTLP:       OTLP{GRPCAddr: ":4317", HTTPAddr: ":4318", MaxRequestBytes: 16 << 20},
-		AdminAddr:  ":7070",
+		Admin:      Admin{Addr: ":7070"},
 		Spool:      Spool{MaxBytes: 1 << 30, SegmentBytes: 64 << 20, Sync: spool.SyncAlways},
 		Writer:     Writer{BatchRows: ingest.DefaultBatchRows, FlushInterval: time.Second},
-		Cluster:    Cluster{NodeName: host, GossipAddr: ":7946"},
+		Cluster:    Cluster{NodeName: host, GossipAddr: fmt.Sprintf(":%d", ring.DefaultPort)},
+		Drift:      drift.DefaultConfig(),
+		Jobs:       jobs.DefaultConfig(),
 	}
 }
 
-// Load reads a YAML file over the defaults (unknown fields are errors).
+// Load reads a YAML file over the defaults (unknown fields are errors, in
+// every section) and resolves the deprecated admin_addr. It does not
+// validate: flags may still override fields; call Validate after them.
 func Load(path string) (Config, error) {
 	cfg := Default()
 	if path == "" {
@@ -107,44 +138,178 @@ func Load(path string) (Config, error) {
 	if err != nil {
 		return cfg, fmt.Errorf("read config: %w", err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+	cfg, err = Parse(b)
+	if err != nil {
 		return cfg, fmt.Errorf("%s: %w", path, err)
 	}
 	return cfg, nil
 }
 
-// Validate returns every problem with its field path.
+// Parse decodes a YAML configuration over the defaults, as Load does.
+func Parse(b []byte) (Config, error) {
+	cfg := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, err
+	}
+	if cfg.AdminAddr != "" {
+		// Whether admin.addr was written, not defaulted: the strict decode
+		// above already checked every field.
+		var probe struct {
+			Admin struct {
+				Addr *string `yaml:"addr"`
+			} `yaml:"admin"`
+		}
+		_ = yaml.Unmarshal(b, &probe)
+		if a := probe.Admin.Addr; a != nil && *a != cfg.AdminAddr {
+			return cfg, fmt.Errorf("admin_addr: deprecated spelling of admin.addr, and the file sets both: %q and %q; keep admin.addr", cfg.AdminAddr, *a)
+		}
+		cfg.Admin.Addr, cfg.AdminAddr = cfg.AdminAddr, ""
+	}
+	return cfg, nil
+}
+
+// Validate returns every problem with its field path from the file's root.
+// It checks everything that can be checked before ClickHouse starts: the
+// addresses parse, the DSN parses, the gossip key file reads as a key.
 func (c Config) Validate() error {
 	var errs []error
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir: is required"))
 	}
-	if c.ClickHouse.Database == "" {
-		errs = append(errs, errors.New("clickhouse.database: is required"))
+	if c.AdminAddr != "" && c.AdminAddr != c.Admin.Addr {
+		errs = append(errs, fmt.Errorf("admin_addr: deprecated spelling of admin.addr, set to %q while admin.addr is %q; set admin.addr only", c.AdminAddr, c.Admin.Addr))
 	}
-	if c.ClickHouse.TTLDays < 0 {
-		errs = append(errs, errors.New("clickhouse.ttl_days: must be >= 0"))
-	}
-	if c.Spool.MaxBytes < 0 || c.Spool.SegmentBytes < 0 {
-		errs = append(errs, errors.New("spool.max_bytes, spool.segment_bytes: must be >= 0"))
-	}
-	if c.Writer.BatchRows < 0 || c.Writer.FlushInterval < 0 {
-		errs = append(errs, errors.New("writer.batch_rows, writer.flush_interval: must be >= 0"))
-	}
-	if c.Drift != nil {
-		if err := c.Drift.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("drift: %w", err))
+	errs = append(errs,
+		fieldpath.Prefix("clickhouse", c.ClickHouse.Validate()),
+		fieldpath.Prefix("otlp", c.OTLP.Validate()),
+		fieldpath.Prefix("admin", c.Admin.Validate()),
+		fieldpath.Prefix("spool", c.Spool.Validate()),
+		fieldpath.Prefix("writer", c.Writer.Validate()),
+		fieldpath.Prefix("cluster", c.Cluster.Validate()),
+		fieldpath.Prefix("drift", c.Drift.Validate()),
+		fieldpath.Prefix("jobs", c.Jobs.Validate()),
+	)
+	return errors.Join(errs...)
+}
+
+var (
+	identRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	clusterRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
+)
+
+// Validate checks the ClickHouse section; paths are relative to it.
+func (c ClickHouse) Validate() error {
+	var errs []error
+	switch {
+	case c.DSN == store.Embedded:
+	case strings.HasPrefix(c.DSN, "clickhouse://") || strings.HasPrefix(c.DSN, "tcp://"):
+		if _, err := clickhouse.ParseDSN(c.DSN); err != nil {
+			errs = append(errs, fmt.Errorf("dsn: %w", err))
 		}
+	default:
+		errs = append(errs, fmt.Errorf("dsn: %q: want %q or a DSN such as clickhouse://host:9000/drover", c.DSN, store.Embedded))
 	}
-	if c.Jobs != nil {
-		if err := c.Jobs.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("jobs: %w", err))
-		}
+	if !identRE.MatchString(c.Database) {
+		errs = append(errs, fmt.Errorf("database: %q: must be letters, digits and _, not starting with a digit", c.Database))
 	}
-	if c.OTLP.MaxRequestBytes < 0 {
-		errs = append(errs, errors.New("otlp.max_request_bytes: must be >= 0"))
+	if c.Cluster != "" && !clusterRE.MatchString(c.Cluster) {
+		errs = append(errs, fmt.Errorf("cluster: %q: must be letters, digits, _, . and -", c.Cluster))
+	}
+	if c.TTLDays < 1 {
+		errs = append(errs, fmt.Errorf("ttl_days: must be >= 1, got %d", c.TTLDays))
 	}
 	return errors.Join(errs...)
+}
+
+// Validate checks the receivers' section; paths are relative to it.
+func (o OTLP) Validate() error {
+	var errs []error
+	if err := checkListenAddr(o.GRPCAddr); err != nil {
+		errs = append(errs, fmt.Errorf("grpc_addr: %w", err))
+	}
+	if err := checkListenAddr(o.HTTPAddr); err != nil {
+		errs = append(errs, fmt.Errorf("http_addr: %w", err))
+	}
+	if o.MaxRequestBytes < 1 {
+		errs = append(errs, fmt.Errorf("max_request_bytes: must be >= 1, got %d", o.MaxRequestBytes))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the admin listener; paths are relative to it.
+func (a Admin) Validate() error {
+	if err := checkListenAddr(a.Addr); err != nil {
+		return fmt.Errorf("addr: %w", err)
+	}
+	return nil
+}
+
+// Validate checks the spool section; paths are relative to it.
+func (s Spool) Validate() error {
+	var errs []error
+	if s.MaxBytes < 1 {
+		errs = append(errs, fmt.Errorf("max_bytes: must be >= 1, got %d", s.MaxBytes))
+	}
+	if s.SegmentBytes < 1 {
+		errs = append(errs, fmt.Errorf("segment_bytes: must be >= 1, got %d", s.SegmentBytes))
+	}
+	if len(errs) == 0 {
+		// The spool's own limits (max_bytes above a record header).
+		errs = append(errs, spool.Options{MaxBytes: s.MaxBytes, SegmentBytes: s.SegmentBytes, Sync: s.Sync}.Validate())
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the writer section; paths are relative to it.
+func (w Writer) Validate() error {
+	var errs []error
+	if w.BatchRows < 1 {
+		errs = append(errs, fmt.Errorf("batch_rows: must be >= 1, got %d", w.BatchRows))
+	}
+	if w.FlushInterval <= 0 {
+		errs = append(errs, fmt.Errorf("flush_interval: must be > 0, got %s", w.FlushInterval))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the cluster section; paths are relative to it. With
+// gossip on it reads the key file, so a missing or bad key is reported
+// before anything starts.
+func (c Cluster) Validate() error {
+	var errs []error
+	if err := ring.CheckNodeName(c.NodeName); err != nil {
+		errs = append(errs, fmt.Errorf("node_name: %w", err))
+	}
+	if c.Disabled {
+		return errors.Join(errs...)
+	}
+	if err := ring.CheckBindAddr(c.GossipAddr); err != nil {
+		errs = append(errs, fmt.Errorf("gossip_addr: %w", err))
+	}
+	for i, j := range c.Join {
+		if err := ring.CheckJoinEntry(j); err != nil {
+			errs = append(errs, fmt.Errorf("join[%d]: %w", i, err))
+		}
+	}
+	if c.KeyFile != "" {
+		if _, err := ring.ReadSecretKeyFile(c.KeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("key_file: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkListenAddr accepts host:port with a port from 0 to 65535 (0: any
+// free port); the host may be empty (all addresses), a name or an IP.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q: want host:port, e.g. :4317 or 127.0.0.1:4317", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port must be a number from 0 to 65535", addr)
+	}
+	return nil
 }

@@ -83,11 +83,7 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 	// Rows converted at receive time wait here for the writer (bounded), so
 	// each request is decoded once in the common case. Two batches: one
 	// being inserted, one filling.
-	batchRows := cfg.Writer.BatchRows
-	if batchRows <= 0 {
-		batchRows = ingest.DefaultBatchRows
-	}
-	rowCache := ingest.NewRowCache(2 * batchRows)
+	rowCache := ingest.NewRowCache(2 * cfg.Writer.BatchRows)
 	recv := ingest.NewReceiver(ingest.ReceiverConfig{
 		GRPCAddr: cfg.OTLP.GRPCAddr, HTTPAddr: cfg.OTLP.HTTPAddr, MaxRequestBytes: cfg.OTLP.MaxRequestBytes,
 	}, &ingest.SpoolSink{Spool: sp, Stats: stats, Rows: rowCache}, stats, log.With("component", "otlp"))
@@ -120,8 +116,8 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 		owns = settledOwns(rg, len(cfg.Cluster.Join) > 0, time.Now(), 30*time.Second)
 	}
 	var jm *jobs.Manager
-	if cfg.Jobs != nil {
-		jc := *cfg.Jobs
+	if cfg.Jobs.Executor != jobs.ExecutorNone {
+		jc := cfg.Jobs
 		if jc.ClickHouseDSN == "" {
 			jc.ClickHouseDSN = backend.DSN
 		}
@@ -132,10 +128,7 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 		}
 	}
 
-	dcfg := cfg.Drift
-	if dcfg == nil {
-		dcfg = &drift.Config{Default: drift.DefaultPolicy()}
-	}
+	dcfg := &cfg.Drift
 	checker := drift.NewChecker(backend.Conn, cfg.ClickHouse.Database, cfg.Cluster.NodeName, nil)
 	sched, err := drift.NewScheduler(drift.SchedulerConfig{
 		Checker: checker, Detector: drift.NewDetector(dcfg.For), Policy: dcfg.For, Owns: owns, Tick: cfg.driftTick,
@@ -174,7 +167,7 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 		return fmt.Errorf("drift: %w", err)
 	}
 
-	adm := admin.New(cfg.AdminAddr, func(ctx context.Context) error {
+	adm := admin.New(cfg.Admin.Addr, func(ctx context.Context) error {
 		if err := backend.Conn.Ping(ctx); err != nil {
 			return fmt.Errorf("clickhouse: %w", err)
 		}

@@ -102,7 +102,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	set(&cfg.DataDir, *dataDir)
 	set(&cfg.OTLP.GRPCAddr, *grpcAddr)
 	set(&cfg.OTLP.HTTPAddr, *httpAddr)
-	set(&cfg.AdminAddr, *adminAddr)
+	set(&cfg.Admin.Addr, *adminAddr)
 	set(&cfg.Cluster.GossipAddr, *gossip)
 	set(&cfg.Cluster.NodeName, *nodeName)
 	set(&cfg.Cluster.KeyFile, *keyFile)
