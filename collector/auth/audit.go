@@ -2,12 +2,15 @@ package auth
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/cenkalti/backoff/v5"
 )
 
@@ -262,6 +265,16 @@ func (a *Authenticator) writeAudit(ctx context.Context, entries []Entry) error {
 		}
 		return nil
 	}
+	// Two equal entries (same time, address and detail) in two inserts are
+	// two events, but the table's deduplication window would drop the
+	// second insert as a repeat of the first: every attempt gets a
+	// deduplication token of its own. A retried insert that had in fact
+	// been stored may then leave a duplicate, rather than a loss.
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
+		"insert_deduplication_token": "audit-" + hex.EncodeToString(id[:]),
+	}))
 	b, err := a.opts.Conn.PrepareBatch(ctx, "INSERT INTO "+a.opts.Database+
 		".audit_log (time, node, token_name, role, action, target, result, remote_addr, detail)")
 	if err != nil {
