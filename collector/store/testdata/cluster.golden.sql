@@ -736,3 +736,45 @@ FROM drover.metrics_sum_local AS src
 WHERE src.temporality = 'delta' AND src.is_monotonic
 GROUP BY time, model, model_version, metric, attributes_hash;
 
+-- 0008_auth
+
+CREATE TABLE IF NOT EXISTS drover.tokens_local ON CLUSTER 'drover_cluster'
+(
+    name        String CODEC(ZSTD(1)),
+    sha256      String CODEC(ZSTD(1)),
+    role        LowCardinality(String) CODEC(ZSTD(1)),
+    created     DateTime64(3, 'UTC'),
+    created_by  String CODEC(ZSTD(1)),
+    revoked     UInt8,
+    revoked_at  Nullable(DateTime64(3, 'UTC')),
+    revoked_by  String CODEC(ZSTD(1)),
+    row_version UInt64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/tokens_local', '{replica}', row_version)
+ORDER BY name
+SETTINGS replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE TABLE IF NOT EXISTS drover.tokens ON CLUSTER 'drover_cluster' AS drover.tokens_local
+ENGINE = Distributed('drover_cluster', 'drover', 'tokens_local', cityHash64(name));
+
+CREATE TABLE IF NOT EXISTS drover.audit_log_local ON CLUSTER 'drover_cluster'
+(
+    time        DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    node        LowCardinality(String) CODEC(ZSTD(1)),
+    token_name  LowCardinality(String) CODEC(ZSTD(1)),
+    role        LowCardinality(String) CODEC(ZSTD(1)),
+    action      LowCardinality(String) CODEC(ZSTD(1)),
+    target      String CODEC(ZSTD(1)),
+    result      LowCardinality(String) CODEC(ZSTD(1)),
+    remote_addr String CODEC(ZSTD(1)),
+    detail      String CODEC(ZSTD(3))
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/audit_log_local', '{replica}')
+PARTITION BY toDate(time)
+ORDER BY (token_name, action, time)
+TTL toDateTime(time) + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE TABLE IF NOT EXISTS drover.audit_log ON CLUSTER 'drover_cluster' AS drover.audit_log_local
+ENGINE = Distributed('drover_cluster', 'drover', 'audit_log_local', cityHash64(token_name));
+
