@@ -348,9 +348,10 @@ func (m *Monitor) Golden(model string, version int64) (evaluate.Result, bool) {
 	return r.(evaluate.Result), true
 }
 
-// Gate is the registry's gate: it evaluates the candidate on its golden
-// set and, when a version serves, that version on the same data, and
-// rejects the candidate when it is worse than the gate allows. Golden data
+// Gate is the version set's gate (versions.Config.Gate): it evaluates the
+// candidate on its golden set and, when a version serves, that version on
+// the same data, and rejects the candidate when it is worse than the gate
+// allows. Golden data
 // that does not fit the candidate's signature is a rejection.
 func (m *Monitor) Gate(ctx context.Context, cand, cur *versions.Version) error {
 	if cand.Manifest == nil || cand.Manifest.GoldenSet == nil {

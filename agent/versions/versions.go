@@ -293,6 +293,25 @@ func (s *Set) Acquire(name string, version int64) (*Version, error) {
 	}
 }
 
+// Route returns the version that answers one request for model that names
+// version (0: none), with a reference the caller must Release, and the
+// version the request is to be copied to as a shadow (0: none). The route
+// table decides (canary share, shadow share, by request id); a canary that
+// does not serve yet leaves the request to the default version. Errors are
+// Acquire's.
+func (s *Set) Route(model string, version int64, requestID string) (v *Version, shadow int64, err error) {
+	c := s.routes.Choose(model, version, requestID)
+	if c.Canary != 0 {
+		if v, err := s.Acquire(model, c.Canary); err == nil {
+			return v, c.Shadow(v.Number), nil
+		}
+	}
+	if v, err = s.Acquire(model, c.Version); err != nil {
+		return nil, 0, err
+	}
+	return v, c.Shadow(v.Number), nil
+}
+
 func (s *Set) whyNot(m *model, version int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
