@@ -39,7 +39,7 @@ func (c *logCapture) Export(_ context.Context, recs []sdklog.Record) error {
 	for _, r := range recs {
 		e := event{name: r.EventName(), attrs: map[string]string{}}
 		r.WalkAttributes(func(kv attribute.KeyValue) bool {
-			e.attrs[string(kv.Key)] = kv.Value.Emit()
+			e.attrs[string(kv.Key)] = kv.Value.String()
 			return true
 		})
 		c.recs = append(c.recs, e)
