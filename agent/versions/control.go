@@ -271,10 +271,6 @@ func (s *Set) SetSplit(name string, kind route.Kind, sp *route.Split) error {
 	return nil
 }
 
-// Splits returns the model's effective canary and shadow splits (nil when
-// off).
-func (s *Set) Splits(name string) (canary, shadow *route.Split) { return s.routes.Splits(name) }
-
 // Promote makes the canary version the model's default: it is pinned (see
 // Pin) and the canary split is switched off.
 func (s *Set) Promote(ctx context.Context, name string) error {
