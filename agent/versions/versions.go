@@ -187,8 +187,8 @@ func (v *Version) tryRef() bool {
 	}
 }
 
-// Release drops a reference taken by Acquire. The version closes when its
-// last reference is gone and it no longer serves.
+// Release drops a reference taken by Acquire or Route. The version closes
+// when its last reference is gone and it no longer serves.
 func (v *Version) Release() {
 	if v.refs.Add(-1) == 0 {
 		v.onClose()
@@ -302,8 +302,8 @@ func (s *Set) Acquire(name string, version int64) (*Version, error) {
 func (s *Set) Route(model string, version int64, requestID string) (v *Version, shadow int64, err error) {
 	c := s.routes.Choose(model, version, requestID)
 	if c.Canary != 0 {
-		if v, err := s.Acquire(model, c.Canary); err == nil {
-			return v, c.Shadow(v.Number), nil
+		if cv, cerr := s.Acquire(model, c.Canary); cerr == nil {
+			return cv, c.Shadow(cv.Number), nil
 		}
 	}
 	if v, err = s.Acquire(model, c.Version); err != nil {
