@@ -16,7 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/drover-ml/drover/agent/monitor"
-	"github.com/drover-ml/drover/agent/registry"
+	"github.com/drover-ml/drover/agent/route"
 	"github.com/drover-ml/drover/agent/runtime"
 	"github.com/drover-ml/drover/agent/serve"
 	"github.com/drover-ml/drover/agent/telemetry"
@@ -68,7 +68,7 @@ type Watch struct {
 type ModelConfig struct {
 	// Policy: latest (default), {latest: N} or {specific: [..]}, each with
 	// optional canary: {version, percent} and shadow: {version, percent}.
-	Policy registry.Policy `yaml:"policy"`
+	Policy route.Policy `yaml:"policy"`
 	// Task: classification or regression (default: the manifest's golden
 	// set task, else inferred from the outputs).
 	Task string `yaml:"task"`
@@ -197,8 +197,8 @@ func (c Config) MonitorSettings() map[string]monitor.ModelSettings {
 }
 
 // Policies returns the per-model version policies.
-func (c Config) Policies() map[string]registry.Policy {
-	p := make(map[string]registry.Policy, len(c.Models))
+func (c Config) Policies() map[string]route.Policy {
+	p := make(map[string]route.Policy, len(c.Models))
 	for n, m := range c.Models {
 		p[n] = m.Policy
 	}

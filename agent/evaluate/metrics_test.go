@@ -208,7 +208,7 @@ func TestClassificationMetrics(t *testing.T) {
 		{0.4, 0.3, 0.3},
 	}
 	labels := "abcabcaabbccabcacbbacbcaabcabd"
-	clock := newFakeClock()
+	clock := newClock()
 	ev := NewEvaluator(EvaluatorOptions{Now: clock.Now})
 	var rows []refRow
 	for i := range 30 {
@@ -304,7 +304,7 @@ func TestRegressionMetrics(t *testing.T) {
 }
 
 func TestWindow(t *testing.T) {
-	clock := newFakeClock() // on a 10s boundary
+	clock := newClock() // on a 10s boundary
 	ev := NewEvaluator(EvaluatorOptions{Window: time.Minute, Buckets: 6, Now: clock.Now})
 	classes := []string{"0", "1"}
 	ev.Add("m", "1", cls, Prediction{Class: "1", HasClass: true, Probs: []float64{0.2, 0.8}}, classes, "1", 0)

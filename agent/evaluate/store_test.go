@@ -5,27 +5,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/drover-ml/drover/shared/testenv"
 )
 
-// fakeClock is a settable clock, safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{t: time.Unix(1_800_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// newClock returns a clock that moves only when told.
+func newClock() *testenv.Clock { return testenv.NewClock(time.Unix(1_800_000_000, 0)) }
 
 func sample(model string, class string) Sample {
 	return Sample{Model: model, Version: "1", Task: "classification", Pred: Prediction{Class: class, HasClass: true}}
@@ -59,7 +44,7 @@ func TestStoreJoin(t *testing.T) {
 }
 
 func TestStoreTTL(t *testing.T) {
-	clock := newFakeClock()
+	clock := newClock()
 	st := NewStore(StoreOptions{TTL: time.Minute, Now: clock.Now})
 	st.Put("old", sample("m", "a"))
 	st.Put("taken-late", sample("m", "a"))
@@ -133,7 +118,7 @@ func TestStoreBounds(t *testing.T) {
 		}
 	})
 	t.Run("tombstones", func(t *testing.T) {
-		clock := newFakeClock()
+		clock := newClock()
 		st := NewStore(StoreOptions{TTL: time.Second, MaxTombstones: 2, Now: clock.Now})
 		for i := range 3 {
 			st.Put(fmt.Sprint(i), sample("m", ""))
@@ -147,7 +132,7 @@ func TestStoreBounds(t *testing.T) {
 		}
 	})
 	t.Run("size eviction of an expired sample leaves a tombstone", func(t *testing.T) {
-		clock := newFakeClock()
+		clock := newClock()
 		st := NewStore(StoreOptions{MaxEntries: 1, TTL: time.Second, Now: clock.Now})
 		st.Put("a", sample("m", ""))
 		clock.Advance(2 * time.Second)

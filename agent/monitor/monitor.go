@@ -27,8 +27,8 @@ import (
 
 	"github.com/drover-ml/drover/agent/evaluate"
 	"github.com/drover-ml/drover/agent/oip"
-	"github.com/drover-ml/drover/agent/registry"
 	"github.com/drover-ml/drover/agent/telemetry"
+	"github.com/drover-ml/drover/agent/versions"
 	"github.com/drover-ml/drover/shared/manifest"
 )
 
@@ -164,22 +164,22 @@ type ModelSettings struct {
 type Monitor struct {
 	cfg      Config
 	tel      *telemetry.Telemetry
-	reg      *registry.Registry
+	set      *versions.Set
 	log      *slog.Logger
 	store    *evaluate.Store
 	eval     *evaluate.Evaluator
 	settings atomic.Pointer[map[string]ModelSettings]
 	shadowQ  chan shadowJob
-	plans    sync.Map // *registry.Version -> *plan
+	plans    sync.Map // *versions.Version -> *plan
 	golden   sync.Map // "model\x00version" -> evaluate.Result
 	shadows  sync.Map // "model\x00version" -> *shadowStats
 }
 
 // New builds a monitor.
-func New(cfg Config, settings map[string]ModelSettings, tel *telemetry.Telemetry, reg *registry.Registry, log *slog.Logger) *Monitor {
+func New(cfg Config, settings map[string]ModelSettings, tel *telemetry.Telemetry, set *versions.Set, log *slog.Logger) *Monitor {
 	cfg = cfg.WithDefaults()
 	m := &Monitor{
-		cfg: cfg, tel: tel, reg: reg, log: log,
+		cfg: cfg, tel: tel, set: set, log: log,
 		store:   evaluate.NewStore(evaluate.StoreOptions{MaxEntries: cfg.StoreEntries, MaxBytes: cfg.StoreBytes, TTL: cfg.TTL}),
 		eval:    evaluate.NewEvaluator(evaluate.EvaluatorOptions{Window: cfg.Window}),
 		shadowQ: make(chan shadowJob, cfg.ShadowQueue),
@@ -208,7 +208,7 @@ func (m *Monitor) rate(model string) float64 {
 
 // Task returns the version's task: the model's setting, else the manifest's
 // golden set task, else inferred from its outputs.
-func (m *Monitor) Task(v *registry.Version) string {
+func (m *Monitor) Task(v *versions.Version) string {
 	if t := m.settingsFor(v.Model).Task; t != "" {
 		return t
 	}
@@ -268,7 +268,7 @@ func (m *Monitor) Forget(model string, version int64) {
 	m.eval.Forget(model, vs)
 	m.golden.Delete(key(model, vs))
 	m.plans.Range(func(k, _ any) bool {
-		if v := k.(*registry.Version); v.Model == model && v.Number == version {
+		if v := k.(*versions.Version); v.Model == model && v.Number == version {
 			m.plans.Delete(k)
 		}
 		return true
@@ -276,10 +276,10 @@ func (m *Monitor) Forget(model string, version int64) {
 }
 
 // Observe records what the monitor needs from a successful inference:
-// v answered req with resp; shadow is the model's shadow split (nil: none),
-// which the caller already looked up for routing. It is called on the
+// v answered req with resp; shadow is the version the router chose to copy
+// the request to (0: none, see versions.Set.Route). It is called on the
 // request path.
-func (m *Monitor) Observe(v *registry.Version, shadow *registry.Split, req *oip.InferRequest, resp *oip.InferResponse) {
+func (m *Monitor) Observe(v *versions.Version, shadow int64, req *oip.InferRequest, resp *oip.InferResponse) {
 	m.maybeShadow(v, shadow, req, resp)
 	if !evaluate.Sampled(req.ID, m.rate(v.Model)) {
 		return
@@ -337,7 +337,7 @@ func (m *Monitor) Feedback(model string, body []byte) (FeedbackResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("%w: %v", ErrBadFeedback, err)
 	}
-	v, err := m.reg.Acquire(model, 0)
+	v, err := m.set.Acquire(model, 0)
 	if err != nil {
 		return res, err
 	}
@@ -394,11 +394,12 @@ func (m *Monitor) Golden(model string, version int64) (evaluate.Result, bool) {
 	return r.(evaluate.Result), true
 }
 
-// Gate is the registry's gate: it evaluates the candidate on its golden
-// set and, when a version serves, that version on the same data, and
-// rejects the candidate when it is worse than the gate allows. Golden data
+// Gate is the version set's gate (versions.Config.Gate): it evaluates the
+// candidate on its golden set and, when a version serves, that version on
+// the same data, and rejects the candidate when it is worse than the gate
+// allows. Golden data
 // that does not fit the candidate's signature is a rejection.
-func (m *Monitor) Gate(ctx context.Context, cand, cur *registry.Version) error {
+func (m *Monitor) Gate(ctx context.Context, cand, cur *versions.Version) error {
 	if cand.Manifest == nil || cand.Manifest.GoldenSet == nil {
 		return nil
 	}
@@ -406,7 +407,7 @@ func (m *Monitor) Gate(ctx context.Context, cand, cur *registry.Version) error {
 	if err != nil {
 		return fmt.Errorf("golden set: %w", err)
 	}
-	run := func(v *registry.Version) func([]oip.Tensor) ([]oip.Tensor, error) {
+	run := func(v *versions.Version) func([]oip.Tensor) ([]oip.Tensor, error) {
 		return func(in []oip.Tensor) ([]oip.Tensor, error) { return v.Infer(ctx, in, nil) }
 	}
 	candRes, err := gs.Evaluate(run(cand), cand.Signature)

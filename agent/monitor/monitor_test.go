@@ -1,15 +1,11 @@
 package monitor_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"math"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -22,20 +18,21 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 
+	"github.com/drover-ml/drover/agent/agent"
+	"github.com/drover-ml/drover/agent/agent/agenttest"
+	"github.com/drover-ml/drover/agent/evaluate"
 	"github.com/drover-ml/drover/agent/monitor"
 	"github.com/drover-ml/drover/agent/oip"
-	"github.com/drover-ml/drover/agent/registry"
-	"github.com/drover-ml/drover/agent/runtime"
-	"github.com/drover-ml/drover/agent/serve"
-	"github.com/drover-ml/drover/agent/telemetry"
-	"github.com/drover-ml/drover/agent/watch"
 	"github.com/drover-ml/drover/shared/manifest"
 	"github.com/drover-ml/drover/shared/semconv"
 	"github.com/drover-ml/drover/shared/testenv"
 	"github.com/drover-ml/drover/shared/testmodels"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // otlpSink is an OTLP/gRPC receiver that keeps what agents send.
 type otlpSink struct {
@@ -156,132 +153,51 @@ func (s *otlpSink) events() []string {
 	return out
 }
 
-type agent struct {
-	root string
-	base string
-	reg  *registry.Registry
-	mon  *monitor.Monitor
-	tel  *telemetry.Telemetry
-	hc   *http.Client
+// testAgent is a complete agent (package agent) on loopback.
+type testAgent struct {
+	*agenttest.Agent
 }
 
-func startAgent(t *testing.T, root string, sinkAddr string, mcfg monitor.Config) *agent {
+// wait bounds every polled condition.
+const wait = 20 * time.Second
+
+// startAgent runs an agent on root whose telemetry goes to the OTLP
+// receiver at sinkAddr ("" for no export).
+func startAgent(t *testing.T, root string, sinkAddr string, mcfg monitor.Config) *testAgent {
 	t.Helper()
-	if err := runtime.Init(testenv.ONNXRuntimeLib(t)); err != nil {
-		t.Fatal(err)
+	file := agenttest.File()
+	file.Monitoring = mcfg
+	if sinkAddr != "" {
+		file.Telemetry.Disabled = false
+		file.Telemetry.Endpoint = sinkAddr
+		file.Telemetry.Interval = 200 * time.Millisecond
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	tcfg := telemetry.Config{Disabled: sinkAddr == "", Endpoint: sinkAddr, Interval: 200 * time.Millisecond}
-	tel, err := telemetry.New(context.Background(), tcfg, telemetry.ResourceInfo{AgentID: "test-agent", HostName: "test-host"}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &agent{root: root, tel: tel, hc: &http.Client{Timeout: 30 * time.Second}}
-	reg, err := registry.New(registry.Config{
-		Backend:    &runtime.ONNX{Options: runtime.Options{IntraOpThreads: 1, InterOpThreads: 1}},
-		WarmupRuns: 1, Logger: log, StateFile: filepath.Join(t.TempDir(), "state.json"),
-		OnEvent: func(e registry.Event) {
-			v := strconv.FormatInt(e.Version, 10)
-			switch e.Kind {
-			case registry.EventLoaded:
-				tel.Event(semconv.EventLoaded, e.Model, v)
-			case registry.EventSwapped:
-				tel.Event(semconv.EventSwapped, e.Model, v)
-			case registry.EventRejected:
-				tel.Event(semconv.EventRejected, e.Model, v)
-			}
-		},
-		Gate: func(ctx context.Context, cand, cur *registry.Version) error { return a.mon.Gate(ctx, cand, cur) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.reg = reg
-	a.mon = monitor.New(mcfg, nil, tel, reg, log)
-	w, err := watch.New(watch.Config{Root: root, Debounce: 20 * time.Millisecond, Logger: log}, reg.Sync)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := serve.New(serve.Config{}, reg, nil, log, serve.WithTelemetry(tel), serve.WithMonitor(a.mon))
-	hl, _ := net.Listen("tcp", "127.0.0.1:0")
-	gl, _ := net.Listen("tcp", "127.0.0.1:0")
-	a.base = "http://" + hl.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); _ = w.Run(ctx) }()
-	go func() { defer wg.Done(); _ = a.mon.Run(ctx) }()
-	go func() {
-		defer wg.Done()
-		_ = srv.Run(ctx, hl, gl, 5*time.Second, func(h http.Handler) http.Handler {
-			mux := http.NewServeMux()
-			mux.Handle("GET /metrics", tel.PrometheusHandler())
-			mux.Handle("/", h)
-			return mux
-		})
-	}()
-	t.Cleanup(func() {
-		a.hc.CloseIdleConnections()
-		cancel()
-		wg.Wait()
-		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer ccancel()
-		reg.Close(cctx)
-		tel.Shutdown(cctx)
-	})
-	return a
+	return &testAgent{agenttest.Start(t, agent.Config{File: file, ModelDir: root}, nil)}
 }
 
-func (a *agent) call(t *testing.T, method, path string, body any) (int, []byte) {
+func (a *testAgent) call(t *testing.T, method, path string, body any) (int, []byte) {
 	t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
+	var b []byte
+	switch v := body.(type) {
 	case nil:
 	case string:
-		rd = strings.NewReader(b)
+		b = []byte(v)
 	default:
-		buf, _ := json.Marshal(b)
-		rd = bytes.NewReader(buf)
+		b, _ = json.Marshal(v)
 	}
-	req, _ := http.NewRequest(method, a.base+path, rd)
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, out
+	code, _, out := a.Do(t, method, path, b, nil)
+	return code, out
 }
 
-func (a *agent) waitServing(t *testing.T, model string, version int64) {
+// golden returns a version's golden-set result, from its evaluation.
+func (a *testAgent) golden(t *testing.T, model string, version int64) evaluate.Result {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		v, err := a.reg.Acquire(model, 0)
-		if err == nil {
-			n := v.Number
-			v.Release()
-			if n == version {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			st, _ := a.reg.Status(model)
-			t.Fatalf("%s v%d not serving: %+v", model, version, st)
-		}
-		time.Sleep(10 * time.Millisecond)
+	code, body := a.call(t, "GET", fmt.Sprintf("/v2/models/%s/versions/%d/evaluation", model, version), nil)
+	var ev struct{ Golden *evaluate.Result }
+	if code != 200 || json.Unmarshal(body, &ev) != nil || ev.Golden == nil {
+		t.Fatalf("golden result of %s v%d: %d %s", model, version, code, body)
 	}
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return *ev.Golden
 }
 
 func rate(r float64) *float64 { return &r }
@@ -334,7 +250,7 @@ func TestF1FromFeedbackMatchesOffline(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := startAgent(t, root, "", monitor.Config{Rate: rate(1)})
-	a.waitServing(t, "iris", 1)
+	a.WaitServing(t, "iris", 1)
 
 	var preds, labels []string
 	var fb []map[string]any
@@ -450,11 +366,11 @@ func TestGoldenSetGate(t *testing.T) {
 	ident := [][]float32{{1, 0}, {0, 1}}
 	// v1 favours class 1 by 0.5: a quarter of the rows are wrong.
 	publishGated(t, root, 1, ident, []float32{0, 0.5}, g.String())
-	a.waitServing(t, "clf", 1)
+	a.WaitServing(t, "clf", 1)
 	// v2 is inverted: worse, rejected.
 	publishGated(t, root, 2, [][]float32{{0, 1}, {1, 0}}, []float32{0, 0}, g.String())
-	eventually(t, "v2 rejected", func() bool {
-		st, _ := a.reg.Status("clf")
+	testenv.Eventually(t, wait, "v2 rejected", func() bool {
+		st, _ := a.Status(t, "clf")
 		for _, v := range st.Versions {
 			if v.Version == 2 && v.State == "failed" {
 				return strings.Contains(v.Reason, "gate") && strings.Contains(v.Reason, "f1")
@@ -462,20 +378,20 @@ func TestGoldenSetGate(t *testing.T) {
 		}
 		return false
 	})
-	if v, _ := a.reg.Acquire("clf", 0); v == nil || v.Number != 1 {
-		t.Fatal("v1 does not serve after v2 was rejected")
-	} else {
-		v.Release()
+	if v := a.Serving(t, "clf"); v != 1 {
+		t.Fatalf("v%d serves after v2 was rejected, want v1", v)
 	}
+	// v1's golden result, read while it serves (an unloaded version's
+	// results are forgotten).
+	g1 := a.golden(t, "clf", 1)
 	// v3 is unbiased: better, admitted.
 	publishGated(t, root, 3, ident, []float32{0, 0}, g.String())
-	a.waitServing(t, "clf", 3)
-	g1, _ := a.mon.Golden("clf", 1)
-	g3, _ := a.mon.Golden("clf", 3)
+	a.WaitServing(t, "clf", 3)
+	g3 := a.golden(t, "clf", 3)
 	if !(g3.Metrics["f1"] > g1.Metrics["f1"]) || g3.Metrics["accuracy"] != 1 {
 		t.Fatalf("golden f1 v1 %v, v3 %v", g1.Metrics["f1"], g3.Metrics["f1"])
 	}
-	eventually(t, "rejection event", func() bool {
+	testenv.Eventually(t, wait, "rejection event", func() bool {
 		for _, e := range sink.events() {
 			if e == semconv.EventRejected+" clf 2" {
 				return true
@@ -493,19 +409,19 @@ func TestTelemetryReachesOTLP(t *testing.T) {
 	testmodels.WriteVersion(root, "lin", 1, lin)
 	sink := startSink(t)
 	a := startAgent(t, root, sink.addr, monitor.Config{Rate: rate(1)})
-	a.waitServing(t, "lin", 1)
+	a.WaitServing(t, "lin", 1)
 	for i := 0; i < 5; i++ {
 		if code, body := a.call(t, "POST", "/v2/models/lin/infer", `{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}`); code != 200 {
 			t.Fatalf("%d %s", code, body)
 		}
 	}
 	a.call(t, "POST", "/v2/models/lin/infer", `{"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}]}`)
-	eventually(t, "request counters", func() bool {
+	testenv.Eventually(t, wait, "request counters", func() bool {
 		p := sink.sumPoints(semconv.MetricRequests, semconv.AttrModel, semconv.AttrModelVersion, semconv.AttrProtocol, semconv.AttrStatus)
 		return p["drover.model=lin,drover.model.version=1,drover.protocol=rest,drover.status=ok"] == 5 &&
 			p["drover.model=lin,drover.model.version=1,drover.protocol=rest,drover.status=bad_request"] == 1
 	})
-	eventually(t, "version events", func() bool {
+	testenv.Eventually(t, wait, "version events", func() bool {
 		got := strings.Join(sink.events(), "|")
 		return strings.Contains(got, semconv.EventLoaded+" lin 1") && strings.Contains(got, semconv.EventSwapped+" lin 1") &&
 			strings.Contains(got, semconv.EventSample+" lin 1")
@@ -525,7 +441,7 @@ func TestCanaryShareAndShadow(t *testing.T) {
 		testmodels.WriteVersion(root, "lin", v, m)
 	}
 	a := startAgent(t, root, "", monitor.Config{Rate: rate(0)})
-	a.waitServing(t, "lin", 2)
+	a.WaitServing(t, "lin", 2)
 	// Make v1 the default by pinning, then send 20% to v2 as a canary.
 	if code, body := a.call(t, "POST", "/v2/models/lin/versions/1/pin", nil); code != 200 {
 		t.Fatalf("pin: %d %s", code, body)
@@ -533,10 +449,10 @@ func TestCanaryShareAndShadow(t *testing.T) {
 	if code, body := a.call(t, "PUT", "/v2/models/lin/canary", `{"version": 2, "percent": 20}`); code != 200 {
 		t.Fatalf("canary: %d %s", code, body)
 	}
-	if err := a.reg.Unpin("lin"); err != nil {
-		t.Fatal(err)
+	if code, body := a.call(t, "DELETE", "/v2/models/lin/pin", nil); code != 200 {
+		t.Fatalf("unpin: %d %s", code, body)
 	}
-	a.waitServing(t, "lin", 1) // with v2 as canary, the default is v1
+	a.WaitServing(t, "lin", 1) // with v2 as canary, the default is v1
 	const n = 2000
 	count := map[string]int{}
 	for i := 0; i < n; i++ {
@@ -571,19 +487,15 @@ func TestCanaryShareAndShadow(t *testing.T) {
 	if code, body := a.call(t, "POST", "/v2/models/lin/canary/promote", nil); code != 200 {
 		t.Fatalf("promote: %d %s", code, body)
 	}
-	a.waitServing(t, "lin", 2)
+	a.WaitServing(t, "lin", 2)
 
 	// Shadow every request to v1: the primary answers, v1's answers are
 	// compared off the request path.
 	if code, body := a.call(t, "PUT", "/v2/models/lin/shadow", `{"version": 1, "percent": 100}`); code != 200 {
 		t.Fatalf("shadow: %d %s", code, body)
 	}
-	eventually(t, "v1 loaded for the shadow", func() bool {
-		v, err := a.reg.Acquire("lin", 1)
-		if err == nil {
-			v.Release()
-		}
-		return err == nil
+	testenv.Eventually(t, wait, "v1 loaded for the shadow", func() bool {
+		return a.Ready(t, "lin", 1)
 	})
 	for i := 0; i < 30; i++ {
 		_, body := a.call(t, "POST", "/v2/models/lin/infer", `{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 1]}]}`)
@@ -591,7 +503,7 @@ func TestCanaryShareAndShadow(t *testing.T) {
 			t.Fatalf("primary answered with %s", resp.ModelVersion)
 		}
 	}
-	eventually(t, "shadow difference", func() bool {
+	testenv.Eventually(t, wait, "shadow difference", func() bool {
 		_, body := a.call(t, "GET", "/metrics", nil)
 		// |v2 - v1| = |4 - 2| = 2 on every shadowed request.
 		return strings.Contains(string(body), "drover_shadow_mean_abs_diff") && strings.Contains(string(body), `drover_model_version="1"`)
@@ -621,8 +533,8 @@ func TestGoldenSetNotMatchingSignatureIsRejected(t *testing.T) {
 	if err := os.Rename(dir, filepath.Join(root, "clf", "1")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "rejection", func() bool {
-		st, _ := a.reg.Status("clf")
+	testenv.Eventually(t, wait, "rejection", func() bool {
+		st, _ := a.Status(t, "clf")
 		for _, v := range st.Versions {
 			if v.Version == 1 && v.State == "failed" {
 				return strings.Contains(v.Reason, "golden set")
@@ -630,7 +542,7 @@ func TestGoldenSetNotMatchingSignatureIsRejected(t *testing.T) {
 		}
 		return false
 	})
-	st, _ := a.reg.Status("clf")
+	st, _ := a.Status(t, "clf")
 	t.Logf("rejection reason: %s", st.Versions[0].Reason)
 	if st.Ready {
 		t.Fatal("a version whose golden data does not fit its signature serves")

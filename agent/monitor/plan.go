@@ -5,8 +5,8 @@ import (
 	"sync"
 
 	"github.com/drover-ml/drover/agent/oip"
-	"github.com/drover-ml/drover/agent/registry"
 	"github.com/drover-ml/drover/agent/telemetry"
+	"github.com/drover-ml/drover/agent/versions"
 )
 
 // maxAutoColumns bounds the distributions made per tensor when the manifest
@@ -32,7 +32,7 @@ type featureCol struct {
 	dist       *telemetry.Dist
 }
 
-func (m *Monitor) plan(v *registry.Version) *plan {
+func (m *Monitor) plan(v *versions.Version) *plan {
 	if p, ok := m.plans.Load(v); ok {
 		return p.(*plan)
 	}

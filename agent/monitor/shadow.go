@@ -9,7 +9,7 @@ import (
 
 	"github.com/drover-ml/drover/agent/evaluate"
 	"github.com/drover-ml/drover/agent/oip"
-	"github.com/drover-ml/drover/agent/registry"
+	"github.com/drover-ml/drover/agent/versions"
 	"github.com/drover-ml/drover/shared/manifest"
 )
 
@@ -21,7 +21,7 @@ type shadowJob struct {
 	primary []oip.Tensor
 	// from is the primary version that answered (its signature reads
 	// the primary outputs).
-	from *registry.Version
+	from *versions.Version
 }
 
 // shadowStats accumulates the comparison of a shadow version with the
@@ -68,14 +68,14 @@ func (s *shadowStats) values() (float64, float64, bool) {
 	return a, m, s.n > 0 || s.nAbs > 0
 }
 
-// maybeShadow queues a copy of the request for the model's shadow version
-// when the request falls in the shadow share. Never blocks: a full queue
-// drops the copy and counts it.
-func (m *Monitor) maybeShadow(v *registry.Version, shadow *registry.Split, req *oip.InferRequest, resp *oip.InferResponse) {
-	if shadow == nil || shadow.Version == v.Number || !evaluate.Sampled("shadow:"+req.ID, shadow.Percent/100) {
+// maybeShadow queues a copy of the request for version shadow (0: none;
+// which requests are copied where is package route's decision). Never
+// blocks: a full queue drops the copy and counts it.
+func (m *Monitor) maybeShadow(v *versions.Version, shadow int64, req *oip.InferRequest, resp *oip.InferResponse) {
+	if shadow == 0 {
 		return
 	}
-	job := shadowJob{model: v.Model, version: shadow.Version, task: m.Task(v), req: req, primary: resp.Outputs, from: v}
+	job := shadowJob{model: v.Model, version: shadow, task: m.Task(v), req: req, primary: resp.Outputs, from: v}
 	select {
 	case m.shadowQ <- job:
 	default:
@@ -100,7 +100,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 }
 
 func (m *Monitor) runShadow(ctx context.Context, job shadowJob) {
-	v, err := m.reg.Acquire(job.model, job.version)
+	v, err := m.set.Acquire(job.model, job.version)
 	if err != nil {
 		return // not loaded (yet): nothing to compare
 	}

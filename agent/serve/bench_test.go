@@ -1,4 +1,4 @@
-package serve
+package serve_test
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 
 	"github.com/drover-ml/drover/agent/oip"
 	pb "github.com/drover-ml/drover/agent/oip/inferencepb"
+	"github.com/drover-ml/drover/agent/serve"
 	"github.com/drover-ml/drover/shared/testmodels"
 )
 
@@ -19,8 +20,8 @@ func BenchmarkGRPCInferBig(b *testing.B) {
 		b.Fatal(err)
 	}
 	publish(b, root, "big", 1, big)
-	a := startAgent(b, root, Config{})
-	a.waitVersion(b, "big", 1)
+	a := startAgent(b, root, serve.Config{})
+	a.WaitServing(b, "big", 1)
 	raw, _ := oip.AppendRaw(nil, make([]float32, 1000))
 	req := &pb.ModelInferRequest{
 		ModelName:        "big",

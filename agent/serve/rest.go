@@ -15,7 +15,7 @@ import (
 	"github.com/drover-ml/drover/agent/evaluate"
 	"github.com/drover-ml/drover/agent/monitor"
 	"github.com/drover-ml/drover/agent/oip"
-	"github.com/drover-ml/drover/agent/registry"
+	"github.com/drover-ml/drover/agent/route"
 )
 
 // Header names of Triton's binary tensor extension.
@@ -52,11 +52,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v2/models/{model}/pin", s.handleUnpin)
 	mux.HandleFunc("POST /v2/models/{model}/feedback", s.handleFeedback)
 	mux.HandleFunc("GET /v2/models/{model}/versions/{version}/evaluation", s.handleEvaluation)
-	mux.HandleFunc("PUT /v2/models/{model}/canary", s.handleSplit("canary"))
-	mux.HandleFunc("DELETE /v2/models/{model}/canary", s.handleSplit("canary"))
+	mux.HandleFunc("PUT /v2/models/{model}/canary", s.handleSplit(route.Canary))
+	mux.HandleFunc("DELETE /v2/models/{model}/canary", s.handleSplit(route.Canary))
 	mux.HandleFunc("POST /v2/models/{model}/canary/promote", s.handlePromote)
-	mux.HandleFunc("PUT /v2/models/{model}/shadow", s.handleSplit("shadow"))
-	mux.HandleFunc("DELETE /v2/models/{model}/shadow", s.handleSplit("shadow"))
+	mux.HandleFunc("PUT /v2/models/{model}/shadow", s.handleSplit(route.Shadow))
+	mux.HandleFunc("DELETE /v2/models/{model}/shadow", s.handleSplit(route.Shadow))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusNotFound, codes.NotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})
@@ -186,7 +186,7 @@ func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
-	st, err := s.reg.Status(r.PathValue("model"))
+	st, err := s.set.Status(r.PathValue("model"))
 	if err != nil {
 		writeError(w, err)
 		return
@@ -204,7 +204,7 @@ func (s *Server) handlePin(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout*4)
 	defer cancel()
 	model := r.PathValue("model")
-	if err := s.reg.Pin(ctx, model, version); err != nil {
+	if err := s.set.Pin(ctx, model, version); err != nil {
 		if e := classify(err); e.HTTP == http.StatusInternalServerError {
 			// A version that fails to load cannot be pinned: the caller's
 			// choice is wrong for this model, not the server.
@@ -213,21 +213,21 @@ func (s *Server) handlePin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	st, _ := s.reg.Status(model)
+	st, _ := s.set.Status(model)
 	writeJSON(w, http.StatusOK, st)
 }
 
 func (s *Server) handleUnpin(w http.ResponseWriter, r *http.Request) {
 	model := r.PathValue("model")
-	if _, err := s.reg.Status(model); err != nil {
+	if _, err := s.set.Status(model); err != nil {
 		writeError(w, err)
 		return
 	}
-	if err := s.reg.Unpin(model); err != nil {
+	if err := s.set.Unpin(model); err != nil {
 		writeError(w, err)
 		return
 	}
-	st, _ := s.reg.Status(model)
+	st, _ := s.set.Status(model)
 	writeJSON(w, http.StatusOK, st)
 }
 
@@ -257,12 +257,12 @@ func (s *Server) handleFeedback(w http.ResponseWriter, r *http.Request) {
 
 // handleSplit sets (PUT {"version": v, "percent": p}) or removes (DELETE)
 // a model's canary or shadow split.
-func (s *Server) handleSplit(kind string) http.HandlerFunc {
+func (s *Server) handleSplit(kind route.Kind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		model := r.PathValue("model")
-		var sp *registry.Split
+		var sp *route.Split
 		if r.Method == http.MethodPut {
-			sp = &registry.Split{}
+			sp = &route.Split{}
 			dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
 			dec.DisallowUnknownFields()
 			if err := dec.Decode(sp); err != nil {
@@ -274,11 +274,11 @@ func (s *Server) handleSplit(kind string) http.HandlerFunc {
 				return
 			}
 		}
-		if err := s.reg.SetSplit(model, kind, sp); err != nil {
+		if err := s.set.SetSplit(model, kind, sp); err != nil {
 			writeError(w, err)
 			return
 		}
-		st, _ := s.reg.Status(model)
+		st, _ := s.set.Status(model)
 		writeJSON(w, http.StatusOK, st)
 	}
 }
@@ -287,14 +287,14 @@ func (s *Server) handlePromote(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout*4)
 	defer cancel()
 	model := r.PathValue("model")
-	if err := s.reg.Promote(ctx, model); err != nil {
+	if err := s.set.Promote(ctx, model); err != nil {
 		if e := classify(err); e.HTTP == http.StatusInternalServerError {
 			err = errorf(http.StatusConflict, codes.FailedPrecondition, "%v", err)
 		}
 		writeError(w, err)
 		return
 	}
-	st, _ := s.reg.Status(model)
+	st, _ := s.set.Status(model)
 	writeJSON(w, http.StatusOK, st)
 }
 
@@ -313,7 +313,7 @@ func (s *Server) handleEvaluation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	model := r.PathValue("model")
-	if _, err := s.reg.Status(model); err != nil {
+	if _, err := s.set.Status(model); err != nil {
 		writeError(w, err)
 		return
 	}

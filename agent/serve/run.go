@@ -2,67 +2,27 @@ package serve
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/drover-ml/drover/shared/lifecycle"
 )
 
-// Run serves REST on httpL and gRPC on grpcL until ctx is cancelled, then
-// drains: both stop accepting, in-flight requests finish (bounded by
-// drainTimeout), then Run returns. extra, if not nil, wraps the REST
-// handler (e.g. to add /metrics).
+// Run serves REST on httpL and gRPC on grpcL until ctx is cancelled or one
+// of them fails, then drains both with lifecycle.Serve: they stop
+// accepting, in-flight requests finish (bounded by drainTimeout; what is
+// left then is cut), and only then does Run return. It owns the listeners.
+// extra, if not nil, wraps the REST handler (e.g. to add /metrics).
 func (s *Server) Run(ctx context.Context, httpL, grpcL net.Listener, drainTimeout time.Duration, extra func(http.Handler) http.Handler) error {
 	h := s.Handler()
 	if extra != nil {
 		h = extra(h)
 	}
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	gs := s.NewGRPCServer()
-	errc := make(chan error, 2)
-	go func() {
-		if err := hs.Serve(httpL); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("http: %w", err)
-			return
-		}
-		errc <- nil
-	}()
-	go func() {
-		if err := gs.Serve(grpcL); err != nil {
-			errc <- fmt.Errorf("grpc: %w", err)
-			return
-		}
-		errc <- nil
-	}()
 	s.log.Info("serving the Open Inference Protocol", "http", httpL.Addr().String(), "grpc", grpcL.Addr().String())
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-	}
-	dctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-	defer cancel()
-	stopped := make(chan struct{})
-	go func() {
-		gs.GracefulStop()
-		close(stopped)
-	}()
-	if err := hs.Shutdown(dctx); err != nil {
-		s.log.Warn("http drain incomplete", "err", err)
-		hs.Close()
-	}
-	select {
-	case <-stopped:
-	case <-dctx.Done():
-		s.log.Warn("grpc drain incomplete; closing connections")
-		gs.Stop()
-		<-stopped
-	}
-	if runErr == nil {
-		<-errc
-		<-errc
-	}
-	return runErr
+	return lifecycle.Serve(ctx, drainTimeout, s.log,
+		lifecycle.Listening{Name: "http", Server: lifecycle.HTTP(hs), Listener: httpL},
+		lifecycle.Listening{Name: "grpc", Server: lifecycle.GRPC(s.NewGRPCServer()), Listener: grpcL},
+	)
 }

@@ -1,21 +1,26 @@
-// Package serve exposes the registry's models over the Open Inference
-// Protocol v2: REST (JSON, and Triton's binary tensor extension) and gRPC
-// (the public inference.GRPCInferenceService), plus Drover's extensions under
-// /v2/models/{model}/... (status, pin).
+// Package serve exposes the agent's loaded model versions (package
+// versions) over the Open Inference Protocol v2: REST (JSON, and Triton's
+// binary tensor extension) and gRPC (the public
+// inference.GRPCInferenceService), plus Drover's extensions under
+// /v2/models/{model}/... (status, pin, canary, shadow, feedback).
 //
 // Both front ends share one inference path (Server.Infer): admission
-// (in-flight limit), batch limit, version lookup with a reference held for
-// the whole request, the per-request timeout, and error classification into
-// HTTP statuses and gRPC codes.
+// (in-flight limit), the route to a version (versions.Set.Route, which asks
+// package route) with a reference held for the whole request, the batch
+// limit, the per-request timeout, and error classification into HTTP
+// statuses and gRPC codes.
 package serve
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -24,9 +29,9 @@ import (
 	"github.com/drover-ml/drover/agent/evaluate"
 	"github.com/drover-ml/drover/agent/monitor"
 	"github.com/drover-ml/drover/agent/oip"
-	"github.com/drover-ml/drover/agent/registry"
 	"github.com/drover-ml/drover/agent/runtime"
 	"github.com/drover-ml/drover/agent/telemetry"
+	"github.com/drover-ml/drover/agent/versions"
 	"github.com/drover-ml/drover/shared/buildinfo"
 )
 
@@ -90,11 +95,11 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Server implements the protocol on top of a registry. Safe for concurrent
+// Server implements the protocol on top of a versions. Safe for concurrent
 // use.
 type Server struct {
 	cfg      Config
-	reg      *registry.Registry
+	set      *versions.Set
 	log      *slog.Logger
 	inFlight atomic.Int64
 	// ready reports whether the agent has finished its first scan.
@@ -114,14 +119,14 @@ func WithTelemetry(t *telemetry.Telemetry) Option { return func(s *Server) { s.t
 func WithMonitor(m *monitor.Monitor) Option { return func(s *Server) { s.mon = m } }
 
 // New builds a server. ready may be nil (always ready once models serve).
-func New(cfg Config, reg *registry.Registry, ready func() bool, log *slog.Logger, opts ...Option) *Server {
+func New(cfg Config, set *versions.Set, ready func() bool, log *slog.Logger, opts ...Option) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
 	if ready == nil {
 		ready = func() bool { return true }
 	}
-	s := &Server{cfg: cfg.WithDefaults(), reg: reg, log: log, ready: ready}
+	s := &Server{cfg: cfg.WithDefaults(), set: set, log: log, ready: ready}
 	for _, o := range opts {
 		o(s)
 	}
@@ -147,9 +152,9 @@ func classify(err error) *Error {
 	switch {
 	case errors.As(err, &e):
 		return e
-	case errors.Is(err, registry.ErrModelNotFound), errors.Is(err, registry.ErrVersionNotFound):
+	case errors.Is(err, versions.ErrModelNotFound), errors.Is(err, versions.ErrVersionNotFound):
 		return &Error{HTTP: http.StatusNotFound, Code: codes.NotFound, Msg: err.Error()}
-	case errors.Is(err, registry.ErrNotReady), errors.Is(err, registry.ErrClosed):
+	case errors.Is(err, versions.ErrNotReady), errors.Is(err, versions.ErrClosed):
 		return &Error{HTTP: http.StatusServiceUnavailable, Code: codes.Unavailable, Msg: err.Error()}
 	case runtime.IsInputError(err):
 		return &Error{HTTP: http.StatusBadRequest, Code: codes.InvalidArgument, Msg: err.Error()}
@@ -177,10 +182,10 @@ func parseVersion(s string) (int64, error) {
 // It enforces admission, the batch limit and the request timeout, and holds
 // a reference on the version for the whole run, so a swap never fails it.
 //
-// A request without an id gets one (returned in the response). A request
-// that names no version goes to the model's canary version when its id
-// falls in the canary share, else to the default version. protocol ("rest"
-// or "grpc") labels the request metrics.
+// A request without an id gets one (returned in the response); package
+// route decides by that id whether a request that names no version goes
+// to the model's canary and whether it is copied to its shadow. protocol
+// ("rest" or "grpc") labels the request metrics.
 func (s *Server) Infer(ctx context.Context, protocol, model string, version int64, req *oip.InferRequest) (resp *oip.InferResponse, err error) {
 	if req.ID == "" {
 		req.ID = evaluate.NewRequestID()
@@ -200,17 +205,9 @@ func (s *Server) Infer(ctx context.Context, protocol, model string, version int6
 	}
 	defer s.inFlight.Add(-1)
 
-	canary, shadow := s.reg.Splits(model)
-	var v *registry.Version
-	if version == 0 && canary != nil && evaluate.Sampled("canary:"+req.ID, canary.Percent/100) {
-		if cv, cerr := s.reg.Acquire(model, canary.Version); cerr == nil {
-			v = cv
-		}
-	}
-	if v == nil {
-		if v, err = s.reg.Acquire(model, version); err != nil {
-			return nil, err
-		}
+	v, shadow, err := s.set.Route(model, version, req.ID)
+	if err != nil {
+		return nil, err
 	}
 	defer v.Release()
 	versionLabel = strconv.FormatInt(v.Number, 10)
@@ -262,7 +259,7 @@ func statusLabel(err error) string {
 	return "error"
 }
 
-func (s *Server) checkBatch(v *registry.Version, req *oip.InferRequest) error {
+func (s *Server) checkBatch(v *versions.Version, req *oip.InferRequest) error {
 	for _, in := range req.Inputs {
 		for _, spec := range v.Signature.Inputs {
 			if spec.Name == in.Name && len(spec.Shape) > 0 && spec.Shape[0] < 0 && len(in.Shape) > 0 && in.Shape[0] > s.cfg.MaxBatch {
@@ -282,8 +279,8 @@ func (s *Server) Ready() bool {
 	if !s.ready() {
 		return false
 	}
-	for _, name := range s.reg.Models() {
-		st, err := s.reg.Status(name)
+	for _, name := range s.set.Models() {
+		st, err := s.set.Status(name)
 		if err != nil {
 			continue
 		}
@@ -301,9 +298,9 @@ func (s *Server) Ready() bool {
 
 // ModelReady reports whether model (and version, if not 0) serves.
 func (s *Server) ModelReady(model string, version int64) (bool, error) {
-	v, err := s.reg.Acquire(model, version)
+	v, err := s.set.Acquire(model, version)
 	if err != nil {
-		if errors.Is(err, registry.ErrNotReady) {
+		if errors.Is(err, versions.ErrNotReady) {
 			return false, nil
 		}
 		return false, err
@@ -330,13 +327,13 @@ func (s *Server) Metadata() ServerMetadata {
 
 // ModelMetadata returns the metadata of a model version (0 = default).
 func (s *Server) ModelMetadata(model string, version int64) (*oip.ModelMetadata, error) {
-	v, err := s.reg.Acquire(model, version)
+	v, err := s.set.Acquire(model, version)
 	if err != nil {
 		return nil, err
 	}
 	defer v.Release()
 	md := &oip.ModelMetadata{Name: model, Platform: "onnxruntime_onnx", Parameters: map[string]string{}}
-	if st, err := s.reg.Status(model); err == nil {
+	if st, err := s.set.Status(model); err == nil {
 		for _, vs := range st.Versions {
 			if vs.State == "serving" {
 				md.Versions = append(md.Versions, strconv.FormatInt(vs.Version, 10))
@@ -359,13 +356,14 @@ func (s *Server) ModelMetadata(model string, version int64) (*oip.ModelMetadata,
 	return md, nil
 }
 
+// joinJSON renders class labels as a JSON array of strings (the
+// "<output>.classes" parameter), escaped as JSON requires.
 func joinJSON(ss []string) string {
-	b := []byte{'['}
-	for i, s := range ss {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = strconv.AppendQuote(b, s)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(ss); err != nil {
+		return "[]" // a []string always encodes
 	}
-	return string(append(b, ']'))
+	return strings.TrimSuffix(b.String(), "\n")
 }

@@ -1,4 +1,4 @@
-package serve
+package serve_test
 
 import (
 	"bytes"
@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,122 +18,36 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
+	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/drover-ml/drover/agent/agent"
+	"github.com/drover-ml/drover/agent/agent/agenttest"
 	"github.com/drover-ml/drover/agent/oip"
 	pb "github.com/drover-ml/drover/agent/oip/inferencepb"
-	"github.com/drover-ml/drover/agent/registry"
-	"github.com/drover-ml/drover/agent/runtime"
-	"github.com/drover-ml/drover/agent/watch"
+	"github.com/drover-ml/drover/agent/serve"
+	"github.com/drover-ml/drover/agent/versions"
 	"github.com/drover-ml/drover/shared/testenv"
 	"github.com/drover-ml/drover/shared/testmodels"
 )
 
-// agent is a complete agent (watcher, registry, REST and gRPC servers) on
-// loopback, serving a temporary model store.
-type agent struct {
-	root    string
-	srv     *Server
-	reg     *registry.Registry
-	base    string // http://127.0.0.1:port
-	grpc    pb.GRPCInferenceServiceClient
-	http    *http.Client
-	stopped chan struct{}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// testAgent is a complete agent (package agent: watcher, versions, REST and
+// gRPC servers, monitor, telemetry without export) on loopback, serving a
+// temporary model store.
+type testAgent struct {
+	*agenttest.Agent
+	grpc pb.GRPCInferenceServiceClient
 }
 
-func startAgent(t testing.TB, root string, cfg Config) *agent {
+func startAgent(t testing.TB, root string, cfg serve.Config) *testAgent {
 	t.Helper()
-	if err := runtime.Init(testenv.ONNXRuntimeLib(t)); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	reg, err := registry.New(registry.Config{
-		Backend:    &runtime.ONNX{Options: runtime.Options{IntraOpThreads: 1, InterOpThreads: 1}},
-		WarmupRuns: 1, StateFile: filepath.Join(t.TempDir(), "state.json"), Logger: log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := watch.New(watch.Config{Root: root, Debounce: 20 * time.Millisecond, Logger: log}, reg.Sync)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := New(cfg, reg, nil, log)
-	httpL, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	grpcL, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a := &agent{root: root, srv: srv, reg: reg, base: "http://" + httpL.Addr().String(), http: &http.Client{Timeout: 30 * time.Second}, stopped: make(chan struct{})}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); _ = w.Run(ctx) }()
-	go func() { defer wg.Done(); _ = srv.Run(ctx, httpL, grpcL, 5*time.Second, nil) }()
-	conn, err := grpc.NewClient(grpcL.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.grpc = pb.NewGRPCInferenceServiceClient(conn)
-	t.Cleanup(func() {
-		conn.Close()
-		a.http.CloseIdleConnections()
-		cancel()
-		wg.Wait()
-		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer ccancel()
-		if err := reg.Close(cctx); err != nil {
-			t.Error(err)
-		}
-	})
-	return a
-}
-
-func (a *agent) waitVersion(t testing.TB, model string, version int64) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		v, err := a.reg.Acquire(model, 0)
-		if err == nil {
-			n := v.Number
-			v.Release()
-			if n == version {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			st, _ := a.reg.Status(model)
-			t.Fatalf("model %s version %d not serving: %v %+v", model, version, err, st)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func (a *agent) do(t *testing.T, method, path string, body []byte, hdr map[string]string) (int, http.Header, []byte) {
-	t.Helper()
-	req, err := http.NewRequest(method, a.base+path, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := a.http.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, resp.Header, b
+	file := agenttest.File()
+	file.Serving = cfg
+	a := agenttest.Start(t, agent.Config{File: file, ModelDir: root}, nil)
+	return &testAgent{Agent: a, grpc: a.GRPC(t)}
 }
 
 func linearModel(t *testing.T, k float32) []byte {
@@ -167,25 +79,25 @@ func TestRESTProtocol(t *testing.T) {
 	root := t.TempDir()
 	publish(t, root, "lin", 1, linearModel(t, 1))
 	publish(t, root, "iris", 1, irisModel(t))
-	a := startAgent(t, root, Config{MaxRequestBytes: 1 << 20})
-	a.waitVersion(t, "lin", 1)
-	a.waitVersion(t, "iris", 1)
+	a := startAgent(t, root, serve.Config{MaxRequestBytes: 1 << 20})
+	a.WaitServing(t, "lin", 1)
+	a.WaitServing(t, "iris", 1)
 
-	if code, _, _ := a.do(t, "GET", "/v2/health/live", nil, nil); code != 200 {
+	if code, _, _ := a.Do(t, "GET", "/v2/health/live", nil, nil); code != 200 {
 		t.Errorf("live = %d", code)
 	}
-	if code, _, _ := a.do(t, "GET", "/v2/health/ready", nil, nil); code != 200 {
+	if code, _, _ := a.Do(t, "GET", "/v2/health/ready", nil, nil); code != 200 {
 		t.Errorf("ready = %d", code)
 	}
-	code, _, body := a.do(t, "GET", "/v2", nil, nil)
-	var smd ServerMetadata
+	code, _, body := a.Do(t, "GET", "/v2", nil, nil)
+	var smd serve.ServerMetadata
 	if code != 200 || json.Unmarshal(body, &smd) != nil || smd.Name != "drover" || len(smd.Extensions) == 0 {
 		t.Errorf("server metadata %d %s", code, body)
 	}
 
 	// Model metadata of a model this project did not write, with the class
 	// labels of its converted ZipMap output.
-	code, _, body = a.do(t, "GET", "/v2/models/iris", nil, nil)
+	code, _, body = a.Do(t, "GET", "/v2/models/iris", nil, nil)
 	var md oip.ModelMetadata
 	if code != 200 || json.Unmarshal(body, &md) != nil {
 		t.Fatalf("iris metadata %d %s", code, body)
@@ -195,7 +107,7 @@ func TestRESTProtocol(t *testing.T) {
 		t.Errorf("iris metadata %+v", md)
 	}
 	for _, p := range []string{"/v2/models/iris/ready", "/v2/models/iris/versions/1/ready", "/v2/models/iris/versions/1"} {
-		if code, _, body := a.do(t, "GET", p, nil, nil); code != 200 {
+		if code, _, body := a.Do(t, "GET", p, nil, nil); code != 200 {
 			t.Errorf("GET %s = %d %s", p, code, body)
 		}
 	}
@@ -206,7 +118,7 @@ func TestRESTProtocol(t *testing.T) {
 		"nested": `[[5.9, 3.0, 5.1, 1.8], [5.5, 2.5, 4.0, 1.3]]`,
 	} {
 		req := `{"id": "r-` + name + `", "inputs": [{"name": "X", "shape": [2, 4], "datatype": "FP32", "data": ` + data + `}]}`
-		code, hdr, body := a.do(t, "POST", "/v2/models/iris/infer", []byte(req), map[string]string{"Content-Type": "application/json"})
+		code, hdr, body := a.Do(t, "POST", "/v2/models/iris/infer", []byte(req), map[string]string{"Content-Type": "application/json"})
 		if code != 200 {
 			t.Fatalf("%s infer: %d %s", name, code, body)
 		}
@@ -235,7 +147,7 @@ func TestRESTProtocol(t *testing.T) {
 	raw, _ := oip.AppendRaw(nil, []float32{5.9, 3.0, 5.1, 1.8})
 	hdrJSON := `{"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP32", "parameters": {"binary_data_size": 16}}],` +
 		` "outputs": [{"name": "output_probability", "parameters": {"binary_data": true}}, {"name": "output_label"}]}`
-	code, hdr, body := a.do(t, "POST", "/v2/models/iris/versions/1/infer", append([]byte(hdrJSON), raw...),
+	code, hdr, body := a.Do(t, "POST", "/v2/models/iris/versions/1/infer", append([]byte(hdrJSON), raw...),
 		map[string]string{"Inference-Header-Content-Length": strconv.Itoa(len(hdrJSON)), "Content-Type": "application/octet-stream"})
 	if code != 200 {
 		t.Fatalf("binary infer: %d %s", code, body)
@@ -285,7 +197,7 @@ func TestRESTProtocol(t *testing.T) {
 			if b == nil {
 				b = []byte(tc.body)
 			}
-			code, _, body := a.do(t, tc.method, tc.path, b, tc.hdr)
+			code, _, body := a.Do(t, tc.method, tc.path, b, tc.hdr)
 			if code != tc.code {
 				t.Fatalf("status %d, want %d: %s", code, tc.code, body)
 			}
@@ -299,7 +211,7 @@ func TestRESTProtocol(t *testing.T) {
 		})
 	}
 	// The agent still serves after all that.
-	code, _, body = a.do(t, "POST", "/v2/models/lin/infer", []byte(`{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 1]}]}`), nil)
+	code, _, body = a.Do(t, "POST", "/v2/models/lin/infer", []byte(`{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 1]}]}`), nil)
 	if code != 200 || !strings.Contains(string(body), `"data":[3]`) {
 		t.Fatalf("after errors: %d %s", code, body)
 	}
@@ -308,8 +220,8 @@ func TestRESTProtocol(t *testing.T) {
 func TestGRPCProtocol(t *testing.T) {
 	root := t.TempDir()
 	publish(t, root, "iris", 1, irisModel(t))
-	a := startAgent(t, root, Config{})
-	a.waitVersion(t, "iris", 1)
+	a := startAgent(t, root, serve.Config{})
+	a.WaitServing(t, "iris", 1)
 	ctx := context.Background()
 
 	if r, err := a.grpc.ServerLive(ctx, &pb.ServerLiveRequest{}); err != nil || !r.Live {
@@ -396,9 +308,9 @@ func TestEveryDatatype(t *testing.T) {
 		}
 		publish(t, root, "id-"+strings.ToLower(dt), 1, b)
 	}
-	a := startAgent(t, root, Config{})
+	a := startAgent(t, root, serve.Config{})
 	for dt, data := range values {
-		a.waitVersion(t, "id-"+strings.ToLower(dt), 1)
+		a.WaitServing(t, "id-"+strings.ToLower(dt), 1)
 		model := "id-" + strings.ToLower(dt)
 		raw, err := oip.AppendRaw(nil, data)
 		if err != nil {
@@ -406,7 +318,7 @@ func TestEveryDatatype(t *testing.T) {
 		}
 		// REST with the binary extension both ways.
 		hdr := fmt.Sprintf(`{"inputs": [{"name": "in", "shape": [3], "datatype": %q, "parameters": {"binary_data_size": %d}}], "parameters": {"binary_data_output": true}}`, dt, len(raw))
-		code, h, body := a.do(t, "POST", "/v2/models/"+model+"/infer", append([]byte(hdr), raw...), map[string]string{"Inference-Header-Content-Length": strconv.Itoa(len(hdr))})
+		code, h, body := a.Do(t, "POST", "/v2/models/"+model+"/infer", append([]byte(hdr), raw...), map[string]string{"Inference-Header-Content-Length": strconv.Itoa(len(hdr))})
 		if code != 200 {
 			t.Errorf("%s REST: %d %s", dt, code, body)
 			continue
@@ -441,8 +353,8 @@ func TestEveryDatatype(t *testing.T) {
 func TestHotSwapUnderLoad(t *testing.T) {
 	root := t.TempDir()
 	publish(t, root, "lin", 1, linearModel(t, 1))
-	a := startAgent(t, root, Config{})
-	a.waitVersion(t, "lin", 1)
+	a := startAgent(t, root, serve.Config{})
+	a.WaitServing(t, "lin", 1)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -456,7 +368,7 @@ func TestHotSwapUnderLoad(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				resp, err := a.http.Post(a.base+"/v2/models/lin/infer", "application/json", bytes.NewReader(body))
+				resp, err := a.HTTP.Post(a.Base+"/v2/models/lin/infer", "application/json", bytes.NewReader(body))
 				if err != nil {
 					failed.Add(1)
 					continue
@@ -490,9 +402,13 @@ func TestHotSwapUnderLoad(t *testing.T) {
 	}
 	for v := int64(2); v <= 6; v++ {
 		publish(t, root, "lin", v, linearModel(t, float32(v)))
-		a.waitVersion(t, "lin", v)
+		a.WaitServing(t, "lin", v)
 	}
-	time.Sleep(50 * time.Millisecond)
+	testenv.Eventually(t, agenttest.Wait, "an answer from v6", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen["6"]
+	})
 	cancel()
 	wg.Wait()
 	if failed.Load() != 0 {
@@ -508,41 +424,34 @@ func TestPinAPIAndLimits(t *testing.T) {
 	root := t.TempDir()
 	publish(t, root, "lin", 1, linearModel(t, 1))
 	publish(t, root, "lin", 2, linearModel(t, 2))
-	a := startAgent(t, root, Config{MaxInFlight: 4, MaxBatch: 8})
-	a.waitVersion(t, "lin", 2)
+	a := startAgent(t, root, serve.Config{MaxInFlight: 4, MaxBatch: 8})
+	a.WaitServing(t, "lin", 2)
 
-	code, _, body := a.do(t, "POST", "/v2/models/lin/versions/1/pin", nil, nil)
+	code, _, body := a.Do(t, "POST", "/v2/models/lin/versions/1/pin", nil, nil)
 	if code != 200 || !strings.Contains(string(body), `"pinned":1`) {
 		t.Fatalf("pin: %d %s", code, body)
 	}
-	a.waitVersion(t, "lin", 1)
-	if code, _, body := a.do(t, "POST", "/v2/models/lin/versions/9/pin", nil, nil); code != 404 {
+	a.WaitServing(t, "lin", 1)
+	if code, _, body := a.Do(t, "POST", "/v2/models/lin/versions/9/pin", nil, nil); code != 404 {
 		t.Fatalf("pin of a missing version: %d %s", code, body)
 	}
-	code, _, body = a.do(t, "GET", "/v2/models/lin/status", nil, nil)
-	var st registry.ModelStatus
+	code, _, body = a.Do(t, "GET", "/v2/models/lin/status", nil, nil)
+	var st versions.ModelStatus
 	if code != 200 || json.Unmarshal(body, &st) != nil || st.Pinned != 1 || st.Versions[1].State != "serving" {
 		t.Fatalf("status: %d %s", code, body)
 	}
-	if code, _, body := a.do(t, "DELETE", "/v2/models/lin/pin", nil, nil); code != 200 {
+	if code, _, body := a.Do(t, "DELETE", "/v2/models/lin/pin", nil, nil); code != 200 {
 		t.Fatalf("unpin: %d %s", code, body)
 	}
-	a.waitVersion(t, "lin", 2)
+	a.WaitServing(t, "lin", 2)
 
 	// Batch limit.
 	x := strings.Repeat("1,", 17) + "1"
-	code, _, body = a.do(t, "POST", "/v2/models/lin/infer", []byte(`{"inputs": [{"name": "x", "shape": [9, 2], "datatype": "FP32", "data": [`+x+`]}]}`), nil)
+	code, _, body = a.Do(t, "POST", "/v2/models/lin/infer", []byte(`{"inputs": [{"name": "x", "shape": [9, 2], "datatype": "FP32", "data": [`+x+`]}]}`), nil)
 	if code != 400 || !strings.Contains(string(body), "max_batch 8") {
 		t.Fatalf("over max_batch: %d %s", code, body)
 	}
-	// Overload: with max_in_flight requests running, the next gets 503 at
-	// once, with Retry-After.
-	a.srv.inFlight.Add(4)
-	code, hdr, body := a.do(t, "POST", "/v2/models/lin/infer", []byte(`{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 1]}]}`), nil)
-	a.srv.inFlight.Add(-4)
-	if code != 503 || hdr.Get("Retry-After") == "" || !strings.Contains(string(body), "overloaded") {
-		t.Fatalf("overload: %d %v %s", code, hdr, body)
-	}
+	// Overload (503 at once beyond max_in_flight): TestOverloadRefusedAtOnce.
 	_, err := a.grpc.ModelInfer(context.Background(), &pb.ModelInferRequest{ModelName: "lin"})
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("gRPC without inputs: %v", err)
@@ -552,9 +461,9 @@ func TestPinAPIAndLimits(t *testing.T) {
 func TestRequestTimeout(t *testing.T) {
 	root := t.TempDir()
 	publish(t, root, "lin", 1, linearModel(t, 1))
-	a := startAgent(t, root, Config{RequestTimeout: time.Nanosecond})
-	a.waitVersion(t, "lin", 1)
-	code, _, body := a.do(t, "POST", "/v2/models/lin/infer", []byte(`{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 1]}]}`), nil)
+	a := startAgent(t, root, serve.Config{RequestTimeout: time.Nanosecond})
+	a.WaitServing(t, "lin", 1)
+	code, _, body := a.Do(t, "POST", "/v2/models/lin/infer", []byte(`{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 1]}]}`), nil)
 	if code != http.StatusGatewayTimeout || !strings.Contains(string(body), "timed out") {
 		t.Fatalf("timeout: %d %s", code, body)
 	}

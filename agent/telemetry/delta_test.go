@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/drover-ml/drover/shared/semconv"
+	"github.com/drover-ml/drover/shared/testenv"
 )
 
 // captureMetrics is a metric exporter that keeps what it exported, and
@@ -140,7 +141,7 @@ func inFlightIn(t *testing.T, rm metricdata.ResourceMetrics) (metricdata.Tempora
 
 // newCaptured returns a Telemetry that exports its metrics to exp only on
 // ForceFlush, with the clock clock.
-func newCaptured(t *testing.T, temporality string, exp *captureMetrics, clock *fakeClock) *Telemetry {
+func newCaptured(t *testing.T, temporality string, exp *captureMetrics, clock *testenv.Clock) *Telemetry {
 	t.Helper()
 	tel, err := New(context.Background(), Config{Interval: time.Hour, Temporality: temporality}, testResource, nil,
 		WithMetricExporter(exp), WithLogExporter(discardLogs{}), WithClock(clock.Now))
@@ -170,7 +171,7 @@ var t0 = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 // previous one, with start times that chain, while in-flight stays
 // cumulative.
 func TestDeltaRequests(t *testing.T) {
-	clock := &fakeClock{now: t0}
+	clock := testenv.NewClock(t0)
 	exp := &captureMetrics{}
 	tel := newCaptured(t, "", exp, clock) // delta is the default
 	tel.InFlight("iris", 1)
@@ -235,7 +236,7 @@ func TestDeltaRequests(t *testing.T) {
 // TestDeltaExportFailure fails one export: the next one carries the counts
 // of both intervals, from the end of the last successful one.
 func TestDeltaExportFailure(t *testing.T) {
-	clock := &fakeClock{now: t0}
+	clock := testenv.NewClock(t0)
 	exp := &captureMetrics{}
 	tel := newCaptured(t, TemporalityDelta, exp, clock)
 	d := tel.Distribution("iris", "3", "x", KindInput, []float64{1})
@@ -295,7 +296,7 @@ func TestDeltaExportFailure(t *testing.T) {
 // TestDeltaDistribution checks fixed-bin buckets as deltas, without min and
 // max, while Prometheus keeps showing the totals.
 func TestDeltaDistribution(t *testing.T) {
-	clock := &fakeClock{now: t0}
+	clock := testenv.NewClock(t0)
 	exp := &captureMetrics{}
 	tel := newCaptured(t, TemporalityDelta, exp, clock)
 	d := tel.Distribution("iris", "3", "petal_length", KindInput, []float64{1, 2, 3})
@@ -359,7 +360,7 @@ func TestDeltaDistribution(t *testing.T) {
 // exported once, merged with a series that replaced it, and that its state
 // is then dropped.
 func TestDeltaForget(t *testing.T) {
-	clock := &fakeClock{now: t0}
+	clock := testenv.NewClock(t0)
 	exp := &captureMetrics{}
 	tel := newCaptured(t, TemporalityDelta, exp, clock)
 	record := func(n int) {
@@ -416,7 +417,7 @@ func TestDeltaForget(t *testing.T) {
 // TestCumulativeTemporality checks that temporality cumulative exports
 // totals, as before delta existed.
 func TestCumulativeTemporality(t *testing.T) {
-	clock := &fakeClock{now: t0}
+	clock := testenv.NewClock(t0)
 	exp := &captureMetrics{}
 	tel := newCaptured(t, TemporalityCumulative, exp, clock)
 	if tel.series.delta != nil {

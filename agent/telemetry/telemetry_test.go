@@ -23,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/drover-ml/drover/shared/semconv"
+	"github.com/drover-ml/drover/shared/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -112,7 +113,7 @@ func TestExport(t *testing.T) {
 			restOK := map[string]string{semconv.AttrProtocol: "rest", semconv.AttrStatus: "ok"}
 			grpcError := map[string]string{semconv.AttrProtocol: "grpc", semconv.AttrStatus: "error"}
 			// With periodic exports, the data may arrive over several.
-			eventually(t, "drover.requests = 3 and 1, and both distributions", func() bool {
+			testenv.Eventually(t, 15*time.Second, "drover.requests = 3 and 1, and both distributions", func() bool {
 				em, _, ok := rcv.lastMetric(semconv.MetricDistribution, pmetric.MetricTypeExponentialHistogram, ScopeName)
 				expo := false
 				for i := 0; ok && i < em.ExponentialHistogram().DataPoints().Len(); i++ {
@@ -219,7 +220,7 @@ func TestExport(t *testing.T) {
 
 			// Event and sample.
 			var recs []string
-			eventually(t, "an event and a sample", func() bool {
+			testenv.Eventually(t, 15*time.Second, "an event and a sample", func() bool {
 				lrs, _ := rcv.logRecords()
 				return len(lrs) >= 2
 			})
@@ -403,7 +404,7 @@ func closedAddr(t *testing.T) string {
 // one error line, interval after interval, with the count of the others.
 func TestUnreachableLogsOncePerInterval(t *testing.T) {
 	logs := &logCapture{}
-	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clock := testenv.NewClock(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	interval := time.Hour // the clock is fake; the SDK's own ticks never fire
 	tel, err := New(context.Background(), Config{
 		Endpoint: closedAddr(t), Interval: interval, Timeout: 200 * time.Millisecond,

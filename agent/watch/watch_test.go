@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/drover-ml/drover/shared/manifest"
+	"github.com/drover-ml/drover/shared/testenv"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -105,18 +106,6 @@ func start(t *testing.T, cfg Config) (*Watcher, *recorder) {
 	return w, rec
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // states renders versions as "1:ready 2:incomplete".
 func states(vs []Version) string {
 	var b strings.Builder
@@ -133,7 +122,7 @@ func states(vs []Version) string {
 func lastIs(t *testing.T, rec *recorder, model, want string, timeout time.Duration) call {
 	t.Helper()
 	var c call
-	eventually(t, timeout, fmt.Sprintf("%s reported as %q", model, want), func() bool {
+	testenv.Eventually(t, timeout, fmt.Sprintf("%s reported as %q", model, want), func() bool {
 		var ok bool
 		c, ok = rec.last(model)
 		return ok && states(c.versions) == want
@@ -359,7 +348,7 @@ func TestNestedFileWatched(t *testing.T) {
 		t.Errorf("err = %v, want eval/golden.csv missing", first.Err)
 	}
 	mkdir(t, filepath.Join(root, "iris", "1", "eval"))
-	eventually(t, 2*time.Second, "eval/ seen", func() bool {
+	testenv.Eventually(t, 2*time.Second, "eval/ seen", func() bool {
 		c, _ := rec.last("iris")
 		return c.versions[0].Fingerprint != first.Fingerprint
 	})
@@ -465,7 +454,7 @@ func TestBurst(t *testing.T) {
 	for i := int64(1); i <= n; i++ {
 		publish(t, root, "iris", i, map[string][]byte{manifest.ModelFile: onnx})
 	}
-	eventually(t, 5*time.Second, "all versions reported ready", func() bool {
+	testenv.Eventually(t, 5*time.Second, "all versions reported ready", func() bool {
 		c, _ := rec.last("iris")
 		vs := c.versions
 		if len(vs) != n {
@@ -517,14 +506,14 @@ func TestSymlinkedVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	var second Version
-	eventually(t, 2*time.Second, "retargeted link reported", func() bool {
+	testenv.Eventually(t, 2*time.Second, "retargeted link reported", func() bool {
 		c, _ := rec.last("iris")
 		second = c.versions[0]
 		return second.State == Ready && second.Fingerprint != first.Fingerprint
 	})
 	// Writes in the new target are seen through the link.
 	writeFile(t, filepath.Join(store, "iris-3b", "extra.txt"), []byte("x"))
-	eventually(t, 2*time.Second, "write in the link's target reported", func() bool {
+	testenv.Eventually(t, 2*time.Second, "write in the link's target reported", func() bool {
 		c, _ := rec.last("iris")
 		return c.versions[0].State == Ready && c.versions[0].Fingerprint != second.Fingerprint
 	})

@@ -11,27 +11,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	_ "net/http/pprof"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
-	"github.com/oklog/run"
-	"go.opentelemetry.io/otel/attribute"
-
+	"github.com/drover-ml/drover/agent/agent"
 	"github.com/drover-ml/drover/agent/config"
-	"github.com/drover-ml/drover/agent/monitor"
-	"github.com/drover-ml/drover/agent/registry"
-	"github.com/drover-ml/drover/agent/runtime"
-	"github.com/drover-ml/drover/agent/serve"
-	"github.com/drover-ml/drover/agent/telemetry"
-	"github.com/drover-ml/drover/agent/watch"
 	"github.com/drover-ml/drover/shared/buildinfo"
-	"github.com/drover-ml/drover/shared/semconv"
 )
 
 type flags struct {
@@ -79,193 +66,91 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if err := agent(f, log); err != nil {
+	if err := runAgent(f, log); err != nil {
 		log.Error("drover-agent stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func agent(f flags, log *slog.Logger) error {
-	cfg, err := config.Load(f.configPath)
+// runAgent loads the configuration file, opens the listeners and runs the
+// agent until SIGINT or SIGTERM; SIGHUP reloads the configuration file.
+func runAgent(f flags, log *slog.Logger) error {
+	file, err := config.Load(f.configPath)
 	if err != nil {
 		return err
 	}
-	if err := runtime.Init(""); err != nil {
+	ls, err := listen(f)
+	if err != nil {
 		return err
 	}
-	log.Info("starting drover-agent", "version", buildinfo.Version, "onnxruntime", runtime.Version(), "model_dir", f.modelDir)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reload := make(chan struct{}, 1)
+	stopSignals := handleSignals(cancel, reload, log)
+	defer stopSignals()
+	return agent.Run(ctx, agent.Config{
+		File: file, ConfigPath: f.configPath, ModelDir: f.modelDir, DataDir: f.dataDir,
+		DrainTimeout: f.drainTimeout, Reload: reload,
+	}, ls, log)
+}
 
-	host, _ := os.Hostname()
-	absData, _ := filepath.Abs(f.dataDir)
-	tel, err := telemetry.New(context.Background(), cfg.Telemetry, telemetry.ResourceInfo{
-		AgentID: host + ":" + absData, HostName: host, Version: buildinfo.Version,
-	}, log.With("component", "telemetry"))
-	if err != nil {
-		return err
-	}
+// listen opens the listeners the flags name; on error none stays open.
+func listen(f flags) (ls agent.Listeners, err error) {
 	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := tel.Shutdown(ctx); err != nil {
-			log.Warn("telemetry shutdown", "err", err)
-		}
-	}()
-
-	var mon *monitor.Monitor // set below; the registry's hooks run only after Run starts
-	reg, err := registry.New(registry.Config{
-		Backend:            &runtime.ONNX{Options: cfg.Runtime},
-		MaxConcurrentLoads: cfg.Loading.MaxConcurrentLoads,
-		WarmupRuns:         cfg.Loading.WarmupRuns,
-		RetryBackoff:       cfg.Loading.RetryBackoff,
-		StateFile:          filepath.Join(f.dataDir, "state.json"),
-		Policies:           cfg.Policies(),
-		Logger:             log.With("component", "registry"),
-		OnEvent:            func(e registry.Event) { recordEvent(tel, mon, e) },
-		Gate: func(ctx context.Context, cand, cur *registry.Version) error {
-			return mon.Gate(ctx, cand, cur)
-		},
-	})
-	if err != nil {
-		return err
-	}
-	mon = monitor.New(cfg.Monitoring, cfg.MonitorSettings(), tel, reg, log.With("component", "monitor"))
-	tel.SetLoadedVersions(func() map[string]int {
-		out := map[string]int{}
-		for _, name := range reg.Models() {
-			if st, err := reg.Status(name); err == nil {
-				for _, v := range st.Versions {
-					if v.State == "serving" || v.State == "loaded" || v.State == "draining" {
-						out[name]++
-					}
+		if err != nil {
+			for _, ln := range []net.Listener{ls.HTTP, ls.GRPC} {
+				if ln != nil {
+					ln.Close()
 				}
 			}
 		}
-		return out
-	})
-	w, err := watch.New(watch.Config{
-		Root: f.modelDir, Debounce: cfg.Watch.Debounce, Rescan: cfg.Watch.Rescan,
-		DisableNotify: cfg.Watch.DisableNotify, Logger: log,
-	}, reg.Sync)
-	if err != nil {
-		return err
+	}()
+	if ls.HTTP, err = net.Listen("tcp", f.httpAddr); err != nil {
+		return ls, fmt.Errorf("listen --http-addr: %w", err)
 	}
-	srv := serve.New(cfg.Serving, reg, w.Scanned, log.With("component", "serve"), serve.WithTelemetry(tel), serve.WithMonitor(mon))
-
+	if ls.GRPC, err = net.Listen("tcp", f.grpcAddr); err != nil {
+		return ls, fmt.Errorf("listen --grpc-addr: %w", err)
+	}
 	if f.debugAddr != "" {
-		go func() {
-			// net/http/pprof registers on the default mux.
-			if err := http.ListenAndServe(f.debugAddr, nil); err != nil {
-				log.Error("debug listener", "err", err)
-			}
-		}()
-	}
-	httpL, err := net.Listen("tcp", f.httpAddr)
-	if err != nil {
-		return fmt.Errorf("listen --http-addr: %w", err)
-	}
-	grpcL, err := net.Listen("tcp", f.grpcAddr)
-	if err != nil {
-		httpL.Close()
-		return fmt.Errorf("listen --grpc-addr: %w", err)
-	}
-
-	// Stop order: the run group interrupts every actor at once; the watcher
-	// stops reporting, the servers drain in-flight requests (each holds a
-	// reference on its version), and only after Run returns does the
-	// registry close the sessions.
-	var g run.Group
-	{
-		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return w.Run(ctx) }, func(error) { cancel() })
-	}
-	{
-		ctx, cancel := context.WithCancel(context.Background())
-		metrics := func(h http.Handler) http.Handler {
-			mux := http.NewServeMux()
-			mux.Handle("GET /metrics", tel.PrometheusHandler())
-			mux.Handle("/", h)
-			return mux
+		if ls.Debug, err = net.Listen("tcp", f.debugAddr); err != nil {
+			return ls, fmt.Errorf("listen --debug-addr: %w", err)
 		}
-		g.Add(func() error { return srv.Run(ctx, httpL, grpcL, f.drainTimeout, metrics) }, func(error) { cancel() })
 	}
-	{
-		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return mon.Run(ctx) }, func(error) { cancel() })
-	}
-	{
-		ctx, cancel := context.WithCancel(context.Background())
-		g.Add(func() error { return signals(ctx, f.configPath, reg, mon, log) }, func(error) { cancel() })
-	}
-	err = g.Run()
-	cctx, cancel := context.WithTimeout(context.Background(), f.drainTimeout)
-	defer cancel()
-	if cerr := reg.Close(cctx); cerr != nil {
-		log.Error("close models", "err", cerr)
-	}
-	if errors.Is(err, errStop) {
-		return nil
-	}
-	return err
+	return ls, nil
 }
 
-var errStop = errors.New("stop requested")
-
-// signals returns errStop on SIGINT/SIGTERM and reloads the version
-// policies on SIGHUP.
-func signals(ctx context.Context, configPath string, reg *registry.Registry, mon *monitor.Monitor, log *slog.Logger) error {
+// handleSignals cancels the agent (stop) on SIGINT or SIGTERM and asks it
+// to reload on SIGHUP, until the returned function is called. After the
+// first SIGINT or SIGTERM the signals get their default action back, so a
+// second one ends the process at once.
+func handleSignals(stop context.CancelFunc, reload chan<- struct{}, log *slog.Logger) (release func()) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(ch)
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case s := <-ch:
-			if s != syscall.SIGHUP {
-				log.Info("shutting down: draining in-flight requests", "signal", s.String())
-				return errStop
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		defer signal.Stop(ch)
+		for {
+			select {
+			case <-done:
+				return
+			case s := <-ch:
+				if s != syscall.SIGHUP {
+					log.Info("shutting down: draining in-flight requests", "signal", s.String())
+					stop()
+					return
+				}
+				select {
+				case reload <- struct{}{}:
+				default: // a reload is pending already
+				}
 			}
-			cfg, err := config.Load(configPath)
-			if err != nil {
-				log.Error("SIGHUP: config not reloaded; keeping the current policies", "err", err)
-				continue
-			}
-			if err := reg.SetPolicies(cfg.Policies()); err != nil {
-				log.Error("SIGHUP: policies not applied", "err", err)
-				continue
-			}
-			mon.SetSettings(cfg.MonitorSettings())
-			log.Info("SIGHUP: version policies reloaded", "config", configPath)
 		}
-	}
-}
-
-// recordEvent turns a registry lifecycle event into telemetry: metrics and
-// an OTLP log record, so the collector keeps the version history.
-func recordEvent(tel *telemetry.Telemetry, mon *monitor.Monitor, e registry.Event) {
-	version := strconv.FormatInt(e.Version, 10)
-	var attrs []attribute.KeyValue
-	if e.Reason != "" {
-		attrs = append(attrs, attribute.String(semconv.AttrReason, e.Reason))
-	}
-	switch e.Kind {
-	case registry.EventLoaded:
-		tel.RecordLoad(e.Model, version, e.Duration, nil)
-		tel.Event(semconv.EventLoaded, e.Model, version, append(attrs, attribute.Float64("drover.load.seconds", e.Duration.Seconds()))...)
-	case registry.EventLoadFailed:
-		tel.RecordLoad(e.Model, version, 0, errors.New(e.Reason))
-		tel.Event(semconv.EventLoadFailed, e.Model, version, attrs...)
-	case registry.EventRejected:
-		tel.Event(semconv.EventRejected, e.Model, version, attrs...)
-	case registry.EventSwapped:
-		tel.RecordSwap(e.Model)
-		tel.Event(semconv.EventSwapped, e.Model, version, append(attrs, attribute.String(semconv.AttrPrevious, strconv.FormatInt(e.Previous, 10)))...)
-	case registry.EventUnloaded:
-		tel.Event(semconv.EventUnloaded, e.Model, version, attrs...)
-		tel.ForgetVersion(e.Model, version)
-		if mon != nil {
-			mon.Forget(e.Model, e.Version)
-		}
+	}()
+	return func() {
+		close(done)
+		<-exited
 	}
 }

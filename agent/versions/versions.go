@@ -1,14 +1,18 @@
-// Package registry decides which model versions serve and swaps them in
+// Package versions is the agent's set of loaded model versions: it decides,
+// with package route, which versions of each model serve and swaps them in
 // without failing a request. It receives the watcher's view of the model
 // store, loads versions in the background (bounded), checks and warms them
 // up, and publishes each model's serving set atomically. Requests take a
-// reference on the version they start on (Acquire/Release), so a retired
-// version is closed only after its last in-flight request ends.
+// reference on the version they start on (Route or Acquire, then Release),
+// so a retired version is closed only after its last in-flight request ends.
 //
 // Per model at most one load runs at a time and a new load starts only
 // when no retired version is still draining, so during a swap at most the
 // serving versions plus one more are resident.
-package registry
+//
+// (Not to be confused with the collector's model registry, which stores
+// the published versions this package loads once they are on disk.)
+package versions
 
 import (
 	"cmp"
@@ -22,19 +26,22 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/drover-ml/drover/agent/oip"
+	"github.com/drover-ml/drover/agent/route"
 	"github.com/drover-ml/drover/agent/runtime"
 	"github.com/drover-ml/drover/agent/watch"
 	"github.com/drover-ml/drover/shared/manifest"
 )
 
-// Errors returned by Acquire and the pin calls; servers map them to status
-// codes (not found: 404, not ready: 503).
+// Errors returned by Acquire, Route and the pin calls; servers map them to
+// status codes (not found: 404, not ready: 503).
 var (
 	ErrModelNotFound   = errors.New("model not found")
 	ErrVersionNotFound = errors.New("version not found")
 	ErrNotReady        = errors.New("not ready")
-	ErrClosed          = errors.New("registry is closed")
+	ErrClosed          = errors.New("agent is shutting down: versions closed")
 )
 
 // EventKind names a version lifecycle event.
@@ -44,8 +51,9 @@ type EventKind string
 const (
 	EventLoaded     EventKind = "loaded"      // loaded, checked and warmed up
 	EventSwapped    EventKind = "swapped"     // became the default version
+	EventRolledBack EventKind = "rolled_back" // became the default version in place of a newer one
 	EventLoadFailed EventKind = "load_failed" // load, check or warm-up failed
-	EventRejected   EventKind = "rejected"    // refused (signature changed)
+	EventRejected   EventKind = "rejected"    // refused (signature changed, gate)
 	EventUnloaded   EventKind = "unloaded"    // closed after its last request
 )
 
@@ -54,13 +62,16 @@ type Event struct {
 	Kind     EventKind
 	Model    string
 	Version  int64
-	Previous int64 // for swapped: the version it replaced (0 = none)
+	Previous int64 // for swapped and rolled_back: the version it replaced (0 = none)
+	// Reason says why: the error for load_failed and rejected; for
+	// rolled_back, what made an older version the default (a pin, the
+	// newer version's directory removed, the version policy).
 	Reason   string
 	Duration time.Duration // for loaded: load + warm-up time
 	Time     time.Time
 }
 
-// Config configures a Registry.
+// Config configures a Set.
 type Config struct {
 	Backend runtime.Backend
 	// MaxConcurrentLoads bounds loads across all models; default 2.
@@ -69,13 +80,15 @@ type Config struct {
 	// not say; default 3.
 	WarmupRuns int
 	// RetryBackoff is the first delay before a failed version is retried
-	// without its directory changing; it doubles up to MaxRetryBackoff.
-	// Defaults 5 s and 5 min.
+	// without its directory changing; it doubles up to MaxRetryBackoff,
+	// each delay taken at random within ±50 % so that agents that failed
+	// together do not retry together. Defaults 5 s and 5 min.
 	RetryBackoff, MaxRetryBackoff time.Duration
-	// StateFile keeps pins across restarts; empty keeps them in memory.
+	// StateFile keeps pins and split overrides across restarts; empty keeps
+	// them in memory.
 	StateFile string
 	// Policies per model; models not listed use "latest".
-	Policies map[string]Policy
+	Policies map[string]route.Policy
 	Logger   *slog.Logger
 	// OnEvent, if set, is called for every lifecycle event, synchronously
 	// and possibly with internal locks held: it must not block or call back.
@@ -87,31 +100,26 @@ type Config struct {
 	Gate func(ctx context.Context, candidate, current *Version) error
 }
 
-// Registry holds every model's versions. All methods are safe for
-// concurrent use.
-type Registry struct {
+// Set holds every model's versions. All methods are safe for concurrent
+// use.
+type Set struct {
 	cfg     Config
 	log     *slog.Logger
+	routes  *route.Table
 	loadSem chan struct{}
 	ctx     context.Context
 	cancel  context.CancelFunc
 	loads   sync.WaitGroup
 
-	mu       sync.RWMutex
-	models   map[string]*model
-	policies map[string]Policy
-	pins     map[string]int64
-	// overrides of the policies' canary and shadow set through the API; a
-	// present nil entry switches the policy's split off.
-	canaries map[string]*Split
-	shadows  map[string]*Split
-	closed   bool
+	mu     sync.RWMutex
+	models map[string]*model
+	closed bool
 }
 
-// New builds a registry and reads the pins from StateFile.
-func New(cfg Config) (*Registry, error) {
+// New builds a set and reads the pins and split overrides from StateFile.
+func New(cfg Config) (*Set, error) {
 	if cfg.Backend == nil {
-		return nil, errors.New("registry: Backend is required")
+		return nil, errors.New("versions: Backend is required")
 	}
 	if cfg.MaxConcurrentLoads <= 0 {
 		cfg.MaxConcurrentLoads = 2
@@ -128,20 +136,14 @@ func New(cfg Config) (*Registry, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	for name, p := range cfg.Policies {
-		if err := p.Validate(); err != nil {
-			return nil, fmt.Errorf("policy for %s: %w", name, err)
-		}
-	}
-	st, err := readState(cfg.StateFile)
+	routes, err := route.Open(cfg.StateFile, cfg.Policies)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Registry{
-		cfg: cfg, log: cfg.Logger, loadSem: make(chan struct{}, cfg.MaxConcurrentLoads),
-		ctx: ctx, cancel: cancel,
-		models: map[string]*model{}, policies: cfg.Policies, pins: st.Pins, canaries: st.Canary, shadows: st.Shadow,
+	return &Set{
+		cfg: cfg, log: cfg.Logger, routes: routes, loadSem: make(chan struct{}, cfg.MaxConcurrentLoads),
+		ctx: ctx, cancel: cancel, models: map[string]*model{},
 	}, nil
 }
 
@@ -185,8 +187,8 @@ func (v *Version) tryRef() bool {
 	}
 }
 
-// Release drops a reference taken by Acquire. The version closes when its
-// last reference is gone and it no longer serves.
+// Release drops a reference taken by Acquire or Route. The version closes
+// when its last reference is gone and it no longer serves.
 func (v *Version) Release() {
 	if v.refs.Add(-1) == 0 {
 		v.onClose()
@@ -198,11 +200,15 @@ type servingSet struct {
 	byVersion map[int64]*Version
 }
 
+// failure is a version that did not load, and when it is tried again if
+// its directory does not change first.
 type failure struct {
 	fingerprint string
 	err         error
 	at, retryAt time.Time
-	backoff     time.Duration
+	// backoff spaces the retries of this fingerprint; a changed directory
+	// drops the failure, and with it the backoff.
+	backoff *backoff.ExponentialBackOff
 }
 
 type model struct {
@@ -220,29 +226,29 @@ type model struct {
 	noticed   string        // last "keeping" log message, to log once
 }
 
-func (r *Registry) getModel(name string, create bool) *model {
-	r.mu.RLock()
-	m := r.models[name]
-	r.mu.RUnlock()
+func (s *Set) getModel(name string, create bool) *model {
+	s.mu.RLock()
+	m := s.models[name]
+	s.mu.RUnlock()
 	if m != nil || !create {
 		return m
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if m = r.models[name]; m == nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m = s.models[name]; m == nil {
 		m = &model{
 			name: name, available: map[int64]watch.Version{}, resident: map[int64]*Version{},
 			draining: map[int64]*Version{}, failures: map[int64]*failure{}, changed: make(chan struct{}),
 		}
-		r.models[name] = m
+		s.models[name] = m
 	}
 	return m
 }
 
 // Sync replaces what is known of a model's version directories (the
 // watcher's report) and reconciles what serves.
-func (r *Registry) Sync(name string, versions []watch.Version) {
-	m := r.getModel(name, true)
+func (s *Set) Sync(name string, versions []watch.Version) {
+	m := s.getModel(name, true)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.available = make(map[int64]watch.Version, len(versions))
@@ -252,17 +258,17 @@ func (r *Registry) Sync(name string, versions []watch.Version) {
 			delete(m.failures, v.Number) // changed on disk: try again now
 		}
 		if v.State != watch.Ready && v.Err != nil {
-			r.log.Debug("version not loadable", "model", name, "version", v.Number, "state", v.State, "err", v.Err)
+			s.log.Debug("version not loadable", "model", name, "version", v.Number, "state", v.State, "err", v.Err)
 		}
 	}
-	r.reconcile(m)
+	s.reconcile(m)
 }
 
 // Acquire returns the version that serves a request for model name and
 // version (0 = the default version) with a reference the caller must
 // Release. Errors wrap ErrModelNotFound, ErrVersionNotFound or ErrNotReady.
-func (r *Registry) Acquire(name string, version int64) (*Version, error) {
-	m := r.getModel(name, false)
+func (s *Set) Acquire(name string, version int64) (*Version, error) {
+	m := s.getModel(name, false)
 	if m == nil {
 		return nil, fmt.Errorf("%w: %q", ErrModelNotFound, name)
 	}
@@ -277,7 +283,7 @@ func (r *Registry) Acquire(name string, version int64) (*Version, error) {
 			}
 		}
 		if v == nil {
-			return nil, r.whyNot(m, version)
+			return nil, s.whyNot(m, version)
 		}
 		if v.tryRef() {
 			return v, nil
@@ -287,7 +293,26 @@ func (r *Registry) Acquire(name string, version int64) (*Version, error) {
 	}
 }
 
-func (r *Registry) whyNot(m *model, version int64) error {
+// Route returns the version that answers one request for model that names
+// version (0: none), with a reference the caller must Release, and the
+// version the request is to be copied to as a shadow (0: none). The route
+// table decides (canary share, shadow share, by request id); a canary that
+// does not serve yet leaves the request to the default version. Errors are
+// Acquire's.
+func (s *Set) Route(model string, version int64, requestID string) (v *Version, shadow int64, err error) {
+	c := s.routes.Choose(model, version, requestID)
+	if c.Canary != 0 {
+		if cv, cerr := s.Acquire(model, c.Canary); cerr == nil {
+			return cv, c.Shadow(cv.Number), nil
+		}
+	}
+	if v, err = s.Acquire(model, c.Version); err != nil {
+		return nil, 0, err
+	}
+	return v, c.Shadow(v.Number), nil
+}
+
+func (s *Set) whyNot(m *model, version int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if version == 0 {
@@ -307,48 +332,20 @@ func (r *Registry) whyNot(m *model, version int64) error {
 	case av.State != watch.Ready:
 		return fmt.Errorf("model %q version %d is %w: %s: %v", m.name, version, ErrNotReady, av.State, av.Err)
 	}
-	return fmt.Errorf("model %q version %d is %w: not served by the version policy (%s)", m.name, version, ErrNotReady, r.policy(m.name))
+	return fmt.Errorf("model %q version %d is %w: not served by the version policy (%s)", m.name, version, ErrNotReady, s.routes.Policy(m.name))
 }
 
-func (r *Registry) policy(name string) Policy {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.policies[name]
-}
-
-// splits returns the model's canary and shadow splits: the API's override
-// if there is one, else the policy's.
-func (r *Registry) splits(name string) (canary, shadow *Split) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	p := r.policies[name]
-	canary, shadow = p.Canary, p.Shadow
-	if c, ok := r.canaries[name]; ok {
-		canary = c
-	}
-	if sh, ok := r.shadows[name]; ok {
-		shadow = sh
-	}
-	return canary, shadow
-}
-
-func (r *Registry) pin(name string) int64 {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.pins[name]
-}
-
-func (r *Registry) emit(e Event) {
-	if r.cfg.OnEvent != nil {
+func (s *Set) emit(e Event) {
+	if s.cfg.OnEvent != nil {
 		e.Time = time.Now()
-		r.cfg.OnEvent(e)
+		s.cfg.OnEvent(e)
 	}
 }
 
 // reconcile computes what should serve from what is available, publishes
 // the serving set, retires what no longer serves and starts the next load.
 // m.mu must be held.
-func (r *Registry) reconcile(m *model) {
+func (s *Set) reconcile(m *model) {
 	defer func() {
 		close(m.changed)
 		m.changed = make(chan struct{})
@@ -371,51 +368,22 @@ func (r *Registry) reconcile(m *model) {
 		candidates = append(candidates, n)
 	}
 	slices.SortFunc(candidates, func(a, b int64) int { return cmp.Compare(b, a) })
-	// Canary and shadow versions serve beside the default version; they are
-	// not candidates for it.
-	canary, shadow := r.splits(m.name)
-	pinned := r.pin(m.name)
-	var extra []int64
-	for _, sp := range []*Split{canary, shadow} {
-		if sp != nil && sp.Version != pinned && slices.Contains(candidates, sp.Version) && !slices.Contains(extra, sp.Version) {
-			extra = append(extra, sp.Version)
-		}
-	}
-	base := slices.DeleteFunc(slices.Clone(candidates), func(n int64) bool { return slices.Contains(extra, n) })
-	var desired []int64
-	if pinned != 0 && slices.Contains(candidates, pinned) {
-		desired = []int64{pinned}
-	} else {
-		desired = r.policy(m.name).desired(base)
-	}
-	for _, n := range extra {
-		if !slices.Contains(desired, n) {
-			desired = append(desired, n)
-		}
-	}
+	plan := s.routes.Serving(m.name, candidates)
+	pinned := plan.Pinned
 
-	// The new serving set: desired versions that are loaded; if none is
-	// yet, keep what serves now (minus removed directories, but never the
-	// last one).
+	// The new serving set: the versions that should serve and are loaded;
+	// if none that can be the default is yet, keep what serves now (minus
+	// removed directories, but never the last one).
 	old := m.serving.Load()
 	next := &servingSet{byVersion: map[int64]*Version{}}
-	for _, n := range desired {
+	for _, n := range plan.Versions {
 		if v := m.resident[n]; v != nil {
 			next.byVersion[n] = v
-			if next.def == nil && !slices.Contains(extra, n) {
-				next.def = v
-			}
 		}
 	}
-	if next.def == nil && (old == nil || old.def == nil) {
-		// Nothing else serves yet: let a canary or shadow version answer
-		// rather than nothing.
-		for _, n := range desired {
-			if v := next.byVersion[n]; v != nil {
-				next.def = v
-				break
-			}
-		}
+	nothingServes := old == nil || old.def == nil
+	if d := plan.Default(func(n int64) bool { return m.resident[n] != nil }, nothingServes); d != 0 {
+		next.def = m.resident[d]
 	}
 	if next.def == nil && old != nil && old.def != nil {
 		keep := old.def
@@ -425,7 +393,7 @@ func (r *Registry) reconcile(m *model) {
 				msg = fmt.Sprintf("version %d's directory is gone but it is the last version serving: keeping it until another loads", keep.Number)
 			}
 			if m.noticed != msg {
-				r.log.Warn(msg, "model", m.name)
+				s.log.Warn(msg, "model", m.name)
 				m.noticed = msg
 			}
 		}
@@ -443,8 +411,16 @@ func (r *Registry) reconcile(m *model) {
 			prev = old.def.Number
 		}
 		if next.def != nil && next.def.Number != prev {
-			r.log.Info("version serving", "model", m.name, "version", next.def.Number, "previous", prev)
-			r.emit(Event{Kind: EventSwapped, Model: m.name, Version: next.def.Number, Previous: prev})
+			s.log.Info("version serving", "model", m.name, "version", next.def.Number, "previous", prev)
+			s.emit(Event{Kind: EventSwapped, Model: m.name, Version: next.def.Number, Previous: prev})
+			// An older version taking over from a newer one is a rollback,
+			// unless the newer one was only a canary standing in until the
+			// default version loaded.
+			if prev != 0 && next.def.Number < prev && !slices.Contains(plan.Splits, prev) {
+				reason := rollbackReason(m, plan, next.def.Number, prev, s.routes.Policy(m.name))
+				s.log.Info("version rolled back", "model", m.name, "version", next.def.Number, "previous", prev, "reason", reason)
+				s.emit(Event{Kind: EventRolledBack, Model: m.name, Version: next.def.Number, Previous: prev, Reason: reason})
+			}
 		}
 	}
 	// Retire resident versions that do not serve.
@@ -458,15 +434,15 @@ func (r *Registry) reconcile(m *model) {
 	}
 
 	// Start the next load: the highest desired version not loaded yet.
-	if m.loading == 0 && !r.isClosed() {
-		for _, n := range desired {
+	if m.loading == 0 && !s.isClosed() {
+		for _, n := range plan.Versions {
 			if m.resident[n] != nil {
 				continue
 			}
 			if len(m.draining) > 0 {
 				break // wait for retired versions to drain (memory bound)
 			}
-			r.startLoad(m, m.available[n], pinned == n)
+			s.startLoad(m, m.available[n], pinned == n)
 			break
 		}
 	}
@@ -477,7 +453,7 @@ func (r *Registry) reconcile(m *model) {
 		m.timer = time.AfterFunc(time.Until(nextRetry)+10*time.Millisecond, func() {
 			m.mu.Lock()
 			defer m.mu.Unlock()
-			r.reconcile(m)
+			s.reconcile(m)
 		})
 	}
 }
@@ -497,23 +473,38 @@ func sameSet(a, b *servingSet) bool {
 	return true
 }
 
-func (r *Registry) isClosed() bool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.closed
+// rollbackReason says why version prev stopped being the default in favour
+// of the older version cur. m.mu must be held.
+func rollbackReason(m *model, plan route.Serving, cur, prev int64, policy route.Policy) string {
+	av, ok := m.available[prev]
+	switch {
+	case plan.Pinned == cur:
+		return fmt.Sprintf("version %d is pinned", cur)
+	case !ok:
+		return fmt.Sprintf("version %d's directory was removed from the model store", prev)
+	case av.State != watch.Ready:
+		return fmt.Sprintf("version %d's directory is %s", prev, av.State)
+	}
+	return fmt.Sprintf("the version policy (%s) no longer serves version %d", policy, prev)
+}
+
+func (s *Set) isClosed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.closed
 }
 
 // startLoad loads av in the background. m.mu must be held.
-func (r *Registry) startLoad(m *model, av watch.Version, forced bool) {
+func (s *Set) startLoad(m *model, av watch.Version, forced bool) {
 	m.loading = av.Number
 	var current *Version
 	if set := m.serving.Load(); set != nil && set.def != nil && set.def.tryRef() {
 		current = set.def
 	}
-	r.loads.Add(1)
+	s.loads.Add(1)
 	go func() {
-		defer r.loads.Done()
-		v, kind, err := r.load(av, current, forced)
+		defer s.loads.Done()
+		v, kind, err := s.load(av, current, forced)
 		if current != nil {
 			current.Release()
 		}
@@ -522,22 +513,24 @@ func (r *Registry) startLoad(m *model, av watch.Version, forced bool) {
 		m.loading = 0
 		if err != nil {
 			f := m.failures[av.Number]
-			backoff := r.cfg.RetryBackoff
-			if f != nil && f.fingerprint == av.Fingerprint {
-				backoff = min(2*f.backoff, r.cfg.MaxRetryBackoff)
+			if f == nil || f.fingerprint != av.Fingerprint {
+				f = &failure{fingerprint: av.Fingerprint, backoff: s.newBackoff()}
+				m.failures[av.Number] = f
 			}
-			m.failures[av.Number] = &failure{fingerprint: av.Fingerprint, err: err, at: time.Now(), retryAt: time.Now().Add(backoff), backoff: backoff}
-			r.log.Error("version not loaded", "model", m.name, "version", av.Number, "err", err, "retry_in", backoff)
-			r.emit(Event{Kind: kind, Model: m.name, Version: av.Number, Reason: err.Error()})
+			delay := f.backoff.NextBackOff()
+			f.err, f.at = err, time.Now()
+			f.retryAt = f.at.Add(delay)
+			s.log.Error("version not loaded", "model", m.name, "version", av.Number, "err", err, "retry_in", delay)
+			s.emit(Event{Kind: kind, Model: m.name, Version: av.Number, Reason: err.Error()})
 		} else {
 			delete(m.failures, av.Number)
-			v.onClose = func() { r.closeVersion(m, v) }
+			v.onClose = func() { s.closeVersion(m, v) }
 			m.resident[av.Number] = v
-			r.log.Info("version loaded", "model", m.name, "version", av.Number, "load_time", v.LoadTime)
-			r.emit(Event{Kind: EventLoaded, Model: m.name, Version: av.Number, Duration: v.LoadTime})
+			s.log.Info("version loaded", "model", m.name, "version", av.Number, "load_time", v.LoadTime)
+			s.emit(Event{Kind: EventLoaded, Model: m.name, Version: av.Number, Duration: v.LoadTime})
 		}
-		if !r.isClosed() {
-			r.reconcile(m)
+		if !s.isClosed() {
+			s.reconcile(m)
 		} else if v != nil {
 			delete(m.resident, v.Number)
 			m.draining[v.Number] = v
@@ -546,20 +539,31 @@ func (r *Registry) startLoad(m *model, av watch.Version, forced bool) {
 	}()
 }
 
+// newBackoff returns the retry schedule of a version that failed to load:
+// RetryBackoff, doubling up to MaxRetryBackoff, each delay jittered.
+func (s *Set) newBackoff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = s.cfg.RetryBackoff
+	b.MaxInterval = s.cfg.MaxRetryBackoff
+	b.Multiplier = 2
+	b.Reset()
+	return b
+}
+
 // closeVersion runs when a retired version's last reference is gone.
-func (r *Registry) closeVersion(m *model, v *Version) {
+func (s *Set) closeVersion(m *model, v *Version) {
 	if err := v.rt.Close(); err != nil {
-		r.log.Error("close version", "model", m.name, "version", v.Number, "err", err)
+		s.log.Error("close version", "model", m.name, "version", v.Number, "err", err)
 	}
-	r.emit(Event{Kind: EventUnloaded, Model: m.name, Version: v.Number})
+	s.emit(Event{Kind: EventUnloaded, Model: m.name, Version: v.Number})
 	// Called from Release, which may run with or without m.mu held (the
 	// resident reference is dropped under it); finish asynchronously.
 	go func() {
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		delete(m.draining, v.Number)
-		if !r.isClosed() {
-			r.reconcile(m)
+		if !s.isClosed() {
+			s.reconcile(m)
 		} else {
 			close(m.changed)
 			m.changed = make(chan struct{})
@@ -569,15 +573,15 @@ func (r *Registry) closeVersion(m *model, v *Version) {
 
 // load loads, checks and warms up one version. The error kind is
 // EventRejected for a refused signature change, else EventLoadFailed.
-func (r *Registry) load(av watch.Version, current *Version, forced bool) (*Version, EventKind, error) {
+func (s *Set) load(av watch.Version, current *Version, forced bool) (*Version, EventKind, error) {
 	select {
-	case r.loadSem <- struct{}{}:
-		defer func() { <-r.loadSem }()
-	case <-r.ctx.Done():
+	case s.loadSem <- struct{}{}:
+		defer func() { <-s.loadSem }()
+	case <-s.ctx.Done():
 		return nil, EventLoadFailed, ErrClosed
 	}
 	start := time.Now()
-	rt, err := r.cfg.Backend.Load(r.ctx, filepath.Join(av.Dir, manifest.ModelFile))
+	rt, err := s.cfg.Backend.Load(s.ctx, filepath.Join(av.Dir, manifest.ModelFile))
 	if err != nil {
 		return nil, EventLoadFailed, err
 	}
@@ -603,14 +607,14 @@ func (r *Registry) load(av watch.Version, current *Version, forced bool) (*Versi
 		return fail(EventRejected, fmt.Errorf("signature changed from the serving version's (%s -> %s); set signature.intended_change in drover.yaml or pin the version to accept it",
 			describe(current.Signature), describe(v.Signature)))
 	}
-	if err := r.warmup(v); err != nil {
+	if err := s.warmup(v); err != nil {
 		return fail(EventLoadFailed, fmt.Errorf("warm-up: %w", err))
 	}
-	if r.cfg.Gate != nil && !forced {
+	if s.cfg.Gate != nil && !forced {
 		if current != nil && current.Number == v.Number {
 			current = nil
 		}
-		if err := r.cfg.Gate(r.ctx, v, current); err != nil {
+		if err := s.cfg.Gate(s.ctx, v, current); err != nil {
 			return fail(EventRejected, fmt.Errorf("gate: %w", err))
 		}
 	}
@@ -619,8 +623,8 @@ func (r *Registry) load(av watch.Version, current *Version, forced bool) (*Versi
 	return v, "", nil
 }
 
-func (r *Registry) warmup(v *Version) error {
-	runs := r.cfg.WarmupRuns
+func (s *Set) warmup(v *Version) error {
+	runs := s.cfg.WarmupRuns
 	var inputs []oip.Tensor
 	var outputs []string
 	if mf := v.Manifest; mf != nil && mf.Warmup != nil {
@@ -647,7 +651,7 @@ func (r *Registry) warmup(v *Version) error {
 			inputs = append(inputs, t)
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.ctx, time.Minute)
+	ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
 	defer cancel()
 	for i := 0; i < runs; i++ {
 		if _, err := v.Infer(ctx, inputs, outputs); err != nil {

@@ -1,18 +1,15 @@
-package registry
+package versions
 
 import (
 	"cmp"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/drover-ml/drover/agent/oip"
+	"github.com/drover-ml/drover/agent/route"
 	"github.com/drover-ml/drover/agent/watch"
 )
 
@@ -36,18 +33,18 @@ type ModelStatus struct {
 	Name     string          `json:"name"`
 	Policy   string          `json:"policy"`
 	Pinned   int64           `json:"pinned,omitempty"`
-	Canary   *Split          `json:"canary,omitempty"`
-	Shadow   *Split          `json:"shadow,omitempty"`
+	Canary   *route.Split    `json:"canary,omitempty"`
+	Shadow   *route.Split    `json:"shadow,omitempty"`
 	Ready    bool            `json:"ready"`
 	Versions []VersionStatus `json:"versions"`
 }
 
 // Models returns the names of the known models, sorted.
-func (r *Registry) Models() []string {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	names := make([]string, 0, len(r.models))
-	for n := range r.models {
+func (s *Set) Models() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	names := make([]string, 0, len(s.models))
+	for n := range s.models {
 		names = append(names, n)
 	}
 	slices.Sort(names)
@@ -55,14 +52,14 @@ func (r *Registry) Models() []string {
 }
 
 // Status returns the state of every version of a model, newest first.
-func (r *Registry) Status(name string) (ModelStatus, error) {
-	m := r.getModel(name, false)
+func (s *Set) Status(name string) (ModelStatus, error) {
+	m := s.getModel(name, false)
 	if m == nil {
 		return ModelStatus{}, fmt.Errorf("%w: %q", ErrModelNotFound, name)
 	}
-	pinned := r.pin(name)
-	st := ModelStatus{Name: name, Policy: r.policy(name).String(), Pinned: pinned}
-	st.Canary, st.Shadow = r.splits(name)
+	pinned := s.routes.Pinned(name)
+	st := ModelStatus{Name: name, Policy: s.routes.Policy(name).String(), Pinned: pinned}
+	st.Canary, st.Shadow = s.routes.Splits(name)
 	set := m.serving.Load()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -111,26 +108,27 @@ func (r *Registry) Status(name string) (ModelStatus, error) {
 }
 
 // SetPolicies replaces the per-model version policies (config reload) and
-// reconciles every model.
-func (r *Registry) SetPolicies(p map[string]Policy) error {
-	for name, pol := range p {
-		if err := pol.Validate(); err != nil {
-			return fmt.Errorf("policy for %s: %w", name, err)
-		}
+// reconciles every model. An invalid policy changes nothing.
+func (s *Set) SetPolicies(p map[string]route.Policy) error {
+	if err := s.routes.SetPolicies(p); err != nil {
+		return err
 	}
-	r.mu.Lock()
-	r.policies = p
-	models := make([]*model, 0, len(r.models))
-	for _, m := range r.models {
+	s.reconcileAll()
+	return nil
+}
+
+func (s *Set) reconcileAll() {
+	s.mu.RLock()
+	models := make([]*model, 0, len(s.models))
+	for _, m := range s.models {
 		models = append(models, m)
 	}
-	r.mu.Unlock()
+	s.mu.RUnlock()
 	for _, m := range models {
 		m.mu.Lock()
-		r.reconcile(m)
+		s.reconcile(m)
 		m.mu.Unlock()
 	}
-	return nil
 }
 
 // Pin makes version serve as the model's only version, whatever the policy
@@ -138,8 +136,8 @@ func (r *Registry) SetPolicies(p map[string]Policy) error {
 // bypasses the signature check (and later gates): it is the operator's
 // override. Pin waits until the version serves, fails to load, or ctx ends;
 // on failure the pin is taken back.
-func (r *Registry) Pin(ctx context.Context, name string, version int64) error {
-	m := r.getModel(name, false)
+func (s *Set) Pin(ctx context.Context, name string, version int64) error {
+	m := s.getModel(name, false)
 	if m == nil {
 		return fmt.Errorf("%w: %q", ErrModelNotFound, name)
 	}
@@ -156,24 +154,12 @@ func (r *Registry) Pin(ctx context.Context, name string, version int64) error {
 	delete(m.failures, version) // an explicit pin retries now
 	m.mu.Unlock()
 
-	r.mu.Lock()
-	prev, hadPrev := r.pins[name]
-	r.pins[name] = version
-	err := r.saveState()
-	if err != nil {
-		if hadPrev {
-			r.pins[name] = prev
-		} else {
-			delete(r.pins, name)
-		}
-	}
-	r.mu.Unlock()
-	if err != nil {
+	if err := s.routes.Pin(name, version); err != nil {
 		return err
 	}
 	for {
 		m.mu.Lock()
-		r.reconcile(m)
+		s.reconcile(m)
 		changed := m.changed
 		set := m.serving.Load()
 		f := m.failures[version]
@@ -182,7 +168,7 @@ func (r *Registry) Pin(ctx context.Context, name string, version int64) error {
 			return nil
 		}
 		if f != nil {
-			_ = r.Unpin(name)
+			_ = s.Unpin(name)
 			return fmt.Errorf("pin %q version %d: %w", name, version, f.err)
 		}
 		select {
@@ -194,21 +180,17 @@ func (r *Registry) Pin(ctx context.Context, name string, version int64) error {
 }
 
 // Unpin removes a model's pin; the policy decides again.
-func (r *Registry) Unpin(name string) error {
-	r.mu.Lock()
-	_, had := r.pins[name]
-	delete(r.pins, name)
-	err := r.saveState()
-	r.mu.Unlock()
+func (s *Set) Unpin(name string) error {
+	had, err := s.routes.Unpin(name)
 	if err != nil {
 		return err
 	}
 	if !had {
 		return nil
 	}
-	if m := r.getModel(name, false); m != nil {
+	if m := s.getModel(name, false); m != nil {
 		m.mu.Lock()
-		r.reconcile(m)
+		s.reconcile(m)
 		m.mu.Unlock()
 	}
 	return nil
@@ -216,20 +198,20 @@ func (r *Registry) Unpin(name string) error {
 
 // Close stops loading, retires every version and waits (until ctx ends)
 // for them to close. Call it after the servers have drained. Idempotent.
-func (r *Registry) Close(ctx context.Context) error {
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
+func (s *Set) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
 		return nil
 	}
-	r.closed = true
-	models := make([]*model, 0, len(r.models))
-	for _, m := range r.models {
+	s.closed = true
+	models := make([]*model, 0, len(s.models))
+	for _, m := range s.models {
 		models = append(models, m)
 	}
-	r.mu.Unlock()
-	r.cancel()
-	r.loads.Wait()
+	s.mu.Unlock()
+	s.cancel()
+	s.loads.Wait()
 	for _, m := range models {
 		m.mu.Lock()
 		if m.timer != nil {
@@ -254,155 +236,71 @@ func (r *Registry) Close(ctx context.Context) error {
 			select {
 			case <-changed:
 			case <-ctx.Done():
-				return fmt.Errorf("close registry: %d versions of %s still in use: %w", n, m.name, ctx.Err())
+				return fmt.Errorf("close versions: %d versions of %s still in use: %w", n, m.name, ctx.Err())
 			}
 		}
 	}
 	return nil
 }
 
-// state is what the state file keeps across restarts.
-type state struct {
-	Pins   map[string]int64  `json:"pins"`
-	Canary map[string]*Split `json:"canary,omitempty"`
-	Shadow map[string]*Split `json:"shadow,omitempty"`
-}
-
-func readState(path string) (state, error) {
-	st := state{Pins: map[string]int64{}, Canary: map[string]*Split{}, Shadow: map[string]*Split{}}
-	if path == "" {
-		return st, nil
-	}
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return st, nil
-	}
-	if err != nil {
-		return st, fmt.Errorf("read state %s: %w", path, err)
-	}
-	var in state
-	if err := json.Unmarshal(b, &in); err != nil {
-		return st, fmt.Errorf("state file %s is corrupt (%v); fix or remove it", path, err)
-	}
-	for k, v := range in.Pins {
-		if v > 0 {
-			st.Pins[k] = v
-		}
-	}
-	for k, v := range in.Canary {
-		if v == nil || v.Validate() == nil {
-			st.Canary[k] = v
-		}
-	}
-	for k, v := range in.Shadow {
-		if v == nil || v.Validate() == nil {
-			st.Shadow[k] = v
-		}
-	}
-	return st, nil
-}
-
-// saveState writes the state file atomically (write, fsync, rename).
-// r.mu must be held.
-func (r *Registry) saveState() error {
-	path := r.cfg.StateFile
-	if path == "" {
-		return nil
-	}
-	b, err := json.MarshalIndent(state{Pins: r.pins, Canary: r.canaries, Shadow: r.shadows}, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("write state: %w", err)
-	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("write state: %w", err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write state %s: %w", path, err)
-	}
-	return nil
-}
-
-// SetSplit sets (or, with s nil, switches off) the model's canary (kind
-// "canary") or shadow ("shadow") split, overriding the policy, and keeps it
-// across restarts. The version must exist in the store.
-func (r *Registry) SetSplit(name, kind string, s *Split) error {
-	m := r.getModel(name, false)
+// SetSplit sets (or, with sp nil, switches off) the model's canary or
+// shadow split, overriding the policy, and keeps it across restarts. The
+// version must exist in the store.
+func (s *Set) SetSplit(name string, kind route.Kind, sp *route.Split) error {
+	m := s.getModel(name, false)
 	if m == nil {
 		return fmt.Errorf("%w: %q", ErrModelNotFound, name)
 	}
-	if s != nil {
-		if err := s.Validate(); err != nil {
+	if sp != nil {
+		if err := sp.Validate(); err != nil {
 			return fmt.Errorf("%s: %w", kind, err)
 		}
 		m.mu.Lock()
-		_, ok := m.available[s.Version]
+		_, ok := m.available[sp.Version]
 		m.mu.Unlock()
 		if !ok {
-			return fmt.Errorf("%w: %q version %d", ErrVersionNotFound, name, s.Version)
+			return fmt.Errorf("%w: %q version %d", ErrVersionNotFound, name, sp.Version)
 		}
 	}
-	r.mu.Lock()
-	var target map[string]*Split
-	switch kind {
-	case "canary":
-		target = r.canaries
-	case "shadow":
-		target = r.shadows
-	default:
-		r.mu.Unlock()
-		return fmt.Errorf("unknown split %q", kind)
-	}
-	prev, had := target[name]
-	target[name] = s
-	err := r.saveState()
-	if err != nil {
-		if had {
-			target[name] = prev
-		} else {
-			delete(target, name)
-		}
-	}
-	r.mu.Unlock()
-	if err != nil {
+	if err := s.routes.SetSplit(name, kind, sp); err != nil {
 		return err
 	}
 	m.mu.Lock()
-	r.reconcile(m)
+	s.reconcile(m)
 	m.mu.Unlock()
 	return nil
 }
 
-// Splits returns the model's effective canary and shadow splits (nil when
-// off).
-func (r *Registry) Splits(name string) (canary, shadow *Split) { return r.splits(name) }
-
 // Promote makes the canary version the model's default: it is pinned (see
 // Pin) and the canary split is switched off.
-func (r *Registry) Promote(ctx context.Context, name string) error {
-	canary, _ := r.splits(name)
+func (s *Set) Promote(ctx context.Context, name string) error {
+	canary, _ := s.routes.Splits(name)
 	if canary == nil {
 		return fmt.Errorf("model %q has no canary to promote", name)
 	}
-	if err := r.Pin(ctx, name, canary.Version); err != nil {
+	if err := s.Pin(ctx, name, canary.Version); err != nil {
 		return err
 	}
-	return r.SetSplit(name, "canary", nil)
+	return s.SetSplit(name, route.Canary, nil)
+}
+
+// Resident returns, per model, the number of its versions in memory:
+// serving, loaded, or retired and draining their last requests. It feeds
+// the drover.model.loaded_versions gauge.
+func (s *Set) Resident() map[string]int {
+	out := map[string]int{}
+	for _, name := range s.Models() {
+		st, err := s.Status(name)
+		if err != nil {
+			continue
+		}
+		for _, v := range st.Versions {
+			if v.State == "serving" || v.State == "loaded" || v.State == "draining" {
+				out[name]++
+			}
+		}
+	}
+	return out
 }
 
 func readWarmupRequest(path string) (*oip.InferRequest, error) {
