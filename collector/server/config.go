@@ -15,6 +15,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/drover-ml/drover/collector/auth"
 	"github.com/drover-ml/drover/collector/drift"
 	"github.com/drover-ml/drover/collector/ingest"
 	"github.com/drover-ml/drover/collector/jobs"
@@ -50,6 +51,9 @@ type Config struct {
 	// Jobs configures re-optimization jobs (docs/jobs.md). With executor
 	// none (the default) incidents are recorded but no jobs run.
 	Jobs jobs.Config `yaml:"jobs"`
+	// Auth configures the admin API's and receivers' tokens
+	// (docs/security.md).
+	Auth auth.Config `yaml:"auth"`
 
 	// Test hooks, never read from a file: ringTuning adjusts the ring's
 	// config just before ring.New (a test cluster's loopback timings), and
@@ -123,6 +127,7 @@ func Default() Config {
 		Cluster:    Cluster{NodeName: host, GossipAddr: fmt.Sprintf(":%d", ring.DefaultPort)},
 		Drift:      drift.DefaultConfig(),
 		Jobs:       jobs.DefaultConfig(),
+		Auth:       auth.DefaultConfig(),
 	}
 }
 
@@ -190,6 +195,7 @@ func (c Config) Validate() error {
 		fieldpath.Prefix("cluster", c.Cluster.Validate()),
 		fieldpath.Prefix("drift", c.Drift.Validate()),
 		fieldpath.Prefix("jobs", c.Jobs.Validate()),
+		c.Auth.Validate(), // its errors already carry "auth."
 	)
 	return errors.Join(errs...)
 }
