@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
+
 	"github.com/drover-ml/drover/collector/spool"
 	"github.com/drover-ml/drover/collector/store"
 )
@@ -38,6 +40,11 @@ type WriterConfig struct {
 	// DrainTimeout bounds the final flush on shutdown; default 20s. What is
 	// not written by then stays in the spool for the next start.
 	DrainTimeout time.Duration
+	// Ready, if not nil, holds the writer back until it is closed (the
+	// ClickHouse schema is applied): until then Run inserts nothing, and
+	// requests go to the spool without waiting for room in the row cache.
+	// A writer stopped before Ready leaves the spool for the next start.
+	Ready <-chan struct{}
 }
 
 func (c WriterConfig) withDefaults() WriterConfig {
@@ -131,8 +138,15 @@ func NewWriter(cfg WriterConfig, sp *spool.Spool, rows *RowCache, ins Inserter, 
 }
 
 // Run writes until ctx is cancelled, then flushes what the spool holds
-// (bounded by DrainTimeout) and returns.
+// (bounded by DrainTimeout) and returns nil. It returns an error, after
+// flushing what it can, when the spool fails or is closed under it: the
+// writer cannot go on, and whoever runs it must stop.
 func (w *Writer) Run(ctx context.Context) error {
+	if !w.waitReady(ctx) {
+		n, bytes := w.sp.Pending()
+		w.log.Info("stopped before the ClickHouse schema was applied; the spool is written at the next start", "records", n, "bytes", bytes)
+		return nil
+	}
 	// A batch that was being inserted when the process stopped goes first,
 	// exactly as it was.
 	if err := w.replayIntent(ctx, "re-inserting the batch interrupted by the last stop"); err != nil {
@@ -146,7 +160,13 @@ func (w *Writer) Run(ctx context.Context) error {
 	}
 	for {
 		if err := w.sp.Wait(ctx, w.sp.Acked()); err != nil {
-			break // ctx done or spool closed: drain below
+			if ctx.Err() != nil {
+				break
+			}
+			// The spool failed (a write error) or was closed while the
+			// writer runs: write what it still can, then fail.
+			w.drain()
+			return fmt.Errorf("spool: %w", err)
 		}
 		recs, err := w.collect(ctx)
 		if err != nil {
@@ -163,6 +183,50 @@ func (w *Writer) Run(ctx context.Context) error {
 		}
 	}
 	return w.drain()
+}
+
+// waitReady waits for cfg.Ready, keeping the spool gauges and the lag
+// current meanwhile; false if ctx ended first.
+func (w *Writer) waitReady(ctx context.Context) bool {
+	if w.cfg.Ready == nil {
+		return true
+	}
+	select {
+	case <-w.cfg.Ready:
+		return true
+	default:
+	}
+	w.log.Info("waiting for the ClickHouse schema; requests are kept in the spool")
+	w.rows.setFlow(false) // requests must not wait for a writer that cannot write
+	defer w.rows.setFlow(true)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		w.updateSpoolStats()
+		if w.stats.oldestPending() == 0 {
+			w.noteOldestInSpool()
+		}
+		select {
+		case <-w.cfg.Ready:
+			w.log.Info("ClickHouse schema applied; writing")
+			return true
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+}
+
+// noteOldestInSpool sets the lag's start from the first record after the
+// ack position, if there is one.
+func (w *Writer) noteOldestInSpool() {
+	recs, err := w.sp.Read(w.sp.Acked()+1, 1, 1<<30)
+	if err != nil || len(recs) == 0 {
+		return
+	}
+	if _, at, _, err := decodeRecord(recs[0].Data); err == nil {
+		w.stats.setOldestPending(at)
+	}
 }
 
 // item is one spool record of a batch: its rows from the RowCache, or
@@ -222,6 +286,7 @@ func (w *Writer) collect(ctx context.Context) ([]item, error) {
 		}
 		if len(items) > 0 && deadline.IsZero() {
 			deadline = items[0].at.Add(w.cfg.FlushInterval)
+			w.stats.setOldestPending(items[0].at)
 		}
 		if len(items) > 0 && (rows >= w.cfg.BatchRows || bytes >= w.cfg.BatchBytes || !time.Now().Before(deadline)) {
 			return items, nil
@@ -308,13 +373,11 @@ func (w *Writer) write(ctx context.Context, items []item, replay bool) error {
 		p.Resources = nil
 	}
 	res.Resources = w.unseen(res.Resources)
-	if !oldest.IsZero() && w.stats.LagSeconds != nil {
-		w.stats.LagSeconds.Set(time.Since(oldest).Seconds())
-	}
+	w.stats.setOldestPending(oldest) // the lag grows from here until the ack
 	if err := w.sp.SetIntent(first, last); err != nil {
 		return fmt.Errorf("record batch intent: %w", err)
 	}
-	backoff := 100 * time.Millisecond
+	retry := w.newBackOff()
 	for {
 		start := time.Now()
 		err := w.ins.InsertBatches(ctx, parts, token(first, last))
@@ -349,22 +412,35 @@ func (w *Writer) write(ctx context.Context, items []item, replay bool) error {
 			w.rows.setFlow(false) // requests must not wait for a writer that cannot write
 		}
 		w.updateSpoolStats() // the spool grows during an outage: keep the gauges current
+		t := time.NewTimer(retry.NextBackOff())
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return ctx.Err()
-		case <-time.After(backoff):
+		case <-t.C:
 		}
-		backoff = min(2*backoff, w.cfg.MaxBackoff)
 	}
 	if err := w.sp.Ack(last); err != nil {
 		return fmt.Errorf("ack spool up to %d: %w", last, err)
 	}
 	w.rows.acked(last)
+	w.stats.setOldestPending(time.Time{}) // the next batch sets it again
 	if replay && w.stats.Replayed != nil {
 		w.stats.Replayed.Add(float64(len(items)))
 	}
 	w.updateSpoolStats()
 	return nil
+}
+
+// newBackOff is the retry delay of a failing insert: jittered, from 100ms
+// doubling up to MaxBackoff, retried for as long as it takes.
+func (w *Writer) newBackOff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = min(100*time.Millisecond, w.cfg.MaxBackoff)
+	b.Multiplier = 2
+	b.MaxInterval = w.cfg.MaxBackoff
+	b.Reset()
+	return b
 }
 
 func rowsOf(parts []*store.Batch) int {
