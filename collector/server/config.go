@@ -13,7 +13,6 @@ import (
 	"github.com/drover-ml/drover/collector/drift"
 	"github.com/drover-ml/drover/collector/ingest"
 	"github.com/drover-ml/drover/collector/jobs"
-	"github.com/drover-ml/drover/collector/ring"
 	"github.com/drover-ml/drover/collector/spool"
 	"github.com/drover-ml/drover/collector/store"
 )
@@ -32,12 +31,6 @@ type Config struct {
 	// Jobs configures re-optimization jobs; absent, incidents are recorded
 	// but no jobs run.
 	Jobs *jobs.Config `yaml:"jobs"`
-
-	// Test hooks, never read from a file: ringTuning adjusts the ring's
-	// config just before ring.New (a test cluster's loopback timings), and
-	// driftTick, when > 0, replaces the drift scheduler's tick.
-	ringTuning func(*ring.Config)
-	driftTick  time.Duration
 }
 
 // ClickHouse says where the data goes.
