@@ -5,12 +5,13 @@ package admin
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/drover-ml/drover/shared/lifecycle"
 )
 
 // ReadyFunc reports whether the collector can accept data; a non-nil error
@@ -18,7 +19,8 @@ import (
 type ReadyFunc func(ctx context.Context) error
 
 // Server is the admin HTTP server. Run blocks until ctx is cancelled, then
-// shuts down gracefully.
+// shuts down gracefully (lifecycle.Serve). Register handlers (Handle)
+// before Run.
 type Server struct {
 	addr  string
 	ready ReadyFunc
@@ -68,21 +70,10 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Write(b)
 }
 
-// Serve serves on l until ctx is done.
+// Serve serves on l until ctx is done, then lets requests in flight finish
+// (for up to 5s) and returns. It owns l (closed when it returns).
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
 	s.log.Info("admin API listening", "addr", l.Addr().String())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("admin serve: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("admin shutdown: %w", err)
-	}
-	return nil
+	return lifecycle.Serve(ctx, 5*time.Second, s.log, lifecycle.Listening{Name: "admin", Server: lifecycle.HTTP(srv), Listener: l})
 }

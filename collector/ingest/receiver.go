@@ -31,6 +31,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/drover-ml/drover/shared/lifecycle"
 )
 
 // Kind says what an OTLP payload holds.
@@ -73,6 +75,10 @@ type ReceiverConfig struct {
 	MaxRequestBytes int
 	// RetryAfter is the back-off advertised when the spool is full.
 	RetryAfter time.Duration
+	// DrainTimeout bounds how long requests in flight may take to finish
+	// once the receivers are stopped; default 30s. What is still running
+	// then is cut (the sender gets an error and retries).
+	DrainTimeout time.Duration
 }
 
 // Receiver serves OTLP over gRPC and HTTP.
@@ -97,6 +103,9 @@ func NewReceiver(cfg ReceiverConfig, sink Sink, stats *Stats, log *slog.Logger) 
 	if cfg.RetryAfter <= 0 {
 		cfg.RetryAfter = 5 * time.Second
 	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 30 * time.Second
+	}
 	if stats == nil {
 		stats = &Stats{}
 	}
@@ -118,7 +127,8 @@ func (r *Receiver) Run(ctx context.Context) error {
 	return r.Serve(ctx, gl, hl)
 }
 
-// Serve is Run on listeners the caller opened.
+// Serve is Run on listeners the caller opened; it owns them (they are
+// closed when it returns).
 func (r *Receiver) Serve(ctx context.Context, gl, hl net.Listener) error {
 	gs := grpc.NewServer(grpc.MaxRecvMsgSize(r.cfg.MaxRequestBytes), grpc.ForceServerCodecV2(newRawCodec()))
 	r.registerGRPC(gs)
@@ -127,45 +137,10 @@ func (r *Receiver) Serve(ctx context.Context, gl, hl net.Listener) error {
 	mux.HandleFunc("POST /v1/logs", func(w http.ResponseWriter, req *http.Request) { r.serveHTTP(w, req, KindLogs) })
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
-	errc := make(chan error, 2)
-	go func() {
-		if err := gs.Serve(gl); err != nil {
-			errc <- fmt.Errorf("otlp grpc: %w", err)
-			return
-		}
-		errc <- nil
-	}()
-	go func() {
-		if err := hs.Serve(hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errc <- fmt.Errorf("otlp http: %w", err)
-			return
-		}
-		errc <- nil
-	}()
 	r.log.Info("OTLP receivers listening", "grpc", gl.Addr().String(), "http", hl.Addr().String())
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	done := make(chan struct{})
-	go func() { gs.GracefulStop(); close(done) }()
-	if err := hs.Shutdown(sctx); err != nil {
-		hs.Close()
-	}
-	select {
-	case <-done:
-	case <-sctx.Done():
-		gs.Stop()
-		<-done
-	}
-	if runErr == nil {
-		<-errc
-		<-errc
-	}
-	return runErr
+	return lifecycle.Serve(ctx, r.cfg.DrainTimeout, r.log,
+		lifecycle.Listening{Name: "otlp grpc", Server: lifecycle.GRPC(gs), Listener: gl},
+		lifecycle.Listening{Name: "otlp http", Server: lifecycle.HTTP(hs), Listener: hl})
 }
 
 func (r *Receiver) backpressure() error {

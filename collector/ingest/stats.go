@@ -1,13 +1,17 @@
 package ingest
 
 import (
+	"sync/atomic"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
 // Stats are the collector's own ingest metrics. The zero value is usable
-// (and records nothing); NewStats registers them on reg.
+// (and records nothing); NewStats registers them on reg. A Stats must not
+// be copied once used.
 type Stats struct {
 	Received      *prometheus.CounterVec // points/records received, by kind
 	Rejected      *prometheus.CounterVec // points/records refused (backpressure, errors), by kind
@@ -17,9 +21,13 @@ type Stats struct {
 	InsertErrors  *prometheus.CounterVec // failed inserts, by retryable
 	BatchRows     prometheus.Histogram   // rows per insert batch
 	InsertSeconds prometheus.Histogram   // insert latency
-	LagSeconds    prometheus.Gauge       // age of the oldest unwritten spool record
+	LagSeconds    prometheus.GaugeFunc   // age of the oldest unwritten spool record, computed when read
 	SpoolBytes    prometheus.Gauge       // bytes waiting in the spool
 	SpoolRecords  prometheus.Gauge       // records waiting in the spool
+
+	// oldest is the receive time (unix nanoseconds) of the oldest record
+	// the writer has taken from the spool and not yet written; 0: none.
+	oldest atomic.Int64
 }
 
 // NewStats creates the metrics and registers them on reg.
@@ -33,12 +41,36 @@ func NewStats(reg prometheus.Registerer) *Stats {
 		InsertErrors:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_collector_insert_errors_total", Help: "Failed ClickHouse inserts."}, []string{"retryable"}),
 		BatchRows:     prometheus.NewHistogram(prometheus.HistogramOpts{Name: "drover_collector_batch_rows", Help: "Rows per ClickHouse insert batch.", Buckets: prometheus.ExponentialBuckets(100, 4, 8)}),
 		InsertSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "drover_collector_insert_duration_seconds", Help: "ClickHouse insert latency per batch.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
-		LagSeconds:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "drover_collector_lag_seconds", Help: "Age of the oldest spool record not yet in ClickHouse."}),
 		SpoolBytes:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "drover_collector_spool_bytes", Help: "Bytes in the spool not yet in ClickHouse."}),
 		SpoolRecords:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "drover_collector_spool_records", Help: "Requests in the spool not yet in ClickHouse."}),
 	}
+	s.LagSeconds = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "drover_collector_lag_seconds", Help: "Age of the oldest spool record not yet in ClickHouse."},
+		func() float64 { return s.Lag(time.Now()).Seconds() })
 	reg.MustRegister(s.Received, s.Rejected, s.Spooled, s.Written, s.Replayed, s.InsertErrors, s.BatchRows, s.InsertSeconds, s.LagSeconds, s.SpoolBytes, s.SpoolRecords)
 	return s
+}
+
+// Lag is how long the oldest record the writer holds and has not yet
+// written (in the batch it collects, or inserts and retries) has waited at
+// now; 0 when it holds none. It keeps growing while inserts fail.
+func (s *Stats) Lag(now time.Time) time.Duration {
+	at := s.oldestPending()
+	if at == 0 {
+		return 0
+	}
+	return max(0, now.Sub(time.Unix(0, at)))
+}
+
+func (s *Stats) oldestPending() int64 { return s.oldest.Load() }
+
+// setOldestPending records the receive time of the oldest record not yet
+// written (zero: none).
+func (s *Stats) setOldestPending(at time.Time) {
+	if at.IsZero() {
+		s.oldest.Store(0)
+		return
+	}
+	s.oldest.Store(at.UnixNano())
 }
 
 func (s *Stats) received(k Kind, n int) {

@@ -2,260 +2,17 @@ package ingest
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 
-	"go.opentelemetry.io/collector/pdata/plog"
-	"go.opentelemetry.io/collector/pdata/pmetric"
+	"github.com/cenkalti/backoff/v5"
 
 	"github.com/drover-ml/drover/collector/spool"
 	"github.com/drover-ml/drover/collector/store"
 )
-
-// A spool record is: kind (1 byte), receive time (8 bytes, unix nanoseconds,
-// little-endian), then the OTLP export request as protobuf.
-const recordHeader = 9
-
-// putRecordHeader writes the header into rec[:recordHeader], in front of
-// the payload that rec[recordHeader:] already holds.
-func putRecordHeader(rec []byte, kind Kind, at time.Time) {
-	rec[0] = byte(kind)
-	binary.LittleEndian.PutUint64(rec[1:], uint64(at.UnixNano()))
-}
-
-// recordSink is a Sink that also takes a payload with room for the spool
-// record header in front of it (rec[recordHeader:] is the payload), which
-// saves copying the request once.
-type recordSink interface {
-	acceptRecord(ctx context.Context, kind Kind, rec []byte, points int, decoded any) error
-}
-
-func decodeRecord(rec []byte) (Kind, time.Time, []byte, error) {
-	if len(rec) < recordHeader {
-		return 0, time.Time{}, nil, fmt.Errorf("spool record of %d bytes is shorter than its header", len(rec))
-	}
-	return Kind(rec[0]), time.Unix(0, int64(binary.LittleEndian.Uint64(rec[1:]))), rec[recordHeader:], nil
-}
-
-// SpoolSink is the Sink of the receivers: it appends each request to the
-// spool (durably, per the spool's sync policy) before it is acknowledged,
-// and, when Rows is set, converts the request the receiver already decoded
-// into rows kept in memory for the writer, so the writer neither reads the
-// spool nor decodes the request again (after a restart, or for requests
-// that found the cache full, it does).
-type SpoolSink struct {
-	Spool *spool.Spool
-	Stats *Stats
-	Rows  *RowCache
-}
-
-// Accept appends the payload; a full spool is ErrBackpressure. While the
-// writer keeps inserting, a request waits (up to RowCache's MaxWait) for
-// room in the row cache first: the receivers then go at the pace of
-// ClickHouse and every request is decoded once. When the writer cannot
-// insert, requests go to the spool at once and are decoded again on replay.
-func (s *SpoolSink) Accept(ctx context.Context, kind Kind, payload []byte, points int, decoded any) error {
-	rec := make([]byte, recordHeader+len(payload))
-	copy(rec[recordHeader:], payload)
-	return s.acceptRecord(ctx, kind, rec, points, decoded)
-}
-
-func (s *SpoolSink) acceptRecord(ctx context.Context, kind Kind, rec []byte, points int, decoded any) error {
-	cache := s.Rows != nil && s.Rows.reserve(ctx, points)
-	putRecordHeader(rec, kind, time.Now())
-	seq, err := s.Spool.Append(ctx, rec)
-	switch {
-	case errors.Is(err, spool.ErrFull):
-		err = ErrBackpressure
-	case err != nil:
-		err = fmt.Errorf("spool: %w", err)
-	}
-	if err != nil {
-		if cache {
-			s.Rows.release(points)
-		}
-		return err
-	}
-	if s.Stats != nil {
-		s.Stats.spooled(kind, points)
-	}
-	if !cache {
-		return nil
-	}
-	b := &store.Batch{}
-	switch d := decoded.(type) {
-	case pmetric.Metrics:
-		convertMetrics(d, b)
-	case plog.Logs:
-		convertLogs(d, b)
-	default:
-		s.Rows.release(points)
-		return nil
-	}
-	s.Rows.put(seq, b, points)
-	return nil
-}
-
-// RowCache holds the rows of recently spooled requests, by spool seq, up to
-// a bound on rows (a soft one: a request reserves its estimated rows). Safe
-// for concurrent use.
-type RowCache struct {
-	// MaxWait bounds how long a request waits for room while the writer is
-	// healthy; default 2s. Set before use.
-	MaxWait time.Duration
-
-	mu      sync.Mutex
-	batches map[uint64]cachedRows
-	rows    int
-	max     int
-	floor   uint64        // seqs <= floor are acked: not cached any more
-	flow    bool          // the writer inserts: requests wait for room
-	room    chan struct{} // closed when rows shrink; nil until someone waits
-}
-
-type cachedRows struct {
-	b  *store.Batch
-	at time.Time
-}
-
-// NewRowCache bounds the cache to maxRows rows (0: 200000).
-func NewRowCache(maxRows int) *RowCache {
-	if maxRows <= 0 {
-		maxRows = 200000
-	}
-	return &RowCache{batches: map[uint64]cachedRows{}, max: maxRows, flow: true, MaxWait: 2 * time.Second}
-}
-
-// reserve takes room for n rows, waiting for it while the writer is
-// healthy (see Accept), and reports whether it got it.
-func (c *RowCache) reserve(ctx context.Context, n int) bool {
-	var timer <-chan time.Time
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for {
-		if c.rows+n <= c.max || c.rows == 0 {
-			c.rows += n
-			return true
-		}
-		if !c.flow {
-			return false
-		}
-		if timer == nil {
-			timer = time.After(c.MaxWait)
-		}
-		if c.room == nil {
-			c.room = make(chan struct{})
-		}
-		room := c.room
-		c.mu.Unlock()
-		select {
-		case <-room:
-		case <-timer:
-			c.mu.Lock()
-			return false
-		case <-ctx.Done():
-			c.mu.Lock()
-			return false
-		}
-		c.mu.Lock()
-	}
-}
-
-// freedLocked wakes the requests waiting for room.
-func (c *RowCache) freedLocked() {
-	if c.room != nil {
-		close(c.room)
-		c.room = nil
-	}
-}
-
-func (c *RowCache) release(n int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.rows -= n
-	c.freedLocked()
-}
-
-// put stores the rows of seq, which reserved estimate rows.
-func (c *RowCache) put(seq uint64, b *store.Batch, estimate int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.rows -= estimate
-	if seq <= c.floor { // the writer was faster: it read the spool
-		c.freedLocked()
-		return
-	}
-	c.batches[seq] = cachedRows{b: b, at: time.Now()}
-	c.rows += b.Rows()
-}
-
-// take removes and returns the rows of seq, if cached.
-func (c *RowCache) take(seq uint64) (cachedRows, bool) {
-	if c == nil {
-		return cachedRows{}, false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.batches[seq]
-	if ok {
-		delete(c.batches, seq)
-		c.rows -= e.b.Rows()
-		c.freedLocked()
-	}
-	return e, ok
-}
-
-// missing returns how many consecutive seqs from `from` (at most n) are not
-// cached.
-func (c *RowCache) missing(from uint64, n int) int {
-	if c == nil {
-		return n
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for i := range n {
-		if _, ok := c.batches[from+uint64(i)]; ok {
-			return i
-		}
-	}
-	return n
-}
-
-// acked drops the rows of seqs <= upTo (a request whose rows arrived after
-// the writer had read it from the spool) and keeps later ones out.
-func (c *RowCache) acked(upTo uint64) {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.floor = max(c.floor, upTo)
-	for seq, e := range c.batches {
-		if seq <= upTo {
-			delete(c.batches, seq)
-			c.rows -= e.b.Rows()
-		}
-	}
-	c.freedLocked()
-}
-
-// setFlow makes requests wait for room (the writer inserts) or not.
-func (c *RowCache) setFlow(on bool) {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.flow != on {
-		c.flow = on
-		c.freedLocked() // waiters re-check
-	}
-}
 
 // Inserter writes a batch, given in parts, as their concatenation with a
 // deduplication token (store.Store.InsertBatches): the rows of cached
@@ -283,6 +40,11 @@ type WriterConfig struct {
 	// DrainTimeout bounds the final flush on shutdown; default 20s. What is
 	// not written by then stays in the spool for the next start.
 	DrainTimeout time.Duration
+	// Ready, if not nil, holds the writer back until it is closed (the
+	// ClickHouse schema is applied): until then Run inserts nothing, and
+	// requests go to the spool without waiting for room in the row cache.
+	// A writer stopped before Ready leaves the spool for the next start.
+	Ready <-chan struct{}
 }
 
 func (c WriterConfig) withDefaults() WriterConfig {
@@ -375,13 +137,16 @@ func NewWriter(cfg WriterConfig, sp *spool.Spool, rows *RowCache, ins Inserter, 
 	return &Writer{cfg: cfg.withDefaults(), rows: rows, sp: sp, ins: ins, log: log, stats: stats}
 }
 
-func token(first, last uint64) string {
-	return "spool-" + strconv.FormatUint(first, 10) + "-" + strconv.FormatUint(last, 10)
-}
-
 // Run writes until ctx is cancelled, then flushes what the spool holds
-// (bounded by DrainTimeout) and returns.
+// (bounded by DrainTimeout) and returns nil. It returns an error, after
+// flushing what it can, when the spool fails or is closed under it: the
+// writer cannot go on, and whoever runs it must stop.
 func (w *Writer) Run(ctx context.Context) error {
+	if !w.waitReady(ctx) {
+		n, bytes := w.sp.Pending()
+		w.log.Info("stopped before the ClickHouse schema was applied; the spool is written at the next start", "records", n, "bytes", bytes)
+		return nil
+	}
 	// A batch that was being inserted when the process stopped goes first,
 	// exactly as it was.
 	if err := w.replayIntent(ctx, "re-inserting the batch interrupted by the last stop"); err != nil {
@@ -395,7 +160,13 @@ func (w *Writer) Run(ctx context.Context) error {
 	}
 	for {
 		if err := w.sp.Wait(ctx, w.sp.Acked()); err != nil {
-			break // ctx done or spool closed: drain below
+			if ctx.Err() != nil {
+				break
+			}
+			// The spool failed (a write error) or was closed while the
+			// writer runs: write what it still can, then fail.
+			w.drain()
+			return fmt.Errorf("spool: %w", err)
 		}
 		recs, err := w.collect(ctx)
 		if err != nil {
@@ -412,6 +183,50 @@ func (w *Writer) Run(ctx context.Context) error {
 		}
 	}
 	return w.drain()
+}
+
+// waitReady waits for cfg.Ready, keeping the spool gauges and the lag
+// current meanwhile; false if ctx ended first.
+func (w *Writer) waitReady(ctx context.Context) bool {
+	if w.cfg.Ready == nil {
+		return true
+	}
+	select {
+	case <-w.cfg.Ready:
+		return true
+	default:
+	}
+	w.log.Info("waiting for the ClickHouse schema; requests are kept in the spool")
+	w.rows.setFlow(false) // requests must not wait for a writer that cannot write
+	defer w.rows.setFlow(true)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		w.updateSpoolStats()
+		if w.stats.oldestPending() == 0 {
+			w.noteOldestInSpool()
+		}
+		select {
+		case <-w.cfg.Ready:
+			w.log.Info("ClickHouse schema applied; writing")
+			return true
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+}
+
+// noteOldestInSpool sets the lag's start from the first record after the
+// ack position, if there is one.
+func (w *Writer) noteOldestInSpool() {
+	recs, err := w.sp.Read(w.sp.Acked()+1, 1, 1<<30)
+	if err != nil || len(recs) == 0 {
+		return
+	}
+	if _, at, _, err := decodeRecord(recs[0].Data); err == nil {
+		w.stats.setOldestPending(at)
+	}
 }
 
 // item is one spool record of a batch: its rows from the RowCache, or
@@ -471,6 +286,7 @@ func (w *Writer) collect(ctx context.Context) ([]item, error) {
 		}
 		if len(items) > 0 && deadline.IsZero() {
 			deadline = items[0].at.Add(w.cfg.FlushInterval)
+			w.stats.setOldestPending(items[0].at)
 		}
 		if len(items) > 0 && (rows >= w.cfg.BatchRows || bytes >= w.cfg.BatchBytes || !time.Now().Before(deadline)) {
 			return items, nil
@@ -491,10 +307,6 @@ func deadlineOr(d, def time.Time) time.Time {
 	}
 	return d
 }
-
-// estimatePoints guesses rows from payload size (about 60 bytes of OTLP per
-// data point) so batching needs no decode.
-func estimatePoints(rec []byte) int { return max(1, (len(rec)-recordHeader)/60) }
 
 func (w *Writer) readRange(first, last uint64) ([]spool.Record, error) {
 	var out []spool.Record
@@ -561,13 +373,11 @@ func (w *Writer) write(ctx context.Context, items []item, replay bool) error {
 		p.Resources = nil
 	}
 	res.Resources = w.unseen(res.Resources)
-	if !oldest.IsZero() && w.stats.LagSeconds != nil {
-		w.stats.LagSeconds.Set(time.Since(oldest).Seconds())
-	}
+	w.stats.setOldestPending(oldest) // the lag grows from here until the ack
 	if err := w.sp.SetIntent(first, last); err != nil {
 		return fmt.Errorf("record batch intent: %w", err)
 	}
-	backoff := 100 * time.Millisecond
+	retry := w.newBackOff()
 	for {
 		start := time.Now()
 		err := w.ins.InsertBatches(ctx, parts, token(first, last))
@@ -602,22 +412,35 @@ func (w *Writer) write(ctx context.Context, items []item, replay bool) error {
 			w.rows.setFlow(false) // requests must not wait for a writer that cannot write
 		}
 		w.updateSpoolStats() // the spool grows during an outage: keep the gauges current
+		t := time.NewTimer(retry.NextBackOff())
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return ctx.Err()
-		case <-time.After(backoff):
+		case <-t.C:
 		}
-		backoff = min(2*backoff, w.cfg.MaxBackoff)
 	}
 	if err := w.sp.Ack(last); err != nil {
 		return fmt.Errorf("ack spool up to %d: %w", last, err)
 	}
 	w.rows.acked(last)
+	w.stats.setOldestPending(time.Time{}) // the next batch sets it again
 	if replay && w.stats.Replayed != nil {
 		w.stats.Replayed.Add(float64(len(items)))
 	}
 	w.updateSpoolStats()
 	return nil
+}
+
+// newBackOff is the retry delay of a failing insert: jittered, from 100ms
+// doubling up to MaxBackoff, retried for as long as it takes.
+func (w *Writer) newBackOff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = min(100*time.Millisecond, w.cfg.MaxBackoff)
+	b.Multiplier = 2
+	b.MaxInterval = w.cfg.MaxBackoff
+	b.Reset()
+	return b
 }
 
 func rowsOf(parts []*store.Batch) int {

@@ -25,6 +25,7 @@ import (
 	"github.com/drover-ml/drover/collector/spool"
 	"github.com/drover-ml/drover/collector/store"
 	"github.com/drover-ml/drover/shared/semconv"
+	"github.com/drover-ml/drover/shared/testenv"
 )
 
 // These tests drive SpoolSink and Writer against a real spool in a temp dir
@@ -33,17 +34,6 @@ import (
 // waitLimit bounds every wait of these tests; it is a deadline against
 // hangs, never a timing assertion.
 const waitLimit = 30 * time.Second
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", waitLimit, what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 func openTestSpool(t *testing.T, opts spool.Options) *spool.Spool {
 	t.Helper()
@@ -295,7 +285,7 @@ func runWriter(t *testing.T, cfg WriterConfig, sp *spool.Spool, rows *RowCache, 
 
 func waitAcked(t *testing.T, sp *spool.Spool, n uint64) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("the spool to be acked up to %d", n), func() bool { return sp.Acked() >= n })
+	testenv.Eventually(t, waitLimit, fmt.Sprintf("the spool to be acked up to %d", n), func() bool { return sp.Acked() >= n })
 }
 
 // checkTokens checks that the inserts carry contiguous, non-overlapping
@@ -623,7 +613,7 @@ func TestRowCacheFlowControl(t *testing.T) {
 	t.Run("take frees room", func(t *testing.T) {
 		c := full(t, time.Hour)
 		ch := reserveAsync(ctx, c, 5)
-		waitFor(t, "reserve to wait for room", func() bool { return waiting(c) })
+		testenv.Eventually(t, waitLimit, "reserve to wait for room", func() bool { return waiting(c) })
 		go c.take(1)
 		if !result(t, "after take", ch) {
 			t.Fatal("reserve returned false after take freed room")
@@ -636,7 +626,7 @@ func TestRowCacheFlowControl(t *testing.T) {
 	t.Run("acked frees room", func(t *testing.T) {
 		c := full(t, time.Hour)
 		ch := reserveAsync(ctx, c, 5)
-		waitFor(t, "reserve to wait for room", func() bool { return waiting(c) })
+		testenv.Eventually(t, waitLimit, "reserve to wait for room", func() bool { return waiting(c) })
 		go c.acked(1)
 		if !result(t, "after acked", ch) {
 			t.Fatal("reserve returned false after acked freed room")
@@ -646,7 +636,7 @@ func TestRowCacheFlowControl(t *testing.T) {
 	t.Run("a request larger than the cache fits an empty one", func(t *testing.T) {
 		c := full(t, time.Hour)
 		ch := reserveAsync(ctx, c, 25)
-		waitFor(t, "reserve to wait for room", func() bool { return waiting(c) })
+		testenv.Eventually(t, waitLimit, "reserve to wait for room", func() bool { return waiting(c) })
 		go c.take(1)
 		if !result(t, "after take", ch) {
 			t.Fatal("reserve of more than the bound returned false on an empty cache")
@@ -669,7 +659,7 @@ func TestRowCacheFlowControl(t *testing.T) {
 	t.Run("flow turned off while waiting", func(t *testing.T) {
 		c := full(t, time.Hour)
 		ch := reserveAsync(ctx, c, 1)
-		waitFor(t, "reserve to wait for room", func() bool { return waiting(c) })
+		testenv.Eventually(t, waitLimit, "reserve to wait for room", func() bool { return waiting(c) })
 		c.setFlow(false)
 		if result(t, "after setFlow(false)", ch) {
 			t.Fatal("reserve returned true on a full cache after flow was turned off")
@@ -687,7 +677,7 @@ func TestRowCacheFlowControl(t *testing.T) {
 		c := full(t, time.Hour)
 		cctx, cancel := context.WithCancel(ctx)
 		ch := reserveAsync(cctx, c, 1)
-		waitFor(t, "reserve to wait for room", func() bool { return waiting(c) })
+		testenv.Eventually(t, waitLimit, "reserve to wait for room", func() bool { return waiting(c) })
 		cancel()
 		if result(t, "ctx canceled", ch) {
 			t.Fatal("reserve returned true after its ctx was canceled")
@@ -730,8 +720,8 @@ func TestWriterOutage(t *testing.T) {
 	if err := acceptRequest(context.Background(), sink, 1, pts); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "an insert to fail", func() bool { return ins.failures() > 0 })
-	waitFor(t, "the writer to turn flow off", func() bool { return !cacheFlow(rows) })
+	testenv.Eventually(t, waitLimit, "an insert to fail", func() bool { return ins.failures() > 0 })
+	testenv.Eventually(t, waitLimit, "the writer to turn flow off", func() bool { return !cacheFlow(rows) })
 
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drover-ml/drover/shared/testenv"
 )
 
 func TestJobIDDeterministic(t *testing.T) {
@@ -185,7 +187,7 @@ wait
 	// The whole process group was killed, the script's child too.
 	for _, pid := range lines(t, filepath.Join(dir, "children")) {
 		p, _ := strconv.Atoi(pid)
-		eventually(t, 5*time.Second, "child "+pid+" is killed", func() bool {
+		testenv.Eventually(t, 5*time.Second, "child "+pid+" is killed", func() bool {
 			b, err := os.ReadFile("/proc/" + pid + "/stat")
 			if err != nil {
 				return true
@@ -264,7 +266,7 @@ func TestTwoNodesRunOneExecution(t *testing.T) {
 					t.Errorf("job %s: %+v", id, row)
 				}
 			}
-			eventually(t, 10*time.Second, "both nodes idle", func() bool { return a.idle() && b.idle() })
+			testenv.Eventually(t, 10*time.Second, "both nodes idle", func() bool { return a.idle() && b.idle() })
 			got := lines(t, count)
 			slices.Sort(got)
 			want := slices.Clone(ids)
@@ -289,7 +291,7 @@ func TestOwnerDeathTakeover(t *testing.T) {
 	if err != nil || !created {
 		t.Fatalf("Schedule: %v %v", created, err)
 	}
-	eventually(t, 10*time.Second, "A starts the job", func() bool { return len(lines(t, count)) == 1 })
+	testenv.Eventually(t, 10*time.Second, "A starts the job", func() bool { return len(lines(t, count)) == 1 })
 	a.stop()
 	dead, err := a.Job(context.Background(), id)
 	if err != nil {
@@ -317,7 +319,7 @@ func TestOwnerDeathTakeover(t *testing.T) {
 	if ev, ok := b.ev.find(EventStarted); !ok || ev.Time.Before(lapse) {
 		t.Errorf("B's started event %+v, lease lapsed at %s", ev, lapse)
 	}
-	eventually(t, 5*time.Second, "B idle", b.idle)
+	testenv.Eventually(t, 5*time.Second, "B idle", b.idle)
 	if got := len(lines(t, count)); got != 2 {
 		t.Errorf("%d executions, want 2", got)
 	}

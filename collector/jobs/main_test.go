@@ -12,11 +12,24 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/drover-ml/drover/collector/store"
 	"github.com/drover-ml/drover/shared/testenv"
 )
 
-func TestMain(m *testing.M) { os.Exit(testenv.RunWithClickHouse(m)) }
+// TestMain runs the tests on one ClickHouse engine and then fails if any
+// goroutine they started is still running.
+func TestMain(m *testing.M) {
+	code := testenv.RunWithClickHouse(m)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines left behind:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 // migrated returns a fresh database with the schema.
 func migrated(t *testing.T) *testenv.DB {
@@ -91,7 +104,7 @@ func newNode(t *testing.T, db *testenv.DB, name string, cfg Config, run bool) *n
 	ev := &events{}
 	m, err := New(Options{
 		Conn: db.Conn, Database: db.Name, Node: name, Config: cfg, OnEvent: ev.add,
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name()),
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name(), "node", name),
 	})
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -143,23 +156,11 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 var _ io.Writer = testWriter{}
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // jobState polls the job until it is in a terminal state and returns it.
 func waitTerminal(t *testing.T, m *Manager, id string, within time.Duration) store.JobRow {
 	t.Helper()
 	var row store.JobRow
-	eventually(t, within, "job "+id+" finishes", func() bool {
+	testenv.Eventually(t, within, "job "+id+" finishes", func() bool {
 		r, err := m.Job(context.Background(), id)
 		if err != nil {
 			return false
@@ -204,10 +205,5 @@ func incident(model string, start time.Time) Incident {
 
 func rowCount(t *testing.T, db *testenv.DB, id string) uint64 {
 	t.Helper()
-	var n uint64
-	q := fmt.Sprintf("SELECT count() FROM %s.jobs WHERE id = ?", db.Name)
-	if err := db.Conn.QueryRow(context.Background(), q, id).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return db.Count(t, fmt.Sprintf("SELECT count() FROM %s.jobs WHERE id = ?", db.Name), id)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/cenkalti/backoff/v5"
 
 	"github.com/drover-ml/drover/collector/store"
 )
@@ -58,7 +59,9 @@ type Options struct {
 	// Now is the clock for timestamps and lease expiry; default time.Now.
 	// Waits use real timers.
 	Now func() time.Time
-	// Logger; default slog.Default().
+	// Logger; default slog.Default(). The caller names the component and
+	// the node in it (log.With("component", "jobs")): the Manager adds
+	// neither.
 	Logger *slog.Logger
 	// OnEvent, if set, is called for every Event, synchronously from the
 	// Manager's goroutines: it must be quick and must not call back into
@@ -127,7 +130,6 @@ func New(opts Options) (*Manager, error) {
 	if m.log == nil {
 		m.log = slog.Default()
 	}
-	m.log = m.log.With("component", "jobs", "node", m.node)
 	switch m.cfg.Executor {
 	case ExecutorCommand:
 		e, err := newCommandExecutor(m.cfg.Command)
@@ -184,7 +186,8 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 }
 
-// Schedule creates the job for an incident unless it exists. It returns the
+// Schedule creates the job for an incident unless it exists. An incident
+// without model, version or start is an error wrapping ErrBadIncident. It returns the
 // job's id (JobID) and whether this call created it. created is false when
 // the table already has a row for the id, in any state, or when another
 // node inserted its own first row at the same moment and won the tie (the
@@ -193,7 +196,7 @@ func (m *Manager) Run(ctx context.Context) error {
 // dispatches it.
 func (m *Manager) Schedule(ctx context.Context, inc Incident) (id string, created bool, err error) {
 	if inc.Model == "" || inc.Version == "" || inc.Start.IsZero() {
-		return "", false, fmt.Errorf("schedule job: incident needs model, version and start, got %q %q %s", inc.Model, inc.Version, inc.Start)
+		return "", false, fmt.Errorf("schedule job: %w: it needs model, version and start, got %q %q %s", ErrBadIncident, inc.Model, inc.Version, inc.Start)
 	}
 	id = JobID(inc.Model, inc.Version, inc.Start)
 	m.mu.Lock()
@@ -638,11 +641,15 @@ func (m *Manager) finish(ctx context.Context, cur store.JobRow, out outcome, che
 	return retryAt, nil
 }
 
-// backoff is the wait before attempt+1: Backoff·2^(attempt-1), capped.
+// backoff is the wait before attempt+1: Backoff·2^(attempt-1), capped at
+// MaxBackoff. It has no jitter: the schedule is the documented one, and
+// the retry time is written into the job's row, which every node reads.
 func (m *Manager) backoff(attempt int) time.Duration {
-	d := m.cfg.Backoff
+	b := &backoff.ExponentialBackOff{InitialInterval: m.cfg.Backoff, Multiplier: 2, MaxInterval: m.cfg.MaxBackoff}
+	b.Reset()
+	d := b.NextBackOff()
 	for i := 1; i < attempt && d < m.cfg.MaxBackoff; i++ {
-		d *= 2
+		d = b.NextBackOff()
 	}
 	return min(d, m.cfg.MaxBackoff)
 }

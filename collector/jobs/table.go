@@ -4,15 +4,17 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/cenkalti/backoff/v5"
 
 	"github.com/drover-ml/drover/collector/store"
 )
 
-const jobColumns = "id, model, model_version, incident_start, state, attempt, lease_owner, lease_until, " +
-	"created, updated, started, finished, exit_code, result_version, error, spec, row_version"
+// jobColumns are the columns of a JobRow: the ones store.Insert writes.
+var jobColumns = strings.Join(store.Columns(store.TableJobs), ", ")
 
 // rowOrder ranks the rows of one job, the first being the job's state: the
 // highest row_version (see rowVersion), then, for the rare equal ones, the
@@ -90,24 +92,20 @@ func (t *table) open(ctx context.Context) ([]store.JobRow, error) {
 	return rows, nil
 }
 
-// insert writes one row, retrying a retryable failure a few times with the
-// same deduplication token, so that a retried insert stores one row.
+// insert writes one row, retrying a retryable failure (three attempts in
+// all, jittered backoff from 200ms) with the same deduplication token, so
+// that a retried insert stores one row.
 func (t *table) insert(ctx context.Context, row store.JobRow) error {
 	token := fmt.Sprintf("job/%s/%d/%s/%s/%d", row.ID, row.RowVersion, row.LeaseOwner, row.State, row.Attempt)
-	var err error
-	for try := 0; try < 3; try++ {
-		if try > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Duration(try) * 200 * time.Millisecond):
-			}
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.Multiplier = 200*time.Millisecond, 2
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		err := t.store.Insert(ctx, &store.Batch{Jobs: []store.JobRow{row}}, token)
+		if err != nil && !store.IsRetryable(err) {
+			return struct{}{}, backoff.Permanent(err)
 		}
-		err = t.store.Insert(ctx, &store.Batch{Jobs: []store.JobRow{row}}, token)
-		if err == nil || !store.IsRetryable(err) {
-			break
-		}
-	}
+		return struct{}{}, err
+	}, backoff.WithBackOff(b), backoff.WithMaxTries(3), backoff.WithMaxElapsedTime(0))
 	if err != nil {
 		return fmt.Errorf("write job %s row %d (%s): %w", row.ID, row.RowVersion, row.State, err)
 	}

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/drover-ml/drover/shared/testenv"
 )
 
 func TestWebhookJob(t *testing.T) {
@@ -158,7 +160,7 @@ func TestWebhookCallbackOnOtherNode(t *testing.T) {
 	if err != nil || row.State != StateQueued || row.Attempt != 2 {
 		t.Fatalf("after the callback: %+v, %v", row, err)
 	}
-	eventually(t, 10*time.Second, "node-a stops attempt 1", func() bool {
+	testenv.Eventually(t, 10*time.Second, "node-a stops attempt 1", func() bool {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		return a.waiters[id] == nil || a.waiters[id].attempt != 1

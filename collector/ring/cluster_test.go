@@ -62,7 +62,7 @@ func testLogger(t testing.TB) *slog.Logger {
 func startNode(t testing.TB, cfg Config, setup ...func(*Ring)) *testNode {
 	t.Helper()
 	if cfg.Logger == nil {
-		cfg.Logger = testLogger(t)
+		cfg.Logger = testLogger(t).With("node", cfg.NodeName)
 	}
 	r, err := New(cfg)
 	if err != nil {

@@ -166,7 +166,7 @@ func TestLogBridge(t *testing.T) {
 		t.Fatalf("got %d lines:\n%s", len(lines), buf.String())
 	}
 	for i, w := range want {
-		if !strings.Contains(lines[i], w) || strings.Contains(lines[i], "memberlist:") || !strings.Contains(lines[i], "component=memberlist") {
+		if !strings.Contains(lines[i], w) || strings.Contains(lines[i], "memberlist:") || !strings.Contains(lines[i], "library=memberlist") {
 			t.Errorf("line %d = %s, want %s without the memberlist: prefix", i, lines[i], w)
 		}
 	}

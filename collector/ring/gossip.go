@@ -132,7 +132,7 @@ type logBridge struct {
 const repeatWindow = 30 * time.Second
 
 func newLogBridge(log *slog.Logger) *logBridge {
-	return &logBridge{log: log.With("component", "memberlist"), seen: make(map[string]time.Time)}
+	return &logBridge{log: log.With("library", "memberlist"), seen: make(map[string]time.Time)}
 }
 
 func (b *logBridge) Write(p []byte) (int, error) {

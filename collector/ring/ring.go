@@ -102,7 +102,7 @@ func New(cfg Config) (*Ring, error) {
 	cfg = cfg.withDefaults()
 	r := &Ring{
 		cfg:     cfg,
-		log:     cfg.Logger.With("component", "ring", "node", cfg.NodeName),
+		log:     cfg.Logger, // the caller names the component and the node
 		res:     net.DefaultResolver,
 		members: make(map[string]*member),
 		subs:    make(map[int]chan struct{}),

@@ -60,24 +60,24 @@ func TestAgentTelemetryReachesRollupsAndDrift(t *testing.T) {
 
 	// The minute rollup holds the delta histograms summed: every
 	// observation once, whatever the number of exports.
-	eventually(t, "the distribution in the minute rollup", func() (bool, string) {
+	testenv.EventuallyNil(t, time.Minute, "the distribution in the minute rollup", func() error {
 		var counts []uint64
 		err := db.Conn.QueryRow(ctx, fmt.Sprintf(`SELECT sumForEachMerge(counts) FROM %s.metrics_histogram_1m
 			WHERE model = 'iris' AND model_version = '1' AND metric = ? AND feature = 'petal_length'`, db.Name),
 			semconv.MetricDistribution).Scan(&counts)
-		return err == nil && slices.Equal(counts, want), fmt.Sprintf("counts %v (err %v), want %v", counts, err, want)
+		return unless(err == nil && slices.Equal(counts, want), fmt.Sprintf("counts %v (err %v), want %v", counts, err, want))
 	})
 	var temporality string
 	if err := db.Conn.QueryRow(ctx, fmt.Sprintf(`SELECT DISTINCT toString(temporality) FROM %s.metrics_histogram WHERE metric = ?`, db.Name),
 		semconv.MetricDistribution).Scan(&temporality); err != nil || temporality != "delta" {
 		t.Errorf("distribution temporality %q (err %v), want delta", temporality, err)
 	}
-	eventually(t, "the requests in the minute rollup", func() (bool, string) {
+	testenv.EventuallyNil(t, time.Minute, "the requests in the minute rollup", func() error {
 		var ok, bad float64
 		err := db.Conn.QueryRow(ctx, fmt.Sprintf(`SELECT sumIf(value, attributes['%[2]s'] = 'ok'), sumIf(value, attributes['%[2]s'] = 'error')
 			FROM %[1]s.metrics_sum_1m WHERE model = 'iris' AND model_version = '1' AND metric = ?`, db.Name, semconv.AttrStatus),
 			semconv.MetricRequests).Scan(&ok, &bad)
-		return err == nil && ok == 30 && bad == 2, fmt.Sprintf("ok %v error %v (err %v), want 30 and 2", ok, bad, err)
+		return unless(err == nil && ok == 30 && bad == 2, fmt.Sprintf("ok %v error %v (err %v), want 30 and 2", ok, bad, err))
 	})
 
 	// The agent's resource is one row; the points refer to it.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -68,13 +69,13 @@ type clusterNode struct {
 	stop        func() // cancels Run (the ring leaves gracefully) and waits for it
 }
 
-func startNode(t *testing.T, cfg Config, logs *syncLog) *clusterNode {
+func startNode(t *testing.T, cfg Config, h hooks, logs *syncLog) *clusterNode {
 	t.Helper()
 	ls := Listeners{OTLPGRPC: listen(t), OTLPHTTP: listen(t), Admin: listen(t)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})).With("node", cfg.Cluster.NodeName)
-	go func() { done <- Run(ctx, cfg, ls, log) }()
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})) // Run adds node=
+	go func() { done <- run(ctx, cfg, ls, log, h) }()
 	n := &clusterNode{name: cfg.Cluster.NodeName, admin: ls.Admin.Addr().String()}
 	var once sync.Once
 	n.stop = func() {
@@ -86,7 +87,7 @@ func startNode(t *testing.T, cfg Config, logs *syncLog) *clusterNode {
 		})
 	}
 	t.Cleanup(n.stop)
-	eventually(t, n.name+" ready", func() (bool, string) {
+	testenv.EventuallyNil(t, time.Minute, n.name+" ready", func() error {
 		select {
 		case err := <-done:
 			done <- err
@@ -95,10 +96,10 @@ func startNode(t *testing.T, cfg Config, logs *syncLog) *clusterNode {
 		}
 		resp, err := http.Get("http://" + n.admin + "/readyz")
 		if err != nil {
-			return false, err.Error()
+			return err
 		}
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, resp.Status
+		return unless(resp.StatusCode == http.StatusOK, resp.Status)
 	})
 	return n
 }
@@ -143,27 +144,27 @@ func ownerIn(v ring.ClusterView, model string) string {
 func agree(t *testing.T, nodes []*clusterNode, want []string, models ...string) map[string]string {
 	t.Helper()
 	var owners map[string]string
-	eventually(t, fmt.Sprintf("members %v agreeing on the owners of %v", want, models), func() (bool, string) {
+	testenv.EventuallyNil(t, time.Minute, fmt.Sprintf("members %v agreeing on the owners of %v", want, models), func() error {
 		owners = map[string]string{}
 		var seen []string
 		for _, n := range nodes {
 			v, err := n.view()
 			if err != nil {
-				return false, fmt.Sprintf("%s: %v", n.name, err)
+				return fmt.Errorf("%s: %v", n.name, err)
 			}
 			seen = append(seen, fmt.Sprintf("%s sees %+v", n.name, v.Members))
 			if !slices.Equal(alive(v), want) {
-				return false, strings.Join(seen, "; ")
+				return errors.New(strings.Join(seen, "; "))
 			}
 			for _, model := range models {
 				o := ownerIn(v, model)
 				if o == "" || (owners[model] != "" && owners[model] != o) {
-					return false, strings.Join(seen, "; ")
+					return errors.New(strings.Join(seen, "; "))
 				}
 				owners[model] = o
 			}
 		}
-		return true, ""
+		return nil
 	})
 	return owners
 }
@@ -348,35 +349,37 @@ func TestClusterDriftToOneJob(t *testing.T) {
 	nodeConfig := func(name string, join ...string) Config {
 		cfg := testConfig(t, db.DSN, db.Name)
 		cfg.Cluster = Cluster{NodeName: name, GossipAddr: "127.0.0.1:0", Join: join}
-		cfg.ringTuning = func(rc *ring.Config) {
-			l := ring.LoopbackConfig(rc.NodeName)
-			rc.RejoinInterval, rc.LeaveTimeout, rc.ProbeInterval, rc.ProbeTimeout = l.RejoinInterval, l.LeaveTimeout, l.ProbeInterval, l.ProbeTimeout
-			rc.SuspicionMult, rc.GossipInterval, rc.PushPullInterval, rc.DeadNodeReclaimTime = l.SuspicionMult, l.GossipInterval, l.PushPullInterval, l.DeadNodeReclaimTime
-		}
-		cfg.driftTick = 200 * time.Millisecond
 		cfg.Drift = dc
 		cfg.Jobs = jc
 		return cfg
 	}
+	fast := hooks{
+		ring: func(rc *ring.Config) {
+			l := ring.LoopbackConfig(rc.NodeName)
+			rc.RejoinInterval, rc.LeaveTimeout, rc.ProbeInterval, rc.ProbeTimeout = l.RejoinInterval, l.LeaveTimeout, l.ProbeInterval, l.ProbeTimeout
+			rc.SuspicionMult, rc.GossipInterval, rc.PushPullInterval, rc.DeadNodeReclaimTime = l.SuspicionMult, l.GossipInterval, l.PushPullInterval, l.DeadNodeReclaimTime
+		},
+		driftTick: 200 * time.Millisecond,
+	}
 
 	// 1. Three collectors: n0 first (its gossip port is picked by the
 	// kernel and read from its view), then n1 and n2 joining it.
-	n0 := startNode(t, nodeConfig("n0"), logs)
+	n0 := startNode(t, nodeConfig("n0"), fast, logs)
 	var seed string
-	eventually(t, "n0's gossip address", func() (bool, string) {
+	testenv.EventuallyNil(t, time.Minute, "n0's gossip address", func() error {
 		v, err := n0.view()
 		if err != nil {
-			return false, err.Error()
+			return err
 		}
 		for _, m := range v.Members {
 			if m.Name == "n0" && m.Addr != "" {
 				seed = m.Addr
-				return true, ""
+				return nil
 			}
 		}
-		return false, fmt.Sprintf("%+v", v)
+		return fmt.Errorf("%+v", v)
 	})
-	nodes := []*clusterNode{n0, startNode(t, nodeConfig("n1", seed), logs), startNode(t, nodeConfig("n2", seed), logs)}
+	nodes := []*clusterNode{n0, startNode(t, nodeConfig("n1", seed), fast, logs), startNode(t, nodeConfig("n2", seed), fast, logs)}
 	byName := map[string]*clusterNode{}
 	for _, n := range nodes {
 		byName[n.name] = n
@@ -423,12 +426,12 @@ func TestClusterDriftToOneJob(t *testing.T) {
 	}
 	// The owner checks "m" with verdicts and finds no drift in the
 	// reference distribution.
-	eventually(t, "clean checks of m by its owner", func() (bool, string) {
+	testenv.EventuallyNil(t, time.Minute, "clean checks of m by its owner", func() error {
 		r := checksOf("m", owner)
 		if r.drifted > 0 {
 			t.Fatalf("m drifted before the shift: %+v", r)
 		}
-		return r.clean >= 2 && r.judged > 0, fmt.Sprintf("%+v", r)
+		return unless(r.clean >= 2 && r.judged > 0, fmt.Sprintf("%+v", r))
 	})
 
 	// 4. Drift: shift "m" and start flapping "flap". At the first drifted
@@ -440,17 +443,17 @@ func TestClusterDriftToOneJob(t *testing.T) {
 		node string
 		at   time.Time
 	}
-	eventually(t, "the first drifted check of m", func() (bool, string) {
+	testenv.EventuallyNil(t, time.Minute, "the first drifted check of m", func() error {
 		rows, err := db.Conn.Query(context.Background(), "SELECT node, time FROM "+db.Name+
 			".drift_results WHERE model = 'm' AND test = 'check' AND drifted ORDER BY time LIMIT 1")
 		if err != nil {
-			return false, err.Error()
+			return err
 		}
 		defer rows.Close()
 		if !rows.Next() {
-			return false, "none yet"
+			return errors.New("none yet")
 		}
-		return rows.Scan(&first.node, &first.at) == nil, ""
+		return rows.Scan(&first.node, &first.at)
 	})
 	byName[owner].stop()
 	first.at = first.at.UTC()
@@ -479,22 +482,22 @@ func TestClusterDriftToOneJob(t *testing.T) {
 	// Exactly one job, run once by the new owner, succeeded; the job row
 	// links the incident (model, version, start) to the published version.
 	var job store.JobRow
-	eventually(t, "the job of m succeeded", func() (bool, string) {
+	testenv.EventuallyNil(t, time.Minute, "the job of m succeeded", func() error {
 		var rows []store.JobRow
 		if err := db.Conn.Select(context.Background(), &rows, "SELECT * FROM "+db.Name+".jobs FINAL WHERE model = 'm'"); err != nil {
-			return false, err.Error()
+			return err
 		}
 		if len(rows) > 1 {
 			t.Fatalf("%d jobs for m: %+v", len(rows), rows)
 		}
 		if len(rows) == 0 {
-			return false, fmt.Sprintf("no job; checks of m by %s: %+v", next, checksOf("m", next))
+			return fmt.Errorf("no job; checks of m by %s: %+v", next, checksOf("m", next))
 		}
 		job = rows[0]
 		if jobs.Terminal(job.State) && job.State != jobs.StateSucceeded {
 			t.Fatalf("job %s ended %s: %s", job.ID, job.State, job.Error)
 		}
-		return job.State == jobs.StateSucceeded, fmt.Sprintf("%s %s", job.ID, job.State)
+		return unless(job.State == jobs.StateSucceeded, fmt.Sprintf("%s %s", job.ID, job.State))
 	})
 	if job.ModelVersion != "1" || !job.IncidentStart.Equal(first.at) || job.ID != jobs.JobID("m", "1", first.at) ||
 		job.ResultVersion != 2 || job.LeaseOwner != next || job.Attempt != 1 || job.ExitCode != 0 {
@@ -527,9 +530,9 @@ func TestClusterDriftToOneJob(t *testing.T) {
 
 	// 5. "flap" flipped at every check for a while: at most one job (with
 	// perfect alternation none: 3 of 4 checks never drift).
-	eventually(t, "flap to flip six times", func() (bool, string) {
+	testenv.EventuallyNil(t, time.Minute, "flap to flip six times", func() error {
 		n := f.flips.Load()
-		return n >= 6, fmt.Sprintf("%d flips", n)
+		return unless(n >= 6, fmt.Sprintf("%d flips", n))
 	})
 	var flapChecks []bool
 	rows, err := db.Conn.Query(context.Background(), "SELECT drifted FROM "+db.Name+

@@ -55,11 +55,6 @@ type Config struct {
 	// (docs/security.md).
 	Auth auth.Config `yaml:"auth"`
 
-	// Test hooks, never read from a file: ringTuning adjusts the ring's
-	// config just before ring.New (a test cluster's loopback timings), and
-	// driftTick, when > 0, replaces the drift scheduler's tick.
-	ringTuning func(*ring.Config)
-	driftTick  time.Duration
 }
 
 // ClickHouse says where the data goes.

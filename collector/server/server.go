@@ -1,12 +1,10 @@
 // Package server composes drover-collector: ClickHouse (embedded or a
 // server) with its schema, the durable spool, the OTLP receivers, the
-// writer, the cluster ring and the admin API, with the stop order that
-// loses nothing: receivers stop first, then the writer drains the spool into
-// ClickHouse, then ClickHouse stops.
+// writer, the cluster ring, drift detection, jobs and the admin API, run as
+// one lifecycle.Group with the stop order that loses nothing (see Run).
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -29,22 +28,83 @@ import (
 	"github.com/drover-ml/drover/collector/ring"
 	"github.com/drover-ml/drover/collector/spool"
 	"github.com/drover-ml/drover/collector/store"
+	"github.com/drover-ml/drover/shared/lifecycle"
 )
 
 // Listeners lets tests pass listeners on free ports; nil fields are opened
-// from the configured addresses.
+// from the configured addresses. Run owns the listeners it is given once
+// its components run (they are closed when it returns).
 type Listeners struct {
 	OTLPGRPC, OTLPHTTP, Admin net.Listener
 }
 
-// Run runs the collector until ctx is cancelled and everything has drained.
+// hooks are test hooks, never set in production (Run passes none).
+type hooks struct {
+	// ring adjusts the ring's config just before ring.New (a test
+	// cluster's loopback timings).
+	ring func(*ring.Config)
+	// driftTick, when > 0, replaces the drift scheduler's tick.
+	driftTick time.Duration
+	// sink wraps the receivers' sink.
+	sink func(ingest.Sink) ingest.Sink
+	// group sees the component group before it runs (to watch the stop
+	// order through OnStop and OnReturn).
+	group func(*lifecycle.Group)
+	// spool sees the spool once it is open.
+	spool func(*spool.Spool)
+}
+
+// Run runs the collector until ctx is cancelled and everything has drained,
+// or until a component fails: then it stops the others in the same order
+// and returns the failure (a component that stops on its own, even without
+// an error, is a failure), so the process exits non-zero.
+//
+// ClickHouse may be unreachable at start: the receivers and the spool run
+// at once, the schema is applied in the background (retried with backoff;
+// an error ClickHouse will keep returning, such as bad credentials, stops
+// the collector), /readyz says why it is not ready, and the writer, drift
+// detection and jobs start once the schema is applied.
 func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error {
+	return run(ctx, cfg, ls, log, hooks{})
+}
+
+func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hooks) (err error) {
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	// Configuration read from other files is checked before anything
+	// starts.
+	var rc *ring.Config
+	if !cfg.Cluster.Disabled {
+		log = log.With("node", cfg.Cluster.NodeName) // every line of a cluster node says which
+		c := ring.DefaultConfig()
+		c.NodeName, c.BindAddr, c.Join, c.Logger = cfg.Cluster.NodeName, cfg.Cluster.GossipAddr, cfg.Cluster.Join, log.With("component", "ring")
+		if cfg.Cluster.KeyFile != "" {
+			var err error
+			if c.SecretKey, err = ring.ReadSecretKeyFile(cfg.Cluster.KeyFile); err != nil {
+				return fmt.Errorf("cluster.key_file: %w", err)
+			}
+		}
+		if h.ring != nil {
+			h.ring(&c)
+		}
+		rc = &c
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+
+	// Until the group runs, whatever is open is closed here on an error;
+	// after that, each component closes its own resources when it stops.
+	var closers []func()
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i]()
+			}
+		}
+	}()
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	stats := ingest.NewStats(reg)
@@ -56,66 +116,50 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 	if err != nil {
 		return fmt.Errorf("open spool: %w", err)
 	}
-	defer sp.Close()
+	closers = append(closers, func() { sp.Close() })
+	if h.spool != nil {
+		h.spool(sp)
+	}
 
-	// ClickHouse may be down at start: the receivers still accept into the
-	// spool; readiness says the schema is not applied yet.
 	backend, err := store.Open(ctx, cfg.ClickHouse.DSN, cfg.DataDir, log.With("component", "clickhouse"))
 	if err != nil {
 		return err
 	}
-	defer func() {
+	closeBackend := func() error {
 		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := backend.Close(cctx); err != nil {
-			log.Error("close clickhouse", "err", err)
-		}
-	}()
-	mctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	err = store.Migrate(mctx, backend.Conn, store.MigrateOptions{Database: cfg.ClickHouse.Database, Cluster: cfg.ClickHouse.Cluster, TTLDays: cfg.ClickHouse.TTLDays})
-	cancel()
-	if err != nil {
-		return fmt.Errorf("apply schema: %w", err)
+		return backend.Close(cctx)
 	}
+	closers = append(closers, func() { closeBackend() })
 	st := store.New(backend.Conn, cfg.ClickHouse.Database, backend.Options)
-	defer st.Close()
+	closers = append(closers, st.Close)
+	schema := &schemaState{applied: make(chan struct{})}
 
 	// Rows converted at receive time wait here for the writer (bounded), so
 	// each request is decoded once in the common case. Two batches: one
 	// being inserted, one filling.
 	rowCache := ingest.NewRowCache(2 * cfg.Writer.BatchRows)
+	var sink ingest.Sink = &ingest.SpoolSink{Spool: sp, Stats: stats, Rows: rowCache}
+	if h.sink != nil {
+		sink = h.sink(sink)
+	}
 	recv := ingest.NewReceiver(ingest.ReceiverConfig{
 		GRPCAddr: cfg.OTLP.GRPCAddr, HTTPAddr: cfg.OTLP.HTTPAddr, MaxRequestBytes: cfg.OTLP.MaxRequestBytes,
-	}, &ingest.SpoolSink{Spool: sp, Stats: stats, Rows: rowCache}, stats, log.With("component", "otlp"))
-	writer := ingest.NewWriter(ingest.WriterConfig{BatchRows: cfg.Writer.BatchRows, FlushInterval: cfg.Writer.FlushInterval},
+	}, sink, stats, log.With("component", "otlp"))
+	writer := ingest.NewWriter(ingest.WriterConfig{BatchRows: cfg.Writer.BatchRows, FlushInterval: cfg.Writer.FlushInterval, Ready: schema.applied},
 		sp, rowCache, st, stats, log.With("component", "writer"))
 
 	var rg *ring.Ring
-	if !cfg.Cluster.Disabled {
-		rc := ring.DefaultConfig()
-		rc.NodeName, rc.BindAddr, rc.Join, rc.Logger = cfg.Cluster.NodeName, cfg.Cluster.GossipAddr, cfg.Cluster.Join, log.With("component", "ring")
-		if cfg.Cluster.KeyFile != "" {
-			b, err := os.ReadFile(cfg.Cluster.KeyFile)
-			if err != nil {
-				return fmt.Errorf("cluster.key_file: %w", err)
-			}
-			if rc.SecretKey, err = ring.ParseSecretKey(string(bytes.TrimSpace(b))); err != nil {
-				return fmt.Errorf("cluster.key_file: %w", err)
-			}
-		}
-		if cfg.ringTuning != nil {
-			cfg.ringTuning(&rc)
-		}
-		if rg, err = ring.New(rc); err != nil {
+	owns := func(string) bool { return true }
+	if rc != nil {
+		if rg, err = ring.New(*rc); err != nil {
 			return err
 		}
+		owns = rg.SettledOwns(len(cfg.Cluster.Join) > 0, 30*time.Second)
 	}
 
-	owns := func(string) bool { return true }
-	if rg != nil {
-		owns = settledOwns(rg, len(cfg.Cluster.Join) > 0, time.Now(), 30*time.Second)
-	}
 	var jm *jobs.Manager
+	var incidents *jobs.Queue
 	if cfg.Jobs.Executor != jobs.ExecutorNone {
 		jc := cfg.Jobs
 		if jc.ClickHouseDSN == "" {
@@ -126,40 +170,24 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 		if err != nil {
 			return fmt.Errorf("jobs: %w", err)
 		}
+		incidents = jobs.NewQueue(jm, jobs.QueueOptions{Logger: log.With("component", "jobs")})
 	}
 
 	dcfg := &cfg.Drift
 	checker := drift.NewChecker(backend.Conn, cfg.ClickHouse.Database, cfg.Cluster.NodeName, nil)
 	sched, err := drift.NewScheduler(drift.SchedulerConfig{
-		Checker: checker, Detector: drift.NewDetector(dcfg.For), Policy: dcfg.For, Owns: owns, Tick: cfg.driftTick,
+		Checker: checker, Detector: drift.NewDetector(dcfg.For), Policy: dcfg.For, Owns: owns, Tick: h.driftTick,
 		Models: func(ctx context.Context, now time.Time) ([]string, error) {
 			return checker.RecentModels(ctx, 24*time.Hour, now)
 		},
 		OnIncident: func(ctx context.Context, inc drift.Incident) {
-			if jm == nil {
+			if incidents == nil {
 				log.Info("drift incident recorded; no jobs are configured", "model", inc.Model, "version", inc.Version)
 				return
 			}
-			// The incident is recorded and the detector is in cooldown, so
-			// the job must not be lost to a transient error: retry (the id
-			// is deterministic, so a retry never makes a second job).
-			go func() {
-				backoff := time.Second
-				for {
-					id, created, err := jm.Schedule(ctx, jobs.Incident(inc))
-					if err == nil {
-						log.Info("re-optimization job scheduled", "id", id, "created", created, "model", inc.Model, "version", inc.Version)
-						return
-					}
-					log.Warn("schedule re-optimization job; retrying", "model", inc.Model, "err", err, "retry_in", backoff)
-					select {
-					case <-ctx.Done():
-						return
-					case <-time.After(backoff):
-					}
-					backoff = min(2*backoff, time.Minute)
-				}
-			}()
+			// The incident is recorded and the detector is in cooldown: the
+			// queue retries until the job exists.
+			incidents.Send(jobs.Incident(inc))
 		},
 		Log: log.With("component", "drift"),
 	})
@@ -168,6 +196,9 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 	}
 
 	adm := admin.New(cfg.Admin.Addr, func(ctx context.Context) error {
+		if err := schema.ready(); err != nil {
+			return err
+		}
 		if err := backend.Conn.Ping(ctx); err != nil {
 			return fmt.Errorf("clickhouse: %w", err)
 		}
@@ -176,125 +207,159 @@ func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error 
 	adm.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if rg != nil {
 		adm.Handle("GET /v1/cluster", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			models, _ := knownModels(r.Context(), backend, cfg.ClickHouse.Database)
+			models, _ := st.ModelsWithData(r.Context(), 24*time.Hour)
 			admin.WriteJSON(w, http.StatusOK, rg.View(models))
 		}))
 	}
-
 	if jm != nil {
 		adm.Handle("/v1/jobs/", jm.Handler())
 	}
 
-	// Stop order: the receivers stop accepting and finish their requests;
-	// only then is the writer told to stop, so it drains everything they
-	// acknowledged into ClickHouse; the ring and the admin API stop last.
-	recvCtx, stopRecv := context.WithCancel(context.Background())
-	writerCtx, stopWriter := context.WithCancel(context.Background())
-	otherCtx, stopOther := context.WithCancel(context.Background())
-	defer stopRecv()
-	defer stopWriter()
-	defer stopOther()
-	errc := make(chan error, 8) // one per component, so none blocks after the first error
-	recvDone := make(chan struct{})
-	go func() {
-		defer close(recvDone)
-		var err error
-		if ls.OTLPGRPC != nil && ls.OTLPHTTP != nil {
-			err = recv.Serve(recvCtx, ls.OTLPGRPC, ls.OTLPHTTP)
-		} else {
-			err = recv.Run(recvCtx)
+	// afterSchema runs a component that reads or writes the tables once the
+	// schema is applied; stopped before that, it has nothing to do.
+	afterSchema := func(run func(context.Context) error) func(context.Context) error {
+		return func(ctx context.Context) error {
+			select {
+			case <-schema.applied:
+				return run(ctx)
+			case <-ctx.Done():
+				return nil
+			}
 		}
-		errc <- err
-	}()
-	writerDone := make(chan struct{})
-	go func() { defer close(writerDone); errc <- writer.Run(writerCtx) }()
-	otherDone := make(chan struct{}, 2)
-	go func() {
-		defer func() { otherDone <- struct{}{} }()
+	}
+
+	// The components, in the order they depend on each other: each is
+	// stopped before every component above it, and only after the ones
+	// below it have returned. So on SIGTERM (or when one fails):
+	//   - the receivers stop accepting and finish the requests in flight,
+	//     so everything acknowledged is in the spool;
+	//   - only then does the writer drain the spool into ClickHouse (what
+	//     it cannot write in its drain timeout stays for the next start),
+	//     and the spool is closed after its only reader;
+	//   - drift stops checking before the incident queue makes its last
+	//     attempt to turn incidents into jobs, and the queue stops before
+	//     the jobs manager, which kills the attempts running here (their
+	//     leases lapse and the models' owners take them over);
+	//   - the ring leaves the cluster only after this node's jobs have
+	//     stopped, so that no other node takes over a job this node still
+	//     runs;
+	//   - the admin API answers (readiness, metrics, job callbacks) until
+	//     everything that reports through it has stopped;
+	//   - ClickHouse stops last, after everything that writes or reads it.
+	g := &lifecycle.Group{Log: log}
+	g.Add("clickhouse", func(ctx context.Context) error {
+		select {
+		case <-ctx.Done():
+		case <-backend.Exited(): // nil for a server: never
+			st.Close()
+			closeBackend()
+			return errors.New("embedded clickhouse exited")
+		}
+		st.Close()
+		return closeBackend()
+	})
+	g.Add("schema", func(ctx context.Context) error {
+		return schema.apply(ctx, backend, cfg.ClickHouse, log.With("component", "clickhouse"))
+	})
+	g.Add("admin", func(ctx context.Context) error {
 		if ls.Admin != nil {
-			errc <- adm.Serve(otherCtx, ls.Admin)
-		} else {
-			errc <- adm.Run(otherCtx)
+			return adm.Serve(ctx, ls.Admin)
 		}
-	}()
+		return adm.Run(ctx)
+	})
 	if rg != nil {
-		go func() { defer func() { otherDone <- struct{}{} }(); errc <- rg.Run(otherCtx) }()
-	} else {
-		otherDone <- struct{}{}
+		g.Add("ring", rg.Run)
 	}
-	driftDone := make(chan struct{})
-	go func() { defer close(driftDone); errc <- sched.Run(otherCtx) }()
-	jobsDone := make(chan struct{})
 	if jm != nil {
-		go func() { defer close(jobsDone); errc <- jm.Run(otherCtx) }()
-	} else {
-		close(jobsDone)
+		g.Add("jobs", afterSchema(jm.Run))
+		g.Add("incidents", incidents.Run)
 	}
-	log.Info("drover-collector serving", "node", cfg.Cluster.NodeName, "clickhouse", backend.DSN, "database", cfg.ClickHouse.Database)
+	g.Add("drift", afterSchema(sched.Run))
+	g.Add("spool", func(ctx context.Context) error {
+		<-ctx.Done()
+		if n, bytes := sp.Pending(); n > 0 {
+			log.Info("spool not empty at stop; it is written at the next start", "records", n, "bytes", bytes)
+		}
+		return sp.Close()
+	})
+	g.Add("writer", writer.Run)
+	g.Add("otlp", func(ctx context.Context) error {
+		if ls.OTLPGRPC != nil && ls.OTLPHTTP != nil {
+			return recv.Serve(ctx, ls.OTLPGRPC, ls.OTLPHTTP)
+		}
+		return recv.Run(ctx)
+	})
+	if h.group != nil {
+		h.group(g)
+	}
+	serving := []any{"clickhouse", backend.DSN, "database", cfg.ClickHouse.Database}
+	if rc == nil { // a cluster node's logger already names it
+		serving = append(serving, "node", cfg.Cluster.NodeName)
+	}
+	log.Info("drover-collector serving", serving...)
+	closers = nil // the group's components close what they own
+	return g.Run(ctx)
+}
 
-	var first error
+// schemaState is the schema's progress: applied is closed once Migrate
+// has succeeded; until then, last is why not.
+type schemaState struct {
+	applied chan struct{}
+	last    atomic.Pointer[error]
+}
+
+// ready is nil once the schema is applied, else the reason it is not.
+func (s *schemaState) ready() error {
 	select {
-	case <-ctx.Done():
-	case first = <-errc:
-		log.Error("component stopped", "err", first)
-	case <-backend.Exited():
-		first = errors.New("embedded clickhouse exited")
+	case <-s.applied:
+		return nil
+	default:
 	}
-	stopRecv()
-	<-recvDone
-	stopWriter()
-	<-writerDone
-	stopOther()
-	<-otherDone
-	<-otherDone
-	<-jobsDone
-	<-driftDone
-	if n, bytes := sp.Pending(); n > 0 {
-		log.Info("spool not empty at stop; it is written at the next start", "records", n, "bytes", bytes)
+	if p := s.last.Load(); p != nil {
+		return fmt.Errorf("schema not applied yet: %w", *p)
 	}
-	return first
+	return errors.New("schema not applied yet")
 }
 
-// knownModels lists the models with data in the last day, for the cluster
-// view.
-func knownModels(ctx context.Context, b *store.Backend, db string) ([]string, error) {
-	rows, err := b.Conn.Query(ctx, "SELECT DISTINCT model FROM "+db+".metrics_sum WHERE time > now() - INTERVAL 1 DAY AND model != '' ORDER BY model LIMIT 10000")
+// apply applies the schema, retrying (jittered backoff up to 30s) for as
+// long as ClickHouse is unreachable or not ready, then closes applied and
+// waits for ctx. An error that retrying cannot fix (credentials, a
+// migration whose SQL changed, a cluster name ClickHouse does not know) is
+// returned: the collector cannot run with it.
+func (s *schemaState) apply(ctx context.Context, backend *store.Backend, cfg ClickHouse, log *slog.Logger) error {
+	b := backoff.NewExponentialBackOff()
+	b.MaxInterval = 30 * time.Second
+	warned := false
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		mctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		err := store.Migrate(mctx, backend.Conn, store.MigrateOptions{Database: cfg.Database, Cluster: cfg.Cluster, TTLDays: cfg.TTLDays})
+		if err == nil {
+			return struct{}{}, nil
+		}
+		if ctx.Err() == nil && !store.IsRetryable(err) && !errors.Is(err, context.DeadlineExceeded) {
+			return struct{}{}, backoff.Permanent(err)
+		}
+		s.last.Store(&err)
+		return struct{}{}, err
+	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, next time.Duration) {
+		if !warned {
+			log.Warn("cannot apply the schema yet; receiving into the spool and retrying", "err", err, "retry_in", next)
+			warned = true
+			return
+		}
+		log.Debug("schema still not applied; retrying", "err", err, "retry_in", next)
+	}))
+	if ctx.Err() != nil {
+		return nil // stopped before ClickHouse could be reached
+	}
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("apply schema: %w", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var m string
-		if err := rows.Scan(&m); err != nil {
-			return out, err
-		}
-		out = append(out, m)
+	if warned {
+		log.Info("schema applied; writing the spool into ClickHouse")
 	}
-	return out, rows.Err()
-}
-
-// settledOwns is the ring's Owns, except that a node configured to join
-// peers owns nothing until it has seen another member (or grace has
-// passed): a ring that holds only itself owns every model, and a node
-// restarting into a running cluster must not run drift checks or resume
-// jobs for all of them before it has joined.
-func settledOwns(rg *ring.Ring, joining bool, start time.Time, grace time.Duration) func(string) bool {
-	var settled atomic.Bool
-	settled.Store(!joining)
-	return func(model string) bool {
-		if !settled.Load() {
-			alive := 0
-			for _, m := range rg.Members() {
-				if m.State == ring.StateAlive {
-					alive++
-				}
-			}
-			if alive < 2 && time.Since(start) < grace {
-				return false
-			}
-			settled.Store(true)
-		}
-		return rg.Owns(model)
-	}
+	close(s.applied)
+	<-ctx.Done()
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -41,13 +43,24 @@ func TestMain(m *testing.M) {
 	if os.Getenv("COLLECTOR_HELPER_DSN") != "" {
 		os.Exit(helperCollector())
 	}
-	os.Exit(testenv.RunWithClickHouse(m))
+	code := testenv.RunWithClickHouse(m)
+	if code == 0 {
+		// No goroutine of a collector outlives its Run.
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines left behind:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 type collector struct {
 	grpcAddr, httpAddr, adminAddr string
-	stop                          func()
-	done                          chan error
+	// stop cancels Run and waits for it; an error from Run fails the test.
+	stop func()
+	// cancel cancels Run; wait waits for it and returns its error.
+	cancel func()
+	wait   func() error
 }
 
 func listen(t testing.TB) net.Listener {
@@ -62,34 +75,48 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 
 func startCollector(t *testing.T, cfg Config) *collector {
 	t.Helper()
+	c := runCollector(t, cfg, hooks{})
+	t.Cleanup(c.stop)
+	waitReady(t, c)
+	return c
+}
+
+// runCollector runs a collector with test hooks on free loopback ports
+// until the test ends; it does not wait until it is ready.
+func runCollector(t *testing.T, cfg Config, h hooks) *collector {
+	t.Helper()
 	ls := Listeners{OTLPGRPC: listen(t), OTLPHTTP: listen(t), Admin: listen(t)}
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &collector{grpcAddr: ls.OTLPGRPC.Addr().String(), httpAddr: ls.OTLPHTTP.Addr().String(), adminAddr: ls.Admin.Addr().String(), done: make(chan error, 1)}
-	go func() { c.done <- Run(ctx, cfg, ls, quiet()) }()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, ls, quiet(), h) }()
 	var once sync.Once
+	var runErr error
+	c := &collector{grpcAddr: ls.OTLPGRPC.Addr().String(), httpAddr: ls.OTLPHTTP.Addr().String(), adminAddr: ls.Admin.Addr().String(), cancel: cancel}
+	c.wait = func() error {
+		once.Do(func() { runErr = <-done })
+		return runErr
+	}
 	c.stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-c.done; err != nil {
-				t.Errorf("collector: %v", err)
-			}
-		})
+		cancel()
+		if err := c.wait(); err != nil {
+			t.Errorf("collector: %v", err)
+		}
 	}
-	t.Cleanup(c.stop)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	return c
+}
+
+// waitReady waits until c's /readyz answers 200.
+func waitReady(t *testing.T, c *collector) {
+	t.Helper()
+	testenv.EventuallyNil(t, time.Minute, "the collector to be ready", func() error {
 		resp, err := http.Get("http://" + c.adminAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return c
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("collector not ready: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return unless(resp.StatusCode == http.StatusOK, fmt.Sprintf("%s: %s", resp.Status, b))
+	})
 }
 
 func testConfig(t *testing.T, dsn, db string) Config {
@@ -174,21 +201,13 @@ func allTypes(model string, base float64, at time.Time) pmetric.Metrics {
 	return md
 }
 
-func eventually(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	last := ""
-	for {
-		ok, msg := cond()
-		if ok {
-			return
-		}
-		last = msg
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: %s", what, last)
-		}
-		time.Sleep(50 * time.Millisecond)
+// unless is nil when ok, else an error that says what was seen instead:
+// a condition for testenv.EventuallyNil.
+func unless(ok bool, seen string) error {
+	if ok {
+		return nil
 	}
+	return errors.New(seen)
 }
 
 // count counts rows; a query error fails the test (a count that cannot be
@@ -264,11 +283,11 @@ func TestEveryMetricTypeRoundTrips(t *testing.T) {
 		}
 	}
 
-	eventually(t, "rows", func() (bool, string) {
+	testenv.EventuallyNil(t, time.Minute, "rows", func() error {
 		n := count(t, db.Conn, db.Name, "metrics_gauge", "1") + count(t, db.Conn, db.Name, "metrics_sum", "1") +
 			count(t, db.Conn, db.Name, "metrics_histogram", "1") + count(t, db.Conn, db.Name, "metrics_exp_histogram", "1") +
 			count(t, db.Conn, db.Name, "metrics_summary", "1") + count(t, db.Conn, db.Name, "events", "1") + count(t, db.Conn, db.Name, "samples", "1")
-		return n == 4*5+2, fmt.Sprintf("%d rows", n)
+		return unless(n == 4*5+2, fmt.Sprintf("%d rows", n))
 	})
 	var (
 		gv               float64
@@ -432,9 +451,9 @@ func TestOutageDrill(t *testing.T) {
 		return count(t, ch, "drill", "metrics_gauge", "1") + count(t, ch, "drill", "metrics_sum", "1") + count(t, ch, "drill", "metrics_histogram", "1") +
 			count(t, ch, "drill", "metrics_exp_histogram", "1") + count(t, ch, "drill", "metrics_summary", "1")
 	}
-	eventually(t, "all points after the outage", func() (bool, string) {
+	testenv.EventuallyNil(t, time.Minute, "all points after the outage", func() error {
 		n := total()
-		return n >= 300, fmt.Sprintf("%d points", n)
+		return unless(n >= 300, fmt.Sprintf("%d points", n))
 	})
 	// Exactly once: 60 distinct gauge values and 300 points, also after the
 	// writer had time to retry anything twice.
@@ -520,8 +539,8 @@ func TestAcknowledgedDataSurvivesSIGKILL(t *testing.T) {
 
 	cmd2, _ := runHelper(t, append(env, "COLLECTOR_HELPER_FLUSH=1"))
 	defer func() { cmd2.Process.Signal(syscall.SIGTERM); cmd2.Wait() }()
-	eventually(t, "acknowledged points after restart", func() (bool, string) {
+	testenv.EventuallyNil(t, time.Minute, "acknowledged points after restart", func() error {
 		n := count(t, db.Conn, db.Name, "metrics_gauge", "model = 'killed'")
-		return n == uint64(acked), fmt.Sprintf("%d of %d", n, acked)
+		return unless(n == uint64(acked), fmt.Sprintf("%d of %d", n, acked))
 	})
 }

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -29,7 +28,9 @@ type Backend struct {
 }
 
 // Open starts the embedded engine under dataDir/clickhouse when spec is
-// "embedded" (or empty), or connects to spec as a clickhouse:// DSN.
+// "embedded" (or empty), or connects to spec as a clickhouse:// DSN. A
+// server is not contacted until the first query (connections are dialled
+// on use), so Open succeeds while the server is down.
 func Open(ctx context.Context, spec, dataDir string, log *slog.Logger) (*Backend, error) {
 	b := &Backend{log: log}
 	switch {
@@ -55,12 +56,6 @@ func Open(ctx context.Context, spec, dataDir string, log *slog.Logger) (*Backend
 		return nil, fmt.Errorf("open clickhouse: %w", err)
 	}
 	b.Conn, b.Options = conn, opts
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := conn.Ping(pctx); err != nil {
-		b.Close(ctx)
-		return nil, fmt.Errorf("ping clickhouse at %s: %w", opts.Addr, err)
-	}
 	return b, nil
 }
 

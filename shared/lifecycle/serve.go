@@ -3,10 +3,12 @@
 //
 // A component is constructed with its config and dependencies and then run
 // with Run(ctx) error, which returns when ctx is cancelled (after draining)
-// or when the component fails. Serve is that Run for a set of HTTP and gRPC
-// servers: it serves each on its listener, and when ctx is done (or one of
-// them fails) stops them all from accepting, lets requests in flight finish
-// within a drain timeout, and only then returns.
+// or when the component fails. Group runs a program's components together
+// and stops them in a stated order; a component that fails stops them all.
+// Serve is that Run for a set of HTTP and gRPC servers: it serves each on
+// its listener, and when ctx is done (or one of them fails) stops them all
+// from accepting, lets requests in flight finish within a drain timeout, and
+// only then returns.
 package lifecycle
 
 import (
