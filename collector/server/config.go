@@ -54,7 +54,6 @@ type Config struct {
 	// Auth configures the admin API's and receivers' tokens
 	// (docs/security.md).
 	Auth auth.Config `yaml:"auth"`
-
 }
 
 // ClickHouse says where the data goes.

@@ -27,4 +27,3 @@ func migratedOn(t testing.TB, db *testenv.DB) (*testenv.DB, *Store) {
 	t.Cleanup(s.Close)
 	return db, s
 }
-
