@@ -13,13 +13,7 @@ func TestMain(m *testing.M) { os.Exit(testenv.RunWithClickHouse(m)) }
 // migrated returns a fresh database with the schema and a Store on it.
 func migrated(t testing.TB) (*testenv.DB, *Store) {
 	t.Helper()
-	return migratedOn(t, testenv.ClickHouse(t))
-}
-
-// migratedOn is migrated on a database the caller chose (e.g. on an engine
-// of the test's own, testenv.OwnClickHouse).
-func migratedOn(t testing.TB, db *testenv.DB) (*testenv.DB, *Store) {
-	t.Helper()
+	db := testenv.ClickHouse(t)
 	if err := Migrate(context.Background(), db.Conn, MigrateOptions{Database: db.Name}); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
