@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-ml/drover/shared/testenv"
+
 	"go.uber.org/goleak"
 )
 
@@ -75,7 +77,7 @@ func startNode(t testing.TB, cfg Config, setup ...func(*Ring)) *testNode {
 	n := &testNode{t: t, r: r, cancel: cancel, done: make(chan error, 1)}
 	go func() { n.done <- r.Run(ctx) }()
 	t.Cleanup(n.stop)
-	waitFor(t, 10*time.Second, cfg.NodeName+" gossiping", func() error {
+	testenv.EventuallyNil(t, 10*time.Second, cfg.NodeName+" gossiping", func() error {
 		select {
 		case err := <-n.done:
 			n.done <- err
@@ -112,22 +114,6 @@ func (n *testNode) stop() {
 func (n *testNode) kill() {
 	n.r.noLeave.Store(true)
 	n.stop()
-}
-
-// waitFor polls cond until it returns nil or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // agreed checks that every node sees exactly the named nodes alive and that
@@ -173,7 +159,7 @@ func agreed(nodes []*testNode, models []string) (map[string]string, error) {
 func waitAgreed(t testing.TB, timeout time.Duration, nodes []*testNode, models []string) map[string]string {
 	t.Helper()
 	var owners map[string]string
-	waitFor(t, timeout, "cluster agreement", func() (err error) {
+	testenv.EventuallyNil(t, timeout, "cluster agreement", func() (err error) {
 		owners, err = agreed(nodes, models)
 		return err
 	})
@@ -328,7 +314,7 @@ func TestGracefulLeaveMovesOnlyItsModels(t *testing.T) {
 	}
 
 	// A left member is forgotten after a while: no stale members.
-	waitFor(t, convergeTimeout, "n2 forgotten", func() error {
+	testenv.EventuallyNil(t, convergeTimeout, "n2 forgotten", func() error {
 		if s := stateOf(nodes[0].r, "n2"); s != "" {
 			return fmt.Errorf("n0 still lists n2 as %s", s)
 		}
@@ -437,7 +423,7 @@ func TestSeedRestart(t *testing.T) {
 	seedAddr := nodes[0].r.Addr()
 
 	nodes[0].kill()
-	waitFor(t, convergeTimeout, "n0 forgotten", func() error {
+	testenv.EventuallyNil(t, convergeTimeout, "n0 forgotten", func() error {
 		for _, n := range nodes[1:] {
 			if s := stateOf(n.r, "n0"); s != "" {
 				return fmt.Errorf("%s lists n0 as %s", n.r.Name(), s)
@@ -500,7 +486,7 @@ func TestPartitionHeals(t *testing.T) {
 	before := waitAgreed(t, convergeTimeout, nodes, models)
 
 	cut.set(map[string]int{nodes[0].r.Addr(): 0, nodes[1].r.Addr(): 1, nodes[2].r.Addr(): 1})
-	waitFor(t, convergeTimeout, "both sides forget the other", func() error {
+	testenv.EventuallyNil(t, convergeTimeout, "both sides forget the other", func() error {
 		if _, err := agreed(nodes[:1], models); err != nil {
 			return err
 		}
@@ -564,7 +550,7 @@ func TestSuspectKeepsModels(t *testing.T) {
 	versions := []uint64{nodes[0].r.Version(), nodes[1].r.Version()}
 
 	cut.set(map[string]int{nodes[0].r.Addr(): 0, nodes[1].r.Addr(): 0, nodes[2].r.Addr(): 1})
-	waitFor(t, convergeTimeout, "n2 suspected", func() error {
+	testenv.EventuallyNil(t, convergeTimeout, "n2 suspected", func() error {
 		for _, l := range logs[:2] {
 			if strings.Contains(l.String(), "Suspect n2 has failed") {
 				return nil
@@ -573,7 +559,7 @@ func TestSuspectKeepsModels(t *testing.T) {
 		return errors.New("no one suspects n2 yet")
 	})
 	cut.set(nil)
-	waitFor(t, convergeTimeout, "n2 refutes the suspicion", func() error {
+	testenv.EventuallyNil(t, convergeTimeout, "n2 refutes the suspicion", func() error {
 		if !strings.Contains(logs[2].String(), "Refuting a suspect message") {
 			return errors.New("n2 has not refuted yet")
 		}
@@ -607,7 +593,7 @@ func TestEncryption(t *testing.T) {
 		c := LoopbackConfig(name)
 		c.SecretKey, c.Join = k, []string{n0.r.Addr()}
 		n := startNode(t, c)
-		waitFor(t, convergeTimeout, name+" tried twice", func() error {
+		testenv.EventuallyNil(t, convergeTimeout, name+" tried twice", func() error {
 			if n.r.joinTries.Load() < 2 {
 				return errors.New("fewer than 2 join attempts")
 			}
@@ -647,7 +633,7 @@ func TestFailedFirstJoinIsRetried(t *testing.T) {
 	c := LoopbackConfig("n1")
 	c.Join = []string{seed}
 	n1 := startNode(t, c)
-	waitFor(t, convergeTimeout, "a failed join", func() error {
+	testenv.EventuallyNil(t, convergeTimeout, "a failed join", func() error {
 		if p := n1.r.joinErr.Load(); p == nil || *p == "" {
 			return errors.New("no join error yet")
 		}
