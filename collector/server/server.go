@@ -207,7 +207,8 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	adm.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if rg != nil {
 		adm.Handle("GET /v1/cluster", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			models, _ := st.ModelsWithData(r.Context(), 24*time.Hour)
+			now := time.Now()
+			models, _ := store.RecentModels(r.Context(), backend.Conn, cfg.ClickHouse.Database, now.Add(-24*time.Hour), now)
 			admin.WriteJSON(w, http.StatusOK, rg.View(models))
 		}))
 	}
