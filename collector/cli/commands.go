@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"sort"
 	"strconv"
@@ -31,13 +33,35 @@ func (a *App) Status(ctx context.Context) error {
 	}
 	m, err := cl.Probe(ctx, "/healthz")
 	if err != nil {
-		return fmt.Errorf("collector not alive: %w", err)
+		a.statusError("collector not alive", err)
+		return &reportedError{err}
 	}
 	if err := cl.At(m.URL).Ready(ctx); err != nil {
-		return fmt.Errorf("collector alive but not ready: %w", err)
+		a.statusError("collector alive but not ready", err)
+		return &reportedError{err}
 	}
 	_, err = fmt.Fprintf(a.Out, "collector %s: alive and ready\n", m.URL)
 	return err
+}
+
+// statusError prints a failed health check the way droverctl status
+// always has: "droverctl: collector not alive: REASON".
+func (a *App) statusError(what string, err error) {
+	var (
+		ae *adminclient.APIError
+		ue *adminclient.UnreachableError
+	)
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintf(a.Err, "droverctl: %s; tried:\n", what)
+		for _, at := range ue.Attempts {
+			fmt.Fprintf(a.Err, "  %s: %v\n", at.URL, at.Err)
+		}
+	case errors.As(err, &ae):
+		fmt.Fprintf(a.Err, "droverctl: %s: %s (%s: %d %s)\n", what, ae.Message, ae.URL, ae.Status, http.StatusText(ae.Status))
+	default:
+		fmt.Fprintf(a.Err, "droverctl: %s: %v\n", what, err)
+	}
 }
 
 // Cluster shows the members of the cluster, their state and owned models.
@@ -339,6 +363,10 @@ func (a *App) JobShow(ctx context.Context, id string) error {
 }
 
 func jobFields(w *writer, j *adminclient.Job) {
+	lease := "-"
+	if j.LeaseOwner != nil {
+		lease = *j.LeaseOwner + " until " + tmp(j.LeaseUntil)
+	}
 	state := j.State
 	if w.color {
 		state = stateColor(state).wrap(state)
@@ -350,7 +378,7 @@ func jobFields(w *writer, j *adminclient.Job) {
 		{"incident", tm(j.IncidentStart)},
 		{"state", state},
 		{"attempt", strconv.FormatUint(uint64(j.Attempt), 10)},
-		{"lease", str(j.LeaseOwner) + " until " + tmp(j.LeaseUntil)},
+		{"lease", lease},
 		{"created", tm(j.Created)},
 		{"updated", tm(j.Updated)},
 		{"started", tmp(j.Started)},

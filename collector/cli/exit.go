@@ -29,6 +29,10 @@ func ExitCode(err error) int {
 	if IsUsage(err) {
 		return ExitUsage
 	}
+	var re *reportedError
+	if errors.As(err, &re) && re.err == nil {
+		return ExitError
+	}
 	var ae *adminclient.APIError
 	if errors.As(err, &ae) {
 		switch ae.Status {
@@ -59,7 +63,10 @@ func PrintError(w io.Writer, err error) {
 		ae *adminclient.APIError
 		ue *adminclient.UnreachableError
 	)
+	var re *reportedError
 	switch {
+	case errors.As(err, &re):
+		// The command has said what went wrong.
 	case IsUsage(err):
 		fmt.Fprintf(w, "droverctl: %v\nRun 'droverctl --help' for usage.\n", err)
 	case errors.As(err, &ue):
@@ -87,3 +94,15 @@ func PrintError(w io.Writer, err error) {
 		fmt.Fprintf(w, "droverctl: %v\n", err)
 	}
 }
+
+// reportedError is an error the command has already printed; its exit
+// code is that of err (1 when nil).
+type reportedError struct{ err error }
+
+func (e *reportedError) Error() string {
+	if e.err == nil {
+		return "failed"
+	}
+	return e.err.Error()
+}
+func (e *reportedError) Unwrap() error { return e.err }

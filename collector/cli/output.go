@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -236,12 +237,13 @@ func intp[T int | int32](p *T) string {
 	return strconv.FormatInt(int64(*p), 10)
 }
 
-// num formats a float with up to prec decimals, trailing zeros dropped.
+// num formats a float rounded to prec decimals, without trailing zeros.
 func num(p *float64, prec int) string {
 	if p == nil {
 		return "-"
 	}
-	return strconv.FormatFloat(*p, 'f', prec, 64)
+	scale := math.Pow10(prec)
+	return strconv.FormatFloat(math.Round(*p*scale)/scale, 'f', -1, 64)
 }
 
 // pct formats a rate (0.0123) as a percentage (1.23%).

@@ -32,6 +32,9 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 	app := &cli.App{Getenv: getenv, Out: stdout, Err: stderr}
 	defer app.Close()
 	root := newRoot(app)
+	if args == nil {
+		args = []string{} // nil would make cobra read os.Args
+	}
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
