@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"flag"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -383,7 +384,9 @@ func TestTokenSources(t *testing.T) {
 }
 
 func TestTLSCA(t *testing.T) {
-	srv := httptest.NewTLSServer(newFakeAPI(t))
+	srv := httptest.NewUnstartedServer(newFakeAPI(t))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake
+	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
