@@ -102,6 +102,32 @@ func TestFailoverOnConnectionErrorsOnly(t *testing.T) {
 	}
 }
 
+// TestWriteNotRepeated: a write whose connection broke after it was sent
+// may have been done; it is not sent to the next collector.
+func TestWriteNotRepeated(t *testing.T) {
+	broken := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close() // no answer
+		}
+	})
+	var second atomic.Int32
+	other := serve(t, func(w http.ResponseWriter, r *http.Request) { second.Add(1); w.Write([]byte("[]")) })
+	c := newClient(t, adminclient.Config{URLs: []string{broken.URL, other.URL}})
+	_, _, err := c.CancelJob(context.Background(), "job-1")
+	var ue *adminclient.UnreachableError
+	if !errors.As(err, &ue) || !ue.Stopped || len(ue.Attempts) != 1 {
+		t.Fatalf("err %v, want an UnreachableError that stopped after one attempt", err)
+	}
+	if second.Load() != 0 {
+		t.Error("the write was sent to the second collector")
+	}
+	// A read is safe to repeat.
+	if _, m, err := c.Jobs(context.Background(), adminclient.JobFilter{}); err != nil || m.URL != other.URL || second.Load() != 1 {
+		t.Errorf("read after a broken connection: %v, second collector asked %d times", err, second.Load())
+	}
+}
+
 func TestUnreachableListsEveryAttempt(t *testing.T) {
 	d1, d2 := deadURL(t), deadURL(t)
 	c := newClient(t, adminclient.Config{URLs: []string{d1, d2}})

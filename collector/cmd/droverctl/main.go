@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"os/signal"
@@ -46,12 +47,20 @@ func realMain(ctx context.Context, args []string, getenv func(string) string, st
 	return cli.ExitCode(err)
 }
 
-// isCobraUsage recognises the command-line errors cobra makes itself
-// (unknown commands, missing required flags), which it does not type.
+// isCobraUsage recognises the command-line errors cobra makes itself and
+// does not type (most go through SetFlagErrorFunc and the Args checks
+// already). Errors from the API are never usage errors, whatever they say.
 func isCobraUsage(err error) bool {
+	var (
+		ae *adminclient.APIError
+		ue *adminclient.UnreachableError
+	)
+	if errors.As(err, &ae) || errors.As(err, &ue) {
+		return false
+	}
 	msg := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand", "required flag", "invalid argument", "flag needs an argument", "accepts ", "requires "} {
-		if strings.Contains(msg, p) {
+	for _, p := range []string{"unknown command ", "unknown flag: ", "unknown shorthand flag: ", "required flag(s) ", "flag needs an argument: ", "bad flag syntax: "} {
+		if strings.HasPrefix(msg, p) {
 			return true
 		}
 	}
