@@ -56,14 +56,17 @@ type Client struct {
 	urls  []string
 	token string
 	http  *http.Client
+	err   error // from New: every request fails with it
 }
 
 // New returns a client for baseURL (one URL, or several separated by
-// commas) with a 10 s request timeout and the system's TLS roots.
+// commas) with a 10 s request timeout and the system's TLS roots. When
+// baseURL is not a valid URL list, every request fails saying why;
+// NewClient reports that at once.
 func New(baseURL, token string) *Client {
 	c, err := NewClient(Config{URLs: SplitURLs(baseURL), Token: token})
-	if err != nil { // only a bad CA file fails, and there is none
-		panic(err)
+	if err != nil {
+		return &Client{token: token, http: &http.Client{}, err: err}
 	}
 	return c
 }
@@ -120,7 +123,7 @@ func (c *Client) URLs() []string { return append([]string(nil), c.urls...) }
 // At returns a client for the one collector url (one of URLs, typically a
 // Meta.URL), sharing c's token and connections.
 func (c *Client) At(url string) *Client {
-	return &Client{urls: []string{url}, token: c.token, http: c.http}
+	return &Client{urls: []string{url}, token: c.token, http: c.http, err: c.err}
 }
 
 // Close releases idle connections. The client stays usable.
@@ -165,6 +168,9 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 }
 
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) (*Meta, error) {
+	if c.err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, c.err)
+	}
 	var body []byte
 	if in != nil {
 		b, err := json.Marshal(in)

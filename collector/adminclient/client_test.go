@@ -275,6 +275,9 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("URLs %q accepted", urls)
 		}
 	}
+	if err := adminclient.New("localhost:7070", "").Health(context.Background()); err == nil || !strings.Contains(err.Error(), "want http://host:port") {
+		t.Errorf("New with a bad URL: Health returned %v", err)
+	}
 	if got := adminclient.SplitURLs(" http://a:1/, ,http://b:2 "); len(got) != 2 || got[0] != "http://a:1" || got[1] != "http://b:2" {
 		t.Errorf("SplitURLs %q", got)
 	}

@@ -129,15 +129,13 @@ func (a *App) Client() (*adminclient.Client, error) {
 	if len(urls) == 0 {
 		return nil, Usagef("--collector: no URL")
 	}
+	for _, u := range urls {
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			return nil, Usagef("--collector %q: want http://host:port or https://host:port", u)
+		}
+	}
 	c, err := adminclient.NewClient(adminclient.Config{URLs: urls, Token: tok, CAFile: a.Opts.TLSCA})
 	if err != nil {
-		var usage bool
-		for _, u := range urls {
-			usage = usage || !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://")
-		}
-		if usage {
-			return nil, &UsageError{Err: err}
-		}
 		return nil, err
 	}
 	a.client = c

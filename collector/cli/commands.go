@@ -145,7 +145,18 @@ func driftCell(p *float64) cell {
 
 // VersionDiff shows what differs between two versions of a model:
 // records, signatures, metrics and their deltas.
-func (a *App) VersionDiff(ctx context.Context, model string, from, to uint64) error {
+// N1 and N2 are version numbers as typed; anything but a positive integer
+// is a usage error.
+func (a *App) VersionDiff(ctx context.Context, model, n1, n2 string) error {
+	var n [2]uint64
+	for i, s := range []string{n1, n2} {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil || v == 0 {
+			return Usagef("version %q: want a positive integer", s)
+		}
+		n[i] = v
+	}
+	from, to := n[0], n[1]
 	cl, err := a.Client()
 	if err != nil {
 		return err

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -168,12 +167,7 @@ func versionsCmd(app *cli.App, completeModel cobra.CompletionFunc) *cobra.Comman
 		Example:           "  droverctl versions iris --since 1h",
 		Args:              exactArgs(1),
 		ValidArgsFunction: completeModel,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if since < 0 {
-				return cli.Usagef("--since %s: must be positive", since)
-			}
-			return app.Versions(cmd.Context(), args[0], since)
-		},
+		RunE:              func(cmd *cobra.Command, args []string) error { return app.Versions(cmd.Context(), args[0], since) },
 	}
 	cmd.Flags().DurationVar(&since, "since", 24*time.Hour, "window of the metrics")
 	cmd.AddCommand(&cobra.Command{
@@ -191,15 +185,7 @@ func versionsCmd(app *cli.App, completeModel cobra.CompletionFunc) *cobra.Comman
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var n [2]uint64
-			for i, s := range args[1:] {
-				v, err := strconv.ParseUint(s, 10, 64)
-				if err != nil || v == 0 {
-					return cli.Usagef("version %q: want a positive integer", s)
-				}
-				n[i] = v
-			}
-			return app.VersionDiff(cmd.Context(), args[0], n[0], n[1])
+			return app.VersionDiff(cmd.Context(), args[0], args[1], args[2])
 		},
 	})
 	return cmd

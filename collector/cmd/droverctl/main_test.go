@@ -316,6 +316,8 @@ func TestExitCodes(t *testing.T) {
 		{"usage: token create without name", []string{"--collector", url, "token", "create", "--role", "admin"}, 2, []string{"needs --name and --role"}},
 		{"usage: status MODEL", []string{"--collector", url, "status", "iris"}, 2, []string{"status takes no arguments yet"}},
 		{"usage: no command", nil, 2, []string{"no command given"}},
+		{"usage: collector without scheme", []string{"--collector", "localhost:7070", "models"}, 2, []string{`--collector "localhost:7070"`}},
+		{"usage: negative since", []string{"--collector", url, "versions", "iris", "--since", "-1h"}, 2, []string{"--since -1h0m0s: must be positive"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
