@@ -110,6 +110,9 @@ func (a *App) Models(ctx context.Context) error {
 // Versions shows a model's versions side by side with their metrics over
 // the last since (0: the server's default).
 func (a *App) Versions(ctx context.Context, model string, since time.Duration) error {
+	if since < 0 {
+		return Usagef("--since %s: must be positive", since)
+	}
 	cl, err := a.Client()
 	if err != nil {
 		return err
