@@ -45,6 +45,7 @@ var dataTables = []struct {
 	{"metrics_eval_1m", "toDate(time)", "model, model_version, attributes_hash, time", "TTL time + toIntervalDay(30)"},
 	{"resources", "", "resource_id", "TTL (toDateTime(last_seen) + toIntervalDay(30)) + toIntervalDay(1)"},
 	{"attribute_sets", "", "attributes_hash", "TTL last_seen + toIntervalDay(365)"},
+	{"registry_versions", "", "model, version", ""}, // lineage: kept forever
 }
 
 var views = []string{"metrics_gauge_1h_mv", "metrics_gauge_1m_mv", "metrics_histogram_1h_mv", "metrics_histogram_1m_mv",
