@@ -271,35 +271,47 @@ func (s *Blobs) Exists(ctx context.Context, digest string) (bool, error) {
 	return ok, nil
 }
 
-// Sweep deletes every object under the blob prefix whose digest keep does
-// not report and that is older than grace (by its modification time), so a
-// blob written by a publish still in progress is never swept. Keys that
-// are not digests (a crashed writer's temporary file) are swept the same
-// way. It returns the digests (or keys) deleted; it stops at the first
-// error, returning what it deleted so far.
-func (s *Blobs) Sweep(ctx context.Context, keep func(digest string) bool, grace time.Duration, now time.Time) ([]string, error) {
-	var deleted []string
+// Sweep deletes every object under the blob prefix that is older than
+// grace (by its modification time) and whose digest the keep function
+// returned by mark does not report; keys that are not digests (a crashed
+// writer's temporary file) go the same way. It lists first and calls mark
+// after the listing, so a version recorded while the listing ran is still
+// marked; a blob a publish in progress staged is younger than grace. It
+// returns the digests (or keys) deleted; it stops at the first error,
+// returning what it deleted so far.
+func (s *Blobs) Sweep(ctx context.Context, grace time.Duration, now time.Time, mark func(context.Context) (keep func(digest string) bool, err error)) ([]string, error) {
+	var candidates []string
 	it := s.bucket.List(&blob.ListOptions{Prefix: blobPrefix})
 	for {
 		obj, err := it.Next(ctx)
 		if err == io.EOF {
-			return deleted, nil
+			break
 		}
 		if err != nil {
-			return deleted, fmt.Errorf("sweep blobs: list: %w", err)
+			return nil, fmt.Errorf("sweep blobs: list: %w", err)
 		}
-		if obj.IsDir {
+		if !obj.IsDir && now.Sub(obj.ModTime) >= grace {
+			candidates = append(candidates, strings.TrimPrefix(obj.Key, blobPrefix))
+		}
+	}
+	if len(candidates) == 0 {
+		return nil, nil
+	}
+	keep, err := mark(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sweep blobs: mark: %w", err)
+	}
+	var deleted []string
+	for _, d := range candidates {
+		if ValidDigest(d) && keep(d) {
 			continue
 		}
-		d := strings.TrimPrefix(obj.Key, blobPrefix)
-		if (ValidDigest(d) && keep(d)) || now.Sub(obj.ModTime) < grace {
-			continue
-		}
-		if err := s.bucket.Delete(ctx, obj.Key); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
-			return deleted, fmt.Errorf("sweep blobs: delete %s: %w", obj.Key, err)
+		if err := s.bucket.Delete(ctx, blobKey(d)); err != nil && gcerrors.Code(err) != gcerrors.NotFound {
+			return deleted, fmt.Errorf("sweep blobs: delete %s: %w", d, err)
 		}
 		deleted = append(deleted, d)
 	}
+	return deleted, nil
 }
 
 func syncDir(path string) error {

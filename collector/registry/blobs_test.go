@@ -236,13 +236,17 @@ func TestBlobsSweep(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			keep := func(d string) bool { return d == digestOf(a) }
+			marks := 0
+			mark := func(context.Context) (func(string) bool, error) {
+				marks++
+				return func(d string) bool { return d == digestOf(a) }, nil
+			}
 			// Within the grace period nothing is swept.
-			deleted, err := s.Sweep(ctx, keep, time.Hour, time.Now())
+			deleted, err := s.Sweep(ctx, time.Hour, time.Now(), mark)
 			if err != nil || len(deleted) != 0 {
 				t.Fatalf("Sweep within grace = %v, %v; want nothing", deleted, err)
 			}
-			deleted, err = s.Sweep(ctx, keep, time.Hour, time.Now().Add(2*time.Hour))
+			deleted, err = s.Sweep(ctx, time.Hour, time.Now().Add(2*time.Hour), mark)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -251,6 +255,9 @@ func TestBlobsSweep(t *testing.T) {
 			slices.Sort(want)
 			if !slices.Equal(deleted, want) {
 				t.Fatalf("Sweep deleted %v, want %v", deleted, want)
+			}
+			if marks != 1 {
+				t.Errorf("mark ran %d times, want once (not when nothing is old enough)", marks)
 			}
 			for x, wantOK := range map[string]bool{digestOf(a): true, digestOf(b): false, digestOf(c): false} {
 				if ok, err := s.Exists(ctx, x); err != nil || ok != wantOK {

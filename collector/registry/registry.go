@@ -413,6 +413,27 @@ func (r *Registry) publisherManifest(ctx context.Context, f FileInfo) (*manifest
 	}, nil
 }
 
+// mark returns the digests of every file of every active version.
+func (r *Registry) mark(ctx context.Context) (func(string) bool, error) {
+	keep := map[string]bool{}
+	rows, err := r.conn.Query(ctx, "SELECT DISTINCT arrayJoin(file_sha256) FROM "+r.table+" FINAL WHERE state = 'active'")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var d string
+		if err := rows.Scan(&d); err != nil {
+			return nil, err
+		}
+		keep[d] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return func(d string) bool { return keep[d] }, nil
+}
+
 // ModelSummary is one model of the registry.
 type ModelSummary struct {
 	Model string `json:"model"`
@@ -542,24 +563,7 @@ func (r *Registry) Delete(ctx context.Context, model string, version uint64) err
 func (r *Registry) GC(ctx context.Context) ([]string, error) {
 	r.gc.Lock()
 	defer r.gc.Unlock()
-	keep := map[string]bool{}
-	rows, err := r.conn.Query(ctx, "SELECT DISTINCT arrayJoin(file_sha256) FROM "+r.table+" FINAL WHERE state = 'active'")
-	if err != nil {
-		return nil, fmt.Errorf("gc: mark: %w", err)
-	}
-	for rows.Next() {
-		var d string
-		if err := rows.Scan(&d); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("gc: mark: %w", err)
-		}
-		keep[d] = true
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("gc: mark: %w", err)
-	}
-	deleted, err := r.blobs.Sweep(ctx, func(d string) bool { return keep[d] }, r.grace, r.now())
+	deleted, err := r.blobs.Sweep(ctx, r.grace, r.now(), r.mark)
 	if len(deleted) > 0 {
 		r.log.Info("registry: blobs collected", "count", len(deleted))
 	}
