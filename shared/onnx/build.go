@@ -152,3 +152,37 @@ func StringsAttr(name string, v ...string) *AttributeProto {
 func TensorAttr(name string, t *TensorProto) *AttributeProto {
 	return &AttributeProto{Name: name, Type: AttributeProto_TENSOR, T: t}
 }
+
+// StringTensor returns a STRING tensor (string_data).
+func StringTensor(name string, dims []int64, values []string) *TensorProto {
+	s := make([][]byte, len(values))
+	for i, v := range values {
+		s[i] = []byte(v)
+	}
+	return &TensorProto{Name: name, Dims: dims, DataType: int32(TensorProto_STRING), StringData: s}
+}
+
+// Constant returns a Constant node producing t as output.
+func Constant(output string, t *TensorProto) *NodeProto {
+	return Node(output, "Constant", nil, []string{output}, TensorAttr("value", t))
+}
+
+// TensorElemType returns the element type of a tensor-typed value, and
+// false for other types (sequences, maps) or none.
+func TensorElemType(v *ValueInfoProto) (TensorProto_DataType, bool) {
+	tt := v.GetType().GetTensorType()
+	if tt == nil {
+		return TensorProto_UNDEFINED, false
+	}
+	return TensorProto_DataType(tt.GetElemType()), true
+}
+
+// TensorRank returns the rank of a tensor-typed value, and false if the
+// value has no tensor type or no shape.
+func TensorRank(v *ValueInfoProto) (int, bool) {
+	tt := v.GetType().GetTensorType()
+	if tt == nil || tt.GetShape() == nil {
+		return 0, false
+	}
+	return len(tt.GetShape().GetDim()), true
+}
