@@ -110,15 +110,19 @@ type Upload struct {
 
 // Meta is what the publisher says about a version.
 type Meta struct {
-	Author  string
-	Message string
+	Author  string `json:"author,omitempty"`
+	Message string `json:"message,omitempty"`
 	// Parents are versions of the same model this one derives from (a
 	// merge has two); each must exist.
-	Parents []uint64
+	Parents []uint64 `json:"parents,omitempty"`
 	// Source; default SourcePublish.
-	Source   Source
-	Incident string
-	Job      string
+	Source   Source `json:"source,omitempty"`
+	Incident string `json:"incident,omitempty"`
+	Job      string `json:"job,omitempty"`
+	// TrainingData, if set, names a file of the publish holding training
+	// data; Commit writes its quantile bins into the manifest's features
+	// (QuantileBins).
+	TrainingData *TrainingData `json:"training_data,omitempty"`
 }
 
 // Commit is everything the version allocator needs: the files (already
@@ -259,13 +263,18 @@ func (r *Registry) commit(ctx context.Context, c Commit) (Version, bool, error) 
 			return Version{}, false, fmt.Errorf("%w: file %s (sha256 %s) is not staged", ErrNotFound, f.Path, f.SHA256)
 		}
 	}
-	if err := r.checkONNX(ctx, *model); err != nil {
+	inputs, err := r.checkONNX(ctx, *model)
+	if err != nil {
 		return Version{}, false, err
 	}
 	m := &manifest.Manifest{}
 	if own != nil {
-		var err error
 		if m, err = r.publisherManifest(ctx, *own); err != nil {
+			return Version{}, false, err
+		}
+	}
+	if td := c.Meta.TrainingData; td != nil {
+		if err := r.trainingBins(ctx, m, files, inputs, td); err != nil {
 			return Version{}, false, err
 		}
 	}
@@ -353,26 +362,66 @@ func (r *Registry) modelLock(model string) *sync.Mutex {
 // checkONNX checks that the staged model file is an ONNX model: whole if it
 // is at most maxModelCheck bytes, else by its first field (ir_version,
 // field 1, varint: tag 0x08, which every ONNX writer puts first).
-func (r *Registry) checkONNX(ctx context.Context, f FileInfo) error {
+// It returns the names of the model's inputs when it parsed it whole.
+func (r *Registry) checkONNX(ctx context.Context, f FileInfo) ([]string, error) {
 	if f.Size > maxModelCheck {
 		rd, err := r.blobs.OpenRange(ctx, f.SHA256, 0, 2)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer rd.Close()
 		var head [2]byte
 		if _, err := io.ReadFull(rd, head[:]); err != nil || head[0] != 0x08 || head[1] == 0 {
-			return fmt.Errorf("%w: %s: %w", ErrInvalid, f.Path, onnx.ErrNotModel)
+			return nil, fmt.Errorf("%w: %s: %w", ErrInvalid, f.Path, onnx.ErrNotModel)
 		}
-		return nil
+		return nil, nil
 	}
 	data, err := r.readBlob(ctx, f.SHA256, maxModelCheck)
 	if err != nil {
+		return nil, err
+	}
+	m, err := onnx.Unmarshal(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrInvalid, f.Path, err)
+	}
+	var names []string
+	for _, v := range realInputs(m.GetGraph()) {
+		names = append(names, v.GetName())
+	}
+	return names, nil
+}
+
+// trainingBins computes the quantile bins of the training data file td
+// names and puts them into m's features, replacing features of the same
+// name. The features feed the model's only input: the one m's signature
+// declares, else the one the model file has.
+func (r *Registry) trainingBins(ctx context.Context, m *manifest.Manifest, files []FileInfo, inputs []string, td *TrainingData) error {
+	i, ok := slices.BinarySearchFunc(files, td.Path, func(f FileInfo, p string) int { return strings.Compare(f.Path, p) })
+	if !ok {
+		return fmt.Errorf("%w: training data %q is not a file of the version", ErrInvalid, td.Path)
+	}
+	if m.Signature != nil && len(m.Signature.Inputs) > 0 {
+		inputs = nil
+		for _, t := range m.Signature.Inputs {
+			inputs = append(inputs, t.Name)
+		}
+	}
+	if len(inputs) != 1 {
+		return fmt.Errorf("%w: training data needs a model with exactly one input (declare signature.inputs in drover.yaml for models over %d MiB), got %v", ErrInvalid, maxModelCheck>>20, inputs)
+	}
+	rd, err := r.blobs.Open(ctx, files[i].SHA256)
+	if err != nil {
 		return err
 	}
-	if _, err := onnx.Unmarshal(data); err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrInvalid, f.Path, err)
+	defer rd.Close()
+	features, err := QuantileBins(rd, td.Label, inputs[0], DefaultBins)
+	if err != nil {
+		return fmt.Errorf("%s: %w", td.Path, err)
 	}
+	for _, f := range features {
+		m.Features = slices.DeleteFunc(m.Features, func(g manifest.Feature) bool { return g.Name == f.Name })
+	}
+	m.Features = append(m.Features, features...)
 	return nil
 }
 
