@@ -53,6 +53,12 @@ func fileStore(t *testing.T) (*Blobs, string) {
 // s3URL starts an in-process S3 server (gofakes3) with one bucket and
 // returns the s3:// URL the real AWS SDK v2 client reaches it by.
 func s3URL(t *testing.T) string {
+	u, _ := s3Server(t)
+	return u
+}
+
+// s3Server is s3URL that also returns the server, to stop it early.
+func s3Server(t *testing.T) (string, *httptest.Server) {
 	t.Helper()
 	backend := s3mem.New()
 	if err := backend.CreateBucket("drover"); err != nil {
@@ -66,7 +72,7 @@ func s3URL(t *testing.T) string {
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
 	q := url.Values{"endpoint": {srv.URL}, "region": {"us-east-1"}, "use_path_style": {"true"}, "disable_https": {"true"}}
-	return "s3://drover?" + q.Encode()
+	return "s3://drover?" + q.Encode(), srv
 }
 
 func s3Store(t *testing.T) *Blobs {

@@ -344,3 +344,29 @@ func TestDeleteAndGCRemoveOnlyUnsharedBlobs(t *testing.T) {
 		t.Errorf("republishing deleted content = v%d created %v, want v3 created", v.Version, created)
 	}
 }
+
+func TestPublishWithTheObjectStoreDown(t *testing.T) {
+	db := testenv.ClickHouse(t)
+	ctx := context.Background()
+	if err := store.Migrate(ctx, db.Conn, store.MigrateOptions{Database: db.Name}); err != nil {
+		t.Fatal(err)
+	}
+	u, srv := s3Server(t)
+	blobs, err := OpenBlobs(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blobs.Close()
+	reg := New(db.Conn, blobs, Options{Database: db.Name, Logger: slog.New(slog.DiscardHandler)})
+	srv.Close()
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	_, _, err = reg.Publish(tctx, "m", Uploads(upload("model.onnx", linear(t, 1))), Meta{})
+	if err == nil || !strings.Contains(err.Error(), "store blob") {
+		t.Fatalf("publish with the store down = %v, want a blob store error", err)
+	}
+	t.Logf("the publisher sees: %v", err)
+	if n := db.Count(t, "SELECT count() FROM "+Table); n != 0 {
+		t.Errorf("%d records after a publish that failed", n)
+	}
+}
