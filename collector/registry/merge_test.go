@@ -260,7 +260,11 @@ func TestRegistryMerge(t *testing.T) {
 	ctx := context.Background()
 	forest, linear := irisForest(t), irisLinear(t)
 	golden := []byte("a,b,c,d,y\n5.9,3,5.1,1.8,2\n")
-	f.publish(t, "iris", map[string][]byte{"model.onnx": forest, "eval/golden.csv": golden}, Meta{})
+	v1, _ := f.publish(t, "iris", map[string][]byte{"model.onnx": forest, "eval/golden.csv": golden}, Meta{})
+	if s := v1.Signature; s == nil || len(s.Outputs) != 2 || s.Outputs[1].Name != "output_probability" ||
+		s.Outputs[1].Datatype != "FP32" || !slices.Equal(s.Outputs[1].Shape, []int64{-1, 3}) {
+		t.Errorf("the forest's signature %+v, want output_probability FP32 [-1 3] from its ZipMap", s)
+	}
 	f.publish(t, "iris", map[string][]byte{"model.onnx": linear}, Meta{})
 	v, created, err := f.reg.Merge(ctx, "iris", 1, 2, 0.5, 0.5, Meta{Author: "ada"})
 	if err != nil {

@@ -62,7 +62,9 @@ type Version struct {
 	Source   Source     `json:"source"`
 	Incident string     `json:"incident,omitempty"`
 	Job      string     `json:"job,omitempty"`
-	// Signature is the publisher's declared signature, nil if none.
+	// Signature is the publisher's declared signature, else the model
+	// file's as the agent serves it (read when the file is at most 64 MiB,
+	// a ZipMap as FP32 [-1, classes]), else nil.
 	Signature *manifest.Signature `json:"signature,omitempty"`
 	State     State               `json:"state"`
 	// Updated is when the record last changed (created, deleted).

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -263,9 +264,19 @@ func (r *Registry) commit(ctx context.Context, c Commit) (Version, bool, error) 
 			return Version{}, false, fmt.Errorf("%w: file %s (sha256 %s) is not staged", ErrNotFound, f.Path, f.SHA256)
 		}
 	}
-	inputs, err := r.checkONNX(ctx, *model)
+	parsed, err := r.checkONNX(ctx, *model)
 	if err != nil {
 		return Version{}, false, err
+	}
+	var (
+		inputs []string
+		sig    *manifest.Signature // the model's, for the record
+	)
+	if parsed != nil {
+		for _, v := range realInputs(parsed.GetGraph()) {
+			inputs = append(inputs, v.GetName())
+		}
+		sig = modelSignature(parsed)
 	}
 	m := &manifest.Manifest{}
 	if own != nil {
@@ -330,7 +341,7 @@ func (r *Registry) commit(ctx context.Context, c Commit) (Version, bool, error) 
 	v := Version{
 		Model: c.Model, Version: number, ContentID: contentID, Files: all,
 		Created: now, Author: c.Meta.Author, Message: c.Meta.Message, Parents: parents,
-		Source: src, Incident: c.Meta.Incident, Job: c.Meta.Job, Signature: m.Signature,
+		Source: src, Incident: c.Meta.Incident, Job: c.Meta.Job, Signature: cmp.Or(m.Signature, sig),
 		State: StateActive, Updated: now,
 	}
 	if len(v.Parents) == 0 {
@@ -362,8 +373,8 @@ func (r *Registry) modelLock(model string) *sync.Mutex {
 // checkONNX checks that the staged model file is an ONNX model: whole if it
 // is at most maxModelCheck bytes, else by its first field (ir_version,
 // field 1, varint: tag 0x08, which every ONNX writer puts first).
-// It returns the names of the model's inputs when it parsed it whole.
-func (r *Registry) checkONNX(ctx context.Context, f FileInfo) ([]string, error) {
+// It returns the model when it parsed it whole, else nil.
+func (r *Registry) checkONNX(ctx context.Context, f FileInfo) (*onnx.ModelProto, error) {
 	if f.Size > maxModelCheck {
 		rd, err := r.blobs.OpenRange(ctx, f.SHA256, 0, 2)
 		if err != nil {
@@ -384,11 +395,57 @@ func (r *Registry) checkONNX(ctx context.Context, f FileInfo) ([]string, error) 
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrInvalid, f.Path, err)
 	}
-	var names []string
-	for _, v := range realInputs(m.GetGraph()) {
-		names = append(names, v.GetName())
+	return m, nil
+}
+
+// modelSignature is the signature of a model as the agent serves it:
+// tensors in Open Inference Protocol terms (-1 for dynamic dimensions), a
+// ZipMap's sequence of maps as FP32 [-1, classes]. It returns nil if an
+// input or output has a type OIP cannot carry.
+func modelSignature(m *onnx.ModelProto) *manifest.Signature {
+	g := m.GetGraph()
+	producer := map[string]*onnx.NodeProto{}
+	for _, n := range g.GetNode() {
+		for _, o := range n.GetOutput() {
+			producer[o] = n
+		}
 	}
-	return names, nil
+	tensor := func(v *onnx.ValueInfoProto) (manifest.Tensor, bool) {
+		if v.GetType().GetSequenceType() != nil {
+			if n := producer[v.GetName()]; n != nil && n.GetOpType() == "ZipMap" {
+				if ints, strs, ok := zipLabels(n); ok {
+					return manifest.Tensor{Name: v.GetName(), Datatype: "FP32", Shape: []int64{-1, int64(len(ints) + len(strs))}}, true
+				}
+			}
+			return manifest.Tensor{}, false
+		}
+		dt, ok := onnx.TensorElemType(v)
+		if !ok {
+			return manifest.Tensor{}, false
+		}
+		oip, ok := onnx.OIPDatatype(dt)
+		shape, _ := onnx.TensorShape(v)
+		if shape == nil {
+			shape = []int64{}
+		}
+		return manifest.Tensor{Name: v.GetName(), Datatype: oip, Shape: shape}, ok
+	}
+	sig := &manifest.Signature{}
+	for _, v := range realInputs(g) {
+		t, ok := tensor(v)
+		if !ok {
+			return nil
+		}
+		sig.Inputs = append(sig.Inputs, t)
+	}
+	for _, v := range g.GetOutput() {
+		t, ok := tensor(v)
+		if !ok {
+			return nil
+		}
+		sig.Outputs = append(sig.Outputs, t)
+	}
+	return sig
 }
 
 // trainingBins computes the quantile bins of the training data file td

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -130,6 +131,14 @@ func TestPublishListShowReadBack(t *testing.T) {
 		t.Errorf("files %v, want drover.yaml, eval/golden.csv, model.onnx", got)
 	}
 
+	wantSig := &manifest.Signature{
+		Inputs:  []manifest.Tensor{{Name: "X", Datatype: "FP32", Shape: []int64{-1, 2}}},
+		Outputs: []manifest.Tensor{{Name: "Y", Datatype: "FP32", Shape: []int64{-1, 2}}},
+	}
+	if !reflect.DeepEqual(v.Signature, wantSig) {
+		t.Errorf("signature %+v, want the model's %+v", v.Signature, wantSig)
+	}
+
 	models, err := f.reg.Models(ctx)
 	if err != nil || len(models) != 1 || models[0].Model != "iris" || models[0].Versions != 1 || models[0].Latest != 1 {
 		t.Fatalf("Models = %+v, %v; want iris with 1 version", models, err)
@@ -138,7 +147,8 @@ func TestPublishListShowReadBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if shown.ContentID != v.ContentID || shown.Message != "first" || len(shown.Files) != 3 || !shown.Created.Equal(v.Created) {
+	if shown.ContentID != v.ContentID || shown.Message != "first" || len(shown.Files) != 3 || !shown.Created.Equal(v.Created) ||
+		!reflect.DeepEqual(shown.Signature, wantSig) {
 		t.Errorf("Version(iris, 1) = %+v, want %+v", shown, v)
 	}
 	list, err := f.reg.Versions(ctx, "iris")
@@ -368,5 +378,29 @@ func TestPublishWithTheObjectStoreDown(t *testing.T) {
 	t.Logf("the publisher sees: %v", err)
 	if n := db.Count(t, "SELECT count() FROM "+Table); n != 0 {
 		t.Errorf("%d records after a publish that failed", n)
+	}
+}
+
+func TestPublishOverS3(t *testing.T) {
+	db := testenv.ClickHouse(t)
+	ctx := context.Background()
+	if err := store.Migrate(ctx, db.Conn, store.MigrateOptions{Database: db.Name}); err != nil {
+		t.Fatal(err)
+	}
+	reg := New(db.Conn, s3Store(t), Options{Database: db.Name, Logger: slog.New(slog.DiscardHandler)})
+	model := linear(t, 6)
+	v, created, err := reg.Publish(ctx, "m", Uploads(upload("model.onnx", model)), Meta{Author: "ci"})
+	if err != nil || !created || v.Version != 1 {
+		t.Fatalf("publish over S3 = v%d created %v, %v", v.Version, created, err)
+	}
+	r, _, err := reg.OpenFile(ctx, "m", 1, "model.onnx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, r); !bytes.Equal(got, model) {
+		t.Fatalf("read back %d bytes over S3, want the %d published", len(got), len(model))
+	}
+	if _, created, err := reg.Publish(ctx, "m", Uploads(upload("model.onnx", model)), Meta{}); err != nil || created {
+		t.Errorf("republish over S3: created %v, %v; want the existing version", created, err)
 	}
 }

@@ -186,3 +186,40 @@ func TensorRank(v *ValueInfoProto) (int, bool) {
 	}
 	return len(tt.GetShape().GetDim()), true
 }
+
+// oipDatatypes maps ONNX tensor element types to Open Inference Protocol
+// datatypes.
+var oipDatatypes = map[TensorProto_DataType]string{
+	TensorProto_BOOL: "BOOL", TensorProto_UINT8: "UINT8", TensorProto_UINT16: "UINT16",
+	TensorProto_UINT32: "UINT32", TensorProto_UINT64: "UINT64", TensorProto_INT8: "INT8",
+	TensorProto_INT16: "INT16", TensorProto_INT32: "INT32", TensorProto_INT64: "INT64",
+	TensorProto_FLOAT16: "FP16", TensorProto_FLOAT: "FP32", TensorProto_DOUBLE: "FP64",
+	TensorProto_STRING: "BYTES",
+}
+
+// OIPDatatype returns the Open Inference Protocol datatype of an ONNX
+// tensor element type (STRING is BYTES), and false for types OIP lacks.
+func OIPDatatype(dt TensorProto_DataType) (string, bool) {
+	s, ok := oipDatatypes[dt]
+	return s, ok
+}
+
+// TensorShape returns a tensor-typed value's shape with -1 for every
+// dimension that has no fixed size, and false if it has no tensor type or
+// no shape.
+func TensorShape(v *ValueInfoProto) ([]int64, bool) {
+	tt := v.GetType().GetTensorType()
+	if tt == nil || tt.GetShape() == nil {
+		return nil, false
+	}
+	dims := tt.GetShape().GetDim()
+	shape := make([]int64, len(dims))
+	for i, d := range dims {
+		if dv, ok := d.GetValue().(*TensorShapeProto_Dimension_DimValue); ok {
+			shape[i] = dv.DimValue
+		} else {
+			shape[i] = -1
+		}
+	}
+	return shape, true
+}
