@@ -404,3 +404,44 @@ func TestPublishOverS3(t *testing.T) {
 		t.Errorf("republish over S3: created %v, %v; want the existing version", created, err)
 	}
 }
+
+// TestTwoCollectorsStageAndOneOwnerCommits is the cross-collector shape the
+// admin API is to wire: each of two registries (two collectors on one
+// database and one shared object store) stages the files it receives, and
+// every commit of the model goes to the owner's registry. Numbers stay
+// distinct and gap-free.
+func TestTwoCollectorsStageAndOneOwnerCommits(t *testing.T) {
+	f := newFixture(t)
+	other := New(f.db.Conn, f.blobs, Options{Database: f.db.Name, Logger: slog.New(slog.DiscardHandler)})
+	owner := f.reg
+	const n = 20
+	models := make([][]byte, n)
+	for i := range models {
+		models[i] = linear(t, float32(100+i))
+	}
+	errs := make([]error, n)
+	versions := make([]uint64, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			receiver := []*Registry{owner, other}[i%2]
+			fi, err := receiver.Stage(context.Background(), upload("model.onnx", models[i]))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			v, _, err := owner.Commit(context.Background(), Commit{Model: "shared", Files: []FileInfo{fi}})
+			versions[i], errs[i] = v.Version, err
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(versions)
+	for i, v := range versions {
+		if v != uint64(i+1) {
+			t.Fatalf("versions %v, want 1..%d each once", versions, n)
+		}
+	}
+}
