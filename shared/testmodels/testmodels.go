@@ -1,8 +1,8 @@
 // Package testmodels builds small, real ONNX models for tests and benchmarks,
 // and publishes them into a model store the way a trainer would.
 //
-// The models are assembled from the ONNX schema (package onnxpb) and
-// serialized with protobuf, so no Python or exporter is needed. Each targets
+// The models are assembled with package shared/onnx and serialized with
+// protobuf, so no Python or exporter is needed. Each targets
 // IR version IRVersion and the default ONNX operator set at version Opset,
 // which ONNX Runtime 1.30 loads. Builders are deterministic: the same
 // arguments always give the same bytes. All functions are safe for
@@ -18,7 +18,6 @@
 package testmodels
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -27,10 +26,8 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/drover-ml/drover/shared/manifest"
-	"github.com/drover-ml/drover/shared/testmodels/onnxpb"
+	"github.com/drover-ml/drover/shared/onnx"
 )
 
 const (
@@ -56,9 +53,6 @@ const (
 	BigInput  = "X"
 	BigOutput = "Y"
 )
-
-// batchDim names the dynamic first dimension of inputs and outputs.
-const batchDim = "batch"
 
 // Linear returns a model computing Y = X·W + B, with input inputName of type
 // FP32 [batch, in] and output outputName of type FP32 [batch, out], where the
@@ -92,21 +86,21 @@ func Classifier(w [][]float32, b []float32) ([]byte, error) {
 	}
 	classes := int64(len(b))
 	g.Node = append(g.Node,
-		&onnxpb.NodeProto{
+		&onnx.NodeProto{
 			Name: "softmax", OpType: "Softmax",
 			Input: []string{logits}, Output: []string{ClassifierProbabilities},
-			Attribute: []*onnxpb.AttributeProto{intAttr("axis", 1)},
+			Attribute: []*onnx.AttributeProto{onnx.IntAttr("axis", 1)},
 		},
-		&onnxpb.NodeProto{
+		&onnx.NodeProto{
 			Name: "argmax", OpType: "ArgMax",
 			Input: []string{ClassifierProbabilities}, Output: []string{ClassifierLabel},
-			Attribute: []*onnxpb.AttributeProto{intAttr("axis", 1), intAttr("keepdims", 0)},
+			Attribute: []*onnx.AttributeProto{onnx.IntAttr("axis", 1), onnx.IntAttr("keepdims", 0)},
 		},
 	)
 	g.Name = "classifier"
-	g.Output = []*onnxpb.ValueInfoProto{
-		valueInfo(ClassifierLabel, onnxpb.TensorProto_INT64, []int64{-1}),
-		valueInfo(ClassifierProbabilities, onnxpb.TensorProto_FLOAT, []int64{-1, classes}),
+	g.Output = []*onnx.ValueInfoProto{
+		onnx.TensorValueInfo(ClassifierLabel, onnx.TensorProto_INT64, []int64{-1}),
+		onnx.TensorValueInfo(ClassifierProbabilities, onnx.TensorProto_FLOAT, []int64{-1, classes}),
 	}
 	return marshal(g)
 }
@@ -151,20 +145,20 @@ func BigWeights(inDim, outDim int, seed int64) (w [][]float32, b []float32) {
 }
 
 // datatypes maps the Open Inference Protocol's tensor datatypes to ONNX's.
-var datatypes = map[string]onnxpb.TensorProto_DataType{
-	"BOOL":   onnxpb.TensorProto_BOOL,
-	"UINT8":  onnxpb.TensorProto_UINT8,
-	"UINT16": onnxpb.TensorProto_UINT16,
-	"UINT32": onnxpb.TensorProto_UINT32,
-	"UINT64": onnxpb.TensorProto_UINT64,
-	"INT8":   onnxpb.TensorProto_INT8,
-	"INT16":  onnxpb.TensorProto_INT16,
-	"INT32":  onnxpb.TensorProto_INT32,
-	"INT64":  onnxpb.TensorProto_INT64,
-	"FP16":   onnxpb.TensorProto_FLOAT16,
-	"FP32":   onnxpb.TensorProto_FLOAT,
-	"FP64":   onnxpb.TensorProto_DOUBLE,
-	"BYTES":  onnxpb.TensorProto_STRING,
+var datatypes = map[string]onnx.TensorProto_DataType{
+	"BOOL":   onnx.TensorProto_BOOL,
+	"UINT8":  onnx.TensorProto_UINT8,
+	"UINT16": onnx.TensorProto_UINT16,
+	"UINT32": onnx.TensorProto_UINT32,
+	"UINT64": onnx.TensorProto_UINT64,
+	"INT8":   onnx.TensorProto_INT8,
+	"INT16":  onnx.TensorProto_INT16,
+	"INT32":  onnx.TensorProto_INT32,
+	"INT64":  onnx.TensorProto_INT64,
+	"FP16":   onnx.TensorProto_FLOAT16,
+	"FP32":   onnx.TensorProto_FLOAT,
+	"FP64":   onnx.TensorProto_DOUBLE,
+	"BYTES":  onnx.TensorProto_STRING,
 }
 
 // Datatypes returns the Open Inference Protocol datatypes Identity accepts,
@@ -191,14 +185,14 @@ func Identity(name string, datatype string, shape []int64) ([]byte, error) {
 		return nil, errors.New("build identity model: empty input name")
 	}
 	out := name + "_out"
-	return marshal(&onnxpb.GraphProto{
+	return marshal(&onnx.GraphProto{
 		Name: "identity",
-		Node: []*onnxpb.NodeProto{{
+		Node: []*onnx.NodeProto{{
 			Name: "identity", OpType: "Identity",
 			Input: []string{name}, Output: []string{out},
 		}},
-		Input:  []*onnxpb.ValueInfoProto{valueInfo(name, dt, shape)},
-		Output: []*onnxpb.ValueInfoProto{valueInfo(out, dt, shape)},
+		Input:  []*onnx.ValueInfoProto{onnx.TensorValueInfo(name, dt, shape)},
+		Output: []*onnx.ValueInfoProto{onnx.TensorValueInfo(out, dt, shape)},
 	})
 }
 
@@ -284,7 +278,7 @@ func syncDir(path string) error {
 
 // linearGraph returns a graph computing output = input·W + B, with input
 // FP32 [batch, len(w)] and output FP32 [batch, len(b)].
-func linearGraph(input, output string, w [][]float32, b []float32) (*onnxpb.GraphProto, error) {
+func linearGraph(input, output string, w [][]float32, b []float32) (*onnx.GraphProto, error) {
 	const (
 		wName  = "linear.W"
 		bName  = "linear.B"
@@ -315,74 +309,22 @@ func linearGraph(input, output string, w [][]float32, b []float32) (*onnxpb.Grap
 	if len(b) != out {
 		return nil, fmt.Errorf("b has %d values, w has %d columns", len(b), out)
 	}
-	return &onnxpb.GraphProto{
+	return &onnx.GraphProto{
 		Name: "linear",
-		Node: []*onnxpb.NodeProto{
+		Node: []*onnx.NodeProto{
 			{Name: "matmul", OpType: "MatMul", Input: []string{input, wName}, Output: []string{xwName}},
 			{Name: "add", OpType: "Add", Input: []string{xwName, bName}, Output: []string{output}},
 		},
-		Initializer: []*onnxpb.TensorProto{
-			floatTensor(wName, []int64{int64(in), int64(out)}, flat),
-			floatTensor(bName, []int64{int64(out)}, b),
+		Initializer: []*onnx.TensorProto{
+			onnx.FloatTensor(wName, []int64{int64(in), int64(out)}, flat),
+			onnx.FloatTensor(bName, []int64{int64(out)}, b),
 		},
-		Input:  []*onnxpb.ValueInfoProto{valueInfo(input, onnxpb.TensorProto_FLOAT, []int64{-1, int64(in)})},
-		Output: []*onnxpb.ValueInfoProto{valueInfo(output, onnxpb.TensorProto_FLOAT, []int64{-1, int64(out)})},
+		Input:  []*onnx.ValueInfoProto{onnx.TensorValueInfo(input, onnx.TensorProto_FLOAT, []int64{-1, int64(in)})},
+		Output: []*onnx.ValueInfoProto{onnx.TensorValueInfo(output, onnx.TensorProto_FLOAT, []int64{-1, int64(out)})},
 	}, nil
 }
 
 // marshal wraps g in a ModelProto and serializes it deterministically.
-func marshal(g *onnxpb.GraphProto) ([]byte, error) {
-	m := &onnxpb.ModelProto{
-		IrVersion:    IRVersion,
-		OpsetImport:  []*onnxpb.OperatorSetIdProto{{Domain: "", Version: Opset}},
-		ProducerName: ProducerName,
-		Graph:        g,
-	}
-	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("marshal %s model: %w", g.GetName(), err)
-	}
-	return data, nil
-}
-
-// valueInfo declares a tensor named name of type dt and the given shape;
-// negative dimensions are dynamic (see Identity for their names).
-func valueInfo(name string, dt onnxpb.TensorProto_DataType, shape []int64) *onnxpb.ValueInfoProto {
-	dims := make([]*onnxpb.TensorShapeProto_Dimension, len(shape))
-	for i, d := range shape {
-		switch {
-		case d >= 0:
-			dims[i] = &onnxpb.TensorShapeProto_Dimension{Value: &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: d}}
-		case i == 0:
-			dims[i] = &onnxpb.TensorShapeProto_Dimension{Value: &onnxpb.TensorShapeProto_Dimension_DimParam{DimParam: batchDim}}
-		default:
-			dims[i] = &onnxpb.TensorShapeProto_Dimension{Value: &onnxpb.TensorShapeProto_Dimension_DimParam{DimParam: "dim" + strconv.Itoa(i)}}
-		}
-	}
-	return &onnxpb.ValueInfoProto{
-		Name: name,
-		Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{
-			ElemType: int32(dt),
-			Shape:    &onnxpb.TensorShapeProto{Dim: dims},
-		}}},
-	}
-}
-
-// floatTensor returns an FP32 initializer with its values in raw_data
-// (little-endian IEEE 754, as the ONNX spec requires).
-func floatTensor(name string, dims []int64, values []float32) *onnxpb.TensorProto {
-	raw := make([]byte, 4*len(values))
-	for i, v := range values {
-		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
-	}
-	return &onnxpb.TensorProto{
-		Name:     name,
-		Dims:     dims,
-		DataType: int32(onnxpb.TensorProto_FLOAT),
-		RawData:  raw,
-	}
-}
-
-func intAttr(name string, v int64) *onnxpb.AttributeProto {
-	return &onnxpb.AttributeProto{Name: name, Type: onnxpb.AttributeProto_INT, I: v}
+func marshal(g *onnx.GraphProto) ([]byte, error) {
+	return onnx.Marshal(onnx.NewModel(g, IRVersion, ProducerName, onnx.Opset("", Opset)))
 }

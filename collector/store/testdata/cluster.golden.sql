@@ -778,3 +778,32 @@ SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, repli
 CREATE TABLE IF NOT EXISTS drover.audit_log ON CLUSTER 'drover_cluster' AS drover.audit_log_local
 ENGINE = Distributed('drover_cluster', 'drover', 'audit_log_local', cityHash64(token_name));
 
+-- 0009_registry
+
+CREATE TABLE IF NOT EXISTS drover.registry_versions_local ON CLUSTER 'drover_cluster'
+(
+    model        LowCardinality(String) CODEC(ZSTD(1)),
+    version      UInt64,
+    content_id   String CODEC(ZSTD(1)),
+    file_paths   Array(String) CODEC(ZSTD(1)),
+    file_sha256  Array(String) CODEC(ZSTD(1)),
+    file_sizes   Array(UInt64) CODEC(ZSTD(1)),
+    created      DateTime64(3, 'UTC'),
+    author       String CODEC(ZSTD(1)),
+    message      String CODEC(ZSTD(3)),
+    parents      Array(UInt64),
+    source       LowCardinality(String),
+    incident     String CODEC(ZSTD(1)),
+    job          String CODEC(ZSTD(1)),
+    signature    String CODEC(ZSTD(3)),
+    state        LowCardinality(String),
+    updated      DateTime64(3, 'UTC'),
+    row_version  UInt64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/registry_versions_local', '{replica}', row_version)
+ORDER BY (model, version)
+SETTINGS replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE TABLE IF NOT EXISTS drover.registry_versions ON CLUSTER 'drover_cluster' AS drover.registry_versions_local
+ENGINE = Distributed('drover_cluster', 'drover', 'registry_versions_local', cityHash64(model));
+

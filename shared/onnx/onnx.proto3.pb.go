@@ -16,7 +16,7 @@
 // 	protoc        v3.21.12
 // source: onnx.proto3
 
-package onnxpb
+package onnx
 
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -2836,7 +2836,7 @@ const file_onnx_proto3_rawDesc = "" +
 	"\x0eOperatorStatus\x12\x10\n" +
 	"\fEXPERIMENTAL\x10\x00\x12\n" +
 	"\n" +
-	"\x06STABLE\x10\x01B8H\x03Z4github.com/drover-ml/drover/shared/testmodels/onnxpbb\x06proto3"
+	"\x06STABLE\x10\x01B+H\x03Z'github.com/drover-ml/drover/shared/onnxb\x06proto3"
 
 var (
 	file_onnx_proto3_rawDescOnce sync.Once
