@@ -483,6 +483,7 @@ func helperCollector() int {
 	gl, _ := net.Listen("tcp", "127.0.0.1:0")
 	hl, _ := net.Listen("tcp", "127.0.0.1:0")
 	al, _ := net.Listen("tcp", "127.0.0.1:0")
+	fmt.Printf("ADMIN=%s\n", al.Addr())
 	fmt.Printf("OTLP=%s\n", gl.Addr())
 	if err := Run(context.Background(), cfg, Listeners{OTLPGRPC: gl, OTLPHTTP: hl, Admin: al}, quiet()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -491,8 +492,10 @@ func helperCollector() int {
 	return 0
 }
 
-func runHelper(t *testing.T, env []string) (*exec.Cmd, string) {
-	cmd := exec.Command(os.Args[0])
+// runHelper starts a helper collector and returns it with its OTLP and
+// admin addresses.
+func runHelper(t *testing.T, env []string) (cmd *exec.Cmd, otlp, admin string) {
+	cmd = exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), env...)
 	out, _ := cmd.StdoutPipe()
 	cmd.Stderr = os.Stderr
@@ -501,13 +504,16 @@ func runHelper(t *testing.T, env []string) (*exec.Cmd, string) {
 	}
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
+		if addr, ok := strings.CutPrefix(sc.Text(), "ADMIN="); ok {
+			admin = addr
+		}
 		if addr, ok := strings.CutPrefix(sc.Text(), "OTLP="); ok {
 			go io.Copy(io.Discard, out)
-			return cmd, addr
+			return cmd, addr, admin
 		}
 	}
 	t.Fatal("helper collector printed no address")
-	return nil, ""
+	return nil, "", ""
 }
 
 // TestAcknowledgedDataSurvivesSIGKILL acknowledges requests into the
@@ -517,7 +523,19 @@ func TestAcknowledgedDataSurvivesSIGKILL(t *testing.T) {
 	db := testenv.ClickHouse(t)
 	dir := t.TempDir()
 	env := []string{"COLLECTOR_HELPER_DSN=" + db.DSN, "COLLECTOR_HELPER_DB=" + db.Name, "COLLECTOR_HELPER_DIR=" + dir}
-	cmd, addr := runHelper(t, env)
+	cmd, addr, admin := runHelper(t, env)
+	// Killed once its schema is applied: the point is acknowledged data in
+	// the spool. A client killed in the middle of the migrations' DDL has
+	// made the embedded engine abort ("shutting down due to a fatal
+	// error"), a fault of the engine this test is not about.
+	testenv.EventuallyNil(t, time.Minute, "the helper collector ready", func() error {
+		resp, err := http.Get("http://" + admin + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return unless(resp.StatusCode == http.StatusOK, resp.Status)
+	})
 	conn, _ := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	client := pmetricotlp.NewGRPCClient(conn)
 	acked := 0
@@ -537,7 +555,7 @@ func TestAcknowledgedDataSurvivesSIGKILL(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 
-	cmd2, _ := runHelper(t, append(env, "COLLECTOR_HELPER_FLUSH=1"))
+	cmd2, _, _ := runHelper(t, append(env, "COLLECTOR_HELPER_FLUSH=1"))
 	defer func() { cmd2.Process.Signal(syscall.SIGTERM); cmd2.Wait() }()
 	testenv.EventuallyNil(t, time.Minute, "acknowledged points after restart", func() error {
 		n := count(t, db.Conn, db.Name, "metrics_gauge", "model = 'killed'")
