@@ -71,15 +71,15 @@ func (v *Views) listModels(ctx context.Context) ([]Model, error) {
 	for m := range reg {
 		get(m)
 	}
-	for _, s := range stats {
-		a := get(s.model)
-		a.total += s.total
-		a.errors += s.errors
-		if s.total > 0 {
-			a.hosts[s.host] = true
-			if n, ok := versionNumber(s.version); ok {
-				a.versions[n] = true
-			}
+	for k, c := range stats {
+		a := get(k.model)
+		a.total += c.total
+		a.errors += c.errors
+		for h := range c.hosts {
+			a.hosts[h] = true
+		}
+		if n, ok := versionNumber(k.version); ok && (c.total > 0 || len(c.hosts) > 0) {
+			a.versions[n] = true
 		}
 	}
 	for _, h := range hosts {
@@ -216,32 +216,15 @@ func (v *Views) versionList(ctx context.Context, model string, since time.Durati
 		return nil, nil, err
 	}
 
-	type reqs struct {
-		seen          bool
-		total, errors float64
-		hosts         map[string]bool
-	}
-	byVersion := map[uint64]*reqs{}
-	for _, s := range stats {
-		n, ok := versionNumber(s.version)
-		if !ok {
-			continue
-		}
-		rq := byVersion[n]
-		if rq == nil {
-			rq = &reqs{hosts: map[string]bool{}}
-			byVersion[n] = rq
-		}
-		rq.seen = true
-		rq.total += s.total
-		rq.errors += s.errors
-		if s.total > 0 {
-			rq.hosts[s.host] = true
+	byVersion := map[uint64]*reqCounts{}
+	for k, c := range stats {
+		if n, ok := versionNumber(k.version); ok {
+			byVersion[n] = c
 		}
 	}
 	serving := map[uint64]bool{}
-	for _, s := range statsNow {
-		if n, ok := versionNumber(s.version); ok && s.total > 0 {
+	for k, c := range statsNow {
+		if n, ok := versionNumber(k.version); ok && (c.total > 0 || len(c.hosts) > 0) {
 			serving[n] = true
 		}
 	}
@@ -317,7 +300,7 @@ func (v *Views) versionList(ctx context.Context, model string, since time.Durati
 			ver.State = sptr("published")
 		}
 		m := &ver.Metrics
-		if rq := byVersion[n]; rq != nil && rq.seen {
+		if rq := byVersion[n]; rq != nil {
 			total := uint64(rq.total + 0.5)
 			hosts := len(rq.hosts)
 			m.Requests, m.Hosts = &total, &hosts

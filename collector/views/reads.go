@@ -50,50 +50,94 @@ func (v *Views) modelExists(ctx context.Context, model string) (bool, error) {
 	return n > 0, nil
 }
 
-// reqStat is a host's drover.requests of one model version over a window.
-type reqStat struct {
-	model, version, host string
-	total, errors        float64
+// vkey is a model version.
+type vkey struct{ model, version string }
+
+// reqCounts are the drover.requests of a model version over a window: all
+// of them, those whose status is not ok, and the hosts that counted some.
+type reqCounts struct {
+	total, errors float64
+	hosts         map[string]bool
 }
 
 // requestStats reads drover.requests of model (all models when "") in
-// [from, to) per version and host: delta points summed, cumulative series
-// by their increase (a series that started in the window counts from 0).
-func (v *Views) requestStats(ctx context.Context, model string, from, to time.Time) ([]reqStat, error) {
+// [from, to) per version. Totals: delta points from the minute rollup
+// metrics_sum_1m (the minutes that start in the window), plus the increase
+// of each cumulative series in the raw table (a series that started in the
+// window counts from 0; the temporality index skips delta granules).
+// Hosts: the raw table's host column, a host counting when it has a delta
+// point or a cumulative series that grew.
+func (v *Views) requestStats(ctx context.Context, model string, from, to time.Time) (map[vkey]*reqCounts, error) {
 	mf, margs := modelFilter(model)
 	window := fmt.Sprintf("time >= %s AND time < %s", nanos(from), nanos(to))
-	q := fmt.Sprintf(`SELECT model, model_version, host, sum(inc) AS total, sumIf(inc, status != 'ok') AS errs FROM (
-    SELECT model, model_version, host, attributes['%[1]s'] AS status, sum(value) AS inc
-    FROM %[2]s
-    WHERE metric = ? AND temporality = 'delta' AND model != '' AND %[3]s%[4]s
-    GROUP BY model, model_version, host, status
+	q := fmt.Sprintf(`SELECT model, model_version, sum(inc) AS total, sumIf(inc, status != 'ok') AS errs FROM (
+    SELECT model, model_version, attributes['%[1]s'] AS status, sum(value) AS inc
+    FROM %[7]s
+    WHERE metric = ? AND model != '' AND %[3]s%[4]s
+    GROUP BY model, model_version, status
     UNION ALL
-    SELECT model, model_version, host, attributes['%[1]s'] AS status,
+    SELECT model, model_version, attributes['%[1]s'] AS status,
            greatest(0, max(value) - if(start_time >= %[5]s, 0, min(value))) AS inc
     FROM %[2]s
     WHERE metric = ? AND temporality = 'cumulative' AND model != '' AND %[3]s%[4]s
     GROUP BY model, model_version, host, status, attributes_hash, start_time)
-GROUP BY model, model_version, host
-ORDER BY model, model_version, host
-LIMIT %[6]d`, semconv.AttrStatus, v.table(store.TableSum), window, mf, nanos(from), maxRows)
+GROUP BY model, model_version
+LIMIT %[6]d`, semconv.AttrStatus, v.table(store.TableSum), window, mf, nanos(from), maxRows, v.table("metrics_sum_1m"))
 	args := append(append([]any{semconv.MetricRequests}, margs...), append([]any{semconv.MetricRequests}, margs...)...)
+	out := map[vkey]*reqCounts{}
+	if err := v.each(ctx, "read requests", q, args, func(scan func(...any) error) error {
+		var k vkey
+		c := &reqCounts{hosts: map[string]bool{}}
+		if err := scan(&k.model, &k.version, &c.total, &c.errors); err != nil {
+			return err
+		}
+		out[k] = c
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	q = fmt.Sprintf(`SELECT model, model_version, host FROM %[1]s
+WHERE metric = ? AND model != '' AND %[2]s%[3]s
+GROUP BY model, model_version, host
+HAVING countIf(temporality = 'delta' AND value > 0) > 0
+    OR maxIf(value, temporality = 'cumulative') > minIf(value, temporality = 'cumulative')
+    OR (minIf(start_time, temporality = 'cumulative') >= %[4]s AND maxIf(value, temporality = 'cumulative') > 0)
+ORDER BY model, model_version, host
+LIMIT %[5]d`, v.table(store.TableSum), window, mf, nanos(from), maxRows)
+	err := v.each(ctx, "read serving hosts", q, append([]any{semconv.MetricRequests}, margs...), func(scan func(...any) error) error {
+		var k vkey
+		var host string
+		if err := scan(&k.model, &k.version, &host); err != nil {
+			return err
+		}
+		c := out[k]
+		if c == nil {
+			c = &reqCounts{hosts: map[string]bool{}}
+			out[k] = c
+		}
+		c.hosts[host] = true
+		return nil
+	})
+	return out, err
+}
+
+// each runs q and calls row for every row; errors say what was being done
+// (op) and wrap the driver's, so store.IsRetryable classifies them.
+func (v *Views) each(ctx context.Context, op, q string, args []any, row func(scan func(...any) error) error) error {
 	rows, err := v.conn.Query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("read requests: %w", err)
+		return fmt.Errorf("%s: %w", op, err)
 	}
 	defer rows.Close()
-	var out []reqStat
 	for rows.Next() {
-		var s reqStat
-		if err := rows.Scan(&s.model, &s.version, &s.host, &s.total, &s.errors); err != nil {
-			return nil, fmt.Errorf("read requests: %w", err)
+		if err := row(rows.Scan); err != nil {
+			return fmt.Errorf("%s: %w", op, err)
 		}
-		out = append(out, s)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read requests: %w", err)
+		return fmt.Errorf("%s: %w", op, err)
 	}
-	return out, nil
+	return nil
 }
 
 // hostVersion is a host that reports a model now, with the version its
