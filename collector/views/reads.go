@@ -463,54 +463,72 @@ type incidentRow struct {
 	start, opened  time.Time
 	reasons        string
 	node           string
-	// resolved is the first clean check of the version after the opening
-	// (zero while there is none).
+	// resolved is the first check of the version after the opening that
+	// did not drift (zero while there is none).
 	resolved time.Time
 	jobID    string
 }
 
 // incidentRows returns the newest limit incidents of model (all models
 // when ""), newest first, opened in [from, to): each incident row of
-// drift_results with the first check of its version after the opening
-// that did not drift (an ASOF join) and the job scheduled for it.
+// drift_results with the job scheduled for it and the first check of its
+// version after the opening that did not drift.
 func (v *Views) incidentRows(ctx context.Context, model string, from, to time.Time, limit int) ([]incidentRow, error) {
 	mf, margs := modelFilter(model)
-	window := fmt.Sprintf("time >= %s AND time < %s", nanos(from), nanos(to))
-	q := fmt.Sprintf(`SELECT i.model, i.model_version, i.window_start, i.time, i.reference, i.node, c.time, j.id
-FROM (
-    SELECT model, model_version, window_start, time, reference, node FROM %[1]s
-    WHERE test = ? AND %[2]s%[3]s
-    ORDER BY time DESC LIMIT %[4]d) AS i
-ASOF LEFT JOIN (
-    SELECT model, model_version, time FROM %[1]s
-    WHERE test = ? AND drifted = 0 AND time >= %[5]s%[3]s) AS c
-ON i.model = c.model AND i.model_version = c.model_version AND c.time > i.time
+	newest := fmt.Sprintf(`SELECT model, model_version, window_start, time, reference, node FROM %s
+    WHERE test = ? AND time >= %s AND time < %s%s
+    ORDER BY time DESC LIMIT %d`, v.table(store.TableDrift), nanos(from), nanos(to), mf, limit)
+	q := fmt.Sprintf(`SELECT i.model, i.model_version, i.window_start, i.time, i.reference, i.node, j.id
+FROM (%s) AS i
 LEFT JOIN (
-    SELECT model, model_version, incident_start, argMax(id, row_version) AS id FROM %[6]s
-    WHERE created >= %[7]s%[3]s
+    SELECT model, model_version, incident_start, argMax(id, row_version) AS id FROM %s
+    WHERE created >= %s%s
     GROUP BY model, model_version, incident_start) AS j
 ON i.model = j.model AND i.model_version = j.model_version AND i.window_start = j.incident_start
 ORDER BY i.time DESC, i.model, i.model_version`,
-		v.table(store.TableDrift), window, mf, limit, nanos(from), v.table(store.TableJobs), nanos(from.Add(-24*time.Hour)))
-	args := append(append([]any{testIncident}, margs...), testCheck)
-	args = append(append(args, margs...), margs...)
-	rows, err := v.conn.Query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("read incidents: %w", err)
-	}
-	defer rows.Close()
+		newest, v.table(store.TableJobs), nanos(from.Add(-24*time.Hour)), mf)
+	args := append(append([]any{testIncident}, margs...), margs...)
 	var out []incidentRow
-	for rows.Next() {
+	type key struct {
+		model, version string
+		opened         int64
+	}
+	at := map[key]int{}
+	if err := v.each(ctx, "read incidents", q, args, func(scan func(...any) error) error {
 		var r incidentRow
-		if err := rows.Scan(&r.model, &r.version, &r.start, &r.opened, &r.reasons, &r.node, &r.resolved, &r.jobID); err != nil {
-			return nil, fmt.Errorf("read incidents: %w", err)
+		if err := scan(&r.model, &r.version, &r.start, &r.opened, &r.reasons, &r.node, &r.jobID); err != nil {
+			return err
 		}
+		at[key{r.model, r.version, r.opened.UnixNano()}] = len(out)
 		out = append(out, r)
+		return nil
+	}); err != nil || len(out) == 0 {
+		return out, err
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read incidents: %w", err)
-	}
-	return out, nil
+	// The incidents are the join's right (build) side, so memory holds
+	// at most limit of them while the clean checks stream past.
+	q = fmt.Sprintf(`SELECT i.model, i.model_version, i.time, min(c.time)
+FROM (
+    SELECT model, model_version, time FROM %s
+    WHERE test = ? AND drifted = 0 AND time >= %s%s) AS c
+INNER JOIN (%s) AS i
+ON c.model = i.model AND c.model_version = i.model_version
+WHERE c.time > i.time
+GROUP BY i.model, i.model_version, i.time`, v.table(store.TableDrift), nanos(from), mf, newest)
+	args = append(append(append([]any{testCheck}, margs...), testIncident), margs...)
+	err := v.each(ctx, "read incident ends", q, args, func(scan func(...any) error) error {
+		var k key
+		var opened, end time.Time
+		if err := scan(&k.model, &k.version, &opened, &end); err != nil {
+			return err
+		}
+		k.opened = opened.UnixNano()
+		if i, ok := at[k]; ok {
+			out[i].resolved = end
+		}
+		return nil
+	})
+	return out, err
 }
 
 // eventRow is a version.* event of the events table.
