@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"go.uber.org/goleak"
 
 	"github.com/drover-ml/drover/collector/adminclient"
@@ -667,5 +668,41 @@ func TestQuantile(t *testing.T) {
 	h = latencyHist{bounds: []float64{1, 2}, counts: []uint64{0, 4, 0}, n: 4}
 	if q := quantile(h, 0.5); q != 1.5 {
 		t.Errorf("median of (1, 2] = %v, want 1.5", q)
+	}
+}
+
+// TestClickHouseDown: a view that cannot query answers 503 with what it
+// was doing; a bad name is still 400 (checked before any query).
+func TestClickHouseDown(t *testing.T) {
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{"127.0.0.1:1"}, DialTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	mux := http.NewServeMux()
+	for p, h := range New(conn, "drover").Routes() {
+		mux.Handle(p, h)
+	}
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	for path, want := range map[string]string{
+		"/v1/models":                      "list models",
+		"/v1/models/iris/versions":        "look up model iris",
+		"/v1/incidents":                   "read incidents",
+		"/v1/models/iris'/versions":       "invalid model name",
+		"/v1/models/iris/history?limit=0": "invalid limit",
+	} {
+		status, body := get(t, srv, path)
+		var e struct {
+			Error string `json:"error"`
+		}
+		decodeStrict(t, body, &e)
+		wantStatus := http.StatusServiceUnavailable
+		if strings.HasPrefix(want, "invalid") {
+			wantStatus = http.StatusBadRequest
+		}
+		if status != wantStatus || !strings.Contains(e.Error, want) {
+			t.Errorf("GET %s: %d %q, want %d with %q", path, status, e.Error, wantStatus, want)
+		}
 	}
 }
