@@ -3,6 +3,7 @@ package views
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -163,23 +164,16 @@ ON g.model = e.model AND g.host = e.host
 ORDER BY g.model, g.host
 LIMIT %[7]d`, v.table(store.TableGauge), nanos(from), nanos(to), mf, v.table(store.TableEvents), nanos(to.Add(-lookback)), maxRows)
 	args := append(append([]any{semconv.MetricLoadedVersions}, margs...), append([]any{semconv.EventSwapped, semconv.EventRolledBack}, margs...)...)
-	rows, err := v.conn.Query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("read reporting hosts: %w", err)
-	}
-	defer rows.Close()
 	var out []hostVersion
-	for rows.Next() {
+	err := v.each(ctx, "read reporting hosts", q, args, func(scan func(...any) error) error {
 		var h hostVersion
-		if err := rows.Scan(&h.model, &h.host, &h.version); err != nil {
-			return nil, fmt.Errorf("read reporting hosts: %w", err)
+		if err := scan(&h.model, &h.host, &h.version); err != nil {
+			return err
 		}
 		out = append(out, h)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read reporting hosts: %w", err)
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // seenModels returns the models with drover.requests, the loaded-versions
@@ -195,24 +189,17 @@ func (v *Views) seenModels(ctx context.Context, from, to time.Time) (map[string]
     SELECT model, model_version FROM %[3]s WHERE startsWith(event, 'version.') AND %[4]s GROUP BY model, model_version)
 GROUP BY model ORDER BY model LIMIT %[5]d`,
 		v.table(store.TableSum), v.table(store.TableGauge), v.table(store.TableEvents), window, maxList)
-	rows, err := v.conn.Query(ctx, q, semconv.MetricRequests, semconv.MetricLoadedVersions)
-	if err != nil {
-		return nil, fmt.Errorf("list models: %w", err)
-	}
-	defer rows.Close()
 	out := map[string]uint64{}
-	for rows.Next() {
+	err := v.each(ctx, "list models", q, []any{semconv.MetricRequests, semconv.MetricLoadedVersions}, func(scan func(...any) error) error {
 		var m string
 		var max uint64
-		if err := rows.Scan(&m, &max); err != nil {
-			return nil, fmt.Errorf("list models: %w", err)
+		if err := scan(&m, &max); err != nil {
+			return err
 		}
 		out[m] = max
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list models: %w", err)
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // registryLatest returns the highest version in model_versions of each
@@ -221,24 +208,17 @@ func (v *Views) registryLatest(ctx context.Context, model string) (map[string]ui
 	mf, margs := modelFilter(model)
 	q := fmt.Sprintf(`SELECT model, max(version) FROM %s WHERE model != ''%s GROUP BY model ORDER BY model LIMIT %d`,
 		v.table(store.TableModelVersion), mf, maxList)
-	rows, err := v.conn.Query(ctx, q, margs...)
-	if err != nil {
-		return nil, fmt.Errorf("read registry: %w", err)
-	}
-	defer rows.Close()
 	out := map[string]uint64{}
-	for rows.Next() {
+	err := v.each(ctx, "read registry", q, margs, func(scan func(...any) error) error {
 		var m string
 		var n uint64
-		if err := rows.Scan(&m, &n); err != nil {
-			return nil, fmt.Errorf("read registry: %w", err)
+		if err := scan(&m, &n); err != nil {
+			return err
 		}
 		out[m] = n
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read registry: %w", err)
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // records returns model's model_versions rows (the latest row of each
@@ -246,23 +226,17 @@ func (v *Views) registryLatest(ctx context.Context, model string) (map[string]ui
 func (v *Views) records(ctx context.Context, model string) ([]store.ModelVersionRow, error) {
 	q := fmt.Sprintf(`SELECT id, version, author, created, message, parent, job_id, manifest, registered
 FROM %s FINAL WHERE model = ? ORDER BY version DESC LIMIT %d`, v.table(store.TableModelVersion), maxList)
-	rows, err := v.conn.Query(ctx, q, model)
-	if err != nil {
-		return nil, fmt.Errorf("read records of %s: %w", model, err)
-	}
-	defer rows.Close()
 	var out []store.ModelVersionRow
-	for rows.Next() {
+	err := v.each(ctx, "read records of "+model, q, []any{model}, func(scan func(...any) error) error {
 		r := store.ModelVersionRow{Model: model}
-		if err := rows.Scan(&r.ID, &r.Version, &r.Author, &r.Created, &r.Message, &r.Parent, &r.JobID, &r.Manifest, &r.Registered); err != nil {
-			return nil, fmt.Errorf("read records of %s: %w", model, err)
+		if err := scan(&r.ID, &r.Version, &r.Author, &r.Created, &r.Message, &r.Parent, &r.JobID, &r.Manifest, &r.Registered); err != nil {
+			return err
 		}
-		out = append([]store.ModelVersionRow{r}, out...)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read records of %s: %w", model, err)
-	}
-	return out, nil
+		out = append(out, r)
+		return nil
+	})
+	slices.Reverse(out)
+	return out, err
 }
 
 // latencyHist is the drover.request.duration histogram of a version over a
@@ -289,17 +263,12 @@ func (v *Views) latency(ctx context.Context, model string, from, to time.Time) (
     GROUP BY model_version, bounds, host, agent_id, cityHash64(mapSort(attributes)), start_time)
 GROUP BY model_version, bounds
 LIMIT %[5]d`, v.table("metrics_histogram_1m"), v.table(store.TableHistogram), nanos(from), nanos(to), maxRows)
-	rows, err := v.conn.Query(ctx, q, model, semconv.MetricRequestLatency, model, semconv.MetricRequestLatency)
-	if err != nil {
-		return nil, fmt.Errorf("read latency of %s: %w", model, err)
-	}
-	defer rows.Close()
 	out := map[string]latencyHist{}
-	for rows.Next() {
+	err := v.each(ctx, "read latency of "+model, q, []any{model, semconv.MetricRequestLatency, model, semconv.MetricRequestLatency}, func(scan func(...any) error) error {
 		var ver string
 		var h latencyHist
-		if err := rows.Scan(&ver, &h.bounds, &h.counts); err != nil {
-			return nil, fmt.Errorf("read latency of %s: %w", model, err)
+		if err := scan(&ver, &h.bounds, &h.counts); err != nil {
+			return err
 		}
 		for _, c := range h.counts {
 			h.n += c
@@ -307,11 +276,9 @@ LIMIT %[5]d`, v.table("metrics_histogram_1m"), v.table(store.TableHistogram), na
 		if prev, ok := out[ver]; !ok || h.n > prev.n {
 			out[ver] = h
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read latency of %s: %w", model, err)
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // evalKey is an evaluation metric from a source (labels, golden, shadow).
@@ -328,28 +295,21 @@ func (v *Views) evals(ctx context.Context, model string, from, to time.Time) (ma
     GROUP BY t, model_version, m, src)
 GROUP BY model_version, m, src
 LIMIT %[7]d`, semconv.AttrMetric, semconv.AttrSource, v.table("metrics_eval_1m"), semconv.AttrClass, nanos(from), nanos(to), maxRows)
-	rows, err := v.conn.Query(ctx, q, model)
-	if err != nil {
-		return nil, fmt.Errorf("read evaluation metrics of %s: %w", model, err)
-	}
-	defer rows.Close()
 	out := map[string]map[evalKey]float64{}
-	for rows.Next() {
+	err := v.each(ctx, "read evaluation metrics of "+model, q, []any{model}, func(scan func(...any) error) error {
 		var ver string
 		var k evalKey
 		var val float64
-		if err := rows.Scan(&ver, &k.metric, &k.source, &val); err != nil {
-			return nil, fmt.Errorf("read evaluation metrics of %s: %w", model, err)
+		if err := scan(&ver, &k.metric, &k.source, &val); err != nil {
+			return err
 		}
 		if out[ver] == nil {
 			out[ver] = map[evalKey]float64{}
 		}
 		out[ver][k] = val
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read evaluation metrics of %s: %w", model, err)
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // scoreTests are the drift tests whose value over threshold says how far a
@@ -363,24 +323,17 @@ func (v *Views) driftScores(ctx context.Context, model string, from, to time.Tim
 	q := fmt.Sprintf(`SELECT model_version, max(value / threshold) FROM %s
 WHERE model = ? AND test IN (?) AND threshold > 0 AND isFinite(value) AND time >= %s AND time < %s
 GROUP BY model_version LIMIT %d`, v.table(store.TableDrift), nanos(from), nanos(to), maxList)
-	rows, err := v.conn.Query(ctx, q, model, scoreTests)
-	if err != nil {
-		return nil, fmt.Errorf("read drift scores of %s: %w", model, err)
-	}
-	defer rows.Close()
 	out := map[string]float64{}
-	for rows.Next() {
+	err := v.each(ctx, "read drift scores of "+model, q, []any{model, scoreTests}, func(scan func(...any) error) error {
 		var ver string
 		var s float64
-		if err := rows.Scan(&ver, &s); err != nil {
-			return nil, fmt.Errorf("read drift scores of %s: %w", model, err)
+		if err := scan(&ver, &s); err != nil {
+			return err
 		}
 		out[ver] = s
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read drift scores of %s: %w", model, err)
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // versionEvent is the last version.* event of a version in a window.
@@ -395,24 +348,17 @@ func (v *Views) versionEvents(ctx context.Context, model string, from, to time.T
 	q := fmt.Sprintf(`SELECT model_version, argMax(event, time), max(time) FROM %s
 WHERE model = ? AND startsWith(event, 'version.') AND time >= %s AND time < %s
 GROUP BY model_version LIMIT %d`, v.table(store.TableEvents), nanos(from), nanos(to), maxList)
-	rows, err := v.conn.Query(ctx, q, model)
-	if err != nil {
-		return nil, fmt.Errorf("read version events of %s: %w", model, err)
-	}
-	defer rows.Close()
 	out := map[string]versionEvent{}
-	for rows.Next() {
+	err := v.each(ctx, "read version events of "+model, q, []any{model}, func(scan func(...any) error) error {
 		var ver string
 		var e versionEvent
-		if err := rows.Scan(&ver, &e.event, &e.time); err != nil {
-			return nil, fmt.Errorf("read version events of %s: %w", model, err)
+		if err := scan(&ver, &e.event, &e.time); err != nil {
+			return err
 		}
 		out[ver] = e
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read version events of %s: %w", model, err)
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // driftChecks returns the latest row of each (version, feature, test) of
@@ -424,26 +370,19 @@ FROM %s
 WHERE model = ? AND test IN (?) AND isFinite(value) AND isFinite(threshold) AND time >= %s AND time < %s
 GROUP BY model_version, feature, test
 LIMIT %d`, v.table(store.TableDrift), nanos(from), nanos(to), maxRows)
-	rows, err := v.conn.Query(ctx, q, model, checkTests)
-	if err != nil {
-		return nil, fmt.Errorf("read drift checks of %s: %w", model, err)
-	}
-	defer rows.Close()
 	var out []store.DriftRow
-	for rows.Next() {
+	err := v.each(ctx, "read drift checks of "+model, q, []any{model, checkTests}, func(scan func(...any) error) error {
 		r := store.DriftRow{Model: model}
 		var drifted uint8
-		if err := rows.Scan(&r.ModelVersion, &r.Feature, &r.Test, &r.Time, &r.Value, &r.Threshold, &drifted,
+		if err := scan(&r.ModelVersion, &r.Feature, &r.Test, &r.Time, &r.Value, &r.Threshold, &drifted,
 			&r.WindowStart, &r.WindowEnd, &r.Reference, &r.Node); err != nil {
-			return nil, fmt.Errorf("read drift checks of %s: %w", model, err)
+			return err
 		}
 		r.Drifted = drifted != 0
 		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read drift checks of %s: %w", model, err)
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // checkTests are the tests of the drift view, in the order it lists them.
@@ -545,23 +484,16 @@ func (v *Views) historyEvents(ctx context.Context, model string, from, to time.T
 WHERE model = ? AND event IN (?) AND time >= %s AND time < %s
 ORDER BY time DESC LIMIT %d`, semconv.AttrPrevious, semconv.AttrReason, v.table(store.TableEvents), nanos(from), nanos(to), limit)
 	kinds := []string{semconv.EventLoaded, semconv.EventRejected, semconv.EventSwapped, semconv.EventRolledBack}
-	rows, err := v.conn.Query(ctx, q, model, kinds)
-	if err != nil {
-		return nil, fmt.Errorf("read events of %s: %w", model, err)
-	}
-	defer rows.Close()
 	var out []eventRow
-	for rows.Next() {
+	err := v.each(ctx, "read events of "+model, q, []any{model, kinds}, func(scan func(...any) error) error {
 		var e eventRow
-		if err := rows.Scan(&e.time, &e.event, &e.host, &e.version, &e.previous, &e.reason); err != nil {
-			return nil, fmt.Errorf("read events of %s: %w", model, err)
+		if err := scan(&e.time, &e.event, &e.host, &e.version, &e.previous, &e.reason); err != nil {
+			return err
 		}
 		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read events of %s: %w", model, err)
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // historyJobs returns the latest row of model's newest limit jobs created
@@ -570,23 +502,16 @@ func (v *Views) historyJobs(ctx context.Context, model string, from, to time.Tim
 	q := fmt.Sprintf(`SELECT id, model_version, state, lease_owner, created, finished, result_version, error FROM %s FINAL
 WHERE model = ? AND created >= %s AND created < %s
 ORDER BY created DESC LIMIT %d`, v.table(store.TableJobs), nanos(from), nanos(to), limit)
-	rows, err := v.conn.Query(ctx, q, model)
-	if err != nil {
-		return nil, fmt.Errorf("read jobs of %s: %w", model, err)
-	}
-	defer rows.Close()
 	var out []store.JobRow
-	for rows.Next() {
+	err := v.each(ctx, "read jobs of "+model, q, []any{model}, func(scan func(...any) error) error {
 		j := store.JobRow{Model: model}
-		if err := rows.Scan(&j.ID, &j.ModelVersion, &j.State, &j.LeaseOwner, &j.Created, &j.Finished, &j.ResultVersion, &j.Error); err != nil {
-			return nil, fmt.Errorf("read jobs of %s: %w", model, err)
+		if err := scan(&j.ID, &j.ModelVersion, &j.State, &j.LeaseOwner, &j.Created, &j.Finished, &j.ResultVersion, &j.Error); err != nil {
+			return err
 		}
 		out = append(out, j)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read jobs of %s: %w", model, err)
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // publishedRecords returns model's newest limit model_versions rows
@@ -595,21 +520,14 @@ func (v *Views) publishedRecords(ctx context.Context, model string, from, to tim
 	q := fmt.Sprintf(`SELECT version, author, created, message, job_id, registered FROM %s FINAL
 WHERE model = ? AND registered >= %s AND registered < %s
 ORDER BY registered DESC LIMIT %d`, v.table(store.TableModelVersion), nanos(from), nanos(to), limit)
-	rows, err := v.conn.Query(ctx, q, model)
-	if err != nil {
-		return nil, fmt.Errorf("read published versions of %s: %w", model, err)
-	}
-	defer rows.Close()
 	var out []store.ModelVersionRow
-	for rows.Next() {
+	err := v.each(ctx, "read published versions of "+model, q, []any{model}, func(scan func(...any) error) error {
 		r := store.ModelVersionRow{Model: model}
-		if err := rows.Scan(&r.Version, &r.Author, &r.Created, &r.Message, &r.JobID, &r.Registered); err != nil {
-			return nil, fmt.Errorf("read published versions of %s: %w", model, err)
+		if err := scan(&r.Version, &r.Author, &r.Created, &r.Message, &r.JobID, &r.Registered); err != nil {
+			return err
 		}
 		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read published versions of %s: %w", model, err)
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
