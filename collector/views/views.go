@@ -12,6 +12,7 @@
 package views
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -148,14 +149,18 @@ func (v *Views) reply(w http.ResponseWriter, r *http.Request, body any, err erro
 }
 
 func writeJSON(w http.ResponseWriter, status int, body any) {
-	b, err := json.MarshalIndent(body, "", "  ")
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // reasons hold "psi 0.31 > 0.2"
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(body); err != nil {
 		status = http.StatusInternalServerError
-		b, _ = json.Marshal(map[string]string{"error": "encode answer: " + err.Error()})
+		b.Reset()
+		json.NewEncoder(&b).Encode(map[string]string{"error": "encode answer: " + err.Error()})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	w.Write(b.Bytes())
 }
 
 // fptr returns a pointer to x, or nil when x is not a finite number.

@@ -521,6 +521,9 @@ func testHistory(t *testing.T, srv *httptest.Server, now time.Time) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("history\n got %v\nwant %v\n%s", got, want, body)
 	}
+	if !strings.Contains(string(body), `"detail": "petal_length psi 0.31 > 0.2"`) {
+		t.Errorf("reasons are not written as they are (no HTML escapes):\n%s", body)
+	}
 	if e := h[7]; e.Detail != "2 -> 3" || e.Host == nil || *e.Host != "serve-1" || e.Actor != nil {
 		t.Errorf("swap: %+v", e)
 	}
