@@ -18,10 +18,16 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.uber.org/goleak"
 
 	"github.com/drover-ml/drover/collector/adminclient"
 	"github.com/drover-ml/drover/collector/cli"
+	"github.com/drover-ml/drover/collector/ingest"
 	"github.com/drover-ml/drover/collector/store"
 	"github.com/drover-ml/drover/shared/semconv"
 	"github.com/drover-ml/drover/shared/testenv"
@@ -47,9 +53,126 @@ const (
 	manifest4 = `{"signature":{"inputs":[{"name":"x","datatype":"FP32","shape":[-1,5]}],"outputs":[{"name":"y","datatype":"INT64","shape":[-1]}]}}`
 )
 
-// fill stores a small fleet through store.Insert, with rows shaped as the
-// ingest converts OTLP (model and version in columns, the rest in
-// attributes, resources by id):
+// otlp builds the agents' telemetry as OTLP export requests, converted
+// into rows by the collector's own ingest (ingest.Convert, what the
+// receiver runs on every request): one resource per point or event.
+type otlp struct {
+	t       *testing.T
+	metrics pmetric.Metrics
+	logs    plog.Logs
+}
+
+func newOTLP(t *testing.T) *otlp {
+	return &otlp{t: t, metrics: pmetric.NewMetrics(), logs: plog.NewLogs()}
+}
+
+func resource(r pcommon.Resource, host string) {
+	r.Attributes().PutStr(semconv.AttrServiceName, semconv.ServiceNameAgent)
+	r.Attributes().PutStr(semconv.AttrHostName, host)
+	r.Attributes().PutStr(semconv.AttrAgentID, "agent-"+host)
+}
+
+func putAttrs(m pcommon.Map, model, version string, kv ...string) {
+	m.PutStr(semconv.AttrModel, model)
+	if version != "" {
+		m.PutStr(semconv.AttrModelVersion, version)
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m.PutStr(kv[i], kv[i+1])
+	}
+}
+
+func (o *otlp) metric(host, name string) pmetric.Metric {
+	rm := o.metrics.ResourceMetrics().AppendEmpty()
+	resource(rm.Resource(), host)
+	sm := rm.ScopeMetrics().AppendEmpty()
+	sm.Scope().SetName("github.com/drover-ml/drover/agent/telemetry")
+	m := sm.Metrics().AppendEmpty()
+	m.SetName(name)
+	return m
+}
+
+// requests adds a drover.requests point: delta (start 10 s before at), or
+// cumulative since start.
+func (o *otlp) requests(host, model, version, status string, start, at time.Time, n int64, cumulative bool) {
+	m := o.metric(host, semconv.MetricRequests)
+	m.SetUnit("{request}")
+	sum := m.SetEmptySum()
+	sum.SetIsMonotonic(true)
+	sum.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
+	if cumulative {
+		sum.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	}
+	dp := sum.DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
+	dp.SetTimestamp(pcommon.NewTimestampFromTime(at))
+	dp.SetIntValue(n)
+	putAttrs(dp.Attributes(), model, version, semconv.AttrStatus, status, semconv.AttrProtocol, "rest")
+}
+
+// latency adds a delta drover.request.duration histogram.
+func (o *otlp) latency(host, model, version string, at time.Time, bounds []float64, counts []uint64) {
+	m := o.metric(host, semconv.MetricRequestLatency)
+	m.SetUnit("s")
+	h := m.SetEmptyHistogram()
+	h.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
+	dp := h.DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(pcommon.NewTimestampFromTime(at.Add(-10 * time.Second)))
+	dp.SetTimestamp(pcommon.NewTimestampFromTime(at))
+	dp.ExplicitBounds().FromRaw(bounds)
+	dp.BucketCounts().FromRaw(counts)
+	var n uint64
+	for _, c := range counts {
+		n += c
+	}
+	dp.SetCount(n)
+	putAttrs(dp.Attributes(), model, version, semconv.AttrStatus, "ok", semconv.AttrProtocol, "rest")
+}
+
+// gauge adds a gauge point.
+func (o *otlp) gauge(host, name, model, version string, at time.Time, v float64, kv ...string) {
+	dp := o.metric(host, name).SetEmptyGauge().DataPoints().AppendEmpty()
+	dp.SetTimestamp(pcommon.NewTimestampFromTime(at))
+	dp.SetDoubleValue(v)
+	putAttrs(dp.Attributes(), model, version, kv...)
+}
+
+// event adds a version event as the agent sends it.
+func (o *otlp) event(host, version, kind string, at time.Time, kv ...string) {
+	rl := o.logs.ResourceLogs().AppendEmpty()
+	resource(rl.Resource(), host)
+	lr := rl.ScopeLogs().AppendEmpty().LogRecords().AppendEmpty()
+	lr.SetTimestamp(pcommon.NewTimestampFromTime(at))
+	lr.SetObservedTimestamp(pcommon.NewTimestampFromTime(at))
+	lr.SetSeverityNumber(plog.SeverityNumberInfo)
+	lr.SetSeverityText("INFO")
+	lr.Body().SetStr(kind + " iris v" + version)
+	putAttrs(lr.Attributes(), "iris", version, append([]string{semconv.AttrEventKind, kind}, kv...)...)
+}
+
+// convert appends the rows of the built requests to b.
+func (o *otlp) convert(b *store.Batch) {
+	o.t.Helper()
+	mp, err := pmetricotlp.NewExportRequestFromMetrics(o.metrics).MarshalProto()
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	lp, err := plogotlp.NewExportRequestFromLogs(o.logs).MarshalProto()
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	if err := ingest.Convert(ingest.KindMetrics, mp, b); err != nil {
+		o.t.Fatal(err)
+	}
+	if err := ingest.Convert(ingest.KindLogs, lp, b); err != nil {
+		o.t.Fatal(err)
+	}
+}
+
+// fill stores a small fleet: the agents' telemetry as OTLP through the
+// ingest's converter, and the collector's own records (registry, drift
+// results, jobs) as the rows their writers insert, all through
+// store.Insert:
 //
 //   - iris: v3 (registry record, serving on serve-1 and serve-2, delta
 //     counters, a latency histogram, evaluation gauges, drift checks and an
@@ -61,41 +184,6 @@ const (
 //   - housing: a registry record only.
 func fill(t *testing.T, s *store.Store, now time.Time) {
 	t.Helper()
-	point := func(host, model, version, metric string, at time.Time, attrs map[string]string) store.Point {
-		res := map[string]string{semconv.AttrServiceName: semconv.ServiceNameAgent, semconv.AttrHostName: host, semconv.AttrAgentID: "agent-" + host}
-		if attrs == nil {
-			attrs = map[string]string{}
-		}
-		return store.Point{Time: at, StartTime: at.Add(-10 * time.Second), Service: semconv.ServiceNameAgent, Host: host,
-			AgentID: "agent-" + host, Model: model, ModelVersion: version, Metric: metric, Attributes: attrs,
-			ResourceID: store.ResourceID(res), ScopeName: "github.com/drover-ml/drover/agent/telemetry"}
-	}
-	requests := func(host, model, version, status string, at time.Time, n float64) store.SumRow {
-		return store.SumRow{Point: point(host, model, version, semconv.MetricRequests, at,
-			map[string]string{semconv.AttrStatus: status, semconv.AttrProtocol: "rest"}),
-			Temporality: store.TemporalityDelta, IsMonotonic: true, Value: n}
-	}
-	cumulative := func(at time.Time, n float64) store.SumRow {
-		r := store.SumRow{Point: point("serve-3", "iris", "4", semconv.MetricRequests, at,
-			map[string]string{semconv.AttrStatus: "ok", semconv.AttrProtocol: "grpc"}),
-			Temporality: store.TemporalityCumulative, IsMonotonic: true, Value: n}
-		r.StartTime = now.Add(-10 * time.Minute)
-		return r
-	}
-	gauge := func(host, model, version, metric string, at time.Time, attrs map[string]string, v float64) store.GaugeRow {
-		return store.GaugeRow{Point: point(host, model, version, metric, at, attrs), Value: v}
-	}
-	eval := func(host, version, source, metric string, at time.Time, v float64) store.GaugeRow {
-		return gauge(host, "iris", version, semconv.MetricEval, at, map[string]string{semconv.AttrSource: source, semconv.AttrMetric: metric}, v)
-	}
-	event := func(host, version, kind string, at time.Time, attrs map[string]string) store.EventRow {
-		if attrs == nil {
-			attrs = map[string]string{}
-		}
-		return store.EventRow{Time: at, ObservedTime: at, Service: semconv.ServiceNameAgent, Host: host, AgentID: "agent-" + host,
-			Model: "iris", ModelVersion: version, Event: kind, SeverityNumber: 9, SeverityText: "INFO",
-			Body: kind + " iris v" + version, Attributes: attrs}
-	}
 	drift := func(version, feature, test string, at time.Time, value, threshold float64, drifted bool, ref string) store.DriftRow {
 		return store.DriftRow{Time: at, Model: "iris", ModelVersion: version, Feature: feature, Test: test, Value: value,
 			Threshold: threshold, Drifted: drifted, WindowStart: at.Add(-time.Hour), WindowEnd: at, Reference: ref, Node: "collector-a"}
@@ -104,37 +192,6 @@ func fill(t *testing.T, s *store.Store, now time.Time) {
 	tp := func(t time.Time) *time.Time { return &t }
 
 	b := &store.Batch{
-		Sums: []store.SumRow{
-			requests("serve-1", "iris", "3", "ok", ago(2*time.Minute), 100),
-			requests("serve-1", "iris", "3", "error", ago(2*time.Minute), 2),
-			requests("serve-2", "iris", "3", "ok", ago(3*time.Minute), 98),
-			requests("serve-1", "iris", "3", "ok", ago(2*time.Hour), 1000),
-			cumulative(ago(4*time.Minute), 100), cumulative(ago(time.Minute), 150),
-			requests("serve-9", "wine", "1", "ok", ago(20*time.Hour), 7),
-		},
-		Histograms: []store.HistogramRow{{
-			Point:       point("serve-1", "iris", "3", semconv.MetricRequestLatency, ago(2*time.Minute), map[string]string{semconv.AttrStatus: "ok"}),
-			Temporality: store.TemporalityDelta, Count: 100, Sum: 0.3,
-			Bounds: []float64{0.001, 0.005, 0.01}, Counts: []uint64{50, 40, 10, 0},
-		}},
-		Gauges: []store.GaugeRow{
-			eval("serve-1", "3", "labels", "accuracy", ago(3*time.Minute), 0.95),
-			eval("serve-1", "3", "labels", "accuracy", ago(time.Minute), 0.96),
-			eval("serve-1", "3", "labels", "f1", ago(time.Minute), 0.94),
-			eval("serve-1", "3", "golden", "accuracy", ago(time.Minute), 0.97),
-			eval("serve-3", "4", "golden", "accuracy", ago(time.Minute), 0.98),
-			gauge("serve-1", "iris", "", semconv.MetricLoadedVersions, ago(time.Minute), nil, 1),
-			gauge("serve-2", "iris", "", semconv.MetricLoadedVersions, ago(time.Minute), nil, 1),
-			gauge("serve-3", "iris", "", semconv.MetricLoadedVersions, ago(time.Minute), nil, 1),
-			gauge("serve-4", "iris", "", semconv.MetricLoadedVersions, ago(time.Minute), nil, 1),
-		},
-		Events: []store.EventRow{
-			event("serve-1", "3", semconv.EventLoaded, ago(50*time.Minute), nil),
-			event("serve-1", "3", semconv.EventSwapped, ago(50*time.Minute).Add(time.Second), map[string]string{semconv.AttrPrevious: "2"}),
-			event("serve-1", "5", semconv.EventRejected, ago(40*time.Minute), map[string]string{semconv.AttrReason: "checksum mismatch"}),
-			event("serve-1", "3", semconv.EventRolledBack, ago(35*time.Minute), map[string]string{semconv.AttrPrevious: "4", semconv.AttrReason: "version 3 is pinned"}),
-			event("serve-4", "4", semconv.EventSwapped, ago(time.Hour), map[string]string{semconv.AttrPrevious: "3"}),
-		},
 		ModelVersions: []store.ModelVersionRow{
 			{ID: strings.Repeat("a", 64), Model: "iris", Version: 3, Author: "ana@example.com", Created: ago(72 * time.Hour),
 				Message: "retrain on november data", Parent: 2, Manifest: manifest3, Registered: ago(72 * time.Hour)},
@@ -170,11 +227,35 @@ func fill(t *testing.T, s *store.Store, now time.Time) {
 				LeaseOwner: "collector-a", Created: ago(19 * time.Minute), Updated: ago(18 * time.Minute), Started: tp(ago(18 * time.Minute)), RowVersion: 2},
 		},
 	}
-	for _, host := range []string{"serve-1", "serve-2", "serve-3", "serve-4", "serve-9"} {
-		attrs := map[string]string{semconv.AttrServiceName: semconv.ServiceNameAgent, semconv.AttrHostName: host, semconv.AttrAgentID: "agent-" + host}
-		b.Resources = append(b.Resources, store.ResourceRow{ResourceID: store.ResourceID(attrs), LastSeen: now,
-			Service: semconv.ServiceNameAgent, Host: host, AgentID: "agent-" + host, Attributes: attrs})
+	o := newOTLP(t)
+	delta := func(host, model, version, status string, at time.Time, n int64) {
+		o.requests(host, model, version, status, at.Add(-10*time.Second), at, n, false)
 	}
+	delta("serve-1", "iris", "3", "ok", ago(2*time.Minute), 100)
+	delta("serve-1", "iris", "3", "error", ago(2*time.Minute), 2)
+	delta("serve-2", "iris", "3", "ok", ago(3*time.Minute), 98)
+	delta("serve-1", "iris", "3", "ok", ago(2*time.Hour), 1000)
+	o.requests("serve-3", "iris", "4", "ok", ago(10*time.Minute), ago(4*time.Minute), 100, true)
+	o.requests("serve-3", "iris", "4", "ok", ago(10*time.Minute), ago(time.Minute), 150, true)
+	delta("serve-9", "wine", "1", "ok", ago(20*time.Hour), 7)
+	o.latency("serve-1", "iris", "3", ago(2*time.Minute), []float64{0.001, 0.005, 0.01}, []uint64{50, 40, 10, 0})
+	eval := func(host, version, source, metric string, at time.Time, v float64) {
+		o.gauge(host, semconv.MetricEval, "iris", version, at, v, semconv.AttrSource, source, semconv.AttrMetric, metric)
+	}
+	eval("serve-1", "3", "labels", "accuracy", ago(3*time.Minute), 0.95)
+	eval("serve-1", "3", "labels", "accuracy", ago(time.Minute), 0.96)
+	eval("serve-1", "3", "labels", "f1", ago(time.Minute), 0.94)
+	eval("serve-1", "3", "golden", "accuracy", ago(time.Minute), 0.97)
+	eval("serve-3", "4", "golden", "accuracy", ago(time.Minute), 0.98)
+	for _, host := range []string{"serve-1", "serve-2", "serve-3", "serve-4"} {
+		o.gauge(host, semconv.MetricLoadedVersions, "iris", "", ago(time.Minute), 1)
+	}
+	o.event("serve-1", "3", semconv.EventLoaded, ago(50*time.Minute))
+	o.event("serve-1", "3", semconv.EventSwapped, ago(50*time.Minute).Add(time.Second), semconv.AttrPrevious, "2")
+	o.event("serve-1", "5", semconv.EventRejected, ago(40*time.Minute), semconv.AttrReason, "checksum mismatch")
+	o.event("serve-1", "3", semconv.EventRolledBack, ago(35*time.Minute), semconv.AttrPrevious, "4", semconv.AttrReason, "version 3 is pinned")
+	o.event("serve-4", "4", semconv.EventSwapped, ago(time.Hour), semconv.AttrPrevious, "3")
+	o.convert(b)
 	if err := s.Insert(context.Background(), b, "views-fleet"); err != nil {
 		t.Fatalf("insert: %v", err)
 	}
