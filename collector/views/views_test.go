@@ -790,3 +790,17 @@ func TestClickHouseDown(t *testing.T) {
 		}
 	}
 }
+
+// TestRoutes: the patterns the admin server mounts, exactly.
+func TestRoutes(t *testing.T) {
+	var got []string
+	for p := range New(nil, "").Routes() {
+		got = append(got, p)
+	}
+	slices.Sort(got)
+	want := []string{"GET /v1/incidents", "GET /v1/models", "GET /v1/models/{model}/diff", "GET /v1/models/{model}/drift",
+		"GET /v1/models/{model}/history", "GET /v1/models/{model}/versions"}
+	if !slices.Equal(got, want) {
+		t.Errorf("routes %q, want %q", got, want)
+	}
+}
