@@ -92,7 +92,8 @@ type Manager struct {
 	queued   map[string]*pendingJob
 	active   map[string]string // job id → model, claiming or executing here
 	perModel map[string]int
-	waiters  map[string]*waiter // webhook attempts waiting for their callback
+	waiters  map[string]*waiter                 // webhook attempts waiting for their callback
+	aborts   map[string]context.CancelCauseFunc // job id → stops its attempt running here
 }
 
 type pendingJob struct {
@@ -119,7 +120,7 @@ func New(opts Options) (*Manager, error) {
 		owns: opts.Owns, now: opts.Now, log: opts.Logger, onEvent: opts.OnEvent,
 		wake:   make(chan struct{}, 1),
 		queued: map[string]*pendingJob{}, active: map[string]string{}, perModel: map[string]int{},
-		waiters: map[string]*waiter{},
+		waiters: map[string]*waiter{}, aborts: map[string]context.CancelCauseFunc{},
 	}
 	if m.owns == nil {
 		m.owns = func(string) bool { return true }
@@ -291,6 +292,20 @@ func (m *Manager) Job(ctx context.Context, id string) (store.JobRow, error) {
 		return store.JobRow{}, fmt.Errorf("job %s: %w", id, ErrUnknownJob)
 	}
 	return row, nil
+}
+
+// stopLocal stops the attempt of job id that runs on this node, if one
+// does, with cause; it reports whether one did. The attempt writes no
+// outcome (execute sees the cause).
+func (m *Manager) stopLocal(id string, cause error) bool {
+	m.mu.Lock()
+	abort := m.aborts[id]
+	m.mu.Unlock()
+	if abort == nil {
+		return false
+	}
+	abort(cause)
+	return true
 }
 
 // enqueue adds a job to the local queue unless it is queued or active here.
@@ -491,6 +506,14 @@ func (m *Manager) execute(ctx context.Context, row store.JobRow) time.Time {
 	h := &held{row: row}
 	execCtx, abort := context.WithCancelCause(ctx)
 	defer abort(nil)
+	m.mu.Lock()
+	m.aborts[row.ID] = abort
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.aborts, row.ID)
+		m.mu.Unlock()
+	}()
 	renewCtx, stopRenew := context.WithCancel(ctx)
 	renewed := make(chan struct{})
 	go func() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strings"
 	"time"
 
@@ -121,3 +122,45 @@ func same(a, b store.JobRow) bool {
 func ms(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
 
 func ptr(t time.Time) *time.Time { return &t }
+
+// list returns the current row of every job, of model and in state when
+// they are not "", newest first.
+func (t *table) list(ctx context.Context, model, state string) ([]store.JobRow, error) {
+	var rows []store.JobRow
+	q := "SELECT * FROM (SELECT " + jobColumns + " FROM " + t.db + ".jobs"
+	var args []any
+	if model != "" {
+		q += " WHERE model = ?"
+		args = append(args, model)
+	}
+	q += " ORDER BY id, " + rowOrder + " LIMIT 1 BY id)"
+	if state != "" {
+		q += " WHERE state = ?"
+		args = append(args, state)
+	}
+	q += " ORDER BY created DESC, id"
+	if err := t.conn.Select(ctx, &rows, q, args...); err != nil {
+		return nil, fmt.Errorf("read jobs: %w", err)
+	}
+	return rows, nil
+}
+
+// history returns the job's rows oldest first, one per logical version:
+// the one that won it (the first in rowOrder), so the losing rows of
+// concurrent claims are left out.
+func (t *table) history(ctx context.Context, id string) ([]store.JobRow, error) {
+	var rows []store.JobRow
+	q := "SELECT " + jobColumns + " FROM " + t.db + ".jobs WHERE id = ? ORDER BY " + rowOrder
+	if err := t.conn.Select(ctx, &rows, q, id); err != nil {
+		return nil, fmt.Errorf("read job %s: %w", id, err)
+	}
+	out := make([]store.JobRow, 0, len(rows))
+	for _, r := range rows {
+		if len(out) > 0 && logical(out[len(out)-1].RowVersion) == logical(r.RowVersion) {
+			continue
+		}
+		out = append(out, r)
+	}
+	slices.Reverse(out)
+	return out, nil
+}
