@@ -171,25 +171,58 @@ func (a *API) show(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, j)
 }
 
-// Job returns the job with its spec (credentials redacted), attempts and
-// output tail; an unknown job is an error wrapping ErrUnknownJob.
+// Job returns the job with its spec (credentials redacted), attempts (the
+// finished ones of job_attempts, and the running one) and the output tail
+// of the last attempt that left output; an unknown job is an error wrapping
+// ErrUnknownJob.
 func (a *API) Job(ctx context.Context, id string) (JobJSON, error) {
-	rows, err := a.tbl.history(ctx, id)
+	cur, ok, err := a.tbl.latest(ctx, id)
 	if err != nil {
 		return JobJSON{}, err
 	}
-	if len(rows) == 0 {
+	if !ok {
 		return JobJSON{}, fmt.Errorf("job %s: %w", id, ErrUnknownJob)
 	}
-	cur := rows[len(rows)-1]
+	done, err := a.tbl.attempts(ctx, id)
+	if err != nil {
+		return JobJSON{}, err
+	}
 	j := jobJSON(cur)
 	j.Spec = redactSpec(cur.Spec)
+	j.Attempts = []AttemptJSON{}
 	var tail string
-	j.Attempts, tail = attempts(rows)
+	for _, at := range done {
+		finished, code := at.Finished.UTC(), at.ExitCode
+		aj := AttemptJSON{Attempt: at.Attempt, Node: at.Node, Started: at.Started.UTC(), Finished: &finished, ExitCode: &code}
+		if at.Error != "" {
+			e := at.Error
+			aj.Error = &e
+		}
+		j.Attempts = append(j.Attempts, aj)
+		if at.Output != "" {
+			tail = at.Output
+		}
+	}
+	if cur.State == StateRunning && cur.Started != nil {
+		j.Attempts = append(j.Attempts, AttemptJSON{Attempt: cur.Attempt, Node: cur.LeaseOwner, Started: cur.Started.UTC()})
+	}
 	if tail != "" {
+		tail = tailOf(tail, outputTailMax)
 		j.OutputTail = &tail
 	}
 	return j, nil
+}
+
+// tailOf returns the end of s, at most max bytes, from a line start.
+func tailOf(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	s = s[len(s)-max:]
+	if i := strings.IndexByte(s, '\n'); i >= 0 && i < len(s)-1 {
+		s = s[i+1:]
+	}
+	return s
 }
 
 func (a *API) retry(w http.ResponseWriter, r *http.Request) {
@@ -280,6 +313,9 @@ func (a *API) Cancel(ctx context.Context, id, by string) (JobJSON, error) {
 	if err := a.tbl.insert(ctx, next); err != nil {
 		return JobJSON{}, err
 	}
+	if cur.State == StateRunning {
+		recordAttempt(ctx, a.tbl, a.log, cur, now, StateCancelled, -1, next.Error, "")
+	}
 	a.log.Info("job cancelled by request", "job", id, "model", cur.Model, "was", cur.State, "by", by)
 	if a.m != nil {
 		a.m.stopLocal(id, errCancelled)
@@ -344,45 +380,6 @@ func splitError(s string) (reason, output string) {
 		return strings.TrimSpace(s), ""
 	}
 	return strings.TrimSpace(s[:i]), s[i:]
-}
-
-// attempts reconstructs a job's attempts from its rows (oldest first, one
-// per logical version) and returns them with the output of the last
-// attempt that left any (its end, at most outputTailMax bytes).
-func attempts(rows []store.JobRow) ([]AttemptJSON, string) {
-	var out []AttemptJSON
-	open := -1 // index in out of the attempt that has not finished
-	var tail string
-	for _, r := range rows {
-		if r.State == StateRunning && r.Started != nil {
-			if open < 0 || out[open].Attempt != r.Attempt || !out[open].Started.Equal(*r.Started) {
-				out = append(out, AttemptJSON{Attempt: r.Attempt, Node: r.LeaseOwner, Started: r.Started.UTC()})
-				open = len(out) - 1
-			}
-			continue
-		}
-		if open >= 0 && r.Finished != nil {
-			at := &out[open]
-			at.Finished = utcp(r.Finished)
-			code := r.ExitCode
-			at.ExitCode = &code
-			reason, output := splitError(r.Error)
-			if reason != "" {
-				at.Error = &reason
-			}
-			if output != "" {
-				tail = output
-			}
-			open = -1
-		}
-	}
-	if len(tail) > outputTailMax {
-		tail = tail[len(tail)-outputTailMax:]
-		if i := strings.IndexByte(tail, '\n'); i >= 0 && i < len(tail)-1 {
-			tail = tail[i+1:]
-		}
-	}
-	return out, tail
 }
 
 // redactSpec returns the spec with the password of clickhouse_dsn replaced

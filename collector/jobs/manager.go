@@ -652,6 +652,7 @@ func (m *Manager) finish(ctx context.Context, cur store.JobRow, out outcome, che
 	if err := m.tbl.insert(ctx, next); err != nil {
 		return time.Time{}, err
 	}
+	m.recordAttempt(ctx, cur, now, out.state, out.exitCode, out.err, out.log)
 	m.emit(kind, next, out.err)
 	switch kind {
 	case EventSucceeded:
@@ -662,6 +663,24 @@ func (m *Manager) finish(ctx context.Context, cur store.JobRow, out outcome, che
 		m.log.Error("job failed; retries exhausted", "job", next.ID, "model", next.Model, "attempts", cur.Attempt, "state", next.State, "err", out.err)
 	}
 	return retryAt, nil
+}
+
+// recordAttempt writes the attempt that cur ran (job_attempts) once it
+// ended at finished. It is history for the admin API: a failure is logged,
+// never the job's.
+func (m *Manager) recordAttempt(ctx context.Context, cur store.JobRow, finished time.Time, state string, exitCode int32, errText, output string) {
+	recordAttempt(ctx, m.tbl, m.log, cur, finished, state, exitCode, errText, output)
+}
+
+func recordAttempt(ctx context.Context, tbl *table, log *slog.Logger, cur store.JobRow, finished time.Time, state string, exitCode int32, errText, output string) {
+	if cur.Started == nil {
+		return
+	}
+	a := attemptRow{ID: cur.ID, Attempt: cur.Attempt, Node: cur.LeaseOwner, Started: *cur.Started, Finished: finished,
+		State: state, ExitCode: exitCode, Error: errText, Output: output}
+	if err := tbl.insertAttempt(ctx, a); err != nil {
+		log.Warn("record job attempt", "job", cur.ID, "attempt", cur.Attempt, "err", err)
+	}
 }
 
 // backoff is the wait before attempt+1: Backoff·2^(attempt-1), capped at

@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
-	"slices"
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/cenkalti/backoff/v5"
 
@@ -145,22 +145,45 @@ func (t *table) list(ctx context.Context, model, state string) ([]store.JobRow, 
 	return rows, nil
 }
 
-// history returns the job's rows oldest first, one per logical version:
-// the one that won it (the first in rowOrder), so the losing rows of
-// concurrent claims are left out.
-func (t *table) history(ctx context.Context, id string) ([]store.JobRow, error) {
-	var rows []store.JobRow
-	q := "SELECT " + jobColumns + " FROM " + t.db + ".jobs WHERE id = ? ORDER BY " + rowOrder
+// attemptRow is a row of job_attempts: one finished attempt.
+type attemptRow struct {
+	ID       string    `ch:"id"`
+	Attempt  uint32    `ch:"attempt"`
+	Node     string    `ch:"node"`
+	Started  time.Time `ch:"started"`
+	Finished time.Time `ch:"finished"`
+	State    string    `ch:"state"`
+	ExitCode int32     `ch:"exit_code"`
+	Error    string    `ch:"error"`
+	Output   string    `ch:"output"`
+}
+
+// insertAttempt records a finished attempt (once, however often it is
+// retried: the insert has a deduplication token of the attempt).
+func (t *table) insertAttempt(ctx context.Context, a attemptRow) error {
+	token := fmt.Sprintf("attempt/%s/%d/%d", a.ID, a.Attempt, a.Started.UnixMilli())
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": token}))
+	b, err := t.conn.PrepareBatch(ctx, "INSERT INTO "+t.db+".job_attempts (id, attempt, node, started, finished, state, exit_code, error, output)")
+	if err != nil {
+		return fmt.Errorf("record attempt %d of job %s: %w", a.Attempt, a.ID, err)
+	}
+	defer b.Close()
+	if err := b.Append(a.ID, a.Attempt, a.Node, ms(a.Started), ms(a.Finished), a.State, a.ExitCode, a.Error, a.Output); err != nil {
+		return fmt.Errorf("record attempt %d of job %s: %w", a.Attempt, a.ID, err)
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("record attempt %d of job %s: %w", a.Attempt, a.ID, err)
+	}
+	return nil
+}
+
+// attempts returns the job's finished attempts, oldest first.
+func (t *table) attempts(ctx context.Context, id string) ([]attemptRow, error) {
+	var rows []attemptRow
+	q := "SELECT id, attempt, node, started, finished, state, exit_code, error, output FROM " + t.db +
+		".job_attempts WHERE id = ? ORDER BY attempt, started, finished LIMIT 1 BY attempt, started"
 	if err := t.conn.Select(ctx, &rows, q, id); err != nil {
-		return nil, fmt.Errorf("read job %s: %w", id, err)
+		return nil, fmt.Errorf("read attempts of job %s: %w", id, err)
 	}
-	out := make([]store.JobRow, 0, len(rows))
-	for _, r := range rows {
-		if len(out) > 0 && logical(out[len(out)-1].RowVersion) == logical(r.RowVersion) {
-			continue
-		}
-		out = append(out, r)
-	}
-	slices.Reverse(out)
-	return out, nil
+	return rows, nil
 }

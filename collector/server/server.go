@@ -198,12 +198,16 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		return fmt.Errorf("drift: %w", err)
 	}
 
-	adm := admin.New(admin.Options{Addr: cfg.Admin.Addr, Ready: func(ctx context.Context) error {
+	var adm *admin.Server
+	adm = admin.New(admin.Options{Addr: cfg.Admin.Addr, Ready: func(ctx context.Context) error {
 		if err := schema.ready(); err != nil {
 			return err
 		}
 		if err := backend.Conn.Ping(ctx); err != nil {
 			return fmt.Errorf("clickhouse: %w", err)
+		}
+		if adm.Auth() == nil {
+			return errors.New("tokens not loaded yet")
 		}
 		return nil
 	}, Logger: log.With("component", "admin")})

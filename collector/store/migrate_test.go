@@ -47,6 +47,7 @@ var dataTables = []struct {
 	{"attribute_sets", "", "attributes_hash", "TTL last_seen + toIntervalDay(365)"},
 	{"tokens", "", "name", ""}, // configuration: kept forever
 	{"audit_log", "toDate(time)", "token_name, action, time", "TTL toDateTime(time) + toIntervalDay(30)"},
+	{"job_attempts", "toDate(started)", "id, attempt, started", "TTL toDateTime(started) + toIntervalDay(30)"},
 }
 
 var views = []string{"metrics_gauge_1h_mv", "metrics_gauge_1m_mv", "metrics_histogram_1h_mv", "metrics_histogram_1m_mv",

@@ -778,3 +778,26 @@ SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, repli
 CREATE TABLE IF NOT EXISTS drover.audit_log ON CLUSTER 'drover_cluster' AS drover.audit_log_local
 ENGINE = Distributed('drover_cluster', 'drover', 'audit_log_local', cityHash64(token_name));
 
+-- 0009_job_attempts
+
+CREATE TABLE IF NOT EXISTS drover.job_attempts_local ON CLUSTER 'drover_cluster'
+(
+    id        String CODEC(ZSTD(1)),
+    attempt   UInt32,
+    node      LowCardinality(String) CODEC(ZSTD(1)),
+    started   DateTime64(3, 'UTC'),
+    finished  DateTime64(3, 'UTC'),
+    state     LowCardinality(String) CODEC(ZSTD(1)),
+    exit_code Int32,
+    error     String CODEC(ZSTD(3)),
+    output    String CODEC(ZSTD(3))
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/job_attempts_local', '{replica}')
+PARTITION BY toDate(started)
+ORDER BY (id, attempt, started)
+TTL toDateTime(started) + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE TABLE IF NOT EXISTS drover.job_attempts ON CLUSTER 'drover_cluster' AS drover.job_attempts_local
+ENGINE = Distributed('drover_cluster', 'drover', 'job_attempts_local', cityHash64(id));
+
