@@ -455,3 +455,42 @@ func TestJobsCommands(t *testing.T) {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// TestReloadReadsTokensFile: a reload request (SIGHUP in drover-collector)
+// re-reads auth.tokens_file at once, long before auth.refresh_interval.
+func TestReloadReadsTokensFile(t *testing.T) {
+	db := testenv.ClickHouse(t)
+	first, firstSum, _ := auth.NewToken()
+	second, secondSum, _ := auth.NewToken()
+	path := filepath.Join(t.TempDir(), "tokens.yaml")
+	write := func(content string) {
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("- name: first\n  role: reader\n  sha256: " + firstSum + "\n")
+	cfg := testConfig(t, db.DSN, db.Name)
+	cfg.Auth.TokensFile = path
+	cfg.Auth.RefreshInterval = time.Hour
+	reload := make(chan struct{})
+	var opt hooks
+	ReloadOn(reload)(&opt)
+	c := runCollector(t, cfg, opt)
+	t.Cleanup(c.stop)
+	waitReady(t, c)
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, auth.AdminTokenFile)); err == nil {
+		t.Error("tokens were bootstrapped though tokens_file lists one")
+	}
+	if status, body := call(t, "GET", c.adminAddr, "/v1/jobs", first); status != 200 {
+		t.Fatalf("the tokens_file token: %d %s", status, body)
+	}
+	write("- name: first\n  role: reader\n  sha256: " + firstSum + "\n- name: second\n  role: reader\n  sha256: " + secondSum + "\n")
+	if status, _ := call(t, "GET", c.adminAddr, "/v1/jobs", second); status != 401 {
+		t.Fatalf("a token added to tokens_file before the reload: %d, want 401", status)
+	}
+	reload <- struct{}{}
+	testenv.EventuallyNil(t, 30*time.Second, "the token added to tokens_file", func() error {
+		status, _ := call(t, "GET", c.adminAddr, "/v1/jobs", second)
+		return unless(status == 200, fmt.Sprintf("status %d", status))
+	})
+}

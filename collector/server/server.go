@@ -55,6 +55,9 @@ type hooks struct {
 	spool func(*spool.Spool)
 	// admin sees the admin server before its routes are registered.
 	admin func(*admin.Server)
+	// reload, when set, returns a channel that receives a value for every
+	// reload request (ReloadOn); it is closed when ctx is done.
+	reload func(ctx context.Context) <-chan struct{}
 }
 
 // Run runs the collector until ctx is cancelled and everything has drained,
@@ -67,8 +70,43 @@ type hooks struct {
 // an error ClickHouse will keep returning, such as bad credentials, stops
 // the collector), /readyz says why it is not ready, and the writer, drift
 // detection and jobs start once the schema is applied.
-func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error {
-	return run(ctx, cfg, ls, log, hooks{})
+func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, opts ...Option) error {
+	var h hooks
+	for _, o := range opts {
+		o(&h)
+	}
+	return run(ctx, cfg, ls, log, h)
+}
+
+// Option changes how Run runs.
+type Option func(*hooks)
+
+// ReloadOn makes Run reload, each time a value arrives on ch, what can
+// change while the collector runs: today the tokens (auth.tokens_file and
+// ClickHouse's tokens table, which are otherwise re-read every
+// auth.refresh_interval). drover-collector sends SIGHUP there.
+func ReloadOn[T any](ch <-chan T) Option {
+	return func(h *hooks) {
+		h.reload = func(ctx context.Context) <-chan struct{} {
+			out := make(chan struct{})
+			go func() {
+				defer close(out)
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-ch:
+						select {
+						case out <- struct{}{}:
+						case <-ctx.Done():
+							return
+						}
+					}
+				}
+			}()
+			return out
+		}
+	}
 }
 
 func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hooks) (err error) {
@@ -328,6 +366,23 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		}
 		return authn.Run(ctx)
 	})
+	if h.reload != nil {
+		g.Add("reload", func(ctx context.Context) error {
+			for range h.reload(ctx) {
+				a := adm.Auth()
+				if a == nil {
+					log.Info("reload requested before the tokens were loaded; nothing to reload")
+					continue
+				}
+				if err := a.Reload(ctx); err != nil {
+					log.Warn("reload tokens", "err", err)
+					continue
+				}
+				log.Info("tokens reloaded")
+			}
+			return nil
+		})
+	}
 	g.Add("admin", func(ctx context.Context) error {
 		if ls.Admin != nil {
 			return adm.Serve(ctx, ls.Admin)
