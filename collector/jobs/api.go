@@ -411,7 +411,7 @@ func redactSpec(spec string) json.RawMessage {
 // does not parse as a URL is replaced whole.
 func RedactDSN(dsn string) string {
 	u, err := url.Parse(dsn)
-	if err != nil || u.Scheme == "" {
+	if err != nil || u.Scheme == "" || u.Opaque != "" || !strings.Contains(dsn, "://") {
 		return "REDACTED"
 	}
 	if _, has := u.User.Password(); has {

@@ -652,7 +652,6 @@ func (m *Manager) finish(ctx context.Context, cur store.JobRow, out outcome, che
 	if err := m.tbl.insert(ctx, next); err != nil {
 		return time.Time{}, err
 	}
-	m.recordAttempt(ctx, cur, now, out.state, out.exitCode, out.err, out.log)
 	m.emit(kind, next, out.err)
 	switch kind {
 	case EventSucceeded:
@@ -662,6 +661,7 @@ func (m *Manager) finish(ctx context.Context, cur store.JobRow, out outcome, che
 	default:
 		m.log.Error("job failed; retries exhausted", "job", next.ID, "model", next.Model, "attempts", cur.Attempt, "state", next.State, "err", out.err)
 	}
+	m.recordAttempt(ctx, cur, now, out.state, out.exitCode, out.err, out.log)
 	return retryAt, nil
 }
 
