@@ -1,10 +1,13 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -81,5 +84,33 @@ func TestCancelKillsTheLocalAttempt(t *testing.T) {
 	}
 	if _, err := api.Cancel(ctx, id, "ops"); !errors.Is(err, ErrRefused) {
 		t.Errorf("second cancel: %v, want ErrRefused", err)
+	}
+}
+
+// TestJobJSONMatchesTheContract: the examples of docs/admin-api.md (the
+// droverctl fixtures) decode into JobJSON without an unknown field and
+// encode back to the same JSON: same names, same nulls, no field missing.
+func TestJobJSONMatchesTheContract(t *testing.T) {
+	for _, name := range []string{"job", "job-retry", "job-cancel", "jobs"} {
+		raw, err := os.ReadFile(filepath.Join("..", "cmd", "droverctl", "testdata", "api", name+".json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v any = &JobJSON{}
+		if name == "jobs" {
+			v = &[]JobJSON{}
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		back, _ := json.Marshal(v)
+		var want, got any
+		json.Unmarshal(raw, &want)
+		json.Unmarshal(back, &got)
+		if !reflect.DeepEqual(want, got) {
+			t.Errorf("%s: encoded\n%s\nwant\n%s", name, back, raw)
+		}
 	}
 }
