@@ -69,7 +69,10 @@ type hooks struct {
 // at once, the schema is applied in the background (retried with backoff;
 // an error ClickHouse will keep returning, such as bad credentials, stops
 // the collector), /readyz says why it is not ready, and the writer, drift
-// detection and jobs start once the schema is applied.
+// detection and jobs start once the schema is applied. The admin API
+// authenticates from the token cache of an earlier start while ClickHouse
+// is down; on a first start its routes that need a token answer 503 until
+// the schema is applied and the first tokens are bootstrapped.
 func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, opts ...Option) error {
 	var h hooks
 	for _, o := range opts {
@@ -295,6 +298,7 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 			return err
 		default: // a cache without a live token, and ClickHouse down: wait for the schema
 			log.Warn("auth: cannot authenticate from the token cache; waiting for ClickHouse", "err", err)
+			err = nil
 		}
 	}
 	adm.HandleAll(tokenHandlers(adm, authn))
@@ -329,6 +333,8 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	//     runs;
 	//   - the admin API answers (readiness, metrics, job callbacks) until
 	//     everything that reports through it has stopped;
+	//   - the authenticator stops after the admin API, so that the audit
+	//     entries of its last requests are written;
 	//   - ClickHouse stops last, after everything that writes or reads it.
 	g := &lifecycle.Group{Log: log}
 	g.Add("clickhouse", func(ctx context.Context) error {
