@@ -411,7 +411,7 @@ func (d *drill) run(ctx context.Context) error {
 			stopSending2()
 			return err
 		}
-		if v, err := droverMetric(c.Admin, "drover_collector_spool_records"); err == nil {
+		if v, err := droverMetric(c.Admin, c.Token, "drover_collector_spool_records"); err == nil {
 			maxSpool = max(maxSpool, v)
 		}
 	}
@@ -469,7 +469,7 @@ func (d *drill) run(ctx context.Context) error {
 	_, werr := waitRows(eng.HTTPAddr(), tables, sent, 5*time.Minute)
 	var rows int64
 	tAll := time.Since(tRestart)
-	spoolEmpty := pollSpoolEmpty(c.Admin, time.Minute)
+	spoolEmpty := pollSpoolEmpty(c.Admin, c.Token, time.Minute)
 	time.Sleep(2 * time.Second)
 	if rows, err = countRows(eng.HTTPAddr(), tables); err != nil {
 		return err
@@ -497,10 +497,10 @@ func (d *drill) run(ctx context.Context) error {
 	return nil
 }
 
-func pollSpoolEmpty(admin string, timeout time.Duration) bool {
+func pollSpoolEmpty(admin, token string, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if v, err := droverMetric(admin, "drover_collector_spool_records"); err == nil && v == 0 {
+		if v, err := droverMetric(admin, token, "drover_collector_spool_records"); err == nil && v == 0 {
 			return true
 		}
 		time.Sleep(100 * time.Millisecond)

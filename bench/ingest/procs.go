@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/drover-ml/drover/collector/auth"
 )
 
 // clkTck is USER_HZ, the unit of utime and stime in /proc/<pid>/stat; it is
@@ -174,6 +176,7 @@ type Collector struct {
 	Name     string
 	GRPCAddr string
 	Admin    string // Drover only: admin address for /metrics
+	Token    string // Drover only: a reader token for /metrics
 	Database string
 	Tables   []string // the gauge and histogram tables it writes
 }
@@ -182,11 +185,21 @@ func startDrover(bin, dir, chAddr, database string) (*Collector, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	cfg := filepath.Join(dir, "collector.yaml")
-	if err := os.WriteFile(cfg, []byte("clickhouse:\n  database: "+database+"\n"+os.Getenv("DROVER_BENCH_EXTRA_CONFIG")), 0o644); err != nil {
+	// /metrics needs a reader token: one of our own through auth.tokens_file,
+	// so it works whatever tokens the database already holds.
+	token, sum, err := auth.NewToken()
+	if err != nil {
 		return nil, err
 	}
-	c := &Collector{Name: "drover", GRPCAddr: freeAddr(), Admin: freeAddr(), Database: database,
+	tokens := filepath.Join(dir, "tokens.yaml")
+	if err := os.WriteFile(tokens, fmt.Appendf(nil, "- name: bench\n  role: reader\n  sha256: %s\n", sum), 0o600); err != nil {
+		return nil, err
+	}
+	cfg := filepath.Join(dir, "collector.yaml")
+	if err := os.WriteFile(cfg, []byte("clickhouse:\n  database: "+database+"\nauth:\n  tokens_file: "+tokens+"\n"+os.Getenv("DROVER_BENCH_EXTRA_CONFIG")), 0o644); err != nil {
+		return nil, err
+	}
+	c := &Collector{Name: "drover", GRPCAddr: freeAddr(), Admin: freeAddr(), Token: token, Database: database,
 		Tables: []string{database + ".metrics_gauge", database + ".metrics_histogram"}}
 	p, err := startProc(bin, []string{"serve", "--config", cfg, "--clickhouse", "clickhouse://" + chAddr + "/default",
 		"--data-dir", dir, "--otlp-grpc-addr", c.GRPCAddr, "--otlp-http-addr", freeAddr(), "--admin-addr", c.Admin,
@@ -268,12 +281,20 @@ func startOtel(bin, dir, chAddr, database string) (*Collector, error) {
 
 // droverMetric reads one un-labelled series (or the sum over labels) from
 // the Drover collector's /metrics.
-func droverMetric(admin, name string) (float64, error) {
-	resp, err := http.Get("http://" + admin + "/metrics")
+func droverMetric(admin, token, name string) (float64, error) {
+	req, err := http.NewRequest("GET", "http://"+admin+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return 0, err

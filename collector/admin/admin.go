@@ -1,5 +1,7 @@
-// Package admin serves the collector's admin HTTP API: health and readiness
-// today; fleet, versions, drift and jobs as later issues add them.
+// Package admin serves the collector's admin HTTP API (docs/admin-api.md):
+// health and readiness without a token, and every other route behind the
+// token model of collector/auth, with the role its entry in the route
+// table (Routes) requires.
 package admin
 
 import (
@@ -7,10 +9,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/drover-ml/drover/collector/auth"
 	"github.com/drover-ml/drover/shared/lifecycle"
 )
 
@@ -18,23 +25,55 @@ import (
 // says why not.
 type ReadyFunc func(ctx context.Context) error
 
-// Server is the admin HTTP server. Run blocks until ctx is cancelled, then
-// shuts down gracefully (lifecycle.Serve). Register handlers (Handle)
-// before Run.
-type Server struct {
-	addr  string
-	ready ReadyFunc
-	log   *slog.Logger
-	mux   *http.ServeMux
+// Options are a Server's settings and dependencies.
+type Options struct {
+	// Addr is the listen address of Run.
+	Addr string
+	// Ready answers /readyz.
+	Ready ReadyFunc
+	// Routes is the table of required roles (Routes()); every pattern
+	// registered must have an entry. Nil means Routes().
+	Routes auth.Routes
+	// Auth checks the tokens. It may be nil at New and set later with
+	// SetAuth (the collector builds it once its tokens can be read); until
+	// then every route that needs a token answers 503.
+	Auth *auth.Authenticator
+	// Logger; default slog.Default().
+	Logger *slog.Logger
 }
 
-// New builds the admin server on addr.
-func New(addr string, ready ReadyFunc, log *slog.Logger) *Server {
-	s := &Server{addr: addr, ready: ready, log: log, mux: http.NewServeMux()}
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+// Server is the admin HTTP server. Register handlers (Handle) before Run;
+// Run blocks until ctx is cancelled, then shuts down gracefully
+// (lifecycle.Serve). Handle, Patterns and SetAuth are safe for concurrent
+// use.
+type Server struct {
+	addr   string
+	ready  ReadyFunc
+	routes auth.Routes
+	log    *slog.Logger
+	mux    *http.ServeMux
+	auth   atomic.Pointer[auth.Authenticator]
+
+	mu       sync.Mutex
+	patterns []string
+}
+
+// New builds the admin server and registers /healthz and /readyz.
+func New(opts Options) *Server {
+	if opts.Routes == nil {
+		opts.Routes = Routes()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{addr: opts.Addr, ready: opts.Ready, routes: maps.Clone(opts.Routes), log: opts.Logger, mux: http.NewServeMux()}
+	if opts.Auth != nil {
+		s.auth.Store(opts.Auth)
+	}
+	s.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
-	})
-	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	s.Handle("GET /readyz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := s.ready(ctx); err != nil {
@@ -42,12 +81,59 @@ func New(addr string, ready ReadyFunc, log *slog.Logger) *Server {
 			return
 		}
 		w.Write([]byte("ready\n"))
-	})
+	}))
 	return s
 }
 
-// Handle registers an extra handler (for later APIs).
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+// SetAuth sets the authenticator that checks the tokens of every route
+// but the public ones. Before it is set, those routes answer 503.
+func (s *Server) SetAuth(a *auth.Authenticator) { s.auth.Store(a) }
+
+// Handle registers h for pattern behind the access that the route table
+// gives pattern: the request reaches h only with a token whose role the
+// entry permits (auth.Authenticator.Require: 401, 403, audit of
+// state-changing requests and of denials). A pattern without an entry in
+// the table is a programming error: Handle panics, so that no route can
+// be served without a decision on who may call it.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	access, ok := s.routes.Access(pattern)
+	if !ok {
+		panic(fmt.Sprintf("admin: route %q has no entry in the route table (collector/admin/routes.go)", pattern))
+	}
+	s.mu.Lock()
+	s.patterns = append(s.patterns, pattern)
+	s.mu.Unlock()
+	if access.IsPublic() {
+		s.mux.Handle(pattern, h)
+		return
+	}
+	s.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a := s.auth.Load()
+		if a == nil {
+			auth.WriteError(w, http.StatusServiceUnavailable, "the collector cannot check tokens yet (its token store is not read yet); retry")
+			return
+		}
+		a.Require(access, h).ServeHTTP(w, r)
+	}))
+}
+
+// HandleAll registers every handler of hs (a pattern → handler map, such
+// as auth.Authenticator.TokenHandlers) through Handle, in pattern order.
+func (s *Server) HandleAll(hs map[string]http.Handler) {
+	for _, p := range slices.Sorted(maps.Keys(hs)) {
+		s.Handle(p, hs[p])
+	}
+}
+
+// Patterns returns the patterns registered so far, sorted: the routes the
+// server serves, for the route-table test (auth.Routes.Missing).
+func (s *Server) Patterns() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := slices.Clone(s.patterns)
+	slices.Sort(out)
+	return out
+}
 
 // Run listens and serves until ctx is done.
 func (s *Server) Run(ctx context.Context) error {
@@ -77,3 +163,6 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.log.Info("admin API listening", "addr", l.Addr().String())
 	return lifecycle.Serve(ctx, 5*time.Second, s.log, lifecycle.Listening{Name: "admin", Server: lifecycle.HTTP(srv), Listener: l})
 }
+
+// Auth returns the authenticator set by New or SetAuth, or nil.
+func (s *Server) Auth() *auth.Authenticator { return s.auth.Load() }

@@ -116,6 +116,10 @@ type Authenticator struct {
 
 	audit   auditor
 	started atomic.Bool
+
+	// lastUsed is when this collector last accepted each token (by name):
+	// unix milliseconds in an *atomic.Int64.
+	lastUsed sync.Map
 }
 
 type fileStamp struct {
@@ -444,12 +448,34 @@ func (a *Authenticator) check(token string) (Principal, error) {
 	sum := sha256.Sum256([]byte(token))
 	v := a.view.Load()
 	if p, ok := v.live[sum]; ok {
+		a.used(p.Name)
 		return p, nil
 	}
 	if name, ok := v.revoked[sum]; ok {
 		return Principal{Name: name}, ErrRevoked
 	}
 	return Principal{}, ErrUnknownToken
+}
+
+// used records that the token called name was accepted now.
+func (a *Authenticator) used(name string) {
+	now := a.now().UnixMilli()
+	v, ok := a.lastUsed.Load(name)
+	if !ok {
+		v, _ = a.lastUsed.LoadOrStore(name, new(atomic.Int64))
+	}
+	v.(*atomic.Int64).Store(now)
+}
+
+// lastUse returns when this collector last accepted the token called
+// name since it started, or nil.
+func (a *Authenticator) lastUse(name string) *time.Time {
+	v, ok := a.lastUsed.Load(name)
+	if !ok {
+		return nil
+	}
+	t := time.UnixMilli(v.(*atomic.Int64).Load()).UTC()
+	return &t
 }
 
 // List returns every known token, revoked ones too, sorted by name: the

@@ -337,13 +337,19 @@ func TestTokensFile(t *testing.T) {
 	write := func(entries ...string) {
 		t.Helper()
 		content := strings.Join(entries, "")
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		// Written aside and renamed into place, so that the refresh loop
+		// never reads a half-written (or empty: a valid, empty list) file.
 		// A rewrite within the same mtime tick with the same size would be
 		// missed; make the change visible.
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		future := time.Now().Add(time.Duration(len(content)) * time.Second)
-		os.Chtimes(path, future, future)
+		os.Chtimes(tmp, future, future)
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
 	}
 	entry := func(name string, role Role, token string) string {
 		return "- name: " + name + "\n  role: " + string(role) + "\n  sha256: " + Hash(token) + "\n"

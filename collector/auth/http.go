@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
 )
 
 type principalKey struct{}
@@ -199,17 +201,57 @@ type CreateRequest struct {
 type CreateResponse struct {
 	// Secret is the token itself; JSON "token".
 	Secret string `json:"token"`
-	Token
+	TokenInfo
+}
+
+// TokenInfo is a token as the admin API lists it (docs/admin-api.md, GET
+// /v1/tokens): never the token, only its sha256. Every field is present;
+// CreatedBy is null for the tokens the collector bootstrapped and those of
+// tokens_file, LastUsed null while this collector has not seen the token
+// used since it started, Revoked (the time) and RevokedBy null while the
+// token is valid.
+type TokenInfo struct {
+	Name      string     `json:"name"`
+	Role      Role       `json:"role"`
+	SHA256    string     `json:"sha256"`
+	Source    Source     `json:"source"`
+	Created   time.Time  `json:"created"`
+	CreatedBy *string    `json:"created_by"`
+	LastUsed  *time.Time `json:"last_used"`
+	Revoked   *time.Time `json:"revoked"`
+	RevokedBy *string    `json:"revoked_by"`
+}
+
+// info returns t as the admin API shows it.
+func (a *Authenticator) info(t Token) TokenInfo {
+	ti := TokenInfo{Name: t.Name, Role: t.Role, SHA256: t.SHA256, Source: t.Source, Created: t.Created.UTC(),
+		LastUsed: a.lastUse(t.Name)}
+	if t.CreatedBy != "" && t.Source != SourceTokensFile && t.CreatedBy != "bootstrap" && !strings.HasPrefix(t.CreatedBy, "bootstrap on ") {
+		by := t.CreatedBy
+		ti.CreatedBy = &by
+	}
+	if t.Revoked {
+		at := t.Created.UTC()
+		if t.RevokedAt != nil {
+			at = t.RevokedAt.UTC()
+		}
+		ti.Revoked = &at
+		if t.RevokedBy != "" {
+			by := t.RevokedBy
+			ti.RevokedBy = &by
+		}
+	}
+	return ti
 }
 
 // TokenHandlers returns the token API's handlers by pattern, for the admin
 // server to register through Protect with its Routes (which include
 // TokenRoutes):
 //
-//	GET /v1/tokens             → 200, a JSON array of Token
+//	GET /v1/tokens             → 200, a JSON array of TokenInfo
 //	POST /v1/tokens {name, role} → 201, CreateResponse; 400 bad name or
 //	                               role, 409 name taken
-//	DELETE /v1/tokens/{name}   → 200, the revoked Token; 404 unknown, 409
+//	DELETE /v1/tokens/{name}   → 200, the revoked TokenInfo; 404 unknown, 409
 //	                               defined in tokens_file
 //
 // Errors are JSON {"error": "..."}; 503 when ClickHouse cannot be reached.
@@ -218,10 +260,11 @@ func (a *Authenticator) TokenHandlers() map[string]http.Handler {
 	return map[string]http.Handler{
 		"GET /v1/tokens": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			list := a.List()
-			if list == nil {
-				list = []Token{}
+			out := make([]TokenInfo, 0, len(list))
+			for _, t := range list {
+				out = append(out, a.info(t))
 			}
-			writeJSON(w, http.StatusOK, list)
+			writeJSON(w, http.StatusOK, out)
 		}),
 		"POST /v1/tokens": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			var req CreateRequest
@@ -245,7 +288,7 @@ func (a *Authenticator) TokenHandlers() map[string]http.Handler {
 				writeManageError(w, err)
 				return
 			}
-			writeJSON(w, http.StatusCreated, CreateResponse{Secret: tok, Token: t})
+			writeJSON(w, http.StatusCreated, CreateResponse{Secret: tok, TokenInfo: a.info(t)})
 		}),
 		"DELETE /v1/tokens/{name}": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			name := r.PathValue("name")
@@ -255,7 +298,7 @@ func (a *Authenticator) TokenHandlers() map[string]http.Handler {
 				writeManageError(w, err)
 				return
 			}
-			writeJSON(w, http.StatusOK, t)
+			writeJSON(w, http.StatusOK, a.info(t))
 		}),
 	}
 }

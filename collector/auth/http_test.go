@@ -174,8 +174,8 @@ func TestTokenAPI(t *testing.T) {
 		t.Errorf("create answered %+v", created)
 	}
 	adminName := principalName(t, a, toks[Admin])
-	if created.CreatedBy != adminName {
-		t.Errorf("created_by %q, want the caller %q", created.CreatedBy, adminName)
+	if created.CreatedBy == nil || *created.CreatedBy != adminName || created.Revoked != nil {
+		t.Errorf("created_by %v, revoked %v; want the caller %q and null", created.CreatedBy, created.Revoked, adminName)
 	}
 	if status, _ := call(t, srv, "GET", "/v1/tokens", created.Secret, ""); status != 403 {
 		t.Errorf("a reader listing tokens: %d, want 403", status)
@@ -188,10 +188,26 @@ func TestTokenAPI(t *testing.T) {
 	if len(list) != 7 || bytes.Contains(body, []byte(created.Secret)) {
 		t.Errorf("list has %d tokens (want 7) or a secret: %s", len(list), body)
 	}
-	for _, k := range []string{"name", "role", "sha256", "created", "created_by", "revoked", "revoked_at", "revoked_by", "source"} {
+	for _, k := range []string{"name", "role", "sha256", "created", "created_by", "last_used", "revoked", "revoked_by", "source"} {
 		if _, ok := list[0][k]; !ok {
 			t.Errorf("a listed token lacks %q: %v", k, list[0])
 		}
+	}
+	// docs/admin-api.md: the bootstrapped admin has created_by null, was
+	// used (this request), and is not revoked (null); grafana was used (a
+	// denied request is still a use of a valid token), the-publisher not.
+	byName := map[string]map[string]any{}
+	for _, tok := range list {
+		byName[tok["name"].(string)] = tok
+	}
+	if boot := byName[adminName]; boot["created_by"] != nil || boot["revoked"] != nil || boot["last_used"] == nil {
+		t.Errorf("the bootstrapped admin token is listed as %v; want created_by and revoked null, last_used set", boot)
+	}
+	if g := byName["grafana"]; g["last_used"] == nil || g["created_by"] != adminName {
+		t.Errorf("grafana is listed as %v; want last_used set, created_by %q", g, adminName)
+	}
+	if p := byName["the-publisher"]; p["last_used"] != nil {
+		t.Errorf("the-publisher is listed as %v; want last_used null", p)
 	}
 	for name, tc := range map[string]struct {
 		method, path, body string
@@ -208,8 +224,8 @@ func TestTokenAPI(t *testing.T) {
 		}
 	}
 	status, body = call(t, srv, "DELETE", "/v1/tokens/grafana", toks[Admin], "")
-	var revoked Token
-	if err := json.Unmarshal(body, &revoked); status != 200 || err != nil || !revoked.Revoked || revoked.RevokedBy != adminName {
+	var revoked TokenInfo
+	if err := json.Unmarshal(body, &revoked); status != 200 || err != nil || revoked.Revoked == nil || revoked.RevokedBy == nil || *revoked.RevokedBy != adminName {
 		t.Errorf("revoke: %d %s", status, body)
 	}
 	if status, _ := call(t, srv, "GET", "/healthz", "", ""); status != 200 {

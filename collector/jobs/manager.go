@@ -92,7 +92,8 @@ type Manager struct {
 	queued   map[string]*pendingJob
 	active   map[string]string // job id → model, claiming or executing here
 	perModel map[string]int
-	waiters  map[string]*waiter // webhook attempts waiting for their callback
+	waiters  map[string]*waiter                 // webhook attempts waiting for their callback
+	aborts   map[string]context.CancelCauseFunc // job id → stops its attempt running here
 }
 
 type pendingJob struct {
@@ -119,7 +120,7 @@ func New(opts Options) (*Manager, error) {
 		owns: opts.Owns, now: opts.Now, log: opts.Logger, onEvent: opts.OnEvent,
 		wake:   make(chan struct{}, 1),
 		queued: map[string]*pendingJob{}, active: map[string]string{}, perModel: map[string]int{},
-		waiters: map[string]*waiter{},
+		waiters: map[string]*waiter{}, aborts: map[string]context.CancelCauseFunc{},
 	}
 	if m.owns == nil {
 		m.owns = func(string) bool { return true }
@@ -291,6 +292,20 @@ func (m *Manager) Job(ctx context.Context, id string) (store.JobRow, error) {
 		return store.JobRow{}, fmt.Errorf("job %s: %w", id, ErrUnknownJob)
 	}
 	return row, nil
+}
+
+// stopLocal stops the attempt of job id that runs on this node, if one
+// does, with cause; it reports whether one did. The attempt writes no
+// outcome (execute sees the cause).
+func (m *Manager) stopLocal(id string, cause error) bool {
+	m.mu.Lock()
+	abort := m.aborts[id]
+	m.mu.Unlock()
+	if abort == nil {
+		return false
+	}
+	abort(cause)
+	return true
 }
 
 // enqueue adds a job to the local queue unless it is queued or active here.
@@ -491,6 +506,14 @@ func (m *Manager) execute(ctx context.Context, row store.JobRow) time.Time {
 	h := &held{row: row}
 	execCtx, abort := context.WithCancelCause(ctx)
 	defer abort(nil)
+	m.mu.Lock()
+	m.aborts[row.ID] = abort
+	m.mu.Unlock()
+	defer func() {
+		m.mu.Lock()
+		delete(m.aborts, row.ID)
+		m.mu.Unlock()
+	}()
 	renewCtx, stopRenew := context.WithCancel(ctx)
 	renewed := make(chan struct{})
 	go func() {
@@ -638,7 +661,26 @@ func (m *Manager) finish(ctx context.Context, cur store.JobRow, out outcome, che
 	default:
 		m.log.Error("job failed; retries exhausted", "job", next.ID, "model", next.Model, "attempts", cur.Attempt, "state", next.State, "err", out.err)
 	}
+	m.recordAttempt(ctx, cur, now, out.state, out.exitCode, out.err, out.log)
 	return retryAt, nil
+}
+
+// recordAttempt writes the attempt that cur ran (job_attempts) once it
+// ended at finished. It is history for the admin API: a failure is logged,
+// never the job's.
+func (m *Manager) recordAttempt(ctx context.Context, cur store.JobRow, finished time.Time, state string, exitCode int32, errText, output string) {
+	recordAttempt(ctx, m.tbl, m.log, cur, finished, state, exitCode, errText, output)
+}
+
+func recordAttempt(ctx context.Context, tbl *table, log *slog.Logger, cur store.JobRow, finished time.Time, state string, exitCode int32, errText, output string) {
+	if cur.Started == nil {
+		return
+	}
+	a := attemptRow{ID: cur.ID, Attempt: cur.Attempt, Node: cur.LeaseOwner, Started: *cur.Started, Finished: finished,
+		State: state, ExitCode: exitCode, Error: errText, Output: output}
+	if err := tbl.insertAttempt(ctx, a); err != nil {
+		log.Warn("record job attempt", "job", cur.ID, "attempt", cur.Attempt, "err", err)
+	}
 }
 
 // backoff is the wait before attempt+1: Backoff·2^(attempt-1), capped at

@@ -13,11 +13,18 @@ const (
 	StateSucceeded = "succeeded"
 	StateFailed    = "failed"
 	StateTimedOut  = "timed_out"
+	// StateCancelled: an operator cancelled the job (POST
+	// /v1/jobs/{id}/cancel); it runs again only if retried.
+	StateCancelled = "cancelled"
 )
 
-// Terminal reports whether state is final: succeeded, failed or timed_out.
+// States lists every job state, in the order of a job's life.
+var States = []string{StateQueued, StateRunning, StateSucceeded, StateFailed, StateTimedOut, StateCancelled}
+
+// Terminal reports whether state is final: succeeded, failed, timed_out or
+// cancelled. A final job runs again only when retried.
 func Terminal(state string) bool {
-	return state == StateSucceeded || state == StateFailed || state == StateTimedOut
+	return state == StateSucceeded || state == StateFailed || state == StateTimedOut || state == StateCancelled
 }
 
 // Incident is a confirmed drift incident: the model version that drifted,

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/cenkalti/backoff/v5"
 
@@ -121,3 +122,68 @@ func same(a, b store.JobRow) bool {
 func ms(t time.Time) time.Time { return t.UTC().Truncate(time.Millisecond) }
 
 func ptr(t time.Time) *time.Time { return &t }
+
+// list returns the current row of every job, of model and in state when
+// they are not "", newest first.
+func (t *table) list(ctx context.Context, model, state string) ([]store.JobRow, error) {
+	var rows []store.JobRow
+	q := "SELECT * FROM (SELECT " + jobColumns + " FROM " + t.db + ".jobs"
+	var args []any
+	if model != "" {
+		q += " WHERE model = ?"
+		args = append(args, model)
+	}
+	q += " ORDER BY id, " + rowOrder + " LIMIT 1 BY id)"
+	if state != "" {
+		q += " WHERE state = ?"
+		args = append(args, state)
+	}
+	q += " ORDER BY created DESC, id"
+	if err := t.conn.Select(ctx, &rows, q, args...); err != nil {
+		return nil, fmt.Errorf("read jobs: %w", err)
+	}
+	return rows, nil
+}
+
+// attemptRow is a row of job_attempts: one finished attempt.
+type attemptRow struct {
+	ID       string    `ch:"id"`
+	Attempt  uint32    `ch:"attempt"`
+	Node     string    `ch:"node"`
+	Started  time.Time `ch:"started"`
+	Finished time.Time `ch:"finished"`
+	State    string    `ch:"state"`
+	ExitCode int32     `ch:"exit_code"`
+	Error    string    `ch:"error"`
+	Output   string    `ch:"output"`
+}
+
+// insertAttempt records a finished attempt (once, however often it is
+// retried: the insert has a deduplication token of the attempt).
+func (t *table) insertAttempt(ctx context.Context, a attemptRow) error {
+	token := fmt.Sprintf("attempt/%s/%d/%d", a.ID, a.Attempt, a.Started.UnixMilli())
+	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": token}))
+	b, err := t.conn.PrepareBatch(ctx, "INSERT INTO "+t.db+".job_attempts (id, attempt, node, started, finished, state, exit_code, error, output)")
+	if err != nil {
+		return fmt.Errorf("record attempt %d of job %s: %w", a.Attempt, a.ID, err)
+	}
+	defer b.Close()
+	if err := b.Append(a.ID, a.Attempt, a.Node, ms(a.Started), ms(a.Finished), a.State, a.ExitCode, a.Error, a.Output); err != nil {
+		return fmt.Errorf("record attempt %d of job %s: %w", a.Attempt, a.ID, err)
+	}
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("record attempt %d of job %s: %w", a.Attempt, a.ID, err)
+	}
+	return nil
+}
+
+// attempts returns the job's finished attempts, oldest first.
+func (t *table) attempts(ctx context.Context, id string) ([]attemptRow, error) {
+	var rows []attemptRow
+	q := "SELECT id, attempt, node, started, finished, state, exit_code, error, output FROM " + t.db +
+		".job_attempts WHERE id = ? ORDER BY attempt, started, finished LIMIT 1 BY attempt, started"
+	if err := t.conn.Select(ctx, &rows, q, id); err != nil {
+		return nil, fmt.Errorf("read attempts of job %s: %w", id, err)
+	}
+	return rows, nil
+}

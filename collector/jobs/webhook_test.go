@@ -19,7 +19,9 @@ func TestWebhookJob(t *testing.T) {
 	db := migrated(t)
 	secret := []byte("s3cret")
 	var mgr *Manager
-	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { mgr.Handler().ServeHTTP(w, r) }))
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/jobs/{id}/status", func(w http.ResponseWriter, r *http.Request) { mgr.callback(w, r) })
+	admin := httptest.NewServer(mux)
 	defer admin.Close()
 
 	type delivery struct {

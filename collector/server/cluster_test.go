@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-ml/drover/collector/auth"
 	"github.com/drover-ml/drover/collector/drift"
 	"github.com/drover-ml/drover/collector/jobs"
 	"github.com/drover-ml/drover/collector/ring"
@@ -66,7 +67,10 @@ func (b *syncLog) String() string {
 // clusterNode is a collector of the test cluster, running in this process.
 type clusterNode struct {
 	name, admin string
-	stop        func() // cancels Run (the ring leaves gracefully) and waits for it
+	// token is an admin token: the one this node bootstrapped, else set by
+	// the test (one of another node of the cluster).
+	token string
+	stop  func() // cancels Run (the ring leaves gracefully) and waits for it
 }
 
 func startNode(t *testing.T, cfg Config, h hooks, logs *syncLog) *clusterNode {
@@ -101,13 +105,18 @@ func startNode(t *testing.T, cfg Config, h hooks, logs *syncLog) *clusterNode {
 		resp.Body.Close()
 		return unless(resp.StatusCode == http.StatusOK, resp.Status)
 	})
+	if b, err := os.ReadFile(filepath.Join(cfg.DataDir, auth.AdminTokenFile)); err == nil {
+		n.token = strings.TrimSpace(string(b))
+	}
 	return n
 }
 
 // view is GET /v1/cluster of n.
 func (n *clusterNode) view() (ring.ClusterView, error) {
 	var v ring.ClusterView
-	resp, err := http.Get("http://" + n.admin + "/v1/cluster")
+	req, _ := http.NewRequest("GET", "http://"+n.admin+"/v1/cluster", nil)
+	req.Header.Set("Authorization", "Bearer "+n.token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return v, err
 	}
@@ -380,6 +389,9 @@ func TestClusterDriftToOneJob(t *testing.T) {
 		return fmt.Errorf("%+v", v)
 	})
 	nodes := []*clusterNode{n0, startNode(t, nodeConfig("n1", seed), fast, logs), startNode(t, nodeConfig("n2", seed), fast, logs)}
+	for _, n := range nodes[1:] {
+		n.token = n0.token // tokens are the cluster's: n0 bootstrapped them
+	}
 	byName := map[string]*clusterNode{}
 	for _, n := range nodes {
 		byName[n.name] = n

@@ -22,12 +22,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/drover-ml/drover/collector/admin"
+	"github.com/drover-ml/drover/collector/auth"
 	"github.com/drover-ml/drover/collector/drift"
 	"github.com/drover-ml/drover/collector/ingest"
 	"github.com/drover-ml/drover/collector/jobs"
 	"github.com/drover-ml/drover/collector/ring"
 	"github.com/drover-ml/drover/collector/spool"
 	"github.com/drover-ml/drover/collector/store"
+	"github.com/drover-ml/drover/collector/views"
 	"github.com/drover-ml/drover/shared/lifecycle"
 )
 
@@ -52,6 +54,11 @@ type hooks struct {
 	group func(*lifecycle.Group)
 	// spool sees the spool once it is open.
 	spool func(*spool.Spool)
+	// admin sees the admin server before its routes are registered.
+	admin func(*admin.Server)
+	// reload, when set, returns a channel that receives a value for every
+	// reload request (ReloadOn); it is closed when ctx is done.
+	reload func(ctx context.Context) <-chan struct{}
 }
 
 // Run runs the collector until ctx is cancelled and everything has drained,
@@ -63,9 +70,47 @@ type hooks struct {
 // at once, the schema is applied in the background (retried with backoff;
 // an error ClickHouse will keep returning, such as bad credentials, stops
 // the collector), /readyz says why it is not ready, and the writer, drift
-// detection and jobs start once the schema is applied.
-func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger) error {
-	return run(ctx, cfg, ls, log, hooks{})
+// detection and jobs start once the schema is applied. The admin API
+// authenticates from the token cache of an earlier start while ClickHouse
+// is down; on a first start its routes that need a token answer 503 until
+// the schema is applied and the first tokens are bootstrapped.
+func Run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, opts ...Option) error {
+	var h hooks
+	for _, o := range opts {
+		o(&h)
+	}
+	return run(ctx, cfg, ls, log, h)
+}
+
+// Option changes how Run runs.
+type Option func(*hooks)
+
+// ReloadOn makes Run reload, each time a value arrives on ch, what can
+// change while the collector runs: today the tokens (auth.tokens_file and
+// ClickHouse's tokens table, which are otherwise re-read every
+// auth.refresh_interval). drover-collector sends SIGHUP there.
+func ReloadOn[T any](ch <-chan T) Option {
+	return func(h *hooks) {
+		h.reload = func(ctx context.Context) <-chan struct{} {
+			out := make(chan struct{})
+			go func() {
+				defer close(out)
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-ch:
+						select {
+						case out <- struct{}{}:
+						case <-ctx.Done():
+							return
+						}
+					}
+				}
+			}()
+			return out
+		}
+	}
 }
 
 func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hooks) (err error) {
@@ -195,15 +240,22 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		return fmt.Errorf("drift: %w", err)
 	}
 
-	adm := admin.New(cfg.Admin.Addr, func(ctx context.Context) error {
+	var adm *admin.Server
+	adm = admin.New(admin.Options{Addr: cfg.Admin.Addr, Ready: func(ctx context.Context) error {
 		if err := schema.ready(); err != nil {
 			return err
 		}
 		if err := backend.Conn.Ping(ctx); err != nil {
 			return fmt.Errorf("clickhouse: %w", err)
 		}
+		if adm.Auth() == nil {
+			return errors.New("tokens not loaded yet")
+		}
 		return nil
-	}, log.With("component", "admin"))
+	}, Logger: log.With("component", "admin")})
+	if h.admin != nil {
+		h.admin(adm)
+	}
 	adm.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if rg != nil {
 		adm.Handle("GET /v1/cluster", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -212,9 +264,50 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 			admin.WriteJSON(w, http.StatusOK, rg.View(models))
 		}))
 	}
-	if jm != nil {
-		adm.Handle("/v1/jobs/", jm.Handler())
+	jobsAPI, err := jobs.NewAPI(jobs.APIOptions{Conn: backend.Conn, Database: cfg.ClickHouse.Database, Node: cfg.Cluster.NodeName,
+		Manager: jm, Logger: log.With("component", "jobs")})
+	if err != nil {
+		return err
 	}
+	adm.HandleAll(jobsAPI.Handlers())
+	viewOpts := []views.Option{views.WithLogger(log.With("component", "views"))}
+	if rg != nil {
+		viewOpts = append(viewOpts, views.WithOwner(rg.Owner))
+	}
+	adm.HandleAll(views.New(backend.Conn, cfg.ClickHouse.Database, viewOpts...).Routes())
+
+	// Tokens (collector/auth). The authenticator must work from its cache
+	// while ClickHouse is down, but a first start must not bootstrap
+	// before the tokens table exists, and the schema is applied in the
+	// background (ClickHouse may be unreachable for a long time). So:
+	//   - with something to authenticate from without ClickHouse (the
+	//     token cache of an earlier start, a tokens_file, or auth
+	//     disabled), it is built now: New reads ClickHouse if it can
+	//     (bounded by authWait) and else starts on the cache; its Run
+	//     catches up once ClickHouse is back;
+	//   - on a first start (nothing known yet) it is built by the "auth"
+	//     component once the schema is applied, so that New finds the
+	//     tokens table and bootstraps into it. Until then every route
+	//     but /healthz and /readyz answers 503; the receivers do not
+	//     need it.
+	authOpts := auth.Options{Conn: backend.Conn, Database: cfg.ClickHouse.Database, DataDir: cfg.DataDir,
+		Node: cfg.Cluster.NodeName, Logger: log.With("component", "auth")}
+	var authn *auth.Authenticator
+	if cfg.Auth.Disabled || cfg.Auth.TokensFile != "" || fileExists(filepath.Join(cfg.DataDir, auth.CacheFile)) {
+		actx, cancel := context.WithTimeout(ctx, authWait)
+		authn, err = auth.New(actx, cfg.Auth, authOpts)
+		cancel()
+		switch {
+		case err == nil:
+			adm.SetAuth(authn)
+		case cfg.Auth.Disabled || cfg.Auth.TokensFile != "":
+			return err
+		default: // a cache without a live token, and ClickHouse down: wait for the schema
+			log.Warn("auth: cannot authenticate from the token cache; waiting for ClickHouse", "err", err)
+			err = nil
+		}
+	}
+	adm.HandleAll(tokenHandlers(adm, authn))
 
 	// afterSchema runs a component that reads or writes the tables once the
 	// schema is applied; stopped before that, it has nothing to do.
@@ -246,6 +339,8 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	//     runs;
 	//   - the admin API answers (readiness, metrics, job callbacks) until
 	//     everything that reports through it has stopped;
+	//   - the authenticator stops after the admin API, so that the audit
+	//     entries of its last requests are written;
 	//   - ClickHouse stops last, after everything that writes or reads it.
 	g := &lifecycle.Group{Log: log}
 	g.Add("clickhouse", func(ctx context.Context) error {
@@ -262,6 +357,44 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	g.Add("schema", func(ctx context.Context) error {
 		return schema.apply(ctx, backend, cfg.ClickHouse, log.With("component", "clickhouse"))
 	})
+	// The authenticator stops after the admin API, so the audit entries
+	// of its last requests are written (and before ClickHouse).
+	g.Add("auth", func(ctx context.Context) error {
+		if authn == nil {
+			select {
+			case <-schema.applied:
+			case <-ctx.Done():
+				return nil
+			}
+			a, err := auth.New(ctx, cfg.Auth, authOpts)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			authn = a
+			adm.SetAuth(a)
+		}
+		return authn.Run(ctx)
+	})
+	if h.reload != nil {
+		g.Add("reload", func(ctx context.Context) error {
+			for range h.reload(ctx) {
+				a := adm.Auth()
+				if a == nil {
+					log.Info("reload requested before the tokens were loaded; nothing to reload")
+					continue
+				}
+				if err := a.Reload(ctx); err != nil {
+					log.Warn("reload tokens", "err", err)
+					continue
+				}
+				log.Info("tokens reloaded")
+			}
+			return nil
+		})
+	}
 	g.Add("admin", func(ctx context.Context) error {
 		if ls.Admin != nil {
 			return adm.Serve(ctx, ls.Admin)
@@ -300,6 +433,34 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	log.Info("drover-collector serving", serving...)
 	closers = nil // the group's components close what they own
 	return g.Run(ctx)
+}
+
+// authWait bounds how long a start with a token cache waits for
+// ClickHouse's tokens before it authenticates from the cache.
+const authWait = 10 * time.Second
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// tokenHandlers returns the token API's handlers (POST, GET /v1/tokens,
+// DELETE /v1/tokens/{name}) served by the admin server's authenticator,
+// which may be set only later (a first start): until then they are not
+// reached (the admin server answers 503).
+func tokenHandlers(adm *admin.Server, a *auth.Authenticator) map[string]http.Handler {
+	if a != nil {
+		return a.TokenHandlers()
+	}
+	out := map[string]http.Handler{}
+	for pattern := range auth.TokenRoutes {
+		out[pattern] = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// The admin server let the request through: its authenticator
+			// is set.
+			adm.Auth().TokenHandlers()[pattern].ServeHTTP(w, r)
+		})
+	}
+	return out
 }
 
 // schemaState is the schema's progress: applied is closed once Migrate

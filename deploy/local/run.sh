@@ -37,8 +37,17 @@ done
 ./bin/drover-agent --model-dir var/models --data-dir var/agent &
 agent=$!
 
+# The admin API needs a token for everything but /healthz and /readyz (what
+# `droverctl status` asks). The collector wrote an admin token on its first
+# start; droverctl reads it from DROVER_TOKEN or --token-file.
+if [ ! -s var/collector/admin.token ]; then
+	echo "drover: var/collector/admin.token is missing (it is written on a first start only); create tokens with a token you have, or remove var/collector to start afresh" >&2
+fi
+
 cat <<'MSG'
 drover: agent on http://localhost:8080 (OIP REST) and localhost:8081 (gRPC); collector admin on http://localhost:7070
+  admin token (keep it secret): var/collector/admin.token
+  ./bin/droverctl --token-file var/collector/admin.token cluster
   curl -s localhost:8080/v2/models/iris
   curl -s -X POST localhost:8080/v2/models/iris/infer \
     -d '{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.9,3.0,5.1,1.8]}]}'

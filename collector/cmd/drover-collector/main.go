@@ -128,5 +128,9 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return server.Run(ctx, cfg, server.Listeners{}, log)
+	// SIGHUP reloads what can change at run time (the tokens).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	return server.Run(ctx, cfg, server.Listeners{}, log, server.ReloadOn(hup))
 }

@@ -807,3 +807,26 @@ SETTINGS replicated_deduplication_window = 10000, replicated_deduplication_windo
 CREATE TABLE IF NOT EXISTS drover.registry_versions ON CLUSTER 'drover_cluster' AS drover.registry_versions_local
 ENGINE = Distributed('drover_cluster', 'drover', 'registry_versions_local', cityHash64(model));
 
+-- 0010_job_attempts
+
+CREATE TABLE IF NOT EXISTS drover.job_attempts_local ON CLUSTER 'drover_cluster'
+(
+    id        String CODEC(ZSTD(1)),
+    attempt   UInt32,
+    node      LowCardinality(String) CODEC(ZSTD(1)),
+    started   DateTime64(3, 'UTC'),
+    finished  DateTime64(3, 'UTC'),
+    state     LowCardinality(String) CODEC(ZSTD(1)),
+    exit_code Int32,
+    error     String CODEC(ZSTD(3)),
+    output    String CODEC(ZSTD(3))
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/job_attempts_local', '{replica}')
+PARTITION BY toDate(started)
+ORDER BY (id, attempt, started)
+TTL toDateTime(started) + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE TABLE IF NOT EXISTS drover.job_attempts ON CLUSTER 'drover_cluster' AS drover.job_attempts_local
+ENGINE = Distributed('drover_cluster', 'drover', 'job_attempts_local', cityHash64(id));
+

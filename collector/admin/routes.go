@@ -1,0 +1,48 @@
+package admin
+
+import "github.com/drover-ml/drover/collector/auth"
+
+// The admin API's table of required roles (docs/admin-api.md, "Endpoints").
+// Every pattern the Server registers must have an entry here, or Handle
+// panics: no route can be left open by mistake. The route/role test of
+// collector/server checks the table against the patterns a real collector
+// registers (Server.Patterns), both ways.
+var (
+	reader = auth.Allow(auth.Reader)
+	admin  = auth.Allow(auth.Admin)
+)
+
+// routes is the table without the token API's routes (auth.TokenRoutes),
+// which Routes adds.
+var routes = auth.Routes{
+	// Open: liveness and readiness, for probes and `droverctl status`.
+	"GET /healthz": auth.Public,
+	"GET /readyz":  auth.Public,
+
+	"GET /metrics":    reader,
+	"GET /v1/cluster": reader,
+
+	// The read views (collector/views).
+	"GET /v1/models":                  reader,
+	"GET /v1/models/{model}/versions": reader,
+	"GET /v1/models/{model}/diff":     reader,
+	"GET /v1/models/{model}/drift":    reader,
+	"GET /v1/incidents":               reader,
+	"GET /v1/models/{model}/history":  reader,
+
+	// Jobs (collector/jobs).
+	"GET /v1/jobs":              reader,
+	"GET /v1/jobs/{id}":         reader,
+	"POST /v1/jobs/{id}/retry":  admin,
+	"POST /v1/jobs/{id}/cancel": admin,
+	// The webhook receiver's callback is authenticated by its signature
+	// (docs/jobs.md), not by a token.
+	"POST /v1/jobs/{id}/status": auth.Public,
+}
+
+// Routes returns the admin API's route table: every route's required
+// access, the token API's (auth.TokenRoutes: admin) included. Each call
+// returns a new map, which the caller may change.
+func Routes() auth.Routes {
+	return routes.With(auth.TokenRoutes)
+}
