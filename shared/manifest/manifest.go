@@ -254,7 +254,12 @@ var (
 )
 
 // ValidName reports whether s can name a model (and so a directory).
-func ValidName(s string) bool { return nameRe.MatchString(s) }
+func ValidName(s string) bool { return nameRe.MatchString(s) && !ReservedNames[s] }
+
+// ReservedNames are words droverctl uses as subcommands where a model name
+// may stand (`droverctl versions show|diff|delete|list ...`); no model may
+// have one of them as its name.
+var ReservedNames = map[string]bool{"show": true, "diff": true, "delete": true, "list": true}
 
 type errs []error
 
@@ -269,7 +274,7 @@ func (m *Manifest) Validate() error {
 	if m.Model == "" {
 		e.add("model", "is required")
 	} else if !ValidName(m.Model) {
-		e.add("model", "%q must start with a letter or digit and use only letters, digits, '_', '.', '-' (at most 128)", m.Model)
+		e.add("model", "%q must start with a letter or digit and use only letters, digits, '_', '.', '-' (at most 128), and not be one of show, diff, delete, list", m.Model)
 	}
 	if m.Version <= 0 {
 		e.add("version", "must be a positive integer, got %d", m.Version)

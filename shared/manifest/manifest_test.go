@@ -252,3 +252,16 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestValidName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"iris": true, "fraud-v2": true, "a.b_c": true, "0x": true,
+		"": false, ".hidden": false, "../x": false, "a/b": false, "a b": false,
+		// droverctl's subcommand words where a model name may stand
+		"show": false, "diff": false, "delete": false, "list": false, "shows": true, "List": true,
+	} {
+		if got := ValidName(name); got != want {
+			t.Errorf("ValidName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
