@@ -13,10 +13,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -178,7 +176,7 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	closers = append(closers, func() { closeBackend() })
 	st := store.New(backend.Conn, cfg.ClickHouse.Database, backend.Options)
 	closers = append(closers, st.Close)
-	schema := &schemaState{applied: make(chan struct{})}
+	schema := store.NewSchema(backend.Conn, store.MigrateOptions{Database: cfg.ClickHouse.Database, Cluster: cfg.ClickHouse.Cluster, TTLDays: cfg.ClickHouse.TTLDays}, log.With("component", "clickhouse"))
 
 	// Rows converted at receive time wait here for the writer (bounded), so
 	// each request is decoded once in the common case. Two batches: one
@@ -191,7 +189,7 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	recv := ingest.NewReceiver(ingest.ReceiverConfig{
 		GRPCAddr: cfg.OTLP.GRPCAddr, HTTPAddr: cfg.OTLP.HTTPAddr, MaxRequestBytes: cfg.OTLP.MaxRequestBytes,
 	}, sink, stats, log.With("component", "otlp"))
-	writer := ingest.NewWriter(ingest.WriterConfig{BatchRows: cfg.Writer.BatchRows, FlushInterval: cfg.Writer.FlushInterval, Ready: schema.applied},
+	writer := ingest.NewWriter(ingest.WriterConfig{BatchRows: cfg.Writer.BatchRows, FlushInterval: cfg.Writer.FlushInterval, Ready: schema.Applied()},
 		sp, rowCache, st, stats, log.With("component", "writer"))
 
 	var rg *ring.Ring
@@ -242,7 +240,7 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 
 	var adm *admin.Server
 	adm = admin.New(admin.Options{Addr: cfg.Admin.Addr, Ready: func(ctx context.Context) error {
-		if err := schema.ready(); err != nil {
+		if err := schema.Ready(); err != nil {
 			return err
 		}
 		if err := backend.Conn.Ping(ctx); err != nil {
@@ -314,7 +312,7 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	afterSchema := func(run func(context.Context) error) func(context.Context) error {
 		return func(ctx context.Context) error {
 			select {
-			case <-schema.applied:
+			case <-schema.Applied():
 				return run(ctx)
 			case <-ctx.Done():
 				return nil
@@ -355,14 +353,14 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		return closeBackend()
 	})
 	g.Add("schema", func(ctx context.Context) error {
-		return schema.apply(ctx, backend, cfg.ClickHouse, log.With("component", "clickhouse"))
+		return schema.Run(ctx)
 	})
 	// The authenticator stops after the admin API, so the audit entries
 	// of its last requests are written (and before ClickHouse).
 	g.Add("auth", func(ctx context.Context) error {
 		if authn == nil {
 			select {
-			case <-schema.applied:
+			case <-schema.Applied():
 			case <-ctx.Done():
 				return nil
 			}
@@ -461,67 +459,4 @@ func tokenHandlers(adm *admin.Server, a *auth.Authenticator) map[string]http.Han
 		})
 	}
 	return out
-}
-
-// schemaState is the schema's progress: applied is closed once Migrate
-// has succeeded; until then, last is why not.
-type schemaState struct {
-	applied chan struct{}
-	last    atomic.Pointer[error]
-}
-
-// ready is nil once the schema is applied, else the reason it is not.
-func (s *schemaState) ready() error {
-	select {
-	case <-s.applied:
-		return nil
-	default:
-	}
-	if p := s.last.Load(); p != nil {
-		return fmt.Errorf("schema not applied yet: %w", *p)
-	}
-	return errors.New("schema not applied yet")
-}
-
-// apply applies the schema, retrying (jittered backoff up to 30s) for as
-// long as ClickHouse is unreachable or not ready, then closes applied and
-// waits for ctx. An error that retrying cannot fix (credentials, a
-// migration whose SQL changed, a cluster name ClickHouse does not know) is
-// returned: the collector cannot run with it.
-func (s *schemaState) apply(ctx context.Context, backend *store.Backend, cfg ClickHouse, log *slog.Logger) error {
-	b := backoff.NewExponentialBackOff()
-	b.MaxInterval = 30 * time.Second
-	warned := false
-	_, err := backoff.Retry(ctx, func() (struct{}, error) {
-		mctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		err := store.Migrate(mctx, backend.Conn, store.MigrateOptions{Database: cfg.Database, Cluster: cfg.Cluster, TTLDays: cfg.TTLDays})
-		if err == nil {
-			return struct{}{}, nil
-		}
-		if ctx.Err() == nil && !store.IsRetryable(err) && !errors.Is(err, context.DeadlineExceeded) {
-			return struct{}{}, backoff.Permanent(err)
-		}
-		s.last.Store(&err)
-		return struct{}{}, err
-	}, backoff.WithBackOff(b), backoff.WithMaxElapsedTime(0), backoff.WithNotify(func(err error, next time.Duration) {
-		if !warned {
-			log.Warn("cannot apply the schema yet; receiving into the spool and retrying", "err", err, "retry_in", next)
-			warned = true
-			return
-		}
-		log.Debug("schema still not applied; retrying", "err", err, "retry_in", next)
-	}))
-	if ctx.Err() != nil {
-		return nil // stopped before ClickHouse could be reached
-	}
-	if err != nil {
-		return fmt.Errorf("apply schema: %w", err)
-	}
-	if warned {
-		log.Info("schema applied; writing the spool into ClickHouse")
-	}
-	close(s.applied)
-	<-ctx.Done()
-	return nil
 }
