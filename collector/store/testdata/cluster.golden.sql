@@ -807,3 +807,9 @@ SETTINGS replicated_deduplication_window = 10000, replicated_deduplication_windo
 CREATE TABLE IF NOT EXISTS drover.registry_versions ON CLUSTER 'drover_cluster' AS drover.registry_versions_local
 ENGINE = Distributed('drover_cluster', 'drover', 'registry_versions_local', cityHash64(model));
 
+-- 0010_drop_model_versions
+
+DROP TABLE IF EXISTS drover.model_versions ON CLUSTER 'drover_cluster';
+
+DROP TABLE IF EXISTS drover.model_versions_local ON CLUSTER 'drover_cluster';
+
