@@ -168,10 +168,10 @@ func parseToken(token string) (first, last uint64, err error) {
 // reserveBatch returns an empty Batch with the capacity for the rows of
 // parts (for concat).
 func reserveBatch(parts []*store.Batch) store.Batch {
-	var n [11]int
+	var n [10]int
 	for _, o := range parts {
 		for i, l := range [...]int{len(o.Resources), len(o.Gauges), len(o.Sums), len(o.Histograms), len(o.ExpHistograms), len(o.Summaries),
-			len(o.Events), len(o.Samples), len(o.ModelVersions), len(o.Drift), len(o.Jobs)} {
+			len(o.Events), len(o.Samples), len(o.Drift), len(o.Jobs)} {
 			n[i] += l
 		}
 	}
@@ -180,8 +180,8 @@ func reserveBatch(parts []*store.Batch) store.Batch {
 		Gauges:    make([]store.GaugeRow, 0, n[1]), Sums: make([]store.SumRow, 0, n[2]),
 		Histograms: make([]store.HistogramRow, 0, n[3]), ExpHistograms: make([]store.ExpHistogramRow, 0, n[4]),
 		Summaries: make([]store.SummaryRow, 0, n[5]), Events: make([]store.EventRow, 0, n[6]),
-		Samples: make([]store.SampleRow, 0, n[7]), ModelVersions: make([]store.ModelVersionRow, 0, n[8]),
-		Drift: make([]store.DriftRow, 0, n[9]), Jobs: make([]store.JobRow, 0, n[10]),
+		Samples: make([]store.SampleRow, 0, n[7]),
+		Drift:   make([]store.DriftRow, 0, n[8]), Jobs: make([]store.JobRow, 0, n[9]),
 	}
 }
 
@@ -195,7 +195,6 @@ func appendBatch(b, o *store.Batch) {
 	b.Summaries = append(b.Summaries, o.Summaries...)
 	b.Events = append(b.Events, o.Events...)
 	b.Samples = append(b.Samples, o.Samples...)
-	b.ModelVersions = append(b.ModelVersions, o.ModelVersions...)
 	b.Drift = append(b.Drift, o.Drift...)
 	b.Jobs = append(b.Jobs, o.Jobs...)
 }

@@ -23,7 +23,6 @@ const (
 	TableSummary      = "metrics_summary"
 	TableEvents       = "events"
 	TableSamples      = "samples"
-	TableModelVersion = "model_versions"
 	TableDrift        = "drift_results"
 	TableJobs         = "jobs"
 )
@@ -45,8 +44,7 @@ var tableColumns = map[string][]string{
 	TableSummary:      cat(pointColumns, "count", "sum", "quantiles", "quantile_values"),
 	TableEvents: {"time", "observed_time", "service", "host", "agent_id", "model", "model_version", "event",
 		"severity_number", "severity_text", "body", "attributes", "resource_id", "trace_id", "span_id"},
-	TableSamples:      {"time", "model", "model_version", "host", "request_id", "inputs", "outputs", "label", "attributes"},
-	TableModelVersion: {"id", "model", "version", "author", "created", "message", "parent", "job_id", "manifest", "registered"},
+	TableSamples: {"time", "model", "model_version", "host", "request_id", "inputs", "outputs", "label", "attributes"},
 	TableDrift: {"time", "model", "model_version", "feature", "test", "value", "threshold", "drifted",
 		"window_start", "window_end", "reference", "node"},
 	TableJobs: {"id", "model", "model_version", "incident_start", "state", "attempt", "lease_owner", "lease_until",
@@ -141,7 +139,6 @@ func (s *Store) InsertBatches(ctx context.Context, bs []*Batch, token string) er
 		nativeStep(TableSummary, bs, func(b *Batch) []SummaryRow { return b.Summaries }, summaryBlock),
 		tableStep(TableEvents, bs, func(b *Batch) []EventRow { return b.Events }, appendEvents),
 		tableStep(TableSamples, bs, func(b *Batch) []SampleRow { return b.Samples }, appendSamples),
-		tableStep(TableModelVersion, bs, func(b *Batch) []ModelVersionRow { return b.ModelVersions }, appendModelVersions),
 		tableStep(TableDrift, bs, func(b *Batch) []DriftRow { return b.Drift }, appendDrift),
 		tableStep(TableJobs, bs, func(b *Batch) []JobRow { return b.Jobs }, appendJobs),
 	}
@@ -478,19 +475,6 @@ func appendSamples(a *appender, rows []*SampleRow) {
 	strCol(a, rows, func(r *SampleRow) string { return r.Outputs })
 	strCol(a, rows, func(r *SampleRow) string { return r.Label })
 	mapCol(a, rows, func(r *SampleRow) map[string]string { return r.Attributes })
-}
-
-func appendModelVersions(a *appender, rows []*ModelVersionRow) {
-	strCol(a, rows, func(r *ModelVersionRow) string { return r.ID })
-	lcCol(a, rows, func(r *ModelVersionRow) string { return r.Model })
-	col(a, rows, func(r *ModelVersionRow) uint64 { return r.Version })
-	strCol(a, rows, func(r *ModelVersionRow) string { return r.Author })
-	timeCol(a, rows, func(r *ModelVersionRow) time.Time { return r.Created })
-	strCol(a, rows, func(r *ModelVersionRow) string { return r.Message })
-	col(a, rows, func(r *ModelVersionRow) uint64 { return r.Parent })
-	strCol(a, rows, func(r *ModelVersionRow) string { return r.JobID })
-	strCol(a, rows, func(r *ModelVersionRow) string { return r.Manifest })
-	timeCol(a, rows, func(r *ModelVersionRow) time.Time { return r.Registered })
 }
 
 func appendDrift(a *appender, rows []*DriftRow) {

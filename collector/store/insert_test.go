@@ -90,11 +90,6 @@ func fullBatch(base time.Time) *Batch {
 			Inputs: `{"x":[[5.1,3.5,1.4,0.2]]}`, Outputs: `{"label":[0]}`, Label: `0`,
 			Attributes: map[string]string{semconv.AttrRole: "primary"},
 		}},
-		ModelVersions: []ModelVersionRow{{
-			ID: strings.Repeat("ab", 32), Model: "iris", Version: 3, Author: "trainer@example.com",
-			Created: ms.Add(-24 * time.Hour), Message: "retrained on May data", Parent: 2, JobID: "job-7",
-			Manifest: `{"files":{"model.onnx":"abab"}}`, Registered: ms,
-		}},
 		Drift: []DriftRow{{
 			Time: ms.Add(8 * time.Second), Model: "iris", ModelVersion: "3", Feature: "petal_length", Test: DriftTestPSI,
 			Value: 0.31, Threshold: 0.2, Drifted: true, WindowStart: ms.Add(-time.Hour), WindowEnd: ms,
@@ -126,7 +121,6 @@ func readBatch(t testing.TB, db *testenv.DB) *Batch {
 		{&b.Summaries, "SELECT * EXCEPT (resource_attributes) FROM metrics_summary ORDER BY time"},
 		{&b.Events, "SELECT * EXCEPT (resource_attributes) FROM events ORDER BY time"},
 		{&b.Samples, "SELECT * FROM samples ORDER BY time"},
-		{&b.ModelVersions, "SELECT * FROM model_versions ORDER BY model, version"},
 		{&b.Drift, "SELECT * FROM drift_results ORDER BY time"},
 		{&b.Jobs, "SELECT * FROM jobs ORDER BY id, row_version"},
 	} {
@@ -206,7 +200,7 @@ func TestInsertRoundTripsEveryColumn(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := readBatch(t, db)
-	if got.Rows() != want.Rows() || want.Rows() != 11 {
+	if got.Rows() != want.Rows() || want.Rows() != 10 {
 		t.Fatalf("read back %d rows, want %d", got.Rows(), want.Rows())
 	}
 	compareBatches(t, got, want)
@@ -247,7 +241,7 @@ func tableCounts(t testing.TB, db *testenv.DB) map[string]uint64 {
 	t.Helper()
 	out := map[string]uint64{}
 	for _, table := range []string{TableGauge, TableSum, TableHistogram, TableExpHistogram, TableSummary,
-		TableEvents, TableSamples, TableModelVersion, TableDrift, TableJobs} {
+		TableEvents, TableSamples, TableDrift, TableJobs} {
 		out[table] = db.Count(t, "SELECT count() FROM "+table)
 	}
 	out["metrics_gauge_1m.points"] = db.Count(t, "SELECT sum(points) FROM metrics_gauge_1m")
@@ -261,7 +255,7 @@ func TestInsertDeduplicatesRetriesByToken(t *testing.T) {
 	b := fullBatch(recent(0))
 	// Two days and two rows per table, so that blocks split into parts.
 	next := fullBatch(recent(-25 * time.Hour))
-	next.ModelVersions[0].Version, next.Jobs[0].ID = 4, "job-9"
+	next.Jobs[0].ID = "job-9"
 	appendBatch(b, next)
 
 	if err := s.Insert(ctx, b, "batch-1"); err != nil {
@@ -352,19 +346,18 @@ func appendBatch(dst, src *Batch) {
 	dst.Summaries = append(dst.Summaries, src.Summaries...)
 	dst.Events = append(dst.Events, src.Events...)
 	dst.Samples = append(dst.Samples, src.Samples...)
-	dst.ModelVersions = append(dst.ModelVersions, src.ModelVersions...)
 	dst.Drift = append(dst.Drift, src.Drift...)
 	dst.Jobs = append(dst.Jobs, src.Jobs...)
 }
 
 func TestBatchRowsAndReset(t *testing.T) {
 	b := fullBatch(time.Now())
-	if b.Rows() != 11 {
-		t.Fatalf("Rows() = %d, want 11", b.Rows())
+	if b.Rows() != 10 {
+		t.Fatalf("Rows() = %d, want 10", b.Rows())
 	}
 	b.Gauges = append(b.Gauges, b.Gauges[0], b.Gauges[0])
-	if b.Rows() != 13 {
-		t.Fatalf("Rows() = %d, want 13", b.Rows())
+	if b.Rows() != 12 {
+		t.Fatalf("Rows() = %d, want 12", b.Rows())
 	}
 	var tables []string
 	for table, n := range b.TableRows() {
@@ -377,8 +370,8 @@ func TestBatchRowsAndReset(t *testing.T) {
 		}
 		tables = append(tables, table)
 	}
-	if len(tables) != 11 || tables[0] != TableResources || tables[1] != TableGauge || tables[10] != TableJobs {
-		t.Errorf("TableRows yielded %v, want the 11 tables in insert order", tables)
+	if len(tables) != 10 || tables[0] != TableResources || tables[1] != TableGauge || tables[9] != TableJobs {
+		t.Errorf("TableRows yielded %v, want the 10 tables in insert order", tables)
 	}
 	b.Reset()
 	for table := range b.TableRows() {

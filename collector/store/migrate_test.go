@@ -33,7 +33,6 @@ var dataTables = []struct {
 	{"metrics_summary", "toDate(time)", "model, model_version, metric, host, time", "TTL toDateTime(time) + toIntervalDay(30)"},
 	{"events", "toDate(time)", "model, model_version, event, host, time", "TTL toDateTime(time) + toIntervalDay(30)"},
 	{"samples", "toDate(time)", "model, model_version, time", "TTL toDateTime(time) + toIntervalDay(30)"},
-	{"model_versions", "", "model, version", ""}, // lineage: kept forever
 	{"drift_results", "toDate(time)", "model, model_version, feature, test, time", "TTL toDateTime(time) + toIntervalDay(30)"},
 	{"jobs", "toDate(created)", "id", "TTL toDateTime(created) + toIntervalDay(30)"},
 	{"metrics_gauge_1m", "toDate(time)", "model, model_version, metric, host, attributes_hash, time", "TTL time + toIntervalDay(30)"},
@@ -354,9 +353,16 @@ func TestRenderClusterGolden(t *testing.T) {
 	distributed := map[string]bool{}
 	createRE := regexp.MustCompile(`^CREATE (TABLE|MATERIALIZED VIEW) IF NOT EXISTS drover\.(\w+) ON CLUSTER 'drover_cluster'`)
 	alterRE := regexp.MustCompile(`^ALTER TABLE drover\.\w+ ON CLUSTER 'drover_cluster'\s`)
+	dropRE := regexp.MustCompile(`^DROP TABLE IF EXISTS drover\.(\w+) ON CLUSTER 'drover_cluster'$`)
+	dropped := map[string][]string{} // table -> what was dropped, in order
 	for _, m := range ms {
 		for _, s := range m.Statements {
 			if alterRE.MatchString(s) {
+				continue
+			}
+			if d := dropRE.FindStringSubmatch(s); d != nil {
+				name := strings.TrimSuffix(d[1], LocalSuffix)
+				dropped[name] = append(dropped[name], d[1])
 				continue
 			}
 			c := createRE.FindStringSubmatch(s)
@@ -391,6 +397,25 @@ func TestRenderClusterGolden(t *testing.T) {
 		if !locals[d.name] || !distributed[d.name] {
 			t.Errorf("table %s: local %v, distributed %v; want both", d.name, locals[d.name], distributed[d.name])
 		}
+	}
+	for name, ds := range dropped {
+		if want := []string{name, name + LocalSuffix}; !slices.Equal(ds, want) {
+			t.Errorf("dropped %q, want %q: the Distributed table, then its local tables", ds, want)
+		}
+		if slices.ContainsFunc(dataTables, func(d struct{ name, partition, sorting, ttl string }) bool { return d.name == name }) {
+			t.Errorf("dropped table %s is in dataTables", name)
+		}
+	}
+	if len(dropped["model_versions"]) == 0 {
+		t.Error("model_versions is not dropped")
+	}
+}
+
+// TestDroppedTablesAreGone: model_versions (0003) is dropped by 0011.
+func TestDroppedTablesAreGone(t *testing.T) {
+	db, _ := migrated(t)
+	if n := db.Count(t, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name LIKE 'model_versions%'"); n != 0 {
+		t.Errorf("%d model_versions tables after Migrate, want none", n)
 	}
 }
 

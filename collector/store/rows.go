@@ -208,25 +208,6 @@ type SampleRow struct {
 	Attributes   map[string]string `ch:"attributes"`
 }
 
-// ModelVersionRow is a row of model_versions: one published version and its
-// lineage. ID is the hex sha256 of model.onnx; Parent and JobID are zero when
-// the version was not derived by a job; Manifest is the version's drover.yaml
-// files section (or whole manifest) as JSON. A later row for the same
-// (Model, Version) replaces an earlier one, the one with the latest
-// Registered winning.
-type ModelVersionRow struct {
-	ID         string    `ch:"id"`
-	Model      string    `ch:"model"`
-	Version    uint64    `ch:"version"`
-	Author     string    `ch:"author"`
-	Created    time.Time `ch:"created"`
-	Message    string    `ch:"message"`
-	Parent     uint64    `ch:"parent"`
-	JobID      string    `ch:"job_id"`
-	Manifest   string    `ch:"manifest"`
-	Registered time.Time `ch:"registered"`
-}
-
 // Drift tests, the values of DriftRow.Test.
 const (
 	DriftTestPSI         = "psi"
@@ -292,7 +273,6 @@ type Batch struct {
 	Summaries     []SummaryRow
 	Events        []EventRow
 	Samples       []SampleRow
-	ModelVersions []ModelVersionRow
 	Drift         []DriftRow
 	Jobs          []JobRow
 }
@@ -300,7 +280,7 @@ type Batch struct {
 // Rows returns the number of rows in b, over all tables.
 func (b *Batch) Rows() int {
 	return len(b.Resources) + len(b.Gauges) + len(b.Sums) + len(b.Histograms) + len(b.ExpHistograms) +
-		len(b.Summaries) + len(b.Events) + len(b.Samples) + len(b.ModelVersions) +
+		len(b.Summaries) + len(b.Events) + len(b.Samples) +
 		len(b.Drift) + len(b.Jobs)
 }
 
@@ -314,7 +294,7 @@ func (b *Batch) TableRows() iter.Seq2[string, int] {
 		}{
 			{TableResources, len(b.Resources)}, {TableGauge, len(b.Gauges)}, {TableSum, len(b.Sums)}, {TableHistogram, len(b.Histograms)},
 			{TableExpHistogram, len(b.ExpHistograms)}, {TableSummary, len(b.Summaries)}, {TableEvents, len(b.Events)},
-			{TableSamples, len(b.Samples)}, {TableModelVersion, len(b.ModelVersions)}, {TableDrift, len(b.Drift)},
+			{TableSamples, len(b.Samples)}, {TableDrift, len(b.Drift)},
 			{TableJobs, len(b.Jobs)},
 		} {
 			if t.n > 0 && !yield(t.name, t.n) {
@@ -334,7 +314,6 @@ func (b *Batch) Reset() {
 	b.Summaries = b.Summaries[:0]
 	b.Events = b.Events[:0]
 	b.Samples = b.Samples[:0]
-	b.ModelVersions = b.ModelVersions[:0]
 	b.Drift = b.Drift[:0]
 	b.Jobs = b.Jobs[:0]
 }

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -13,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drover-ml/drover/collector/registry"
+	"github.com/drover-ml/drover/shared/manifest"
 	"github.com/drover-ml/drover/shared/semconv"
 )
 
@@ -39,7 +39,7 @@ func (v *Views) listModels(ctx context.Context) ([]Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	reg, err := v.registryLatest(ctx, "")
+	reg, err := v.records.Latest(ctx, "", maxList)
 	if err != nil {
 		return nil, err
 	}
@@ -179,11 +179,12 @@ func (v *Views) versions(w http.ResponseWriter, r *http.Request) {
 }
 
 // versionList computes every version of model with its metrics over the
-// last since, ascending, and each version's manifest (for diffs).
-func (v *Views) versionList(ctx context.Context, model string, since time.Duration) ([]Version, map[uint64]string, error) {
+// last since, ascending, and the signature of each version that has a
+// registry record with one (for diffs).
+func (v *Views) versionList(ctx context.Context, model string, since time.Duration) ([]Version, map[uint64]*manifest.Signature, error) {
 	now := v.now().UTC()
 	from := now.Add(-since)
-	records, err := v.records(ctx, model)
+	records, err := v.records.Newest(ctx, model, maxList)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -263,41 +264,38 @@ func (v *Views) versionList(ctx context.Context, model string, since time.Durati
 	}
 
 	out := make([]Version, 0, len(numbers))
-	manifests := map[uint64]string{}
+	sigs := map[uint64]*manifest.Signature{}
 	for _, n := range numbers {
 		key := strconv.FormatUint(n, 10)
 		ver := Version{Version: n, Parents: []uint64{}}
 		i, hasRecord := recs[n]
+		deleted := false
 		if hasRecord {
 			rec := records[i]
-			manifests[n] = rec.Manifest
-			if rec.Manifest != "" {
-				sum := sha256.Sum256([]byte(rec.Manifest))
-				ver.ContentID = sptr("sha256:" + hex.EncodeToString(sum[:]))
+			if rec.Signature != nil {
+				sigs[n] = rec.Signature
 			}
+			ver.ContentID = sptr(rec.ContentID)
 			ver.Created = tptr(rec.Created)
 			ver.Author, ver.Message = sptr(rec.Author), sptr(rec.Message)
-			if rec.Parent > 0 {
-				ver.Parents = []uint64{rec.Parent}
-			}
-			if rec.JobID != "" {
-				ver.Source = sptr("optimizer")
-			} else {
-				ver.Source = sptr("publish")
-			}
+			ver.Parents = append(ver.Parents, rec.Parents...)
+			ver.Source = sptr(string(rec.Source))
+			deleted = rec.State == registry.StateDeleted
 		} else {
-			ver.Source = sptr("agent")
+			ver.Source = sptr(SourceAgent)
 		}
 		ev, hasEvent := events[key]
 		switch {
+		case deleted:
+			ver.State = sptr(StateDeleted)
 		case serving[n]:
-			ver.State = sptr("serving")
+			ver.State = sptr(StateServing)
 		case hasEvent && ev.event == semconv.EventRejected:
-			ver.State = sptr("rejected")
+			ver.State = sptr(StateRejected)
 		case hasEvent && ev.event == semconv.EventUnloaded:
-			ver.State = sptr("retired")
+			ver.State = sptr(StateRetired)
 		case hasRecord:
-			ver.State = sptr("published")
+			ver.State = sptr(StatePublished)
 		}
 		m := &ver.Metrics
 		if rq := byVersion[n]; rq != nil {
@@ -323,7 +321,7 @@ func (v *Views) versionList(ctx context.Context, model string, since time.Durati
 		}
 		out = append(out, ver)
 	}
-	return out, manifests, nil
+	return out, sigs, nil
 }
 
 func mapKeys[V any](m map[string]V) []string {
@@ -387,7 +385,7 @@ func (v *Views) diff(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return nil, err
 		}
-		vs, manifests, err := v.versionList(r.Context(), model, DefaultSince)
+		vs, sigs, err := v.versionList(r.Context(), model, DefaultSince)
 		if err != nil {
 			return nil, err
 		}
@@ -408,7 +406,7 @@ func (v *Views) diff(w http.ResponseWriter, r *http.Request) {
 			return nil, err
 		}
 		return &VersionDiff{Model: model, From: a, To: b, Records: recordChanges(a, b),
-			Signature: signatureChanges(manifests[from], manifests[to]), Metrics: metricDeltas(a.Metrics, b.Metrics)}, nil
+			Signature: signatureChanges(sigs[from], sigs[to]), Metrics: metricDeltas(a.Metrics, b.Metrics)}, nil
 	}()
 	v.reply(w, r, out, err)
 }
@@ -444,32 +442,17 @@ func recordChanges(a, b Version) []FieldChange {
 	return out
 }
 
-// signatureFields flattens a manifest's signature (JSON, keys matched
-// case-insensitively) into inputs.NAME.datatype / inputs.NAME.shape (and
-// outputs.…) fields.
-func signatureFields(manifestJSON string) map[string]json.RawMessage {
+// signatureFields flattens a signature into inputs.NAME.datatype /
+// inputs.NAME.shape (and outputs.…) fields; nil has none.
+func signatureFields(sig *manifest.Signature) map[string]json.RawMessage {
 	out := map[string]json.RawMessage{}
-	if manifestJSON == "" {
-		return out
-	}
-	type tensor struct {
-		Name     string  `json:"name"`
-		Datatype string  `json:"datatype"`
-		Shape    []int64 `json:"shape"`
-	}
-	var m struct {
-		Signature *struct {
-			Inputs  []tensor `json:"inputs"`
-			Outputs []tensor `json:"outputs"`
-		} `json:"signature"`
-	}
-	if json.Unmarshal([]byte(manifestJSON), &m) != nil || m.Signature == nil {
+	if sig == nil {
 		return out
 	}
 	for _, side := range []struct {
 		name string
-		ts   []tensor
-	}{{"inputs", m.Signature.Inputs}, {"outputs", m.Signature.Outputs}} {
+		ts   []manifest.Tensor
+	}{{"inputs", sig.Inputs}, {"outputs", sig.Outputs}} {
 		for _, t := range side.ts {
 			out[side.name+"."+t.Name+".datatype"] = rawJSON(t.Datatype)
 			out[side.name+"."+t.Name+".shape"] = rawJSON(t.Shape)
@@ -479,8 +462,8 @@ func signatureFields(manifestJSON string) map[string]json.RawMessage {
 }
 
 // signatureChanges lists the signature fields that differ between two
-// manifests, sorted by field; a field one side lacks is null there.
-func signatureChanges(a, b string) []FieldChange {
+// versions' records, sorted by field; a field one side lacks is null there.
+func signatureChanges(a, b *manifest.Signature) []FieldChange {
 	fa, fb := signatureFields(a), signatureFields(b)
 	keys := map[string]bool{}
 	for k := range fa {
@@ -701,17 +684,17 @@ func (v *Views) timeline(ctx context.Context, model string, since time.Duration,
 		return nil
 	}
 
-	recs, err := v.publishedRecords(ctx, model, from, to, limit)
+	recs, err := v.records.Created(ctx, model, from, to, limit)
 	if err != nil {
 		return nil, err
 	}
 	for _, rec := range recs {
-		t := rec.Created
-		if tptr(t) == nil {
-			t = rec.Registered
-		}
 		n := rec.Version
-		add(HistoryEvent{Time: t, Kind: KindPublished, Version: &n, Actor: sptr(rec.Author), JobID: sptr(rec.JobID), Detail: rec.Message})
+		detail := string(rec.Source)
+		if rec.Message != "" {
+			detail += ": " + rec.Message
+		}
+		add(HistoryEvent{Time: rec.Created, Kind: KindPublished, Version: &n, Actor: sptr(rec.Author), JobID: sptr(rec.Job), Detail: detail})
 	}
 
 	evs, err := v.historyEvents(ctx, model, from, to, limit)

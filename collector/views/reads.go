@@ -3,7 +3,6 @@ package views
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -11,8 +10,9 @@ import (
 	"github.com/drover-ml/drover/shared/semconv"
 )
 
-// Every query of the views. The schema is collector/store's (migrations,
-// docs/schema.md). Times are rendered as literals (nanoseconds) so that
+// Every query of the views but those of the registry's records, which
+// collector/registry's Reader runs. The schema is collector/store's
+// (migrations, docs/schema.md). Times are rendered as literals (nanoseconds) so that
 // ClickHouse prunes day partitions and uses the sorting keys; model names
 // and every other value that comes from a request are query parameters.
 // Every query that returns rows per host, series or version has a LIMIT.
@@ -36,7 +36,14 @@ func modelFilter(model string) (string, []any) {
 // record, metrics, events or drift results. Each probe reads at most one
 // row through the tables' sorting keys, which start with model.
 func (v *Views) modelExists(ctx context.Context, model string) (bool, error) {
-	tables := []string{store.TableModelVersion, store.TableSum, store.TableGauge, store.TableEvents, store.TableDrift}
+	ok, err := v.records.Has(ctx, model)
+	if err != nil || ok {
+		if err != nil {
+			err = fmt.Errorf("look up model %s: %w", model, err)
+		}
+		return ok, err
+	}
+	tables := []string{store.TableSum, store.TableGauge, store.TableEvents, store.TableDrift}
 	parts := make([]string, len(tables))
 	args := make([]any, len(tables))
 	for i, t := range tables {
@@ -199,43 +206,6 @@ GROUP BY model ORDER BY model LIMIT %[5]d`,
 		out[m] = max
 		return nil
 	})
-	return out, err
-}
-
-// registryLatest returns the highest version in model_versions of each
-// model (of model only, when set).
-func (v *Views) registryLatest(ctx context.Context, model string) (map[string]uint64, error) {
-	mf, margs := modelFilter(model)
-	q := fmt.Sprintf(`SELECT model, max(version) FROM %s WHERE model != ''%s GROUP BY model ORDER BY model LIMIT %d`,
-		v.table(store.TableModelVersion), mf, maxList)
-	out := map[string]uint64{}
-	err := v.each(ctx, "read registry", q, margs, func(scan func(...any) error) error {
-		var m string
-		var n uint64
-		if err := scan(&m, &n); err != nil {
-			return err
-		}
-		out[m] = n
-		return nil
-	})
-	return out, err
-}
-
-// records returns model's model_versions rows (the latest row of each
-// version), ascending; at most maxList, the newest.
-func (v *Views) records(ctx context.Context, model string) ([]store.ModelVersionRow, error) {
-	q := fmt.Sprintf(`SELECT id, version, author, created, message, parent, job_id, manifest, registered
-FROM %s FINAL WHERE model = ? ORDER BY version DESC LIMIT %d`, v.table(store.TableModelVersion), maxList)
-	var out []store.ModelVersionRow
-	err := v.each(ctx, "read records of "+model, q, []any{model}, func(scan func(...any) error) error {
-		r := store.ModelVersionRow{Model: model}
-		if err := scan(&r.ID, &r.Version, &r.Author, &r.Created, &r.Message, &r.Parent, &r.JobID, &r.Manifest, &r.Registered); err != nil {
-			return err
-		}
-		out = append(out, r)
-		return nil
-	})
-	slices.Reverse(out)
 	return out, err
 }
 
@@ -509,24 +479,6 @@ ORDER BY created DESC LIMIT %d`, v.table(store.TableJobs), nanos(from), nanos(to
 			return err
 		}
 		out = append(out, j)
-		return nil
-	})
-	return out, err
-}
-
-// publishedRecords returns model's newest limit model_versions rows
-// registered in [from, to).
-func (v *Views) publishedRecords(ctx context.Context, model string, from, to time.Time, limit int) ([]store.ModelVersionRow, error) {
-	q := fmt.Sprintf(`SELECT version, author, created, message, job_id, registered FROM %s FINAL
-WHERE model = ? AND registered >= %s AND registered < %s
-ORDER BY registered DESC LIMIT %d`, v.table(store.TableModelVersion), nanos(from), nanos(to), limit)
-	var out []store.ModelVersionRow
-	err := v.each(ctx, "read published versions of "+model, q, []any{model}, func(scan func(...any) error) error {
-		r := store.ModelVersionRow{Model: model}
-		if err := scan(&r.Version, &r.Author, &r.Created, &r.Message, &r.JobID, &r.Registered); err != nil {
-			return err
-		}
-		out = append(out, r)
 		return nil
 	})
 	return out, err

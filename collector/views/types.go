@@ -115,8 +115,19 @@ type HistoryEvent struct {
 	Detail  string    `json:"detail"`
 }
 
-// Incident states and history kinds.
+// Version sources and states beyond the registry's (registry.Source,
+// registry.StateDeleted), incident states and history kinds.
 const (
+	// SourceAgent is the source of a version the fleet reports that has no
+	// registry record (found in a model directory without the registry).
+	SourceAgent = "agent"
+
+	StateServing   = "serving"
+	StateRejected  = "rejected"
+	StateRetired   = "retired"
+	StatePublished = "published"
+	StateDeleted   = "deleted"
+
 	StateOpen     = "open"
 	StateResolved = "resolved"
 

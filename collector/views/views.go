@@ -1,10 +1,11 @@
 // Package views serves the read views of the admin API (docs/admin-api.md):
 // models, versions side by side, version diffs, drift, incidents and a
 // model's history, computed from what the collector stores in ClickHouse
-// (docs/schema.md). It holds no state of its own: every request runs a few
-// bounded queries (each with a LIMIT, times as literals so that ClickHouse
-// prunes day partitions, names as query parameters), so any collector of a
-// cluster answers the same.
+// (docs/schema.md) and from the model registry's version records, read
+// through collector/registry's Reader (docs/registry.md). It holds no state
+// of its own: every request runs a few bounded queries (each with a LIMIT,
+// times as literals so that ClickHouse prunes day partitions, names as
+// query parameters), so any collector of a cluster answers the same.
 //
 // The handlers are not registered anywhere by this package: Routes returns
 // them keyed by their net/http patterns, and the admin server mounts them
@@ -23,6 +24,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
+	"github.com/drover-ml/drover/collector/registry"
 	"github.com/drover-ml/drover/collector/store"
 	"github.com/drover-ml/drover/shared/manifest"
 )
@@ -55,11 +57,12 @@ const (
 // Views answers the admin API's read views from ClickHouse. It is safe for
 // concurrent use; it does not own conn (the caller closes it).
 type Views struct {
-	conn  driver.Conn
-	db    string
-	owner func(model string) (string, bool)
-	now   func() time.Time
-	log   *slog.Logger
+	conn    driver.Conn
+	db      string
+	records *registry.Reader
+	owner   func(model string) (string, bool)
+	now     func() time.Time
+	log     *slog.Logger
 }
 
 // Option configures Views.
@@ -81,7 +84,7 @@ func New(conn driver.Conn, database string, opts ...Option) *Views {
 	if database == "" {
 		database = "drover"
 	}
-	v := &Views{conn: conn, db: database, now: time.Now, log: slog.Default()}
+	v := &Views{conn: conn, db: database, records: registry.NewReader(conn, database), now: time.Now, log: slog.Default()}
 	for _, o := range opts {
 		o(v)
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -28,9 +29,11 @@ import (
 	"github.com/drover-ml/drover/collector/adminclient"
 	"github.com/drover-ml/drover/collector/cli"
 	"github.com/drover-ml/drover/collector/ingest"
+	"github.com/drover-ml/drover/collector/registry"
 	"github.com/drover-ml/drover/collector/store"
 	"github.com/drover-ml/drover/shared/semconv"
 	"github.com/drover-ml/drover/shared/testenv"
+	"github.com/drover-ml/drover/shared/testmodels"
 )
 
 // withClickHouse runs the tests with the package's ClickHouse engine, for
@@ -41,17 +44,39 @@ func (w withClickHouse) Run() int { return testenv.RunWithClickHouse(w.m) }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(withClickHouse{m}) }
 
-// fleet is what the tests store, relative to now (the views' clock).
-type fleet struct {
-	now       time.Time
-	manifest3 string
-	manifest4 string
+// classifier returns a small real ONNX classifier (testmodels.Classifier)
+// of features inputs and 3 classes whose weights depend on seed: input X
+// FP32 [-1, features], outputs label INT64 [-1] and probabilities FP32
+// [-1, 3].
+func classifier(t *testing.T, features int, seed float32) []byte {
+	t.Helper()
+	w := make([][]float32, features)
+	for i := range w {
+		w[i] = []float32{seed, float32(i), 1}
+	}
+	m, err := testmodels.Classifier(w, []float32{0, seed, 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
-const (
-	manifest3 = `{"signature":{"inputs":[{"name":"x","datatype":"FP32","shape":[-1,4]}],"outputs":[{"name":"y","datatype":"INT64","shape":[-1]}]}}`
-	manifest4 = `{"signature":{"inputs":[{"name":"x","datatype":"FP32","shape":[-1,5]}],"outputs":[{"name":"y","datatype":"INT64","shape":[-1]}]}}`
-)
+// housingModel is housing's model: a testmodels.Linear regression.
+func housingModel(t *testing.T) []byte {
+	t.Helper()
+	m, err := testmodels.Linear("x", "price", [][]float32{{1}, {2}}, []float32{3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// contentID is the registry's content id of a version whose only file
+// (drover.yaml aside) is model.onnx.
+func contentID(model []byte) string {
+	sum := sha256.Sum256(model)
+	return registry.ContentID([]registry.FileInfo{{Path: "model.onnx", SHA256: hex.EncodeToString(sum[:])}})
+}
 
 // otlp builds the agents' telemetry as OTLP export requests, converted
 // into rows by the collector's own ingest (ingest.Convert, what the
@@ -169,21 +194,26 @@ func (o *otlp) convert(b *store.Batch) {
 	}
 }
 
-// fill stores a small fleet: the agents' telemetry as OTLP through the
-// ingest's converter, and the collector's own records (registry, drift
-// results, jobs) as the rows their writers insert, all through
+// fill stores a small fleet: the version records through the real
+// registry (Publish of real ONNX models, Delete), the agents' telemetry as
+// OTLP through the ingest's converter, and the collector's other records
+// (drift results, jobs) as the rows their writers insert, through
 // store.Insert:
 //
-//   - iris: v3 (registry record, serving on serve-1 and serve-2, delta
-//     counters, a latency histogram, evaluation gauges, drift checks and an
-//     open incident with a running job), v4 (registry record from a job,
-//     serving on serve-3 through a cumulative counter; serve-4 swapped to it
-//     and reports the model without traffic), v5 (rejected by an agent, no
-//     record), and an old resolved incident of v2 whose job succeeded;
+//   - iris: v1 (published 40 days ago, deleted), v2 (published 35 days
+//     ago, parent v1), v3 (published 72 hours ago, parent v2, serving on
+//     serve-1 and serve-2, delta counters, a latency histogram, evaluation
+//     gauges, drift checks and an open incident with a running job), v4
+//     (optimized by job-1 15 minutes ago, parent v3, one more input than
+//     v3, serving on serve-3 through a cumulative counter; serve-4 swapped
+//     to it and reports the model without traffic), v5 (rejected by an
+//     agent, no record), and an old resolved incident of v2 whose job
+//     succeeded;
 //   - wine: requests 20 hours ago only;
-//   - housing: a registry record only.
-func fill(t *testing.T, s *store.Store, now time.Time) {
+//   - housing: v1 published 48 hours ago, nothing else.
+func fill(t *testing.T, s *store.Store, reg *registry.Registry, clock *testenv.Clock, now time.Time) {
 	t.Helper()
+	ctx := context.Background()
 	drift := func(version, feature, test string, at time.Time, value, threshold float64, drifted bool, ref string) store.DriftRow {
 		return store.DriftRow{Time: at, Model: "iris", ModelVersion: version, Feature: feature, Test: test, Value: value,
 			Threshold: threshold, Drifted: drifted, WindowStart: at.Add(-time.Hour), WindowEnd: at, Reference: ref, Node: "collector-a"}
@@ -191,15 +221,29 @@ func fill(t *testing.T, s *store.Store, now time.Time) {
 	ago := func(d time.Duration) time.Time { return now.Add(-d) }
 	tp := func(t time.Time) *time.Time { return &t }
 
+	publish := func(at time.Time, model string, onnx []byte, meta registry.Meta, want uint64) {
+		t.Helper()
+		clock.Set(at)
+		sum := sha256.Sum256(onnx)
+		v, created, err := reg.Publish(ctx, model, registry.Uploads(registry.Upload{Path: "model.onnx",
+			SHA256: hex.EncodeToString(sum[:]), Size: int64(len(onnx)), Body: bytes.NewReader(onnx)}), meta)
+		if err != nil || !created || v.Version != want {
+			t.Fatalf("publish %s: version %d, created %v, %v; want version %d", model, v.Version, created, err, want)
+		}
+	}
+	publish(ago(40*24*time.Hour), "iris", classifier(t, 4, 1), registry.Meta{Author: "ana@example.com", Message: "first"}, 1)
+	publish(ago(35*24*time.Hour), "iris", classifier(t, 4, 2), registry.Meta{Author: "ana@example.com", Parents: []uint64{1}}, 2)
+	publish(ago(72*time.Hour), "iris", classifier(t, 4, 3),
+		registry.Meta{Author: "ana@example.com", Message: "retrain on november data", Parents: []uint64{2}}, 3)
+	publish(ago(48*time.Hour), "housing", housingModel(t), registry.Meta{Author: "bo", Message: "first"}, 1)
+	publish(ago(15*time.Minute), "iris", classifier(t, 5, 4), registry.Meta{Author: "optimizer", Message: "job-1: max_depth 6",
+		Parents: []uint64{3}, Source: registry.SourceOptimize, Incident: "iris-3", Job: "job-1"}, 4)
+	clock.Set(now)
+	if err := reg.Delete(ctx, "iris", 1); err != nil {
+		t.Fatalf("delete iris v1: %v", err)
+	}
+
 	b := &store.Batch{
-		ModelVersions: []store.ModelVersionRow{
-			{ID: strings.Repeat("a", 64), Model: "iris", Version: 3, Author: "ana@example.com", Created: ago(72 * time.Hour),
-				Message: "retrain on november data", Parent: 2, Manifest: manifest3, Registered: ago(72 * time.Hour)},
-			{ID: strings.Repeat("b", 64), Model: "iris", Version: 4, Author: "optimizer", Created: ago(15 * time.Minute),
-				Message: "job-1: max_depth 6", Parent: 3, JobID: "job-1", Manifest: manifest4, Registered: ago(15 * time.Minute)},
-			{ID: strings.Repeat("c", 64), Model: "housing", Version: 2, Author: "bo", Created: ago(48 * time.Hour),
-				Message: "first", Registered: ago(48 * time.Hour)},
-		},
 		Drift: []store.DriftRow{
 			drift("3", "petal_length", store.DriftTestPSI, ago(20*time.Minute), 0.1, 0.2, false, "first_window"),
 			drift("3", "petal_length", store.DriftTestPSI, ago(10*time.Minute), 0.31, 0.2, true, "first_window"),
@@ -256,7 +300,7 @@ func fill(t *testing.T, s *store.Store, now time.Time) {
 	o.event("serve-1", "3", semconv.EventRolledBack, ago(35*time.Minute), semconv.AttrPrevious, "4", semconv.AttrReason, "version 3 is pinned")
 	o.event("serve-4", "4", semconv.EventSwapped, ago(time.Hour), semconv.AttrPrevious, "3")
 	o.convert(b)
-	if err := s.Insert(context.Background(), b, "views-fleet"); err != nil {
+	if err := s.Insert(ctx, b, "views-fleet"); err != nil {
 		t.Fatalf("insert: %v", err)
 	}
 }
@@ -273,7 +317,18 @@ func setup(t *testing.T) (*httptest.Server, time.Time) {
 	s := store.New(db.Conn, db.Name, db.Options)
 	t.Cleanup(s.Close)
 	now := time.Now().UTC().Truncate(time.Millisecond)
-	fill(t, s, now)
+	u, err := registry.FileURL(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := registry.OpenBlobs(ctx, u)
+	if err != nil {
+		t.Fatalf("open blobs: %v", err)
+	}
+	t.Cleanup(func() { blobs.Close() })
+	clock := testenv.NewClock(now)
+	reg := registry.New(db.Conn, blobs, registry.Options{Database: db.Name, Now: clock.Now, Logger: slog.New(slog.DiscardHandler)})
+	fill(t, s, reg, clock, now)
 	owners := map[string]string{"iris": "collector-a"}
 	v := New(db.Conn, db.Name, WithClock(func() time.Time { return now }), WithOwner(func(m string) (string, bool) {
 		o, ok := owners[m]
@@ -396,8 +451,8 @@ func testModels(t *testing.T, srv *httptest.Server, now time.Time) {
 		wine.LatestVersion == nil || *wine.LatestVersion != 1 {
 		t.Errorf("wine = %+v, want nothing serving, null rates, latest 1 (seen)", wine)
 	}
-	if housing.LatestVersion == nil || *housing.LatestVersion != 2 || housing.Hosts != 0 {
-		t.Errorf("housing = %+v, want latest 2 (registry), 0 hosts", housing)
+	if housing.LatestVersion == nil || *housing.LatestVersion != 1 || housing.Hosts != 0 {
+		t.Errorf("housing = %+v, want latest 1 (registry), 0 hosts", housing)
 	}
 	var raw []json.RawMessage
 	json.Unmarshal(body, &raw)
@@ -422,16 +477,34 @@ func deref(p *float64) any {
 func testVersions(t *testing.T, srv *httptest.Server, now time.Time) {
 	var got []adminclient.Version
 	body := okJSON(t, srv, "/v1/models/iris/versions", &got)
-	if len(got) != 3 || got[0].Version != 3 || got[1].Version != 4 || got[2].Version != 5 {
-		t.Fatalf("versions:\n%s", body)
+	var numbers []uint64
+	for _, v := range got {
+		numbers = append(numbers, v.Version)
 	}
-	v3, v4, v5 := got[0], got[1], got[2]
-	sum := sha256.Sum256([]byte(manifest3))
-	if v3.ContentID == nil || *v3.ContentID != "sha256:"+hex.EncodeToString(sum[:]) {
-		t.Errorf("v3 content_id %v", v3.ContentID)
+	if !slices.Equal(numbers, []uint64{1, 2, 3, 4, 5}) {
+		t.Fatalf("versions %v, want 1..5 (four records, v5 from the fleet):\n%s", numbers, body)
 	}
-	if v3.Created == nil || !v3.Created.Equal(now.Add(-72*time.Hour)) || *v3.Author != "ana@example.com" ||
-		*v3.Message != "retrain on november data" || !slices.Equal(v3.Parents, []uint64{2}) || *v3.Source != "publish" || *v3.State != "serving" {
+	v1, v2, v3, v4, v5 := got[0], got[1], got[2], got[3], got[4]
+	str := func(p *string) string {
+		if p == nil {
+			return "<null>"
+		}
+		return *p
+	}
+	if str(v1.ContentID) != contentID(classifier(t, 4, 1)) || v1.Created == nil || !v1.Created.Equal(now.Add(-40*24*time.Hour)) ||
+		str(v1.Author) != "ana@example.com" || str(v1.Message) != "first" || len(v1.Parents) != 0 || str(v1.Source) != "publish" ||
+		str(v1.State) != "deleted" || v1.Metrics != (adminclient.VersionMetrics{}) {
+		t.Errorf("v1 (deleted record, no metrics): %+v", v1)
+	}
+	if str(v2.ContentID) != contentID(classifier(t, 4, 2)) || !slices.Equal(v2.Parents, []uint64{1}) || v2.Message != nil ||
+		str(v2.Source) != "publish" || str(v2.State) != "published" {
+		t.Errorf("v2 (active record, not served): %+v", v2)
+	}
+	if str(v3.ContentID) != contentID(classifier(t, 4, 3)) {
+		t.Errorf("v3 content_id %s, want the registry's %s", str(v3.ContentID), contentID(classifier(t, 4, 3)))
+	}
+	if v3.Created == nil || !v3.Created.Equal(now.Add(-72*time.Hour)) || str(v3.Author) != "ana@example.com" ||
+		str(v3.Message) != "retrain on november data" || !slices.Equal(v3.Parents, []uint64{2}) || str(v3.Source) != "publish" || str(v3.State) != "serving" {
 		t.Errorf("v3 record: %s", body)
 	}
 	m := v3.Metrics
@@ -450,7 +523,9 @@ func testVersions(t *testing.T, srv *httptest.Server, now time.Time) {
 	if !near(m.DriftScore, 0.31/0.2) {
 		t.Errorf("v3 drift score %v, want psi 0.31 / 0.2", deref(m.DriftScore))
 	}
-	if *v4.Source != "optimizer" || *v4.State != "serving" || !slices.Equal(v4.Parents, []uint64{3}) ||
+	if str(v4.ContentID) != contentID(classifier(t, 5, 4)) || v4.Created == nil || !v4.Created.Equal(now.Add(-15*time.Minute)) ||
+		str(v4.Author) != "optimizer" || str(v4.Message) != "job-1: max_depth 6" ||
+		str(v4.Source) != "optimize" || str(v4.State) != "serving" || !slices.Equal(v4.Parents, []uint64{3}) ||
 		v4.Metrics.Requests == nil || *v4.Metrics.Requests != 150 || !near(v4.Metrics.ErrorRate, 0) ||
 		*v4.Metrics.Hosts != 1 || v4.Metrics.LatencyP99Ms != nil || !near(v4.Metrics.GoldenScore, 0.98) || v4.Metrics.DriftScore != nil {
 		t.Errorf("v4: %s", body)
@@ -462,8 +537,8 @@ func testVersions(t *testing.T, srv *httptest.Server, now time.Time) {
 	var raw []json.RawMessage
 	json.Unmarshal(body, &raw)
 	var last struct{ Metrics json.RawMessage }
-	json.Unmarshal(raw[2], &last)
-	if k := keysOf(t, raw[2]); !slices.Equal(k, []string{"author", "content_id", "created", "message", "metrics", "parents", "source", "state", "version"}) {
+	json.Unmarshal(raw[4], &last)
+	if k := keysOf(t, raw[4]); !slices.Equal(k, []string{"author", "content_id", "created", "message", "metrics", "parents", "source", "state", "version"}) {
 		t.Errorf("version fields %q", k)
 	}
 	if k := keysOf(t, last.Metrics); len(k) != 10 {
@@ -472,12 +547,13 @@ func testVersions(t *testing.T, srv *httptest.Server, now time.Time) {
 
 	// A shorter window leaves out the traffic of 2 hours ago.
 	okJSON(t, srv, "/v1/models/iris/versions?since=1h", &got)
-	if r := got[0].Metrics.Requests; r == nil || *r != 200 {
+	if r := got[2].Metrics.Requests; len(got) != 5 || got[2].Version != 3 || r == nil || *r != 200 {
 		t.Errorf("since=1h: v3 requests %v, want 200", r)
 	}
 	// housing: a record, no traffic.
 	okJSON(t, srv, "/v1/models/housing/versions?since=30m", &got)
-	if len(got) != 1 || *got[0].State != "published" || got[0].Metrics.Requests != nil || len(got[0].Parents) != 0 {
+	if len(got) != 1 || str(got[0].State) != "published" || str(got[0].ContentID) != contentID(housingModel(t)) ||
+		str(got[0].Author) != "bo" || got[0].Metrics.Requests != nil || len(got[0].Parents) != 0 {
 		t.Errorf("housing: %+v", got)
 	}
 }
@@ -500,7 +576,7 @@ func testDiff(t *testing.T, srv *httptest.Server, now time.Time) {
 			t.Errorf("parents %s -> %s", f.From, f.To)
 		}
 	}
-	if len(d.Signature) != 1 || d.Signature[0].Field != "inputs.x.shape" || compact(d.Signature[0].From) != "[-1,4]" || compact(d.Signature[0].To) != "[-1,5]" {
+	if len(d.Signature) != 1 || d.Signature[0].Field != "inputs.X.shape" || compact(d.Signature[0].From) != "[-1,4]" || compact(d.Signature[0].To) != "[-1,5]" {
 		t.Errorf("signature %s", body)
 	}
 	if len(d.Metrics) != 10 {
@@ -518,6 +594,23 @@ func testDiff(t *testing.T, srv *httptest.Server, now time.Time) {
 	}
 	if g := byName["golden_score"]; !near(g.Delta, 0.98-0.97) {
 		t.Errorf("golden_score %+v", g)
+	}
+	// A deleted version against its successor: the same signature (the
+	// models' weights differ, not their inputs).
+	body = okJSON(t, srv, "/v1/models/iris/diff?from=1&to=2", &d)
+	fields = fields[:0]
+	for _, f := range d.Records {
+		fields = append(fields, f.Field+" "+compact(f.From)+" -> "+compact(f.To))
+	}
+	want := []string{
+		`content_id "` + contentID(classifier(t, 4, 1)) + `" -> "` + contentID(classifier(t, 4, 2)) + `"`,
+		`created "` + now.Add(-40*24*time.Hour).Format(time.RFC3339Nano) + `" -> "` + now.Add(-35*24*time.Hour).Format(time.RFC3339Nano) + `"`,
+		`message "first" -> null`,
+		`parents [] -> [1]`,
+		`state "deleted" -> "published"`,
+	}
+	if !slices.Equal(fields, want) || len(d.Signature) != 0 {
+		t.Errorf("diff 1 -> 2: records\n%s\nwant\n%s\nsignature %v", strings.Join(fields, "\n"), strings.Join(want, "\n"), d.Signature)
 	}
 }
 
@@ -611,7 +704,10 @@ func testHistory(t *testing.T, srv *httptest.Server, now time.Time) {
 	if e := h[3]; e.Detail != "succeeded, published version 3" || *e.JobID != "job-2" || *e.Actor != "collector-b" {
 		t.Errorf("job finished: %+v", e)
 	}
-	if e := h[12]; *e.Actor != "optimizer" || *e.JobID != "job-1" || e.Detail != "job-1: max_depth 6" || e.Host != nil {
+	if e := h[12]; *e.Actor != "optimizer" || *e.JobID != "job-1" || e.Detail != "optimize: job-1: max_depth 6" || e.Host != nil {
+		t.Errorf("published by a job: %+v", e)
+	}
+	if e := h[0]; *e.Actor != "ana@example.com" || e.JobID != nil || e.Detail != "publish: retrain on november data" || e.Host != nil {
 		t.Errorf("published: %+v", e)
 	}
 	// Bounded: the newest 3, oldest first; and a window.
@@ -711,7 +807,7 @@ func testCLIRendersViews(t *testing.T, srv *httptest.Server, now time.Time) {
 		name, want string
 		cmd        func(a *cli.App) error
 	}{
-		{"diff", "inputs.x.shape", func(a *cli.App) error { return a.VersionDiff(ctx, "iris", "3", "4") }},
+		{"diff", "inputs.X.shape", func(a *cli.App) error { return a.VersionDiff(ctx, "iris", "3", "4") }},
 		{"drift", "petal_length", func(a *cli.App) error { return a.Drift(ctx, "iris") }},
 		{"incidents", "job-3", func(a *cli.App) error { return a.Incidents(ctx, "") }},
 		{"history", "pinned", func(a *cli.App) error { return a.History(ctx, "iris") }},

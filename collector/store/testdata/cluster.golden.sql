@@ -830,3 +830,9 @@ SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, repli
 CREATE TABLE IF NOT EXISTS drover.job_attempts ON CLUSTER 'drover_cluster' AS drover.job_attempts_local
 ENGINE = Distributed('drover_cluster', 'drover', 'job_attempts_local', cityHash64(id));
 
+-- 0011_drop_model_versions
+
+DROP TABLE IF EXISTS drover.model_versions ON CLUSTER 'drover_cluster';
+
+DROP TABLE IF EXISTS drover.model_versions_local ON CLUSTER 'drover_cluster';
+
