@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -117,7 +118,7 @@ func recordView(w *writer, rec *adminclient.VersionRecord) {
 		{"source", orDash(rec.Source)},
 		{"incident", str(rec.Incident)},
 		{"job", str(rec.Job)},
-		{"signature", jsonText(rec.Signature)},
+		{"signature", signatureText(rec.Signature)},
 		{"updated", tm(rec.Updated)},
 	})
 	w.printf("\nfiles:\n")
@@ -126,6 +127,31 @@ func recordView(w *writer, rec *adminclient.VersionRecord) {
 		rows = append(rows, []cell{c(f.Path), c(strconv.FormatInt(f.Size, 10)), c(f.SHA256)})
 	}
 	w.table([]string{"PATH", "SIZE", "SHA256"}, rows)
+}
+
+// signatureText shows a signature as "x FP32[-1,4] → label INT64[-1], ...".
+func signatureText(raw json.RawMessage) string {
+	type tensor struct {
+		Name     string  `json:"name"`
+		Datatype string  `json:"datatype"`
+		Shape    []int64 `json:"shape"`
+	}
+	var sig struct{ Inputs, Outputs []tensor }
+	if json.Unmarshal(raw, &sig) != nil || (sig.Inputs == nil && sig.Outputs == nil) {
+		return jsonText(raw)
+	}
+	side := func(ts []tensor) string {
+		parts := make([]string, len(ts))
+		for i, t := range ts {
+			dims := make([]string, len(t.Shape))
+			for j, d := range t.Shape {
+				dims[j] = strconv.FormatInt(d, 10)
+			}
+			parts[i] = t.Name + " " + t.Datatype + "[" + strings.Join(dims, ",") + "]"
+		}
+		return strings.Join(parts, ", ")
+	}
+	return side(sig.Inputs) + " → " + side(sig.Outputs)
 }
 
 // VersionDelete deletes a version. A version in use is refused (exit 5,
