@@ -117,8 +117,11 @@ func NewClient(cfg Config) (*Client, error) {
 	if timeout == 0 {
 		timeout = DefaultTimeout
 	}
+	// Model files: large socket buffers, fewer system calls.
+	str := tr.Clone()
+	str.WriteBufferSize, str.ReadBufferSize = 256<<10, 256<<10
 	return &Client{urls: urls, token: cfg.Token, http: &http.Client{Transport: tr, Timeout: timeout},
-		stream: &http.Client{Transport: tr}}, nil
+		stream: &http.Client{Transport: str}}, nil
 }
 
 // URLs returns the collector URLs in the order they are tried.
