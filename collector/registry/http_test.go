@@ -31,6 +31,25 @@ type apiServer struct {
 	mu     sync.Mutex
 	ranges []string
 	done   chan string
+	// cutAfter, when > 0, aborts the next blob response after that many
+	// bytes (once), as a dropped connection would.
+	cutAfter int
+}
+
+// cutWriter aborts the response after n bytes.
+type cutWriter struct {
+	http.ResponseWriter
+	n int
+}
+
+func (c *cutWriter) Write(p []byte) (int, error) {
+	if len(p) > c.n {
+		c.ResponseWriter.Write(p[:c.n])
+		c.ResponseWriter.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}
+	c.n -= len(p)
+	return c.ResponseWriter.Write(p)
 }
 
 func newAPIServer(t *testing.T, f *fixture) *apiServer {
@@ -41,13 +60,17 @@ func newAPIServer(t *testing.T, f *fixture) *apiServer {
 	}
 	s := &apiServer{done: make(chan string, 1000)}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() { s.done <- r.Method + " " + r.URL.Path }()
+		s.mu.Lock()
 		if rg := r.Header.Get("Range"); rg != "" {
-			s.mu.Lock()
 			s.ranges = append(s.ranges, rg)
-			s.mu.Unlock()
 		}
+		if s.cutAfter > 0 && strings.HasPrefix(r.URL.Path, "/v1/blobs/") {
+			w = &cutWriter{ResponseWriter: w, n: s.cutAfter}
+			s.cutAfter = 0
+		}
+		s.mu.Unlock()
 		mux.ServeHTTP(w, r)
-		s.done <- r.Method + " " + r.URL.Path
 	}))
 	t.Cleanup(s.Close)
 	return s
@@ -474,4 +497,36 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// TestHTTPPullResumesACutDownload: the connection drops in the middle of a
+// file; the same pull asks for the rest with a Range request and the file
+// comes out whole.
+func TestHTTPPullResumesACutDownload(t *testing.T) {
+	f := newFixture(t)
+	srv := newAPIServer(t, f)
+	big := randomBytes(2<<20+5, 11)
+	dir := writeDir(t, map[string][]byte{manifest.ModelFile: linear(t, 6), "a-weights.bin": big})
+	if code, _, stderr := droverctl(t, srv.URL, false, func(ctx context.Context, a *cli.App) error {
+		return a.Publish(ctx, "cut", dir, cli.PublishFlags{})
+	}); code != 0 {
+		t.Fatalf("publish: %d %s", code, stderr)
+	}
+	srv.mu.Lock()
+	srv.cutAfter, srv.ranges = 700_000, nil // "a-weights.bin" is the first file pulled
+	srv.mu.Unlock()
+	dest := filepath.Join(t.TempDir(), "cut", "1")
+	code, _, stderr := droverctl(t, srv.URL, false, func(ctx context.Context, a *cli.App) error { return a.Pull(ctx, "cut", "1", dest) })
+	if code != 0 {
+		t.Fatalf("pull: exit %d: %s", code, stderr)
+	}
+	if got, err := os.ReadFile(filepath.Join(dest, "a-weights.bin")); err != nil || !bytes.Equal(got, big) {
+		t.Errorf("a-weights.bin: %d bytes (%v), want %d", len(got), err, len(big))
+	}
+	srv.mu.Lock()
+	ranges := srv.ranges
+	srv.mu.Unlock()
+	if len(ranges) != 1 || !strings.HasPrefix(ranges[0], "bytes=") || ranges[0] == "bytes=0-" {
+		t.Errorf("Range requests %q, want one resuming past the cut", ranges)
+	}
 }
