@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"mime"
 	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -365,8 +367,10 @@ func (h *handlers) merge(w http.ResponseWriter, r *http.Request) {
 	if req.Weights == nil {
 		req.Weights = []float64{0.5, 0.5}
 	}
-	if len(req.Weights) != 2 {
-		h.fail(w, r, badRequest("weights: want two, got %v", req.Weights))
+	if len(req.Weights) != 2 || slices.ContainsFunc(req.Weights, func(w float64) bool {
+		return w < 0 || w > math.MaxFloat32 || math.IsNaN(w)
+	}) || req.Weights[0]+req.Weights[1] <= 0 {
+		h.fail(w, r, badRequest("weights: want two numbers ≥ 0 with a positive sum, got %v", req.Weights))
 		return
 	}
 	c, err := h.reg.PrepareMerge(r.Context(), model, req.Versions[0], req.Versions[1],

@@ -330,6 +330,8 @@ func TestHTTPPublishBadUploadsLeaveNothing(t *testing.T) {
 			{"GET", "/v1/blobs/sha256/" + digestOf([]byte("nope")), "", nil, 404, "not found"},
 			{"POST", "/v1/models/iris/merge", "application/json", []byte(`{"versions":[1]}`), 400, "two positive"},
 			{"POST", "/v1/models/iris/merge", "application/json", []byte(`{"versions":[1,2],"bogus":1}`), 400, "bogus"},
+			{"POST", "/v1/models/iris/merge", "application/json", []byte(`{"versions":[1,2],"weights":[-1,2]}`), 400, "weights"},
+			{"POST", "/v1/models/iris/merge", "application/json", []byte(`{"versions":[1,2],"weights":[1e300,1]}`), 400, "weights"},
 		}
 		for _, tc := range cases {
 			req, _ := http.NewRequest(tc.method, srv.URL+tc.path, bytes.NewReader(tc.body))
