@@ -56,7 +56,10 @@ type Client struct {
 	urls  []string
 	token string
 	http  *http.Client
-	err   error // from New: every request fails with it
+	// stream has no overall timeout (only ctx bounds it): uploads and
+	// downloads of model files take as long as their size needs.
+	stream *http.Client
+	err    error // from New: every request fails with it
 }
 
 // New returns a client for baseURL (one URL, or several separated by
@@ -66,7 +69,7 @@ type Client struct {
 func New(baseURL, token string) *Client {
 	c, err := NewClient(Config{URLs: SplitURLs(baseURL), Token: token})
 	if err != nil {
-		return &Client{token: token, http: &http.Client{}, err: err}
+		return &Client{token: token, http: &http.Client{}, stream: &http.Client{}, err: err}
 	}
 	return c
 }
@@ -114,7 +117,11 @@ func NewClient(cfg Config) (*Client, error) {
 	if timeout == 0 {
 		timeout = DefaultTimeout
 	}
-	return &Client{urls: urls, token: cfg.Token, http: &http.Client{Transport: tr, Timeout: timeout}}, nil
+	// Model files: large socket buffers, fewer system calls.
+	str := tr.Clone()
+	str.WriteBufferSize, str.ReadBufferSize = 256<<10, 256<<10
+	return &Client{urls: urls, token: cfg.Token, http: &http.Client{Transport: tr, Timeout: timeout},
+		stream: &http.Client{Transport: str}}, nil
 }
 
 // URLs returns the collector URLs in the order they are tried.
@@ -123,7 +130,7 @@ func (c *Client) URLs() []string { return append([]string(nil), c.urls...) }
 // At returns a client for the one collector url (one of URLs, typically a
 // Meta.URL), sharing c's token and connections.
 func (c *Client) At(url string) *Client {
-	return &Client{urls: []string{url}, token: c.token, http: c.http, err: c.err}
+	return &Client{urls: []string{url}, token: c.token, http: c.http, stream: c.stream, err: c.err}
 }
 
 // Close releases idle connections. The client stays usable.

@@ -137,12 +137,12 @@ func (s *Blobs) Put(ctx context.Context, digest string, size int64, r io.Reader)
 	if !ValidDigest(digest) {
 		return 0, fmt.Errorf("store blob %q: %w: digest must be 64 lowercase hex digits", digest, ErrInvalid)
 	}
-	vr := &verifier{r: r, h: sha256.New(), want: digest, size: size}
 	exists, err := s.bucket.Exists(ctx, blobKey(digest))
 	if err != nil {
 		return 0, fmt.Errorf("store blob %s: %w", digest, err)
 	}
 	if exists {
+		vr := &verifier{r: r, h: sha256.New(), want: digest, size: size}
 		n, err := io.Copy(io.Discard, vr)
 		if err != nil {
 			return n, fmt.Errorf("store blob %s: %w", digest, err)
@@ -162,23 +162,15 @@ func (s *Blobs) Put(ctx context.Context, digest string, size int64, r io.Reader)
 	if err != nil {
 		return 0, fmt.Errorf("store blob %s: %w", digest, err)
 	}
-	// 1 MiB writes: fewer system calls than io.Copy's 32 KiB for the
-	// same hashing work (writerOnly hides ReadFrom, which would ignore the
-	// buffer).
-	n, err = io.CopyBuffer(writerOnly{w}, vr, make([]byte, 1<<20))
-	if err == nil && vr.err == nil && !vr.done {
-		// Defensive: a writer that stopped reading before the end.
-		err = fmt.Errorf("stream not read to its end")
-	}
+	// The bytes are hashed in another goroutine while they are written,
+	// so a publish costs about the slower of the two, not their sum.
+	n, err = copyHashed(w, r, digest, size)
 	if err == nil && f != nil {
 		err = f.Sync()
 	}
 	if err != nil {
 		cancel() // abort: nothing may appear under the final key
 		_ = w.Close()
-		if vr.err != nil {
-			err = vr.err
-		}
 		return n, fmt.Errorf("store blob %s: %w", digest, err)
 	}
 	if err := w.Close(); err != nil {
@@ -192,7 +184,77 @@ func (s *Blobs) Put(ctx context.Context, digest string, size int64, r io.Reader)
 	return n, nil
 }
 
-type writerOnly struct{ io.Writer }
+// copyHashed copies r to w in 1 MiB blocks while a second goroutine
+// hashes each block, and checks at r's end that the sha256 is want and,
+// when size >= 0, that exactly size bytes came (else ErrDigestMismatch;
+// reading stops as soon as more than size bytes came). Buffers are
+// reused only once both the write and the hash of their block are done;
+// the hashing goroutine has ended when copyHashed returns.
+func copyHashed(w io.Writer, r io.Reader, want string, size int64) (int64, error) {
+	const block, nbufs = 1 << 20, 3
+	if size >= 0 {
+		r = io.LimitReader(r, size+1)
+	}
+	var bufs [nbufs][]byte
+	for i := range bufs {
+		bufs[i] = make([]byte, block)
+	}
+	h := sha256.New()
+	jobs := make(chan []byte, nbufs)
+	hashed := make(chan struct{}, nbufs)
+	go func() {
+		defer close(hashed)
+		for b := range jobs {
+			h.Write(b)
+			hashed <- struct{}{}
+		}
+	}()
+	var (
+		n    int64
+		acks int // blocks hashed so far
+		err  error
+	)
+	for k := 0; ; k++ {
+		// Block k reuses the buffer of block k-nbufs: wait for its hash.
+		for ; acks < k-nbufs+1; acks++ {
+			<-hashed
+		}
+		buf := bufs[k%nbufs]
+		m, rerr := io.ReadFull(r, buf)
+		n += int64(m)
+		if size >= 0 && n > size {
+			err = fmt.Errorf("%w: more than the declared %d bytes", ErrDigestMismatch, size)
+			break
+		}
+		if m > 0 {
+			jobs <- buf[:m]
+			if _, werr := w.Write(buf[:m]); werr != nil {
+				err = werr
+				break
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			err = fmt.Errorf("read after %d bytes: %w", n, rerr)
+			break
+		}
+	}
+	close(jobs)
+	for range hashed { // until the hashing goroutine has ended
+	}
+	if err != nil {
+		return n, err
+	}
+	if size >= 0 && n != size {
+		return n, fmt.Errorf("%w: got %d bytes, declared %d", ErrDigestMismatch, n, size)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return n, fmt.Errorf("%w: got sha256 %s", ErrDigestMismatch, got)
+	}
+	return n, nil
+}
 
 // verifier passes r's bytes through a sha256 and, at r's end, returns
 // ErrDigestMismatch instead of io.EOF if the digest or the declared size

@@ -35,7 +35,7 @@ func randomBytes(n int, seed uint64) []byte {
 }
 
 // fileStore opens a file:// store in a temporary directory.
-func fileStore(t *testing.T) (*Blobs, string) {
+func fileStore(t testing.TB) (*Blobs, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "blobs")
 	u, err := FileURL(dir)

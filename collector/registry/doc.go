@@ -11,6 +11,10 @@
 // deleted (after asking an InUse hook); GC collects the blobs no active
 // version uses, by mark and sweep with a grace period.
 //
+// Routes serves all of it over the admin API (publish as a streamed
+// multipart upload, version records, files by digest with ranges, delete,
+// merge); RecordOf is a record's JSON for every endpoint that shows one.
+//
 // docs/registry.md describes the storage layout, the record and how the
 // collector is to route commits to a model's ring owner.
 package registry

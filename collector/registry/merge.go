@@ -362,8 +362,24 @@ func mergeClassifier(g *onnx.GraphProto, pa, pb *parent, average func(x, y, out 
 // and what its drover.yaml says beyond lineage come from v1. Both
 // model files are read into memory to build the graph.
 func (r *Registry) Merge(ctx context.Context, model string, v1, v2 uint64, w1, w2 float32, meta Meta) (Version, bool, error) {
-	fail := func(err error) (Version, bool, error) {
+	c, err := r.PrepareMerge(ctx, model, v1, v2, w1, w2, meta)
+	if err != nil {
+		return Version{}, false, err
+	}
+	v, created, err := r.Commit(ctx, c)
+	if err != nil {
 		return Version{}, false, fmt.Errorf("merge %s v%d and v%d: %w", model, v1, v2, err)
+	}
+	return v, created, nil
+}
+
+// PrepareMerge does what Merge does up to the commit: it builds the merged
+// model, stages it and returns the Commit (parents [v1, v2], source
+// merge, v1's other files), for the caller to send to the model's ring
+// owner (see CommitFunc). Merge is PrepareMerge then Commit.
+func (r *Registry) PrepareMerge(ctx context.Context, model string, v1, v2 uint64, w1, w2 float32, meta Meta) (Commit, error) {
+	fail := func(err error) (Commit, error) {
+		return Commit{}, fmt.Errorf("merge %s v%d and v%d: %w", model, v1, v2, err)
 	}
 	var (
 		onnxes [2][]byte
@@ -407,9 +423,5 @@ func (r *Registry) Merge(ctx context.Context, model string, v1, v2 uint64, w1, w
 	if meta.Message == "" {
 		meta.Message = fmt.Sprintf("merge of v%d and v%d (weights %g, %g)", v1, v2, w1, w2)
 	}
-	v, created, err := r.Commit(ctx, Commit{Model: model, Files: files, Meta: meta})
-	if err != nil {
-		return fail(err)
-	}
-	return v, created, nil
+	return Commit{Model: model, Files: files, Meta: meta}, nil
 }

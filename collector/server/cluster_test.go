@@ -358,6 +358,9 @@ func TestClusterDriftToOneJob(t *testing.T) {
 	nodeConfig := func(name string, join ...string) Config {
 		cfg := testConfig(t, db.DSN, db.Name)
 		cfg.Cluster = Cluster{NodeName: name, GossipAddr: "127.0.0.1:0", Join: join}
+		// A cluster needs a registry store every node reaches: here one
+		// directory of this machine, declared shared.
+		cfg.Registry.BlobURL, cfg.Registry.SharedPath = "file://"+filepath.ToSlash(filepath.Join(dir, "blobs")), true
 		cfg.Drift = dc
 		cfg.Jobs = jc
 		return cfg

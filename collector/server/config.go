@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -19,6 +21,7 @@ import (
 	"github.com/drover-ml/drover/collector/drift"
 	"github.com/drover-ml/drover/collector/ingest"
 	"github.com/drover-ml/drover/collector/jobs"
+	"github.com/drover-ml/drover/collector/registry"
 	"github.com/drover-ml/drover/collector/ring"
 	"github.com/drover-ml/drover/collector/spool"
 	"github.com/drover-ml/drover/collector/store"
@@ -54,6 +57,36 @@ type Config struct {
 	// Auth configures the admin API's and receivers' tokens
 	// (docs/security.md).
 	Auth auth.Config `yaml:"auth"`
+	// Registry configures the model registry's object store and garbage
+	// collection (docs/registry.md).
+	Registry Registry `yaml:"registry"`
+}
+
+// Registry configures the model registry.
+type Registry struct {
+	// BlobURL is the object store of the versions' files: file:///abs/dir,
+	// s3://bucket?region=..., gs://bucket or azblob://container. "" means
+	// file://<data_dir>/registry/blobs (BlobStoreURL resolves it).
+	BlobURL string `yaml:"blob_url"`
+	// SharedPath declares that a file:// store is one directory every
+	// collector of the cluster mounts (NFS and the like). A collector that
+	// joins a cluster refuses a file:// store without it: a version
+	// published through one node must be pullable from every node.
+	SharedPath bool `yaml:"shared_path"`
+	// GCInterval is how often unreferenced blobs are collected; GCGrace how
+	// old an unreferenced blob must be to go (longer than the longest
+	// publish).
+	GCInterval time.Duration `yaml:"gc_interval"`
+	GCGrace    time.Duration `yaml:"gc_grace"`
+}
+
+// BlobStoreURL returns registry.blob_url, or the default file:// store
+// under data_dir when it is empty.
+func (c Config) BlobStoreURL() (string, error) {
+	if c.Registry.BlobURL != "" {
+		return c.Registry.BlobURL, nil
+	}
+	return registry.FileURL(filepath.Join(c.DataDir, "registry", "blobs"))
 }
 
 // ClickHouse says where the data goes.
@@ -122,6 +155,7 @@ func Default() Config {
 		Drift:      drift.DefaultConfig(),
 		Jobs:       jobs.DefaultConfig(),
 		Auth:       auth.DefaultConfig(),
+		Registry:   Registry{GCInterval: time.Hour, GCGrace: 24 * time.Hour},
 	}
 }
 
@@ -190,7 +224,48 @@ func (c Config) Validate() error {
 		fieldpath.Prefix("drift", c.Drift.Validate()),
 		fieldpath.Prefix("jobs", c.Jobs.Validate()),
 		c.Auth.Validate(), // its errors already carry "auth."
+		fieldpath.Prefix("registry", c.Registry.Validate()),
 	)
+	// A node-local store in a cluster: a version published through this
+	// node could not be pulled from the others.
+	joins := !c.Cluster.Disabled && len(c.Cluster.Join) > 0
+	if joins && !c.Registry.SharedPath && (c.Registry.BlobURL == "" || strings.HasPrefix(c.Registry.BlobURL, "file://")) {
+		where := c.Registry.BlobURL
+		if where == "" {
+			where = "the default file://<data_dir>/registry/blobs"
+		}
+		errs = append(errs, fmt.Errorf("registry.blob_url: %s is a node-local store and this collector joins a cluster (cluster.join); "+
+			"use an object store (s3://, gs://, azblob://), or set registry.shared_path: true if every collector mounts the same directory", where))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks the registry section; paths are relative to it.
+func (r Registry) Validate() error {
+	var errs []error
+	if r.BlobURL != "" {
+		u, err := url.Parse(r.BlobURL)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("blob_url: %w", err))
+		case u.Scheme == "file":
+			if !strings.HasPrefix(u.Path, "/") || u.Host != "" {
+				errs = append(errs, fmt.Errorf("blob_url: %q: a file:// URL needs an absolute path, like file:///var/lib/drover/registry/blobs", r.BlobURL))
+			}
+		case u.Scheme == "s3" || u.Scheme == "gs" || u.Scheme == "azblob":
+			if u.Host == "" {
+				errs = append(errs, fmt.Errorf("blob_url: %q: names no bucket", r.BlobURL))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("blob_url: %q: want file:///abs/dir, s3://bucket, gs://bucket or azblob://container", r.BlobURL))
+		}
+	}
+	if r.GCInterval <= 0 {
+		errs = append(errs, fmt.Errorf("gc_interval: must be > 0, got %s", r.GCInterval))
+	}
+	if r.GCGrace < time.Minute {
+		errs = append(errs, fmt.Errorf("gc_grace: must be >= 1m (longer than the longest publish), got %s", r.GCGrace))
+	}
 	return errors.Join(errs...)
 }
 

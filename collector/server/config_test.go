@@ -97,3 +97,25 @@ func TestGossipKeyFile(t *testing.T) {
 	// With gossip off the key file is not read.
 	parse(t, "cluster:\n  disabled: true\n  key_file: /no/such/file\n")
 }
+
+func TestRegistrySection(t *testing.T) {
+	c := parse(t, "data_dir: /var/lib/drover\n")
+	if u, err := c.BlobStoreURL(); err != nil || u != "file:///var/lib/drover/registry/blobs" {
+		t.Errorf("default blob store %q, %v", u, err)
+	}
+	if c.Registry.GCInterval != time.Hour || c.Registry.GCGrace != 24*time.Hour || c.Registry.SharedPath {
+		t.Errorf("registry defaults %+v", c.Registry)
+	}
+	// In a cluster: an object store, or a file:// store declared shared.
+	for _, doc := range []string{
+		"cluster: {join: [\"10.0.0.2:7946\"]}\nregistry: {blob_url: \"s3://models?region=eu-west-1\"}\n",
+		"cluster: {join: [\"10.0.0.2:7946\"]}\nregistry: {blob_url: \"file:///mnt/shared/blobs\", shared_path: true}\n",
+		"cluster: {join: [\"10.0.0.2:7946\"]}\nregistry: {shared_path: true}\n",
+		"cluster: {disabled: true, join: [\"10.0.0.2:7946\"]}\n",
+	} {
+		c := parse(t, doc)
+		if u, err := c.BlobStoreURL(); err != nil || u == "" {
+			t.Errorf("%q: blob store %q, %v", doc, u, err)
+		}
+	}
+}

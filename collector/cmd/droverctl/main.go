@@ -155,8 +155,69 @@ Exit codes: 0 ok, 1 error (collector unreachable: the URLs tried and why),
 			RunE:              func(cmd *cobra.Command, args []string) error { return app.History(cmd.Context(), args[0]) },
 		},
 		tokenCmd(app),
+		publishCmd(app, completeModel),
+		mergeCmd(app),
+		pullCmd(app),
 	)
 	return root
+}
+
+func publishCmd(app *cli.App, completeModel cobra.CompletionFunc) *cobra.Command {
+	var f cli.PublishFlags
+	cmd := &cobra.Command{
+		Use:   "publish MODEL DIR",
+		Short: "Publish the files of DIR (model.onnx, optionally drover.yaml) as a new version of MODEL",
+		Example: "  droverctl publish iris ./iris-model --message \"retrain on november data\" --parent 3\n" +
+			"  droverctl publish iris ./iris-model --training-data train.csv --label species -o json",
+		Args: exactArgs(2),
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+			if len(args) == 0 {
+				return completeModel(cmd, args, toComplete)
+			}
+			return nil, cobra.ShellCompDirectiveFilterDirs
+		},
+		RunE: func(cmd *cobra.Command, args []string) error { return app.Publish(cmd.Context(), args[0], args[1], f) },
+	}
+	cmd.Flags().StringVar(&f.Message, "message", "", "what this version is")
+	cmd.Flags().StringVar(&f.Author, "author", "", "who made it")
+	cmd.Flags().Uint64Var(&f.Parent, "parent", 0, "the version it derives from")
+	cmd.Flags().StringVar(&f.TrainingData, "training-data", "", "CSV of training data (header row) to store with the version; the registry computes the feature bins")
+	cmd.Flags().StringVar(&f.Label, "label", "", "the label column of --training-data")
+	return cmd
+}
+
+func mergeCmd(app *cli.App) *cobra.Command {
+	var weights, message string
+	cmd := &cobra.Command{
+		Use:     "merge MODEL N1 N2",
+		Short:   "Publish a version that is the weighted ensemble of versions N1 and N2",
+		Example: "  droverctl merge iris 3 4 --weights 0.7,0.3 --message \"ensemble\"",
+		Args:    exactArgs(3),
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+			if len(args) == 0 {
+				return app.CompleteModels(cmd.Context(), toComplete), cobra.ShellCompDirectiveNoFileComp
+			}
+			return app.CompleteVersions(cmd.Context(), args[0], toComplete), cobra.ShellCompDirectiveNoFileComp
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return app.Merge(cmd.Context(), args[0], args[1], args[2], weights, message)
+		},
+	}
+	cmd.Flags().StringVar(&weights, "weights", "", "the two weights, like 0.5,0.5 (default: equal)")
+	cmd.Flags().StringVar(&message, "message", "", "what this version is")
+	return cmd
+}
+
+func pullCmd(app *cli.App) *cobra.Command {
+	return &cobra.Command{
+		Use:     "pull MODEL N DIR",
+		Short:   "Download version N of MODEL into DIR (written as DIR.tmp, verified, then renamed; resumes)",
+		Example: "  droverctl pull iris 3 /srv/models/iris/3",
+		Args:    exactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return app.Pull(cmd.Context(), args[0], args[1], args[2])
+		},
+	}
 }
 
 func versionsCmd(app *cli.App, completeModel cobra.CompletionFunc) *cobra.Command {
@@ -188,6 +249,35 @@ func versionsCmd(app *cli.App, completeModel cobra.CompletionFunc) *cobra.Comman
 			return app.VersionDiff(cmd.Context(), args[0], args[1], args[2])
 		},
 	})
+	completeVersion := func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		switch len(args) {
+		case 0:
+			return app.CompleteModels(cmd.Context(), toComplete), cobra.ShellCompDirectiveNoFileComp
+		case 1:
+			return app.CompleteVersions(cmd.Context(), args[0], toComplete), cobra.ShellCompDirectiveNoFileComp
+		}
+		return nil, cobra.ShellCompDirectiveNoFileComp
+	}
+	cmd.AddCommand(
+		&cobra.Command{
+			Use:               "show MODEL N",
+			Short:             "Show a version's record: author, message, parents, source, signature, files",
+			Example:           "  droverctl versions show iris 3",
+			Args:              exactArgs(2),
+			ValidArgsFunction: completeVersion,
+			RunE:              func(cmd *cobra.Command, args []string) error { return app.VersionShow(cmd.Context(), args[0], args[1]) },
+		},
+		&cobra.Command{
+			Use:               "delete MODEL N",
+			Short:             "Delete a version (refused, exit 5, while it is desired or serving)",
+			Example:           "  droverctl versions delete iris 2",
+			Args:              exactArgs(2),
+			ValidArgsFunction: completeVersion,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return app.VersionDelete(cmd.Context(), args[0], args[1])
+			},
+		},
+	)
 	return cmd
 }
 

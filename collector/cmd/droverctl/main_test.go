@@ -61,6 +61,11 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 		"POST /v1/tokens":                                   {status: 201, fixture: "token-create"},
 		"GET /v1/tokens":                                    {status: 200, fixture: "tokens"},
 		"DELETE /v1/tokens/ci":                              {status: 200, fixture: "token-revoke"},
+		"GET /v1/models/iris/versions/3":                    {status: 200, fixture: "version"},
+		"DELETE /v1/models/iris/versions/2":                 {status: 200, fixture: "version-delete"},
+		"POST /v1/models/iris/versions":                     {status: 201, fixture: "publish"},
+		"POST /v1/models/iris/merge":                        {status: 201, fixture: "merge"},
+		"DELETE /v1/models/iris/versions/3":                 {status: 409, body: `{"error":"delete iris v3: in use: serving on serve-1, serve-2"}`},
 		"GET /v1/models/nope/drift":                         {status: 404, body: `{"error":"model \"nope\" not found"}`},
 		"POST /v1/jobs/job-3f2a9c0d1e2b4a5f6c7d8e9f/retry":  {status: 409, body: `{"error":"job job-3f2a9c0d1e2b4a5f6c7d8e9f is running; cancel it first"}`},
 	}}
@@ -167,6 +172,10 @@ var commands = []struct {
 	{"token-create", []string{"token", "create", "--role", "publisher", "--name", "ci"}, "token-create"},
 	{"token-list", []string{"token", "list"}, "tokens"},
 	{"token-revoke", []string{"token", "revoke", "ci"}, "token-revoke"},
+	{"versions-show", []string{"versions", "show", "iris", "3"}, "version"},
+	{"versions-delete", []string{"versions", "delete", "iris", "2"}, "version-delete"},
+	{"publish", []string{"publish", "iris", "testdata/model", "--message", "retrain", "--author", "ana", "--parent", "4"}, "publish"},
+	{"merge", []string{"merge", "iris", "3", "4", "--weights", "0.7,0.3", "--message", "ensemble"}, "merge"},
 }
 
 func TestTablesGolden(t *testing.T) {
@@ -270,6 +279,9 @@ func TestRequests(t *testing.T) {
 		{[]string{"jobs", "--model", "iris", "--state", "running"}, "GET", "/v1/jobs", "model=iris&state=running", ""},
 		{[]string{"token", "create", "--role", "publisher", "--name", "ci"}, "POST", "/v1/tokens", "", `{"name":"ci","role":"publisher"}`},
 		{[]string{"token", "revoke", "ci"}, "DELETE", "/v1/tokens/ci", "", ""},
+		{[]string{"versions", "show", "iris", "3"}, "GET", "/v1/models/iris/versions/3", "", ""},
+		{[]string{"versions", "delete", "iris", "2"}, "DELETE", "/v1/models/iris/versions/2", "", ""},
+		{[]string{"merge", "iris", "3", "4", "--weights", "0.7,0.3", "--message", "ensemble"}, "POST", "/v1/models/iris/merge", "", `{"versions":[3,4],"weights":[0.7,0.3],"message":"ensemble"}`},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -318,6 +330,12 @@ func TestExitCodes(t *testing.T) {
 		{"usage: no command", nil, 2, []string{"no command given"}},
 		{"usage: collector without scheme", []string{"--collector", "localhost:7070", "models"}, 2, []string{`--collector "localhost:7070"`}},
 		{"usage: negative since", []string{"--collector", url, "versions", "iris", "--since", "-1h"}, 2, []string{"--since -1h0m0s: must be positive"}},
+		{"409 delete in use", []string{"--collector", url, "versions", "delete", "iris", "3"}, 5, []string{"refused: delete iris v3: in use: serving on serve-1, serve-2"}},
+		{"usage: publish without a directory", []string{"--collector", url, "publish", "iris", "testdata/nope"}, 2, []string{"not a directory"}},
+		{"usage: publish --label alone", []string{"--collector", url, "publish", "iris", "testdata/model", "--label", "y"}, 2, []string{"--training-data and --label go together"}},
+		{"usage: merge bad weights", []string{"--collector", url, "merge", "iris", "3", "4", "--weights", "1"}, 2, []string{"--weights"}},
+		{"usage: versions show bad version", []string{"--collector", url, "versions", "show", "iris", "0"}, 2, []string{`version "0"`}},
+		{"usage: pull missing dir", []string{"--collector", url, "pull", "iris", "3"}, 2, []string{"want 3 argument"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
