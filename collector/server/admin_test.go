@@ -215,9 +215,11 @@ func TestRoles(t *testing.T) {
 func TestTokenWorksAcrossCollectors(t *testing.T) {
 	db := testenv.ClickHouse(t)
 	logs := &syncLog{}
+	blobs := "file://" + filepath.ToSlash(filepath.Join(t.TempDir(), "blobs")) // one store the whole cluster reaches
 	nodeConfig := func(name string, join ...string) Config {
 		cfg := testConfig(t, db.DSN, db.Name)
 		cfg.Cluster = Cluster{NodeName: name, GossipAddr: "127.0.0.1:0", Join: join}
+		cfg.Registry.BlobURL, cfg.Registry.SharedPath = blobs, true
 		cfg.Auth.RefreshInterval = 100 * time.Millisecond
 		return cfg
 	}
