@@ -681,3 +681,56 @@ func TestSingleNodeOwnsEverything(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminAddressesAreGossiped: each member's admin address reaches the
+// others in its metadata, an unspecified host becomes the member's gossip
+// IP, and OwnerAdmin answers with the owner's.
+func TestAdminAddressesAreGossiped(t *testing.T) {
+	admins := map[string]string{"n0": ":7070", "n1": "admin-1.example:7171", "n2": ""}
+	nodes := startCluster(t, 3, func(name string) Config {
+		c := LoopbackConfig(name)
+		c.AdminAddr = admins[name]
+		return c
+	})
+	models := modelNames(50)
+	owners := waitAgreed(t, convergeTimeout, nodes, models)
+	want := map[string]string{"n0": "127.0.0.1:7070", "n1": "admin-1.example:7171", "n2": ""}
+	testenv.EventuallyNil(t, convergeTimeout, "admin addresses", func() error {
+		for _, n := range nodes {
+			for _, m := range n.r.Members() {
+				if m.Admin != want[m.Name] {
+					return fmt.Errorf("%s sees %s's admin at %q, want %q", n.r.Name(), m.Name, m.Admin, want[m.Name])
+				}
+			}
+		}
+		return nil
+	})
+	for _, model := range models[:10] {
+		node, admin, ok := nodes[2].r.OwnerAdmin(model)
+		if !ok || node != owners[model] || admin != want[node] {
+			t.Errorf("OwnerAdmin(%s) = %s, %q, %v; want %s, %q", model, node, admin, ok, owners[model], want[owners[model]])
+		}
+	}
+}
+
+func TestNodeMetaCompatibility(t *testing.T) {
+	m := nodeMeta{vnodes: 300, leaving: true, admin: "10.0.0.1:7070"}
+	if got := decodeMeta(m.encode()); got != m {
+		t.Errorf("round trip: %+v, want %+v", got, m)
+	}
+	// A version 1 member (no admin address) and a later one with fields
+	// appended both decode.
+	if got := decodeMeta([]byte{1, 0, 0, 128}); got != (nodeMeta{vnodes: 128}) {
+		t.Errorf("version 1: %+v", got)
+	}
+	if got := decodeMeta(append(m.encode(), 9, 9, 9)); got != m {
+		t.Errorf("with appended fields: %+v", got)
+	}
+	// A length beyond the metadata is ignored, not read past.
+	if got := decodeMeta([]byte{2, 0, 0, 128, 200, 'x'}); got != (nodeMeta{vnodes: 128}) {
+		t.Errorf("truncated admin address: %+v", got)
+	}
+	if err := (Config{AdminAddr: "no-port"}).Validate(); err == nil || !strings.Contains(err.Error(), "admin_addr") {
+		t.Errorf("Validate(admin_addr no-port) = %v", err)
+	}
+}

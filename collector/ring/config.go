@@ -79,6 +79,13 @@ type Config struct {
 	// stays bound until the dead member is forgotten). Default 10s.
 	DeadNodeReclaimTime time.Duration `yaml:"dead_node_reclaim_time"`
 
+	// AdminAddr is this node's admin API address (host:port), gossiped in
+	// its metadata so that other members can forward to the owner of a
+	// model (AdminURL). An empty or unspecified host (":7070",
+	// "0.0.0.0:7070") stands for the IP this node advertises for gossip.
+	// At most 255 bytes. Default: none (AdminURL reports none).
+	AdminAddr string `yaml:"-"`
+
 	// Logger receives the ring's logs and memberlist's (at debug level,
 	// except memberlist's warnings and errors); nil means slog.Default().
 	Logger *slog.Logger `yaml:"-"`
@@ -148,6 +155,11 @@ func (c Config) Validate() error {
 	if c.AdvertiseAddr != "" {
 		if _, _, err := splitAdvertiseAddr(c.AdvertiseAddr); err != nil {
 			bad("advertise_addr", "%v", err)
+		}
+	}
+	if c.AdminAddr != "" {
+		if _, port, err := net.SplitHostPort(c.AdminAddr); err != nil || port == "" || len(c.AdminAddr) > 255 {
+			bad("admin_addr", "want host:port of at most 255 bytes, got %q", c.AdminAddr)
 		}
 	}
 	for i, j := range c.Join {

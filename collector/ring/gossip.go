@@ -17,15 +17,18 @@ import (
 // meta delegates, a transport whose dials end with Run, and a log bridge.
 
 // metaVersion is the first byte of the node metadata each member gossips.
-// Layout: version, flags, virtual nodes (uint16, big endian). Decoders read
-// the fields they know and ignore the rest, so later versions may append.
-const metaVersion = 1
+// Layout: version, flags, virtual nodes (uint16, big endian), then (since
+// version 2) the admin address: a length byte and that many bytes.
+// Decoders read the fields they know and ignore the rest, so later
+// versions may append.
+const metaVersion = 2
 
 const metaLeaving = 1 << 0 // the node is leaving gracefully
 
 type nodeMeta struct {
 	vnodes  int // 0: unknown, use the local VirtualNodes
 	leaving bool
+	admin   string // Config.AdminAddr as the node gave it; "" when none
 }
 
 func (m nodeMeta) encode() []byte {
@@ -33,14 +36,23 @@ func (m nodeMeta) encode() []byte {
 	if m.leaving {
 		flags |= metaLeaving
 	}
-	return []byte{metaVersion, flags, byte(m.vnodes >> 8), byte(m.vnodes)}
+	admin := m.admin
+	if len(admin) > 255 { // Config.Validate refuses it; never cut an address in half
+		admin = ""
+	}
+	b := []byte{metaVersion, flags, byte(m.vnodes >> 8), byte(m.vnodes), byte(len(admin))}
+	return append(b, admin...)
 }
 
 func decodeMeta(b []byte) nodeMeta {
-	if len(b) < 4 || b[0] < metaVersion {
+	if len(b) < 4 || b[0] < 1 {
 		return nodeMeta{}
 	}
-	return nodeMeta{leaving: b[1]&metaLeaving != 0, vnodes: int(b[2])<<8 | int(b[3])}
+	m := nodeMeta{leaving: b[1]&metaLeaving != 0, vnodes: int(b[2])<<8 | int(b[3])}
+	if b[0] >= 2 && len(b) >= 5 && len(b) >= 5+int(b[4]) {
+		m.admin = string(b[5 : 5+int(b[4])])
+	}
+	return m
 }
 
 // delegate gives memberlist this node's metadata. memberlist calls
@@ -48,7 +60,7 @@ func decodeMeta(b []byte) nodeMeta {
 type delegate struct{ r *Ring }
 
 func (d delegate) NodeMeta(limit int) []byte {
-	return nodeMeta{vnodes: d.r.cfg.VirtualNodes, leaving: d.r.leaving.Load()}.encode()
+	return nodeMeta{vnodes: d.r.cfg.VirtualNodes, leaving: d.r.leaving.Load(), admin: d.r.cfg.AdminAddr}.encode()
 }
 func (delegate) NotifyMsg([]byte)                           {}
 func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }

@@ -38,6 +38,10 @@ type Member struct {
 	// flag it gossips just before it leaves (Run does this); if that update
 	// is lost, the member is reported dead.
 	State string `json:"state"`
+	// Admin is the member's admin API address (host:port) from its gossip
+	// metadata, with an unspecified host replaced by the member's gossip
+	// IP; "" when the member advertises none.
+	Admin string `json:"admin,omitempty"`
 }
 
 // MemberView is a member with the models it owns, as GET /v1/cluster shows it.
@@ -411,6 +415,42 @@ func (r *Ring) Owner(model string) (node string, ok bool) {
 	return r.ring.Load().owner(model)
 }
 
+// OwnerAdmin returns the node that owns model and its admin API address
+// (see Member.Admin; "" when it advertises none), and false when the ring
+// is empty.
+func (r *Ring) OwnerAdmin(model string) (node, admin string, ok bool) {
+	node, ok = r.Owner(model)
+	if !ok {
+		return "", "", false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m := r.members[node]; m != nil {
+		admin = adminAddr(m)
+	}
+	return node, admin, true
+}
+
+// adminAddr is m's admin address with an unspecified host replaced by the
+// IP of its gossip address.
+func adminAddr(m *member) string {
+	if m.meta.admin == "" {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(m.meta.admin)
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		gossipHost, _, err := net.SplitHostPort(m.addr)
+		if err != nil {
+			return ""
+		}
+		host = gossipHost
+	}
+	return net.JoinHostPort(host, port)
+}
+
 // Owns reports whether this node owns model. It is false before Run has
 // started, after it returned, and from the moment this node leaves.
 func (r *Ring) Owns(model string) bool {
@@ -464,7 +504,7 @@ func (r *Ring) membersLocked() []Member {
 	r.pruneLocked()
 	out := make([]Member, 0, len(r.members))
 	for name, m := range r.members {
-		out = append(out, Member{Name: name, Addr: m.addr, State: m.state})
+		out = append(out, Member{Name: name, Addr: m.addr, State: m.state, Admin: adminAddr(m)})
 	}
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
