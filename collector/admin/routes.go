@@ -1,6 +1,9 @@
 package admin
 
-import "github.com/drover-ml/drover/collector/auth"
+import (
+	"github.com/drover-ml/drover/collector/auth"
+	"github.com/drover-ml/drover/collector/registry"
+)
 
 // The admin API's table of required roles (docs/admin-api.md, "Endpoints").
 // Every pattern the Server registers must have an entry here, or Handle
@@ -8,8 +11,10 @@ import "github.com/drover-ml/drover/collector/auth"
 // collector/server checks the table against the patterns a real collector
 // registers (Server.Patterns), both ways.
 var (
-	reader = auth.Allow(auth.Reader)
-	admin  = auth.Allow(auth.Admin)
+	reader    = auth.Allow(auth.Reader)
+	admin     = auth.Allow(auth.Admin)
+	publisher = auth.Allow(auth.Publisher)
+	fetcher   = auth.Allow(auth.Reader, auth.Agent) // what an agent pulls
 )
 
 // routes is the table without the token API's routes (auth.TokenRoutes),
@@ -29,6 +34,15 @@ var routes = auth.Routes{
 	"GET /v1/models/{model}/drift":    reader,
 	"GET /v1/incidents":               reader,
 	"GET /v1/models/{model}/history":  reader,
+
+	// The model registry (collector/registry, docs/registry.md).
+	registry.PatternPublish: publisher,
+	registry.PatternMerge:   publisher,
+	registry.PatternCommit:  publisher, // forwarded to the ring owner with the caller's token
+	registry.PatternVersion: fetcher,
+	registry.PatternFiles:   fetcher,
+	registry.PatternBlob:    fetcher,
+	registry.PatternDelete:  admin,
 
 	// Jobs (collector/jobs).
 	"GET /v1/jobs":              reader,

@@ -46,6 +46,12 @@ type Blobs struct {
 	// dir is the directory of a file:// store ("" for others): writes into
 	// it are fsynced, file and directory, before they are acknowledged.
 	dir string
+	// refresh: Put rewrites an existing blob last written longer ago than
+	// this, instead of only verifying the bytes, so that a blob a publish
+	// stages again is as young as the publish (garbage collection takes
+	// only blobs older than its grace period; Registry sets this to half
+	// of it). 0: never rewrite.
+	refresh time.Duration
 }
 
 // OpenBlobs opens the object store at rawURL: file:///abs/dir (created if
@@ -140,6 +146,17 @@ func (s *Blobs) Put(ctx context.Context, digest string, size int64, r io.Reader)
 	exists, err := s.bucket.Exists(ctx, blobKey(digest))
 	if err != nil {
 		return 0, fmt.Errorf("store blob %s: %w", digest, err)
+	}
+	if exists && s.refresh > 0 {
+		attrs, err := s.bucket.Attributes(ctx, blobKey(digest))
+		switch {
+		case gcerrors.Code(err) == gcerrors.NotFound: // collected meanwhile: write it again
+			exists = false
+		case err != nil:
+			return 0, fmt.Errorf("store blob %s: %w", digest, err)
+		case time.Since(attrs.ModTime) > s.refresh: // old: rewrite it, so it is young
+			exists = false
+		}
 	}
 	if exists {
 		vr := &verifier{r: r, h: sha256.New(), want: digest, size: size}
@@ -371,6 +388,11 @@ func (s *Blobs) Sweep(ctx context.Context, grace time.Duration, now time.Time, m
 	var deleted []string
 	for _, d := range candidates {
 		if ValidDigest(d) && keep(d) {
+			continue
+		}
+		// A publish may have written the blob again since the listing
+		// (Put rewrites old blobs): it is then young, and kept.
+		if attrs, err := s.bucket.Attributes(ctx, blobKey(d)); err == nil && now.Sub(attrs.ModTime) < grace {
 			continue
 		}
 		if err := s.bucket.Delete(ctx, blobKey(d)); err != nil && gcerrors.Code(err) != gcerrors.NotFound {

@@ -273,3 +273,60 @@ func TestBlobsSweep(t *testing.T) {
 		})
 	}
 }
+
+// TestStagingAnOldBlobMakesItYoung: a publish that stages a blob which
+// exists but is older than the refresh age writes it again, so garbage
+// collection (which takes only blobs older than its grace) cannot take it
+// between the staging and the commit; a sweep that listed the blob while
+// it was old keeps it once it is young again.
+func TestStagingAnOldBlobMakesItYoung(t *testing.T) {
+	s, dir := fileStore(t)
+	s.refresh = time.Hour
+	ctx := context.Background()
+	data := []byte("weights")
+	d := digestOf(data)
+	if _, err := s.Put(ctx, d, int64(len(data)), bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "sha256", d)
+	old := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(path, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, d, int64(len(data)), bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || time.Since(fi.ModTime()) > time.Minute {
+		t.Fatalf("after staging the old blob again: %v, %v; want it written now", fi, err)
+	}
+	// A young blob is only verified, not written again.
+	young := time.Now().Add(-time.Minute).Truncate(time.Second)
+	if err := os.Chtimes(path, young, young); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, d, int64(len(data)), bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(path); !fi.ModTime().Equal(young) {
+		t.Errorf("a young blob was written again (mtime %v, want %v)", fi.ModTime(), young)
+	}
+
+	// The sweep lists the blob as old, then a publish writes it again
+	// before the sweep deletes: it stays.
+	if err := os.Chtimes(path, old, old); err != nil {
+		t.Fatal(err)
+	}
+	deleted, err := s.Sweep(ctx, time.Hour, time.Now(), func(context.Context) (func(string) bool, error) {
+		if _, err := s.Put(ctx, d, int64(len(data)), bytes.NewReader(data)); err != nil {
+			return nil, err
+		}
+		return func(string) bool { return false }, nil
+	})
+	if err != nil || len(deleted) != 0 {
+		t.Errorf("sweep = %v, %v; want nothing deleted", deleted, err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Errorf("blob gone: %v", err)
+	}
+}

@@ -206,7 +206,10 @@ func badRequest(format string, args ...any) error {
 // or the object store down) 503.
 func status(err error) int {
 	var mbe *http.MaxBytesError
+	var remote *remoteError
 	switch {
+	case errors.As(err, &remote): // the ring owner's answer to a forwarded commit
+		return remote.code
 	case errors.As(err, &mbe), errors.Is(err, errTooLarge):
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, ErrInUse):
@@ -383,7 +386,7 @@ func (h *handlers) merge(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handlers) committed(w http.ResponseWriter, r *http.Request, c Commit) {
-	v, created, err := h.commit(r.Context(), c)
+	v, created, err := h.commit(withCredential(r.Context(), r.Header.Get("Authorization")), c)
 	if err != nil {
 		h.fail(w, r, err)
 		return

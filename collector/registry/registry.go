@@ -41,8 +41,9 @@ type Options struct {
 	// InUse is consulted by Delete.
 	InUse InUse
 	// GCGrace: a blob younger than this is never collected; default 24h.
-	// It must exceed the longest publish (from the first byte staged to the
-	// commit).
+	// It must exceed twice the longest publish (from the first byte staged
+	// to the commit): staging a blob that exists and is older than half of
+	// it writes the blob again (Blobs.Put).
 	GCGrace time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -90,6 +91,7 @@ func New(conn driver.Conn, blobs *Blobs, opts Options) *Registry {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	blobs.refresh = opts.GCGrace / 2
 	return &Registry{
 		blobs: blobs, conn: conn, table: opts.Database + "." + Table, cluster: opts.Cluster,
 		inUse: opts.InUse, grace: opts.GCGrace, now: opts.Now, log: opts.Logger,
@@ -659,6 +661,28 @@ func (r *Registry) Delete(ctx context.Context, model string, version uint64) err
 	}
 	r.log.Info("registry: version deleted", "model", model, "version", version)
 	return nil
+}
+
+// CollectEvery runs r.GC every interval while ctx lasts, when leader
+// reports that this collector is the one to collect (one node of a
+// cluster at a time). A failed collection is logged and tried again at the
+// next tick; it returns nil when ctx ends.
+func CollectEvery(ctx context.Context, r *Registry, interval time.Duration, leader func() bool) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if !leader() {
+			continue
+		}
+		if _, err := r.GC(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("registry: garbage collection failed; retried at the next interval", "err", err)
+		}
+	}
 }
 
 // GC collects the blobs that no active version uses and that are older

@@ -112,6 +112,11 @@ type OTLP struct {
 type Admin struct {
 	// Addr is the listen address; default ":7070".
 	Addr string `yaml:"addr"`
+	// AdvertiseAddr is the host:port other collectors of the cluster reach
+	// this admin API at (they forward the registry's commits to a model's
+	// owner). Default: Addr, with an unspecified host replaced by the IP
+	// this node advertises for gossip.
+	AdvertiseAddr string `yaml:"advertise_addr"`
 }
 
 // Spool configures the durable spool.
@@ -317,6 +322,12 @@ func (o OTLP) Validate() error {
 func (a Admin) Validate() error {
 	if err := checkListenAddr(a.Addr); err != nil {
 		return fmt.Errorf("addr: %w", err)
+	}
+	if a.AdvertiseAddr != "" {
+		host, port, err := net.SplitHostPort(a.AdvertiseAddr)
+		if err != nil || host == "" || port == "" || len(a.AdvertiseAddr) > 255 {
+			return fmt.Errorf("advertise_addr: want host:port (at most 255 bytes), got %q", a.AdvertiseAddr)
+		}
 	}
 	return nil
 }

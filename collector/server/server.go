@@ -5,6 +5,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"github.com/drover-ml/drover/collector/drift"
 	"github.com/drover-ml/drover/collector/ingest"
 	"github.com/drover-ml/drover/collector/jobs"
+	"github.com/drover-ml/drover/collector/registry"
 	"github.com/drover-ml/drover/collector/ring"
 	"github.com/drover-ml/drover/collector/spool"
 	"github.com/drover-ml/drover/collector/store"
@@ -192,9 +194,18 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	writer := ingest.NewWriter(ingest.WriterConfig{BatchRows: cfg.Writer.BatchRows, FlushInterval: cfg.Writer.FlushInterval, Ready: schema.Applied()},
 		sp, rowCache, st, stats, log.With("component", "writer"))
 
+	// The admin listener is opened now: the ring gossips its address (the
+	// owner of a model takes the registry's commits of it).
+	if ls.Admin == nil {
+		if ls.Admin, err = net.Listen("tcp", cfg.Admin.Addr); err != nil {
+			return fmt.Errorf("admin: %w", err)
+		}
+		closers = append(closers, func() { ls.Admin.Close() })
+	}
 	var rg *ring.Ring
 	owns := func(string) bool { return true }
 	if rc != nil {
+		rc.AdminAddr = cmp.Or(cfg.Admin.AdvertiseAddr, ls.Admin.Addr().String())
 		if rg, err = ring.New(*rc); err != nil {
 			return err
 		}
@@ -262,6 +273,27 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 			admin.WriteJSON(w, http.StatusOK, rg.View(models))
 		}))
 	}
+	// The model registry: files in the object store, records in
+	// ClickHouse; in a cluster every commit runs on the model's owner.
+	blobURL, err := cfg.BlobStoreURL()
+	if err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	blobs, err := registry.OpenBlobs(ctx, blobURL)
+	if err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	closers = append(closers, func() { blobs.Close() })
+	models := registry.New(backend.Conn, blobs, registry.Options{Database: cfg.ClickHouse.Database,
+		Cluster: cfg.ClickHouse.Cluster != "", GCGrace: cfg.Registry.GCGrace, Logger: log.With("component", "registry")})
+	var commit registry.CommitFunc // nil: this collector allocates every number
+	if rg != nil {
+		fw := registry.NewForwarder(models, registry.ForwardOptions{Node: cfg.Cluster.NodeName,
+			Owner: ownerOf(rg, owns), Logger: log.With("component", "registry")})
+		commit = fw.Commit
+		adm.Handle(registry.PatternCommit, fw.Handler())
+	}
+	adm.HandleAll(models.Routes(commit))
 	jobsAPI, err := jobs.NewAPI(jobs.APIOptions{Conn: backend.Conn, Database: cfg.ClickHouse.Database, Node: cfg.Cluster.NodeName,
 		Manager: jm, Logger: log.With("component", "jobs")})
 	if err != nil {
@@ -335,8 +367,10 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	//   - the ring leaves the cluster only after this node's jobs have
 	//     stopped, so that no other node takes over a job this node still
 	//     runs;
+	//   - the registry's garbage collection stops before the admin API;
 	//   - the admin API answers (readiness, metrics, job callbacks) until
-	//     everything that reports through it has stopped;
+	//     everything that reports through it has stopped, and the object
+	//     store of the registry closes after it;
 	//   - the authenticator stops after the admin API, so that the audit
 	//     entries of its last requests are written;
 	//   - ClickHouse stops last, after everything that writes or reads it.
@@ -393,12 +427,19 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 			return nil
 		})
 	}
-	g.Add("admin", func(ctx context.Context) error {
-		if ls.Admin != nil {
-			return adm.Serve(ctx, ls.Admin)
-		}
-		return adm.Run(ctx)
+	// The object store closes after the admin API, which serves its blobs.
+	g.Add("blobs", func(ctx context.Context) error {
+		<-ctx.Done()
+		return blobs.Close()
 	})
+	g.Add("admin", func(ctx context.Context) error {
+		return adm.Serve(ctx, ls.Admin)
+	})
+	// Garbage collection of the registry's blobs, on the node that owns
+	// the key gcKey (one node of a cluster at a time).
+	g.Add("registry-gc", afterSchema(func(ctx context.Context) error {
+		return registry.CollectEvery(ctx, models, cfg.Registry.GCInterval, func() bool { return owns(gcKey) })
+	}))
 	if rg != nil {
 		g.Add("ring", rg.Run)
 	}
@@ -431,6 +472,22 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	log.Info("drover-collector serving", serving...)
 	closers = nil // the group's components close what they own
 	return g.Run(ctx)
+}
+
+// gcKey is the ring key whose owner collects the registry's garbage.
+const gcKey = "drover.registry.gc"
+
+// ownerOf is the registry forwarder's view of the ring: this node when it
+// owns the model (settled: a joining node owns nothing until it joined),
+// else the owner's admin address.
+func ownerOf(rg *ring.Ring, owns func(string) bool) registry.OwnerFunc {
+	return func(model string) (bool, string, bool) {
+		node, admin, ok := rg.OwnerAdmin(model)
+		if ok && node == rg.Name() {
+			return owns(model), "", false
+		}
+		return false, admin, ok && admin != ""
+	}
 }
 
 // authWait bounds how long a start with a token cache waits for

@@ -1,0 +1,226 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// PatternCommit is the route through which a collector that received a
+// publish or a merge hands its Commit to the model's ring owner, which
+// allocates the version number (docs/registry.md, "Version numbers in a
+// cluster"). The body is a Commit as JSON; the answer is a PublishResult.
+// It needs the role of the request it continues (publisher): the
+// forwarding collector passes the caller's bearer token on.
+const PatternCommit = "POST /v1/models/{model}/commit"
+
+// HeaderForwardedBy names the collector that forwarded a commit.
+const HeaderForwardedBy = "Drover-Forwarded-By"
+
+// errNotOwner: a forwarded commit reached a collector that does not own
+// the model (the ring changed under the forwarder). It answers 503 and the
+// forwarder asks the ring again.
+var errNotOwner = errors.New("not the owner of the model")
+
+// OwnerFunc says who owns model: this collector (self), or another one
+// reached at admin (host:port of its admin API). ok is false when no owner
+// is known (the ring is not running, or the owner advertises no admin
+// address).
+type OwnerFunc func(model string) (self bool, admin string, ok bool)
+
+// ForwardOptions configure a Forwarder.
+type ForwardOptions struct {
+	// Node is this collector's name (sent in HeaderForwardedBy).
+	Node string
+	// Owner finds the model's owner (the ring).
+	Owner OwnerFunc
+	// Client sends forwarded commits; default a client without a timeout
+	// (each commit is bounded by its context and Wait).
+	Client *http.Client
+	// Wait bounds how long a commit looks for an owner that answers:
+	// while the owner is unreachable, leaving or not (yet) the owner in
+	// its own view, the forwarder asks the ring again and retries.
+	// Default 30s, longer than memberlist takes to declare a dead node
+	// dead with the default timings.
+	Wait time.Duration
+	// Retry is the pause between attempts; default 250ms.
+	Retry time.Duration
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Forwarder makes every Commit of a model run on the model's ring owner,
+// so version numbers are allocated by one Registry per model (its lock)
+// whichever collector receives the publish. Its Commit is the CommitFunc
+// to give Routes; its Handler serves PatternCommit.
+//
+// If the owner dies after committing but before answering, the retry
+// reaches the new owner, which finds the same content already a version of
+// the model and returns that version (created false): nothing is numbered
+// twice and the acknowledged publish is the committed one.
+type Forwarder struct {
+	reg *Registry
+	o   ForwardOptions
+}
+
+// NewForwarder returns a Forwarder committing locally through reg.
+func NewForwarder(reg *Registry, o ForwardOptions) *Forwarder {
+	if o.Client == nil {
+		o.Client = &http.Client{}
+	}
+	if o.Wait <= 0 {
+		o.Wait = 30 * time.Second
+	}
+	if o.Retry <= 0 {
+		o.Retry = 250 * time.Millisecond
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Forwarder{reg: reg, o: o}
+}
+
+// credentialKey carries the Authorization header of the request a commit
+// continues, for the forwarded request.
+type credentialKey struct{}
+
+func withCredential(ctx context.Context, authorization string) context.Context {
+	return context.WithValue(ctx, credentialKey{}, authorization)
+}
+
+// Commit commits c on the model's owner: here when this collector owns it,
+// else over the owner's admin API. It retries (asking the ring each time)
+// while no owner answers, for up to Wait; errors of the commit itself (bad
+// input, a missing parent) are returned at once.
+func (f *Forwarder) Commit(ctx context.Context, c Commit) (Version, bool, error) {
+	body, err := json.Marshal(c)
+	if err != nil {
+		return Version{}, false, fmt.Errorf("commit %s: %w", c.Model, err)
+	}
+	deadline := time.Now().Add(f.o.Wait)
+	for attempt := 1; ; attempt++ {
+		self, admin, ok := f.o.Owner(c.Model)
+		if self {
+			return f.reg.Commit(ctx, c)
+		}
+		var v Version
+		var created bool
+		err := fmt.Errorf("no owner of %s is known yet", c.Model)
+		if ok {
+			v, created, err = f.send(ctx, admin, c.Model, body)
+			if err == nil {
+				f.o.Logger.Info("registry: commit forwarded to the owner", "model", c.Model, "owner", admin, "version", v.Version, "created", created)
+				return v, created, nil
+			}
+			// 503: the owner is not ready, leaving, or not the owner in its
+			// own view. 401: the token, accepted here, has not reached the
+			// owner's token cache yet (auth.refresh_interval). Both pass.
+			var final *remoteError
+			if errors.As(err, &final) && final.code != http.StatusServiceUnavailable && final.code != http.StatusUnauthorized {
+				return Version{}, false, fmt.Errorf("commit %s on %s: %w", c.Model, admin, err)
+			}
+		}
+		if ctx.Err() != nil || time.Now().Add(f.o.Retry).After(deadline) {
+			return Version{}, false, fmt.Errorf("commit %s: no owner answered in %s (%d attempts): %w", c.Model, f.o.Wait, attempt, err)
+		}
+		f.o.Logger.Warn("registry: commit not forwarded; retrying", "model", c.Model, "owner", admin, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return Version{}, false, fmt.Errorf("commit %s: %w", c.Model, ctx.Err())
+		case <-time.After(f.o.Retry):
+		}
+	}
+}
+
+// remoteError is an error answer of the owner: its status and message. It
+// maps back to the same status (status), so the client sees what the owner
+// said.
+type remoteError struct {
+	code int
+	msg  string
+}
+
+func (e *remoteError) Error() string { return e.msg }
+
+func (f *Forwarder) send(ctx context.Context, admin, model string, body []byte) (Version, bool, error) {
+	u := "http://" + admin + "/v1/models/" + url.PathEscape(model) + "/commit"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return Version{}, false, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(HeaderForwardedBy, f.o.Node)
+	if cred, _ := ctx.Value(credentialKey{}).(string); cred != "" {
+		req.Header.Set("Authorization", cred)
+	}
+	resp, err := f.o.Client.Do(req)
+	if err != nil {
+		return Version{}, false, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxMetaBytes))
+	if err != nil {
+		return Version{}, false, fmt.Errorf("read the owner's answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			e.Error = resp.Status
+		}
+		return Version{}, false, &remoteError{code: resp.StatusCode, msg: e.Error}
+	}
+	var res PublishResult
+	if err := json.Unmarshal(b, &res); err != nil || res.Version == 0 {
+		return Version{}, false, fmt.Errorf("the owner's answer %q: %v", b, err)
+	}
+	return Version{Model: model, Version: res.Version, ContentID: res.ContentID}, res.Created, nil
+}
+
+// Handler serves PatternCommit: it commits the forwarded Commit here if
+// this collector owns the model, and answers 503 otherwise (the forwarder
+// asks the ring again), so two collectors never allocate numbers of one
+// model at once while their views of the ring agree.
+func (f *Forwarder) Handler() http.Handler {
+	h := &handlers{reg: f.reg}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		model, _, err := modelVersion(r, false)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxMetaBytes))
+		dec.DisallowUnknownFields()
+		var c Commit
+		if err := dec.Decode(&c); err != nil {
+			h.fail(w, r, badRequest("commit: %v", err))
+			return
+		}
+		if c.Model != model {
+			h.fail(w, r, badRequest("commit: model %q in a request for %q", c.Model, model))
+			return
+		}
+		if self, _, _ := f.o.Owner(model); !self {
+			h.fail(w, r, fmt.Errorf("%w %s (forwarded by %q)", errNotOwner, model, r.Header.Get(HeaderForwardedBy)))
+			return
+		}
+		v, created, err := f.reg.Commit(r.Context(), c)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		code := http.StatusOK
+		if created {
+			code = http.StatusCreated
+		}
+		writeJSON(w, code, PublishResult{Version: v.Version, ContentID: v.ContentID, Created: created})
+	})
+}
