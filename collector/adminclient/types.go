@@ -25,6 +25,9 @@ type Member struct {
 	Addr string `json:"addr"`
 	// State is alive, suspect, dead or left.
 	State string `json:"state"`
+	// Admin is the member's admin API address (host:port); "" when it
+	// advertises none.
+	Admin string `json:"admin,omitempty"`
 	// Models are the models this member owns.
 	Models []string `json:"models"`
 }
@@ -58,7 +61,7 @@ type Version struct {
 	Message   *string    `json:"message"`
 	// Parents are the versions this one derives from ([] for none).
 	Parents []uint64 `json:"parents"`
-	// Source is who made it: publish, optimizer, merge, agent (found in a
+	// Source is who made it: publish, optimize, merge, agent (found in a
 	// model directory without the registry).
 	Source *string `json:"source"`
 	// State is serving, canary, published, rejected or retired.
