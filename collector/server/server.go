@@ -194,11 +194,11 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	writer := ingest.NewWriter(ingest.WriterConfig{BatchRows: cfg.Writer.BatchRows, FlushInterval: cfg.Writer.FlushInterval, Ready: schema.Applied()},
 		sp, rowCache, st, stats, log.With("component", "writer"))
 
-	// The admin listener is opened now: the ring gossips its address (the
-	// owner of a model takes the registry's commits of it).
-	if ls.Admin == nil {
+	// In a cluster the admin listener is opened now: the ring gossips its
+	// address (the owner of a model takes the registry's commits of it).
+	if rc != nil && ls.Admin == nil {
 		if ls.Admin, err = net.Listen("tcp", cfg.Admin.Addr); err != nil {
-			return fmt.Errorf("admin: %w", err)
+			return fmt.Errorf("admin: admin listen: %w", err)
 		}
 		closers = append(closers, func() { ls.Admin.Close() })
 	}
@@ -433,7 +433,10 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		return blobs.Close()
 	})
 	g.Add("admin", func(ctx context.Context) error {
-		return adm.Serve(ctx, ls.Admin)
+		if ls.Admin != nil {
+			return adm.Serve(ctx, ls.Admin)
+		}
+		return adm.Run(ctx)
 	})
 	// Garbage collection of the registry's blobs, on the node that owns
 	// the key gcKey (one node of a cluster at a time).
