@@ -1,6 +1,7 @@
 package adminclient
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -184,28 +185,22 @@ func (c *Client) Publish(ctx context.Context, model, dir string, opts PublishOpt
 
 	var attempts []Attempt
 	for _, base := range c.urls {
-		pr, pw := io.Pipe()
-		mw := multipart.NewWriter(pw)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			pw.CloseWithError(writeParts(ctx, mw, metaJSON, files, func(n int64) { prog("upload", n, total) }))
-		}()
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+target, pr)
+		body, contentType, err := newUploadBody(ctx, metaJSON, files, func(n int64) { prog("upload", n, total) })
 		if err != nil {
-			pr.Close()
-			<-done
 			return fail(err)
 		}
-		req.Header.Set("Content-Type", mw.FormDataContentType())
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+target, body)
+		if err != nil {
+			return fail(err)
+		}
+		req.ContentLength = -1 // chunked: the transport then copies through body.WriteTo
+		req.Header.Set("Content-Type", contentType)
 		req.Header.Set("Accept", "application/json")
 		if c.token != "" {
 			req.Header.Set("Authorization", "Bearer "+c.token)
 		}
 		resp, err := c.stream.Do(req)
-		// The writer stops at its next write once the pipe is closed.
-		pr.CloseWithError(errors.New("request finished"))
-		<-done
+		body.Close()
 		if err != nil {
 			if ctx.Err() != nil {
 				return fail(ctx.Err())
@@ -367,46 +362,164 @@ func copyProgress(ctx context.Context, w io.Writer, r io.Reader, progress func(i
 	}
 }
 
-// writeParts writes the meta part and one part per file.
-func writeParts(ctx context.Context, mw *multipart.Writer, meta []byte, files []localFile, progress func(int64)) error {
+// uploadBody is a publish's multipart body: the framing (boundaries, part
+// headers, the meta part) as bytes, and each file read from disk as it is
+// sent. Its WriteTo writes the files in 1 MiB blocks straight to the
+// connection (the transport uses it for a chunked body), with no pipe and
+// no goroutine between the files and the socket; Read is the plain path.
+type uploadBody struct {
+	ctx      context.Context
+	segs     []uploadSegment
+	progress func(int64)
+	sent     int64 // file bytes sent, for progress
+
+	cur  int      // the segment Read is in
+	off  int64    // bytes of it read
+	file *os.File // open while Read is in a file segment
+	buf  []byte
+}
+
+type uploadSegment struct {
+	data []byte     // framing
+	file *localFile // or a file's bytes
+}
+
+// newUploadBody frames meta and files the way multipart.Writer does and
+// returns the body and its Content-Type.
+func newUploadBody(ctx context.Context, meta []byte, files []localFile, progress func(int64)) (*uploadBody, string, error) {
+	var frame bytes.Buffer
+	mw := multipart.NewWriter(&frame)
+	b := &uploadBody{ctx: ctx, progress: progress}
+	flush := func() {
+		if frame.Len() > 0 {
+			b.segs = append(b.segs, uploadSegment{data: bytes.Clone(frame.Bytes())})
+			frame.Reset()
+		}
+	}
 	h := textproto.MIMEHeader{}
 	h.Set("Content-Disposition", `form-data; name="meta"`)
 	h.Set("Content-Type", "application/json")
 	pw, err := mw.CreatePart(h)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	if _, err := pw.Write(meta); err != nil {
-		return err
+		return nil, "", err
 	}
-	var sent int64
-	for _, f := range files {
+	for i := range files {
+		f := &files[i]
 		h := textproto.MIMEHeader{}
 		h.Set("Content-Disposition", `form-data; name="file"`)
 		h.Set("Content-Type", "application/octet-stream")
 		h.Set("Drover-Path", f.path)
 		h.Set("Drover-Sha256", f.sha256)
 		h.Set("Drover-Size", strconv.FormatInt(f.size, 10))
-		pw, err := mw.CreatePart(h)
-		if err != nil {
-			return err
+		if _, err := mw.CreatePart(h); err != nil {
+			return nil, "", err
 		}
-		fh, err := os.Open(f.disk)
-		if err != nil {
-			return err
-		}
-		base := sent
-		n, err := copyProgress(ctx, pw, io.LimitReader(fh, f.size), func(n int64) { progress(base + n) })
-		fh.Close()
-		if err != nil {
-			return err
-		}
-		if n != f.size {
-			return fmt.Errorf("%s: shrank while publishing (%d of %d bytes)", f.disk, n, f.size)
-		}
-		sent += n
+		flush()
+		b.segs = append(b.segs, uploadSegment{file: f})
 	}
-	return mw.Close()
+	if err := mw.Close(); err != nil {
+		return nil, "", err
+	}
+	flush()
+	return b, mw.FormDataContentType(), nil
+}
+
+// WriteTo writes the whole body to w.
+func (b *uploadBody) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	for _, s := range b.segs {
+		if s.file == nil {
+			k, err := w.Write(s.data)
+			n += int64(k)
+			if err != nil {
+				return n, err
+			}
+			continue
+		}
+		k, err := b.sendFile(w, s.file)
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func (b *uploadBody) sendFile(w io.Writer, f *localFile) (int64, error) {
+	fh, err := os.Open(f.disk)
+	if err != nil {
+		return 0, err
+	}
+	defer fh.Close()
+	base := b.sent
+	n, err := copyProgress(b.ctx, w, io.LimitReader(fh, f.size), func(n int64) { b.progress(base + n) })
+	if err != nil {
+		return n, err
+	}
+	if n != f.size {
+		return n, fmt.Errorf("%s: shrank while publishing (%d of %d bytes)", f.disk, n, f.size)
+	}
+	b.sent += n
+	return n, nil
+}
+
+// Read reads the body in order (when the transport does not use WriteTo).
+func (b *uploadBody) Read(p []byte) (int, error) {
+	for b.cur < len(b.segs) {
+		if err := b.ctx.Err(); err != nil {
+			return 0, err
+		}
+		s := b.segs[b.cur]
+		if s.file == nil {
+			if b.off < int64(len(s.data)) {
+				k := copy(p, s.data[b.off:])
+				b.off += int64(k)
+				return k, nil
+			}
+		} else if b.off < s.file.size {
+			if b.file == nil {
+				fh, err := os.Open(s.file.disk)
+				if err != nil {
+					return 0, err
+				}
+				b.file = fh
+			}
+			k, err := b.file.Read(p[:min(int64(len(p)), s.file.size-b.off)])
+			b.off += int64(k)
+			b.sent += int64(k)
+			if k > 0 {
+				b.progress(b.sent)
+			}
+			if err == io.EOF && b.off < s.file.size {
+				return k, fmt.Errorf("%s: shrank while publishing (%d of %d bytes)", s.file.disk, b.off, s.file.size)
+			}
+			if err != nil && err != io.EOF {
+				return k, err
+			}
+			if k > 0 {
+				return k, nil
+			}
+		}
+		if b.file != nil {
+			b.file.Close()
+			b.file = nil
+		}
+		b.cur, b.off = b.cur+1, 0
+	}
+	return 0, io.EOF
+}
+
+// Close closes a file Read left open.
+func (b *uploadBody) Close() error {
+	if b.file != nil {
+		err := b.file.Close()
+		b.file = nil
+		return err
+	}
+	return nil
 }
 
 // PullOptions tune a pull.

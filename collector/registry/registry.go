@@ -296,17 +296,23 @@ func (r *Registry) commit(ctx context.Context, c Commit) (Version, bool, error) 
 	lock.Lock()
 	defer lock.Unlock()
 
+	// One round trip for the common case: the highest number the model
+	// ever had (deleted versions included) and the active version with
+	// this content, if any (then its record is read).
 	contentID := ContentID(contents)
-	existing, err := r.query(ctx, "model = ? AND content_id = ? AND state = 'active'", c.Model, contentID)
-	if err != nil {
-		return Version{}, false, err
-	}
-	if len(existing) > 0 {
-		return existing[0], false, nil
-	}
-	var maxVersion uint64
-	if err := r.conn.QueryRow(ctx, "SELECT max(version) FROM "+r.table+" WHERE model = ?", c.Model).Scan(&maxVersion); err != nil {
+	var maxVersion, same uint64
+	if err := r.conn.QueryRow(ctx, "SELECT max(version), maxIf(version, content_id = ? AND state = 'active') FROM "+r.table+" FINAL WHERE model = ?",
+		contentID, c.Model).Scan(&maxVersion, &same); err != nil {
 		return Version{}, false, fmt.Errorf("read the highest version: %w", err)
+	}
+	if same > 0 {
+		existing, err := r.query(ctx, "model = ? AND version = ?", c.Model, same)
+		if err != nil {
+			return Version{}, false, err
+		}
+		if len(existing) > 0 {
+			return existing[0], false, nil
+		}
 	}
 	number := maxVersion + 1
 	parents := slices.Clone(c.Meta.Parents)
