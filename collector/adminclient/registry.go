@@ -376,7 +376,6 @@ type uploadBody struct {
 	cur  int      // the segment Read is in
 	off  int64    // bytes of it read
 	file *os.File // open while Read is in a file segment
-	buf  []byte
 }
 
 type uploadSegment struct {

@@ -442,9 +442,9 @@ GROUP BY i.model, i.model_version, i.time`, v.table(store.TableDrift), nanos(fro
 
 // eventRow is a version.* event of the events table.
 type eventRow struct {
-	time                       time.Time
-	event, host, version, body string
-	previous, reason           string
+	time                 time.Time
+	event, host, version string
+	previous, reason     string
 }
 
 // historyEvents returns model's newest limit version events (loaded,

@@ -597,7 +597,7 @@ func testDiff(t *testing.T, srv *httptest.Server, now time.Time) {
 	}
 	// A deleted version against its successor: the same signature (the
 	// models' weights differ, not their inputs).
-	body = okJSON(t, srv, "/v1/models/iris/diff?from=1&to=2", &d)
+	okJSON(t, srv, "/v1/models/iris/diff?from=1&to=2", &d)
 	fields = fields[:0]
 	for _, f := range d.Records {
 		fields = append(fields, f.Field+" "+compact(f.From)+" -> "+compact(f.To))
