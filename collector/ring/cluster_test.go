@@ -8,11 +8,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/memberlist"
 
 	"github.com/drover-ml/drover/shared/testenv"
 
@@ -732,5 +736,43 @@ func TestNodeMetaCompatibility(t *testing.T) {
 	}
 	if err := (Config{AdminAddr: "no-port"}).Validate(); err == nil || !strings.Contains(err.Error(), "admin_addr") {
 		t.Errorf("Validate(admin_addr no-port) = %v", err)
+	}
+}
+
+// TestAdvertisedVirtualNodesAreCapped: a member that gossips more virtual
+// nodes than MaxVirtualNodes is counted with MaxVirtualNodes.
+func TestAdvertisedVirtualNodesAreCapped(t *testing.T) {
+	r, err := New(LoopbackConfig("n0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.nodeAlive(&memberlist.Node{Name: "n0", Addr: net.IPv4(127, 0, 0, 1), Port: 1, Meta: nodeMeta{vnodes: 128}.encode()})
+	r.nodeAlive(&memberlist.Node{Name: "greedy", Addr: net.IPv4(127, 0, 0, 2), Port: 1, Meta: nodeMeta{vnodes: 65535}.encode()})
+	r.mu.Lock()
+	got := r.members["greedy"].vnodes
+	r.mu.Unlock()
+	if got != MaxVirtualNodes {
+		t.Errorf("greedy member counted with %d virtual nodes, want %d", got, MaxVirtualNodes)
+	}
+}
+
+func TestLoadOrCreateSecretKeyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gossip.key")
+	key, created, err := LoadOrCreateSecretKeyFile(path)
+	if err != nil || !created || len(key) != 32 {
+		t.Fatalf("first call: %d bytes, created %v, %v", len(key), created, err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file mode %v, %v; want 0600", fi.Mode(), err)
+	}
+	again, created, err := LoadOrCreateSecretKeyFile(path)
+	if err != nil || created || !bytes.Equal(again, key) {
+		t.Errorf("second call: created %v, same key %v, %v", created, bytes.Equal(again, key), err)
+	}
+	if err := os.WriteFile(path, []byte("not base64!"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := LoadOrCreateSecretKeyFile(path); err == nil {
+		t.Error("a bad key file was accepted (or replaced)")
 	}
 }

@@ -1,9 +1,11 @@
 package ring
 
 import (
+	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -172,8 +174,8 @@ func (c Config) Validate() error {
 	default:
 		bad("secret_key", "must be 16, 24 or 32 bytes (AES-128, -192 or -256), got %d", len(c.SecretKey))
 	}
-	if c.VirtualNodes < 1 || c.VirtualNodes > 4096 {
-		bad("virtual_nodes", "must be between 1 and 4096, got %d", c.VirtualNodes)
+	if c.VirtualNodes < 1 || c.VirtualNodes > MaxVirtualNodes {
+		bad("virtual_nodes", "must be between 1 and %d, got %d", MaxVirtualNodes, c.VirtualNodes)
 	}
 	if c.SuspicionMult < 1 {
 		bad("suspicion_mult", "must be >= 1, got %d", c.SuspicionMult)
@@ -246,6 +248,39 @@ func ReadSecretKeyFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return key, nil
+}
+
+// CheckAdvertiseAddr checks an advertise address: an IP or IP:port.
+func CheckAdvertiseAddr(addr string) error {
+	_, _, err := splitAdvertiseAddr(addr)
+	return err
+}
+
+// MaxVirtualNodes bounds virtual_nodes, and the count a member advertises:
+// a larger one is taken as this many, so no member can claim more than its
+// share by gossiping a big number.
+const MaxVirtualNodes = 4096
+
+// LoadOrCreateSecretKeyFile reads the gossip key at path, or, when the file
+// does not exist, writes a new random 32-byte key there (base64, mode
+// 0600, written to a temporary file and renamed) and returns it with
+// created true.
+func LoadOrCreateSecretKeyFile(path string) (key []byte, created bool, err error) {
+	key, err = ReadSecretKeyFile(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return key, false, err
+	}
+	key = make([]byte, 32)
+	rand.Read(key) // never fails (crypto/rand)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+		return nil, false, fmt.Errorf("write gossip key: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return nil, false, fmt.Errorf("write gossip key: %w", err)
+	}
+	return key, true, nil
 }
 
 // ParseSecretKey decodes a gossip key written in base64 (standard or URL

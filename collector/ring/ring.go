@@ -347,6 +347,12 @@ func (r *Ring) nodeAlive(n *memberlist.Node) {
 	if m.vnodes == 0 {
 		m.vnodes = r.cfg.VirtualNodes
 	}
+	if m.vnodes > MaxVirtualNodes {
+		if n.Name != r.cfg.NodeName {
+			r.log.Warn("member advertises too many virtual nodes; capped", "member", n.Name, "virtual_nodes", m.vnodes, "max", MaxVirtualNodes)
+		}
+		m.vnodes = MaxVirtualNodes
+	}
 	r.rebuildLocked()
 }
 

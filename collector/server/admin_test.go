@@ -216,9 +216,10 @@ func TestTokenWorksAcrossCollectors(t *testing.T) {
 	db := testenv.ClickHouse(t)
 	logs := &syncLog{}
 	blobs := "file://" + filepath.ToSlash(filepath.Join(t.TempDir(), "blobs")) // one store the whole cluster reaches
+	key := gossipKeyFile(t) // one key for the cluster
 	nodeConfig := func(name string, join ...string) Config {
 		cfg := testConfig(t, db.DSN, db.Name)
-		cfg.Cluster = Cluster{NodeName: name, GossipAddr: "127.0.0.1:0", Join: join}
+		cfg.Cluster = Cluster{NodeName: name, GossipAddr: "127.0.0.1:0", Join: join, KeyFile: key}
 		cfg.Registry.BlobURL, cfg.Registry.SharedPath = blobs, true
 		cfg.Auth.RefreshInterval = 100 * time.Millisecond
 		return cfg

@@ -355,9 +355,10 @@ func TestClusterDriftToOneJob(t *testing.T) {
 	jc.Retries = 0
 	jc.Settle = 300 * time.Millisecond
 	jc.ModelStore = modelStore
+	key := gossipKeyFile(t) // one key for the cluster
 	nodeConfig := func(name string, join ...string) Config {
 		cfg := testConfig(t, db.DSN, db.Name)
-		cfg.Cluster = Cluster{NodeName: name, GossipAddr: "127.0.0.1:0", Join: join}
+		cfg.Cluster = Cluster{NodeName: name, GossipAddr: "127.0.0.1:0", Join: join, KeyFile: key}
 		// A cluster needs a registry store every node reaches: here one
 		// directory of this machine, declared shared.
 		cfg.Registry.BlobURL, cfg.Registry.SharedPath = "file://"+filepath.ToSlash(filepath.Join(dir, "blobs")), true
@@ -596,3 +597,26 @@ func TestClusterDriftToOneJob(t *testing.T) {
 // driftRows counts drift_results rows: clean and drifted checks, and
 // per-feature PSI rows (checks with a verdict).
 type driftRows struct{ clean, drifted, judged uint64 }
+
+// gossipKeyFile writes a new gossip key for a test cluster and returns
+// its path.
+func gossipKeyFile(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "gossip.key")
+	if _, _, err := ring.LoadOrCreateSecretKeyFile(path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestJoiningWithoutAGossipKeyIsRefused: a collector told to join peers,
+// with no gossip key and without cluster.insecure, does not start.
+func TestJoiningWithoutAGossipKeyIsRefused(t *testing.T) {
+	cfg := testConfig(t, "clickhouse://127.0.0.1:1", "unused")
+	cfg.Cluster = Cluster{NodeName: "lonely", GossipAddr: "127.0.0.1:0", Join: []string{"127.0.0.1:7946"}}
+	cfg.Registry.SharedPath = true
+	err := run(context.Background(), cfg, Listeners{OTLPGRPC: listen(t), OTLPHTTP: listen(t), Admin: listen(t)}, slog.New(slog.DiscardHandler), hooks{})
+	if err == nil || !strings.Contains(err.Error(), "without a gossip key") {
+		t.Fatalf("Run = %v; want the refusal to join without a key", err)
+	}
+}

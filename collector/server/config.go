@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -140,10 +141,69 @@ type Cluster struct {
 	NodeName   string   `yaml:"node_name"`
 	GossipAddr string   `yaml:"gossip_addr"`
 	Join       []string `yaml:"join"`
+	// AdvertiseAddr is the IP or IP:port peers use to reach this node's
+	// gossip, when it differs from gossip_addr (NAT, port mapping).
+	AdvertiseAddr string `yaml:"advertise_addr"`
 	// KeyFile holds the base64 gossip encryption key.
 	KeyFile string `yaml:"key_file"`
+	// Key is the key's base64 text given another way (drover-collector
+	// reads DROVER_GOSSIP_KEY into it); key_file wins when both are set.
+	Key string `yaml:"-"`
+	// Insecure runs gossip without encryption and authentication: the
+	// explicit way out of the key a node otherwise needs (GossipKey).
+	Insecure bool `yaml:"insecure"`
 	// Disabled runs a single node without gossip.
 	Disabled bool `yaml:"disabled"`
+}
+
+// GossipKeyFile is the key a collector creates in its data dir when it
+// starts without one and joins nobody.
+const GossipKeyFile = "gossip.key"
+
+// GossipKey returns the gossip key: key_file's, else Key's
+// (DROVER_GOSSIP_KEY), else the one in <data_dir>/gossip.key. A node that
+// joins nobody creates that file if it is missing (created is then its
+// path, to be logged); a node that joins peers without any key is refused,
+// with the way to share one. With insecure: true it returns no key.
+func (c Config) GossipKey() (key []byte, created string, err error) {
+	cl := c.Cluster
+	switch {
+	case cl.Disabled || cl.Insecure:
+		return nil, "", nil
+	case cl.KeyFile != "":
+		key, err = ring.ReadSecretKeyFile(cl.KeyFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("cluster.key_file: %w", err)
+		}
+		return key, "", nil
+	case cl.Key != "":
+		key, err = ring.ParseSecretKey(cl.Key)
+		if err != nil {
+			return nil, "", fmt.Errorf("DROVER_GOSSIP_KEY: %w", err)
+		}
+		return key, "", nil
+	}
+	path := filepath.Join(c.DataDir, GossipKeyFile)
+	if len(cl.Join) > 0 {
+		key, err = ring.ReadSecretKeyFile(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, "", fmt.Errorf("cluster.join: this node joins %v without a gossip key: copy the key of a running node "+
+				"(its <data_dir>/%s, or the file its cluster.key_file names) to this node and set cluster.key_file (--gossip-key-file) "+
+				"or DROVER_GOSSIP_KEY; or set cluster.insecure: true to gossip unencrypted", cl.Join, GossipKeyFile)
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("gossip key: %w", err)
+		}
+		return key, "", nil
+	}
+	key, made, err := ring.LoadOrCreateSecretKeyFile(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("gossip key: %w", err)
+	}
+	if made {
+		created = path
+	}
+	return key, created, nil
 }
 
 // Default returns the defaults.
@@ -382,6 +442,11 @@ func (c Cluster) Validate() error {
 	if c.KeyFile != "" {
 		if _, err := ring.ReadSecretKeyFile(c.KeyFile); err != nil {
 			errs = append(errs, fmt.Errorf("key_file: %w", err))
+		}
+	}
+	if c.AdvertiseAddr != "" {
+		if err := ring.CheckAdvertiseAddr(c.AdvertiseAddr); err != nil {
+			errs = append(errs, fmt.Errorf("advertise_addr: %w", err))
 		}
 	}
 	return errors.Join(errs...)

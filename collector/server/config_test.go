@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,5 +118,66 @@ func TestRegistrySection(t *testing.T) {
 		if u, err := c.BlobStoreURL(); err != nil || u == "" {
 			t.Errorf("%q: blob store %q, %v", doc, u, err)
 		}
+	}
+}
+
+// TestGossipKey: where a node's gossip key comes from, and the refusal of
+// a node that joins without one.
+func TestGossipKey(t *testing.T) {
+	keyText := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	keyFile := filepath.Join(t.TempDir(), "k")
+	if err := os.WriteFile(keyFile, []byte(keyText+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	node := func(join ...string) Config {
+		c := Default()
+		c.DataDir = t.TempDir()
+		c.Cluster.Join = join
+		return c
+	}
+
+	// A first node without a key creates one in its data dir, once.
+	c := node()
+	key, created, err := c.GossipKey()
+	if err != nil || len(key) != 32 || created != filepath.Join(c.DataDir, GossipKeyFile) {
+		t.Fatalf("first node: %d bytes, created %q, %v", len(key), created, err)
+	}
+	again, created, err := c.GossipKey()
+	if err != nil || created != "" || string(again) != string(key) {
+		t.Errorf("restart: created %q, same key %v, %v", created, string(again) == string(key), err)
+	}
+
+	// A joining node without a key is refused, with how to share one.
+	_, _, err = node("10.0.0.1:7946").GossipKey()
+	if err == nil || !strings.Contains(err.Error(), "without a gossip key") || !strings.Contains(err.Error(), "cluster.insecure") {
+		t.Errorf("joining without a key: %v", err)
+	}
+	// ... and accepted with one from a file, from DROVER_GOSSIP_KEY, or in
+	// its data dir; or, explicitly, without.
+	j := node("10.0.0.1:7946")
+	j.Cluster.KeyFile = keyFile
+	if key, _, err := j.GossipKey(); err != nil || string(key) != "0123456789abcdef0123456789abcdef" {
+		t.Errorf("key_file: %q, %v", key, err)
+	}
+	j = node("10.0.0.1:7946")
+	j.Cluster.Key = keyText
+	if key, _, err := j.GossipKey(); err != nil || string(key) != "0123456789abcdef0123456789abcdef" {
+		t.Errorf("DROVER_GOSSIP_KEY: %q, %v", key, err)
+	}
+	j.Cluster.Key = "not base64!"
+	if _, _, err := j.GossipKey(); err == nil || !strings.Contains(err.Error(), "DROVER_GOSSIP_KEY") {
+		t.Errorf("bad DROVER_GOSSIP_KEY: %v", err)
+	}
+	j = node("10.0.0.1:7946")
+	if err := os.WriteFile(filepath.Join(j.DataDir, GossipKeyFile), []byte(keyText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if key, created, err := j.GossipKey(); err != nil || created != "" || len(key) != 32 {
+		t.Errorf("key in the data dir: %d bytes, created %q, %v", len(key), created, err)
+	}
+	j = node("10.0.0.1:7946")
+	j.Cluster.Insecure = true
+	if key, _, err := j.GossipKey(); err != nil || key != nil {
+		t.Errorf("insecure: %v, %v; want no key", key, err)
 	}
 }

@@ -30,9 +30,10 @@ func TestPublishesAcrossCollectors(t *testing.T) {
 	db := testenv.ClickHouse(t)
 	logs := &syncLog{}
 	blobs := "file://" + filepath.ToSlash(filepath.Join(t.TempDir(), "blobs"))
+	key := gossipKeyFile(t) // one key for the cluster
 	nodeConfig := func(name string, join ...string) Config {
 		cfg := testConfig(t, db.DSN, db.Name)
-		cfg.Cluster = Cluster{NodeName: name, GossipAddr: "127.0.0.1:0", Join: join}
+		cfg.Cluster = Cluster{NodeName: name, GossipAddr: "127.0.0.1:0", Join: join, KeyFile: key}
 		cfg.Registry.BlobURL, cfg.Registry.SharedPath = blobs, true
 		cfg.Auth.RefreshInterval = 100 * time.Millisecond
 		return cfg

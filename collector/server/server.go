@@ -124,12 +124,21 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		log = log.With("node", cfg.Cluster.NodeName) // every line of a cluster node says which
 		c := ring.DefaultConfig()
 		c.NodeName, c.BindAddr, c.Join, c.Logger = cfg.Cluster.NodeName, cfg.Cluster.GossipAddr, cfg.Cluster.Join, log.With("component", "ring")
-		if cfg.Cluster.KeyFile != "" {
-			var err error
-			if c.SecretKey, err = ring.ReadSecretKeyFile(cfg.Cluster.KeyFile); err != nil {
-				return fmt.Errorf("cluster.key_file: %w", err)
-			}
+		c.AdvertiseAddr = cfg.Cluster.AdvertiseAddr
+		if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+			return fmt.Errorf("data dir: %w", err)
 		}
+		key, created, err := cfg.GossipKey()
+		if err != nil {
+			return err
+		}
+		switch {
+		case created != "":
+			log.Warn("gossip: no key was given, so one was created; give it to every node that joins this one (cluster.key_file or DROVER_GOSSIP_KEY) and keep it secret", "key_file", created)
+		case key == nil:
+			log.Warn("gossip: cluster.insecure is set: gossip is neither encrypted nor authenticated; anyone who reaches the gossip port can join")
+		}
+		c.SecretKey = key
 		if h.ring != nil {
 			h.ring(&c)
 		}

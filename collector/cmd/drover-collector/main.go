@@ -72,7 +72,8 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	gossip := fs.String("gossip-addr", "", "memberlist gossip address (default :7946)")
 	nodeName := fs.String("node-name", "", "cluster node name (default the host name)")
 	join := fs.String("join", "", "comma-separated host:port (or DNS names) of cluster peers")
-	keyFile := fs.String("gossip-key-file", "", "file with the base64 gossip encryption key (16, 24 or 32 bytes)")
+	keyFile := fs.String("gossip-key-file", "", "file with the base64 gossip encryption key (16, 24 or 32 bytes); or set DROVER_GOSSIP_KEY to the key's text")
+	advertise := fs.String("gossip-advertise-addr", "", "IP or IP:port peers use to reach this node's gossip, when it differs from --gossip-addr")
 	cluster := fs.String("cluster", "", "ClickHouse cluster name: create the schema ON CLUSTER with Replicated engines")
 	noGossip := fs.Bool("no-gossip", false, "run a single node without memberlist")
 	debugAddr := fs.String("debug-addr", "", "if set, serve Go's pprof profiles on this address (e.g. 127.0.0.1:6061)")
@@ -106,6 +107,8 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	set(&cfg.Cluster.GossipAddr, *gossip)
 	set(&cfg.Cluster.NodeName, *nodeName)
 	set(&cfg.Cluster.KeyFile, *keyFile)
+	set(&cfg.Cluster.AdvertiseAddr, *advertise)
+	cfg.Cluster.Key = os.Getenv("DROVER_GOSSIP_KEY") // key_file wins when both are set
 	set(&cfg.ClickHouse.Cluster, *cluster)
 	if *join != "" {
 		cfg.Cluster.Join = nil
