@@ -18,16 +18,23 @@ import (
 
 // Webhook headers.
 const (
-	// SignatureHeader carries "sha256=" and the hex HMAC-SHA256, keyed with
-	// the webhook secret, of: the timestamp, ".", and the body (requests to
-	// the receiver); the body alone (callbacks).
+	// SignatureHeader authenticates a request to the receiver and a
+	// callback: "t=<unix seconds>,v1=<hex HMAC-SHA256>" keyed with the
+	// webhook secret over "<job id>.<t>.<body>" (Sign). A message whose t is
+	// more than SignatureWindow from now is refused, and the job id in the
+	// MAC ties it to one job: a captured message cannot be replayed later
+	// or against another job.
 	SignatureHeader = "X-Drover-Signature"
-	// TimestampHeader carries the request's Unix time in seconds; a
-	// receiver rejects requests older than a few minutes (replay).
+	// TimestampHeader repeats t for receivers written against the first
+	// format. Deprecated: read t from SignatureHeader.
 	TimestampHeader = "X-Drover-Timestamp"
 	// JobIDHeader carries the job id.
 	JobIDHeader = "X-Drover-Job-Id"
 )
+
+// SignatureWindow is how far a signed message's time may be from the
+// receiver's clock, either way.
+const SignatureWindow = 5 * time.Minute
 
 // Errors of Callback; Handler maps them to HTTP statuses.
 var (
@@ -51,28 +58,56 @@ type CallbackRequest struct {
 	Attempt int `json:"attempt"`
 }
 
-// Sign returns the signature header value for payload: "sha256=" and the
-// hex HMAC-SHA256 of payload keyed with secret.
-func Sign(secret, payload []byte) string {
-	h := hmac.New(sha256.New, secret)
-	h.Write(payload)
-	return "sha256=" + hex.EncodeToString(h.Sum(nil))
+// Sign returns the SignatureHeader value of a message about job id sent
+// at t with body: "t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
+// id + "." + t + "." + body)>".
+func Sign(secret []byte, id string, t time.Time, body []byte) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	return "t=" + ts + ",v1=" + hex.EncodeToString(mac(secret, id, ts, body))
 }
 
-// Verify reports whether signature is Sign(secret, payload), comparing in
-// constant time.
-func Verify(secret, payload []byte, signature string) bool {
-	hexSig, ok := strings.CutPrefix(signature, "sha256=")
-	if !ok {
-		return false
-	}
-	got, err := hex.DecodeString(hexSig)
-	if err != nil {
-		return false
-	}
+func mac(secret []byte, id, ts string, body []byte) []byte {
 	h := hmac.New(sha256.New, secret)
-	h.Write(payload)
-	return hmac.Equal(got, h.Sum(nil))
+	h.Write([]byte(id))
+	h.Write([]byte("."))
+	h.Write([]byte(ts))
+	h.Write([]byte("."))
+	h.Write(body)
+	return h.Sum(nil)
+}
+
+// Verify checks a SignatureHeader value for a message about job id with
+// body: one of its v1 values must be the HMAC (compared in constant time)
+// and its t within SignatureWindow of now. The error says which check
+// failed (never the expected value).
+func Verify(secret []byte, id string, body []byte, header string, now time.Time) error {
+	var ts string
+	var sigs [][]byte
+	for _, kv := range strings.Split(header, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		switch k {
+		case "t":
+			ts = v
+		case "v1":
+			if b, err := hex.DecodeString(v); err == nil {
+				sigs = append(sigs, b)
+			}
+		}
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || len(sigs) == 0 {
+		return errors.New(`want "t=<unix seconds>,v1=<hex HMAC-SHA256>"`)
+	}
+	if d := now.Sub(time.Unix(sec, 0)); d > SignatureWindow || d < -SignatureWindow {
+		return fmt.Errorf("signed at %s, more than %s from now", time.Unix(sec, 0).UTC().Format(time.RFC3339), SignatureWindow)
+	}
+	want := mac(secret, id, ts, body)
+	for _, s := range sigs {
+		if hmac.Equal(s, want) {
+			return nil
+		}
+	}
+	return errors.New("the HMAC does not match (another secret, job or body)")
 }
 
 // waiter is a webhook attempt waiting for its callback on this node.
@@ -133,11 +168,11 @@ func (e *webhookExecutor) post(ctx context.Context, spec Spec, body []byte) (out
 	if err != nil {
 		return outcome{state: StateFailed, exitCode: -1, err: fmt.Sprintf("webhook: %v", err)}, false
 	}
-	ts := strconv.FormatInt(e.m.now().Unix(), 10)
+	now := e.m.now()
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(TimestampHeader, ts)
+	req.Header.Set(TimestampHeader, strconv.FormatInt(now.Unix(), 10))
 	req.Header.Set(JobIDHeader, spec.ID)
-	req.Header.Set(SignatureHeader, Sign(e.key, append([]byte(ts+"."), body...)))
+	req.Header.Set(SignatureHeader, Sign(e.key, spec.ID, now, body))
 	client := e.client
 	if client == nil {
 		client = http.DefaultClient
@@ -156,7 +191,8 @@ func (e *webhookExecutor) post(ctx context.Context, spec Spec, body []byte) (out
 }
 
 // Callback records a webhook receiver's report on a job: body is a
-// CallbackRequest, signature its SignatureHeader (Sign over body). It is
+// CallbackRequest, signature its SignatureHeader (Sign over id and body,
+// within SignatureWindow). It is
 // accepted only while the job is running the attempt the body names: a
 // replay or a late report gets ErrStale. If this node runs the attempt, the
 // attempt ends with the report; otherwise (the receiver reached another
@@ -168,8 +204,8 @@ func (m *Manager) Callback(ctx context.Context, id string, body []byte, signatur
 	if m.secret == nil {
 		return ErrNoWebhook
 	}
-	if !Verify(m.secret, body, signature) {
-		return fmt.Errorf("job %s callback: %w", id, ErrBadSignature)
+	if err := Verify(m.secret, id, body, signature, m.now()); err != nil {
+		return fmt.Errorf("job %s callback: %w: %v", id, ErrBadSignature, err)
 	}
 	var r CallbackRequest
 	if err := json.Unmarshal(body, &r); err != nil {

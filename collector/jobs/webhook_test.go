@@ -7,8 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path"
 	"slices"
-	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,15 +32,8 @@ func TestWebhookJob(t *testing.T) {
 	got := make(chan delivery, 4)
 	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		ts := r.Header.Get(TimestampHeader)
-		sec, err := strconv.ParseInt(ts, 10, 64)
-		switch {
-		case err != nil || time.Since(time.Unix(sec, 0)).Abs() > 5*time.Minute:
-			got <- delivery{err: "bad timestamp " + ts}
-			http.Error(w, "stale", http.StatusUnauthorized)
-			return
-		case !Verify(secret, append([]byte(ts+"."), body...), r.Header.Get(SignatureHeader)):
-			got <- delivery{err: "bad signature"}
+		if err := Verify(secret, r.Header.Get(JobIDHeader), body, r.Header.Get(SignatureHeader), time.Now()); err != nil {
+			got <- delivery{err: "bad signature: " + err.Error()}
 			http.Error(w, "bad signature", http.StatusUnauthorized)
 			return
 		}
@@ -65,7 +59,8 @@ func TestWebhookJob(t *testing.T) {
 	callback := func(url string, key []byte, r CallbackRequest) int {
 		body, _ := json.Marshal(r)
 		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-		req.Header.Set(SignatureHeader, Sign(key, body))
+		id := path.Base(path.Dir(url)) // .../v1/jobs/{id}/status
+		req.Header.Set(SignatureHeader, Sign(key, id, time.Now(), body))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -153,7 +148,7 @@ func TestWebhookCallbackOnOtherNode(t *testing.T) {
 		t.Fatal("no webhook request")
 	}
 	body, _ := json.Marshal(CallbackRequest{State: StateFailed, Error: "no data", Attempt: 1})
-	if err := b.Callback(context.Background(), id, body, Sign(secret, body)); err != nil {
+	if err := b.Callback(context.Background(), id, body, Sign(secret, id, time.Now(), body)); err != nil {
 		t.Fatalf("Callback on node-b: %v", err)
 	}
 	// The failure counts as an attempt: the job is queued for attempt 2,
@@ -166,5 +161,60 @@ func TestWebhookCallbackOnOtherNode(t *testing.T) {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		return a.waiters[id] == nil || a.waiters[id].attempt != 1
+	})
+}
+
+// TestSignatureBindsJobAndTime: a signed message verifies only for its
+// job, its body, its secret and within SignatureWindow of its time; a
+// captured callback replayed against another job or later is refused.
+func TestSignatureBindsJobAndTime(t *testing.T) {
+	secret, body := []byte("s3cret"), []byte(`{"state":"succeeded","attempt":1}`)
+	at := time.Unix(1_800_000_000, 0)
+	sig := Sign(secret, "job-a", at, body)
+	if !strings.HasPrefix(sig, "t=1800000000,v1=") {
+		t.Fatalf("Sign = %q", sig)
+	}
+	for name, tc := range map[string]struct {
+		secret []byte
+		id     string
+		body   []byte
+		header string
+		now    time.Time
+		ok     bool
+	}{
+		"valid":               {secret, "job-a", body, sig, at, true},
+		"4 minutes later":     {secret, "job-a", body, sig, at.Add(4 * time.Minute), true},
+		"clock 4 minutes off": {secret, "job-a", body, sig, at.Add(-4 * time.Minute), true},
+		"6 minutes later":     {secret, "job-a", body, sig, at.Add(6 * time.Minute), false},
+		"another job":         {secret, "job-b", body, sig, at, false},
+		"another body":        {secret, "job-a", []byte(`{"state":"failed","attempt":1}`), sig, at, false},
+		"another secret":      {[]byte("other"), "job-a", body, sig, at, false},
+		"rotated: two v1":     {secret, "job-a", body, sig + ",v1=00ff", at, true},
+		"old format":          {secret, "job-a", body, "sha256=" + strings.Repeat("ab", 32), at, false},
+		"t changed":           {secret, "job-a", body, strings.Replace(sig, "t=1800000000", "t=1800000100", 1), at, false},
+		"empty":               {secret, "job-a", body, "", at, false},
+	} {
+		if err := Verify(tc.secret, tc.id, tc.body, tc.header, tc.now); (err == nil) != tc.ok {
+			t.Errorf("%s: Verify = %v, want ok %v", name, err, tc.ok)
+		}
+	}
+}
+
+// FuzzVerify: any header and body are refused or accepted without panic,
+// and only the real signature of the body is accepted.
+func FuzzVerify(f *testing.F) {
+	secret := []byte("s3cret")
+	at := time.Unix(1_800_000_000, 0)
+	f.Add(Sign(secret, "j", at, []byte("{}")), []byte("{}"))
+	f.Add("t=,v1=", []byte(""))
+	f.Add("t=1800000000,v1=zz,v1=", []byte(`{"state":"succeeded"}`))
+	f.Fuzz(func(t *testing.T, header string, body []byte) {
+		if Verify(secret, "j", body, header, at) != nil {
+			return
+		}
+		// Accepted: then it is bound to this body and this job.
+		if Verify(secret, "j", append(body, 'x'), header, at) == nil || Verify(secret, "k", body, header, at) == nil {
+			t.Errorf("%q verifies for another body or job", header)
+		}
 	})
 }
