@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/drover-ml/drover/collector/store"
 )
 
 // Stats are the collector's own ingest metrics. The zero value is usable
@@ -19,6 +21,7 @@ type Stats struct {
 	Written       *prometheus.CounterVec // rows inserted into ClickHouse, by table
 	Replayed      prometheus.Counter     // spool records replayed after a restart
 	InsertErrors  *prometheus.CounterVec // failed inserts, by retryable
+	UnknownErrors *prometheus.CounterVec // failed inserts with a ClickHouse error code store.ErrorCodes does not list, by code
 	BatchRows     prometheus.Histogram   // rows per insert batch
 	InsertSeconds prometheus.Histogram   // insert latency
 	LagSeconds    prometheus.GaugeFunc   // age of the oldest unwritten spool record, computed when read
@@ -39,6 +42,7 @@ func NewStats(reg prometheus.Registerer) *Stats {
 		Written:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_collector_written_rows_total", Help: "Rows inserted into ClickHouse."}, []string{"table"}),
 		Replayed:      prometheus.NewCounter(prometheus.CounterOpts{Name: "drover_collector_replayed_records_total", Help: "Spool records written after a restart (they had been acknowledged before it)."}),
 		InsertErrors:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_collector_insert_errors_total", Help: "Failed ClickHouse inserts."}, []string{"retryable"}),
+		UnknownErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_collector_insert_unknown_errors_total", Help: "Failed ClickHouse inserts whose error code the collector does not classify (retried); alert on it."}, []string{"code"}),
 		BatchRows:     prometheus.NewHistogram(prometheus.HistogramOpts{Name: "drover_collector_batch_rows", Help: "Rows per ClickHouse insert batch.", Buckets: prometheus.ExponentialBuckets(100, 4, 8)}),
 		InsertSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "drover_collector_insert_duration_seconds", Help: "ClickHouse insert latency per batch.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
 		SpoolBytes:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "drover_collector_spool_bytes", Help: "Bytes in the spool not yet in ClickHouse."}),
@@ -46,7 +50,7 @@ func NewStats(reg prometheus.Registerer) *Stats {
 	}
 	s.LagSeconds = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "drover_collector_lag_seconds", Help: "Age of the oldest spool record not yet in ClickHouse."},
 		func() float64 { return s.Lag(time.Now()).Seconds() })
-	reg.MustRegister(s.Received, s.Rejected, s.Spooled, s.Written, s.Replayed, s.InsertErrors, s.BatchRows, s.InsertSeconds, s.LagSeconds, s.SpoolBytes, s.SpoolRecords)
+	reg.MustRegister(s.Received, s.Rejected, s.Spooled, s.Written, s.Replayed, s.InsertErrors, s.UnknownErrors, s.BatchRows, s.InsertSeconds, s.LagSeconds, s.SpoolBytes, s.SpoolRecords)
 	return s
 }
 
@@ -71,6 +75,24 @@ func (s *Stats) setOldestPending(at time.Time) {
 		return
 	}
 	s.oldest.Store(at.UnixNano())
+}
+
+// unknownCodes counts the error codes of err that store.ErrorCodes does
+// not list (codes past 9999, which no ClickHouse has, as "other": the
+// label's values stay bounded whatever a server sends).
+func (s *Stats) unknownCodes(err error) []int32 {
+	codes := store.UnknownCodes(err)
+	if s.UnknownErrors == nil {
+		return codes
+	}
+	for _, c := range codes {
+		label := "other"
+		if c >= 0 && c < 10000 {
+			label = store.CodeLabel(c)
+		}
+		s.UnknownErrors.WithLabelValues(label).Inc()
+	}
+	return codes
 }
 
 func (s *Stats) received(k Kind, n int) {

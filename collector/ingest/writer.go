@@ -400,6 +400,9 @@ func (w *Writer) write(ctx context.Context, items []item, replay bool) error {
 		if w.stats.InsertErrors != nil {
 			w.stats.InsertErrors.WithLabelValues(strconv.FormatBool(retryable)).Inc()
 		}
+		if codes := w.stats.unknownCodes(err); len(codes) > 0 && !w.failing {
+			w.log.Error("ClickHouse answered with an error code the collector does not classify; retrying (drover_collector_insert_unknown_errors_total)", "codes", codes, "err", err)
+		}
 		if !retryable {
 			// Bad rows: ClickHouse refuses them and will keep refusing.
 			// Don't block everything behind them; count and log loudly.

@@ -101,6 +101,18 @@ func (e *InsertError) Error() string {
 
 func (e *InsertError) Unwrap() error { return e.Err }
 
+// InsertErrors returns the *InsertError of every table that failed in err
+// (an error of Insert or InsertBatches), in the order they were tried.
+func InsertErrors(err error) []*InsertError {
+	var out []*InsertError
+	walk(err, func(e error) {
+		if ie, ok := e.(*InsertError); ok {
+			out = append(out, ie)
+		}
+	})
+	return out
+}
+
 // Insert writes every non-empty table of b, each as one INSERT whose rows
 // go out in blocks of 8192, column by column. It only reads b.
 //
