@@ -21,6 +21,7 @@ type Stats struct {
 	Written       *prometheus.CounterVec // rows inserted into ClickHouse, by table
 	Replayed      prometheus.Counter     // spool records replayed after a restart
 	InsertErrors  *prometheus.CounterVec // failed inserts, by retryable
+	DeadLetters   *prometheus.CounterVec // rows refused for their data and set aside, by where (table, file, dropped)
 	UnknownErrors *prometheus.CounterVec // failed inserts with a ClickHouse error code store.ErrorCodes does not list, by code
 	BatchRows     prometheus.Histogram   // rows per insert batch
 	InsertSeconds prometheus.Histogram   // insert latency
@@ -42,6 +43,7 @@ func NewStats(reg prometheus.Registerer) *Stats {
 		Written:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_collector_written_rows_total", Help: "Rows inserted into ClickHouse."}, []string{"table"}),
 		Replayed:      prometheus.NewCounter(prometheus.CounterOpts{Name: "drover_collector_replayed_records_total", Help: "Spool records written after a restart (they had been acknowledged before it)."}),
 		InsertErrors:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_collector_insert_errors_total", Help: "Failed ClickHouse inserts."}, []string{"retryable"}),
+		DeadLetters:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_collector_dead_letters_total", Help: "Rows ClickHouse refused for their data, set aside: where=table (dead_letters), file (the dead-letter file, when the table refused them too) or dropped (neither could take them)."}, []string{"where"}),
 		UnknownErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_collector_insert_unknown_errors_total", Help: "Failed ClickHouse inserts whose error code the collector does not classify (retried); alert on it."}, []string{"code"}),
 		BatchRows:     prometheus.NewHistogram(prometheus.HistogramOpts{Name: "drover_collector_batch_rows", Help: "Rows per ClickHouse insert batch.", Buckets: prometheus.ExponentialBuckets(100, 4, 8)}),
 		InsertSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "drover_collector_insert_duration_seconds", Help: "ClickHouse insert latency per batch.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
@@ -50,7 +52,7 @@ func NewStats(reg prometheus.Registerer) *Stats {
 	}
 	s.LagSeconds = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "drover_collector_lag_seconds", Help: "Age of the oldest spool record not yet in ClickHouse."},
 		func() float64 { return s.Lag(time.Now()).Seconds() })
-	reg.MustRegister(s.Received, s.Rejected, s.Spooled, s.Written, s.Replayed, s.InsertErrors, s.UnknownErrors, s.BatchRows, s.InsertSeconds, s.LagSeconds, s.SpoolBytes, s.SpoolRecords)
+	reg.MustRegister(s.Received, s.Rejected, s.Spooled, s.Written, s.Replayed, s.InsertErrors, s.DeadLetters, s.UnknownErrors, s.BatchRows, s.InsertSeconds, s.LagSeconds, s.SpoolBytes, s.SpoolRecords)
 	return s
 }
 

@@ -131,6 +131,10 @@ type Spool struct {
 type Writer struct {
 	BatchRows     int           `yaml:"batch_rows"`
 	FlushInterval time.Duration `yaml:"flush_interval"`
+	// DeadLetterFileMaxBytes bounds <data_dir>/dead_letters.jsonl, where
+	// rows go that ClickHouse refused for their data when the dead_letters
+	// table refuses them too (docs/collector.md).
+	DeadLetterFileMaxBytes int64 `yaml:"dead_letter_file_max_bytes"`
 }
 
 // Cluster configures membership.
@@ -155,7 +159,7 @@ func Default() Config {
 		OTLP:       OTLP{GRPCAddr: ":4317", HTTPAddr: ":4318", MaxRequestBytes: 16 << 20},
 		Admin:      Admin{Addr: ":7070"},
 		Spool:      Spool{MaxBytes: 1 << 30, SegmentBytes: 64 << 20, Sync: spool.SyncAlways},
-		Writer:     Writer{BatchRows: ingest.DefaultBatchRows, FlushInterval: time.Second},
+		Writer:     Writer{BatchRows: ingest.DefaultBatchRows, FlushInterval: time.Second, DeadLetterFileMaxBytes: 256 << 20},
 		Cluster:    Cluster{NodeName: host, GossipAddr: fmt.Sprintf(":%d", ring.DefaultPort)},
 		Drift:      drift.DefaultConfig(),
 		Jobs:       jobs.DefaultConfig(),
@@ -356,6 +360,9 @@ func (w Writer) Validate() error {
 	}
 	if w.FlushInterval <= 0 {
 		errs = append(errs, fmt.Errorf("flush_interval: must be > 0, got %s", w.FlushInterval))
+	}
+	if w.DeadLetterFileMaxBytes < 1 {
+		errs = append(errs, fmt.Errorf("dead_letter_file_max_bytes: must be >= 1, got %d", w.DeadLetterFileMaxBytes))
 	}
 	return errors.Join(errs...)
 }
