@@ -17,6 +17,7 @@ import (
 type Stats struct {
 	Received      *prometheus.CounterVec // points/records received, by kind
 	Rejected      *prometheus.CounterVec // points/records refused (backpressure, errors), by kind
+	Invalid       *prometheus.CounterVec // points/records rejected at receive time for breaking a rule (Limits), by kind and reason
 	Spooled       *prometheus.CounterVec // points/records made durable in the spool, by kind
 	Written       *prometheus.CounterVec // rows inserted into ClickHouse, by table
 	Replayed      prometheus.Counter     // spool records replayed after a restart
@@ -39,6 +40,7 @@ func NewStats(reg prometheus.Registerer) *Stats {
 	s := &Stats{
 		Received:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_collector_received_total", Help: "OTLP data points and log records received."}, []string{"kind"}),
 		Rejected:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_collector_rejected_total", Help: "OTLP data points and log records refused (spool full or error); senders retry them."}, []string{"kind"}),
+		Invalid:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_collector_invalid_total", Help: "OTLP data points and log records rejected when received for breaking an input rule (reason: too_old, too_new, model, version, attributes); reported to the sender as a partial success, not retried."}, []string{"kind", "reason"}),
 		Spooled:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_collector_spooled_total", Help: "OTLP data points and log records made durable in the spool (acknowledged)."}, []string{"kind"}),
 		Written:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_collector_written_rows_total", Help: "Rows inserted into ClickHouse."}, []string{"table"}),
 		Replayed:      prometheus.NewCounter(prometheus.CounterOpts{Name: "drover_collector_replayed_records_total", Help: "Spool records written after a restart (they had been acknowledged before it)."}),
@@ -52,7 +54,7 @@ func NewStats(reg prometheus.Registerer) *Stats {
 	}
 	s.LagSeconds = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "drover_collector_lag_seconds", Help: "Age of the oldest spool record not yet in ClickHouse."},
 		func() float64 { return s.Lag(time.Now()).Seconds() })
-	reg.MustRegister(s.Received, s.Rejected, s.Spooled, s.Written, s.Replayed, s.InsertErrors, s.DeadLetters, s.UnknownErrors, s.BatchRows, s.InsertSeconds, s.LagSeconds, s.SpoolBytes, s.SpoolRecords)
+	reg.MustRegister(s.Received, s.Rejected, s.Invalid, s.Spooled, s.Written, s.Replayed, s.InsertErrors, s.DeadLetters, s.UnknownErrors, s.BatchRows, s.InsertSeconds, s.LagSeconds, s.SpoolBytes, s.SpoolRecords)
 	return s
 }
 
@@ -106,6 +108,17 @@ func (s *Stats) received(k Kind, n int) {
 func (s *Stats) rejected(k Kind, n int) {
 	if s.Rejected != nil {
 		s.Rejected.WithLabelValues(k.String()).Add(float64(n))
+	}
+}
+
+func (s *Stats) invalid(k Kind, counts *[nReasons]int) {
+	for r, n := range counts {
+		if n > 0 {
+			s.received(k, n)
+			if s.Invalid != nil {
+				s.Invalid.WithLabelValues(k.String(), reasonLabels[r]).Add(float64(n))
+			}
+		}
 	}
 }
 

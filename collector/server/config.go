@@ -106,6 +106,21 @@ type OTLP struct {
 	GRPCAddr        string `yaml:"grpc_addr"`
 	HTTPAddr        string `yaml:"http_addr"`
 	MaxRequestBytes int    `yaml:"max_request_bytes"`
+	// The input rules every point and log record must meet when received
+	// (ingest.Limits, docs/collector.md "Input rules"): older than MaxAge
+	// or further ahead than MaxFuture, or over the attribute caps, it is
+	// rejected in the OTLP partial-success answer.
+	MaxAge                 time.Duration `yaml:"max_age"`
+	MaxFuture              time.Duration `yaml:"max_future"`
+	MaxAttributes          int           `yaml:"max_attributes"`
+	MaxAttributeKeyBytes   int           `yaml:"max_attribute_key_bytes"`
+	MaxAttributeValueBytes int           `yaml:"max_attribute_value_bytes"`
+}
+
+// Limits are the receivers' input rules.
+func (o OTLP) Limits() ingest.Limits {
+	return ingest.Limits{MaxAge: o.MaxAge, MaxFuture: o.MaxFuture, MaxAttributes: o.MaxAttributes,
+		MaxKeyBytes: o.MaxAttributeKeyBytes, MaxValueBytes: o.MaxAttributeValueBytes}
 }
 
 // Admin configures the admin API's listener.
@@ -156,15 +171,17 @@ func Default() Config {
 	return Config{
 		DataDir:    "var/collector",
 		ClickHouse: ClickHouse{DSN: store.Embedded, Database: "drover", TTLDays: 30},
-		OTLP:       OTLP{GRPCAddr: ":4317", HTTPAddr: ":4318", MaxRequestBytes: 16 << 20},
-		Admin:      Admin{Addr: ":7070"},
-		Spool:      Spool{MaxBytes: 1 << 30, SegmentBytes: 64 << 20, Sync: spool.SyncAlways},
-		Writer:     Writer{BatchRows: ingest.DefaultBatchRows, FlushInterval: time.Second, DeadLetterFileMaxBytes: 256 << 20},
-		Cluster:    Cluster{NodeName: host, GossipAddr: fmt.Sprintf(":%d", ring.DefaultPort)},
-		Drift:      drift.DefaultConfig(),
-		Jobs:       jobs.DefaultConfig(),
-		Auth:       auth.DefaultConfig(),
-		Registry:   Registry{GCInterval: time.Hour, GCGrace: 24 * time.Hour},
+		OTLP: OTLP{GRPCAddr: ":4317", HTTPAddr: ":4318", MaxRequestBytes: 16 << 20,
+			MaxAge: ingest.DefaultMaxAge, MaxFuture: ingest.DefaultMaxFuture, MaxAttributes: ingest.DefaultMaxAttributes,
+			MaxAttributeKeyBytes: ingest.DefaultMaxKeyBytes, MaxAttributeValueBytes: ingest.DefaultMaxValueBytes},
+		Admin:    Admin{Addr: ":7070"},
+		Spool:    Spool{MaxBytes: 1 << 30, SegmentBytes: 64 << 20, Sync: spool.SyncAlways},
+		Writer:   Writer{BatchRows: ingest.DefaultBatchRows, FlushInterval: time.Second, DeadLetterFileMaxBytes: 256 << 20},
+		Cluster:  Cluster{NodeName: host, GossipAddr: fmt.Sprintf(":%d", ring.DefaultPort)},
+		Drift:    drift.DefaultConfig(),
+		Jobs:     jobs.DefaultConfig(),
+		Auth:     auth.DefaultConfig(),
+		Registry: Registry{GCInterval: time.Hour, GCGrace: 24 * time.Hour},
 	}
 }
 
@@ -318,6 +335,20 @@ func (o OTLP) Validate() error {
 	}
 	if o.MaxRequestBytes < 1 {
 		errs = append(errs, fmt.Errorf("max_request_bytes: must be >= 1, got %d", o.MaxRequestBytes))
+	}
+	if o.MaxAge <= 0 {
+		errs = append(errs, fmt.Errorf("max_age: must be > 0, got %s", o.MaxAge))
+	}
+	if o.MaxFuture <= 0 {
+		errs = append(errs, fmt.Errorf("max_future: must be > 0, got %s", o.MaxFuture))
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"max_attributes", o.MaxAttributes}, {"max_attribute_key_bytes", o.MaxAttributeKeyBytes}, {"max_attribute_value_bytes", o.MaxAttributeValueBytes}} {
+		if f.v < 1 {
+			errs = append(errs, fmt.Errorf("%s: must be >= 1, got %d", f.name, f.v))
+		}
 	}
 	return errors.Join(errs...)
 }
