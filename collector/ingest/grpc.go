@@ -50,18 +50,14 @@ func (rawCodec) Name() string { return "proto" }
 func newRawCodec() rawCodec { return rawCodec{proto: encoding.GetCodecV2("proto")} }
 
 // exportHandler is the gRPC method handler of an OTLP Export method.
-func exportHandler(export func(*Receiver, context.Context, *rawMessage) error) grpc.MethodHandler {
+func exportHandler(export func(*Receiver, context.Context, *rawMessage) (*rawMessage, error)) grpc.MethodHandler {
 	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 		in := new(rawMessage)
 		if err := dec(in); err != nil {
 			return nil, err
 		}
 		r := srv.(*Receiver)
-		if err := export(r, ctx, in); err != nil {
-			return nil, err
-		}
-		// An empty Export*ServiceResponse: everything was accepted.
-		return &rawMessage{}, nil
+		return export(r, ctx, in)
 	}
 }
 
@@ -80,18 +76,57 @@ func (r *Receiver) registerGRPC(s *grpc.Server) {
 	}, r)
 }
 
-func (r *Receiver) exportMetrics(ctx context.Context, m *rawMessage) error {
+// accepted is the empty Export*ServiceResponse: everything was accepted.
+var accepted = &rawMessage{}
+
+func (r *Receiver) exportMetrics(ctx context.Context, m *rawMessage) (*rawMessage, error) {
 	req := pmetricotlp.NewExportRequest()
 	if err := req.UnmarshalProto(m.b); err != nil {
-		return status.Error(codes.InvalidArgument, "malformed OTLP metrics: "+err.Error())
+		return nil, status.Error(codes.InvalidArgument, "malformed OTLP metrics: "+err.Error())
 	}
-	return r.accept(ctx, KindMetrics, m.b, m.rec, req.Metrics().DataPointCount(), req.Metrics(), true)
+	points := req.Metrics().DataPointCount()
+	rejected, msg := r.screen(KindMetrics, req.Metrics(), points)
+	if rejected == 0 {
+		return accepted, r.accept(ctx, KindMetrics, m.b, m.rec, points, req.Metrics(), true)
+	}
+	resp := pmetricotlp.NewExportResponse()
+	resp.PartialSuccess().SetRejectedDataPoints(int64(rejected))
+	resp.PartialSuccess().SetErrorMessage(msg)
+	return r.acceptScreened(ctx, KindMetrics, req.MarshalProto, points-rejected, req.Metrics(), resp.MarshalProto)
 }
 
-func (r *Receiver) exportLogs(ctx context.Context, m *rawMessage) error {
+func (r *Receiver) exportLogs(ctx context.Context, m *rawMessage) (*rawMessage, error) {
 	req := plogotlp.NewExportRequest()
 	if err := req.UnmarshalProto(m.b); err != nil {
-		return status.Error(codes.InvalidArgument, "malformed OTLP logs: "+err.Error())
+		return nil, status.Error(codes.InvalidArgument, "malformed OTLP logs: "+err.Error())
 	}
-	return r.accept(ctx, KindLogs, m.b, m.rec, req.Logs().LogRecordCount(), req.Logs(), true)
+	records := req.Logs().LogRecordCount()
+	rejected, msg := r.screen(KindLogs, req.Logs(), records)
+	if rejected == 0 {
+		return accepted, r.accept(ctx, KindLogs, m.b, m.rec, records, req.Logs(), true)
+	}
+	resp := plogotlp.NewExportResponse()
+	resp.PartialSuccess().SetRejectedLogRecords(int64(rejected))
+	resp.PartialSuccess().SetErrorMessage(msg)
+	return r.acceptScreened(ctx, KindLogs, req.MarshalProto, records-rejected, req.Logs(), resp.MarshalProto)
+}
+
+// acceptScreened spools what is left of a request the limits took points
+// out of (encoded again) and answers with the partial success.
+func (r *Receiver) acceptScreened(ctx context.Context, kind Kind, encode func() ([]byte, error), left int, decoded any,
+	response func() ([]byte, error)) (*rawMessage, error) {
+	if left > 0 {
+		payload, err := encode()
+		if err != nil {
+			return nil, status.Error(codes.Internal, err.Error())
+		}
+		if err := r.accept(ctx, kind, payload, nil, left, decoded, true); err != nil {
+			return nil, err
+		}
+	}
+	b, err := response()
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return &rawMessage{b: b}, nil
 }

@@ -75,6 +75,9 @@ type ReceiverConfig struct {
 	MaxRequestBytes int
 	// RetryAfter is the back-off advertised when the spool is full.
 	RetryAfter time.Duration
+	// Limits are the rules every point and log record must meet (edge.go);
+	// zero fields take their defaults.
+	Limits Limits
 	// DrainTimeout bounds how long requests in flight may take to finish
 	// once the receivers are stopped; default 30s. What is still running
 	// then is cut (the sender gets an error and retries).
@@ -106,6 +109,7 @@ func NewReceiver(cfg ReceiverConfig, sink Sink, stats *Stats, log *slog.Logger) 
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 30 * time.Second
 	}
+	cfg.Limits = cfg.Limits.withDefaults()
 	if stats == nil {
 		stats = &Stats{}
 	}
@@ -198,6 +202,7 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request, kind Kind
 	var points int
 	var decoded any
 	var respBody func() ([]byte, error)
+	empty := false // every point was rejected: nothing to spool
 	switch kind {
 	case KindMetrics:
 		er := pmetricotlp.NewExportRequest()
@@ -213,13 +218,20 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request, kind Kind
 		points = er.Metrics().DataPointCount()
 		decoded = er.Metrics()
 		payload = body
-		if ct == ctJSON {
+		resp := pmetricotlp.NewExportResponse()
+		rejected, msg := r.screen(kind, decoded, points)
+		if rejected > 0 {
+			resp.PartialSuccess().SetRejectedDataPoints(int64(rejected))
+			resp.PartialSuccess().SetErrorMessage(msg)
+			points -= rejected
+			empty = points == 0
+		}
+		if ct == ctJSON || rejected > 0 {
 			if payload, err = er.MarshalProto(); err != nil {
 				httpError(w, ct, http.StatusInternalServerError, err.Error())
 				return
 			}
 		}
-		resp := pmetricotlp.NewExportResponse()
 		respBody = func() ([]byte, error) {
 			if ct == ctJSON {
 				return resp.MarshalJSON()
@@ -240,13 +252,20 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request, kind Kind
 		points = er.Logs().LogRecordCount()
 		decoded = er.Logs()
 		payload = body
-		if ct == ctJSON {
+		resp := plogotlp.NewExportResponse()
+		rejected, msg := r.screen(kind, decoded, points)
+		if rejected > 0 {
+			resp.PartialSuccess().SetRejectedLogRecords(int64(rejected))
+			resp.PartialSuccess().SetErrorMessage(msg)
+			points -= rejected
+			empty = points == 0
+		}
+		if ct == ctJSON || rejected > 0 {
 			if payload, err = er.MarshalProto(); err != nil {
 				httpError(w, ct, http.StatusInternalServerError, err.Error())
 				return
 			}
 		}
-		resp := plogotlp.NewExportResponse()
 		respBody = func() ([]byte, error) {
 			if ct == ctJSON {
 				return resp.MarshalJSON()
@@ -254,7 +273,9 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request, kind Kind
 			return resp.MarshalProto()
 		}
 	}
-	if err := r.accept(req.Context(), kind, payload, nil, points, decoded, false); err != nil {
+	if empty {
+		// Nothing left to store; the answer says why.
+	} else if err := r.accept(req.Context(), kind, payload, nil, points, decoded, false); err != nil {
 		if errors.Is(err, ErrBackpressure) {
 			w.Header().Set("Retry-After", strconv.Itoa(int(r.cfg.RetryAfter.Seconds()+0.5)))
 			httpError(w, ct, http.StatusTooManyRequests, err.Error())

@@ -40,6 +40,15 @@ type WriterConfig struct {
 	// DrainTimeout bounds the final flush on shutdown; default 20s. What is
 	// not written by then stays in the spool for the next start.
 	DrainTimeout time.Duration
+	// MaxSplitInserts bounds the inserts spent splitting one table of a
+	// batch refused for its data (see salvage.go); the ranges still refused
+	// then are set aside whole. Default 128.
+	MaxSplitInserts int
+	// DeadLetterFile is where dead letters go when the dead_letters table
+	// refuses them too (JSON lines); "" for none (they are then counted as
+	// dropped). DeadLetterFileMax bounds its size; default 256 MiB.
+	DeadLetterFile    string
+	DeadLetterFileMax int64
 	// Ready, if not nil, holds the writer back until it is closed (the
 	// ClickHouse schema is applied): until then Run inserts nothing, and
 	// requests go to the spool without waiting for room in the row cache.
@@ -62,6 +71,12 @@ func (c WriterConfig) withDefaults() WriterConfig {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 20 * time.Second
+	}
+	if c.MaxSplitInserts <= 0 {
+		c.MaxSplitInserts = 128
+	}
+	if c.DeadLetterFileMax <= 0 {
+		c.DeadLetterFileMax = 256 << 20
 	}
 	return c
 }
@@ -400,10 +415,21 @@ func (w *Writer) write(ctx context.Context, items []item, replay bool) error {
 		if w.stats.InsertErrors != nil {
 			w.stats.InsertErrors.WithLabelValues(strconv.FormatBool(retryable)).Inc()
 		}
+		if codes := w.stats.unknownCodes(err); len(codes) > 0 && !w.failing {
+			w.log.Error("ClickHouse answered with an error code the collector does not classify; retrying (drover_collector_insert_unknown_errors_total)", "codes", codes, "err", err)
+		}
 		if !retryable {
 			// Bad rows: ClickHouse refuses them and will keep refusing.
-			// Don't block everything behind them; count and log loudly.
-			w.log.Error("ClickHouse refused a batch; it is dropped", "first", first, "last", last, "rows", rowsOf(parts), "err", err)
+			// Store the rest of the batch, set the bad rows aside, and
+			// move on (salvage.go).
+			if err := w.salvage(ctx, parts, token(first, last), err); err != nil {
+				return err
+			}
+			if w.failing {
+				w.failing = false
+				w.rows.setFlow(true)
+			}
+			w.markSeen(res.Resources)
 			break
 		}
 		if !w.failing {

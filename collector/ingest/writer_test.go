@@ -168,10 +168,10 @@ func parseToken(token string) (first, last uint64, err error) {
 // reserveBatch returns an empty Batch with the capacity for the rows of
 // parts (for concat).
 func reserveBatch(parts []*store.Batch) store.Batch {
-	var n [10]int
+	var n [11]int
 	for _, o := range parts {
 		for i, l := range [...]int{len(o.Resources), len(o.Gauges), len(o.Sums), len(o.Histograms), len(o.ExpHistograms), len(o.Summaries),
-			len(o.Events), len(o.Samples), len(o.Drift), len(o.Jobs)} {
+			len(o.Events), len(o.Samples), len(o.Drift), len(o.Jobs), len(o.DeadLetters)} {
 			n[i] += l
 		}
 	}
@@ -182,6 +182,7 @@ func reserveBatch(parts []*store.Batch) store.Batch {
 		Summaries: make([]store.SummaryRow, 0, n[5]), Events: make([]store.EventRow, 0, n[6]),
 		Samples: make([]store.SampleRow, 0, n[7]),
 		Drift:   make([]store.DriftRow, 0, n[8]), Jobs: make([]store.JobRow, 0, n[9]),
+		DeadLetters: make([]store.DeadLetterRow, 0, n[10]),
 	}
 }
 
@@ -197,6 +198,7 @@ func appendBatch(b, o *store.Batch) {
 	b.Samples = append(b.Samples, o.Samples...)
 	b.Drift = append(b.Drift, o.Drift...)
 	b.Jobs = append(b.Jobs, o.Jobs...)
+	b.DeadLetters = append(b.DeadLetters, o.DeadLetters...)
 }
 
 // concat is the Batch that a batch in parts stands for.

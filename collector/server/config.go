@@ -107,6 +107,21 @@ type OTLP struct {
 	GRPCAddr        string `yaml:"grpc_addr"`
 	HTTPAddr        string `yaml:"http_addr"`
 	MaxRequestBytes int    `yaml:"max_request_bytes"`
+	// The input rules every point and log record must meet when received
+	// (ingest.Limits, docs/collector.md "Input rules"): older than MaxAge
+	// or further ahead than MaxFuture, or over the attribute caps, it is
+	// rejected in the OTLP partial-success answer.
+	MaxAge                 time.Duration `yaml:"max_age"`
+	MaxFuture              time.Duration `yaml:"max_future"`
+	MaxAttributes          int           `yaml:"max_attributes"`
+	MaxAttributeKeyBytes   int           `yaml:"max_attribute_key_bytes"`
+	MaxAttributeValueBytes int           `yaml:"max_attribute_value_bytes"`
+}
+
+// Limits are the receivers' input rules.
+func (o OTLP) Limits() ingest.Limits {
+	return ingest.Limits{MaxAge: o.MaxAge, MaxFuture: o.MaxFuture, MaxAttributes: o.MaxAttributes,
+		MaxKeyBytes: o.MaxAttributeKeyBytes, MaxValueBytes: o.MaxAttributeValueBytes}
 }
 
 // Admin configures the admin API's listener.
@@ -132,6 +147,10 @@ type Spool struct {
 type Writer struct {
 	BatchRows     int           `yaml:"batch_rows"`
 	FlushInterval time.Duration `yaml:"flush_interval"`
+	// DeadLetterFileMaxBytes bounds <data_dir>/dead_letters.jsonl, where
+	// rows go that ClickHouse refused for their data when the dead_letters
+	// table refuses them too (docs/collector.md).
+	DeadLetterFileMaxBytes int64 `yaml:"dead_letter_file_max_bytes"`
 }
 
 // Cluster configures membership.
@@ -212,15 +231,17 @@ func Default() Config {
 	return Config{
 		DataDir:    "var/collector",
 		ClickHouse: ClickHouse{DSN: store.Embedded, Database: "drover", TTLDays: 30},
-		OTLP:       OTLP{GRPCAddr: ":4317", HTTPAddr: ":4318", MaxRequestBytes: 16 << 20},
-		Admin:      Admin{Addr: ":7070"},
-		Spool:      Spool{MaxBytes: 1 << 30, SegmentBytes: 64 << 20, Sync: spool.SyncAlways},
-		Writer:     Writer{BatchRows: ingest.DefaultBatchRows, FlushInterval: time.Second},
-		Cluster:    Cluster{NodeName: host, GossipAddr: fmt.Sprintf(":%d", ring.DefaultPort)},
-		Drift:      drift.DefaultConfig(),
-		Jobs:       jobs.DefaultConfig(),
-		Auth:       auth.DefaultConfig(),
-		Registry:   Registry{GCInterval: time.Hour, GCGrace: 24 * time.Hour},
+		OTLP: OTLP{GRPCAddr: ":4317", HTTPAddr: ":4318", MaxRequestBytes: 16 << 20,
+			MaxAge: ingest.DefaultMaxAge, MaxFuture: ingest.DefaultMaxFuture, MaxAttributes: ingest.DefaultMaxAttributes,
+			MaxAttributeKeyBytes: ingest.DefaultMaxKeyBytes, MaxAttributeValueBytes: ingest.DefaultMaxValueBytes},
+		Admin:    Admin{Addr: ":7070"},
+		Spool:    Spool{MaxBytes: 1 << 30, SegmentBytes: 64 << 20, Sync: spool.SyncAlways},
+		Writer:   Writer{BatchRows: ingest.DefaultBatchRows, FlushInterval: time.Second, DeadLetterFileMaxBytes: 256 << 20},
+		Cluster:  Cluster{NodeName: host, GossipAddr: fmt.Sprintf(":%d", ring.DefaultPort)},
+		Drift:    drift.DefaultConfig(),
+		Jobs:     jobs.DefaultConfig(),
+		Auth:     auth.DefaultConfig(),
+		Registry: Registry{GCInterval: time.Hour, GCGrace: 24 * time.Hour},
 	}
 }
 
@@ -375,6 +396,20 @@ func (o OTLP) Validate() error {
 	if o.MaxRequestBytes < 1 {
 		errs = append(errs, fmt.Errorf("max_request_bytes: must be >= 1, got %d", o.MaxRequestBytes))
 	}
+	if o.MaxAge <= 0 {
+		errs = append(errs, fmt.Errorf("max_age: must be > 0, got %s", o.MaxAge))
+	}
+	if o.MaxFuture <= 0 {
+		errs = append(errs, fmt.Errorf("max_future: must be > 0, got %s", o.MaxFuture))
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"max_attributes", o.MaxAttributes}, {"max_attribute_key_bytes", o.MaxAttributeKeyBytes}, {"max_attribute_value_bytes", o.MaxAttributeValueBytes}} {
+		if f.v < 1 {
+			errs = append(errs, fmt.Errorf("%s: must be >= 1, got %d", f.name, f.v))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -416,6 +451,9 @@ func (w Writer) Validate() error {
 	}
 	if w.FlushInterval <= 0 {
 		errs = append(errs, fmt.Errorf("flush_interval: must be > 0, got %s", w.FlushInterval))
+	}
+	if w.DeadLetterFileMaxBytes < 1 {
+		errs = append(errs, fmt.Errorf("dead_letter_file_max_bytes: must be >= 1, got %d", w.DeadLetterFileMaxBytes))
 	}
 	return errors.Join(errs...)
 }

@@ -198,9 +198,10 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		sink = h.sink(sink)
 	}
 	recv := ingest.NewReceiver(ingest.ReceiverConfig{
-		GRPCAddr: cfg.OTLP.GRPCAddr, HTTPAddr: cfg.OTLP.HTTPAddr, MaxRequestBytes: cfg.OTLP.MaxRequestBytes,
+		GRPCAddr: cfg.OTLP.GRPCAddr, HTTPAddr: cfg.OTLP.HTTPAddr, MaxRequestBytes: cfg.OTLP.MaxRequestBytes, Limits: cfg.OTLP.Limits(),
 	}, sink, stats, log.With("component", "otlp"))
-	writer := ingest.NewWriter(ingest.WriterConfig{BatchRows: cfg.Writer.BatchRows, FlushInterval: cfg.Writer.FlushInterval, Ready: schema.Applied()},
+	writer := ingest.NewWriter(ingest.WriterConfig{BatchRows: cfg.Writer.BatchRows, FlushInterval: cfg.Writer.FlushInterval, Ready: schema.Applied(),
+		DeadLetterFile: filepath.Join(cfg.DataDir, "dead_letters.jsonl"), DeadLetterFileMax: cfg.Writer.DeadLetterFileMaxBytes},
 		sp, rowCache, st, stats, log.With("component", "writer"))
 
 	// In a cluster the admin listener is opened now: the ring gossips its

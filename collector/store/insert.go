@@ -25,6 +25,7 @@ const (
 	TableSamples      = "samples"
 	TableDrift        = "drift_results"
 	TableJobs         = "jobs"
+	TableDeadLetters  = "dead_letters"
 )
 
 // pointColumns are the columns of Point, in the order appendPoints fills them.
@@ -49,6 +50,7 @@ var tableColumns = map[string][]string{
 		"window_start", "window_end", "reference", "node"},
 	TableJobs: {"id", "model", "model_version", "incident_start", "state", "attempt", "lease_owner", "lease_until",
 		"created", "updated", "started", "finished", "exit_code", "result_version", "error", "spec", "row_version"},
+	TableDeadLetters: {"time", "table_name", "code", "code_name", "reason", "batch", "row"},
 }
 
 func cat(a []string, b ...string) []string { return append(append([]string(nil), a...), b...) }
@@ -101,6 +103,18 @@ func (e *InsertError) Error() string {
 
 func (e *InsertError) Unwrap() error { return e.Err }
 
+// InsertErrors returns the *InsertError of every table that failed in err
+// (an error of Insert or InsertBatches), in the order they were tried.
+func InsertErrors(err error) []*InsertError {
+	var out []*InsertError
+	walk(err, func(e error) {
+		if ie, ok := e.(*InsertError); ok {
+			out = append(out, ie)
+		}
+	})
+	return out
+}
+
 // Insert writes every non-empty table of b, each as one INSERT whose rows
 // go out in blocks of 8192, column by column. It only reads b.
 //
@@ -141,6 +155,7 @@ func (s *Store) InsertBatches(ctx context.Context, bs []*Batch, token string) er
 		tableStep(TableSamples, bs, func(b *Batch) []SampleRow { return b.Samples }, appendSamples),
 		tableStep(TableDrift, bs, func(b *Batch) []DriftRow { return b.Drift }, appendDrift),
 		tableStep(TableJobs, bs, func(b *Batch) []JobRow { return b.Jobs }, appendJobs),
+		tableStep(TableDeadLetters, bs, func(b *Batch) []DeadLetterRow { return b.DeadLetters }, appendDeadLetters),
 	}
 	if s.native != nil {
 		s.native.mu.Lock()
@@ -515,4 +530,14 @@ func appendJobs(a *appender, rows []*JobRow) {
 	strCol(a, rows, func(r *JobRow) string { return r.Error })
 	strCol(a, rows, func(r *JobRow) string { return r.Spec })
 	col(a, rows, func(r *JobRow) uint64 { return r.RowVersion })
+}
+
+func appendDeadLetters(a *appender, rows []*DeadLetterRow) {
+	timeCol(a, rows, func(r *DeadLetterRow) time.Time { return r.Time })
+	lcCol(a, rows, func(r *DeadLetterRow) string { return r.Table })
+	col(a, rows, func(r *DeadLetterRow) int32 { return r.Code })
+	lcCol(a, rows, func(r *DeadLetterRow) string { return r.CodeName })
+	strCol(a, rows, func(r *DeadLetterRow) string { return r.Reason })
+	strCol(a, rows, func(r *DeadLetterRow) string { return r.Batch })
+	strCol(a, rows, func(r *DeadLetterRow) string { return r.Row })
 }

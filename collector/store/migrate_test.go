@@ -48,6 +48,7 @@ var dataTables = []struct {
 	{"audit_log", "toDate(time)", "token_name, action, time", "TTL toDateTime(time) + toIntervalDay(30)"},
 	{"registry_versions", "", "model, version", ""}, // lineage: kept forever
 	{"job_attempts", "toDate(started)", "id, attempt, started", "TTL toDateTime(started) + toIntervalDay(30)"},
+	{"dead_letters", "toDate(time)", "table_name, time", "TTL toDateTime(time) + toIntervalDay(30)"},
 }
 
 var views = []string{"metrics_gauge_1h_mv", "metrics_gauge_1m_mv", "metrics_histogram_1h_mv", "metrics_histogram_1m_mv",

@@ -275,13 +275,14 @@ type Batch struct {
 	Samples       []SampleRow
 	Drift         []DriftRow
 	Jobs          []JobRow
+	DeadLetters   []DeadLetterRow
 }
 
 // Rows returns the number of rows in b, over all tables.
 func (b *Batch) Rows() int {
 	return len(b.Resources) + len(b.Gauges) + len(b.Sums) + len(b.Histograms) + len(b.ExpHistograms) +
 		len(b.Summaries) + len(b.Events) + len(b.Samples) +
-		len(b.Drift) + len(b.Jobs)
+		len(b.Drift) + len(b.Jobs) + len(b.DeadLetters)
 }
 
 // TableRows yields each table that b has rows for (by the names of the
@@ -295,7 +296,7 @@ func (b *Batch) TableRows() iter.Seq2[string, int] {
 			{TableResources, len(b.Resources)}, {TableGauge, len(b.Gauges)}, {TableSum, len(b.Sums)}, {TableHistogram, len(b.Histograms)},
 			{TableExpHistogram, len(b.ExpHistograms)}, {TableSummary, len(b.Summaries)}, {TableEvents, len(b.Events)},
 			{TableSamples, len(b.Samples)}, {TableDrift, len(b.Drift)},
-			{TableJobs, len(b.Jobs)},
+			{TableJobs, len(b.Jobs)}, {TableDeadLetters, len(b.DeadLetters)},
 		} {
 			if t.n > 0 && !yield(t.name, t.n) {
 				return
@@ -316,4 +317,5 @@ func (b *Batch) Reset() {
 	b.Samples = b.Samples[:0]
 	b.Drift = b.Drift[:0]
 	b.Jobs = b.Jobs[:0]
+	b.DeadLetters = b.DeadLetters[:0]
 }

@@ -61,7 +61,11 @@ func (s *Schema) Run(ctx context.Context) error {
 		if err == nil {
 			return struct{}{}, nil
 		}
-		if ctx.Err() == nil && !IsRetryable(err) && !errors.Is(err, context.DeadlineExceeded) {
+		// Credentials that cannot work and codes nobody classified (a
+		// cluster name ClickHouse does not know) stop the start; inserts,
+		// later, retry both: a password rotated under a running collector
+		// must not lose data.
+		if ctx.Err() == nil && (IsAccessError(err) || !retryable(err, false) && !errors.Is(err, context.DeadlineExceeded)) {
 			return struct{}{}, backoff.Permanent(err)
 		}
 		s.last.Store(&err)

@@ -836,3 +836,24 @@ DROP TABLE IF EXISTS drover.model_versions ON CLUSTER 'drover_cluster';
 
 DROP TABLE IF EXISTS drover.model_versions_local ON CLUSTER 'drover_cluster';
 
+-- 0012_dead_letters
+
+CREATE TABLE IF NOT EXISTS drover.dead_letters_local ON CLUSTER 'drover_cluster'
+(
+    time       DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    table_name LowCardinality(String) CODEC(ZSTD(1)),
+    code       Int32,
+    code_name  LowCardinality(String) CODEC(ZSTD(1)),
+    reason     String CODEC(ZSTD(3)),
+    batch      String CODEC(ZSTD(1)),
+    row        String CODEC(ZSTD(3))
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/dead_letters_local', '{replica}')
+PARTITION BY toDate(time)
+ORDER BY (table_name, time)
+TTL toDateTime(time) + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE TABLE IF NOT EXISTS drover.dead_letters ON CLUSTER 'drover_cluster' AS drover.dead_letters_local
+ENGINE = Distributed('drover_cluster', 'drover', 'dead_letters_local', cityHash64(batch));
+
