@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-ml/drover/collector/store"
 	"github.com/drover-ml/drover/shared/testenv"
 )
 
@@ -404,5 +406,76 @@ func TestBackoff(t *testing.T) {
 	want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 5 * time.Minute, 5 * time.Minute}
 	if !slices.Equal(got, want) {
 		t.Errorf("backoff = %v, want %v", got, want)
+	}
+}
+
+// TestForgedRowsAreNotExecutedAsWritten: the jobs table is data; a row
+// written by someone else (anyone with write access to ClickHouse) runs
+// with the model store and DSN of the configuration, not its own, and a
+// row whose fields do not check out fails without running anything. The
+// specs this collector stores carry no DSN.
+func TestForgedRowsAreNotExecutedAsWritten(t *testing.T) {
+	db := migrated(t)
+	out := t.TempDir()
+	argv := script(t, `cat > "`+out+`/spec-$DROVER_JOB_ID.json"; echo "DROVER_RESULT_VERSION=0"`)
+	cfg := testConfig(t, argv...)
+	cfg.ClickHouseDSN = "clickhouse://trainer:secret@127.0.0.1:9000/drover"
+	n := newNode(t, db, "node-a", cfg, false)
+	ctx := context.Background()
+
+	forge := func(model, version string, spec Spec) string {
+		start := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
+		id := JobID(model, version, start)
+		spec.ID, spec.Model, spec.Version, spec.IncidentStart, spec.Attempt = id, model, version, start, 1
+		if spec.DataWindow.End.IsZero() {
+			spec.DataWindow = Window{Start: start.Add(-time.Hour), End: start}
+		}
+		js, _ := json.Marshal(spec)
+		now := time.Now().UTC().Truncate(time.Millisecond)
+		row := store.JobRow{ID: id, Model: model, ModelVersion: version, IncidentStart: start, State: StateQueued, Attempt: 1,
+			LeaseOwner: "node-a", Created: now, Updated: now, Spec: string(js), RowVersion: rowVersion(1, "node-a", false)}
+		if err := n.tbl.insert(ctx, row); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	evil := forge("iris", "3", Spec{ModelStore: "/tmp/evil-store", ClickHouseDSN: "clickhouse://attacker.invalid:9000/x", Reasons: []string{"forged"}})
+	badName := forge("../../etc", "3", Spec{})
+	badVersion := forge("iris", "3; rm -rf /", Spec{})
+
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- n.Run(runCtx) }()
+	defer func() { cancel(); <-done }()
+
+	if row := waitTerminal(t, n.Manager, evil, 20*time.Second); row.State != StateSucceeded {
+		t.Fatalf("forged but well-formed row: %+v", row)
+	}
+	var spec Spec
+	b, _ := os.ReadFile(filepath.Join(out, "spec-"+evil+".json"))
+	if err := json.Unmarshal(b, &spec); err != nil || spec.ModelStore != cfg.ModelStore || spec.ClickHouseDSN != cfg.ClickHouseDSN {
+		t.Errorf("the command got model store %q and DSN %q; want the configuration's (%v)", spec.ModelStore, spec.ClickHouseDSN, err)
+	}
+	for _, id := range []string{badName, badVersion} {
+		row := waitTerminal(t, n.Manager, id, 20*time.Second)
+		if row.State != StateFailed || !strings.Contains(row.Error, "spec of") {
+			t.Errorf("row %s with bad fields: %s %q; want failed without running", id, row.State, row.Error)
+		}
+		if _, err := os.Stat(filepath.Join(out, "spec-"+id+".json")); err == nil {
+			t.Errorf("the command ran for %s", id)
+		}
+	}
+
+	// A job this collector schedules stores no DSN or model store.
+	id, _, err := n.Schedule(ctx, incident("wine", time.Now().Add(-time.Minute)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := waitTerminal(t, n.Manager, id, 20*time.Second)
+	if strings.Contains(row.Spec, "secret") || strings.Contains(row.Spec, cfg.ModelStore) {
+		t.Errorf("stored spec carries configuration: %s", row.Spec)
+	}
+	if _, _, err := n.Schedule(ctx, Incident{Model: "wine", Version: "3", Start: time.Now(), Reasons: []string{"bad\x00reason"}}); !errors.Is(err, ErrBadIncident) {
+		t.Errorf("an incident with a control character in a reason: %v", err)
 	}
 }

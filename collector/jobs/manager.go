@@ -11,11 +11,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/cenkalti/backoff/v5"
 
 	"github.com/drover-ml/drover/collector/store"
+	"github.com/drover-ml/drover/shared/manifest"
 )
 
 // Event kinds, the values of Event.Kind.
@@ -199,6 +202,9 @@ func (m *Manager) Schedule(ctx context.Context, inc Incident) (id string, create
 	if inc.Model == "" || inc.Version == "" || inc.Start.IsZero() {
 		return "", false, fmt.Errorf("schedule job: %w: it needs model, version and start, got %q %q %s", ErrBadIncident, inc.Model, inc.Version, inc.Start)
 	}
+	if err := checkIncidentFields(inc.Model, inc.Version, inc.Reasons); err != nil {
+		return "", false, fmt.Errorf("schedule job: %w: %v", ErrBadIncident, err)
+	}
 	id = JobID(inc.Model, inc.Version, inc.Start)
 	m.mu.Lock()
 	_, q := m.queued[id]
@@ -213,7 +219,8 @@ func (m *Manager) Schedule(ctx context.Context, inc Incident) (id string, create
 	now := m.now()
 	spec := Spec{
 		ID: id, Model: inc.Model, Version: inc.Version, IncidentStart: ms(inc.Start), Reasons: inc.Reasons,
-		ModelStore: m.cfg.ModelStore, ClickHouseDSN: m.cfg.ClickHouseDSN,
+		// ModelStore and ClickHouseDSN are not stored: execute takes them
+		// from the configuration (no credential in the jobs table).
 		DataWindow: Window{Start: ms(now.Add(-m.cfg.DataWindow)), End: ms(now)}, Attempt: 1,
 	}
 	if spec.Reasons == nil {
@@ -490,13 +497,12 @@ func (h *held) get() store.JobRow {
 // writes its outcome. It returns when to run the job again here (a retry),
 // or zero.
 func (m *Manager) execute(ctx context.Context, row store.JobRow) time.Time {
-	var spec Spec
-	if err := json.Unmarshal([]byte(row.Spec), &spec); err != nil {
-		// A spec this version cannot read will not get better: fail the job.
-		next, _ := m.finish(ctx, row, outcome{state: StateFailed, exitCode: -1, err: fmt.Sprintf("decode spec: %v", err)}, false)
+	spec, err := m.runSpec(row)
+	if err != nil {
+		// A spec that does not check out will not get better: fail the job.
+		next, _ := m.finish(ctx, row, outcome{state: StateFailed, exitCode: -1, err: err.Error()}, false)
 		return next
 	}
-	spec.Attempt = int(row.Attempt)
 	if m.cfg.Executor == ExecutorWebhook {
 		spec.CallbackURL = strings.TrimRight(m.cfg.Webhook.CallbackURL, "/") + "/v1/jobs/" + spec.ID + "/status"
 	}
@@ -715,4 +721,67 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// Limits on the fields of an incident that reach a job (and its command
+// line or webhook body).
+const (
+	maxReasons      = 32
+	maxReasonBytes  = 512
+	maxVersionBytes = 64
+)
+
+// checkIncidentFields checks what an incident contributes to a job: a
+// model name by the manifest's rules, a version of digits (the agent's
+// version directories), and a bounded list of printable reasons.
+func checkIncidentFields(model, version string, reasons []string) error {
+	if !manifest.ValidName(model) {
+		return fmt.Errorf("model name %q", model)
+	}
+	if version == "" || len(version) > maxVersionBytes || strings.Trim(version, "0123456789") != "" {
+		return fmt.Errorf("version %q: want a decimal number", version)
+	}
+	if len(reasons) > maxReasons {
+		return fmt.Errorf("%d reasons, more than %d", len(reasons), maxReasons)
+	}
+	for _, r := range reasons {
+		if len(r) > maxReasonBytes || !utf8.ValidString(r) || strings.ContainsFunc(r, unicode.IsControl) {
+			return fmt.Errorf("reason %.40q: at most %d bytes of printable UTF-8", r, maxReasonBytes)
+		}
+	}
+	return nil
+}
+
+// runSpec rebuilds the Spec an attempt executes from the configuration and
+// the checked fields of the row: the job row is data anyone with write
+// access to ClickHouse could have written, so nothing in it is executed as
+// is. The id must be the one its model, version and incident start give
+// (JobID), the model, version and reasons must pass checkIncidentFields,
+// the data window must be a window; the model store and the ClickHouse
+// DSN come from the configuration only.
+func (m *Manager) runSpec(row store.JobRow) (Spec, error) {
+	var stored Spec
+	if err := json.Unmarshal([]byte(row.Spec), &stored); err != nil {
+		return Spec{}, fmt.Errorf("decode spec: %v", err)
+	}
+	if stored.ID != row.ID || stored.Model != row.Model || stored.Version != row.ModelVersion || JobID(stored.Model, stored.Version, stored.IncidentStart) != row.ID {
+		return Spec{}, fmt.Errorf("spec of %s: its id, model, version and incident start do not match the job", row.ID)
+	}
+	if err := checkIncidentFields(stored.Model, stored.Version, stored.Reasons); err != nil {
+		return Spec{}, fmt.Errorf("spec of %s: %v", row.ID, err)
+	}
+	w := stored.DataWindow
+	if w.Start.IsZero() || !w.End.After(w.Start) {
+		return Spec{}, fmt.Errorf("spec of %s: data window %s to %s", row.ID, w.Start, w.End)
+	}
+	reasons := stored.Reasons
+	if reasons == nil {
+		reasons = []string{}
+	}
+	spec := Spec{
+		ID: row.ID, Model: stored.Model, Version: stored.Version, IncidentStart: stored.IncidentStart, Reasons: reasons,
+		ModelStore: m.cfg.ModelStore, ClickHouseDSN: m.cfg.ClickHouseDSN,
+		DataWindow: Window{Start: w.Start, End: w.End}, Attempt: int(row.Attempt),
+	}
+	return spec, nil
 }
