@@ -192,24 +192,35 @@ func (s *Server) Infer(ctx context.Context, protocol, model string, version int6
 	}
 	start := time.Now()
 	versionLabel := ""
+	// Request metrics carry the model's name, so they are recorded only for
+	// a model the agent has: a name a client invents must not create a
+	// series (404 costs nothing but the answer).
+	known := false
 	if s.tel != nil {
-		s.tel.InFlight(model, 1)
 		defer func() {
-			s.tel.InFlight(model, -1)
-			s.tel.RecordRequest(model, versionLabel, protocol, statusLabel(err), time.Since(start))
+			if known {
+				s.tel.RecordRequest(model, versionLabel, protocol, statusLabel(err), time.Since(start))
+			}
 		}()
 	}
 	if n := s.inFlight.Add(1); n > s.cfg.MaxInFlight {
 		s.inFlight.Add(-1)
+		known = s.set.Has(model)
 		return nil, errorf(http.StatusServiceUnavailable, codes.Unavailable, "server overloaded: %d inferences in flight (max_in_flight %d); retry later", n-1, s.cfg.MaxInFlight)
 	}
 	defer s.inFlight.Add(-1)
 
 	v, shadow, err := s.set.Route(model, version, req.ID)
 	if err != nil {
+		known = !errors.Is(err, versions.ErrModelNotFound)
 		return nil, err
 	}
+	known = true
 	defer v.Release()
+	if s.tel != nil {
+		s.tel.InFlight(model, 1)
+		defer s.tel.InFlight(model, -1)
+	}
 	versionLabel = strconv.FormatInt(v.Number, 10)
 	if err := s.checkBatch(v, req); err != nil {
 		return nil, err
