@@ -97,7 +97,7 @@ func (in *instruments) init(m metric.Meter, t *Telemetry) error {
 		metric.WithExplicitBucketBoundaries(latencyBounds...))
 	check(err)
 	in.shadowDropped, err = m.Int64Counter(semconv.MetricShadowDropped, metric.WithUnit("{request}"),
-		metric.WithDescription("Shadow copies dropped because the shadow queue was full."))
+		metric.WithDescription("Shadow copies dropped because the shadow queue was full (monitoring.shadow_queue copies or monitoring.shadow_queue_bytes bytes)."))
 	check(err)
 	in.eventsDropped, err = m.Int64Counter(semconv.MetricEventsDropped, metric.WithUnit("{event}"),
 		metric.WithDescription("Events and samples dropped because the export queue was full."))
@@ -344,7 +344,8 @@ func (t *Telemetry) RecordShadow(model, version string, agreement, mad float64, 
 	}
 }
 
-// ShadowDropped counts a shadow copy dropped because its queue was full.
+// ShadowDropped counts a shadow copy dropped because its queue was full,
+// in count or in bytes.
 func (t *Telemetry) ShadowDropped(model string) {
 	if t == nil {
 		return
