@@ -6,14 +6,17 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/drover-ml/drover/agent/oip"
 	pb "github.com/drover-ml/drover/agent/oip/inferencepb"
 	"github.com/drover-ml/drover/agent/serve"
+	"github.com/drover-ml/drover/shared/testmodels"
 )
 
 // metricSeries returns the series of the agent's /metrics (the sample
@@ -142,5 +145,32 @@ func TestUnknownModelsCreateNoSeries(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("no request series for lin v1 after a valid request")
+	}
+}
+
+// TestModelRefusingZerosServes: a model whose input is a shape (zero-filled
+// inputs fail) loads in a whole agent, its synthetic warm-up failure
+// logged, and answers valid requests.
+func TestModelRefusingZerosServes(t *testing.T) {
+	root := t.TempDir()
+	m, err := testmodels.ReshapeByInput()
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish(t, root, "rs", 1, m)
+	a := startAgent(t, root, serve.Config{})
+	a.WaitServing(t, "rs", 1)
+	code, _, body := a.Do(t, "POST", "/v2/models/rs/infer", []byte(`{"inputs": [
+		{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]},
+		{"name": "shape", "shape": [2], "datatype": "INT64", "data": [2, 2]}]}`), nil)
+	if code != http.StatusOK {
+		t.Fatalf("infer: %d %s", code, body)
+	}
+	resp, err := oip.DecodeRESTResponse(body, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := resp.Outputs[0]; !reflect.DeepEqual(out.Shape, []int64{2, 2}) || !reflect.DeepEqual(out.Data, []float32{1, 2, 3, 4}) {
+		t.Fatalf("output %+v", out)
 	}
 }
