@@ -24,8 +24,8 @@ const (
 	headerJSONLen = "Inference-Header-Content-Length"
 )
 
-// Handler returns the REST API. extra, if not nil, is mounted for paths
-// the protocol does not use (e.g. /metrics).
+// Handler returns the REST API. A panic in a handler is answered 500,
+// logged and counted (drover.agent.panics).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v2/health/live", func(w http.ResponseWriter, r *http.Request) {
@@ -61,7 +61,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusNotFound, codes.NotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return s.recoverHTTP(mux)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

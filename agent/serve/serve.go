@@ -106,6 +106,9 @@ type Server struct {
 	ready func() bool
 	tel   *telemetry.Telemetry // may be nil
 	mon   *monitor.Monitor     // may be nil
+	// inferHook, set by tests only, is called with the model name once a
+	// request holds its version (tests inject panics through it).
+	inferHook func(model string)
 }
 
 // Option configures optional parts of a Server.
@@ -243,6 +246,9 @@ func (s *Server) infer(ctx context.Context, protocol, model string, version int6
 		defer s.tel.InFlight(model, -1)
 	}
 	versionLabel = strconv.FormatInt(v.Number, 10)
+	if s.inferHook != nil {
+		s.inferHook(model)
+	}
 	if err := s.checkBatch(v, req); err != nil {
 		return nil, err
 	}
