@@ -68,4 +68,3 @@ func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 	}()
 	return handler(srv, ss)
 }
-
