@@ -580,6 +580,19 @@ func (g *GoldenSet) Evaluate(run func(inputs []oip.Tensor) ([]oip.Tensor, error)
 	return s.snapshot(0, 0).result(), nil
 }
 
+// WarmupInputs returns the inputs of the first run Evaluate makes (the
+// first batch of rows, padded to a static batch size), for warming a
+// version up on real data. The data is shared with g: callers must not
+// modify it.
+func (g *GoldenSet) WarmupInputs() []oip.Tensor {
+	n := min(g.batch, g.rows)
+	in := oip.Tensor{Name: g.input, Datatype: g.dtype, Shape: []int64{int64(n), int64(g.width)}, Data: g.slice(0, n)}
+	if g.static && n < g.batch {
+		in.Shape[0], in.Data = int64(g.batch), g.padded(0, n)
+	}
+	return []oip.Tensor{in}
+}
+
 // slice returns the features of rows [start, start+n), sharing g's data.
 func (g *GoldenSet) slice(start, n int) any {
 	lo, hi := start*g.width, (start+n)*g.width

@@ -5,7 +5,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"math"
-	"sync/atomic"
+	mrand "math/rand/v2"
+	"sync"
 )
 
 // Sampled reports whether the request with this id is in a sample of the
@@ -51,22 +52,27 @@ func fraction(id string) float64 {
 	return float64(h>>11) / (1 << 53)
 }
 
-// idPrefix is 8 random bytes chosen once per process; idCounter numbers the
-// ids this process hands out.
-var (
-	idPrefix  = func() [8]byte { var b [8]byte; _, _ = rand.Read(b[:]); return b }()
-	idCounter atomic.Uint64
-)
+// idSources are ChaCha8 generators, each seeded with 32 bytes from
+// crypto/rand: a cryptographically strong stream per generator, so ids
+// cannot be predicted from earlier ones (a counter or a fixed seed could
+// be: anyone who saw one id could name the next request's and post labels
+// for it), at the cost of no system call per id.
+var idSources = sync.Pool{New: func() any {
+	var seed [32]byte
+	_, _ = rand.Read(seed[:]) // never fails (Go 1.24+)
+	return mrand.NewChaCha8(seed)
+}}
 
-// NewRequestID returns a new request id, 32 lowercase hex digits: a random
-// per-process prefix and a counter, so ids are unique across processes
-// (with the prefix's 64 random bits) and cost no system call on the
-// request path (crypto/rand per request did). Sampling hashes the whole id,
-// so consecutive ids are sampled independently. Safe for concurrent use.
+// NewRequestID returns a new request id, 32 lowercase hex digits: 128 bits
+// from a ChaCha8 stream seeded from crypto/rand, so ids are unique across
+// processes and unpredictable. Sampling hashes the whole id. Safe for
+// concurrent use.
 func NewRequestID() string {
+	src := idSources.Get().(*mrand.ChaCha8)
 	var b [16]byte
-	copy(b[:8], idPrefix[:])
-	binary.BigEndian.PutUint64(b[8:], idCounter.Add(1))
+	binary.LittleEndian.PutUint64(b[:8], src.Uint64())
+	binary.LittleEndian.PutUint64(b[8:], src.Uint64())
+	idSources.Put(src)
 	return hex.EncodeToString(b[:])
 }
 

@@ -9,7 +9,7 @@
 // Observe is on the request path: for a request that is not sampled and not
 // shadowed it costs two hashes. Everything else is bounded: the sample
 // store, the evaluator's windows, the shadow queue (full → dropped and
-// counted) and the telemetry queues.
+// counted; bounded in count and in bytes) and the telemetry queues.
 package monitor
 
 import (
@@ -52,6 +52,10 @@ type Config struct {
 	MaxSampleBytes int `yaml:"max_sample_bytes"`
 	// ShadowQueue bounds shadow copies waiting to run; default 256.
 	ShadowQueue int `yaml:"shadow_queue"`
+	// ShadowQueueBytes bounds the tensor bytes (inputs and primary
+	// outputs) of the shadow copies waiting or running; a copy that would
+	// exceed it is dropped and counted. Default 16 MiB.
+	ShadowQueueBytes int64 `yaml:"shadow_queue_bytes"`
 	// Gate holds the agent's default gate thresholds; a version's manifest
 	// overrides them metric by metric.
 	Gate *manifest.Gate `yaml:"gate"`
@@ -69,6 +73,9 @@ func DefaultConfig() Config {
 		Window:         time.Hour,
 		MaxSampleBytes: 64 << 10,
 		ShadowQueue:    256,
+		// 16 MiB: the copies of a few large requests, or of many small
+		// ones, never 256 requests of max_request_bytes each.
+		ShadowQueueBytes: 16 << 20,
 	}
 }
 
@@ -96,6 +103,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.ShadowQueue <= 0 {
 		c.ShadowQueue = d.ShadowQueue
+	}
+	if c.ShadowQueueBytes <= 0 {
+		c.ShadowQueueBytes = d.ShadowQueueBytes
 	}
 	return c
 }
@@ -130,6 +140,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShadowQueue < 1 {
 		bad("shadow_queue", "must be >= 1, got %d", c.ShadowQueue)
+	}
+	if c.ShadowQueueBytes < 1 {
+		bad("shadow_queue_bytes", "must be >= 1, got %d", c.ShadowQueueBytes)
 	}
 	if g := c.Gate; g != nil {
 		for _, k := range slices.Sorted(maps.Keys(g.MaxRegression)) {
@@ -170,9 +183,12 @@ type Monitor struct {
 	eval     *evaluate.Evaluator
 	settings atomic.Pointer[map[string]ModelSettings]
 	shadowQ  chan shadowJob
-	plans    sync.Map // *versions.Version -> *plan
-	golden   sync.Map // "model\x00version" -> evaluate.Result
-	shadows  sync.Map // "model\x00version" -> *shadowStats
+	// shadowBytes is the tensor bytes of the shadow copies queued or
+	// running, bounded by cfg.ShadowQueueBytes.
+	shadowBytes atomic.Int64
+	plans       sync.Map // *versions.Version -> *plan
+	golden      sync.Map // "model\x00version" -> evaluate.Result
+	shadows     sync.Map // "model\x00version" -> *shadowStats
 }
 
 // New builds a monitor.

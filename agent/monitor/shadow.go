@@ -22,6 +22,21 @@ type shadowJob struct {
 	// from is the primary version that answered (its signature reads
 	// the primary outputs).
 	from *versions.Version
+	// bytes is what the job counts against ShadowQueueBytes.
+	bytes int64
+}
+
+// jobBytes is the size of a shadow copy: the raw size of the tensors it
+// keeps (the request's inputs and the primary's outputs).
+func jobBytes(req *oip.InferRequest, primary []oip.Tensor) int64 {
+	var n int64
+	for _, t := range req.Inputs {
+		n += int64(oip.RawSize(t.Data))
+	}
+	for _, t := range primary {
+		n += int64(oip.RawSize(t.Data))
+	}
+	return n
 }
 
 // shadowStats accumulates the comparison of a shadow version with the
@@ -70,15 +85,22 @@ func (s *shadowStats) values() (float64, float64, bool) {
 
 // maybeShadow queues a copy of the request for version shadow (0: none;
 // which requests are copied where is package route's decision). Never
-// blocks: a full queue drops the copy and counts it.
+// blocks: a queue that is full, in count (shadow_queue) or in bytes
+// (shadow_queue_bytes), drops the copy and counts it.
 func (m *Monitor) maybeShadow(v *versions.Version, shadow int64, req *oip.InferRequest, resp *oip.InferResponse) {
 	if shadow == 0 {
 		return
 	}
-	job := shadowJob{model: v.Model, version: shadow, task: m.Task(v), req: req, primary: resp.Outputs, from: v}
+	job := shadowJob{model: v.Model, version: shadow, task: m.Task(v), req: req, primary: resp.Outputs, from: v, bytes: jobBytes(req, resp.Outputs)}
+	if m.shadowBytes.Add(job.bytes) > m.cfg.ShadowQueueBytes {
+		m.shadowBytes.Add(-job.bytes)
+		m.tel.ShadowDropped(v.Model)
+		return
+	}
 	select {
 	case m.shadowQ <- job:
 	default:
+		m.shadowBytes.Add(-job.bytes)
 		m.tel.ShadowDropped(v.Model)
 	}
 }
@@ -95,6 +117,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 			return nil
 		case job := <-m.shadowQ:
 			m.runShadow(ctx, job)
+			m.shadowBytes.Add(-job.bytes)
 		}
 	}
 }

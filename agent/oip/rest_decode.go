@@ -285,7 +285,10 @@ func decodeJSONData(d Datatype, raw []byte, n int) (any, error) {
 	return decodeSlow(d, raw, n)
 }
 
-var nullLiteral = []byte("null")
+var (
+	nullLiteral = []byte("null")
+	comma       = []byte(",")
+)
 
 func decodeFast(d Datatype, raw []byte, n int) (any, bool) {
 	inner := raw[1:]
@@ -293,7 +296,7 @@ func decodeFast(d Datatype, raw []byte, n int) (any, bool) {
 		if bytes.IndexByte(inner, '[') >= 0 || bytes.Contains(inner, nullLiteral) {
 			return nil, false
 		}
-		strs := make([]string, 0, n)
+		strs := make([]string, 0, min(n, bytes.Count(inner, comma)+1))
 		if json.Unmarshal(raw, &strs) != nil {
 			return nil, false
 		}
@@ -302,6 +305,10 @@ func decodeFast(d Datatype, raw []byte, n int) (any, bool) {
 	if bytes.IndexByte(inner, '"') >= 0 || bytes.Contains(inner, nullLiteral) {
 		return nil, false
 	}
+	// Room for the elements the data can hold (one more than its commas),
+	// not for what the shape claims: a short array padded with spaces must
+	// not reserve the shape's size.
+	n = min(n, bytes.Count(inner, comma)+1)
 	if bytes.IndexByte(inner, '[') >= 0 {
 		flat := make([]byte, len(raw))
 		flat[0] = '['

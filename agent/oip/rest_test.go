@@ -727,3 +727,32 @@ func BenchmarkEncodeRESTResponse(b *testing.B) {
 		}
 	}
 }
+
+// TestDecodeRESTRequestPaddedDataDoesNotReserveShape: a shape the body
+// could fill by its length alone (an array of one element padded with
+// spaces) reserves room for what the array holds, not for the shape.
+func TestDecodeRESTRequestPaddedDataDoesNotReserveShape(t *testing.T) {
+	const pad = 8 << 20
+	for _, dt := range []Datatype{FP64, INT64, BYTES} {
+		t.Run(string(dt), func(t *testing.T) {
+			elem := "1"
+			if dt == BYTES {
+				elem = `"a"`
+			}
+			n := pad / 2
+			body := []byte(fmt.Sprintf(`{"inputs":[{"name":"x","shape":[%d],"datatype":"%s","data":[%s%s]}]}`, n, dt, elem, strings.Repeat(" ", pad)))
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := DecodeRESTRequest(body, -1)
+			runtime.ReadMemStats(&after)
+			if err == nil || !strings.Contains(err.Error(), "data has 1") {
+				t.Fatalf("err = %v, want a count mismatch", err)
+			}
+			// The envelope keeps a copy of the data (pad bytes) and the
+			// slow path flattens it; reserving the shape would add n*8.
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 3*pad {
+				t.Errorf("allocated %d bytes for a one-element array (shape %d, body %d bytes)", grew, n, len(body))
+			}
+		})
+	}
+}

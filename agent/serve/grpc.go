@@ -18,11 +18,16 @@ type grpcService struct {
 }
 
 // NewGRPCServer returns a gRPC server with the inference service
-// registered, its message size bounded by MaxRequestBytes.
+// registered, its message size bounded by MaxRequestBytes. A panic in a
+// handler is answered Internal, logged and counted (drover.agent.panics);
+// the recovery is the outermost interceptor, so it also covers those in
+// opts.
 func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 	opts = append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(s.cfg.MaxRequestBytes)),
 		grpc.MaxSendMsgSize(int(s.cfg.MaxRequestBytes)),
+		grpc.ChainUnaryInterceptor(s.recoverUnary),
+		grpc.ChainStreamInterceptor(s.recoverStream),
 	}, opts...)
 	g := grpc.NewServer(opts...)
 	pb.RegisterGRPCInferenceServiceServer(g, &grpcService{s: s})

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc/codes"
 
@@ -23,8 +24,8 @@ const (
 	headerJSONLen = "Inference-Header-Content-Length"
 )
 
-// Handler returns the REST API. extra, if not nil, is mounted for paths
-// the protocol does not use (e.g. /metrics).
+// Handler returns the REST API. A panic in a handler is answered 500,
+// logged and counted (drover.agent.panics).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v2/health/live", func(w http.ResponseWriter, r *http.Request) {
@@ -60,7 +61,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusNotFound, codes.NotFound, "no route for %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return s.recoverHTTP(mux)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -120,6 +121,31 @@ func (s *Server) handleModelReady(w http.ResponseWriter, r *http.Request) {
 
 var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
+// maxPresize caps the buffer reserved for a body from its declared
+// Content-Length: a client's word is not memory. Beyond it the buffer grows
+// as bytes actually arrive.
+const maxPresize = 1 << 20
+
+// readBody reads a request body of at most limit bytes into buf, reserving
+// at most maxPresize bytes up front whatever declared (the Content-Length)
+// says: the buffer grows as bytes arrive.
+func readBody(w http.ResponseWriter, body io.ReadCloser, declared, limit int64, buf *bytes.Buffer) error {
+	if declared > limit {
+		return errorf(http.StatusRequestEntityTooLarge, codes.ResourceExhausted, "request body of %d bytes exceeds max_request_bytes %d", declared, limit)
+	}
+	if declared > 0 {
+		buf.Grow(int(min(declared, maxPresize)))
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, body, limit)); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errorf(http.StatusRequestEntityTooLarge, codes.ResourceExhausted, "request body exceeds max_request_bytes %d", limit)
+		}
+		return errorf(http.StatusBadRequest, codes.InvalidArgument, "read request body: %v", err)
+	}
+	return nil
+}
+
 func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
 	version, err := parseVersion(r.PathValue("version"))
 	if err != nil {
@@ -139,31 +165,43 @@ func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf(http.StatusRequestEntityTooLarge, codes.ResourceExhausted, "request body of %d bytes exceeds max_request_bytes %d", r.ContentLength, s.cfg.MaxRequestBytes))
 		return
 	}
+	// Admission before the body is read: a refused request costs no read
+	// and no buffer.
+	model := r.PathValue("model")
+	release, err := s.admit("rest", model)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	defer release()
 	buf := bodyPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer func() {
-		if buf.Cap() <= 1<<20 {
+		if buf.Cap() <= maxPresize {
 			bodyPool.Put(buf)
 		}
 	}()
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
-	}
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes)); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, errorf(http.StatusRequestEntityTooLarge, codes.ResourceExhausted, "request body exceeds max_request_bytes %d", s.cfg.MaxRequestBytes))
-			return
-		}
-		writeError(w, errorf(http.StatusBadRequest, codes.InvalidArgument, "read request body: %v", err))
+	// The slot is held while the body arrives: it must arrive within
+	// request_timeout, so that slow senders cannot hold every slot. Once it
+	// has, the deadline is lifted (the connection's next read is the
+	// server's watch for a closed connection, which would cancel the
+	// request). A body that failed to arrive closes the connection: the
+	// server must not wait for the rest of it. Recorders in tests do not
+	// support deadlines.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.RequestTimeout))
+	if err := readBody(w, r.Body, r.ContentLength, s.cfg.MaxRequestBytes, buf); err != nil {
+		w.Header().Set("Connection", "close")
+		writeError(w, err)
 		return
 	}
+	_ = rc.SetReadDeadline(time.Time{})
 	req, err := oip.DecodeRESTRequest(buf.Bytes(), jsonLen)
 	if err != nil {
 		writeError(w, errorf(http.StatusBadRequest, codes.InvalidArgument, "%v", err))
 		return
 	}
-	resp, err := s.Infer(r.Context(), "rest", r.PathValue("model"), version, req)
+	resp, err := s.infer(r.Context(), "rest", model, version, req)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -17,7 +17,7 @@ import (
 func (s *Server) Run(ctx context.Context, httpL, grpcL net.Listener, drainTimeout time.Duration, extra func(http.Handler) http.Handler) error {
 	h := s.Handler()
 	if extra != nil {
-		h = extra(h)
+		h = s.recoverHTTP(extra(h))
 	}
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	s.log.Info("serving the Open Inference Protocol", "http", httpL.Addr().String(), "grpc", grpcL.Addr().String())

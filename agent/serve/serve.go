@@ -106,6 +106,9 @@ type Server struct {
 	ready func() bool
 	tel   *telemetry.Telemetry // may be nil
 	mon   *monitor.Monitor     // may be nil
+	// inferHook, set by tests only, is called with the model name once a
+	// request holds its version (tests inject panics through it).
+	inferHook func(model string)
 }
 
 // Option configures optional parts of a Server.
@@ -186,31 +189,66 @@ func parseVersion(s string) (int64, error) {
 // route decides by that id whether a request that names no version goes
 // to the model's canary and whether it is copied to its shadow. protocol
 // ("rest" or "grpc") labels the request metrics.
-func (s *Server) Infer(ctx context.Context, protocol, model string, version int64, req *oip.InferRequest) (resp *oip.InferResponse, err error) {
+func (s *Server) Infer(ctx context.Context, protocol, model string, version int64, req *oip.InferRequest) (*oip.InferResponse, error) {
+	release, err := s.admit(protocol, model)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return s.infer(ctx, protocol, model, version, req)
+}
+
+// admit takes one of the max_in_flight slots, to be given back with
+// release; beyond the limit it answers 503 / Unavailable at once (recorded
+// in the request metrics only when the model exists). The REST front end
+// calls it before it reads the body, so a refused request costs no read.
+func (s *Server) admit(protocol, model string) (release func(), err error) {
+	if n := s.inFlight.Add(1); n > s.cfg.MaxInFlight {
+		s.inFlight.Add(-1)
+		err := errorf(http.StatusServiceUnavailable, codes.Unavailable, "server overloaded: %d inferences in flight (max_in_flight %d); retry later", n-1, s.cfg.MaxInFlight)
+		if s.tel != nil && s.set.Has(model) {
+			s.tel.RecordRequest(model, "", protocol, statusLabel(err), 0)
+		}
+		return nil, err
+	}
+	return s.releaseSlot, nil
+}
+
+func (s *Server) releaseSlot() { s.inFlight.Add(-1) }
+
+// infer is Infer once admitted.
+func (s *Server) infer(ctx context.Context, protocol, model string, version int64, req *oip.InferRequest) (resp *oip.InferResponse, err error) {
 	if req.ID == "" {
 		req.ID = evaluate.NewRequestID()
 	}
 	start := time.Now()
 	versionLabel := ""
+	// Request metrics carry the model's name, so they are recorded only for
+	// a model the agent has: a name a client invents must not create a
+	// series (404 costs nothing but the answer).
+	known := false
 	if s.tel != nil {
-		s.tel.InFlight(model, 1)
 		defer func() {
-			s.tel.InFlight(model, -1)
-			s.tel.RecordRequest(model, versionLabel, protocol, statusLabel(err), time.Since(start))
+			if known {
+				s.tel.RecordRequest(model, versionLabel, protocol, statusLabel(err), time.Since(start))
+			}
 		}()
 	}
-	if n := s.inFlight.Add(1); n > s.cfg.MaxInFlight {
-		s.inFlight.Add(-1)
-		return nil, errorf(http.StatusServiceUnavailable, codes.Unavailable, "server overloaded: %d inferences in flight (max_in_flight %d); retry later", n-1, s.cfg.MaxInFlight)
-	}
-	defer s.inFlight.Add(-1)
-
 	v, shadow, err := s.set.Route(model, version, req.ID)
 	if err != nil {
+		known = !errors.Is(err, versions.ErrModelNotFound)
 		return nil, err
 	}
+	known = true
 	defer v.Release()
+	if s.tel != nil {
+		s.tel.InFlight(model, 1)
+		defer s.tel.InFlight(model, -1)
+	}
 	versionLabel = strconv.FormatInt(v.Number, 10)
+	if s.inferHook != nil {
+		s.inferHook(model)
+	}
 	if err := s.checkBatch(v, req); err != nil {
 		return nil, err
 	}

@@ -46,6 +46,7 @@ type instruments struct {
 	shadowLatency metric.Float64Histogram
 	shadowDropped metric.Int64Counter
 	eventsDropped metric.Int64Counter
+	panics        metric.Int64Counter
 }
 
 func (in *instruments) init(m metric.Meter, t *Telemetry) error {
@@ -97,10 +98,13 @@ func (in *instruments) init(m metric.Meter, t *Telemetry) error {
 		metric.WithExplicitBucketBoundaries(latencyBounds...))
 	check(err)
 	in.shadowDropped, err = m.Int64Counter(semconv.MetricShadowDropped, metric.WithUnit("{request}"),
-		metric.WithDescription("Shadow copies dropped because the shadow queue was full."))
+		metric.WithDescription("Shadow copies dropped because the shadow queue was full (monitoring.shadow_queue copies or monitoring.shadow_queue_bytes bytes)."))
 	check(err)
 	in.eventsDropped, err = m.Int64Counter(semconv.MetricEventsDropped, metric.WithUnit("{event}"),
 		metric.WithDescription("Events and samples dropped because the export queue was full."))
+	check(err)
+	in.panics, err = m.Int64Counter(semconv.MetricPanics, metric.WithUnit("{panic}"),
+		metric.WithDescription("Request handler panics recovered and answered 500 / Internal, by protocol."))
 	check(err)
 	return errors.Join(errs...)
 }
@@ -113,6 +117,7 @@ const (
 	setStatus                // model, version, status
 	setFeature               // model, version, feature, kind
 	setEventKnd              // event kind
+	setProtocol              // protocol
 )
 
 // attrKey names one cached attribute set.
@@ -156,6 +161,8 @@ func newAttrOpts(k attrKey) *attrOpts {
 		}
 	case setEventKnd:
 		kv = []attribute.KeyValue{attribute.String(semconv.AttrEventKind, k.a)}
+	case setProtocol:
+		kv = []attribute.KeyValue{attribute.String(semconv.AttrProtocol, k.a)}
 	}
 	set := attribute.NewSet(kv...)
 	opt := metric.WithAttributeSet(set)
@@ -184,7 +191,7 @@ func (c *attrCache) get(k attrKey) *attrOpts {
 // forget drops the sets of one model version.
 func (c *attrCache) forget(model, version string) {
 	c.m.deleteFunc(func(k attrKey, _ *attrOpts) bool {
-		return k.kind != setModel && k.kind != setEventKnd && k.a == model && k.b == version
+		return k.kind != setModel && k.kind != setEventKnd && k.kind != setProtocol && k.a == model && k.b == version
 	})
 }
 
@@ -344,12 +351,22 @@ func (t *Telemetry) RecordShadow(model, version string, agreement, mad float64, 
 	}
 }
 
-// ShadowDropped counts a shadow copy dropped because its queue was full.
+// ShadowDropped counts a shadow copy dropped because its queue was full,
+// in count or in bytes.
 func (t *Telemetry) ShadowDropped(model string) {
 	if t == nil {
 		return
 	}
 	t.inst.shadowDropped.Add(context.Background(), 1, t.attrs.get(attrKey{kind: setModel, a: model}).add...)
+}
+
+// RecordPanic counts a request handler panic that was recovered; protocol
+// is rest or grpc.
+func (t *Telemetry) RecordPanic(protocol string) {
+	if t == nil {
+		return
+	}
+	t.inst.panics.Add(context.Background(), 1, t.attrs.get(attrKey{kind: setProtocol, a: protocol}).add...)
 }
 
 // ForgetVersion releases what t holds for a version that is gone: its

@@ -51,6 +51,19 @@ func (s *Set) Models() []string {
 	return names
 }
 
+// Has reports whether model name is known and has versions (on disk or
+// loaded): the names a request may record metrics under. An unknown name
+// creates nothing.
+func (s *Set) Has(name string) bool {
+	m := s.getModel(name, false)
+	if m == nil {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.available) > 0 || len(m.resident) > 0
+}
+
 // Status returns the state of every version of a model, newest first.
 func (s *Set) Status(name string) (ModelStatus, error) {
 	m := s.getModel(name, false)

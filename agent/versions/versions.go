@@ -28,6 +28,7 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 
+	"github.com/drover-ml/drover/agent/evaluate"
 	"github.com/drover-ml/drover/agent/oip"
 	"github.com/drover-ml/drover/agent/route"
 	"github.com/drover-ml/drover/agent/runtime"
@@ -623,38 +624,73 @@ func (s *Set) load(av watch.Version, current *Version, forced bool) (*Version, E
 	return v, "", nil
 }
 
+// warmup runs the version before it serves. The inputs come from the
+// manifest when it gives them (its warm-up request, else the first rows of
+// its golden set) and a failure then rejects the version: its owner said
+// what valid input looks like. Otherwise the inputs are synthetic, zero-filled
+// with batch 1, which a valid model may refuse (an input that is a shape, a
+// divisor or a scale): a failure is logged and the version serves.
 func (s *Set) warmup(v *Version) error {
 	runs := s.cfg.WarmupRuns
 	var inputs []oip.Tensor
 	var outputs []string
-	if mf := v.Manifest; mf != nil && mf.Warmup != nil {
-		if mf.Warmup.Runs > 0 {
+	source := ""
+	if mf := v.Manifest; mf != nil {
+		if mf.Warmup != nil && mf.Warmup.Runs > 0 {
 			runs = mf.Warmup.Runs
 		}
-		if mf.Warmup.Request != "" {
+		switch {
+		case mf.Warmup != nil && mf.Warmup.Request != "":
 			req, err := readWarmupRequest(filepath.Join(v.Dir, filepath.FromSlash(mf.Warmup.Request)))
 			if err != nil {
 				return err
 			}
-			inputs = req.Inputs
+			inputs, source = req.Inputs, "warmup.request"
 			for _, o := range req.Outputs {
 				outputs = append(outputs, o.Name)
 			}
-		}
-	}
-	if inputs == nil {
-		for _, spec := range v.Signature.Inputs {
-			t, err := runtime.ZeroTensor(spec, 1)
+		case mf.GoldenSet != nil:
+			gs, err := evaluate.LoadGoldenSet(v.Dir, mf.GoldenSet, v.Signature)
 			if err != nil {
-				return err
+				// The gate reports it (and rejects the version); a pinned
+				// version, which skips the gate, still warms up.
+				s.log.Info("golden set unusable for warm-up; warming up on zero inputs", "model", v.Model, "version", v.Number, "err", err)
+				break
 			}
-			inputs = append(inputs, t)
+			inputs, source = gs.WarmupInputs(), "golden set"
 		}
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
 	defer cancel()
+	if inputs == nil {
+		err := s.syntheticWarmup(ctx, v, runs)
+		if err != nil {
+			s.log.Warn("warm-up on zero inputs failed; the version serves without it (give it real inputs with warmup.request or golden_set in drover.yaml)",
+				"model", v.Model, "version", v.Number, "err", err)
+		}
+		return nil
+	}
 	for i := 0; i < runs; i++ {
 		if _, err := v.Infer(ctx, inputs, outputs); err != nil {
+			return fmt.Errorf("%s, run %d: %w", source, i+1, err)
+		}
+	}
+	return nil
+}
+
+// syntheticWarmup runs the version runs times on zero-filled inputs of
+// batch 1.
+func (s *Set) syntheticWarmup(ctx context.Context, v *Version, runs int) error {
+	var inputs []oip.Tensor
+	for _, spec := range v.Signature.Inputs {
+		t, err := runtime.ZeroTensor(spec, 1)
+		if err != nil {
+			return err
+		}
+		inputs = append(inputs, t)
+	}
+	for i := 0; i < runs; i++ {
+		if _, err := v.Infer(ctx, inputs, nil); err != nil {
 			return fmt.Errorf("run %d: %w", i+1, err)
 		}
 	}

@@ -50,6 +50,7 @@ const (
 	MetricShadowDropped  = "drover.shadow.dropped"        // counter: shadow copies dropped (queue full)
 	MetricShadowLatency  = "drover.shadow.duration"       // histogram (s): shadow inference latency by model, version
 	MetricEventsDropped  = "drover.events.dropped"        // counter: events and samples dropped (export queue full) by event kind
+	MetricPanics         = "drover.agent.panics"          // counter: handler panics recovered (answered 500 / Internal) by protocol
 )
 
 // Event kinds, sent as OTLP log records with AttrEventKind.

@@ -14,6 +14,9 @@
 //   - Big: a Linear model with pseudo-random weights, a few MB on disk.
 //   - Identity: one input copied to one output, for every tensor datatype of
 //     the Open Inference Protocol.
+//   - ReshapeByInput: reshapes its data input to the shape given by its
+//     other input, so zero-filled inputs fail (a model that must be warmed
+//     up with real inputs).
 //   - WriteVersion: publishes model bytes as <root>/<model>/<version>/model.onnx.
 package testmodels
 
@@ -52,6 +55,16 @@ const (
 	// BigInput and BigOutput are Big's input and output (FP32).
 	BigInput  = "X"
 	BigOutput = "Y"
+	// ReshapeData is ReshapeByInput's data input: FP32 [batch, 4].
+	ReshapeData = "x"
+	// ReshapeShape is ReshapeByInput's shape input: INT64 [2], the shape
+	// of the output.
+	ReshapeShape = "shape"
+	// ReshapeOutput is ReshapeByInput's output: FP32 [-1, -1].
+	ReshapeOutput = "y"
+	// ReshapeOpset is the operator set version ReshapeByInput imports
+	// (Reshape's allowzero attribute needs 14).
+	ReshapeOpset = 14
 )
 
 // Linear returns a model computing Y = X·W + B, with input inputName of type
@@ -194,6 +207,29 @@ func Identity(name string, datatype string, shape []int64) ([]byte, error) {
 		Input:  []*onnx.ValueInfoProto{onnx.TensorValueInfo(name, dt, shape)},
 		Output: []*onnx.ValueInfoProto{onnx.TensorValueInfo(out, dt, shape)},
 	})
+}
+
+// ReshapeByInput returns a model that reshapes its input ReshapeData
+// (FP32 [batch, 4]) to the shape held by its input ReshapeShape (INT64 [2])
+// and returns it as ReshapeOutput. Reshape's allowzero is set, so a 0 in
+// the shape means an empty dimension: zero-filled inputs ([1, 4] to
+// [0, 0]) fail at run time, as a model whose inputs carry a shape, a
+// divisor or a scale fails on zeros, while x [1, 4] with shape [2, 2]
+// answers the same four values as [2, 2]. It imports operator set
+// ReshapeOpset.
+func ReshapeByInput() ([]byte, error) {
+	g := &onnx.GraphProto{
+		Name: "reshape_by_input",
+		Node: []*onnx.NodeProto{
+			onnx.Node("reshape", "Reshape", []string{ReshapeData, ReshapeShape}, []string{ReshapeOutput}, onnx.IntAttr("allowzero", 1)),
+		},
+		Input: []*onnx.ValueInfoProto{
+			onnx.TensorValueInfo(ReshapeData, onnx.TensorProto_FLOAT, []int64{-1, 4}),
+			onnx.TensorValueInfo(ReshapeShape, onnx.TensorProto_INT64, []int64{2}),
+		},
+		Output: []*onnx.ValueInfoProto{onnx.TensorValueInfo(ReshapeOutput, onnx.TensorProto_FLOAT, []int64{-1, -1})},
+	}
+	return onnx.Marshal(onnx.NewModel(g, IRVersion, ProducerName, onnx.Opset("", ReshapeOpset)))
 }
 
 // WriteVersion publishes onnx as version version of model in the model

@@ -559,3 +559,40 @@ func TestWriteVersion(t *testing.T) {
 		t.Fatalf("bad names changed the store: %v", got)
 	}
 }
+
+func TestReshapeByInput(t *testing.T) {
+	initORT(t)
+	m, err := testmodels.ReshapeByInput()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := testmodels.ReshapeByInput(); !bytes.Equal(m, again) {
+		t.Fatal("ReshapeByInput is not deterministic")
+	}
+	x := []float32{1, 2, 3, 4}
+	out := run(t, m, []string{testmodels.ReshapeData, testmodels.ReshapeShape},
+		[]ort.Value{tensor(t, ort.NewShape(1, 4), x), tensor(t, ort.NewShape(2), []int64{2, 2})},
+		[]string{testmodels.ReshapeOutput}, nil)
+	if got := out[0].GetShape(); !got.Equals(ort.NewShape(2, 2)) {
+		t.Fatalf("output shape %v, want [2 2]", got)
+	}
+	assertClose(t, "y", data[float32](t, out[0]), x, 0)
+
+	// Zero-filled inputs, as a synthetic warm-up makes them, fail.
+	s, err := ort.NewDynamicAdvancedSessionWithONNXData(m, []string{testmodels.ReshapeData, testmodels.ReshapeShape}, []string{testmodels.ReshapeOutput}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Destroy()
+	outs := []ort.Value{nil}
+	if err := s.Run([]ort.Value{tensor(t, ort.NewShape(1, 4), make([]float32, 4)), tensor(t, ort.NewShape(2), []int64{0, 0})}, outs); err == nil {
+		if outs[0] != nil {
+			outs[0].Destroy()
+		}
+		t.Fatal("zero inputs ran; want a reshape error")
+	}
+	in, o := signature(t, m)
+	if len(in) != 2 || in[1].DataType != ort.TensorElementDataTypeInt64 || !in[1].Dimensions.Equals(ort.NewShape(2)) || len(o) != 1 {
+		t.Fatalf("signature %v %v", in, o)
+	}
+}
