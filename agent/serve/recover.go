@@ -1,70 +1,37 @@
 package serve
 
 import (
-	"context"
 	"net/http"
-	"runtime/debug"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+
+	"github.com/drover-ml/drover/shared/recovery"
 )
 
 // A panic in a request handler is a bug, not a reason to stop serving
-// every other request: it is recovered into 500 / Internal, logged with its
-// stack, and counted (drover.agent.panics). The request's own deferred
-// clean-up (its in-flight slot, its version reference) runs as the panic
-// unwinds.
+// every other request: shared/recovery answers it with 500 / Internal,
+// and onPanic logs it with its stack and counts it (drover.agent.panics).
+// The request's own deferred clean-up (its in-flight slot, its version
+// reference) runs as the panic unwinds.
 
-// maxLoggedPath bounds the request path written in the panic's log line.
-const maxLoggedPath = 256
-
-// panicked logs and counts a recovered panic.
-func (s *Server) panicked(protocol, call string, p any) {
-	if len(call) > maxLoggedPath {
-		call = call[:maxLoggedPath] + "..."
-	}
-	s.log.Error("request handler panicked; answered as an internal error", "protocol", protocol, "call", call, "panic", p, "stack", string(debug.Stack()))
-	s.tel.RecordPanic(protocol)
-}
-
-// recoverHTTP answers a panic in h with 500.
-func (s *Server) recoverHTTP(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			p := recover()
-			if p == nil {
-				return
-			}
-			if p == http.ErrAbortHandler { //nolint:errorlint // the sentinel is panicked with as is
-				panic(p) // net/http's way to abort a response on purpose
-			}
-			s.panicked("rest", r.Method+" "+r.URL.Path, p)
-			w.Header().Set("Connection", "close")
-			writeError(w, errorf(http.StatusInternalServerError, codes.Internal, "internal error"))
-		}()
-		h.ServeHTTP(w, r)
+// onPanic reports a recovered panic. The protocol label of
+// drover.agent.panics is "rest" or "grpc".
+func (s *Server) onPanic() recovery.OnPanic {
+	return recovery.Logged(s.log, func(protocol string) {
+		if protocol == recovery.ProtocolHTTP {
+			protocol = "rest"
+		}
+		s.tel.RecordPanic(protocol)
 	})
 }
 
-// recoverUnary answers a panic in a unary gRPC handler with Internal.
-func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			s.panicked("grpc", info.FullMethod, p)
-			resp, err = nil, status.Error(codes.Internal, "internal error")
-		}
-	}()
-	return handler(ctx, req)
+// recoverHTTP answers a panic in h with the protocol's 500 error body.
+func (s *Server) recoverHTTP(h http.Handler) http.Handler {
+	return recovery.HTTP(h, s.onPanic(), func(w http.ResponseWriter) {
+		writeError(w, errorf(http.StatusInternalServerError, codes.Internal, "internal error"))
+	})
 }
 
-// recoverStream answers a panic in a streaming gRPC handler with Internal.
-func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			s.panicked("grpc", info.FullMethod, p)
-			err = status.Error(codes.Internal, "internal error")
-		}
-	}()
-	return handler(srv, ss)
-}
+// recoverGRPC are the server options that answer a panic with Internal.
+func (s *Server) recoverGRPC() []grpc.ServerOption { return recovery.GRPC(s.onPanic()) }

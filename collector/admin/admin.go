@@ -19,6 +19,7 @@ import (
 
 	"github.com/drover-ml/drover/collector/auth"
 	"github.com/drover-ml/drover/shared/lifecycle"
+	"github.com/drover-ml/drover/shared/recovery"
 )
 
 // ReadyFunc reports whether the collector can accept data; a non-nil error
@@ -38,6 +39,9 @@ type Options struct {
 	// SetAuth (the collector builds it once its tokens can be read); until
 	// then every route that needs a token answers 503.
 	Auth *auth.Authenticator
+	// OnPanic is told about a handler's panic, answered 500; default: a
+	// log line with the stack (recovery.Logged).
+	OnPanic recovery.OnPanic
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -54,6 +58,8 @@ type Server struct {
 	mux    *http.ServeMux
 	auth   atomic.Pointer[auth.Authenticator]
 
+	onPanic recovery.OnPanic
+
 	mu       sync.Mutex
 	patterns []string
 }
@@ -66,7 +72,10 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{addr: opts.Addr, ready: opts.Ready, routes: maps.Clone(opts.Routes), log: opts.Logger, mux: http.NewServeMux()}
+	if opts.OnPanic == nil {
+		opts.OnPanic = recovery.Logged(opts.Logger, nil)
+	}
+	s := &Server{addr: opts.Addr, ready: opts.Ready, routes: maps.Clone(opts.Routes), log: opts.Logger, mux: http.NewServeMux(), onPanic: opts.OnPanic}
 	if opts.Auth != nil {
 		s.auth.Store(opts.Auth)
 	}
@@ -159,7 +168,9 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 // Serve serves on l until ctx is done, then lets requests in flight finish
 // (for up to 5s) and returns. It owns l (closed when it returns).
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: recovery.HTTP(s.mux, s.onPanic, func(w http.ResponseWriter) {
+		WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
+	}), ReadHeaderTimeout: 10 * time.Second}
 	s.log.Info("admin API listening", "addr", l.Addr().String())
 	return lifecycle.Serve(ctx, 5*time.Second, s.log, lifecycle.Listening{Name: "admin", Server: lifecycle.HTTP(srv), Listener: l})
 }

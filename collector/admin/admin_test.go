@@ -2,11 +2,14 @@ package admin
 
 import (
 	"context"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -112,5 +115,45 @@ func TestRoutesTable(t *testing.T) {
 		if a, ok := rt.Access(p); !ok || a.String() != "admin|reader" {
 			t.Errorf("view %s: %v (entry %v), want admin|reader", p, a, ok)
 		}
+	}
+}
+
+// TestHandlerPanicIsA500: a panic in a route's handler is answered 500
+// with a JSON error, reported, and the server keeps serving.
+func TestHandlerPanicIsA500(t *testing.T) {
+	var reported []string
+	s := New(Options{
+		Routes: auth.Routes{"GET /healthz": auth.Public, "GET /readyz": auth.Public, "GET /boom": auth.Public},
+		Ready:  func(context.Context) error { return nil },
+		OnPanic: func(protocol, call string, value any, stack []byte) {
+			reported = append(reported, protocol+" "+call)
+		},
+	})
+	s.Handle("GET /boom", http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("injected") }))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, l) }()
+	defer func() { cancel(); <-done }()
+	base := "http://" + l.Addr().String()
+	resp, err := http.Get(base + "/boom")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(string(body), `"error"`) {
+		t.Errorf("panic answered %d %s; want 500 with a JSON error", resp.StatusCode, body)
+	}
+	resp, err = http.Get(base + "/healthz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("after the panic: %v, %v", resp, err)
+	}
+	resp.Body.Close()
+	if !slices.Equal(reported, []string{"http GET /boom"}) {
+		t.Errorf("reported %q", reported)
 	}
 }

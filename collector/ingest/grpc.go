@@ -49,15 +49,23 @@ func (rawCodec) Name() string { return "proto" }
 
 func newRawCodec() rawCodec { return rawCodec{proto: encoding.GetCodecV2("proto")} }
 
-// exportHandler is the gRPC method handler of an OTLP Export method.
-func exportHandler(export func(*Receiver, context.Context, *rawMessage) (*rawMessage, error)) grpc.MethodHandler {
+// exportHandler is the gRPC method handler of an OTLP Export method
+// (fullMethod, "/service/Export"). It runs the server's interceptors
+// (recovery, authentication) as generated handlers do.
+func exportHandler(fullMethod string, export func(*Receiver, context.Context, *rawMessage) (*rawMessage, error)) grpc.MethodHandler {
 	return func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 		in := new(rawMessage)
 		if err := dec(in); err != nil {
 			return nil, err
 		}
 		r := srv.(*Receiver)
-		return export(r, ctx, in)
+		if interceptor == nil {
+			return export(r, ctx, in)
+		}
+		info := &grpc.UnaryServerInfo{Server: srv, FullMethod: fullMethod}
+		return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
+			return export(r, ctx, req.(*rawMessage))
+		})
 	}
 }
 
@@ -65,13 +73,13 @@ func (r *Receiver) registerGRPC(s *grpc.Server) {
 	s.RegisterService(&grpc.ServiceDesc{
 		ServiceName: "opentelemetry.proto.collector.metrics.v1.MetricsService",
 		HandlerType: (*any)(nil),
-		Methods:     []grpc.MethodDesc{{MethodName: "Export", Handler: exportHandler((*Receiver).exportMetrics)}},
+		Methods:     []grpc.MethodDesc{{MethodName: "Export", Handler: exportHandler("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", (*Receiver).exportMetrics)}},
 		Metadata:    "opentelemetry/proto/collector/metrics/v1/metrics_service.proto",
 	}, r)
 	s.RegisterService(&grpc.ServiceDesc{
 		ServiceName: "opentelemetry.proto.collector.logs.v1.LogsService",
 		HandlerType: (*any)(nil),
-		Methods:     []grpc.MethodDesc{{MethodName: "Export", Handler: exportHandler((*Receiver).exportLogs)}},
+		Methods:     []grpc.MethodDesc{{MethodName: "Export", Handler: exportHandler("/opentelemetry.proto.collector.logs.v1.LogsService/Export", (*Receiver).exportLogs)}},
 		Metadata:    "opentelemetry/proto/collector/logs/v1/logs_service.proto",
 	}, r)
 }

@@ -33,6 +33,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/drover-ml/drover/shared/lifecycle"
+	"github.com/drover-ml/drover/shared/recovery"
 )
 
 // Kind says what an OTLP payload holds.
@@ -134,12 +135,19 @@ func (r *Receiver) Run(ctx context.Context) error {
 // Serve is Run on listeners the caller opened; it owns them (they are
 // closed when it returns).
 func (r *Receiver) Serve(ctx context.Context, gl, hl net.Listener) error {
-	gs := grpc.NewServer(grpc.MaxRecvMsgSize(r.cfg.MaxRequestBytes), grpc.ForceServerCodecV2(newRawCodec()))
+	// A panic in a handler is answered as an internal error, logged and
+	// counted (drover_collector_panics_total{server="otlp"}).
+	onPanic := recovery.Logged(r.log, func(string) {
+		if r.stats.Panics != nil {
+			r.stats.Panics.WithLabelValues("otlp").Inc()
+		}
+	})
+	gs := grpc.NewServer(append(recovery.GRPC(onPanic), grpc.MaxRecvMsgSize(r.cfg.MaxRequestBytes), grpc.ForceServerCodecV2(newRawCodec()))...)
 	r.registerGRPC(gs)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/metrics", func(w http.ResponseWriter, req *http.Request) { r.serveHTTP(w, req, KindMetrics) })
 	mux.HandleFunc("POST /v1/logs", func(w http.ResponseWriter, req *http.Request) { r.serveHTTP(w, req, KindLogs) })
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: recovery.HTTP(mux, onPanic, nil), ReadHeaderTimeout: 10 * time.Second}
 
 	r.log.Info("OTLP receivers listening", "grpc", gl.Addr().String(), "http", hl.Addr().String())
 	return lifecycle.Serve(ctx, r.cfg.DrainTimeout, r.log,

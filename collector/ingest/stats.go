@@ -24,6 +24,7 @@ type Stats struct {
 	InsertErrors  *prometheus.CounterVec // failed inserts, by retryable
 	DeadLetters   *prometheus.CounterVec // rows refused for their data and set aside, by where (table, file, dropped)
 	UnknownErrors *prometheus.CounterVec // failed inserts with a ClickHouse error code store.ErrorCodes does not list, by code
+	Panics        *prometheus.CounterVec // request handlers that panicked (answered as internal errors), by server (otlp, admin)
 	BatchRows     prometheus.Histogram   // rows per insert batch
 	InsertSeconds prometheus.Histogram   // insert latency
 	LagSeconds    prometheus.GaugeFunc   // age of the oldest unwritten spool record, computed when read
@@ -47,6 +48,7 @@ func NewStats(reg prometheus.Registerer) *Stats {
 		InsertErrors:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_collector_insert_errors_total", Help: "Failed ClickHouse inserts."}, []string{"retryable"}),
 		DeadLetters:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_collector_dead_letters_total", Help: "Rows ClickHouse refused for their data, set aside: where=table (dead_letters), file (the dead-letter file, when the table refused them too) or dropped (neither could take them)."}, []string{"where"}),
 		UnknownErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_collector_insert_unknown_errors_total", Help: "Failed ClickHouse inserts whose error code the collector does not classify (retried); alert on it."}, []string{"code"}),
+		Panics:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "drover_collector_panics_total", Help: "Request handlers that panicked and were answered as internal errors (a bug: see the log line with the stack), by server: otlp or admin."}, []string{"server"}),
 		BatchRows:     prometheus.NewHistogram(prometheus.HistogramOpts{Name: "drover_collector_batch_rows", Help: "Rows per ClickHouse insert batch.", Buckets: prometheus.ExponentialBuckets(100, 4, 8)}),
 		InsertSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "drover_collector_insert_duration_seconds", Help: "ClickHouse insert latency per batch.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
 		SpoolBytes:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "drover_collector_spool_bytes", Help: "Bytes in the spool not yet in ClickHouse."}),
@@ -54,7 +56,7 @@ func NewStats(reg prometheus.Registerer) *Stats {
 	}
 	s.LagSeconds = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "drover_collector_lag_seconds", Help: "Age of the oldest spool record not yet in ClickHouse."},
 		func() float64 { return s.Lag(time.Now()).Seconds() })
-	reg.MustRegister(s.Received, s.Rejected, s.Invalid, s.Spooled, s.Written, s.Replayed, s.InsertErrors, s.DeadLetters, s.UnknownErrors, s.BatchRows, s.InsertSeconds, s.LagSeconds, s.SpoolBytes, s.SpoolRecords)
+	reg.MustRegister(s.Received, s.Rejected, s.Invalid, s.Spooled, s.Written, s.Replayed, s.InsertErrors, s.DeadLetters, s.UnknownErrors, s.Panics, s.BatchRows, s.InsertSeconds, s.LagSeconds, s.SpoolBytes, s.SpoolRecords)
 	return s
 }
 

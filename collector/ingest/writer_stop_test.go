@@ -54,7 +54,7 @@ func TestLagGrowsDuringInsertOutage(t *testing.T) {
 		}
 
 		ins.down.Store(false)
-		time.Sleep(11 * time.Second) // longer than MaxBackoff: the next retry lands
+		time.Sleep(16 * time.Second) // longer than MaxBackoff with its ±50 % jitter: the next retry lands
 		synctest.Wait()
 		if sp.Acked() != 1 {
 			t.Fatalf("spool acked up to %d after the outage, want 1", sp.Acked())

@@ -31,6 +31,7 @@ import (
 	"github.com/drover-ml/drover/collector/store"
 	"github.com/drover-ml/drover/collector/views"
 	"github.com/drover-ml/drover/shared/lifecycle"
+	"github.com/drover-ml/drover/shared/recovery"
 )
 
 // Listeners lets tests pass listeners on free ports; nil fields are opened
@@ -271,7 +272,8 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 			return errors.New("tokens not loaded yet")
 		}
 		return nil
-	}, Logger: log.With("component", "admin")})
+	}, OnPanic: recovery.Logged(log.With("component", "admin"), func(string) { stats.Panics.WithLabelValues("admin").Inc() }),
+		Logger: log.With("component", "admin")})
 	if h.admin != nil {
 		h.admin(adm)
 	}
