@@ -216,7 +216,7 @@ func TestTokenWorksAcrossCollectors(t *testing.T) {
 	db := testenv.ClickHouse(t)
 	logs := &syncLog{}
 	blobs := "file://" + filepath.ToSlash(filepath.Join(t.TempDir(), "blobs")) // one store the whole cluster reaches
-	key := gossipKeyFile(t) // one key for the cluster
+	key := gossipKeyFile(t)                                                    // one key for the cluster
 	nodeConfig := func(name string, join ...string) Config {
 		cfg := testConfig(t, db.DSN, db.Name)
 		cfg.Cluster = Cluster{NodeName: name, GossipAddr: "127.0.0.1:0", Join: join, KeyFile: key}
@@ -273,9 +273,11 @@ func TestTokenWorksAcrossCollectors(t *testing.T) {
 	})
 }
 
-// The jobs of TestJobsCommands.
-const (
-	doneJob    = "job-0a1b2c3d4e5f60718293a4b5"
+// The jobs of TestJobsCommands. doneJob is run again (retried), so its id
+// is the one its model, version and incident start give (the jobs manager
+// runs nothing else).
+var (
+	doneJob    = jobs.JobID("housing", "1", time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
 	runningJob = "job-3f2a9c0d1e2b4a5f6c7d8e9f"
 )
 
