@@ -188,7 +188,12 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	closers = append(closers, func() { closeBackend() })
 	st := store.New(backend.Conn, cfg.ClickHouse.Database, backend.Options)
 	closers = append(closers, st.Close)
-	schema := store.NewSchema(backend.Conn, store.MigrateOptions{Database: cfg.ClickHouse.Database, Cluster: cfg.ClickHouse.Cluster, TTLDays: cfg.ClickHouse.TTLDays}, log.With("component", "clickhouse"))
+	var dsnDatabases []string
+	if backend.DSNDatabase != "" && backend.DSNDatabase != "default" {
+		dsnDatabases = []string{backend.DSNDatabase}
+	}
+	schema := store.NewSchema(backend.Conn, store.MigrateOptions{Database: cfg.ClickHouse.Database, Cluster: cfg.ClickHouse.Cluster, TTLDays: cfg.ClickHouse.TTLDays,
+		CreateDatabases: dsnDatabases}, log.With("component", "clickhouse"))
 
 	// Rows converted at receive time wait here for the writer (bounded), so
 	// each request is decoded once in the common case. Two batches: one

@@ -19,8 +19,14 @@ const Embedded = "embedded"
 // Backend is an open ClickHouse: either an embedded engine this process
 // started (and stops on Close) or a server reached by DSN.
 type Backend struct {
-	DSN  string
-	Conn driver.Conn
+	DSN string
+	// DSNDatabase is the database the DSN names ("" for none). Conn does
+	// not use it: a handshake naming a database that does not exist yet is
+	// an error (the embedded engine has aborted on the second one), and
+	// every query names its tables with the configured database. The
+	// schema step creates it (MigrateOptions.CreateDatabases).
+	DSNDatabase string
+	Conn        driver.Conn
 	// Options are the options Conn was opened with (store.New takes them).
 	Options *clickhouse.Options
 	engine  *chembed.Engine
@@ -50,6 +56,7 @@ func Open(ctx context.Context, spec, dataDir string, log *slog.Logger) (*Backend
 		b.Close(ctx)
 		return nil, fmt.Errorf("parse clickhouse DSN: %w", err)
 	}
+	b.DSNDatabase, opts.Auth.Database = opts.Auth.Database, ""
 	conn, err := clickhouse.Open(opts)
 	if err != nil {
 		b.Close(ctx)

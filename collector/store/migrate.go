@@ -85,18 +85,24 @@ func bootstrapStatements(opts MigrateOptions) []string {
 		onCluster = " ON CLUSTER '" + opts.Cluster + "'"
 		engine = "ReplicatedReplacingMergeTree('/clickhouse/tables/all/{database}/schema_migrations', '{shard}-{replica}', applied_at)"
 	}
-	return []string{
-		"CREATE DATABASE IF NOT EXISTS " + opts.Database + onCluster,
-		"CREATE TABLE IF NOT EXISTS " + opts.Database + ".schema_migrations" + onCluster + `
+	var out []string
+	for _, d := range opts.CreateDatabases {
+		if d != opts.Database {
+			out = append(out, "CREATE DATABASE IF NOT EXISTS "+d+onCluster)
+		}
+	}
+	return append(out,
+		"CREATE DATABASE IF NOT EXISTS "+opts.Database+onCluster,
+		"CREATE TABLE IF NOT EXISTS "+opts.Database+".schema_migrations"+onCluster+`
 (
     version    UInt32,
     name       String,
     checksum   String,
     applied_at DateTime64(3, 'UTC')
 )
-ENGINE = ` + engine + `
+ENGINE = `+engine+`
 ORDER BY version`,
-	}
+	)
 }
 
 func appliedMigrations(ctx context.Context, conn driver.Conn, db string) (map[uint32]string, error) {

@@ -44,6 +44,9 @@ type MigrateOptions struct {
 	TTLDays int
 	// RollupTTLDays is how long the 1-hour rollups are kept; default 365.
 	RollupTTLDays int
+	// CreateDatabases are more databases to create when missing: the one
+	// the DSN names (Backend.DSNDatabase), which the jobs' DSN uses.
+	CreateDatabases []string
 }
 
 var (
@@ -65,6 +68,11 @@ func (o MigrateOptions) withDefaults() (MigrateOptions, error) {
 	var errs []error
 	if !identRE.MatchString(o.Database) {
 		errs = append(errs, fmt.Errorf("database %q: must be letters, digits and _, not starting with a digit", o.Database))
+	}
+	for _, d := range o.CreateDatabases {
+		if !identRE.MatchString(d) {
+			errs = append(errs, fmt.Errorf("database %q (of the DSN): must be letters, digits and _, not starting with a digit", d))
+		}
 	}
 	if o.Cluster != "" && !clusterRE.MatchString(o.Cluster) {
 		errs = append(errs, fmt.Errorf("cluster %q: must be letters, digits, _, . and -", o.Cluster))

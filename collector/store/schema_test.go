@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -52,5 +53,46 @@ func TestSchemaPermanentErrorStops(t *testing.T) {
 	case <-s.Applied():
 		t.Error("Applied closed after a failure")
 	default:
+	}
+}
+
+// TestDSNNamingAMissingDatabase: a DSN whose database does not exist yet
+// opens and answers (the connection does not name it), and the schema
+// step creates it with the configured database.
+func TestDSNNamingAMissingDatabase(t *testing.T) {
+	db := testenv.ClickHouse(t)
+	u, err := url.Parse(db.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := db.Name + "_dsn"
+	u.Path = "/" + missing
+	ctx := context.Background()
+	b, err := Open(ctx, u.String(), t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer b.Close(ctx)
+	if b.DSNDatabase != missing || b.DSN != u.String() {
+		t.Errorf("DSNDatabase %q, DSN %q", b.DSNDatabase, b.DSN)
+	}
+	for range 3 { // the engine used to abort on the second such handshake
+		if err := b.Conn.Ping(ctx); err != nil {
+			t.Fatalf("ping with a DSN naming a missing database: %v", err)
+		}
+	}
+	if err := Migrate(ctx, b.Conn, MigrateOptions{Database: db.Name + "_data", CreateDatabases: []string{missing}}); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	for _, name := range []string{missing, db.Name + "_data"} {
+		if n := db.Count(t, "SELECT count() FROM system.databases WHERE name = ?", name); n != 1 {
+			t.Errorf("database %s: %d, want created", name, n)
+		}
+	}
+	if err := Migrate(ctx, b.Conn, MigrateOptions{Database: "ok", CreateDatabases: []string{"bad-name"}}); err == nil {
+		t.Error("a DSN database that is not an identifier was accepted")
+	}
+	for _, name := range []string{missing, db.Name + "_data"} {
+		_ = b.Conn.Exec(ctx, "DROP DATABASE IF EXISTS "+name)
 	}
 }
