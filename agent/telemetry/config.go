@@ -48,8 +48,14 @@ type Config struct {
 	// Insecure sends without TLS (default true; nil means true). Set it to
 	// false to use TLS with the system's roots.
 	Insecure *bool `yaml:"insecure"`
-	// Headers are sent with every export (for example an auth token).
+	// Headers are sent with every export.
 	Headers map[string]string `yaml:"headers"`
+	// TokenFile holds the collector token (role agent) sent as
+	// "authorization: Bearer <token>" with every export; the collector's
+	// receivers require one (docs/security.md). A drover-collector writes an
+	// agent token to <its data_dir>/agent.token on its first start. Read
+	// once, when the telemetry starts.
+	TokenFile string `yaml:"token_file"`
 	// Interval is the period of metric exports and the longest time an
 	// event waits in the queue (default 10s). Export errors are logged at
 	// most once per interval.

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 )
 
 // receiver is an OTLP receiver (gRPC or HTTP/protobuf) that keeps every
@@ -26,6 +27,7 @@ type receiver struct {
 	mu      sync.Mutex
 	metrics []pmetric.Metrics
 	logs    []plog.Logs
+	auth    []string // authorization metadata of each gRPC call
 }
 
 type metricsService struct {
@@ -72,7 +74,13 @@ func startGRPCReceiver(t *testing.T) *receiver {
 		t.Fatal(err)
 	}
 	r := &receiver{addr: ln.Addr().String()}
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		md, _ := metadata.FromIncomingContext(ctx)
+		r.mu.Lock()
+		r.auth = append(r.auth, md.Get("authorization")...)
+		r.mu.Unlock()
+		return h(ctx, req)
+	}))
 	pmetricotlp.RegisterGRPCServer(srv, &metricsService{r: r})
 	plogotlp.RegisterGRPCServer(srv, &logsService{r: r})
 	done := make(chan struct{})

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -125,6 +128,23 @@ func New(ctx context.Context, cfg Config, res ResourceInfo, log *slog.Logger, op
 	if err := cfg.Validate(); err != nil {
 		closeInjected(true, true)
 		return nil, fmt.Errorf("telemetry config: %w", err)
+	}
+	if cfg.TokenFile != "" {
+		b, err := os.ReadFile(cfg.TokenFile)
+		tok := strings.TrimSpace(string(b))
+		if err == nil && (tok == "" || strings.ContainsAny(tok, " \t\r\n")) {
+			err = errors.New("want one token on one line")
+		}
+		if err != nil {
+			closeInjected(true, true)
+			return nil, fmt.Errorf("telemetry.token_file: %w", err)
+		}
+		headers := maps.Clone(cfg.Headers)
+		if headers == nil {
+			headers = map[string]string{}
+		}
+		headers["authorization"] = "Bearer " + tok
+		cfg.Headers = headers
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

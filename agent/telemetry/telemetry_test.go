@@ -8,6 +8,8 @@ import (
 	"math"
 	"net"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -806,4 +808,41 @@ func TestRequestSeriesLimit(t *testing.T) {
 		return
 	}
 	t.Fatal("no drover.requests")
+}
+
+// TestTokenFile: telemetry.token_file's token is sent as a bearer token
+// with every export; a missing or malformed file is a start error.
+func TestTokenFile(t *testing.T) {
+	rcv := startGRPCReceiver(t)
+	path := filepath.Join(t.TempDir(), "agent.token")
+	if err := os.WriteFile(path, []byte("drover_secret_token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tel, err := New(context.Background(), Config{Endpoint: rcv.addr, Interval: time.Hour, TokenFile: path}, testResource, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tel.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := tel.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rcv.mu.Lock()
+	got := slices.Clone(rcv.auth)
+	rcv.mu.Unlock()
+	if len(got) == 0 || slices.ContainsFunc(got, func(a string) bool { return a != "Bearer drover_secret_token" }) {
+		t.Errorf("authorization sent: %q", got)
+	}
+	for _, content := range []string{"", "two tokens\n"} {
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := New(context.Background(), Config{Endpoint: rcv.addr, TokenFile: path}, testResource, nil); err == nil || !strings.Contains(err.Error(), "token_file") {
+			t.Errorf("token file %q: %v", content, err)
+		}
+	}
+	if _, err := New(context.Background(), Config{Endpoint: rcv.addr, TokenFile: path + ".missing"}, testResource, nil); err == nil {
+		t.Error("a missing token file was accepted")
+	}
 }

@@ -210,7 +210,7 @@ func measure(ctx context.Context, system string, i int, bin, dir string, eng *ch
 	}
 	defer c.Stop()
 	quiesce(eng.PID())
-	s, err := NewSender(c.GRPCAddr, w)
+	s, err := NewSender(c.GRPCAddr, c.SendToken, w)
 	if err != nil {
 		return result{}, err
 	}
@@ -364,7 +364,7 @@ func (d *drill) run(ctx context.Context) error {
 		return err
 	}
 	defer c.Stop()
-	s, err := NewSender(c.GRPCAddr, d.w)
+	s, err := NewSender(c.GRPCAddr, c.SendToken, d.w)
 	if err != nil {
 		return err
 	}

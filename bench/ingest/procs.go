@@ -177,8 +177,11 @@ type Collector struct {
 	GRPCAddr string
 	Admin    string // Drover only: admin address for /metrics
 	Token    string // Drover only: a reader token for /metrics
-	Database string
-	Tables   []string // the gauge and histogram tables it writes
+	// SendToken is the token senders present (Drover's receivers take an
+	// agent token; the OTel Collector ignores it).
+	SendToken string
+	Database  string
+	Tables    []string // the gauge and histogram tables it writes
 }
 
 func startDrover(bin, dir, chAddr, database string) (*Collector, error) {
@@ -187,19 +190,24 @@ func startDrover(bin, dir, chAddr, database string) (*Collector, error) {
 	}
 	// /metrics needs a reader token: one of our own through auth.tokens_file,
 	// so it works whatever tokens the database already holds.
+	// The senders need an agent token, the same way.
 	token, sum, err := auth.NewToken()
 	if err != nil {
 		return nil, err
 	}
+	sendToken, sendSum, err := auth.NewToken()
+	if err != nil {
+		return nil, err
+	}
 	tokens := filepath.Join(dir, "tokens.yaml")
-	if err := os.WriteFile(tokens, fmt.Appendf(nil, "- name: bench\n  role: reader\n  sha256: %s\n", sum), 0o600); err != nil {
+	if err := os.WriteFile(tokens, fmt.Appendf(nil, "- name: bench\n  role: reader\n  sha256: %s\n- name: bench-agent\n  role: agent\n  sha256: %s\n", sum, sendSum), 0o600); err != nil {
 		return nil, err
 	}
 	cfg := filepath.Join(dir, "collector.yaml")
 	if err := os.WriteFile(cfg, []byte("clickhouse:\n  database: "+database+"\nauth:\n  tokens_file: "+tokens+"\n"+os.Getenv("DROVER_BENCH_EXTRA_CONFIG")), 0o644); err != nil {
 		return nil, err
 	}
-	c := &Collector{Name: "drover", GRPCAddr: freeAddr(), Admin: freeAddr(), Token: token, Database: database,
+	c := &Collector{Name: "drover", GRPCAddr: freeAddr(), Admin: freeAddr(), Token: token, SendToken: sendToken, Database: database,
 		Tables: []string{database + ".metrics_gauge", database + ".metrics_histogram"}}
 	p, err := startProc(bin, []string{"serve", "--config", cfg, "--clickhouse", "clickhouse://" + chAddr + "/default",
 		"--data-dir", dir, "--otlp-grpc-addr", c.GRPCAddr, "--otlp-http-addr", freeAddr(), "--admin-addr", c.Admin,

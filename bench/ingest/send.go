@@ -38,10 +38,15 @@ type Sender struct {
 	Round    atomic.Int64 // Paced: the round being sent
 }
 
-// NewSender dials addr; the connection is lazy.
-func NewSender(addr string, w *Workload) (*Sender, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}), grpc.MaxCallRecvMsgSize(16<<20)))
+// NewSender dials addr; the connection is lazy. token, if not empty, is
+// sent as a bearer token with every request.
+func NewSender(addr, token string, w *Workload) (*Sender, error) {
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer(token)))
+	}
+	conn, err := grpc.NewClient(addr, append(opts,
+		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{}), grpc.MaxCallRecvMsgSize(16<<20)))...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
@@ -142,3 +147,12 @@ func (s *Sender) Paced(ctx context.Context, firstRound int, interval time.Durati
 		}
 	}
 }
+
+// bearer is a token sent as "authorization: Bearer <token>" on each call.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+
+func (bearer) RequireTransportSecurity() bool { return false }

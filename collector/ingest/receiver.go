@@ -79,6 +79,12 @@ type ReceiverConfig struct {
 	// Limits are the rules every point and log record must meet (edge.go);
 	// zero fields take their defaults.
 	Limits Limits
+	// GRPCOptions are added to the gRPC server's (after the panic
+	// recovery): the authentication interceptors.
+	GRPCOptions []grpc.ServerOption
+	// HTTPWrap, if not nil, wraps the HTTP receiver's handler (inside the
+	// panic recovery): the authentication.
+	HTTPWrap func(http.Handler) http.Handler
 	// DrainTimeout bounds how long requests in flight may take to finish
 	// once the receivers are stopped; default 30s. What is still running
 	// then is cut (the sender gets an error and retries).
@@ -142,12 +148,17 @@ func (r *Receiver) Serve(ctx context.Context, gl, hl net.Listener) error {
 			r.stats.Panics.WithLabelValues("otlp").Inc()
 		}
 	})
-	gs := grpc.NewServer(append(recovery.GRPC(onPanic), grpc.MaxRecvMsgSize(r.cfg.MaxRequestBytes), grpc.ForceServerCodecV2(newRawCodec()))...)
+	opts := append(recovery.GRPC(onPanic), grpc.MaxRecvMsgSize(r.cfg.MaxRequestBytes), grpc.ForceServerCodecV2(newRawCodec()))
+	gs := grpc.NewServer(append(opts, r.cfg.GRPCOptions...)...)
 	r.registerGRPC(gs)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/metrics", func(w http.ResponseWriter, req *http.Request) { r.serveHTTP(w, req, KindMetrics) })
 	mux.HandleFunc("POST /v1/logs", func(w http.ResponseWriter, req *http.Request) { r.serveHTTP(w, req, KindLogs) })
-	hs := &http.Server{Handler: recovery.HTTP(mux, onPanic, nil), ReadHeaderTimeout: 10 * time.Second}
+	var h http.Handler = mux
+	if r.cfg.HTTPWrap != nil {
+		h = r.cfg.HTTPWrap(h)
+	}
+	hs := &http.Server{Handler: recovery.HTTP(h, onPanic, nil), ReadHeaderTimeout: 10 * time.Second}
 
 	r.log.Info("OTLP receivers listening", "grpc", gl.Addr().String(), "http", hl.Addr().String())
 	return lifecycle.Serve(ctx, r.cfg.DrainTimeout, r.log,

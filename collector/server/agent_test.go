@@ -3,11 +3,13 @@ package server
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/drover-ml/drover/agent/telemetry"
+	"github.com/drover-ml/drover/collector/auth"
 	"github.com/drover-ml/drover/collector/drift"
 	"github.com/drover-ml/drover/shared/semconv"
 	"github.com/drover-ml/drover/shared/testenv"
@@ -22,7 +24,7 @@ func TestAgentTelemetryReachesRollupsAndDrift(t *testing.T) {
 	c := startCollector(t, testConfig(t, db.DSN, db.Name))
 	ctx := context.Background()
 
-	tel, err := telemetry.New(ctx, telemetry.Config{Endpoint: c.grpcAddr, Interval: time.Hour, Timeout: 5 * time.Second},
+	tel, err := telemetry.New(ctx, telemetry.Config{Endpoint: c.grpcAddr, Interval: time.Hour, Timeout: 5 * time.Second, TokenFile: filepath.Join(c.dataDir, auth.AgentTokenFile)},
 		telemetry.ResourceInfo{AgentID: "agent-e2e", HostName: "host-e2e", Version: "test"}, quiet())
 	if err != nil {
 		t.Fatal(err)

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/drover-ml/drover/agent/telemetry"
+	"github.com/drover-ml/drover/collector/auth"
 	"github.com/drover-ml/drover/collector/cli"
 	"github.com/drover-ml/drover/shared/semconv"
 	"github.com/drover-ml/drover/shared/testenv"
@@ -24,7 +26,7 @@ func TestCLIReadViewsOverOTLP(t *testing.T) {
 	c, _, tok, _ := fullCollector(t, db, "cli-node")
 	ctx := context.Background()
 
-	tel, err := telemetry.New(ctx, telemetry.Config{Endpoint: c.grpcAddr, Interval: time.Hour, Timeout: 5 * time.Second},
+	tel, err := telemetry.New(ctx, telemetry.Config{Endpoint: c.grpcAddr, Interval: time.Hour, Timeout: 5 * time.Second, TokenFile: filepath.Join(c.dataDir, auth.AgentTokenFile)},
 		telemetry.ResourceInfo{AgentID: "agent-cli", HostName: "host-cli", Version: "test"}, quiet())
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +19,7 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 
+	"github.com/drover-ml/drover/collector/auth"
 	"github.com/drover-ml/drover/collector/ingest"
 	"github.com/drover-ml/drover/collector/spool"
 	"github.com/drover-ml/drover/shared/chembed"
@@ -62,12 +65,15 @@ func (s *holdingSink) Accept(ctx context.Context, kind ingest.Kind, payload []by
 	return s.Sink.Accept(ctx, kind, payload, points, decoded)
 }
 
-func postMetrics(addr, model string) (int, error) {
+func postMetrics(addr, token, model string) (int, error) {
 	body, err := pmetricotlp.NewExportRequestFromMetrics(allTypes(model, 1, time.Now())).MarshalProto()
 	if err != nil {
 		return 0, err
 	}
-	resp, err := http.Post("http://"+addr+"/v1/metrics", "application/x-protobuf", bytes.NewReader(body))
+	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/metrics", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err
 	}
@@ -100,7 +106,7 @@ func TestStopOrder(t *testing.T) {
 	}
 	answered := make(chan answer, 1)
 	go func() {
-		code, err := postMetrics(c.httpAddr, "inflight")
+		code, err := postMetrics(c.httpAddr, agentToken(t, c.dataDir), "inflight")
 		answered <- answer{code, err}
 	}()
 	<-hold.entered
@@ -187,11 +193,19 @@ func TestClickHouseDownAtStart(t *testing.T) {
 	port, _ := strconv.Atoi(portStr)
 	l.Close() // nothing listens there until the engine starts
 	cfg := testConfig(t, "clickhouse://127.0.0.1:"+portStr+"/default", "late")
+	// The agent's token comes from a tokens_file: the receivers check it
+	// without ClickHouse (a first start bootstraps its tokens only once
+	// ClickHouse is there).
+	token := auth.TokenPrefix + "lifecycle0agent0token0for0the0test"
+	cfg.Auth.TokensFile = filepath.Join(t.TempDir(), "tokens.yaml")
+	if err := os.WriteFile(cfg.Auth.TokensFile, []byte("- name: agent-a\n  role: agent\n  sha256: "+auth.Hash(token)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	c := runCollector(t, cfg, hooks{})
 	t.Cleanup(c.stop)
 
 	testenv.EventuallyNil(t, time.Minute, "the receivers to acknowledge", func() error {
-		code, err := postMetrics(c.httpAddr, "early")
+		code, err := postMetrics(c.httpAddr, token, "early")
 		if err != nil {
 			return err
 		}

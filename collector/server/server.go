@@ -203,8 +203,15 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	if h.sink != nil {
 		sink = h.sink(sink)
 	}
+	// The receivers take agent (or admin) tokens, checked by the admin
+	// API's authenticator once it exists (auth.Gate).
+	var adm *admin.Server
+	otlpAuth := auth.NewGate(func() *auth.Authenticator { return adm.Auth() })
+	agentAccess := auth.Allow(auth.Agent)
 	recv := ingest.NewReceiver(ingest.ReceiverConfig{
-		GRPCAddr: cfg.OTLP.GRPCAddr, HTTPAddr: cfg.OTLP.HTTPAddr, MaxRequestBytes: cfg.OTLP.MaxRequestBytes, Limits: cfg.OTLP.Limits(),
+		GRPCOptions: otlpAuth.GRPCOptions(agentAccess),
+		HTTPWrap:    func(h http.Handler) http.Handler { return otlpAuth.RequireData(agentAccess, h) },
+		GRPCAddr:    cfg.OTLP.GRPCAddr, HTTPAddr: cfg.OTLP.HTTPAddr, MaxRequestBytes: cfg.OTLP.MaxRequestBytes, Limits: cfg.OTLP.Limits(),
 	}, sink, stats, log.With("component", "otlp"))
 	writer := ingest.NewWriter(ingest.WriterConfig{BatchRows: cfg.Writer.BatchRows, FlushInterval: cfg.Writer.FlushInterval, Ready: schema.Applied(),
 		DeadLetterFile: filepath.Join(cfg.DataDir, "dead_letters.jsonl"), DeadLetterFileMax: cfg.Writer.DeadLetterFileMaxBytes},
@@ -265,7 +272,6 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		return fmt.Errorf("drift: %w", err)
 	}
 
-	var adm *admin.Server
 	adm = admin.New(admin.Options{Addr: cfg.Admin.Addr, Ready: func(ctx context.Context) error {
 		if err := schema.Ready(); err != nil {
 			return err

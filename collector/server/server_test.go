@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +34,8 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 
+	"github.com/drover-ml/drover/collector/adminclient"
+	"github.com/drover-ml/drover/collector/auth"
 	"github.com/drover-ml/drover/collector/spool"
 	"github.com/drover-ml/drover/shared/chembed"
 	"github.com/drover-ml/drover/shared/semconv"
@@ -56,6 +59,8 @@ func TestMain(m *testing.M) {
 
 type collector struct {
 	grpcAddr, httpAddr, adminAddr string
+	// dataDir holds the tokens the collector bootstrapped (agentCreds).
+	dataDir string
 	// stop cancels Run and waits for it; an error from Run fails the test.
 	stop func()
 	// cancel cancels Run; wait waits for it and returns its error.
@@ -91,7 +96,7 @@ func runCollector(t *testing.T, cfg Config, h hooks) *collector {
 	go func() { done <- run(ctx, cfg, ls, quiet(), h) }()
 	var once sync.Once
 	var runErr error
-	c := &collector{grpcAddr: ls.OTLPGRPC.Addr().String(), httpAddr: ls.OTLPHTTP.Addr().String(), adminAddr: ls.Admin.Addr().String(), cancel: cancel}
+	c := &collector{grpcAddr: ls.OTLPGRPC.Addr().String(), httpAddr: ls.OTLPHTTP.Addr().String(), adminAddr: ls.Admin.Addr().String(), dataDir: cfg.DataDir, cancel: cancel}
 	c.wait = func() error {
 		once.Do(func() { runErr = <-done })
 		return runErr
@@ -223,7 +228,7 @@ func count(t testing.TB, conn driver.Conn, db, table, where string) uint64 {
 func TestEveryMetricTypeRoundTrips(t *testing.T) {
 	db := testenv.ClickHouse(t)
 	c := startCollector(t, testConfig(t, db.DSN, db.Name))
-	conn, err := grpc.NewClient(c.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(c.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(agentCreds(c.dataDir)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,6 +270,7 @@ func TestEveryMetricTypeRoundTrips(t *testing.T) {
 		}
 		hreq, _ := http.NewRequest("POST", "http://"+c.httpAddr+"/v1/metrics", bytes.NewReader(body))
 		hreq.Header.Set("Content-Type", ct)
+		hreq.Header.Set("Authorization", "Bearer "+agentToken(t, c.dataDir))
 		if enc == "gzip" {
 			var b bytes.Buffer
 			zw := gzip.NewWriter(&b)
@@ -341,7 +347,10 @@ func TestBadInput(t *testing.T) {
 	cfg.OTLP.MaxRequestBytes = 1 << 16
 	c := startCollector(t, cfg)
 	post := func(body []byte, ct string) int {
-		resp, err := http.Post("http://"+c.httpAddr+"/v1/metrics", ct, bytes.NewReader(body))
+		req, _ := http.NewRequest("POST", "http://"+c.httpAddr+"/v1/metrics", bytes.NewReader(body))
+		req.Header.Set("Content-Type", ct)
+		req.Header.Set("Authorization", "Bearer "+agentToken(t, c.dataDir))
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -361,7 +370,7 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("content type: %d", code)
 	}
 	// The same over gRPC: raw bytes on the OTLP Export methods.
-	conn, err := grpc.NewClient(c.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn, err := grpc.NewClient(c.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(agentCreds(c.dataDir)),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(bytesCodec{})))
 	if err != nil {
 		t.Fatal(err)
@@ -424,7 +433,7 @@ func TestOutageDrill(t *testing.T) {
 	_, portStr, _ := net.SplitHostPort(eng.Addr())
 	port, _ := strconv.Atoi(portStr)
 	c := startCollector(t, testConfig(t, eng.DSN("default"), "drill"))
-	conn, _ := grpc.NewClient(c.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, _ := grpc.NewClient(c.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(agentCreds(c.dataDir)))
 	defer conn.Close()
 	client := pmetricotlp.NewGRPCClient(conn)
 	send := func(from, to int) {
@@ -537,7 +546,7 @@ func TestAcknowledgedDataSurvivesSIGKILL(t *testing.T) {
 		resp.Body.Close()
 		return unless(resp.StatusCode == http.StatusOK, resp.Status)
 	})
-	conn, _ := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, _ := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(agentCreds(dir)))
 	client := pmetricotlp.NewGRPCClient(conn)
 	acked := 0
 	for i := 0; i < 50; i++ {
@@ -563,3 +572,98 @@ func TestAcknowledgedDataSurvivesSIGKILL(t *testing.T) {
 		return unless(n == uint64(acked), fmt.Sprintf("%d of %d", n, acked))
 	})
 }
+
+// agentCreds sends the agent token that the collector with this data dir
+// bootstrapped (read at each call: the file exists once it is ready).
+type agentCreds string
+
+func (d agentCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	b, err := os.ReadFile(filepath.Join(string(d), auth.AgentTokenFile))
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"authorization": "Bearer " + strings.TrimSpace(string(b))}, nil
+}
+
+func (agentCreds) RequireTransportSecurity() bool { return false }
+
+// agentToken is the agent token the collector with this data dir
+// bootstrapped.
+func agentToken(t testing.TB, dataDir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dataDir, auth.AgentTokenFile))
+	if err != nil {
+		t.Fatalf("agent token: %v", err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// TestOTLPNeedsAnAgentToken: the receivers refuse data without a token or
+// with a token of another role (gRPC Unauthenticated / PermissionDenied,
+// HTTP 401 / 403), and nothing of it is stored; an agent token is taken.
+func TestOTLPNeedsAnAgentToken(t *testing.T) {
+	db := testenv.ClickHouse(t)
+	c := startCollector(t, testConfig(t, db.DSN, db.Name))
+	ctx := context.Background()
+	adminTok, err := os.ReadFile(filepath.Join(c.dataDir, auth.AdminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := adminclient.New("http://"+c.adminAddr, strings.TrimSpace(string(adminTok)))
+	defer cl.Close()
+	reader, _, err := cl.CreateToken(ctx, adminclient.TokenRequest{Name: "grafana", Role: "reader"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := pmetricotlp.NewExportRequestFromMetrics(allTypes("forged", 1, time.Now()))
+	for name, tc := range map[string]struct {
+		creds grpc.DialOption
+		code  codes.Code
+	}{
+		"no token":     {grpc.EmptyDialOption{}, codes.Unauthenticated},
+		"reader token": {grpc.WithPerRPCCredentials(staticToken(reader.Token)), codes.PermissionDenied},
+		"agent token":  {grpc.WithPerRPCCredentials(agentCreds(c.dataDir)), codes.OK},
+	} {
+		conn, err := grpc.NewClient(c.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), tc.creds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = pmetricotlp.NewGRPCClient(conn).Export(ctx, req)
+		conn.Close()
+		if status.Code(err) != tc.code {
+			t.Errorf("gRPC with %s: %v, want %s", name, err, tc.code)
+		}
+	}
+	body, _ := req.MarshalProto()
+	for name, tc := range map[string]struct {
+		token string
+		code  int
+	}{"no token": {"", 401}, "bad token": {auth.TokenPrefix + "nope", 401}, "reader token": {reader.Token, 403}} {
+		hreq, _ := http.NewRequest("POST", "http://"+c.httpAddr+"/v1/metrics", bytes.NewReader(body))
+		hreq.Header.Set("Content-Type", "application/x-protobuf")
+		if tc.token != "" {
+			hreq.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := http.DefaultClient.Do(hreq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.code {
+			t.Errorf("HTTP with %s: %d, want %d", name, resp.StatusCode, tc.code)
+		}
+	}
+	// Only the agent's request was stored (one request of allTypes).
+	testenv.EventuallyNil(t, 30*time.Second, "the agent's points", func() error {
+		n := db.Count(t, "SELECT count() FROM "+db.Name+".metrics_gauge WHERE model = 'forged'")
+		return unless(n > 0, "none yet")
+	})
+}
+
+type staticToken string
+
+func (s staticToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(s)}, nil
+}
+
+func (staticToken) RequireTransportSecurity() bool { return false }

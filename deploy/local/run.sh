@@ -34,7 +34,12 @@ for _ in $(seq 1 120); do
 	kill -0 "$collector" 2>/dev/null || { echo "drover: the collector exited; see its log above" >&2; exit 1; }
 	sleep 0.5
 done
-./bin/drover-agent --model-dir var/models --data-dir var/agent &
+# The agent sends its telemetry with the agent token the collector wrote on
+# its first start (the OTLP receivers require one).
+if [ ! -e var/agent/agent.yaml ]; then
+	printf 'telemetry:\n  token_file: var/collector/agent.token\n' >var/agent/agent.yaml
+fi
+./bin/drover-agent --config var/agent/agent.yaml --model-dir var/models --data-dir var/agent &
 agent=$!
 
 # The admin API needs a token for everything but /healthz and /readyz (what
