@@ -220,6 +220,7 @@ func chdbArgs(cfg Config) []string {
 		"--listen_host", cfg.ListenHost,
 		"--tcp_port", strconv.Itoa(cfg.TCPPort),
 		"--http_port", strconv.Itoa(cfg.HTTPPort),
+		"--log-level", "error",
 		"--query", "SYSTEM START LISTEN TCP; SYSTEM START LISTEN HTTP; " +
 			"SELECT count() FROM file('/dev/stdin', 'LineAsString') FORMAT Null",
 	}

@@ -206,13 +206,62 @@ type DB struct {
 var unsafeChars = regexp.MustCompile(`[^a-zA-Z0-9_]+`)
 
 // ClickHouse creates a fresh database for t on the shared engine.
-// RunWithClickHouse must be running the test binary.
+// RunWithClickHouse must be running the test binary. An engine that dies
+// while the database is being created (the embedded engine has aborted
+// between one test's health check and its first query) is replaced once,
+// with its log in t's output, and the database is created on the new one.
 func ClickHouse(t testing.TB) *DB {
 	t.Helper()
-	return newDB(t, sharedDSN(t))
+	for try := 0; ; try++ {
+		dsn := sharedDSN(t)
+		if afterHealthCheck != nil {
+			afterHealthCheck()
+		}
+		db, err := tryNewDB(t, dsn)
+		if err == nil {
+			return db
+		}
+		if try > 0 || !sharedEngineDied(dsn) {
+			t.Fatal(err)
+		}
+		t.Logf("testenv: the shared engine died while this test created its database (%v); replacing it", err)
+	}
+}
+
+// afterHealthCheck, when set by this package's tests, runs between the
+// shared engine's health check and the creation of a test's database.
+var afterHealthCheck func()
+
+// sharedEngineDied reports whether the shared embedded engine serving dsn
+// has exited (waiting a moment for a dying one).
+func sharedEngineDied(dsn string) bool {
+	shared.mu.Lock()
+	e := shared.engine
+	same := shared.dsn == dsn
+	shared.mu.Unlock()
+	if e == nil || !same {
+		return false
+	}
+	select {
+	case <-e.Exited():
+		return true
+	case <-time.After(2 * time.Second):
+		return false
+	}
 }
 
 func newDB(t testing.TB, dsn string) *DB {
+	t.Helper()
+	db, err := tryNewDB(t, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// tryNewDB creates a fresh database on dsn's engine and connects to it; the
+// connections close when t ends.
+func tryNewDB(t testing.TB, dsn string) (*DB, error) {
 	t.Helper()
 	var suffix [4]byte
 	_, _ = rand.Read(suffix[:])
@@ -222,10 +271,13 @@ func newDB(t testing.TB, dsn string) *DB {
 	}
 	name = "t_" + name + "_" + hex.EncodeToString(suffix[:])
 
-	admin := Open(t, dsn)
+	admin, err := tryOpen(t, dsn)
+	if err != nil {
+		return nil, err
+	}
 	ctx := context.Background()
 	if err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("testenv: create database %s: %v", name, err)
+		return nil, fmt.Errorf("testenv: create database %s: %w", name, err)
 	}
 	// The database is not dropped when the test ends: the engine's data
 	// directory goes away with the test binary, and DROP DATABASE ... SYNC
@@ -241,31 +293,43 @@ func newDB(t testing.TB, dsn string) *DB {
 	}
 	dbDSN, err := withDatabase(dsn, name)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	opts, err := clickhouse.ParseDSN(dbDSN)
 	if err != nil {
-		t.Fatalf("testenv: parse DSN %q: %v", dbDSN, err)
+		return nil, fmt.Errorf("testenv: parse DSN %q: %w", dbDSN, err)
 	}
-	return &DB{Name: name, DSN: dbDSN, Conn: Open(t, dbDSN), Options: opts}
+	conn, err := tryOpen(t, dbDSN)
+	if err != nil {
+		return nil, err
+	}
+	return &DB{Name: name, DSN: dbDSN, Conn: conn, Options: opts}, nil
 }
 
 // Open connects to dsn and closes the connection when t ends.
 func Open(t testing.TB, dsn string) driver.Conn {
 	t.Helper()
+	conn, err := tryOpen(t, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+func tryOpen(t testing.TB, dsn string) (driver.Conn, error) {
 	opts, err := clickhouse.ParseDSN(dsn)
 	if err != nil {
-		t.Fatalf("testenv: parse DSN %q: %v", dsn, err)
+		return nil, fmt.Errorf("testenv: parse DSN %q: %w", dsn, err)
 	}
 	conn, err := clickhouse.Open(opts)
 	if err != nil {
-		t.Fatalf("testenv: open %s: %v", dsn, err)
+		return nil, fmt.Errorf("testenv: open %s: %w", dsn, err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
 	if err := conn.Ping(context.Background()); err != nil {
-		t.Fatalf("testenv: ping %s: %v", dsn, err)
+		return nil, fmt.Errorf("testenv: ping %s: %w", dsn, err)
 	}
-	return conn
+	return conn, nil
 }
 
 func withDatabase(dsn, db string) (string, error) {
