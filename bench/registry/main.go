@@ -42,6 +42,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/drover-ml/drover/collector/adminclient"
@@ -248,6 +249,7 @@ func (p *phase) add(start time.Time, rssBefore int64) {
 // measureStart collects garbage, resets the peak RSS and returns the time
 // and the resident size (KiB).
 func measureStart() (time.Time, int64) {
+	syscall.Sync() // no phase pays for the writeback of an earlier one's dirty pages
 	runtime.GC()
 	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) // reset VmHWM (Linux)
 	return time.Now(), statusK("VmRSS:")

@@ -38,7 +38,8 @@ var routes = auth.Routes{
 	// The model registry (collector/registry, docs/registry.md).
 	registry.PatternPublish: publisher,
 	registry.PatternMerge:   publisher,
-	registry.PatternCommit:  publisher, // forwarded to the ring owner with the caller's token
+	registry.PatternStage:   publisher,
+	registry.PatternCommit:  publisher, // committed on the ring owner, with the caller's token
 	registry.PatternVersion: fetcher,
 	registry.PatternFiles:   fetcher,
 	registry.PatternBlob:    fetcher,

@@ -11,9 +11,7 @@ import (
 	"hash"
 	"io"
 	"io/fs"
-	"mime/multipart"
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -141,16 +139,19 @@ type localFile struct {
 	sha256 string
 }
 
-// Publish is POST /v1/models/{model}/versions: it uploads every regular
-// file under dir (model.onnx, optionally drover.yaml and others) and
-// opts.TrainingData as a new version. It reads the files twice and never
-// holds one whole: a first pass computes each sha256, the second streams
-// them as multipart parts that carry it (the collector verifies each as it
-// arrives). A file that changes between the passes fails the publish; a
-// failed publish leaves no version. Like other writes, it moves on to the
-// next collector only when the connection could not be made.
+// Publish uploads every regular file under dir (model.onnx, optionally
+// drover.yaml and others) and opts.TrainingData as a new version, in the
+// two-step publish of docs/registry.md: each file is PUT to
+// /v1/blobs/sha256/{digest} (the kernel copies it to the socket; the
+// collector verifies the digest as it stores it), then POST
+// /v1/models/{model}/commit names the files and the metadata. It reads
+// the files twice and never holds one whole: a first pass computes each
+// sha256. A file that changes between the passes fails the publish; a
+// failed publish leaves no version (staged blobs are collected later).
+// It moves on to the next collector when a connection could not be made,
+// or, for a blob (content-addressed, so safe to send twice), broke.
 func (c *Client) Publish(ctx context.Context, model, dir string, opts PublishOptions) (*PublishResult, *Meta, error) {
-	target := "/v1/models/" + url.PathEscape(model) + "/versions"
+	target := "/v1/models/" + url.PathEscape(model) + "/commit"
 	fail := func(err error) (*PublishResult, *Meta, error) {
 		return nil, nil, fmt.Errorf("publish %s from %s: %w", model, dir, err)
 	}
@@ -178,29 +179,49 @@ func (c *Client) Publish(ctx context.Context, model, dir string, opts PublishOpt
 		hashed += files[i].size
 		files[i].sha256 = d
 	}
-	metaJSON, err := json.Marshal(meta)
+	commit := publishCommit{Model: model, Meta: meta}
+	for _, f := range files {
+		commit.Files = append(commit.Files, VersionFile{Path: f.path, SHA256: f.sha256, Size: f.size})
+	}
+	commitJSON, err := json.Marshal(commit)
 	if err != nil {
 		return fail(err)
 	}
 
 	var attempts []Attempt
+next:
 	for _, base := range c.urls {
-		body, contentType, err := newUploadBody(ctx, metaJSON, files, func(n int64) { prog("upload", n, total) })
+		var sent int64
+		for i := range files {
+			f := &files[i]
+			err := c.putBlob(ctx, base, f, func(n int64) { prog("upload", sent+n, total) })
+			var tr *transportError
+			switch {
+			case err == nil:
+				sent += f.size
+				prog("upload", sent, total)
+				continue
+			case ctx.Err() != nil:
+				return fail(ctx.Err())
+			case errors.As(err, &tr):
+				attempts = append(attempts, Attempt{URL: base, Err: tr.err})
+				continue next
+			default:
+				return nil, nil, fmt.Errorf("publish %s from %s: %s: %w", model, dir, f.path, err)
+			}
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+target, bytes.NewReader(commitJSON))
 		if err != nil {
 			return fail(err)
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+target, body)
-		if err != nil {
-			return fail(err)
-		}
-		req.ContentLength = -1 // chunked: the transport then copies through body.WriteTo
-		req.Header.Set("Content-Type", contentType)
+		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "application/json")
 		if c.token != "" {
 			req.Header.Set("Authorization", "Bearer "+c.token)
 		}
+		// The stream client: a commit in a cluster may wait for the
+		// model's ring owner (up to its forwarding Wait).
 		resp, err := c.stream.Do(req)
-		body.Close()
 		if err != nil {
 			if ctx.Err() != nil {
 				return fail(ctx.Err())
@@ -219,6 +240,95 @@ func (c *Client) Publish(ctx context.Context, model, dir string, opts PublishOpt
 		return &out, m, nil
 	}
 	return nil, nil, &UnreachableError{Method: http.MethodPost, Path: target, Attempts: attempts}
+}
+
+// publishCommit is the body of POST /v1/models/{model}/commit.
+type publishCommit struct {
+	Model string        `json:"model"`
+	Files []VersionFile `json:"files"`
+	Meta  publishMeta   `json:"meta"`
+}
+
+// transportError is a blob upload that did not get an answer (the
+// connection could not be made, or broke): the blob may go to another
+// collector.
+type transportError struct{ err error }
+
+func (e *transportError) Error() string { return e.err.Error() }
+
+// putBlob is PUT /v1/blobs/sha256/{digest} with the file's bytes. The body
+// is the file itself with its length, so the transport hands it to the
+// kernel (sendfile); progress is sampled from the file's offset.
+func (c *Client) putBlob(ctx context.Context, base string, f *localFile, progress func(int64)) error {
+	path := "/v1/blobs/sha256/" + f.sha256
+	fh, err := os.Open(f.disk)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	var body io.ReadCloser = io.NopCloser(fh) // closed here, once the offset watch has stopped
+	if f.size == 0 {
+		body = http.NoBody
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, base+path, body)
+	if err != nil {
+		return err
+	}
+	req.ContentLength = f.size
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	stop := watchOffset(fh, progress)
+	resp, err := c.stream.Do(req)
+	stop()
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if strings.Contains(err.Error(), "ContentLength=") {
+			return fmt.Errorf("%s changed while publishing: %w", f.disk, unwrapURLError(err))
+		}
+		return &transportError{err: unwrapURLError(err)}
+	}
+	var staged struct {
+		SHA256 string `json:"sha256"`
+		Size   int64  `json:"size"`
+	}
+	if _, err := finish(http.MethodPut, base, path, resp, &staged); err != nil {
+		return err
+	}
+	if staged.SHA256 != f.sha256 || staged.Size != f.size {
+		return fmt.Errorf("PUT %s%s: the collector staged %d bytes as %q; sent %d bytes", base, path, staged.Size, staged.SHA256, f.size)
+	}
+	return nil
+}
+
+// watchOffset calls progress with f's offset every 100ms until the
+// returned stop is called (which waits for the last call to end).
+func watchOffset(f *os.File, progress func(int64)) (stop func()) {
+	done := make(chan struct{})
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if off, err := f.Seek(0, io.SeekCurrent); err == nil {
+					progress(off)
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-ended
+	}
 }
 
 // finish reads an answer as do does.
@@ -360,165 +470,6 @@ func copyProgress(ctx context.Context, w io.Writer, r io.Reader, progress func(i
 			return n, err
 		}
 	}
-}
-
-// uploadBody is a publish's multipart body: the framing (boundaries, part
-// headers, the meta part) as bytes, and each file read from disk as it is
-// sent. Its WriteTo writes the files in 1 MiB blocks straight to the
-// connection (the transport uses it for a chunked body), with no pipe and
-// no goroutine between the files and the socket; Read is the plain path.
-type uploadBody struct {
-	ctx      context.Context
-	segs     []uploadSegment
-	progress func(int64)
-	sent     int64 // file bytes sent, for progress
-
-	cur  int      // the segment Read is in
-	off  int64    // bytes of it read
-	file *os.File // open while Read is in a file segment
-}
-
-type uploadSegment struct {
-	data []byte     // framing
-	file *localFile // or a file's bytes
-}
-
-// newUploadBody frames meta and files the way multipart.Writer does and
-// returns the body and its Content-Type.
-func newUploadBody(ctx context.Context, meta []byte, files []localFile, progress func(int64)) (*uploadBody, string, error) {
-	var frame bytes.Buffer
-	mw := multipart.NewWriter(&frame)
-	b := &uploadBody{ctx: ctx, progress: progress}
-	flush := func() {
-		if frame.Len() > 0 {
-			b.segs = append(b.segs, uploadSegment{data: bytes.Clone(frame.Bytes())})
-			frame.Reset()
-		}
-	}
-	h := textproto.MIMEHeader{}
-	h.Set("Content-Disposition", `form-data; name="meta"`)
-	h.Set("Content-Type", "application/json")
-	pw, err := mw.CreatePart(h)
-	if err != nil {
-		return nil, "", err
-	}
-	if _, err := pw.Write(meta); err != nil {
-		return nil, "", err
-	}
-	for i := range files {
-		f := &files[i]
-		h := textproto.MIMEHeader{}
-		h.Set("Content-Disposition", `form-data; name="file"`)
-		h.Set("Content-Type", "application/octet-stream")
-		h.Set("Drover-Path", f.path)
-		h.Set("Drover-Sha256", f.sha256)
-		h.Set("Drover-Size", strconv.FormatInt(f.size, 10))
-		if _, err := mw.CreatePart(h); err != nil {
-			return nil, "", err
-		}
-		flush()
-		b.segs = append(b.segs, uploadSegment{file: f})
-	}
-	if err := mw.Close(); err != nil {
-		return nil, "", err
-	}
-	flush()
-	return b, mw.FormDataContentType(), nil
-}
-
-// WriteTo writes the whole body to w.
-func (b *uploadBody) WriteTo(w io.Writer) (int64, error) {
-	var n int64
-	for _, s := range b.segs {
-		if s.file == nil {
-			k, err := w.Write(s.data)
-			n += int64(k)
-			if err != nil {
-				return n, err
-			}
-			continue
-		}
-		k, err := b.sendFile(w, s.file)
-		n += k
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
-}
-
-func (b *uploadBody) sendFile(w io.Writer, f *localFile) (int64, error) {
-	fh, err := os.Open(f.disk)
-	if err != nil {
-		return 0, err
-	}
-	defer fh.Close()
-	base := b.sent
-	n, err := copyProgress(b.ctx, w, io.LimitReader(fh, f.size), func(n int64) { b.progress(base + n) })
-	if err != nil {
-		return n, err
-	}
-	if n != f.size {
-		return n, fmt.Errorf("%s: shrank while publishing (%d of %d bytes)", f.disk, n, f.size)
-	}
-	b.sent += n
-	return n, nil
-}
-
-// Read reads the body in order (when the transport does not use WriteTo).
-func (b *uploadBody) Read(p []byte) (int, error) {
-	for b.cur < len(b.segs) {
-		if err := b.ctx.Err(); err != nil {
-			return 0, err
-		}
-		s := b.segs[b.cur]
-		if s.file == nil {
-			if b.off < int64(len(s.data)) {
-				k := copy(p, s.data[b.off:])
-				b.off += int64(k)
-				return k, nil
-			}
-		} else if b.off < s.file.size {
-			if b.file == nil {
-				fh, err := os.Open(s.file.disk)
-				if err != nil {
-					return 0, err
-				}
-				b.file = fh
-			}
-			k, err := b.file.Read(p[:min(int64(len(p)), s.file.size-b.off)])
-			b.off += int64(k)
-			b.sent += int64(k)
-			if k > 0 {
-				b.progress(b.sent)
-			}
-			if err == io.EOF && b.off < s.file.size {
-				return k, fmt.Errorf("%s: shrank while publishing (%d of %d bytes)", s.file.disk, b.off, s.file.size)
-			}
-			if err != nil && err != io.EOF {
-				return k, err
-			}
-			if k > 0 {
-				return k, nil
-			}
-		}
-		if b.file != nil {
-			b.file.Close()
-			b.file = nil
-		}
-		b.cur, b.off = b.cur+1, 0
-	}
-	return 0, io.EOF
-}
-
-// Close closes a file Read left open.
-func (b *uploadBody) Close() error {
-	if b.file != nil {
-		err := b.file.Close()
-		b.file = nil
-		return err
-	}
-	return nil
 }
 
 // PullOptions tune a pull.

@@ -5,21 +5,21 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
-	"mime"
-	"mime/multipart"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/drover-ml/drover/collector/adminclient"
 )
 
-// TestPublishWireFormat: a meta part first, then one part per file in
-// path order with its path, sha256 and size; a refused connection moves
-// on to the next collector with a fresh body.
+// TestPublishWireFormat: every file is PUT as a blob under its sha256
+// with its length, then one commit names the files (path order) and the
+// metadata; a refused connection moves on to the next collector.
 func TestPublishWireFormat(t *testing.T) {
 	dir := t.TempDir()
 	files := map[string]string{"model.onnx": "onnx bytes", "eval/golden.csv": "a,y\n1,2\n"}
@@ -34,23 +34,32 @@ func TestPublishWireFormat(t *testing.T) {
 	os.WriteFile(train, []byte("x,y\n1,0\n"), 0o644)
 	files["training/train.csv"] = "x,y\n1,0\n"
 
-	type part struct{ name, path, sha, size, body string }
-	var got []part
+	var mu sync.Mutex
+	blobs := map[string]string{} // digest -> body
+	var commit string
 	srv := serve(t, func(w http.ResponseWriter, r *http.Request) {
-		_, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-		if err != nil || r.Method != "POST" || r.URL.Path != "/v1/models/iris/versions" || r.Header.Get("Authorization") != "Bearer tok" {
+		if r.Header.Get("Authorization") != "Bearer tok" {
+			http.Error(w, "no token", 401)
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if d, ok := strings.CutPrefix(r.URL.Path, "/v1/blobs/sha256/"); ok && r.Method == "PUT" {
+			if r.ContentLength != int64(len(b)) || len(r.TransferEncoding) > 0 {
+				http.Error(w, "want a Content-Length", 411)
+				return
+			}
+			blobs[d] = string(b)
+			w.WriteHeader(201)
+			fmt.Fprintf(w, `{"sha256":%q,"size":%d}`, d, len(b))
+			return
+		}
+		if r.Method != "POST" || r.URL.Path != "/v1/models/iris/commit" {
 			http.Error(w, "bad request", 400)
 			return
 		}
-		mr := multipart.NewReader(r.Body, params["boundary"])
-		for {
-			p, err := mr.NextRawPart()
-			if err != nil {
-				break
-			}
-			b, _ := io.ReadAll(p)
-			got = append(got, part{p.FormName(), p.Header.Get("Drover-Path"), p.Header.Get("Drover-Sha256"), p.Header.Get("Drover-Size"), string(b)})
-		}
+		commit = string(b)
 		w.WriteHeader(201)
 		w.Write([]byte(`{"version":4,"content_id":"abc","created":true}`))
 	})
@@ -70,22 +79,31 @@ func TestPublishWireFormat(t *testing.T) {
 	if res.Version != 4 || !res.Created || meta.URL != srv.URL || meta.Status != 201 {
 		t.Errorf("result %+v, meta %+v", res, meta)
 	}
-	if len(got) != 4 || got[0].name != "meta" {
-		t.Fatalf("parts %+v", got)
+	var got struct {
+		Model string `json:"model"`
+		Files []struct {
+			Path   string `json:"path"`
+			SHA256 string `json:"sha256"`
+			Size   int    `json:"size"`
+		} `json:"files"`
+		Meta map[string]any `json:"meta"`
 	}
-	var m map[string]any
-	if err := json.Unmarshal([]byte(got[0].body), &m); err != nil {
-		t.Fatal(err)
+	if err := json.Unmarshal([]byte(commit), &got); err != nil {
+		t.Fatalf("commit %q: %v", commit, err)
 	}
-	if m["author"] != "a" || m["message"] != "m" || m["parents"].([]any)[0] != 3.0 ||
+	m := got.Meta
+	if got.Model != "iris" || m["author"] != "a" || m["message"] != "m" || m["parents"].([]any)[0] != 3.0 ||
 		m["training_data"].(map[string]any)["path"] != "training/train.csv" || m["training_data"].(map[string]any)["label"] != "y" {
-		t.Errorf("meta %s", got[0].body)
+		t.Errorf("commit %s", commit)
 	}
 	wantPaths := []string{"eval/golden.csv", "model.onnx", "training/train.csv"}
-	for i, p := range got[1:] {
-		sum := sha256.Sum256([]byte(files[p.path]))
-		if p.name != "file" || p.path != wantPaths[i] || p.body != files[p.path] || p.sha != hex.EncodeToString(sum[:]) || p.size != itoa(len(files[p.path])) {
-			t.Errorf("part %d: %+v", i+1, p)
+	if len(got.Files) != len(wantPaths) || len(blobs) != len(wantPaths) {
+		t.Fatalf("commit files %+v, blobs %d; want %v", got.Files, len(blobs), wantPaths)
+	}
+	for i, f := range got.Files {
+		sum := sha256.Sum256([]byte(files[f.Path]))
+		if f.Path != wantPaths[i] || f.SHA256 != hex.EncodeToString(sum[:]) || f.Size != len(files[f.Path]) || blobs[f.SHA256] != files[f.Path] {
+			t.Errorf("file %d: %+v (blob %q)", i, f, blobs[f.SHA256])
 		}
 	}
 	if strings.Join(phases, ",") != "hash,upload" {

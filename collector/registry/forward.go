@@ -13,12 +13,13 @@ import (
 	"time"
 )
 
-// PatternCommit is the route through which a collector that received a
-// publish or a merge hands its Commit to the model's ring owner, which
-// allocates the version number (docs/registry.md, "Version numbers in a
-// cluster"). The body is a Commit as JSON; the answer is a PublishResult.
-// It needs the role of the request it continues (publisher): the
-// forwarding collector passes the caller's bearer token on.
+// PatternCommit commits staged blobs as a version: the second step of the
+// two-step publish (PatternStage, then this), and the route through which
+// a collector that received a publish or a merge hands its Commit to the
+// model's ring owner, which allocates the version number (docs/registry.md,
+// "Version numbers in a cluster"). The body is a Commit as JSON; the
+// answer is a PublishResult. It needs a publisher token: the forwarding
+// collector passes the caller's bearer token on.
 const PatternCommit = "POST /v1/models/{model}/commit"
 
 // HeaderForwardedBy names the collector that forwarded a commit.
@@ -59,7 +60,8 @@ type ForwardOptions struct {
 // Forwarder makes every Commit of a model run on the model's ring owner,
 // so version numbers are allocated by one Registry per model (its lock)
 // whichever collector receives the publish. Its Commit is the CommitFunc
-// to give Routes; its Handler serves PatternCommit.
+// to give Routes, whose PatternCommit handler also serves the commits
+// other collectors forward here.
 //
 // If the owner dies after committing but before answering, the retry
 // reaches the new owner, which finds the same content already a version of
@@ -91,6 +93,11 @@ func NewForwarder(reg *Registry, o ForwardOptions) *Forwarder {
 // continues, for the forwarded request.
 type credentialKey struct{}
 
+// forwardedKey marks a commit another collector forwarded (its value is
+// that collector's name): it is committed here or refused, never
+// forwarded again.
+type forwardedKey struct{}
+
 func withCredential(ctx context.Context, authorization string) context.Context {
 	return context.WithValue(ctx, credentialKey{}, authorization)
 }
@@ -109,6 +116,9 @@ func (f *Forwarder) Commit(ctx context.Context, c Commit) (Version, bool, error)
 		self, admin, ok := f.o.Owner(c.Model)
 		if self {
 			return f.reg.Commit(ctx, c)
+		}
+		if by, _ := ctx.Value(forwardedKey{}).(string); by != "" {
+			return Version{}, false, fmt.Errorf("%w %s (forwarded by %q)", errNotOwner, c.Model, by)
 		}
 		var v Version
 		var created bool
@@ -185,42 +195,3 @@ func (f *Forwarder) send(ctx context.Context, admin, model string, body []byte) 
 	return Version{Model: model, Version: res.Version, ContentID: res.ContentID}, res.Created, nil
 }
 
-// Handler serves PatternCommit: it commits the forwarded Commit here if
-// this collector owns the model, and answers 503 otherwise (the forwarder
-// asks the ring again), so two collectors never allocate numbers of one
-// model at once while their views of the ring agree.
-func (f *Forwarder) Handler() http.Handler {
-	h := &handlers{reg: f.reg}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		model, _, err := modelVersion(r, false)
-		if err != nil {
-			h.fail(w, r, err)
-			return
-		}
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxMetaBytes))
-		dec.DisallowUnknownFields()
-		var c Commit
-		if err := dec.Decode(&c); err != nil {
-			h.fail(w, r, badRequest("commit: %v", err))
-			return
-		}
-		if c.Model != model {
-			h.fail(w, r, badRequest("commit: model %q in a request for %q", c.Model, model))
-			return
-		}
-		if self, _, _ := f.o.Owner(model); !self {
-			h.fail(w, r, fmt.Errorf("%w %s (forwarded by %q)", errNotOwner, model, r.Header.Get(HeaderForwardedBy)))
-			return
-		}
-		v, created, err := f.reg.Commit(r.Context(), c)
-		if err != nil {
-			h.fail(w, r, err)
-			return
-		}
-		code := http.StatusOK
-		if created {
-			code = http.StatusCreated
-		}
-		writeJSON(w, code, PublishResult{Version: v.Version, ContentID: v.ContentID, Created: created})
-	})
-}

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -62,7 +63,7 @@ func TestForwarderCommitsOnTheOwner(t *testing.T) {
 		srv := httptest.NewUnstartedServer(nil)
 		fw = NewForwarder(reg, ForwardOptions{Node: name, Owner: ring.func_(srv.Listener.Addr().String()), Wait: 10 * time.Second, Retry: 20 * time.Millisecond, Logger: quiet})
 		h := http.NewServeMux()
-		h.Handle(PatternCommit, fw.Handler())
+		h.Handle(PatternCommit, reg.Routes(fw.Commit)[PatternCommit])
 		srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			credMu.Lock()
 			creds = append(creds, r.Header.Get("Authorization")+" from "+r.Header.Get(HeaderForwardedBy))
@@ -119,7 +120,6 @@ func TestForwarderCommitsOnTheOwner(t *testing.T) {
 	// A collector that is asked but is not the owner in its own view
 	// answers 503, and the forwarder asks again.
 	srvC, fwC := serve(New(f.db.Conn, f.blobs, Options{Database: f.db.Name, Logger: quiet}), "c")
-	_ = srvC
 	ring.set("127.0.0.1:1") // nobody listens: refused, retried
 	go func() {
 		time.Sleep(100 * time.Millisecond)
@@ -128,12 +128,18 @@ func TestForwarderCommitsOnTheOwner(t *testing.T) {
 	if v, _, err = fwC.Commit(ctx, stage(3)); err != nil || v.Version != 3 {
 		t.Fatalf("commit after a refused owner = %+v, %v; want version 3", v, err)
 	}
-	rec := httptest.NewRecorder()
-	req := httptest.NewRequest("POST", "/v1/models/fw/commit", strings.NewReader(`{"model":"fw","files":[]}`))
-	req.SetPathValue("model", "fw")
-	fwC.Handler().ServeHTTP(rec, req) // c is not the owner (b is)
-	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "not the owner") {
-		t.Errorf("commit on a non-owner: %d %s; want 503 not the owner", rec.Code, rec.Body)
+	// A forwarded commit that reaches a non-owner is refused, not
+	// forwarded again.
+	req, _ := http.NewRequest("POST", srvC.URL+"/v1/models/fw/commit", strings.NewReader(`{"model":"fw","files":[]}`))
+	req.Header.Set(HeaderForwardedBy, "x")
+	resp, err := http.DefaultClient.Do(req) // c is not the owner (b is)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "not the owner") {
+		t.Errorf("forwarded commit on a non-owner: %d %s; want 503 not the owner", resp.StatusCode, body)
 	}
 
 	// Bad input is the owner's final answer: 400 comes back, no retry.

@@ -31,6 +31,7 @@ const (
 	PatternVersion = "GET /v1/models/{model}/versions/{version}"
 	PatternFiles   = "GET /v1/models/{model}/versions/{version}/files"
 	PatternBlob    = "GET /v1/blobs/sha256/{digest}"
+	PatternStage   = "PUT /v1/blobs/sha256/{digest}"
 	PatternDelete  = "DELETE /v1/models/{model}/versions/{version}"
 	PatternMerge   = "POST /v1/models/{model}/merge"
 )
@@ -46,6 +47,9 @@ const (
 
 // Limits of the HTTP API.
 const (
+	// maxCommitBytes bounds the body of PatternCommit (a Commit as JSON:
+	// up to MaxFiles entries of path, sha256 and size, and the metadata).
+	maxCommitBytes = 8 << 20
 	// MaxFileBytes bounds one file of a publish (413 beyond).
 	MaxFileBytes = 64 << 30
 	// MaxFiles bounds the files of a publish (413 beyond).
@@ -83,6 +87,8 @@ func (r *Registry) Routes(commit CommitFunc) map[string]http.Handler {
 		PatternBlob:    http.HandlerFunc(h.blob),
 		PatternDelete:  http.HandlerFunc(h.delete),
 		PatternMerge:   http.HandlerFunc(h.merge),
+		PatternStage:   http.HandlerFunc(h.stageBlob),
+		PatternCommit:  http.HandlerFunc(h.commitRoute),
 	}
 }
 
@@ -330,6 +336,92 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request) {
 	}
 	defer rd.Close()
 	http.ServeContent(w, r, "", rd.ModTime(), rd)
+}
+
+// stageBlob stores the request body as the blob {digest}: the first step
+// of the two-step publish (docs/registry.md). The body must declare its
+// length (411 otherwise) and hash to the digest; a mismatch or a cut body
+// stores nothing. The answer is the staged blob's digest and size.
+func (h *handlers) stageBlob(w http.ResponseWriter, r *http.Request) {
+	d := r.PathValue("digest")
+	if !ValidDigest(d) {
+		h.fail(w, r, badRequest("digest %q: want 64 lowercase hex digits", d))
+		return
+	}
+	if r.ContentLength < 0 {
+		writeJSON(w, http.StatusLengthRequired, map[string]string{"error": "a blob upload needs a Content-Length"})
+		return
+	}
+	if r.ContentLength > MaxFileBytes {
+		h.fail(w, r, fmt.Errorf("%w: blob of %d bytes, more than %d", errTooLarge, r.ContentLength, int64(MaxFileBytes)))
+		return
+	}
+	body := &bodyReader{r: r.Body}
+	n, err := h.reg.blobs.Put(r.Context(), d, r.ContentLength, body)
+	if err != nil {
+		if body.err != nil {
+			err = badRequest("upload cut after %d of %d bytes: %v", n, r.ContentLength, body.err)
+		}
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, StagedBlob{SHA256: d, Size: n})
+}
+
+// StagedBlob is the answer to PatternStage.
+type StagedBlob struct {
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+// commitRoute serves PatternCommit: the second step of the two-step
+// publish, and the route through which collectors forward commits to a
+// model's ring owner. The body is a Commit as JSON whose files must be
+// staged with the sizes it lists. A request forwarded by a collector
+// (HeaderForwardedBy) is committed here or refused with 503, never
+// forwarded again; any other is committed through the CommitFunc (on the
+// owner). Source merge is the merge route's alone.
+func (h *handlers) commitRoute(w http.ResponseWriter, r *http.Request) {
+	model, _, err := modelVersion(r, false)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxCommitBytes))
+	dec.DisallowUnknownFields()
+	var c Commit
+	if err := dec.Decode(&c); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			h.fail(w, r, fmt.Errorf("commit: %w", err))
+			return
+		}
+		h.fail(w, r, badRequest("commit: %v", err))
+		return
+	}
+	if c.Model != model {
+		h.fail(w, r, badRequest("commit: model %q in a request for %q", c.Model, model))
+		return
+	}
+	by := r.Header.Get(HeaderForwardedBy)
+	if by == "" && c.Meta.Source == SourceMerge {
+		h.fail(w, r, badRequest("commit: source merge: use POST /v1/models/{model}/merge"))
+		return
+	}
+	ctx := withCredential(r.Context(), r.Header.Get("Authorization"))
+	if by != "" {
+		ctx = context.WithValue(ctx, forwardedKey{}, by)
+	}
+	v, created, err := h.commit(ctx, c)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+	}
+	writeJSON(w, code, PublishResult{Version: v.Version, ContentID: v.ContentID, Created: created})
 }
 
 func (h *handlers) delete(w http.ResponseWriter, r *http.Request) {

@@ -224,6 +224,9 @@ func (r *Registry) commit(ctx context.Context, c Commit) (Version, bool, error) 
 	if src != SourcePublish && src != SourceOptimize && src != SourceMerge {
 		return Version{}, false, fmt.Errorf("%w: source %q (want publish, optimize or merge)", ErrInvalid, src)
 	}
+	if len(c.Files) > MaxFiles {
+		return Version{}, false, fmt.Errorf("%w: more than %d files", errTooLarge, MaxFiles)
+	}
 	files := slices.Clone(c.Files)
 	slices.SortFunc(files, func(a, b FileInfo) int { return strings.Compare(a.Path, b.Path) })
 	var (
@@ -258,12 +261,15 @@ func (r *Registry) commit(ctx context.Context, c Commit) (Version, bool, error) 
 	r.gc.RLock()
 	defer r.gc.RUnlock()
 	for _, f := range files {
-		ok, err := r.blobs.Exists(ctx, f.SHA256)
+		size, ok, err := r.blobs.Size(ctx, f.SHA256)
 		if err != nil {
 			return Version{}, false, err
 		}
 		if !ok {
 			return Version{}, false, fmt.Errorf("%w: file %s (sha256 %s) is not staged", ErrNotFound, f.Path, f.SHA256)
+		}
+		if size != f.Size {
+			return Version{}, false, fmt.Errorf("%w: file %s is listed with %d bytes; its blob (sha256 %s) has %d", ErrInvalid, f.Path, f.Size, f.SHA256, size)
 		}
 	}
 	parsed, err := r.checkONNX(ctx, *model)

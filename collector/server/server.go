@@ -314,7 +314,6 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		fw := registry.NewForwarder(models, registry.ForwardOptions{Node: cfg.Cluster.NodeName,
 			Owner: ownerOf(rg, owns), Logger: log.With("component", "registry")})
 		commit = fw.Commit
-		adm.Handle(registry.PatternCommit, fw.Handler())
 	}
 	adm.HandleAll(models.Routes(commit))
 	jobsAPI, err := jobs.NewAPI(jobs.APIOptions{Conn: backend.Conn, Database: cfg.ClickHouse.Database, Node: cfg.Cluster.NodeName,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"flag"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -63,7 +64,7 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 		"DELETE /v1/tokens/ci":                              {status: 200, fixture: "token-revoke"},
 		"GET /v1/models/iris/versions/3":                    {status: 200, fixture: "version"},
 		"DELETE /v1/models/iris/versions/2":                 {status: 200, fixture: "version-delete"},
-		"POST /v1/models/iris/versions":                     {status: 201, fixture: "publish"},
+		"POST /v1/models/iris/commit":                       {status: 201, fixture: "publish"},
 		"POST /v1/models/iris/merge":                        {status: 201, fixture: "merge"},
 		"DELETE /v1/models/iris/versions/3":                 {status: 409, body: `{"error":"delete iris v3: in use: serving on serve-1, serve-2"}`},
 		"GET /v1/models/nope/drift":                         {status: 404, body: `{"error":"model \"nope\" not found"}`},
@@ -86,6 +87,12 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.reqs = append(f.reqs, r.Clone(context.Background()))
 	f.bodies = append(f.bodies, string(b))
 	f.mu.Unlock()
+	if d, ok := strings.CutPrefix(r.URL.Path, "/v1/blobs/sha256/"); ok && r.Method == http.MethodPut {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"sha256":%q,"size":%d}`, d, len(b))
+		return
+	}
 	rt, ok := f.routes[r.Method+" "+r.URL.Path]
 	if !ok {
 		w.Header().Set("Content-Type", "application/json")
