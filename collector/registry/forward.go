@@ -194,4 +194,3 @@ func (f *Forwarder) send(ctx context.Context, admin, model string, body []byte) 
 	}
 	return Version{Model: model, Version: res.Version, ContentID: res.ContentID}, res.Created, nil
 }
-

@@ -5,7 +5,9 @@ import (
 	"context"
 	"log/slog"
 	"mime/multipart"
+	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -50,4 +52,34 @@ func multipartBodyBoundary(data []byte, digest, boundary string) (string, []byte
 	pw.Write(data)
 	mw.Close()
 	return mw.FormDataContentType(), b.Bytes()
+}
+
+// FuzzCommitBody feeds arbitrary bodies to the commit route: it must
+// never panic, answer 5xx for bad input, or hand the allocator a commit
+// for another model or with the merge route's source.
+func FuzzCommitBody(f *testing.F) {
+	f.Add([]byte(`{"model":"iris","files":[{"path":"model.onnx","sha256":"` + strings.Repeat("ab", 32) + `","size":3}],"meta":{"author":"a"}}`))
+	f.Add([]byte(`{"model":"other","files":[]}`))
+	f.Add([]byte(`{"model":"iris","files":[],"meta":{"source":"merge"}}`))
+	f.Add([]byte(`{"model":"iris","files":null,"meta":{"parents":[1,2,3]},"x":1}`))
+	f.Add([]byte(`[`))
+	blobs, _ := fileStore(f)
+	h := &handlers{reg: New(nil, blobs, Options{Logger: slog.New(slog.DiscardHandler)})}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var got *Commit
+		h.commit = func(_ context.Context, c Commit) (Version, bool, error) {
+			got = &c
+			return Version{Model: c.Model, Version: 1}, true, nil
+		}
+		req := httptest.NewRequest("POST", "/v1/models/iris/commit", bytes.NewReader(body))
+		req.SetPathValue("model", "iris")
+		rec := httptest.NewRecorder()
+		h.commitRoute(rec, req)
+		if rec.Code >= 500 {
+			t.Fatalf("%d for input: %s", rec.Code, rec.Body)
+		}
+		if got != nil && (got.Model != "iris" || got.Meta.Source == SourceMerge) {
+			t.Fatalf("handed on %+v", got)
+		}
+	})
 }
