@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+
+	"github.com/drover-ml/drover/shared/durable"
 )
 
 // The model registry's endpoints (docs/registry.md, "HTTP API").
@@ -551,7 +553,7 @@ func (c *Client) Pull(ctx context.Context, model string, n uint64, dir string, o
 	if err := os.Rename(tmp, dir); err != nil {
 		return fail(err)
 	}
-	if err := syncDir(filepath.Dir(dir)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(dir)); err != nil {
 		return fail(err)
 	}
 	return rec, meta, nil
@@ -668,7 +670,7 @@ func (c *Client) getRange(ctx context.Context, f VersionFile, from int64, out *o
 			return err
 		}
 		start := *have
-		_, err = copyProgress(ctx, io.MultiWriter(out, h, counter{have}), io.LimitReader(resp.Body, f.Size-*have), func(n int64) { progress(start + n) })
+		_, err = copyProgress(ctx, io.MultiWriter(&durable.Writeback{W: out, F: out, Off: start}, h, counter{have}), io.LimitReader(resp.Body, f.Size-*have), func(n int64) { progress(start + n) })
 		return err
 	}
 	return &UnreachableError{Method: http.MethodGet, Path: target, Attempts: attempts}
@@ -686,18 +688,6 @@ func syncDirs(root string) error {
 		if err != nil || !d.IsDir() {
 			return err
 		}
-		return syncDir(p)
+		return durable.SyncDir(p)
 	})
-}
-
-func syncDir(p string) error {
-	fd, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer fd.Close()
-	if err := fd.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", p, err)
-	}
-	return nil
 }

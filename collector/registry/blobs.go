@@ -20,6 +20,8 @@ import (
 	_ "gocloud.dev/blob/gcsblob" // gs://: compiled in, untested (no fake server at hand)
 	_ "gocloud.dev/blob/s3blob"  // s3://: AWS SDK v2, tested against gofakes3
 	"gocloud.dev/gcerrors"
+
+	"github.com/drover-ml/drover/shared/durable"
 )
 
 // blobPrefix is the key prefix of every stored file: the object of digest
@@ -183,7 +185,7 @@ func (s *Blobs) Put(ctx context.Context, digest string, size int64, r io.Reader)
 	// so a publish costs about the slower of the two, not their sum.
 	var dst io.Writer = w
 	if f != nil {
-		dst = &writeback{w: w, f: f}
+		dst = &durable.Writeback{W: w, F: f}
 	}
 	n, err = copyHashed(dst, r, digest, size)
 	if err == nil && f != nil {
@@ -198,34 +200,11 @@ func (s *Blobs) Put(ctx context.Context, digest string, size int64, r io.Reader)
 		return n, fmt.Errorf("store blob %s: %w", digest, err)
 	}
 	if s.dir != "" {
-		if err := syncDir(filepath.Join(s.dir, filepath.FromSlash(blobPrefix))); err != nil {
+		if err := durable.SyncDir(filepath.Join(s.dir, filepath.FromSlash(blobPrefix))); err != nil {
 			return n, fmt.Errorf("store blob %s: %w", digest, err)
 		}
 	}
 	return n, nil
-}
-
-// writebackEvery is how many written bytes of a file:// blob make Put ask
-// the kernel to start writing them to disk.
-const writebackEvery = 8 << 20
-
-// writeback passes writes to w (which writes them to f) and, every
-// writebackEvery bytes, starts the disk writeback of what came since
-// (startWriteback): the fsync at the end then waits for the tail only.
-type writeback struct {
-	w           io.Writer
-	f           *os.File
-	off, queued int64
-}
-
-func (b *writeback) Write(p []byte) (int, error) {
-	n, err := b.w.Write(p)
-	b.off += int64(n)
-	if b.off-b.queued >= writebackEvery {
-		startWriteback(b.f, b.queued, b.off-b.queued)
-		b.queued = b.off
-	}
-	return n, err
 }
 
 // copyHashed copies r to w in 64 KiB blocks (16 in flight) while a second goroutine
@@ -446,16 +425,4 @@ func (s *Blobs) Sweep(ctx context.Context, grace time.Duration, now time.Time, m
 		deleted = append(deleted, d)
 	}
 	return deleted, nil
-}
-
-func syncDir(path string) error {
-	d, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	if err := d.Sync(); err != nil {
-		_ = d.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	return d.Close()
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/drover-ml/drover/shared/durable"
 )
 
 // scanned is what recovery learned about one segment file.
@@ -121,7 +123,7 @@ func (s *Spool) recover() error {
 		}
 	}
 	if changed {
-		if err := syncDir(s.dir); err != nil {
+		if err := durable.SyncDir(s.dir); err != nil {
 			return err
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/drover-ml/drover/shared/durable"
 )
 
 // SyncPolicy says when appended records are fsynced, and so what a crash
@@ -671,7 +673,7 @@ func (s *Spool) createSegment(first uint64) error {
 	s.w.seg = &segment{first: first, last: first - 1, base: s.w.logical}
 	s.w.size, s.w.alloc, s.w.last, s.w.unsynced = 0, 0, first-1, false
 	if s.opts.Sync != SyncNever {
-		return syncDir(s.dir)
+		return durable.SyncDir(s.dir)
 	}
 	return nil
 }
@@ -792,7 +794,7 @@ func (s *Spool) Ack(upTo uint64) error {
 	}
 	s.readMu.Unlock()
 	if len(del) > 0 {
-		if err := syncDir(s.dir); err != nil {
+		if err := durable.SyncDir(s.dir); err != nil {
 			s.log.Warn("spool: fsync after deleting acked segments", "err", err)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/drover-ml/drover/shared/durable"
 )
 
 const (
@@ -95,5 +97,5 @@ func writeState(dir string, st ackState) error {
 	if err != nil {
 		return fmt.Errorf("write spool state: %w", err)
 	}
-	return syncDir(dir)
+	return durable.SyncDir(dir)
 }

@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/drover-ml/drover/shared/durable"
 	"github.com/drover-ml/drover/shared/manifest"
 	"github.com/drover-ml/drover/shared/onnx"
 )
@@ -278,7 +279,7 @@ func WriteVersion(root, model string, version int64, onnx []byte) (dir string, e
 	if err := os.Rename(tmp, dir); err != nil {
 		return "", fmt.Errorf("write %s v%d: publish: %w", model, version, err)
 	}
-	if err := syncDir(modelDir); err != nil {
+	if err := durable.SyncDir(modelDir); err != nil {
 		return dir, fmt.Errorf("write %s v%d: published, but %w", model, version, err)
 	}
 	return dir, nil
@@ -298,18 +299,6 @@ func writeSynced(path string, data []byte) error {
 		return err
 	}
 	return f.Close()
-}
-
-func syncDir(path string) error {
-	d, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	if err := d.Sync(); err != nil {
-		_ = d.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	return d.Close()
 }
 
 // linearGraph returns a graph computing output = input·W + B, with input
