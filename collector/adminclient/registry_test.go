@@ -39,7 +39,7 @@ func TestPublishWireFormat(t *testing.T) {
 	var commit string
 	srv := serve(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer tok" {
-			http.Error(w, "no token", 401)
+			http.Error(w, "no token", http.StatusUnauthorized)
 			return
 		}
 		b, _ := io.ReadAll(r.Body)
@@ -47,7 +47,7 @@ func TestPublishWireFormat(t *testing.T) {
 		defer mu.Unlock()
 		if d, ok := strings.CutPrefix(r.URL.Path, "/v1/blobs/sha256/"); ok && r.Method == "PUT" {
 			if r.ContentLength != int64(len(b)) || len(r.TransferEncoding) > 0 {
-				http.Error(w, "want a Content-Length", 411)
+				http.Error(w, "want a Content-Length", http.StatusLengthRequired)
 				return
 			}
 			blobs[d] = string(b)
@@ -110,5 +110,3 @@ func TestPublishWireFormat(t *testing.T) {
 		t.Errorf("progress phases %v", phases)
 	}
 }
-
-func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
