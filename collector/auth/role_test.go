@@ -3,6 +3,8 @@ package auth
 import (
 	"slices"
 	"testing"
+
+	"github.com/drover-ml/drover/shared/tokens"
 )
 
 // TestRoleMatrix is every role against every single-role requirement and a
@@ -103,5 +105,17 @@ func TestRoutesMissingAndUnused(t *testing.T) {
 	all := rt.With(TokenRoutes)
 	if len(all) != len(rt)+len(TokenRoutes) || len(rt) != 4 {
 		t.Errorf("With: %d entries (rt %d), want %d", len(all), len(rt), len(rt)+len(TokenRoutes))
+	}
+}
+
+// TestRolesAreTheSharedList: the roles are the list shared/tokens checks
+// tokens_file entries against (the agent reads the same files).
+func TestRolesAreTheSharedList(t *testing.T) {
+	names := make([]string, len(Roles))
+	for i, r := range Roles {
+		names[i] = string(r)
+	}
+	if !slices.Equal(names, tokens.RoleNames) {
+		t.Fatalf("auth.Roles = %v, tokens.RoleNames = %v", names, tokens.RoleNames)
 	}
 }
