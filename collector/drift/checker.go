@@ -172,7 +172,11 @@ func (c *Checker) rows(r Result, p Policy) []store.DriftRow {
 	out = append(out, row("", TestDataset, share, p.DatasetShare, r.DatasetDrifted, r.Reference))
 	sigRef := ReferenceFirstWindow + " " + r.ReferenceWindow.String()
 	for _, s := range r.Signals {
-		out = append(out, row(s.Name, s.Test, s.Value, s.Threshold, s.Drifted, sigRef))
+		ref := sigRef
+		if s.NoVerdict != "" {
+			ref += ": no verdict: " + s.NoVerdict
+		}
+		out = append(out, row(s.Name, s.Test, s.Value, s.Threshold, s.Drifted, ref))
 	}
 	drifted := 0.0
 	if r.Drifted {

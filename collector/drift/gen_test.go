@@ -107,7 +107,7 @@ func (s scenario) generate() (*store.Batch, []genPoint) {
 		}
 		// Requests (ok and error), latency and evaluation gauges.
 		start := first.Add(-10 * time.Second)
-		var ok, bad float64
+		var ok, bad, joined float64
 		lat := make([]uint64, 4)
 		for at := first.Add(30 * time.Second); at.Before(s.End); at = at.Add(time.Minute) {
 			ok += 100
@@ -132,6 +132,12 @@ func (s scenario) generate() (*store.Batch, []genPoint) {
 				row.StartTime, row.Temporality, row.Count, row.Counts = at.Add(-time.Minute), store.TemporalityDelta, 100, []uint64{50, 40, 9, 1}
 			}
 			b.Histograms = append(b.Histograms, row)
+			// Labels joined to samples (behind the labels metrics): 20 a
+			// minute, a cumulative counter as the agent sends it.
+			joined += 20
+			fp := point(at, start, host, semconv.MetricFeedback)
+			fp.Attributes = map[string]string{semconv.AttrStatus: "joined"}
+			b.Sums = append(b.Sums, store.SumRow{Point: fp, Temporality: store.TemporalityCumulative, IsMonotonic: true, Value: joined})
 			f1 := s.F1Ref
 			if !at.Before(s.DriftFrom) {
 				f1 = s.F1Cur

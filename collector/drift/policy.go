@@ -42,6 +42,16 @@ type Policy struct {
 	// MinSamples is the number of observations a feature needs in each
 	// window to get a verdict.
 	MinSamples uint64 `yaml:"min_samples"`
+	// MinRequests is the number of requests the error rate needs in each
+	// window (counting ok and server errors only), the number of latency
+	// observations p99 needs, and the number of requests an evaluation
+	// metric not computed from labels (golden, shadow) needs, to get a
+	// verdict.
+	MinRequests uint64 `yaml:"min_requests"`
+	// MinLabels is the number of labels joined to samples (drover.feedback
+	// status joined) that an evaluation metric of source labels needs in
+	// each window to get a verdict.
+	MinLabels uint64 `yaml:"min_labels"`
 	// PSIThreshold and JSThreshold: a feature drifted when its PSI or its
 	// Jensen-Shannon divergence reaches its threshold.
 	PSIThreshold float64 `yaml:"psi_threshold"`
@@ -83,6 +93,8 @@ func DefaultPolicy() Policy {
 		Window:               time.Hour,
 		Reference:            ReferenceFirstWindow,
 		MinSamples:           1000,
+		MinRequests:          1000,
+		MinLabels:            100,
 		PSIThreshold:         0.2,
 		JSThreshold:          0.1,
 		KSThreshold:          0.1,
@@ -123,6 +135,12 @@ func (p Policy) Validate(path string) error {
 	}
 	if p.MinSamples < 1 {
 		bad("min_samples", "must be >= 1")
+	}
+	if p.MinRequests < 1 {
+		bad("min_requests", "must be >= 1")
+	}
+	if p.MinLabels < 1 {
+		bad("min_labels", "must be >= 1")
 	}
 	positive("psi_threshold", p.PSIThreshold)
 	if !(p.JSThreshold > 0 && p.JSThreshold <= 1) {

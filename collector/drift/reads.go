@@ -153,8 +153,8 @@ func (c *Checker) hasCumulative(ctx context.Context, model, version string, ref,
 }
 
 // read reads what a check of model version compares: the histograms,
-// evaluation metrics and request counts of the reference and the current
-// window, three queries in parallel (each with the cumulative sources only
+// evaluation metrics (with the joined labels behind them) and request
+// counts of the reference and the current window, three queries in parallel (each with the cumulative sources only
 // when hasCumulative says the windows hold such points).
 func (c *Checker) read(ctx context.Context, model, version string, ref, cur Window) (checkData, error) {
 	cumulative, err := c.hasCumulative(ctx, model, version, ref, cur)
@@ -166,14 +166,19 @@ func (c *Checker) read(ctx context.Context, model, version string, ref, cur Wind
 		refD, curD windowData
 		refE, curE map[evalKey]float64
 		refR, curR reqCounts
+		refL, curL float64
 		e1, e2, e3 error
 	)
 	wg.Go(func() { refD, curD, e1 = c.histograms(ctx, model, version, ref, cur, cumulative) })
-	wg.Go(func() { refE, curE, e2 = c.evals(ctx, model, version, ref, cur) })
+	wg.Go(func() {
+		if refE, curE, e2 = c.evals(ctx, model, version, ref, cur); e2 == nil && len(curE) > 0 {
+			refL, curL, e2 = c.joinedLabels(ctx, model, version, ref, cur)
+		}
+	})
 	wg.Go(func() { refR, curR, e3 = c.requests(ctx, model, version, ref, cur, cumulative) })
 	wg.Wait()
-	refD.evals, refD.requests = refE, refR
-	curD.evals, curD.requests = curE, curR
+	refD.evals, refD.requests, refD.labels = refE, refR, refL
+	curD.evals, curD.requests, curD.labels = curE, curR, curL
 	return checkData{ref: refD, cur: curD}, errors.Join(e1, e2, e3)
 }
 
@@ -358,17 +363,30 @@ func (c *Checker) evals(ctx context.Context, model, version string, ref, cur Win
 	return refE, curE, rows.Err()
 }
 
-// requests counts the drover.requests of both windows, all and those whose
-// status is not ok: delta sums from metrics_sum_1m, plus cumulative series
-// increases from metrics_sum when cumulative.
+// serverErrors is the SQL list of the statuses the error rate counts as
+// errors (semconv.ServerErrorStatuses); ok and these are its denominator.
+var serverErrors = func() string {
+	quoted := make([]string, len(semconv.ServerErrorStatuses))
+	for i, s := range semconv.ServerErrorStatuses {
+		quoted[i] = "'" + s + "'"
+	}
+	return strings.Join(quoted, ", ")
+}()
+
+// requests counts the drover.requests of both windows that the error rate
+// judges: those the server answers for (ok, and the server errors of
+// semconv.ServerErrorStatuses), and of them the server errors. Client-caused
+// outcomes (bad_request, not_found, cancelled, any other status) are left
+// out. Delta sums come from metrics_sum_1m, plus cumulative series increases
+// from metrics_sum when cumulative.
 func (c *Checker) requests(ctx context.Context, model, version string, ref, cur Window, cumulative bool) (refR, curR reqCounts, err error) {
 	parts := []string{c.counterDelta("ref", ref, true), c.counterDelta("cur", cur, true)}
 	if cumulative {
 		parts = append(parts, c.counterIncrease("ref", ref, true), c.counterIncrease("cur", cur, true))
 	}
 	src, args := unionAll(parts, model, version, semconv.MetricRequests)
-	q := fmt.Sprintf(`SELECT w, sumIf(inc, status != 'ok'), sum(inc) FROM (%s)
-GROUP BY w`, src)
+	q := fmt.Sprintf(`SELECT w, sumIf(inc, status IN (%[2]s)), sumIf(inc, status = '%[3]s' OR status IN (%[2]s)) FROM (%[1]s)
+GROUP BY w`, src, serverErrors, semconv.StatusOK)
 	rows, err := c.conn.Query(ctx, q, args...)
 	if err != nil {
 		return refR, curR, err
@@ -387,6 +405,37 @@ GROUP BY w`, src)
 		}
 	}
 	return refR, curR, rows.Err()
+}
+
+// joinedLabels counts the labels joined to a sample (drover.feedback with
+// status joined) of both windows: the observations behind the evaluation
+// metrics of source labels. drover.feedback is cumulative as the agent
+// sends it, so the series-increase query always runs, plus delta sums from
+// metrics_sum_1m for other senders.
+func (c *Checker) joinedLabels(ctx context.Context, model, version string, ref, cur Window) (refN, curN float64, err error) {
+	parts := []string{c.counterDelta("ref", ref, true), c.counterDelta("cur", cur, true),
+		c.counterIncrease("ref", ref, true), c.counterIncrease("cur", cur, true)}
+	src, args := unionAll(parts, model, version, semconv.MetricFeedback)
+	q := fmt.Sprintf(`SELECT w, sumIf(inc, status = 'joined') FROM (%s)
+GROUP BY w`, src)
+	rows, err := c.conn.Query(ctx, q, args...)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var w string
+		var n float64
+		if err := rows.Scan(&w, &n); err != nil {
+			return 0, 0, err
+		}
+		if w == "cur" {
+			curN = n
+		} else {
+			refN = n
+		}
+	}
+	return refN, curN, rows.Err()
 }
 
 // History reads what drift_results holds of model version in [since,

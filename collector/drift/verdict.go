@@ -57,6 +57,14 @@ type Signal struct {
 	// latency ratio); Current and Reference are the compared values.
 	Value, Current, Reference, Threshold float64
 	Drifted                              bool
+	// Samples is the smaller window's count of what the signal is computed
+	// from: requests (error rate, and metrics not from labels), latency
+	// observations (p99) or joined labels (metrics of source labels).
+	Samples uint64
+	// NoVerdict says why the signal was not judged (too few samples in
+	// either window: below Policy.MinRequests or MinLabels); such a
+	// signal never drifts and its Value is NaN.
+	NoVerdict string
 }
 
 // Result is one check of one model version.
@@ -96,8 +104,9 @@ type hist struct {
 // drover.eval.source.
 type evalKey struct{ metric, source string }
 
-// reqCounts are the drover.requests of a window: all, and those whose
-// status is not ok.
+// reqCounts are the drover.requests of a window that the error rate
+// judges: total counts ok and server errors (semconv.ServerErrorStatuses),
+// errors the server errors; client-caused outcomes are in neither.
 type reqCounts struct{ errors, total float64 }
 
 // windowData is what a check reads of one window of a model version.
@@ -110,6 +119,9 @@ type windowData struct {
 	evals map[evalKey]float64
 	// requests are the window's request counts.
 	requests reqCounts
+	// labels are the labels joined to samples in the window (drover.feedback
+	// status joined), read only when the window has evaluation metrics.
+	labels float64
 }
 
 // checkData is what a check compares: the reference and the current window.
@@ -235,6 +247,10 @@ func compareFeatures(p Policy, d checkData, refReady bool) []FeatureResult {
 	return out
 }
 
+// sourceLabels is the drover.eval.source of metrics computed from the
+// labels clients send (the feedback call).
+const sourceLabels = "labels"
+
 // higherIsBetter lists evaluation metrics where a drop is a degradation;
 // for every other metric an increase is (mse, mae, log_loss, …).
 var higherIsBetter = map[string]bool{
@@ -244,8 +260,20 @@ var higherIsBetter = map[string]bool{
 // signals computes the metric and operational signals: evaluation metrics
 // present in both windows and listed in p.MetricDegradation (sorted by
 // metric/source), the error rate when the current window has requests,
-// and the p99 latency ratio when both windows have latencies.
+// and the p99 latency ratio when both windows have latencies. A signal
+// whose samples are below its minimum in either window (p.MinLabels joined
+// labels for metrics of source labels, p.MinRequests requests or latency
+// observations for the others) is returned without a verdict.
 func signals(p Policy, d checkData) []Signal {
+	requests := uint64(min(d.ref.requests.total, d.cur.requests.total))
+	enough := func(s *Signal, n, minimum uint64, what, key string) bool {
+		s.Samples = n
+		if n >= minimum {
+			return true
+		}
+		s.Value, s.NoVerdict = math.NaN(), fmt.Sprintf("%d %s, below %s %d", n, what, key, minimum)
+		return false
+	}
 	var out []Signal
 	keys := slices.SortedFunc(maps.Keys(d.cur.evals), func(a, b evalKey) int {
 		return strings.Compare(a.metric+"/"+a.source, b.metric+"/"+b.source)
@@ -258,17 +286,24 @@ func signals(p Policy, d checkData) []Signal {
 		}
 		curV := d.cur.evals[k]
 		s := Signal{Test: store.DriftTestMetric, Name: k.metric + "/" + k.source, Current: curV, Reference: refV, Threshold: th}
-		if higherIsBetter[k.metric] {
-			s.Value = refV - curV
-		} else if refV != 0 {
-			s.Value = (curV - refV) / math.Abs(refV)
+		var judge bool
+		if k.source == sourceLabels {
+			judge = enough(&s, uint64(min(d.ref.labels, d.cur.labels)), p.MinLabels, "joined labels", "min_labels")
 		} else {
-			s.Value = math.Inf(1)
-			if curV == 0 {
-				s.Value = 0
-			}
+			judge = enough(&s, requests, p.MinRequests, "requests", "min_requests")
 		}
-		s.Drifted = s.Value > th
+		switch {
+		case !judge:
+		case higherIsBetter[k.metric]:
+			s.Value = refV - curV
+		case refV != 0:
+			s.Value = (curV - refV) / math.Abs(refV)
+		case curV == 0:
+			s.Value = 0
+		default:
+			s.Value = math.Inf(1)
+		}
+		s.Drifted = judge && s.Value > th
 		out = append(out, s)
 	}
 	if cr := d.cur.requests; cr.total > 0 {
@@ -277,8 +312,10 @@ func signals(p Policy, d checkData) []Signal {
 		if rr.total > 0 {
 			s.Reference = rr.errors / rr.total
 		}
-		s.Value = s.Current - s.Reference
-		s.Drifted = s.Value > p.ErrorRate
+		if enough(&s, requests, p.MinRequests, "requests", "min_requests") {
+			s.Value = s.Current - s.Reference
+			s.Drifted = s.Value > p.ErrorRate
+		}
 		out = append(out, s)
 	}
 	curL, refL := d.cur.latency, d.ref.latency
@@ -286,8 +323,10 @@ func signals(p Policy, d checkData) []Signal {
 		s := Signal{Test: store.DriftTestP99, Threshold: p.P99Ratio,
 			Current: Quantile(curL.bounds, curL.counts, 0.99), Reference: Quantile(refL.bounds, refL.counts, 0.99)}
 		if s.Reference > 0 && !math.IsNaN(s.Current) {
-			s.Value = s.Current / s.Reference
-			s.Drifted = s.Value > p.P99Ratio
+			if enough(&s, min(curL.n, refL.n), p.MinRequests, "latency observations", "min_requests") {
+				s.Value = s.Current / s.Reference
+				s.Drifted = s.Value > p.P99Ratio
+			}
 			out = append(out, s)
 		}
 	}

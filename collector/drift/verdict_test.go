@@ -46,8 +46,9 @@ type wantFeature struct {
 }
 
 type wantSignal struct {
-	value   float64
-	drifted bool
+	value     float64
+	drifted   bool
+	noVerdict string
 }
 
 func TestVerdict(t *testing.T) {
@@ -217,12 +218,12 @@ func TestVerdict(t *testing.T) {
 				p.MetricDegradation = map[string]float64{"f1": 0.05, "accuracy": 0.05, "mse": 0.2, "mae": 0.2}
 			},
 			data: checkData{
-				ref: windowData{evals: map[evalKey]float64{
+				ref: windowData{labels: 200, evals: map[evalKey]float64{
 					{"f1", "labels"}: 0.9, {"accuracy", "labels"}: 0.95, {"mse", "labels"}: 1, {"mae", "labels"}: 0,
 					{"recall", "labels"}: 0.9, // not in the policy
 					{"f1", "golden"}:     0.9, // not in the current window
 				}},
-				cur: windowData{evals: map[evalKey]float64{
+				cur: windowData{labels: 200, evals: map[evalKey]float64{
 					{"f1", "labels"}: 0.8, {"accuracy", "labels"}: 0.96, {"mse", "labels"}: 1.1, {"mae", "labels"}: 0.5,
 					{"recall", "labels"}: 0.1,
 					{"auc", "labels"}:    0.5, // not in the reference window
@@ -252,7 +253,7 @@ func TestVerdict(t *testing.T) {
 		},
 		"error rate without reference requests": {
 			data:    checkData{cur: windowData{requests: reqCounts{errors: 4, total: 100}}},
-			signals: map[string]wantSignal{"error_rate/": {value: 0.04}},
+			signals: map[string]wantSignal{"error_rate/": {noVerdict: "0 requests, below min_requests 1"}},
 		},
 		"no current requests": {
 			data: checkData{ref: windowData{requests: reqCounts{errors: 50, total: 100}}},
@@ -270,6 +271,59 @@ func TestVerdict(t *testing.T) {
 		},
 		"p99 without reference latencies": {
 			data: checkData{cur: windowData{latency: h(latBounds, 0, 10, 80, 10)}},
+		},
+		// Minimum samples: a handful of forged points (all errors, all
+		// slow, all mislabelled) gets no verdict under the default minimums.
+		"forged: a handful of failed requests": {
+			policy:  defaultMinimums,
+			data:    checkData{ref: windowData{requests: reqCounts{errors: 0, total: 5000}}, cur: windowData{requests: reqCounts{errors: 5, total: 5}}},
+			signals: map[string]wantSignal{"error_rate/": {noVerdict: "5 requests, below min_requests 1000"}},
+		},
+		"error rate: reference below min_requests": {
+			policy:  defaultMinimums,
+			data:    checkData{ref: windowData{requests: reqCounts{errors: 0, total: 999}}, cur: windowData{requests: reqCounts{errors: 500, total: 5000}}},
+			signals: map[string]wantSignal{"error_rate/": {noVerdict: "999 requests, below min_requests 1000"}},
+		},
+		"error rate: exactly min_requests": {
+			policy:  defaultMinimums,
+			data:    checkData{ref: windowData{requests: reqCounts{errors: 10, total: 1000}}, cur: windowData{requests: reqCounts{errors: 100, total: 1000}}},
+			signals: map[string]wantSignal{"error_rate/": {value: 0.09, drifted: true}},
+			drifted: true,
+			reasons: []string{"error rate up by 0.09 (0.01 → 0.1, threshold 0.05)"},
+		},
+		"forged: a handful of slow requests": {
+			policy:  defaultMinimums,
+			data:    checkData{ref: windowData{latency: h(latBounds, 900, 90, 10, 0)}, cur: windowData{latency: h(latBounds, 0, 0, 0, 5)}},
+			signals: map[string]wantSignal{"p99/": {noVerdict: "5 latency observations, below min_requests 1000"}},
+		},
+		"forged: a handful of wrong labels": {
+			policy: func(p *Policy) { defaultMinimums(p); p.MetricDegradation = map[string]float64{"f1": 0.05} },
+			data: checkData{
+				ref: windowData{labels: 5000, evals: map[evalKey]float64{{"f1", "labels"}: 0.9}},
+				cur: windowData{labels: 5, evals: map[evalKey]float64{{"f1", "labels"}: 0}},
+			},
+			signals: map[string]wantSignal{"metric/f1/labels": {noVerdict: "5 joined labels, below min_labels 100"}},
+		},
+		"f1 from enough labels": {
+			policy: func(p *Policy) { defaultMinimums(p); p.MetricDegradation = map[string]float64{"f1": 0.05} },
+			data: checkData{
+				ref: windowData{labels: 100, evals: map[evalKey]float64{{"f1", "labels"}: 0.9}},
+				cur: windowData{labels: 150, evals: map[evalKey]float64{{"f1", "labels"}: 0.5}},
+			},
+			signals: map[string]wantSignal{"metric/f1/labels": {value: 0.4, drifted: true}},
+			drifted: true,
+			reasons: []string{"f1/labels degraded by 0.4 (0.9 → 0.5, threshold 0.05)"},
+		},
+		"golden f1 needs requests": {
+			policy: func(p *Policy) { defaultMinimums(p); p.MetricDegradation = map[string]float64{"f1": 0.05} },
+			data: checkData{
+				ref: windowData{requests: reqCounts{total: 10}, evals: map[evalKey]float64{{"f1", "golden"}: 0.9}},
+				cur: windowData{requests: reqCounts{total: 5000}, evals: map[evalKey]float64{{"f1", "golden"}: 0.5}},
+			},
+			signals: map[string]wantSignal{
+				"metric/f1/golden": {noVerdict: "10 requests, below min_requests 1000"},
+				"error_rate/":      {noVerdict: "10 requests, below min_requests 1000"},
+			},
 		},
 		"dataset and signals: dataset reason first": {
 			data: checkData{
@@ -290,7 +344,10 @@ func TestVerdict(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
+			// The signal cases use small counts; the minimum-samples cases
+			// restore the defaults (defaultMinimums).
 			p := DefaultPolicy()
+			p.MinRequests, p.MinLabels = 1, 1
 			if tc.policy != nil {
 				tc.policy(&p)
 			}
@@ -332,8 +389,14 @@ func TestVerdict(t *testing.T) {
 					t.Errorf("signal %s missing; have %+v", key, r.Signals)
 					continue
 				}
-				if !near(s.Value, w.value, 1e-12) && s.Value != w.value || s.Drifted != w.drifted {
-					t.Errorf("signal %s: value %v drifted %v; want %v %v", key, s.Value, s.Drifted, w.value, w.drifted)
+				if w.noVerdict != "" {
+					if s.NoVerdict != w.noVerdict || s.Drifted || !math.IsNaN(s.Value) {
+						t.Errorf("signal %s: no verdict %q drifted %v value %v; want no verdict %q", key, s.NoVerdict, s.Drifted, s.Value, w.noVerdict)
+					}
+					continue
+				}
+				if !near(s.Value, w.value, 1e-12) && s.Value != w.value || s.Drifted != w.drifted || s.NoVerdict != "" {
+					t.Errorf("signal %s: value %v drifted %v (no verdict %q); want %v %v", key, s.Value, s.Drifted, s.NoVerdict, w.value, w.drifted)
 				}
 			}
 			if len(got) != len(tc.signals) {
@@ -344,6 +407,12 @@ func TestVerdict(t *testing.T) {
 			}
 		})
 	}
+}
+
+// defaultMinimums restores the built-in minimum samples of the signals.
+func defaultMinimums(p *Policy) {
+	d := DefaultPolicy()
+	p.MinRequests, p.MinLabels = d.MinRequests, d.MinLabels
 }
 
 // checkStatistics checks that a judged feature carries the statistics of
