@@ -6,6 +6,7 @@ package admin
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/netutil"
 
 	"github.com/drover-ml/drover/collector/auth"
 	"github.com/drover-ml/drover/shared/lifecycle"
@@ -44,6 +47,21 @@ type Options struct {
 	OnPanic recovery.OnPanic
 	// Logger; default slog.Default().
 	Logger *slog.Logger
+	// TLS, when not nil, is served on the listener (Run and Serve).
+	TLS *tls.Config
+	// ClientCerts maps the verified client certificates (TLS with
+	// client_auth request or require) that are identities to their roles
+	// (auth.RequireOrCertificate); nil: every route needs a token.
+	ClientCerts auth.CertRoles
+	// MaxConnections bounds the connections held open at once; further
+	// ones wait in the accept queue. 0: no limit.
+	MaxConnections int
+	// ReadHeaderTimeout bounds reading a request's headers (and the TLS
+	// handshake); default 10s. ReadTimeout bounds reading a whole request,
+	// body included (0: no bound: a model's files are uploaded as one
+	// body). IdleTimeout closes keep-alive connections idle that long (0:
+	// ReadTimeout's, or none).
+	ReadHeaderTimeout, ReadTimeout, IdleTimeout time.Duration
 }
 
 // Server is the admin HTTP server. Register handlers (Handle) before Run;
@@ -60,6 +78,11 @@ type Server struct {
 
 	onPanic recovery.OnPanic
 
+	tls                    *tls.Config
+	certs                  auth.CertRoles
+	maxConns               int
+	readHeader, read, idle time.Duration
+
 	mu       sync.Mutex
 	patterns []string
 }
@@ -75,7 +98,12 @@ func New(opts Options) *Server {
 	if opts.OnPanic == nil {
 		opts.OnPanic = recovery.Logged(opts.Logger, nil)
 	}
-	s := &Server{addr: opts.Addr, ready: opts.Ready, routes: maps.Clone(opts.Routes), log: opts.Logger, mux: http.NewServeMux(), onPanic: opts.OnPanic}
+	if opts.ReadHeaderTimeout <= 0 {
+		opts.ReadHeaderTimeout = 10 * time.Second
+	}
+	s := &Server{addr: opts.Addr, ready: opts.Ready, routes: maps.Clone(opts.Routes), log: opts.Logger, mux: http.NewServeMux(), onPanic: opts.OnPanic,
+		tls: opts.TLS, certs: opts.ClientCerts, maxConns: opts.MaxConnections,
+		readHeader: opts.ReadHeaderTimeout, read: opts.ReadTimeout, idle: opts.IdleTimeout}
 	if opts.Auth != nil {
 		s.auth.Store(opts.Auth)
 	}
@@ -122,7 +150,7 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 			auth.WriteError(w, http.StatusServiceUnavailable, "the collector cannot check tokens yet (its token store is not read yet); retry")
 			return
 		}
-		a.Require(access, h).ServeHTTP(w, r)
+		a.RequireOrCertificate(access, s.certs, h).ServeHTTP(w, r)
 	}))
 }
 
@@ -166,12 +194,20 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // Serve serves on l until ctx is done, then lets requests in flight finish
-// (for up to 5s) and returns. It owns l (closed when it returns).
+// (for up to 5s) and returns. It owns l (closed when it returns). With
+// Options.TLS it serves TLS on l; with Options.MaxConnections it holds at
+// most that many connections.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	srv := &http.Server{Handler: recovery.HTTP(s.mux, s.onPanic, func(w http.ResponseWriter) {
 		WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
-	}), ReadHeaderTimeout: 10 * time.Second}
-	s.log.Info("admin API listening", "addr", l.Addr().String())
+	}), ReadHeaderTimeout: s.readHeader, ReadTimeout: s.read, IdleTimeout: s.idle}
+	s.log.Info("admin API listening", "addr", l.Addr().String(), "tls", s.tls != nil, "max_connections", s.maxConns)
+	if s.maxConns > 0 {
+		l = netutil.LimitListener(l, s.maxConns)
+	}
+	if s.tls != nil {
+		l = tls.NewListener(l, s.tls)
+	}
 	return lifecycle.Serve(ctx, 5*time.Second, s.log, lifecycle.Listening{Name: "admin", Server: lifecycle.HTTP(srv), Listener: l})
 }
 

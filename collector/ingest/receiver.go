@@ -14,6 +14,7 @@ package ingest
 import (
 	"compress/gzip"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -26,9 +27,12 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"golang.org/x/net/netutil"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -89,6 +93,26 @@ type ReceiverConfig struct {
 	// once the receivers are stopped; default 30s. What is still running
 	// then is cut (the sender gets an error and retries).
 	DrainTimeout time.Duration
+	// TLS, when not nil, is served on both receivers: gRPC through
+	// credentials.NewTLS (the handlers see the peer's TLSInfo), HTTP
+	// through a TLS listener (requests carry their TLS state).
+	TLS *tls.Config
+	// MaxConnections bounds the connections each receiver holds open at
+	// once; further connections wait in the kernel's accept queue until
+	// one closes. 0: no limit.
+	MaxConnections int
+	// ReadHeaderTimeout bounds reading an HTTP request's headers and a
+	// gRPC connection's handshake (TLS and HTTP/2 preface); default 10s.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole HTTP request, body included; 0:
+	// no bound beyond ReadHeaderTimeout.
+	ReadTimeout time.Duration
+	// IdleTimeout closes HTTP keep-alive connections and gRPC connections
+	// that have carried no request for that long; 0: never.
+	IdleTimeout time.Duration
+	// MaxConcurrentStreams bounds the calls in flight on one gRPC
+	// connection; 0: gRPC's default (no bound).
+	MaxConcurrentStreams uint32
 }
 
 // Receiver serves OTLP over gRPC and HTTP.
@@ -115,6 +139,9 @@ func NewReceiver(cfg ReceiverConfig, sink Sink, stats *Stats, log *slog.Logger) 
 	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 30 * time.Second
+	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = 10 * time.Second
 	}
 	cfg.Limits = cfg.Limits.withDefaults()
 	if stats == nil {
@@ -148,7 +175,17 @@ func (r *Receiver) Serve(ctx context.Context, gl, hl net.Listener) error {
 			r.stats.Panics.WithLabelValues("otlp").Inc()
 		}
 	})
-	opts := append(recovery.GRPC(onPanic), grpc.MaxRecvMsgSize(r.cfg.MaxRequestBytes), grpc.ForceServerCodecV2(newRawCodec()))
+	opts := append(recovery.GRPC(onPanic), grpc.MaxRecvMsgSize(r.cfg.MaxRequestBytes), grpc.ForceServerCodecV2(newRawCodec()),
+		grpc.ConnectionTimeout(r.cfg.ReadHeaderTimeout))
+	if r.cfg.IdleTimeout > 0 {
+		opts = append(opts, grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: r.cfg.IdleTimeout}))
+	}
+	if r.cfg.MaxConcurrentStreams > 0 {
+		opts = append(opts, grpc.MaxConcurrentStreams(r.cfg.MaxConcurrentStreams))
+	}
+	if r.cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(r.cfg.TLS)))
+	}
 	gs := grpc.NewServer(append(opts, r.cfg.GRPCOptions...)...)
 	r.registerGRPC(gs)
 	mux := http.NewServeMux()
@@ -158,9 +195,18 @@ func (r *Receiver) Serve(ctx context.Context, gl, hl net.Listener) error {
 	if r.cfg.HTTPWrap != nil {
 		h = r.cfg.HTTPWrap(h)
 	}
-	hs := &http.Server{Handler: recovery.HTTP(h, onPanic, nil), ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: recovery.HTTP(h, onPanic, nil), ReadHeaderTimeout: r.cfg.ReadHeaderTimeout,
+		ReadTimeout: r.cfg.ReadTimeout, IdleTimeout: r.cfg.IdleTimeout}
 
-	r.log.Info("OTLP receivers listening", "grpc", gl.Addr().String(), "http", hl.Addr().String())
+	r.log.Info("OTLP receivers listening", "grpc", gl.Addr().String(), "http", hl.Addr().String(), "tls", r.cfg.TLS != nil,
+		"max_connections", r.cfg.MaxConnections)
+	if r.cfg.MaxConnections > 0 {
+		gl, hl = netutil.LimitListener(gl, r.cfg.MaxConnections), netutil.LimitListener(hl, r.cfg.MaxConnections)
+	}
+	if r.cfg.TLS != nil {
+		// The gRPC server does its own handshakes (its credentials).
+		hl = tls.NewListener(hl, r.cfg.TLS)
+	}
 	return lifecycle.Serve(ctx, r.cfg.DrainTimeout, r.log,
 		lifecycle.Listening{Name: "otlp grpc", Server: lifecycle.GRPC(gs), Listener: gl},
 		lifecycle.Listening{Name: "otlp http", Server: lifecycle.HTTP(hs), Listener: hl})

@@ -43,8 +43,13 @@ type ForwardOptions struct {
 	// Owner finds the model's owner (the ring).
 	Owner OwnerFunc
 	// Client sends forwarded commits; default a client without a timeout
-	// (each commit is bounded by its context and Wait).
+	// (each commit is bounded by its context and Wait). With admin TLS its
+	// transport carries the TLS configuration that verifies the peers
+	// (and presents this node's client certificate).
 	Client *http.Client
+	// Scheme is the owners' admin API scheme: "http" (default) or
+	// "https" (admin TLS, the same on every collector of a cluster).
+	Scheme string
 	// Wait bounds how long a commit looks for an owner that answers:
 	// while the owner is unreachable, leaving or not (yet) the owner in
 	// its own view, the forwarder asks the ring again and retries.
@@ -76,6 +81,9 @@ type Forwarder struct {
 func NewForwarder(reg *Registry, o ForwardOptions) *Forwarder {
 	if o.Client == nil {
 		o.Client = &http.Client{}
+	}
+	if o.Scheme == "" {
+		o.Scheme = "http"
 	}
 	if o.Wait <= 0 {
 		o.Wait = 30 * time.Second
@@ -160,7 +168,7 @@ type remoteError struct {
 func (e *remoteError) Error() string { return e.msg }
 
 func (f *Forwarder) send(ctx context.Context, admin, model string, body []byte) (Version, bool, error) {
-	u := "http://" + admin + "/v1/models/" + url.PathEscape(model) + "/commit"
+	u := f.o.Scheme + "://" + admin + "/v1/models/" + url.PathEscape(model) + "/commit"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return Version{}, false, err
