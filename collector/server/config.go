@@ -2,15 +2,18 @@ package server
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +30,7 @@ import (
 	"github.com/drover-ml/drover/collector/spool"
 	"github.com/drover-ml/drover/collector/store"
 	"github.com/drover-ml/drover/shared/fieldpath"
+	"github.com/drover-ml/drover/shared/tlsconfig"
 )
 
 // Config is the collector's configuration (YAML file, overridden by flags).
@@ -116,6 +120,25 @@ type OTLP struct {
 	MaxAttributes          int           `yaml:"max_attributes"`
 	MaxAttributeKeyBytes   int           `yaml:"max_attribute_key_bytes"`
 	MaxAttributeValueBytes int           `yaml:"max_attribute_value_bytes"`
+	// TLS serves both receivers over TLS (off while cert_file is empty).
+	// With client_auth request or require, a client certificate verified
+	// against client_ca_file is an agent's identity: a request that carries
+	// no token is accepted as the agent "cert:<subject CN>".
+	TLS tlsconfig.Server `yaml:"tls"`
+	// MaxConnections bounds the connections each receiver (gRPC, HTTP)
+	// holds open at once; more wait in the accept queue. Default 1024.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConcurrentStreams bounds the calls in flight on one gRPC
+	// connection; default 100.
+	MaxConcurrentStreams uint32 `yaml:"max_concurrent_streams"`
+	// ReadHeaderTimeout bounds an HTTP request's headers and a gRPC
+	// connection's handshake; default 10s. ReadTimeout bounds reading one
+	// whole HTTP request (max_request_bytes of it); default 1m.
+	// IdleTimeout closes HTTP and gRPC connections that carried no request
+	// for that long; default 5m (exporters reconnect).
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
 }
 
 // Limits are the receivers' input rules.
@@ -133,6 +156,38 @@ type Admin struct {
 	// owner). Default: Addr, with an unspecified host replaced by the IP
 	// this node advertises for gossip.
 	AdvertiseAddr string `yaml:"advertise_addr"`
+	// TLS serves the admin API over TLS (off while cert_file is empty);
+	// health checks (/healthz, /readyz) too.
+	TLS tlsconfig.Server `yaml:"tls"`
+	// ClientCerts maps the subject common names of client certificates
+	// verified against tls.client_ca_file (client_auth request or require)
+	// to roles: a request without a token over such a certificate gets
+	// that role, as "cert:<CN>". A certificate whose name is not listed is
+	// no identity (its requests need a token).
+	ClientCerts map[string]auth.Role `yaml:"client_certs"`
+	// ClientTLS is how this collector reaches the other collectors' admin
+	// APIs (the registry forwards commits to a model's owner) when
+	// tls is on: ca_file verifies them, cert_file and key_file are this
+	// node's client certificate for peers that require one.
+	ClientTLS tlsconfig.Client `yaml:"client_tls"`
+	// MaxConnections bounds the connections held open at once; default 256.
+	MaxConnections int `yaml:"max_connections"`
+	// ReadHeaderTimeout bounds a request's headers (and the TLS
+	// handshake); default 10s. ReadTimeout bounds a whole request, body
+	// included; default 0, no bound, because a model's files are uploaded
+	// as request bodies. IdleTimeout closes keep-alive connections idle
+	// that long; default 2m.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+}
+
+// Scheme is the URL scheme of the admin API: https with tls, else http.
+func (a Admin) Scheme() string {
+	if a.TLS.Enabled() {
+		return "https"
+	}
+	return "http"
 }
 
 // Spool configures the durable spool.
@@ -233,8 +288,9 @@ func Default() Config {
 		ClickHouse: ClickHouse{DSN: store.Embedded, Database: "drover", TTLDays: 30},
 		OTLP: OTLP{GRPCAddr: ":4317", HTTPAddr: ":4318", MaxRequestBytes: 16 << 20,
 			MaxAge: ingest.DefaultMaxAge, MaxFuture: ingest.DefaultMaxFuture, MaxAttributes: ingest.DefaultMaxAttributes,
-			MaxAttributeKeyBytes: ingest.DefaultMaxKeyBytes, MaxAttributeValueBytes: ingest.DefaultMaxValueBytes},
-		Admin:    Admin{Addr: ":7070"},
+			MaxAttributeKeyBytes: ingest.DefaultMaxKeyBytes, MaxAttributeValueBytes: ingest.DefaultMaxValueBytes,
+			MaxConnections: 1024, MaxConcurrentStreams: 100, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 5 * time.Minute},
+		Admin:    Admin{Addr: ":7070", MaxConnections: 256, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute},
 		Spool:    Spool{MaxBytes: 1 << 30, SegmentBytes: 64 << 20, Sync: spool.SyncAlways},
 		Writer:   Writer{BatchRows: ingest.DefaultBatchRows, FlushInterval: time.Second, DeadLetterFileMaxBytes: 256 << 20},
 		Cluster:  Cluster{NodeName: host, GossipAddr: fmt.Sprintf(":%d", ring.DefaultPort)},
@@ -312,6 +368,13 @@ func (c Config) Validate() error {
 		c.Auth.Validate(), // its errors already carry "auth."
 		fieldpath.Prefix("registry", c.Registry.Validate()),
 	)
+	// Collectors forward the registry's commits to each other's admin API:
+	// with client certificates required there, each needs one.
+	if !c.Cluster.Disabled && c.Admin.TLS.ClientAuth == tlsconfig.ClientAuthRequire && c.Admin.ClientTLS.CertFile == "" {
+		errs = append(errs, errors.New("admin.client_tls.cert_file: required in a cluster when admin.tls.client_auth is require "+
+			"(collectors forward commits to each other's admin API); give this node a client certificate of admin.tls.client_ca_file, "+
+			"or set cluster.disabled: true"))
+	}
 	// A node-local store in a cluster: a version published through this
 	// node could not be pulled from the others.
 	joins := !c.Cluster.Disabled && len(c.Cluster.Join) > 0
@@ -405,26 +468,96 @@ func (o OTLP) Validate() error {
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"max_attributes", o.MaxAttributes}, {"max_attribute_key_bytes", o.MaxAttributeKeyBytes}, {"max_attribute_value_bytes", o.MaxAttributeValueBytes}} {
+	}{{"max_attributes", o.MaxAttributes}, {"max_attribute_key_bytes", o.MaxAttributeKeyBytes}, {"max_attribute_value_bytes", o.MaxAttributeValueBytes},
+		{"max_connections", o.MaxConnections}, {"max_concurrent_streams", int(o.MaxConcurrentStreams)}} {
 		if f.v < 1 {
 			errs = append(errs, fmt.Errorf("%s: must be >= 1, got %d", f.name, f.v))
+		}
+	}
+	errs = append(errs, checkTimeouts(o.ReadHeaderTimeout, o.ReadTimeout, o.IdleTimeout),
+		fieldpath.Prefix("tls", o.TLS.Validate()))
+	return errors.Join(errs...)
+}
+
+// checkTimeouts checks a listener's read_header_timeout (> 0), and its
+// read_timeout and idle_timeout (>= 0, 0: none).
+func checkTimeouts(readHeader, read, idle time.Duration) error {
+	var errs []error
+	if readHeader <= 0 {
+		errs = append(errs, fmt.Errorf("read_header_timeout: must be > 0, got %s", readHeader))
+	}
+	if read < 0 {
+		errs = append(errs, fmt.Errorf("read_timeout: must be >= 0 (0: no bound), got %s", read))
+	}
+	if idle < 0 {
+		errs = append(errs, fmt.Errorf("idle_timeout: must be >= 0 (0: never), got %s", idle))
+	}
+	return errors.Join(errs...)
+}
+
+// ServerTLS is the receivers' *tls.Config (nil without TLS); onError
+// hears of certificate files that fail to reload.
+func (o OTLP) ServerTLS(onError func(error)) (*tls.Config, error) {
+	c, err := o.TLS.Config(onError)
+	if err != nil {
+		return nil, fmt.Errorf("otlp.tls: %w", err)
+	}
+	return c, nil
+}
+
+// Validate checks the admin listener; paths are relative to it.
+func (a Admin) Validate() error {
+	var errs []error
+	if err := checkListenAddr(a.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("addr: %w", err))
+	}
+	if a.AdvertiseAddr != "" {
+		host, port, err := net.SplitHostPort(a.AdvertiseAddr)
+		if err != nil || host == "" || port == "" || len(a.AdvertiseAddr) > 255 {
+			errs = append(errs, fmt.Errorf("advertise_addr: want host:port (at most 255 bytes), got %q", a.AdvertiseAddr))
+		}
+	}
+	if a.MaxConnections < 1 {
+		errs = append(errs, fmt.Errorf("max_connections: must be >= 1, got %d", a.MaxConnections))
+	}
+	errs = append(errs, checkTimeouts(a.ReadHeaderTimeout, a.ReadTimeout, a.IdleTimeout),
+		fieldpath.Prefix("tls", a.TLS.Validate()),
+		fieldpath.Prefix("client_tls", a.ClientTLS.Validate()))
+	if len(a.ClientCerts) > 0 && (a.TLS.ClientAuth == "" || a.TLS.ClientAuth == tlsconfig.ClientAuthNone) {
+		errs = append(errs, errors.New("client_certs: set, but tls.client_auth is none: no client certificate is verified; set tls.client_auth to request or require (with tls.client_ca_file)"))
+	}
+	for _, cn := range slices.Sorted(maps.Keys(a.ClientCerts)) {
+		if cn == "" {
+			errs = append(errs, errors.New("client_certs: an empty common name"))
+		}
+		if _, err := auth.ParseRole(string(a.ClientCerts[cn])); err != nil {
+			errs = append(errs, fmt.Errorf("client_certs[%s]: %w", cn, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// Validate checks the admin listener; paths are relative to it.
-func (a Admin) Validate() error {
-	if err := checkListenAddr(a.Addr); err != nil {
-		return fmt.Errorf("addr: %w", err)
+// ServerTLS is the admin listener's *tls.Config (nil without TLS);
+// onError hears of certificate files that fail to reload.
+func (a Admin) ServerTLS(onError func(error)) (*tls.Config, error) {
+	c, err := a.TLS.Config(onError)
+	if err != nil {
+		return nil, fmt.Errorf("admin.tls: %w", err)
 	}
-	if a.AdvertiseAddr != "" {
-		host, port, err := net.SplitHostPort(a.AdvertiseAddr)
-		if err != nil || host == "" || port == "" || len(a.AdvertiseAddr) > 255 {
-			return fmt.Errorf("advertise_addr: want host:port (at most 255 bytes), got %q", a.AdvertiseAddr)
-		}
+	return c, nil
+}
+
+// PeerTLS is the *tls.Config this collector reaches other collectors'
+// admin APIs with (client_tls), or nil when tls is off.
+func (a Admin) PeerTLS(onError func(error)) (*tls.Config, error) {
+	if !a.TLS.Enabled() {
+		return nil, nil
 	}
-	return nil
+	c, err := a.ClientTLS.Config(onError)
+	if err != nil {
+		return nil, fmt.Errorf("admin.client_tls: %w", err)
+	}
+	return c, nil
 }
 
 // Validate checks the spool section; paths are relative to it.

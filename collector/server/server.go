@@ -32,6 +32,7 @@ import (
 	"github.com/drover-ml/drover/collector/views"
 	"github.com/drover-ml/drover/shared/lifecycle"
 	"github.com/drover-ml/drover/shared/recovery"
+	"github.com/drover-ml/drover/shared/tlsconfig"
 )
 
 // Listeners lets tests pass listeners on free ports; nil fields are opened
@@ -148,6 +149,33 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	// TLS: the certificate files are read now (a bad file stops the
+	// start) and again whenever they change; a rotated file that does not
+	// load is logged and the previous certificate kept.
+	reloadFailed := func(listener string) func(error) {
+		return func(err error) {
+			log.Error("tls: certificate files changed but do not load", "listener", listener, "err", err)
+		}
+	}
+	otlpTLS, err := cfg.OTLP.ServerTLS(reloadFailed("otlp"))
+	if err != nil {
+		return err
+	}
+	adminTLS, err := cfg.Admin.ServerTLS(reloadFailed("admin"))
+	if err != nil {
+		return err
+	}
+	peerTLS, err := cfg.Admin.PeerTLS(reloadFailed("admin.client_tls"))
+	if err != nil {
+		return err
+	}
+	// A client certificate verified against otlp.tls.client_ca_file is an
+	// agent (auth.AnyCertificate); on the admin API, the ones that
+	// admin.client_certs names have their role.
+	var otlpCerts auth.CertRoles
+	if cfg.OTLP.TLS.ClientAuth == tlsconfig.ClientAuthRequest || cfg.OTLP.TLS.ClientAuth == tlsconfig.ClientAuthRequire {
+		otlpCerts = auth.AnyCertificate(auth.Agent)
+	}
 
 	// Until the group runs, whatever is open is closed here on an error;
 	// after that, each component closes its own resources when it stops.
@@ -209,9 +237,11 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	otlpAuth := auth.NewGate(func() *auth.Authenticator { return adm.Auth() })
 	agentAccess := auth.Allow(auth.Agent)
 	recv := ingest.NewReceiver(ingest.ReceiverConfig{
-		GRPCOptions: otlpAuth.GRPCOptions(agentAccess),
-		HTTPWrap:    func(h http.Handler) http.Handler { return otlpAuth.RequireData(agentAccess, h) },
+		GRPCOptions: otlpAuth.GRPCOptionsOrCertificate(agentAccess, otlpCerts),
+		HTTPWrap:    func(h http.Handler) http.Handler { return otlpAuth.RequireDataOrCertificate(agentAccess, otlpCerts, h) },
 		GRPCAddr:    cfg.OTLP.GRPCAddr, HTTPAddr: cfg.OTLP.HTTPAddr, MaxRequestBytes: cfg.OTLP.MaxRequestBytes, Limits: cfg.OTLP.Limits(),
+		TLS: otlpTLS, MaxConnections: cfg.OTLP.MaxConnections, MaxConcurrentStreams: cfg.OTLP.MaxConcurrentStreams,
+		ReadHeaderTimeout: cfg.OTLP.ReadHeaderTimeout, ReadTimeout: cfg.OTLP.ReadTimeout, IdleTimeout: cfg.OTLP.IdleTimeout,
 	}, sink, stats, log.With("component", "otlp"))
 	writer := ingest.NewWriter(ingest.WriterConfig{BatchRows: cfg.Writer.BatchRows, FlushInterval: cfg.Writer.FlushInterval, Ready: schema.Applied(),
 		DeadLetterFile: filepath.Join(cfg.DataDir, "dead_letters.jsonl"), DeadLetterFileMax: cfg.Writer.DeadLetterFileMaxBytes},
@@ -284,7 +314,9 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		}
 		return nil
 	}, OnPanic: recovery.Logged(log.With("component", "admin"), func(string) { stats.Panics.WithLabelValues("admin").Inc() }),
-		Logger: log.With("component", "admin")})
+		Logger: log.With("component", "admin"), TLS: adminTLS, ClientCerts: auth.CertificateMap(cfg.Admin.ClientCerts),
+		MaxConnections: cfg.Admin.MaxConnections, ReadHeaderTimeout: cfg.Admin.ReadHeaderTimeout, ReadTimeout: cfg.Admin.ReadTimeout,
+		IdleTimeout: cfg.Admin.IdleTimeout})
 	if h.admin != nil {
 		h.admin(adm)
 	}
@@ -310,8 +342,16 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	models := registry.New(backend.Conn, blobs, registry.Options{Database: cfg.ClickHouse.Database,
 		Cluster: cfg.ClickHouse.Cluster != "", GCGrace: cfg.Registry.GCGrace, Logger: log.With("component", "registry")})
 	var commit registry.CommitFunc // nil: this collector allocates every number
+	peers := &http.Client{}        // to the other collectors' admin APIs
 	if rg != nil {
-		fw := registry.NewForwarder(models, registry.ForwardOptions{Node: cfg.Cluster.NodeName,
+		// The owners' admin APIs speak what this one speaks (admin.tls is
+		// the same on every node), verified with admin.client_tls.
+		if peerTLS != nil {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = peerTLS
+			peers.Transport = tr
+		}
+		fw := registry.NewForwarder(models, registry.ForwardOptions{Node: cfg.Cluster.NodeName, Client: peers, Scheme: cfg.Admin.Scheme(),
 			Owner: ownerOf(rg, owns), Logger: log.With("component", "registry")})
 		commit = fw.Commit
 	}
@@ -455,6 +495,7 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		return blobs.Close()
 	})
 	g.Add("admin", func(ctx context.Context) error {
+		defer peers.CloseIdleConnections() // its handlers forwarded through it
 		if ls.Admin != nil {
 			return adm.Serve(ctx, ls.Admin)
 		}
