@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/drover-ml/drover/shared/fieldpath"
+	"github.com/drover-ml/drover/shared/tlsconfig"
 )
 
 // Protocols of the OTLP exporters.
@@ -45,9 +48,20 @@ type Config struct {
 	Endpoint string `yaml:"endpoint"`
 	// Protocol is grpc (default) or http/protobuf.
 	Protocol string `yaml:"protocol"`
-	// Insecure sends without TLS (default true; nil means true). Set it to
-	// false to use TLS with the system's roots.
+	// Insecure sends without TLS. Its default follows tls: true without a
+	// tls section, false with one (nil means that default). Set it to false
+	// without tls to use TLS with the system's roots.
 	Insecure *bool `yaml:"insecure"`
+	// TLS is how both exporters (grpc and http/protobuf) verify the
+	// collector's certificate (ca_file; empty: the system's roots;
+	// server_name: the name to verify when the endpoint's host is not in
+	// the certificate) and which client certificate they present
+	// (cert_file, key_file: with a collector whose otlp.tls.client_auth
+	// verifies it, the certificate is the agent's identity and no token is
+	// needed). Setting it turns TLS on; insecure: true with it is an
+	// error. The files are read when the telemetry starts; the client
+	// certificate is read again when it changes.
+	TLS *tlsconfig.Client `yaml:"tls"`
 	// Headers are sent with every export.
 	Headers map[string]string `yaml:"headers"`
 	// TokenFile holds the collector token (role agent) sent as
@@ -109,6 +123,10 @@ func (c *Config) UnmarshalYAML(unmarshal func(any) error) error {
 	if _, set := keys["endpoint"]; !set {
 		c.Endpoint = defaultEndpoint(c.Protocol)
 	}
+	if _, set := keys["insecure"]; !set && c.TLS != nil {
+		insecure := false // a tls section turns TLS on
+		c.Insecure = &insecure
+	}
 	return nil
 }
 
@@ -132,7 +150,7 @@ func (c Config) WithDefaults() Config {
 	if c.Endpoint == "" {
 		c.Endpoint = defaultEndpoint(c.Protocol)
 	}
-	insecure := true
+	insecure := c.TLS == nil
 	if c.Insecure != nil {
 		insecure = *c.Insecure
 	}
@@ -153,7 +171,12 @@ func (c Config) WithDefaults() Config {
 }
 
 // insecure reports the effective Insecure setting.
-func (c Config) insecure() bool { return c.Insecure == nil || *c.Insecure }
+func (c Config) insecure() bool {
+	if c.Insecure == nil {
+		return c.TLS == nil
+	}
+	return *c.Insecure
+}
 
 // Validate returns every problem, each prefixed with its field path
 // relative to the telemetry section. Values are taken literally: an empty
@@ -194,6 +217,12 @@ func (c Config) Validate() error {
 	case TemporalityDelta, TemporalityCumulative:
 	default:
 		add("temporality", fmt.Errorf("must be %s or %s, got %q", TemporalityDelta, TemporalityCumulative, c.Temporality))
+	}
+	if c.TLS != nil {
+		if c.insecure() {
+			add("insecure", errors.New("true, but a tls section is set: remove insecure (tls turns TLS on) or the tls section"))
+		}
+		errs = append(errs, fieldpath.Prefix("tls", c.TLS.Validate()))
 	}
 	return errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -15,13 +16,15 @@ import (
 	sdklog "go.opentelemetry.io/otel/sdk/log"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"google.golang.org/grpc/credentials"
 )
 
 // newOTLPMetricExporter builds the OTLP metric exporter of cfg (defaults
 // applied). Retries are off: the next export carries whatever a failed one
 // would have, because the SDK's instruments are cumulative and the delta
 // series are computed since the last successful export (see delta.go).
-func newOTLPMetricExporter(ctx context.Context, cfg Config) (sdkmetric.Exporter, error) {
+// With TLS on, tc (nil: the system's roots) verifies the collector.
+func newOTLPMetricExporter(ctx context.Context, cfg Config, tc *tls.Config) (sdkmetric.Exporter, error) {
 	if cfg.Protocol == ProtocolHTTP {
 		opts := []otlpmetrichttp.Option{
 			otlpmetrichttp.WithEndpoint(cfg.Endpoint),
@@ -30,6 +33,8 @@ func newOTLPMetricExporter(ctx context.Context, cfg Config) (sdkmetric.Exporter,
 		}
 		if cfg.insecure() {
 			opts = append(opts, otlpmetrichttp.WithInsecure())
+		} else if tc != nil {
+			opts = append(opts, otlpmetrichttp.WithTLSClientConfig(tc))
 		}
 		if len(cfg.Headers) > 0 {
 			opts = append(opts, otlpmetrichttp.WithHeaders(cfg.Headers))
@@ -43,6 +48,8 @@ func newOTLPMetricExporter(ctx context.Context, cfg Config) (sdkmetric.Exporter,
 	}
 	if cfg.insecure() {
 		opts = append(opts, otlpmetricgrpc.WithInsecure())
+	} else if tc != nil {
+		opts = append(opts, otlpmetricgrpc.WithTLSCredentials(credentials.NewTLS(tc)))
 	}
 	if len(cfg.Headers) > 0 {
 		opts = append(opts, otlpmetricgrpc.WithHeaders(cfg.Headers))
@@ -53,7 +60,7 @@ func newOTLPMetricExporter(ctx context.Context, cfg Config) (sdkmetric.Exporter,
 // newOTLPLogExporter builds the OTLP log exporter of cfg (defaults
 // applied). Events are not cumulative, so a failed export is retried, within
 // the export timeout.
-func newOTLPLogExporter(ctx context.Context, cfg Config) (sdklog.Exporter, error) {
+func newOTLPLogExporter(ctx context.Context, cfg Config, tc *tls.Config) (sdklog.Exporter, error) {
 	initial := min(cfg.Timeout/4, time.Second)
 	if cfg.Protocol == ProtocolHTTP {
 		opts := []otlploghttp.Option{
@@ -65,6 +72,8 @@ func newOTLPLogExporter(ctx context.Context, cfg Config) (sdklog.Exporter, error
 		}
 		if cfg.insecure() {
 			opts = append(opts, otlploghttp.WithInsecure())
+		} else if tc != nil {
+			opts = append(opts, otlploghttp.WithTLSClientConfig(tc))
 		}
 		if len(cfg.Headers) > 0 {
 			opts = append(opts, otlploghttp.WithHeaders(cfg.Headers))
@@ -80,6 +89,8 @@ func newOTLPLogExporter(ctx context.Context, cfg Config) (sdklog.Exporter, error
 	}
 	if cfg.insecure() {
 		opts = append(opts, otlploggrpc.WithInsecure())
+	} else if tc != nil {
+		opts = append(opts, otlploggrpc.WithTLSCredentials(credentials.NewTLS(tc)))
 	}
 	if len(cfg.Headers) > 0 {
 		opts = append(opts, otlploggrpc.WithHeaders(cfg.Headers))

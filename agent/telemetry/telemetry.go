@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -149,6 +150,15 @@ func New(ctx context.Context, cfg Config, res ResourceInfo, log *slog.Logger, op
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var tc *tls.Config
+	if cfg.TLS != nil && !cfg.insecure() {
+		var err error
+		tc, err = cfg.TLS.Config(func(err error) { log.Error("telemetry: client certificate changed but does not load", "err", err) })
+		if err != nil {
+			closeInjected(true, true)
+			return nil, fmt.Errorf("telemetry.tls: %w", err)
+		}
+	}
 	t := &Telemetry{cfg: cfg, log: log, now: o.now}
 	t.errs = newErrorLog(log, cfg.Interval, o.now)
 	t.series.init(t, res.Version)
@@ -185,7 +195,7 @@ func New(ctx context.Context, cfg Config, res ResourceInfo, log *slog.Logger, op
 	if !cfg.Disabled {
 		exp := o.metricExporter
 		if exp == nil {
-			if exp, err = newOTLPMetricExporter(ctx, cfg); err != nil {
+			if exp, err = newOTLPMetricExporter(ctx, cfg, tc); err != nil {
 				_ = pe.Shutdown(ctx)
 				closeInjected(false, true)
 				return nil, fmt.Errorf("otlp metric exporter: %w", err)
@@ -216,7 +226,7 @@ func New(ctx context.Context, cfg Config, res ResourceInfo, log *slog.Logger, op
 	if !cfg.Disabled {
 		exp := o.logExporter
 		if exp == nil {
-			if exp, err = newOTLPLogExporter(ctx, cfg); err != nil {
+			if exp, err = newOTLPLogExporter(ctx, cfg, tc); err != nil {
 				_ = t.mp.Shutdown(ctx)
 				return nil, fmt.Errorf("otlp log exporter: %w", err)
 			}
