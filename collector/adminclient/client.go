@@ -28,6 +28,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/drover-ml/drover/shared/tlsconfig"
 )
 
 // DefaultTimeout bounds one request to one collector.
@@ -46,6 +48,10 @@ type Config struct {
 	// CAFile, when set, is a PEM file of the certificates that verify the
 	// collectors' TLS certificates, instead of the system's roots.
 	CAFile string
+	// CertFile and KeyFile, when set (both or neither), are the client
+	// certificate presented to collectors whose admin.tls verifies client
+	// certificates (mTLS); read again when they change on disk.
+	CertFile, KeyFile string
 	// Timeout bounds one request to one collector; 0 means DefaultTimeout.
 	Timeout time.Duration
 }
@@ -87,8 +93,8 @@ func SplitURLs(s string) []string {
 }
 
 // NewClient returns a client for cfg. It fails when no URL is given, a URL
-// is not http(s)://host[:port][/path], or the CA file cannot be read or holds
-// no certificate.
+// is not http(s)://host[:port][/path], the CA file cannot be read or holds
+// no certificate, or the client certificate and key do not load.
 func NewClient(cfg Config) (*Client, error) {
 	if len(cfg.URLs) == 0 {
 		return nil, errors.New("no collector URL")
@@ -107,11 +113,16 @@ func NewClient(cfg Config) (*Client, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read TLS CA: %w", err)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("TLS CA %s: no PEM certificate in it", cfg.CAFile)
 		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	if cfg.CAFile != "" || cfg.CertFile != "" || cfg.KeyFile != "" {
+		tc, err := tlsconfig.Client{CAFile: cfg.CAFile, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile}.Config(nil)
+		if err != nil {
+			return nil, fmt.Errorf("TLS client certificate: %w", err)
+		}
+		tr.TLSClientConfig = tc
 	}
 	timeout := cfg.Timeout
 	if timeout == 0 {

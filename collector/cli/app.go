@@ -36,8 +36,13 @@ type Options struct {
 	// Token is the bearer token; TokenFile a file holding it. At most one
 	// may be set; neither means $DROVER_TOKEN.
 	Token, TokenFile string
-	// TLSCA is a PEM file of certificates that verify the collectors'.
+	// TLSCA is a PEM file of certificates that verify the collectors';
+	// "" means $DROVER_TLS_CA, else the system's roots.
 	TLSCA string
+	// TLSCert and TLSKey are the client certificate and its key, for
+	// collectors whose admin.tls verifies client certificates; "" means
+	// $DROVER_TLS_CERT and $DROVER_TLS_KEY. Both or neither.
+	TLSCert, TLSKey string
 	// Output is table, json or yaml.
 	Output string
 	// NoColor turns colour off (NO_COLOR in the environment does too).
@@ -112,7 +117,23 @@ func (a *App) Validate() error {
 	if a.Opts.Token != "" && a.Opts.TokenFile != "" {
 		return Usagef("--token and --token-file are mutually exclusive")
 	}
+	if _, cert, key := a.TLSFiles(); (cert == "") != (key == "") {
+		return Usagef("--tls-cert and --tls-key ($DROVER_TLS_CERT, $DROVER_TLS_KEY): give both or neither")
+	}
 	return nil
+}
+
+// TLSFiles returns the CA, client certificate and key files: each flag,
+// else its environment variable ($DROVER_TLS_CA, $DROVER_TLS_CERT,
+// $DROVER_TLS_KEY).
+func (a *App) TLSFiles() (ca, cert, key string) {
+	pick := func(flag, env string) string {
+		if flag != "" {
+			return flag
+		}
+		return strings.TrimSpace(a.getenv(env))
+	}
+	return pick(a.Opts.TLSCA, "DROVER_TLS_CA"), pick(a.Opts.TLSCert, "DROVER_TLS_CERT"), pick(a.Opts.TLSKey, "DROVER_TLS_KEY")
 }
 
 // Client returns the admin API client for the global flags, built on first
@@ -134,7 +155,8 @@ func (a *App) Client() (*adminclient.Client, error) {
 			return nil, Usagef("--collector %q: want http://host:port or https://host:port", u)
 		}
 	}
-	c, err := adminclient.NewClient(adminclient.Config{URLs: urls, Token: tok, CAFile: a.Opts.TLSCA})
+	ca, cert, key := a.TLSFiles()
+	c, err := adminclient.NewClient(adminclient.Config{URLs: urls, Token: tok, CAFile: ca, CertFile: cert, KeyFile: key})
 	if err != nil {
 		return nil, err
 	}

@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/drover-ml/drover/collector/adminclient"
 )
@@ -77,6 +80,9 @@ func PrintError(w io.Writer, err error) {
 		if ue.Stopped {
 			fmt.Fprintln(w, "  (the other collectors were not tried: the request may have been received)")
 		}
+		if hint := tlsHint(err); hint != "" {
+			fmt.Fprintf(w, "  (%s)\n", hint)
+		}
 	case errors.As(err, &ae):
 		var what string
 		switch ExitCode(err) {
@@ -93,6 +99,29 @@ func PrintError(w io.Writer, err error) {
 	default:
 		fmt.Fprintf(w, "droverctl: %v\n", err)
 	}
+}
+
+// tlsHint says what to do about a TLS failure among err's: a collector
+// certificate that no given CA verifies, or a collector that wants a
+// client certificate; "" for other errors.
+func tlsHint(err error) string {
+	var (
+		ua x509.UnknownAuthorityError
+		cv *tls.CertificateVerificationError
+		he x509.HostnameError
+	)
+	switch {
+	case errors.As(err, &he):
+		return "the collector's certificate does not name the host of --collector; use a name or address it lists"
+	case errors.As(err, &ua), errors.As(err, &cv):
+		return "the collector's TLS certificate is not signed by a CA droverctl trusts; give its CA with --tls-ca or $DROVER_TLS_CA"
+	}
+	for _, s := range []string{"certificate required", "bad certificate", "unknown certificate authority"} {
+		if strings.Contains(err.Error(), s) {
+			return "the collector refused the TLS handshake: it requires a client certificate its admin.tls.client_ca_file signed; give one with --tls-cert and --tls-key"
+		}
+	}
+	return ""
 }
 
 // reportedError is an error the command has already printed; its exit

@@ -89,7 +89,9 @@ Exit codes: 0 ok, 1 error (collector unreachable: the URLs tried and why),
 	f.StringVar(&app.Opts.Collector, "collector", "", "collector admin API URLs, comma-separated, tried in turn ($DROVER_COLLECTOR; default "+cli.DefaultCollector+")")
 	f.StringVar(&app.Opts.Token, "token", "", "admin API token ($DROVER_TOKEN)")
 	f.StringVar(&app.Opts.TokenFile, "token-file", "", "file holding the admin API token")
-	f.StringVar(&app.Opts.TLSCA, "tls-ca", "", "PEM file of CA certificates that verify the collector's TLS certificate")
+	f.StringVar(&app.Opts.TLSCA, "tls-ca", "", "PEM file of CA certificates that verify the collector's TLS certificate ($DROVER_TLS_CA; default the system's roots)")
+	f.StringVar(&app.Opts.TLSCert, "tls-cert", "", "PEM client certificate for collectors that verify client certificates ($DROVER_TLS_CERT; with --tls-key)")
+	f.StringVar(&app.Opts.TLSKey, "tls-key", "", "PEM key of --tls-cert ($DROVER_TLS_KEY)")
 	f.StringVarP(&app.Opts.Output, "output", "o", cli.OutputTable, "output format: table, json or yaml")
 	f.BoolVar(&app.Opts.NoColor, "no-color", false, "no colour in tables (also $NO_COLOR; colour is used only on a terminal)")
 
