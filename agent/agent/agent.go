@@ -73,12 +73,18 @@ type Listeners struct {
 	HTTP net.Listener
 	// GRPC serves the Open Inference Protocol gRPC API.
 	GRPC net.Listener
+	// Control, if not nil, serves the control API (pin, canary, shadow,
+	// promote), which requires the token in <DataDir>/control.token, with
+	// the TLS of the file's control.tls. The command always opens it
+	// (--control-addr, or control.addr); without it nothing can change
+	// pins or splits but the configuration file.
+	Control net.Listener
 	// Debug, if not nil, serves Go's pprof profiles under /debug/pprof/.
 	Debug net.Listener
 }
 
 func (l Listeners) close() {
-	for _, ln := range []net.Listener{l.HTTP, l.GRPC, l.Debug} {
+	for _, ln := range []net.Listener{l.HTTP, l.GRPC, l.Control, l.Debug} {
 		if ln != nil {
 			ln.Close()
 		}
@@ -172,7 +178,21 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 		a.shutdownTelemetry()
 		return nil, err
 	}
-	a.srv = serve.New(file.Serving, set, a.w.Scanned, log.With("component", "serve"), serve.WithTelemetry(tel), serve.WithMonitor(a.mon))
+	controlToken, err := ControlToken(cfg.DataDir)
+	if err != nil {
+		a.closeVersions()
+		a.shutdownTelemetry()
+		return nil, err
+	}
+	clients, err := file.Serving.OpenClientTokens(log.With("component", "serve"))
+	if err != nil {
+		a.closeVersions()
+		a.shutdownTelemetry()
+		return nil, err
+	}
+	a.srv = serve.New(file.Serving, set, a.w.Scanned, log.With("component", "serve"),
+		serve.WithTelemetry(tel), serve.WithMonitor(a.mon), serve.WithMetrics(tel.PrometheusHandler()),
+		serve.WithClientTokens(clients), serve.WithControlToken(controlToken))
 	return a, nil
 }
 
@@ -201,14 +221,12 @@ func (a *agent) run(ctx context.Context, ls Listeners) error {
 			return nil
 		}, func(error) { close(stop) })
 	}
-	metrics := func(h http.Handler) http.Handler {
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", a.tel.PrometheusHandler())
-		mux.Handle("/", h)
-		return mux
+	if ls.Control != nil {
+		a.log.Info("control listener: send Authorization: Bearer <token> with the token in "+filepath.Join(a.cfg.DataDir, ControlTokenFile),
+			"addr", ls.Control.Addr().String(), "token_file", filepath.Join(a.cfg.DataDir, ControlTokenFile))
 	}
 	component(&g, "serve", func(ctx context.Context) error {
-		return a.srv.Run(ctx, ls.HTTP, ls.GRPC, a.cfg.DrainTimeout, metrics)
+		return a.srv.Run(ctx, serve.Listeners{HTTP: ls.HTTP, GRPC: ls.GRPC, Control: ls.Control, ControlTLS: a.cfg.File.Control.TLS}, a.cfg.DrainTimeout)
 	})
 	if ls.Debug != nil {
 		component(&g, "debug", func(ctx context.Context) error {

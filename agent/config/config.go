@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"os"
 	"slices"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/drover-ml/drover/agent/watch"
 	"github.com/drover-ml/drover/shared/fieldpath"
 	"github.com/drover-ml/drover/shared/manifest"
+	"github.com/drover-ml/drover/shared/tlsconfig"
 )
 
 // Config is the agent's configuration file. It is read over Default: a key
@@ -37,7 +39,35 @@ type Config struct {
 	Watch      Watch                  `yaml:"watch"`
 	Telemetry  telemetry.Config       `yaml:"telemetry"`
 	Monitoring monitor.Config         `yaml:"monitoring"`
+	Control    Control                `yaml:"control"`
 	Models     map[string]ModelConfig `yaml:"models"`
+}
+
+// DefaultControlAddr is the control listener's default address: loopback
+// only, so that reaching the agent's public ports is not enough to change
+// what it serves.
+const DefaultControlAddr = "127.0.0.1:8082"
+
+// Control is the control: section: how the agent is controlled. Today that
+// is its control listener (pin, canary, shadow, promote), which requires
+// the token the agent keeps in <data-dir>/control.token; fleet control
+// (the collectors the agent follows) will be configured here too.
+type Control struct {
+	// Addr is the control listener's address (default 127.0.0.1:8082);
+	// the --control-addr flag, when given, wins.
+	Addr string `yaml:"addr"`
+	// TLS is the control listener's TLS; off by default.
+	TLS tlsconfig.Server `yaml:"tls"`
+}
+
+// Validate checks the control section; paths are relative to it.
+func (c Control) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("addr: want host:port (default %s), got %q: %v", DefaultControlAddr, c.Addr, err))
+	}
+	errs = append(errs, fieldpath.Prefix("tls", c.TLS.Validate()))
+	return errors.Join(errs...)
 }
 
 // Loading configures how versions are loaded.
@@ -88,6 +118,7 @@ func Default() Config {
 		Watch:      Watch{Debounce: watch.DefaultDebounce, Rescan: watch.DefaultRescan},
 		Telemetry:  telemetry.DefaultConfig(),
 		Monitoring: monitor.DefaultConfig(),
+		Control:    Control{Addr: DefaultControlAddr},
 	}
 }
 
@@ -136,6 +167,7 @@ func (c Config) Validate() error {
 		fieldpath.Prefix("watch", c.Watch.Validate()),
 		fieldpath.Prefix("telemetry", c.Telemetry.Validate()),
 		fieldpath.Prefix("monitoring", c.Monitoring.Validate()),
+		fieldpath.Prefix("control", c.Control.Validate()),
 	)
 	for _, n := range slices.Sorted(maps.Keys(c.Models)) {
 		if !manifest.ValidName(n) {

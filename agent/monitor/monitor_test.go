@@ -189,6 +189,13 @@ func (a *testAgent) call(t *testing.T, method, path string, body any) (int, []by
 	return code, out
 }
 
+// control calls the control API (pin, canary, shadow) with the token.
+func (a *testAgent) control(t *testing.T, method, path string, body string) (int, []byte) {
+	t.Helper()
+	code, _, out := a.ControlDo(t, method, path, []byte(body))
+	return code, out
+}
+
 // golden returns a version's golden-set result, from its evaluation.
 func (a *testAgent) golden(t *testing.T, model string, version int64) evaluate.Result {
 	t.Helper()
@@ -443,13 +450,13 @@ func TestCanaryShareAndShadow(t *testing.T) {
 	a := startAgent(t, root, "", monitor.Config{Rate: rate(0)})
 	a.WaitServing(t, "lin", 2)
 	// Make v1 the default by pinning, then send 20% to v2 as a canary.
-	if code, body := a.call(t, "POST", "/v2/models/lin/versions/1/pin", nil); code != 200 {
+	if code, body := a.control(t, "POST", "/v2/models/lin/versions/1/pin", ""); code != 200 {
 		t.Fatalf("pin: %d %s", code, body)
 	}
-	if code, body := a.call(t, "PUT", "/v2/models/lin/canary", `{"version": 2, "percent": 20}`); code != 200 {
+	if code, body := a.control(t, "PUT", "/v2/models/lin/canary", `{"version": 2, "percent": 20}`); code != 200 {
 		t.Fatalf("canary: %d %s", code, body)
 	}
-	if code, body := a.call(t, "DELETE", "/v2/models/lin/pin", nil); code != 200 {
+	if code, body := a.control(t, "DELETE", "/v2/models/lin/pin", ""); code != 200 {
 		t.Fatalf("unpin: %d %s", code, body)
 	}
 	a.WaitServing(t, "lin", 1) // with v2 as canary, the default is v1
@@ -484,14 +491,14 @@ func TestCanaryShareAndShadow(t *testing.T) {
 		}
 	}
 
-	if code, body := a.call(t, "POST", "/v2/models/lin/canary/promote", nil); code != 200 {
+	if code, body := a.control(t, "POST", "/v2/models/lin/canary/promote", ""); code != 200 {
 		t.Fatalf("promote: %d %s", code, body)
 	}
 	a.WaitServing(t, "lin", 2)
 
 	// Shadow every request to v1: the primary answers, v1's answers are
 	// compared off the request path.
-	if code, body := a.call(t, "PUT", "/v2/models/lin/shadow", `{"version": 1, "percent": 100}`); code != 200 {
+	if code, body := a.control(t, "PUT", "/v2/models/lin/shadow", `{"version": 1, "percent": 100}`); code != 200 {
 		t.Fatalf("shadow: %d %s", code, body)
 	}
 	testenv.Eventually(t, wait, "v1 loaded for the shadow", func() bool {

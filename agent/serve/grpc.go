@@ -2,9 +2,11 @@ package serve
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	"github.com/drover-ml/drover/agent/oip"
@@ -18,15 +20,24 @@ type grpcService struct {
 }
 
 // NewGRPCServer returns a gRPC server with the inference service
-// registered, its message size bounded by MaxRequestBytes. A panic in a
-// handler is answered Internal, logged and counted (drover.agent.panics);
-// the recovery is the outermost interceptor, so it also covers those in
-// opts.
+// registered, its message size bounded by MaxRequestBytes, each method
+// behind the check its GRPCMethods entry names (ModelInfer follows
+// serving.auth), idle connections closed after IdleTimeout and clients
+// that ping too often refused. A panic in a handler is answered Internal,
+// logged and counted (drover.agent.panics); the recovery is the outermost
+// interceptor, so it also covers the access check and those in opts.
 func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
-	opts = append(append([]grpc.ServerOption{
+	base := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(s.cfg.MaxRequestBytes)),
 		grpc.MaxSendMsgSize(int(s.cfg.MaxRequestBytes)),
-	}, s.recoverGRPC()...), opts...)
+		grpc.MaxConcurrentStreams(uint32(min(s.cfg.MaxInFlight, 1<<20))),
+		grpc.ConnectionTimeout(10 * time.Second),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: s.cfg.IdleTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	}
+	base = append(base, s.recoverGRPC()...)
+	base = append(base, s.grpcAuth()...)
+	opts = append(base, opts...)
 	g := grpc.NewServer(opts...)
 	pb.RegisterGRPCInferenceServiceServer(g, &grpcService{s: s})
 	return g

@@ -24,44 +24,77 @@ const (
 	headerJSONLen = "Inference-Header-Content-Length"
 )
 
-// Handler returns the REST API. A panic in a handler is answered 500,
-// logged and counted (drover.agent.panics).
+// Handler returns the public REST API (the --http-addr listener): the
+// Open Inference Protocol, feedback, the status and evaluation reads, and
+// GET /metrics when WithMetrics gave a handler. Each route is behind the
+// check its PublicRoutes entry names; the control routes answer 404 there,
+// saying they moved to the control listener. A panic in a handler is
+// answered 500, logged and counted (drover.agent.panics).
 func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v2/health/live", func(w http.ResponseWriter, r *http.Request) {
+	r := s.newRouter(PublicRoutes)
+	r.handle("GET /v2/health/live", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	})
-	mux.HandleFunc("GET /v2/health/ready", func(w http.ResponseWriter, r *http.Request) {
+	r.handle("GET /v2/health/ready", func(w http.ResponseWriter, r *http.Request) {
 		if s.Ready() {
 			w.WriteHeader(http.StatusOK)
 			return
 		}
 		w.WriteHeader(http.StatusServiceUnavailable)
 	})
-	mux.HandleFunc("GET /v2", func(w http.ResponseWriter, r *http.Request) {
+	r.handle("GET /v2", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.Metadata())
 	})
-	mux.HandleFunc("GET /v2/models/{model}", s.handleModelMetadata)
-	mux.HandleFunc("GET /v2/models/{model}/versions/{version}", s.handleModelMetadata)
-	mux.HandleFunc("GET /v2/models/{model}/ready", s.handleModelReady)
-	mux.HandleFunc("GET /v2/models/{model}/versions/{version}/ready", s.handleModelReady)
-	mux.HandleFunc("POST /v2/models/{model}/infer", s.handleInfer)
-	mux.HandleFunc("POST /v2/models/{model}/versions/{version}/infer", s.handleInfer)
+	r.handle("GET /v2/models/{model}", s.handleModelMetadata)
+	r.handle("GET /v2/models/{model}/versions/{version}", s.handleModelMetadata)
+	r.handle("GET /v2/models/{model}/ready", s.handleModelReady)
+	r.handle("GET /v2/models/{model}/versions/{version}/ready", s.handleModelReady)
+	r.handle("POST /v2/models/{model}/infer", s.handleInfer)
+	r.handle("POST /v2/models/{model}/versions/{version}/infer", s.handleInfer)
 	// Drover extensions.
-	mux.HandleFunc("GET /v2/models/{model}/status", s.handleStatus)
-	mux.HandleFunc("POST /v2/models/{model}/versions/{version}/pin", s.handlePin)
-	mux.HandleFunc("DELETE /v2/models/{model}/pin", s.handleUnpin)
-	mux.HandleFunc("POST /v2/models/{model}/feedback", s.handleFeedback)
-	mux.HandleFunc("GET /v2/models/{model}/versions/{version}/evaluation", s.handleEvaluation)
-	mux.HandleFunc("PUT /v2/models/{model}/canary", s.handleSplit(route.Canary))
-	mux.HandleFunc("DELETE /v2/models/{model}/canary", s.handleSplit(route.Canary))
-	mux.HandleFunc("POST /v2/models/{model}/canary/promote", s.handlePromote)
-	mux.HandleFunc("PUT /v2/models/{model}/shadow", s.handleSplit(route.Shadow))
-	mux.HandleFunc("DELETE /v2/models/{model}/shadow", s.handleSplit(route.Shadow))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, errorf(http.StatusNotFound, codes.NotFound, "no route for %s %s", r.Method, r.URL.Path))
-	})
-	return s.recoverHTTP(mux)
+	r.handle("POST /v2/models/{model}/feedback", s.handleFeedback)
+	r.handle(patternStatus, s.handleStatus)
+	r.handle(patternEval, s.handleEvaluation)
+	s.controlRoutes(r) // answered 404 (Moved): they are on the control listener
+	if s.metrics != nil {
+		r.handle("GET /metrics", s.metrics.ServeHTTP)
+	}
+	r.handle("/", s.handleNoRoute)
+	s.patternsMu.Lock()
+	s.publicPatterns = r.patterns
+	s.patternsMu.Unlock()
+	return s.recoverHTTP(r.mux)
+}
+
+// ControlHandler returns the control API (the --control-addr listener):
+// pin, canary, shadow and promote, plus the status and evaluation reads.
+// Every route needs the control token (WithControlToken); without one
+// configured every request is refused.
+func (s *Server) ControlHandler() http.Handler {
+	r := s.newRouter(ControlRoutes)
+	s.controlRoutes(r)
+	r.handle(patternStatus, s.handleStatus)
+	r.handle(patternEval, s.handleEvaluation)
+	r.handle("/", s.handleNoRoute)
+	s.patternsMu.Lock()
+	s.controlPatterns = r.patterns
+	s.patternsMu.Unlock()
+	return s.recoverHTTP(r.mux)
+}
+
+// controlRoutes registers the routes that change what serves.
+func (s *Server) controlRoutes(r *router) {
+	r.handle(patternPin, s.handlePin)
+	r.handle(patternUnpin, s.handleUnpin)
+	r.handle(patternCanary, s.handleSplit(route.Canary))
+	r.handle(patternNoCan, s.handleSplit(route.Canary))
+	r.handle(patternPromote, s.handlePromote)
+	r.handle(patternShadow, s.handleSplit(route.Shadow))
+	r.handle(patternNoShad, s.handleSplit(route.Shadow))
+}
+
+func (s *Server) handleNoRoute(w http.ResponseWriter, r *http.Request) {
+	writeError(w, errorf(http.StatusNotFound, codes.NotFound, "no route for %s %s", r.Method, r.URL.Path))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -14,6 +14,7 @@ package serve
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +35,9 @@ import (
 	"github.com/drover-ml/drover/agent/telemetry"
 	"github.com/drover-ml/drover/agent/versions"
 	"github.com/drover-ml/drover/shared/buildinfo"
+	"github.com/drover-ml/drover/shared/fieldpath"
+	"github.com/drover-ml/drover/shared/tlsconfig"
+	"github.com/drover-ml/drover/shared/tokens"
 )
 
 // Config holds the serving limits. A file is read over DefaultConfig: an
@@ -50,11 +55,33 @@ type Config struct {
 	// MaxInFlight bounds concurrent inferences; more get 503 / UNAVAILABLE
 	// at once instead of queueing. Default 1024.
 	MaxInFlight int64 `yaml:"max_in_flight"`
+	// MaxConnections bounds the open connections of each public listener
+	// (REST and gRPC); more wait to be accepted. Default 4096.
+	MaxConnections int `yaml:"max_connections"`
+	// ReadTimeout bounds the reading of a REST request, headers and body
+	// (an inference body has request_timeout instead); default 1m.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// IdleTimeout closes a REST keep-alive connection, or a gRPC
+	// connection, idle that long; default 2m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// Auth is who may infer and send feedback on the public listeners:
+	// "none" (anyone who reaches them; the default) or "token" (a client
+	// token of TokensFile, as Authorization: Bearer <token>).
+	Auth string `yaml:"auth"`
+	// TokensFile is the tokens_file (shared/tokens: a YAML list of {name,
+	// role, sha256}) read when Auth is "token"; it is read again when it
+	// changes.
+	TokensFile string `yaml:"tokens_file"`
+	// TLS is the public listeners' TLS (REST and gRPC); off by default.
+	TLS tlsconfig.Server `yaml:"tls"`
 }
 
 // DefaultConfig returns the default limits.
 func DefaultConfig() Config {
-	return Config{MaxRequestBytes: 64 << 20, MaxBatch: 8192, RequestTimeout: 30 * time.Second, MaxInFlight: 1024}
+	return Config{
+		MaxRequestBytes: 64 << 20, MaxBatch: 8192, RequestTimeout: 30 * time.Second, MaxInFlight: 1024,
+		MaxConnections: 4096, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute, Auth: AuthNone,
+	}
 }
 
 // WithDefaults returns c with its zero (or negative) fields set from
@@ -72,6 +99,18 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = d.MaxInFlight
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = d.MaxConnections
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = d.ReadTimeout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = d.IdleTimeout
+	}
+	if c.Auth == "" {
+		c.Auth = d.Auth
 	}
 	return c
 }
@@ -92,6 +131,30 @@ func (c Config) Validate() error {
 	if c.MaxInFlight < 1 {
 		errs = append(errs, fmt.Errorf("max_in_flight: must be >= 1, got %d", c.MaxInFlight))
 	}
+	if c.MaxConnections < 1 {
+		errs = append(errs, fmt.Errorf("max_connections: must be >= 1, got %d", c.MaxConnections))
+	}
+	if c.ReadTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("read_timeout: must be > 0, got %s", c.ReadTimeout))
+	}
+	if c.IdleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("idle_timeout: must be > 0, got %s", c.IdleTimeout))
+	}
+	switch c.Auth {
+	case AuthNone:
+		if c.TokensFile != "" {
+			errs = append(errs, fmt.Errorf("tokens_file: set, but auth is %s; set auth: %s or remove tokens_file", AuthNone, AuthToken))
+		}
+	case AuthToken:
+		if c.TokensFile == "" {
+			errs = append(errs, fmt.Errorf("tokens_file: required with auth: %s", AuthToken))
+		} else if _, err := tokens.ReadFile(c.TokensFile); err != nil {
+			errs = append(errs, fmt.Errorf("tokens_file: %w", err))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("auth: must be %q or %q, got %q", AuthNone, AuthToken, c.Auth))
+	}
+	errs = append(errs, fieldpath.Prefix("tls", c.TLS.Validate()))
 	return errors.Join(errs...)
 }
 
@@ -103,9 +166,15 @@ type Server struct {
 	log      *slog.Logger
 	inFlight atomic.Int64
 	// ready reports whether the agent has finished its first scan.
-	ready func() bool
-	tel   *telemetry.Telemetry // may be nil
-	mon   *monitor.Monitor     // may be nil
+	ready      func() bool
+	tel        *telemetry.Telemetry // may be nil
+	mon        *monitor.Monitor     // may be nil
+	clients    *tokens.File         // client tokens (serving.auth token); nil: none loaded
+	controlSum []byte               // sha256 of the control token; nil: control refused
+	metrics    http.Handler         // GET /metrics on the public listener; may be nil
+
+	patternsMu                      sync.Mutex
+	publicPatterns, controlPatterns []string
 	// inferHook, set by tests only, is called with the model name once a
 	// request holds its version (tests inject panics through it).
 	inferHook func(model string)
@@ -120,6 +189,46 @@ func WithTelemetry(t *telemetry.Telemetry) Option { return func(s *Server) { s.t
 // WithMonitor samples, evaluates and shadows requests, and serves the
 // feedback call.
 func WithMonitor(m *monitor.Monitor) Option { return func(s *Server) { s.mon = m } }
+
+// WithMetrics serves h as GET /metrics on the public listener (open).
+func WithMetrics(h http.Handler) Option { return func(s *Server) { s.metrics = h } }
+
+// WithClientTokens is the tokens_file that serving.auth "token" checks
+// (OpenClientTokens opens it). With auth "token" and no file, every
+// inference and feedback request is refused.
+func WithClientTokens(f *tokens.File) Option { return func(s *Server) { s.clients = f } }
+
+// WithControlToken is the token the control listener requires. Without
+// one (or with ""), every control request is refused.
+func WithControlToken(token string) Option {
+	return func(s *Server) {
+		if token == "" {
+			s.controlSum = nil
+			return
+		}
+		sum := sha256.Sum256([]byte(token))
+		s.controlSum = sum[:]
+	}
+}
+
+// OpenClientTokens opens the tokens_file of serving.auth "token" (nil, nil
+// when auth is "none"); a later reload that fails is logged once per
+// change of the file and keeps the tokens in force.
+func (c Config) OpenClientTokens(log *slog.Logger) (*tokens.File, error) {
+	if c.Auth != AuthToken {
+		return nil, nil
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	f, err := tokens.OpenFile(c.TokensFile, func(err error) {
+		log.Error("serving.tokens_file: reload failed", "path", c.TokensFile, "err", err)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("serving.tokens_file: %w", err)
+	}
+	return f, nil
+}
 
 // New builds a server. ready may be nil (always ready once models serve).
 func New(cfg Config, set *versions.Set, ready func() bool, log *slog.Logger, opts ...Option) *Server {

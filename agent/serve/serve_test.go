@@ -427,12 +427,12 @@ func TestPinAPIAndLimits(t *testing.T) {
 	a := startAgent(t, root, serve.Config{MaxInFlight: 4, MaxBatch: 8})
 	a.WaitServing(t, "lin", 2)
 
-	code, _, body := a.Do(t, "POST", "/v2/models/lin/versions/1/pin", nil, nil)
+	code, _, body := a.ControlDo(t, "POST", "/v2/models/lin/versions/1/pin", nil)
 	if code != 200 || !strings.Contains(string(body), `"pinned":1`) {
 		t.Fatalf("pin: %d %s", code, body)
 	}
 	a.WaitServing(t, "lin", 1)
-	if code, _, body := a.Do(t, "POST", "/v2/models/lin/versions/9/pin", nil, nil); code != 404 {
+	if code, _, body := a.ControlDo(t, "POST", "/v2/models/lin/versions/9/pin", nil); code != 404 {
 		t.Fatalf("pin of a missing version: %d %s", code, body)
 	}
 	code, _, body = a.Do(t, "GET", "/v2/models/lin/status", nil, nil)
@@ -440,7 +440,7 @@ func TestPinAPIAndLimits(t *testing.T) {
 	if code != 200 || json.Unmarshal(body, &st) != nil || st.Pinned != 1 || st.Versions[1].State != "serving" {
 		t.Fatalf("status: %d %s", code, body)
 	}
-	if code, _, body := a.Do(t, "DELETE", "/v2/models/lin/pin", nil, nil); code != 200 {
+	if code, _, body := a.ControlDo(t, "DELETE", "/v2/models/lin/pin", nil); code != 200 {
 		t.Fatalf("unpin: %d %s", code, body)
 	}
 	a.WaitServing(t, "lin", 2)

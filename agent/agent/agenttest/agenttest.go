@@ -12,7 +12,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,8 +51,12 @@ type Agent struct {
 	Base string
 	// GRPCAddr is the gRPC API's address.
 	GRPCAddr string
-	// HTTP is a client for Base; its idle connections close when the test
-	// ends.
+	// Control is the control API's base URL, http://127.0.0.1:port.
+	Control string
+	// DataDir is the agent's data dir (its control.token is there).
+	DataDir string
+	// HTTP is a client for Base and Control; its idle connections close
+	// when the test ends.
 	HTTP *http.Client
 }
 
@@ -77,10 +84,22 @@ func Start(t testing.TB, cfg agent.Config, log *slog.Logger) *Agent {
 		httpL.Close()
 		t.Fatal(err)
 	}
-	a := &Agent{Base: "http://" + httpL.Addr().String(), GRPCAddr: grpcL.Addr().String(), HTTP: &http.Client{Timeout: 30 * time.Second}}
+	controlL, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		httpL.Close()
+		grpcL.Close()
+		t.Fatal(err)
+	}
+	a := &Agent{
+		Base: "http://" + httpL.Addr().String(), GRPCAddr: grpcL.Addr().String(),
+		Control: "http://" + controlL.Addr().String(), DataDir: cfg.DataDir,
+		HTTP: &http.Client{Timeout: 30 * time.Second},
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- agent.Run(ctx, cfg, agent.Listeners{HTTP: httpL, GRPC: grpcL}, log) }()
+	go func() {
+		done <- agent.Run(ctx, cfg, agent.Listeners{HTTP: httpL, GRPC: grpcL, Control: controlL}, log)
+	}()
 	t.Cleanup(func() {
 		a.HTTP.CloseIdleConnections()
 		cancel()
@@ -106,7 +125,32 @@ func (a *Agent) GRPC(t testing.TB) pb.GRPCInferenceServiceClient {
 // and the body. A transport error fails the test.
 func (a *Agent) Do(t testing.TB, method, path string, body []byte, hdr map[string]string) (int, http.Header, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, a.Base+path, bytes.NewReader(body))
+	return a.do(t, a.Base, method, path, body, hdr)
+}
+
+// ControlToken returns the agent's control token (<DataDir>/control.token),
+// waiting for the agent to have written it.
+func (a *Agent) ControlToken(t testing.TB) string {
+	t.Helper()
+	var tok string
+	testenv.EventuallyNil(t, Wait, "control.token written", func() error {
+		b, err := os.ReadFile(filepath.Join(a.DataDir, agent.ControlTokenFile))
+		tok = strings.TrimSpace(string(b))
+		return err
+	})
+	return tok
+}
+
+// ControlDo sends a request to the control API with the control token and
+// returns the status, the headers and the body.
+func (a *Agent) ControlDo(t testing.TB, method, path string, body []byte) (int, http.Header, []byte) {
+	t.Helper()
+	return a.do(t, a.Control, method, path, body, map[string]string{"Authorization": "Bearer " + a.ControlToken(t)})
+}
+
+func (a *Agent) do(t testing.TB, base, method, path string, body []byte, hdr map[string]string) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, base+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

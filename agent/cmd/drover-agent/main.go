@@ -23,7 +23,9 @@ import (
 
 type flags struct {
 	modelDir, configPath, httpAddr, grpcAddr, dataDir, logLevel, debugAddr string
-	drainTimeout                                                           time.Duration
+	// controlAddr is --control-addr when given; "" takes control.addr.
+	controlAddr  string
+	drainTimeout time.Duration
 }
 
 func main() { os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -36,7 +38,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.configPath, "config", "", "YAML config file (runtime, serving limits, version policies); SIGHUP reloads the policies")
 	fs.StringVar(&f.httpAddr, "http-addr", ":8080", "Open Inference Protocol REST listen address")
 	fs.StringVar(&f.grpcAddr, "grpc-addr", ":8081", "Open Inference Protocol gRPC listen address")
-	fs.StringVar(&f.dataDir, "data-dir", "var/agent", "agent state directory (version pins)")
+	controlAddr := fs.String("control-addr", config.DefaultControlAddr, "control API listen address (pin, canary, shadow; needs the token in <data-dir>/control.token); when not given, the config file's control.addr")
+	fs.StringVar(&f.dataDir, "data-dir", "var/agent", "agent state directory (version pins, control.token)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "if set, serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long shutdown waits for in-flight requests")
@@ -51,6 +54,11 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
+	fs.Visit(func(fl *flag.Flag) {
+		if fl.Name == "control-addr" {
+			f.controlAddr = *controlAddr
+		}
+	})
 	if *version {
 		fmt.Fprintln(stdout, buildinfo.String("drover-agent"))
 		return 0
@@ -80,6 +88,9 @@ func runAgent(f flags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if f.controlAddr == "" {
+		f.controlAddr = file.Control.Addr
+	}
 	ls, err := listen(f)
 	if err != nil {
 		return err
@@ -99,7 +110,7 @@ func runAgent(f flags, log *slog.Logger) error {
 func listen(f flags) (ls agent.Listeners, err error) {
 	defer func() {
 		if err != nil {
-			for _, ln := range []net.Listener{ls.HTTP, ls.GRPC} {
+			for _, ln := range []net.Listener{ls.HTTP, ls.GRPC, ls.Control, ls.Debug} {
 				if ln != nil {
 					ln.Close()
 				}
@@ -111,6 +122,9 @@ func listen(f flags) (ls agent.Listeners, err error) {
 	}
 	if ls.GRPC, err = net.Listen("tcp", f.grpcAddr); err != nil {
 		return ls, fmt.Errorf("listen --grpc-addr: %w", err)
+	}
+	if ls.Control, err = net.Listen("tcp", f.controlAddr); err != nil {
+		return ls, fmt.Errorf("listen --control-addr (control.addr): %w", err)
 	}
 	if f.debugAddr != "" {
 		if ls.Debug, err = net.Listen("tcp", f.debugAddr); err != nil {
