@@ -27,6 +27,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/drover-ml/drover/shared/tlsconfig"
@@ -117,13 +118,24 @@ func NewClient(cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("TLS CA %s: no PEM certificate in it", cfg.CAFile)
 		}
 	}
-	if cfg.CAFile != "" || cfg.CertFile != "" || cfg.KeyFile != "" {
-		tc, err := tlsconfig.Client{CAFile: cfg.CAFile, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile}.Config(nil)
-		if err != nil {
-			return nil, fmt.Errorf("TLS client certificate: %w", err)
-		}
-		tr.TLSClientConfig = tc
+	tc, err := tlsconfig.Client{CAFile: cfg.CAFile, CertFile: cfg.CertFile, KeyFile: cfg.KeyFile}.Config(nil)
+	if err != nil {
+		return nil, fmt.Errorf("TLS client certificate: %w", err)
 	}
+	var rt http.RoundTripper = tr
+	if cfg.CertFile == "" {
+		// A collector that asks for a client certificate gets none; if it
+		// then refuses the connection, the error says why (with TLS 1.3 the
+		// refusal reaches the client after its handshake, often only as
+		// "connection could not be established").
+		asked := new(atomic.Bool)
+		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			asked.Store(true)
+			return &tls.Certificate{}, nil
+		}
+		rt = certRoundTripper{rt: tr, asked: asked}
+	}
+	tr.TLSClientConfig = tc
 	timeout := cfg.Timeout
 	if timeout == 0 {
 		timeout = DefaultTimeout
@@ -131,8 +143,38 @@ func NewClient(cfg Config) (*Client, error) {
 	// Model files: large socket buffers, fewer system calls.
 	str := tr.Clone()
 	str.WriteBufferSize, str.ReadBufferSize = 256<<10, 256<<10
-	return &Client{urls: urls, token: cfg.Token, http: &http.Client{Transport: tr, Timeout: timeout},
-		stream: &http.Client{Transport: str}}, nil
+	srt := http.RoundTripper(str)
+	if c, ok := rt.(certRoundTripper); ok {
+		srt = certRoundTripper{rt: str, asked: c.asked}
+	}
+	return &Client{urls: urls, token: cfg.Token, http: &http.Client{Transport: rt, Timeout: timeout},
+		stream: &http.Client{Transport: srt}}, nil
+}
+
+// ErrNoClientCertificate is wrapped by the error of a request that failed
+// after a collector asked for a client certificate and the client had none
+// (Config.CertFile): most likely the collector requires one.
+var ErrNoClientCertificate = errors.New("the collector asked for a client certificate and none was given")
+
+// certRoundTripper wraps the errors of rt with ErrNoClientCertificate once
+// a server has asked for a client certificate.
+type certRoundTripper struct {
+	rt    *http.Transport
+	asked *atomic.Bool
+}
+
+// CloseIdleConnections lets Client.Close reach the transport.
+func (t certRoundTripper) CloseIdleConnections() { t.rt.CloseIdleConnections() }
+
+func (t certRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.rt.RoundTrip(r)
+	if err != nil && t.asked.Load() && r.Context().Err() == nil {
+		var op *net.OpError
+		if !errors.As(err, &op) || op.Op != "dial" {
+			err = fmt.Errorf("%w: %w", ErrNoClientCertificate, err)
+		}
+	}
+	return resp, err
 }
 
 // URLs returns the collector URLs in the order they are tried.

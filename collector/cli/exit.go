@@ -111,6 +111,8 @@ func tlsHint(err error) string {
 		he x509.HostnameError
 	)
 	switch {
+	case errors.Is(err, adminclient.ErrNoClientCertificate):
+		return "the collector requires a client certificate signed by its admin.tls.client_ca_file; give one with --tls-cert and --tls-key"
 	case errors.As(err, &he):
 		return "the collector's certificate does not name the host of --collector; use a name or address it lists"
 	case errors.As(err, &ua), errors.As(err, &cv):

@@ -21,6 +21,9 @@ import (
 
 	"go.uber.org/goleak"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/drover-ml/drover/shared/tlsconfig"
+	"github.com/drover-ml/drover/shared/tlsconfig/tlstest"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -431,6 +434,42 @@ func TestTLSCA(t *testing.T) {
 	code, _, stderr = run(t, nil, "--collector", srv.URL, "--tls-ca", filepath.Join(t.TempDir(), "nope.pem"), "models")
 	if code != 1 || !strings.Contains(stderr, "read TLS CA") {
 		t.Errorf("missing CA file: exit %d\n%s", code, stderr)
+	}
+}
+
+// TestTLSClientCertificate: --tls-cert and --tls-key (or their
+// environment variables) present a client certificate to a collector that
+// requires one; without it the handshake is refused and droverctl says
+// what to give; one of the two flags alone is a usage error.
+func TestTLSClientCertificate(t *testing.T) {
+	ca := tlstest.NewCA(t, "drover")
+	cert, key := ca.Issue(t, "collector", tlstest.Localhost...)
+	clientCert, clientKey := ca.Issue(t, "ops", "ops")
+	tc, err := tlsconfig.Server{CertFile: cert, KeyFile: key, ClientCAFile: ca.File, ClientAuth: tlsconfig.ClientAuthRequire}.Config(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(newFakeAPI(t))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
+	srv.TLS = tc
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+
+	code, out, stderr := run(t, nil, "--collector", srv.URL, "--tls-ca", ca.File, "--tls-cert", clientCert, "--tls-key", clientKey, "models")
+	if code != 0 || !strings.Contains(out, "iris") {
+		t.Fatalf("with --tls-cert: exit %d\n%s\n%s", code, out, stderr)
+	}
+	env := map[string]string{"DROVER_TLS_CA": ca.File, "DROVER_TLS_CERT": clientCert, "DROVER_TLS_KEY": clientKey}
+	if code, out, stderr := run(t, env, "--collector", srv.URL, "models"); code != 0 || !strings.Contains(out, "iris") {
+		t.Fatalf("with $DROVER_TLS_*: exit %d\n%s\n%s", code, out, stderr)
+	}
+	code, _, stderr = run(t, nil, "--collector", srv.URL, "--tls-ca", ca.File, "models")
+	if code != 1 || !strings.Contains(stderr, srv.URL) || !strings.Contains(stderr, "--tls-cert") {
+		t.Errorf("without a client certificate: exit %d, want 1 naming the URL and --tls-cert\n%s", code, stderr)
+	}
+	code, _, stderr = run(t, nil, "--collector", srv.URL, "--tls-ca", ca.File, "--tls-cert", clientCert, "models")
+	if code != 2 || !strings.Contains(stderr, "--tls-key") {
+		t.Errorf("--tls-cert alone: exit %d, want 2\n%s", code, stderr)
 	}
 }
 
