@@ -200,7 +200,10 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	srv := &http.Server{Handler: recovery.HTTP(s.mux, s.onPanic, func(w http.ResponseWriter) {
 		WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": "internal error"})
-	}), ReadHeaderTimeout: s.readHeader, ReadTimeout: s.read, IdleTimeout: s.idle}
+	}), ReadHeaderTimeout: s.readHeader, ReadTimeout: s.read, IdleTimeout: s.idle,
+		// Refused handshakes (no or a bad client certificate) would
+		// otherwise go to the standard logger, one line each.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	s.log.Info("admin API listening", "addr", l.Addr().String(), "tls", s.tls != nil, "max_connections", s.maxConns)
 	if s.maxConns > 0 {
 		l = netutil.LimitListener(l, s.maxConns)

@@ -196,7 +196,10 @@ func (r *Receiver) Serve(ctx context.Context, gl, hl net.Listener) error {
 		h = r.cfg.HTTPWrap(h)
 	}
 	hs := &http.Server{Handler: recovery.HTTP(h, onPanic, nil), ReadHeaderTimeout: r.cfg.ReadHeaderTimeout,
-		ReadTimeout: r.cfg.ReadTimeout, IdleTimeout: r.cfg.IdleTimeout}
+		ReadTimeout: r.cfg.ReadTimeout, IdleTimeout: r.cfg.IdleTimeout,
+		// Refused handshakes (no or a bad client certificate) would
+		// otherwise go to the standard logger, one line each.
+		ErrorLog: slog.NewLogLogger(r.log.Handler(), slog.LevelDebug)}
 
 	r.log.Info("OTLP receivers listening", "grpc", gl.Addr().String(), "http", hl.Addr().String(), "tls", r.cfg.TLS != nil,
 		"max_connections", r.cfg.MaxConnections)
