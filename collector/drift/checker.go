@@ -101,6 +101,30 @@ func NewChecker(conn driver.Conn, database, node string, clock func() time.Time)
 	}
 }
 
+// Forget drops what the Checker caches of model version (its start, whether
+// its windows hold cumulative points); the next check reads them again.
+// The Scheduler calls it for versions that stopped serving (Forgetter).
+func (c *Checker) Forget(model, version string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.starts, [2]string{model, version})
+	delete(c.cumulative, [2]string{model, version})
+}
+
+// cached is the number of versions the Checker caches something of.
+func (c *Checker) cached() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	keys := map[[2]string]bool{}
+	for k := range c.starts {
+		keys[k] = true
+	}
+	for k := range c.cumulative {
+		keys[k] = true
+	}
+	return len(keys)
+}
+
 // Check compares the current window [now−Window, now) of a model version
 // with its reference under policy p, computes the signals, and records
 // every result in drift_results (one insert, deduplicated by the check's

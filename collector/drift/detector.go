@@ -28,30 +28,58 @@ type versionState struct {
 	checks []observation // the last ConfirmN, oldest first
 	last   *Incident     // the last incident opened
 	opened time.Time     // when last was opened
+	window time.Duration // the policy's, when last was opened
+	cool   time.Duration // the policy's cooldown, when last was opened
+}
+
+// open reports whether the version's last incident is still open at now:
+// for its cooldown, and at least one window, after it opened.
+func (s *versionState) open(now time.Time) bool {
+	return s.last != nil && now.Before(s.opened.Add(max(s.cool, s.window)))
 }
 
 // Detector turns check results into incidents with hysteresis: an incident
 // opens when ConfirmM of the last ConfirmN checks of a model version
 // drifted, and no other opens for that version during Cooldown after it.
 // Checks at or before the last incident's opening never count for the
-// next. It is safe for concurrent use.
+// next. At most MaxOpenPerModel incidents of one model are open at once
+// (see Limits.MaxOpenIncidentsPerModel). It is safe for concurrent use.
 type Detector struct {
 	policy func(model string) Policy
 
-	mu    sync.Mutex
-	state map[[2]string]*versionState
+	mu      sync.Mutex
+	state   map[[2]string]*versionState
+	maxOpen int
 }
 
 // NewDetector returns a Detector that reads each model's policy from
-// policy (for example (*Config).For).
+// policy (for example (*Config).For), with DefaultLimits'
+// MaxOpenIncidentsPerModel (a Scheduler sets its own limits').
 func NewDetector(policy func(model string) Policy) *Detector {
-	return &Detector{policy: policy, state: map[[2]string]*versionState{}}
+	return &Detector{policy: policy, state: map[[2]string]*versionState{}, maxOpen: DefaultLimits().MaxOpenIncidentsPerModel}
+}
+
+// SetMaxOpenPerModel sets how many incidents of one model may be open at
+// once (n < 1: no limit).
+func (d *Detector) SetMaxOpenPerModel(n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.maxOpen = n
 }
 
 // Observe adds the check r of model version (r.Time, else now, is the
 // check's time) and returns the incident it opens, or nil. A check without
 // a verdict counts as not drifted: missing data never opens an incident.
+// A confirmation while the model has MaxOpenPerModel incidents open opens
+// nothing (the scheduler logs and counts it, see observe).
 func (d *Detector) Observe(model, version string, r Result, now time.Time) *Incident {
+	inc, _ := d.observe(model, version, r, now)
+	return inc
+}
+
+// observe is Observe that also returns the incident that was confirmed
+// but suppressed by the limit on open incidents (then inc is nil).
+func (d *Detector) observe(model, version string, r Result, now time.Time) (inc, suppressed *Incident) {
 	p := d.policy(model)
 	at := r.Time
 	if at.IsZero() {
@@ -62,7 +90,7 @@ func (d *Detector) Observe(model, version string, r Result, now time.Time) *Inci
 	s := d.get(model, version)
 	s.add(observation{at: at.UTC().Truncate(time.Millisecond), drifted: r.Drifted, reasons: r.Reasons}, p.ConfirmN)
 	if s.last != nil && now.Before(s.opened.Add(p.Cooldown)) {
-		return nil
+		return nil, nil
 	}
 	var run []observation
 	for _, o := range s.checks {
@@ -74,9 +102,9 @@ func (d *Detector) Observe(model, version string, r Result, now time.Time) *Inci
 		}
 	}
 	if len(run) < p.ConfirmM {
-		return nil
+		return nil, nil
 	}
-	inc := &Incident{Model: model, Version: version, Start: run[0].at}
+	inc = &Incident{Model: model, Version: version, Start: run[0].at}
 	seen := map[string]bool{}
 	for _, o := range run {
 		for _, reason := range o.reasons {
@@ -86,8 +114,29 @@ func (d *Detector) Observe(model, version string, r Result, now time.Time) *Inci
 			}
 		}
 	}
-	s.last, s.opened = inc, now.UTC().Truncate(time.Millisecond)
-	return inc
+	if d.maxOpen > 0 && d.openLocked(model, now) >= d.maxOpen {
+		return nil, inc
+	}
+	s.last, s.opened, s.window, s.cool = inc, now.UTC().Truncate(time.Millisecond), p.Window, p.Cooldown
+	return inc, nil
+}
+
+// openLocked counts the open incidents of model's versions at now.
+func (d *Detector) openLocked(model string, now time.Time) int {
+	n := 0
+	for k, s := range d.state {
+		if k[0] == model && s.open(now) {
+			n++
+		}
+	}
+	return n
+}
+
+// Len is the number of versions the Detector holds state for.
+func (d *Detector) Len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.state)
 }
 
 func (s *versionState) add(o observation, n int) {
@@ -173,7 +222,7 @@ func (d *Detector) Restore(ctx context.Context, h HistoryReader, model, version 
 	if err != nil {
 		return err
 	}
-	s := &versionState{last: hist.Last, opened: hist.Opened}
+	s := &versionState{last: hist.Last, opened: hist.Opened, window: p.Window, cool: p.Cooldown}
 	for _, c := range hist.Checks {
 		s.checks = append(s.checks, observation{at: c.Time, drifted: c.Drifted, reasons: c.Reasons})
 	}

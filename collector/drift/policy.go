@@ -190,11 +190,62 @@ type Config struct {
 	Default Policy `yaml:"default"`
 	// Models holds the policies of the models that have one.
 	Models map[string]Policy `yaml:"policies"`
+	// Limits bound what one collector tracks and opens, whatever the
+	// senders invent.
+	Limits `yaml:",inline"`
 }
 
-// DefaultConfig returns the default policy for every model.
+// Limits bound the drift state of one collector and the incidents it
+// opens, so that senders inventing models and versions, or drifting many
+// versions of one model, cannot make it grow without bound or open
+// incidents (and re-optimization jobs) without bound. Every field must be
+// positive.
+type Limits struct {
+	// MaxModels is how many models this node checks; the models it already
+	// tracks keep their place, new ones get the free places in the order
+	// the listing gives them. Default 1000.
+	MaxModels int `yaml:"max_models"`
+	// MaxVersionsPerModel is how many serving versions of one model are
+	// checked: the ones with the most requests in the window. Default 4.
+	MaxVersionsPerModel int `yaml:"max_versions_per_model"`
+	// MaxOpenIncidentsPerModel is how many incidents of one model (all
+	// versions) may be open at once; an incident is open for its cooldown
+	// (at least one window) after it opened. A confirmation beyond it is
+	// suppressed: logged, counted, not opened (and no job scheduled); it
+	// opens once a place is free if it still holds. Default 2.
+	MaxOpenIncidentsPerModel int `yaml:"max_open_incidents_per_model"`
+	// ForgetAfter is how long a model version that stopped serving keeps
+	// its state in this node (scheduler, checker caches); then it is
+	// dropped, and restored from drift_results if it comes back. Default
+	// 24h.
+	ForgetAfter time.Duration `yaml:"forget_after"`
+}
+
+// DefaultLimits returns the built-in limits.
+func DefaultLimits() Limits {
+	return Limits{MaxModels: 1000, MaxVersionsPerModel: 4, MaxOpenIncidentsPerModel: 2, ForgetAfter: 24 * time.Hour}
+}
+
+// Validate reports every invalid limit, joined, each with its yaml name.
+func (l Limits) Validate() error {
+	var errs []error
+	for name, v := range map[string]int{"max_models": l.MaxModels, "max_versions_per_model": l.MaxVersionsPerModel,
+		"max_open_incidents_per_model": l.MaxOpenIncidentsPerModel} {
+		if v < 1 {
+			errs = append(errs, fmt.Errorf("%s: must be >= 1, got %d", name, v))
+		}
+	}
+	if l.ForgetAfter <= 0 {
+		errs = append(errs, fmt.Errorf("forget_after: must be > 0, got %s", l.ForgetAfter))
+	}
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	return errors.Join(errs...)
+}
+
+// DefaultConfig returns the default policy for every model and the
+// default limits.
 func DefaultConfig() Config {
-	return Config{Default: DefaultPolicy()}
+	return Config{Default: DefaultPolicy(), Limits: DefaultLimits()}
 }
 
 // UnmarshalYAML decodes default over c.Default and each model's policy
@@ -206,14 +257,18 @@ func (c *Config) UnmarshalYAML(unmarshal func(any) error) error {
 	var check struct {
 		Default  Policy            `yaml:"default"`
 		Policies map[string]Policy `yaml:"policies"`
+		Limits   `yaml:",inline"`
 	}
+	check.Limits = c.Limits
 	if err := unmarshal(&check); err != nil {
 		return err
 	}
+	c.Limits = check.Limits
 	// Layering pass: which keys each section sets.
 	var raw struct {
 		Default  yaml.Node            `yaml:"default"`
 		Policies map[string]yaml.Node `yaml:"policies"`
+		Limits   `yaml:",inline"` // decoded by the strict pass
 	}
 	if err := unmarshal(&raw); err != nil {
 		return err
@@ -255,9 +310,9 @@ func (c *Config) For(model string) Policy {
 }
 
 // Validate reports every invalid field, joined, with paths such as
-// "default.window" and "policies.iris.psi_threshold".
+// "default.window", "policies.iris.psi_threshold" and "max_models".
 func (c *Config) Validate() error {
-	errs := []error{c.Default.Validate("default")}
+	errs := []error{c.Default.Validate("default"), c.Limits.Validate()}
 	for _, m := range slices.Sorted(maps.Keys(c.Models)) {
 		if strings.TrimSpace(m) == "" {
 			errs = append(errs, errors.New("policies: empty model name"))

@@ -27,8 +27,11 @@ func TestConfigOverridesDefaults(t *testing.T) {
 	if iris.MetricDegradation["f1"] != 0.03 || iris.MetricDegradation["mse"] != 0.1 || iris.MetricDegradation["accuracy"] != 0.05 {
 		t.Errorf("iris metric_degradation = %v, want merged f1 0.03, mse 0.1, accuracy 0.05", iris.MetricDegradation)
 	}
-	if f := c.For("fraud"); f.Reference != ReferenceManifest || f.MinSamples != 500 || f.PSIThreshold != 0.2 {
+	if f := c.For("fraud"); f.Reference != ReferenceManifest || f.MinSamples != 500 || f.MinLabels != 20 || f.MinRequests != 1000 || f.PSIThreshold != 0.2 {
 		t.Errorf("fraud = %+v", f)
+	}
+	if want := (Limits{MaxModels: 1000, MaxVersionsPerModel: 4, MaxOpenIncidentsPerModel: 1, ForgetAfter: 2 * time.Hour}); c.Limits != want {
+		t.Errorf("limits = %+v, want %+v", c.Limits, want)
 	}
 	if o := c.For("other"); o.Window != 30*time.Minute || o.Reference != ReferenceFirstWindow || o.MinSamples != 1000 ||
 		o.ConfirmM != 3 || o.ConfirmN != 5 || o.Cooldown != 6*time.Hour || o.ErrorRate != 0.05 || o.P99Ratio != 2 || o.DatasetShare != 0.5 {

@@ -35,12 +35,12 @@ func (c *Checker) RecentModels(ctx context.Context, window time.Duration, now ti
 }
 
 // ServingVersions returns the versions of model that answered requests in
-// [now−window, now), sorted.
+// [now−window, now), the most requests first (then by version).
 func (c *Checker) ServingVersions(ctx context.Context, model string, window time.Duration, now time.Time) ([]string, error) {
 	w := Window{now.Add(-window), now}
 	src, args := unionAll([]string{c.counterIncrease("cur", w, false), c.counterDelta("cur", w, false)}, model, semconv.MetricRequests)
 	q := fmt.Sprintf(`SELECT model_version FROM (%s)
-GROUP BY model_version HAVING sum(inc) > 0 ORDER BY model_version`, src)
+GROUP BY model_version HAVING sum(inc) > 0 ORDER BY sum(inc) DESC, model_version`, src)
 	rows, err := c.conn.Query(ctx, q, args...)
 	if err != nil {
 		return nil, wrap("serving versions of "+model, err)
