@@ -268,7 +268,7 @@ func (c *Config) UnmarshalYAML(unmarshal func(any) error) error {
 	var raw struct {
 		Default  yaml.Node            `yaml:"default"`
 		Policies map[string]yaml.Node `yaml:"policies"`
-		Limits   `yaml:",inline"` // decoded by the strict pass
+		Limits   `yaml:",inline"`     // decoded by the strict pass
 	}
 	if err := unmarshal(&raw); err != nil {
 		return err
