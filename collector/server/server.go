@@ -32,6 +32,7 @@ import (
 	"github.com/drover-ml/drover/collector/views"
 	"github.com/drover-ml/drover/shared/lifecycle"
 	"github.com/drover-ml/drover/shared/recovery"
+	"github.com/drover-ml/drover/shared/redact"
 	"github.com/drover-ml/drover/shared/tlsconfig"
 )
 
@@ -214,6 +215,9 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		return backend.Close(cctx)
 	}
 	closers = append(closers, func() { closeBackend() })
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "drover_collector_engine_restarts_total",
+		Help: "Restarts of the embedded ClickHouse engine by its watchdog (a child that stopped answering or exited); 0 with a ClickHouse server."},
+		func() float64 { return float64(backend.EngineRestarts()) }))
 	st := store.New(backend.Conn, cfg.ClickHouse.Database, backend.Options)
 	closers = append(closers, st.Close)
 	var dsnDatabases []string
@@ -531,7 +535,7 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	if h.group != nil {
 		h.group(g)
 	}
-	serving := []any{"clickhouse", backend.DSN, "database", cfg.ClickHouse.Database}
+	serving := []any{"clickhouse", redact.URL(backend.DSN), "database", cfg.ClickHouse.Database}
 	if rc == nil { // a cluster node's logger already names it
 		serving = append(serving, "node", cfg.Cluster.NodeName)
 	}

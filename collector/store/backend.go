@@ -11,6 +11,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/drover-ml/drover/shared/chembed"
+	"github.com/drover-ml/drover/shared/redact"
 )
 
 // Embedded is the --clickhouse value that runs the embedded engine.
@@ -41,7 +42,11 @@ func Open(ctx context.Context, spec, dataDir string, log *slog.Logger) (*Backend
 	b := &Backend{log: log}
 	switch {
 	case spec == "" || spec == Embedded:
-		e, err := chembed.Start(ctx, chembed.Config{DataDir: filepath.Join(dataDir, "clickhouse"), Logger: log})
+		// The watchdog restarts an engine that stops answering (a native
+		// login that fails has aborted it); connections are dialled anew on
+		// the same address and the writer's spool retries meanwhile.
+		e, err := chembed.Start(ctx, chembed.Config{DataDir: filepath.Join(dataDir, "clickhouse"), Logger: log,
+			Watchdog: chembed.DefaultWatchdog()})
 		if err != nil {
 			return nil, fmt.Errorf("start embedded clickhouse: %w", err)
 		}
@@ -54,7 +59,7 @@ func Open(ctx context.Context, spec, dataDir string, log *slog.Logger) (*Backend
 	opts, err := clickhouse.ParseDSN(b.DSN)
 	if err != nil {
 		b.Close(ctx)
-		return nil, fmt.Errorf("parse clickhouse DSN: %w", err)
+		return nil, fmt.Errorf("parse clickhouse DSN %s: %w", redact.URL(b.DSN), err)
 	}
 	b.DSNDatabase, opts.Auth.Database = opts.Auth.Database, ""
 	conn, err := clickhouse.Open(opts)
@@ -66,7 +71,17 @@ func Open(ctx context.Context, spec, dataDir string, log *slog.Logger) (*Backend
 	return b, nil
 }
 
-// Exited is closed if the embedded engine dies; nil for a server.
+// EngineRestarts returns how many times the embedded engine's watchdog has
+// restarted it (0 for a server).
+func (b *Backend) EngineRestarts() uint64 {
+	if b.engine == nil {
+		return 0
+	}
+	return b.engine.Restarts()
+}
+
+// Exited is closed if the embedded engine is over for good (its watchdog
+// restarts a child that dies); nil for a server.
 func (b *Backend) Exited() <-chan struct{} {
 	if b.engine == nil {
 		return nil

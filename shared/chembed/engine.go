@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -65,20 +67,46 @@ type Config struct {
 	StartTimeout time.Duration
 	// Logger receives the engine's stderr lines; default slog.Default().
 	Logger *slog.Logger
+	// Watchdog, when its Interval is set, pings the engine and restarts a
+	// child that stops answering or exits (see Watchdog).
+	Watchdog Watchdog
 }
 
-// Engine is a running ClickHouse child process. Its methods are safe for
-// concurrent use; Stop is idempotent.
+// Engine is a running ClickHouse child process (a new one after each
+// watchdog restart, on the same data directory and ports). Its methods are
+// safe for concurrent use; Stop is idempotent.
 type Engine struct {
 	cfg      Config
 	mode     Mode
-	cmd      *exec.Cmd
-	stdin    io.WriteCloser
+	password string
 	stderr   *tailBuffer
-	exited   chan struct{}
-	waitErr  error
+
+	mu       sync.Mutex
+	cur      *child
+	stopping bool
+	restarts uint64
+
+	// done is closed when the engine is over for good: after Stop, or when
+	// the child exits and no watchdog restarts it.
+	done     chan struct{}
+	doneOnce sync.Once
+	doneErr  error // the last child's exit, when it ended unasked
+
+	watchStop chan struct{}
+	watchDone chan struct{}
+	kick      chan struct{}
+
 	stopOnce sync.Once
 	stopErr  error
+}
+
+// child is one engine process.
+type child struct {
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	exited  chan struct{}
+	waitErr error
+	termed  atomic.Bool // Stop or the watchdog sent SIGTERM/SIGKILL
 }
 
 // Start launches the engine and returns once it answers queries, or an error
@@ -132,6 +160,11 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("chembed: unknown mode %q (want chdb or server)", mode)
 	}
 
+	password, err := loadPassword(cfg.DataDir, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+
 	fixedPorts := cfg.TCPPort != 0 || cfg.HTTPPort != 0
 	for attempt := 1; ; attempt++ {
 		c := cfg
@@ -145,8 +178,10 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 				return nil, err
 			}
 		}
-		e, err := start(ctx, c, mode)
+		e := newEngine(c, mode, password)
+		err := e.startChild(ctx)
 		if err == nil {
+			e.startWatchdog()
 			return e, nil
 		}
 		if fixedPorts || attempt == 3 || !strings.Contains(err.Error(), "Address already in use") {
@@ -155,21 +190,38 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 }
 
-func start(ctx context.Context, cfg Config, mode Mode) (*Engine, error) {
-	e := &Engine{cfg: cfg, mode: mode, stderr: newTailBuffer(64<<10, cfg.Logger), exited: make(chan struct{})}
+func newEngine(cfg Config, mode Mode, password string) *Engine {
+	return &Engine{
+		cfg: cfg, mode: mode, password: password,
+		stderr: newTailBuffer(64<<10, cfg.Logger),
+		done:   make(chan struct{}),
+		kick:   make(chan struct{}, 1),
+	}
+}
+
+// startChild starts a child process and waits until it answers.
+func (e *Engine) startChild(ctx context.Context) error {
+	cfg := e.cfg
+	if err := writeUsersConfig(cfg, e.mode, e.password); err != nil {
+		return err
+	}
 	var cmd *exec.Cmd
-	switch mode {
+	switch e.mode {
 	case ModeCHDB:
 		self, err := os.Executable()
 		if err != nil {
-			return nil, fmt.Errorf("chembed: find own executable to re-exec: %w", err)
+			return fmt.Errorf("chembed: find own executable to re-exec: %w", err)
 		}
-		cmd = exec.Command(self, chdbArgs(cfg)...)
+		conf, err := writeLocalConfig(cfg)
+		if err != nil {
+			return err
+		}
+		cmd = exec.Command(self, chdbArgs(cfg, conf)...)
 		cmd.Env = append(os.Environ(), envChild+"="+cfg.Library)
 	case ModeServer:
 		conf, err := writeServerConfig(cfg)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		cmd = exec.Command(cfg.Binary, "server", "--config-file="+conf)
 	}
@@ -179,9 +231,9 @@ func start(ctx context.Context, cfg Config, mode Mode) (*Engine, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return nil, fmt.Errorf("chembed: stdin pipe: %w", err)
+		return fmt.Errorf("chembed: stdin pipe: %w", err)
 	}
-	e.cmd, e.stdin = cmd, stdin
+	c := &child{cmd: cmd, stdin: stdin, exited: make(chan struct{})}
 
 	// PR_SET_PDEATHSIG fires when the thread that forked the child exits, not
 	// the process. Fork from a goroutine locked to its thread, and keep that
@@ -192,65 +244,123 @@ func start(ctx context.Context, cfg Config, mode Mode) (*Engine, error) {
 		defer runtime.UnlockOSThread()
 		if err := cmd.Start(); err != nil {
 			started <- err
-			close(e.exited)
+			close(c.exited)
 			return
 		}
 		started <- nil
-		e.waitErr = cmd.Wait()
-		close(e.exited)
+		c.waitErr = cmd.Wait()
+		close(c.exited)
+		e.childExited(c)
 	}()
 	if err := <-started; err != nil {
-		return nil, fmt.Errorf("chembed: start engine: %w", err)
+		return fmt.Errorf("chembed: start engine: %w", err)
 	}
-	cfg.Logger.Debug("clickhouse engine starting", "mode", mode, "pid", cmd.Process.Pid, "tcp_port", cfg.TCPPort, "data_dir", cfg.DataDir)
+	e.mu.Lock()
+	e.cur = c
+	e.mu.Unlock()
+	cfg.Logger.Debug("clickhouse engine starting", "mode", e.mode, "pid", cmd.Process.Pid, "tcp_port", cfg.TCPPort, "data_dir", cfg.DataDir)
 
-	if err := e.waitReady(ctx); err != nil {
-		_ = e.kill()
-		return nil, err
+	if err := e.waitReady(ctx, c); err != nil {
+		c.kill()
+		return err
 	}
-	cfg.Logger.Info("clickhouse engine ready", "mode", mode, "pid", cmd.Process.Pid, "addr", e.Addr(), "data_dir", cfg.DataDir)
-	return e, nil
+	cfg.Logger.Info("clickhouse engine ready", "mode", e.mode, "pid", cmd.Process.Pid, "addr", e.Addr(), "user", User, "data_dir", cfg.DataDir)
+	return nil
+}
+
+// childExited runs when a child process has ended: without a watchdog (or
+// while stopping) the engine is over; with one, the watchdog is told.
+func (e *Engine) childExited(c *child) {
+	e.mu.Lock()
+	current := e.cur == c
+	final := e.stopping || e.watchStop == nil
+	e.mu.Unlock()
+	if !current {
+		return
+	}
+	if final {
+		e.finish(c)
+		return
+	}
+	if c.termed.Load() { // the watchdog killed it and is starting the next
+		return
+	}
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// finish marks the engine over, with the last child's exit.
+func (e *Engine) finish(c *child) {
+	e.doneOnce.Do(func() {
+		if c != nil && c.waitErr != nil && !c.termed.Load() {
+			e.doneErr = fmt.Errorf("chembed: engine exited: %w: %s", c.waitErr, e.stderr.String())
+		}
+		close(e.done)
+	})
 }
 
 // chdbArgs are the clickhouse-local arguments: listen on loopback, then block
-// on reading stdin until the parent closes it.
-func chdbArgs(cfg Config) []string {
+// until the process is signalled.
+func chdbArgs(cfg Config, conf string) []string {
 	return []string{
+		"--config-file", conf,
 		"--path", cfg.DataDir + string(os.PathSeparator),
 		"--listen_host", cfg.ListenHost,
 		"--tcp_port", strconv.Itoa(cfg.TCPPort),
 		"--http_port", strconv.Itoa(cfg.HTTPPort),
 		"--log-level", "error",
-		"--query", "SYSTEM START LISTEN TCP; SYSTEM START LISTEN HTTP; " +
-			"SELECT count() FROM file('/dev/stdin', 'LineAsString') FORMAT Null",
+		"--query", "SYSTEM START LISTEN TCP; SYSTEM START LISTEN HTTP; " + keepAlive,
 	}
 }
 
-func (e *Engine) waitReady(ctx context.Context) error {
+// keepAlive is the chdb child's last query: it runs until the process is
+// signalled. It needs no privilege beyond reading system.numbers, which is
+// what lets the local session's passwordless user hold almost none (see
+// usersConfig). Reading the child's stdin to its end would need READ ON FILE,
+// and with it any loopback client could read any file the process can.
+const keepAlive = "SELECT sleepEachRow(1) FROM system.numbers SETTINGS max_block_size = 1 FORMAT Null"
+
+func (e *Engine) waitReady(ctx context.Context, c *child) error {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.StartTimeout)
 	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	url := "http://" + e.HTTPAddr() + "/?query=SELECT%201"
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
-		case <-e.exited:
-			return fmt.Errorf("chembed: engine exited during start (%v): %s", e.waitErr, e.stderr.String())
+		case <-c.exited:
+			return fmt.Errorf("chembed: engine exited during start (%v): %s", c.waitErr, e.stderr.String())
 		case <-ctx.Done():
 			return fmt.Errorf("chembed: engine did not answer on %s within %s: %w; stderr: %s", e.HTTPAddr(), e.cfg.StartTimeout, ctx.Err(), e.stderr.String())
 		case <-tick.C:
 		}
-		resp, err := client.Get(url)
-		if err != nil {
-			continue
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK && strings.TrimSpace(string(body)) == "1" {
+		if e.pingHTTP(ctx, 2*time.Second) == nil {
 			return nil
 		}
 	}
+}
+
+// pingHTTP runs SELECT 1 over the HTTP interface as User.
+func (e *Engine) pingHTTP(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+e.HTTPAddr()+"/?query=SELECT%201", nil)
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth(User, e.password)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "1" {
+		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	return nil
 }
 
 // Addr returns the native protocol address, host:port.
@@ -263,65 +373,106 @@ func (e *Engine) HTTPAddr() string {
 	return net.JoinHostPort(e.cfg.ListenHost, strconv.Itoa(e.cfg.HTTPPort))
 }
 
-// DSN returns a clickhouse-go DSN for database db ("default" when empty).
+// DSN returns a clickhouse-go DSN for database db ("default" when empty),
+// with User and the engine's password in it: log it only through
+// shared/redact (or url.URL.Redacted).
 func (e *Engine) DSN(db string) string {
 	if db == "" {
 		db = "default"
 	}
-	return "clickhouse://" + e.Addr() + "/" + db
+	u := url.URL{Scheme: "clickhouse", User: url.UserPassword(User, e.password), Host: e.Addr(), Path: "/" + db}
+	return u.String()
 }
+
+// Password returns the password of User (also in PasswordFile).
+func (e *Engine) Password() string { return e.password }
+
+// PasswordFile returns the path of the file that holds the password.
+func (e *Engine) PasswordFile() string { return passwordPath(e.cfg.DataDir) }
 
 // Log returns the last lines the engine wrote (stdout and stderr), for
 // telling why it died or stopped answering.
 func (e *Engine) Log() string { return e.stderr.String() }
 
-// PID returns the engine's process id.
-func (e *Engine) PID() int { return e.cmd.Process.Pid }
+// PID returns the current child's process id.
+func (e *Engine) PID() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cur.cmd.Process.Pid
+}
 
 // Mode returns the engine that runs.
 func (e *Engine) Mode() Mode { return e.mode }
 
-// Exited is closed when the engine process has ended.
-func (e *Engine) Exited() <-chan struct{} { return e.exited }
+// Restarts returns how many times the watchdog has restarted the child.
+func (e *Engine) Restarts() uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.restarts
+}
 
-// Stop shuts the engine down and waits for it: the chdb engine by closing
-// its stdin, a server by SIGTERM. If it has not exited when ctx is done, it is
-// killed. Safe to call more than once and after the engine died.
+// Exited is closed when the engine is over for good: after Stop, or when
+// its child exits and no watchdog restarts it (with a watchdog, only when
+// Stop is called).
+func (e *Engine) Exited() <-chan struct{} { return e.done }
+
+// Stop stops the watchdog, shuts the engine down and waits for it: SIGTERM,
+// then SIGKILL if it has not exited when ctx is done. Safe to call more than
+// once and after the engine died; it returns the error of a child that died
+// unasked.
 func (e *Engine) Stop(ctx context.Context) error {
 	e.stopOnce.Do(func() {
+		e.mu.Lock()
+		e.stopping = true
+		c := e.cur
+		e.mu.Unlock()
+		if e.watchStop != nil {
+			close(e.watchStop)
+			<-e.watchDone
+		}
+		e.mu.Lock()
+		c = e.cur
+		e.mu.Unlock()
 		select {
-		case <-e.exited:
-			e.stopErr = e.exitError()
+		case <-c.exited:
+			e.finish(c)
+			<-e.done
+			e.stopErr = e.doneErr
 			return
 		default:
 		}
-		if e.mode == ModeServer {
-			_ = e.cmd.Process.Signal(syscall.SIGTERM)
+		if err := c.terminate(ctx); err != nil {
+			e.stopErr = err
 		}
-		_ = e.stdin.Close()
-		select {
-		case <-e.exited:
-			e.stopErr = e.exitError()
-		case <-ctx.Done():
-			_ = e.kill()
-			e.stopErr = fmt.Errorf("chembed: engine did not stop in time, killed: %w", ctx.Err())
+		e.finish(c)
+		<-e.done
+		if e.stopErr == nil {
+			e.stopErr = e.doneErr
 		}
 	})
 	return e.stopErr
 }
 
-func (e *Engine) exitError() error {
-	if e.waitErr != nil {
-		return fmt.Errorf("chembed: engine exited: %w: %s", e.waitErr, e.stderr.String())
+// terminate asks the child to stop (SIGTERM; closing stdin ends a server
+// reading it too) and kills it if it has not exited when ctx is done.
+func (c *child) terminate(ctx context.Context) error {
+	c.termed.Store(true)
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	_ = c.stdin.Close()
+	select {
+	case <-c.exited:
+		return nil
+	case <-ctx.Done():
+		c.kill()
+		return fmt.Errorf("chembed: engine did not stop in time, killed: %w", ctx.Err())
 	}
-	return nil
 }
 
-func (e *Engine) kill() error {
-	_ = e.stdin.Close()
-	err := e.cmd.Process.Kill()
-	<-e.exited
-	return err
+func (c *child) kill() {
+	c.termed.Store(true)
+	_ = c.stdin.Close()
+	_ = c.cmd.Process.Kill()
+	<-c.exited
 }
 
 func freePort(host string) (int, error) {
