@@ -202,6 +202,14 @@ func (g *Gate) GRPCOptionsOrCertificate(access Access, roles CertRoles) []grpc.S
 	if roles == nil || access.IsPublic() {
 		return g.GRPCOptions(access)
 	}
+	unary, stream := g.certInterceptors(access, roles)
+	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream)}
+}
+
+// certInterceptors are the interceptors of GRPCOptionsOrCertificate:
+// authorize decides certificate calls, the gate's token interceptors the
+// others.
+func (g *Gate) certInterceptors(access Access, roles CertRoles) (grpc.UnaryServerInterceptor, grpc.StreamServerInterceptor) {
 	// authorize returns the context of an accepted certificate call, or
 	// nil with the error when the certificate does not decide.
 	authorize := func(ctx context.Context, method string) (context.Context, bool, error) {
@@ -219,26 +227,25 @@ func (g *Gate) GRPCOptionsOrCertificate(access Access, roles CertRoles) []grpc.S
 		return WithPrincipal(ctx, p), true, nil
 	}
 	tokenUnary, tokenStream := g.UnaryInterceptor(access), g.StreamInterceptor(access)
-	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-			cctx, decided, err := authorize(ctx, info.FullMethod)
-			switch {
-			case err != nil:
-				return nil, err
-			case decided:
-				return handler(cctx, req)
-			}
-			return tokenUnary(ctx, req, info, handler)
-		}),
-		grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-			cctx, decided, err := authorize(ss.Context(), info.FullMethod)
-			switch {
-			case err != nil:
-				return err
-			case decided:
-				return handler(srv, &principalStream{ServerStream: ss, ctx: cctx})
-			}
-			return tokenStream(srv, ss, info, handler)
-		}),
+	unary := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		cctx, decided, err := authorize(ctx, info.FullMethod)
+		switch {
+		case err != nil:
+			return nil, err
+		case decided:
+			return handler(cctx, req)
+		}
+		return tokenUnary(ctx, req, info, handler)
 	}
+	stream := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		cctx, decided, err := authorize(ss.Context(), info.FullMethod)
+		switch {
+		case err != nil:
+			return err
+		case decided:
+			return handler(srv, &principalStream{ServerStream: ss, ctx: cctx})
+		}
+		return tokenStream(srv, ss, info, handler)
+	}
+	return unary, stream
 }
