@@ -14,7 +14,8 @@
 //	# not Drover config ...      Kubernetes and the like: not checked
 //
 // A block without a marker, or one that fails to load or validate, fails
-// the test.
+// the test. Certificate files an example names under /etc/drover/tls/ are
+// made for the test (the loaders read them).
 package docs_test
 
 import (
@@ -29,6 +30,7 @@ import (
 	agentconfig "github.com/drover-ml/drover/agent/config"
 	"github.com/drover-ml/drover/collector/server"
 	"github.com/drover-ml/drover/shared/manifest"
+	"github.com/drover-ml/drover/shared/tlsconfig/tlstest"
 )
 
 // block is one fenced yaml block of a Markdown file.
@@ -105,8 +107,48 @@ func TestYAMLExamples(t *testing.T) {
 	}
 }
 
+// tlsDir is where the examples' TLS files live; tlsFileRE finds them.
+const tlsDir = "/etc/drover/tls/"
+
+var tlsFileRE = regexp.MustCompile(regexp.QuoteMeta(tlsDir) + `([A-Za-z0-9_.-]+)`)
+
+// withTLSFiles returns text with the TLS files it names under tlsDir made
+// in a directory of the test: a file whose name ends in ca.crt is a CA
+// certificate, any other NAME.crt or NAME.key a certificate for NAME and
+// its key, signed by that CA.
+func withTLSFiles(t *testing.T, text string) string {
+	names := tlsFileRE.FindAllStringSubmatch(text, -1)
+	if len(names) == 0 {
+		return text
+	}
+	ca := tlstest.NewCA(t, "docs")
+	dir := t.TempDir()
+	copyFile := func(from, to string) {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, to), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range names {
+		name := m[1]
+		if strings.HasSuffix(name, "ca.crt") {
+			copyFile(ca.File, name)
+			continue
+		}
+		base := strings.TrimSuffix(strings.TrimSuffix(name, ".crt"), ".key")
+		cert, key := ca.Issue(t, base, "localhost")
+		copyFile(cert, base+".crt")
+		copyFile(key, base+".key")
+	}
+	return strings.ReplaceAll(text, tlsDir, dir+"/")
+}
+
 // check loads and validates one block as its marker says.
 func check(t *testing.T, text string) error {
+	text = withTLSFiles(t, text)
 	marker, _, _ := strings.Cut(text, "\n")
 	marker = strings.TrimSpace(marker)
 	switch {
