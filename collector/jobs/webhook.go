@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/drover-ml/drover/shared/redact"
 )
 
 // Webhook headers.
@@ -179,13 +181,13 @@ func (e *webhookExecutor) post(ctx context.Context, spec Spec, body []byte) (out
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return outcome{state: StateFailed, exitCode: -1, err: fmt.Sprintf("webhook: POST %s: %v", e.cfg.URL, err)}, false
+		return outcome{state: StateFailed, exitCode: -1, err: fmt.Sprintf("webhook: POST %s: %v", redact.URL(e.cfg.URL), redact.Text(err.Error()))}, false
 	}
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return outcome{state: StateFailed, exitCode: int32(resp.StatusCode),
-			err: fmt.Sprintf("webhook: POST %s: %s: %s", e.cfg.URL, resp.Status, strings.TrimSpace(string(snippet)))}, false
+			err: fmt.Sprintf("webhook: POST %s: %s: %s", redact.URL(e.cfg.URL), resp.Status, strings.TrimSpace(string(snippet)))}, false
 	}
 	return outcome{}, true
 }
