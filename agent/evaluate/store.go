@@ -182,12 +182,22 @@ func (st *Store) Put(id string, s Sample) {
 
 // Take returns the sample stored under id and removes it: a label is joined
 // with its prediction once. See Status for what else it can find.
-func (st *Store) Take(id string) (Sample, Status) {
+func (st *Store) Take(id string) (Sample, Status) { return st.take(id, "") }
+
+// TakeFor is Take for a sample of model only: a sample stored under id for
+// another model is Unknown and stays where it is, so a label sent under
+// the wrong model name (or guessed) cannot remove another model's sample.
+func (st *Store) TakeFor(id, model string) (Sample, Status) { return st.take(id, model) }
+
+func (st *Store) take(id, model string) (Sample, Status) {
 	now := st.now()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.purge(now)
 	if e := st.entries[id]; e != nil {
+		if model != "" && e.s.Model != model {
+			return Sample{}, Unknown
+		}
 		st.remove(e)
 		if st.expired(e, now) {
 			st.tombs.add(id)

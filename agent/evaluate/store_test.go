@@ -186,3 +186,19 @@ func BenchmarkStorePutTake(b *testing.B) {
 		i++
 	}
 }
+
+// TestStoreTakeFor: a sample is taken only by its own model; another
+// model's Take finds it Unknown and leaves it in place.
+func TestStoreTakeFor(t *testing.T) {
+	st := NewStore(StoreOptions{})
+	st.Put("id-1", sample("iris", "a"))
+	if _, status := st.TakeFor("id-1", "fraud"); status != Unknown || st.Len() != 1 {
+		t.Fatalf("TakeFor(other model) = %v, len %d; want Unknown and the sample kept", status, st.Len())
+	}
+	if s, status := st.TakeFor("id-1", "iris"); status != Joined || s.Pred.Class != "a" || st.Len() != 0 {
+		t.Fatalf("TakeFor(own model) = %+v %v, len %d", s, status, st.Len())
+	}
+	if _, status := st.TakeFor("id-1", "iris"); status != Unknown {
+		t.Fatalf("second TakeFor = %v, want Unknown", status)
+	}
+}

@@ -373,15 +373,12 @@ func (m *Monitor) Feedback(model string, body []byte) (FeedbackResult, error) {
 		labels[i] = label{c, val}
 	}
 	for i, f := range fbs {
-		s, st := m.store.Take(f.ID)
+		// Only an id this agent sampled for this model is taken: an id it
+		// never sampled, or sampled for another model, changes nothing
+		// and is counted unknown.
+		s, st := m.store.TakeFor(f.ID, model)
 		switch st {
 		case evaluate.Joined:
-			if s.Model != model {
-				// The id belongs to another model: put nothing, count it.
-				res.Unknown++
-				m.tel.RecordFeedback(model, "", telemetry.FeedbackUnknown)
-				continue
-			}
 			res.Joined++
 			m.eval.Add(s.Model, s.Version, s.Task, s.Pred, s.Classes, labels[i].class, labels[i].value)
 			m.tel.RecordFeedback(model, s.Version, telemetry.FeedbackJoined)

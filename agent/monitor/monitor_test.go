@@ -555,3 +555,54 @@ func TestGoldenSetNotMatchingSignatureIsRejected(t *testing.T) {
 		t.Fatal("a version whose golden data does not fit its signature serves")
 	}
 }
+
+// TestLabelsTouchOnlySampledIDs is the drill of issue 16's "a label only
+// touches an id the agent sampled": a label sent under another model's
+// name for a sampled id used to remove that sample (the rightful label then
+// found nothing). Now a label for an id the agent did not sample for that
+// model changes nothing and is counted unknown.
+func TestLabelsTouchOnlySampledIDs(t *testing.T) {
+	root := t.TempDir()
+	for _, model := range []string{"lin", "other"} {
+		m, _ := testmodels.Linear("x", "y", [][]float32{{1}, {1}}, []float32{0})
+		testmodels.WriteVersion(root, model, 1, m)
+	}
+	a := startAgent(t, root, "", monitor.Config{Rate: rate(1)})
+	a.WaitServing(t, "lin", 1)
+	a.WaitServing(t, "other", 1)
+	if code, body := a.call(t, "POST", "/v2/models/lin/infer", `{"id": "sampled-1", "inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 1]}]}`); code != 200 {
+		t.Fatalf("infer: %d %s", code, body)
+	}
+	feedback := func(model, body string) monitor.FeedbackResult {
+		t.Helper()
+		code, out := a.call(t, "POST", "/v2/models/"+model+"/feedback", body)
+		if code != 200 {
+			t.Fatalf("feedback to %s: %d %s", model, code, out)
+		}
+		var res monitor.FeedbackResult
+		if err := json.Unmarshal(out, &res); err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	// Under another model's name, and ids never sampled: unknown, nothing
+	// evaluated.
+	if res := feedback("other", `{"id": "sampled-1", "label": 5}`); res != (monitor.FeedbackResult{Unknown: 1}) {
+		t.Fatalf("label under the wrong model: %+v, want 1 unknown", res)
+	}
+	if res := feedback("lin", `[{"id": "never-sampled", "label": 5}, {"id": "sampled-2", "label": 1}]`); res != (monitor.FeedbackResult{Unknown: 2}) {
+		t.Fatalf("labels for ids never sampled: %+v, want 2 unknown", res)
+	}
+	for _, model := range []string{"lin", "other"} {
+		if code, body := a.call(t, "GET", "/v2/models/"+model+"/versions/1/evaluation", nil); code != 200 || !strings.Contains(string(body), `"labels":{"count":0`) {
+			t.Fatalf("%s evaluation after unknown labels: %d %s, want no labelled rows", model, code, body)
+		}
+	}
+	// The sample is still there for its own model's label.
+	if res := feedback("lin", `{"id": "sampled-1", "label": 2}`); res != (monitor.FeedbackResult{Joined: 1}) {
+		t.Fatalf("the rightful label: %+v, want 1 joined", res)
+	}
+	if code, body := a.call(t, "GET", "/v2/models/lin/versions/1/evaluation", nil); code != 200 || !strings.Contains(string(body), `"labels":{"count":1`) {
+		t.Fatalf("lin evaluation: %d %s, want one labelled row", code, body)
+	}
+}
