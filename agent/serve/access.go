@@ -167,12 +167,26 @@ func (r *router) handle(pattern string, h http.HandlerFunc) {
 	r.patterns = append(r.patterns, pattern)
 }
 
-// Patterns returns, sorted, the REST patterns the public and the control
-// handlers register (from the last Handler and ControlHandler calls).
-func (s *Server) Patterns() (public, control []string) {
+// Routes are the routes a Server registered, as its access tables name
+// them.
+type Routes struct {
+	// Public and Control are the REST patterns of the last Handler and
+	// ControlHandler calls, sorted.
+	Public, Control []string
+	// GRPC are the full method names of the last NewGRPCServer's services
+	// (grpc.Server.GetServiceInfo), sorted.
+	GRPC []string
+}
+
+// Routes returns what the server registered.
+func (s *Server) Routes() Routes {
 	s.patternsMu.Lock()
 	defer s.patternsMu.Unlock()
-	return slices.Sorted(slices.Values(s.publicPatterns)), slices.Sorted(slices.Values(s.controlPatterns))
+	return Routes{
+		Public:  slices.Sorted(slices.Values(s.publicPatterns)),
+		Control: slices.Sorted(slices.Values(s.controlPatterns)),
+		GRPC:    slices.Sorted(slices.Values(s.grpcMethods)),
+	}
 }
 
 // bearer returns the token of r's Authorization header; more than one

@@ -40,6 +40,15 @@ func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 	opts = append(base, opts...)
 	g := grpc.NewServer(opts...)
 	pb.RegisterGRPCInferenceServiceServer(g, &grpcService{s: s})
+	var methods []string
+	for name, info := range g.GetServiceInfo() {
+		for _, m := range info.Methods {
+			methods = append(methods, "/"+name+"/"+m.Name)
+		}
+	}
+	s.patternsMu.Lock()
+	s.grpcMethods = methods
+	s.patternsMu.Unlock()
 	return g
 }
 

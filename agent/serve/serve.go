@@ -175,6 +175,7 @@ type Server struct {
 
 	patternsMu                      sync.Mutex
 	publicPatterns, controlPatterns []string
+	grpcMethods                     []string
 	// inferHook, set by tests only, is called with the model name once a
 	// request holds its version (tests inject panics through it).
 	inferHook func(model string)

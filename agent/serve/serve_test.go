@@ -468,3 +468,69 @@ func TestRequestTimeout(t *testing.T) {
 		t.Fatalf("timeout: %d %s", code, body)
 	}
 }
+
+// TestControlRoutesLeftThePublicPort is the drill of issue 16: anyone who
+// reached the inference port could pin any version (skipping the gate) and
+// set canary and shadow shares. Now each of those routes answers 404 on
+// the public port, saying where it went, and changes nothing; the control
+// listener takes them with the token in <data-dir>/control.token only.
+func TestControlRoutesLeftThePublicPort(t *testing.T) {
+	root := t.TempDir()
+	publish(t, root, "lin", 1, linearModel(t, 1))
+	publish(t, root, "lin", 2, linearModel(t, 2))
+	a := startAgent(t, root, serve.Config{})
+	a.WaitServing(t, "lin", 2)
+
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/v2/models/lin/versions/1/pin", ""},
+		{"PUT", "/v2/models/lin/canary", `{"version": 1, "percent": 50}`},
+		{"PUT", "/v2/models/lin/shadow", `{"version": 1, "percent": 100}`},
+		{"POST", "/v2/models/lin/canary/promote", ""},
+		{"DELETE", "/v2/models/lin/pin", ""},
+	} {
+		code, _, body := a.Do(t, c.method, c.path, []byte(c.body), nil)
+		if code != http.StatusNotFound || !strings.Contains(string(body), "control listener") || !strings.Contains(string(body), "control.token") {
+			t.Errorf("public %s %s: %d %s, want 404 naming the control listener and its token", c.method, c.path, code, body)
+		}
+	}
+	st, _ := a.Status(t, "lin")
+	if st.Pinned != 0 || a.Serving(t, "lin") != 2 {
+		t.Fatalf("after the public port's control requests: pinned %d, serving v%d; want nothing changed", st.Pinned, a.Serving(t, "lin"))
+	}
+	if b, _ := json.Marshal(st); strings.Contains(string(b), `"canary"`) || strings.Contains(string(b), `"shadow"`) {
+		t.Fatalf("a split was set through the public port: %s", b)
+	}
+
+	// The control listener: no token, a wrong one, then the token.
+	for _, hdr := range []map[string]string{nil, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}} {
+		req, _ := http.NewRequest("POST", a.Control+"/v2/models/lin/versions/1/pin", nil)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := a.HTTP.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") == "" {
+			t.Fatalf("control pin with %v: %d, want 401 with WWW-Authenticate", hdr, resp.StatusCode)
+		}
+	}
+	if a.Serving(t, "lin") != 2 {
+		t.Fatal("a refused control request changed what serves")
+	}
+	if code, _, body := a.ControlDo(t, "POST", "/v2/models/lin/versions/1/pin", nil); code != 200 {
+		t.Fatalf("control pin with the token: %d %s", code, body)
+	}
+	a.WaitServing(t, "lin", 1)
+
+	// The token file: 0600, and the same token after a restart (Start's
+	// data dir is the agent's).
+	fi, err := os.Stat(filepath.Join(a.DataDir, agent.ControlTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("control.token mode %v, want 0600", fi.Mode().Perm())
+	}
+}
