@@ -22,6 +22,7 @@ import (
 	"gocloud.dev/gcerrors"
 
 	"github.com/drover-ml/drover/shared/durable"
+	sharedredact "github.com/drover-ml/drover/shared/redact"
 )
 
 // blobPrefix is the key prefix of every stored file: the object of digest
@@ -65,7 +66,7 @@ type Blobs struct {
 func OpenBlobs(ctx context.Context, rawURL string) (*Blobs, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("open blob store %q: %w", rawURL, err)
+		return nil, fmt.Errorf("open blob store: %s", sharedredact.Text(err.Error()))
 	}
 	var dir string
 	if u.Scheme == fileblob.Scheme {
@@ -78,7 +79,7 @@ func OpenBlobs(ctx context.Context, rawURL string) (*Blobs, error) {
 		u.RawQuery = q.Encode()
 		dir = filepath.FromSlash(u.Path)
 		if !filepath.IsAbs(dir) {
-			return nil, fmt.Errorf("open blob store %q: file:// needs an absolute path", rawURL)
+			return nil, fmt.Errorf("open blob store %s: file:// needs an absolute path", redact(u))
 		}
 	}
 	b, err := blob.OpenBucket(ctx, u.String())

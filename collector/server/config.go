@@ -30,6 +30,7 @@ import (
 	"github.com/drover-ml/drover/collector/spool"
 	"github.com/drover-ml/drover/collector/store"
 	"github.com/drover-ml/drover/shared/fieldpath"
+	"github.com/drover-ml/drover/shared/redact"
 	"github.com/drover-ml/drover/shared/tlsconfig"
 )
 
@@ -396,17 +397,17 @@ func (r Registry) Validate() error {
 		u, err := url.Parse(r.BlobURL)
 		switch {
 		case err != nil:
-			errs = append(errs, fmt.Errorf("blob_url: %w", err))
+			errs = append(errs, fmt.Errorf("blob_url: %s", redact.Text(err.Error())))
 		case u.Scheme == "file":
 			if !strings.HasPrefix(u.Path, "/") || u.Host != "" {
-				errs = append(errs, fmt.Errorf("blob_url: %q: a file:// URL needs an absolute path, like file:///var/lib/drover/registry/blobs", r.BlobURL))
+				errs = append(errs, fmt.Errorf("blob_url: %q: a file:// URL needs an absolute path, like file:///var/lib/drover/registry/blobs", redact.URL(r.BlobURL)))
 			}
 		case u.Scheme == "s3" || u.Scheme == "gs" || u.Scheme == "azblob":
 			if u.Host == "" {
-				errs = append(errs, fmt.Errorf("blob_url: %q: names no bucket", r.BlobURL))
+				errs = append(errs, fmt.Errorf("blob_url: %q: names no bucket", redact.URL(r.BlobURL)))
 			}
 		default:
-			errs = append(errs, fmt.Errorf("blob_url: %q: want file:///abs/dir, s3://bucket, gs://bucket or azblob://container", r.BlobURL))
+			errs = append(errs, fmt.Errorf("blob_url: %q: want file:///abs/dir, s3://bucket, gs://bucket or azblob://container", redact.URL(r.BlobURL)))
 		}
 	}
 	if r.GCInterval <= 0 {
@@ -430,10 +431,10 @@ func (c ClickHouse) Validate() error {
 	case c.DSN == store.Embedded:
 	case strings.HasPrefix(c.DSN, "clickhouse://") || strings.HasPrefix(c.DSN, "tcp://"):
 		if _, err := clickhouse.ParseDSN(c.DSN); err != nil {
-			errs = append(errs, fmt.Errorf("dsn: %w", err))
+			errs = append(errs, fmt.Errorf("dsn: %s", redact.Text(err.Error())))
 		}
 	default:
-		errs = append(errs, fmt.Errorf("dsn: %q: want %q or a DSN such as clickhouse://host:9000/drover", c.DSN, store.Embedded))
+		errs = append(errs, fmt.Errorf("dsn: %q: want %q or a DSN such as clickhouse://host:9000/drover", redact.URL(c.DSN), store.Embedded))
 	}
 	if !identRE.MatchString(c.Database) {
 		errs = append(errs, fmt.Errorf("database: %q: must be letters, digits and _, not starting with a digit", c.Database))
