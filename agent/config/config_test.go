@@ -76,4 +76,14 @@ func TestLiteralValues(t *testing.T) {
 	if d.Serving != d.Serving.WithDefaults() || d.Monitoring.ShadowQueue != 256 || d.Watch.Rescan != 30*time.Second {
 		t.Errorf("Default is not complete: %+v", d)
 	}
+	if d.Control.Addr != "127.0.0.1:8082" || d.Control.TLS.Enabled() || d.Serving.Auth != "none" || d.Serving.TLS.Enabled() || d.Serving.MaxConnections != 4096 {
+		t.Errorf("listener defaults: control %+v, serving %+v", d.Control, d.Serving)
+	}
+	c, err = Load("testdata/auth-token.good.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Serving.Auth != "token" || c.Serving.TokensFile != "testdata/tokens-client.txt" || c.Control.Addr != "127.0.0.1:9082" || c.Serving.MaxConnections != 4096 {
+		t.Errorf("auth-token.good.yaml: serving %+v, control %+v", c.Serving, c.Control)
+	}
 }
