@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,8 +21,11 @@ import (
 	"github.com/drover-ml/drover/collector/adminclient"
 	"github.com/drover-ml/drover/collector/auth"
 	"github.com/drover-ml/drover/collector/cli"
+	"github.com/drover-ml/drover/collector/ring"
+	"github.com/drover-ml/drover/shared/manifest"
 	"github.com/drover-ml/drover/shared/semconv"
 	"github.com/drover-ml/drover/shared/testenv"
+	"github.com/drover-ml/drover/shared/testmodels"
 	"github.com/drover-ml/drover/shared/tlsconfig"
 	"github.com/drover-ml/drover/shared/tlsconfig/tlstest"
 )
@@ -268,4 +274,111 @@ func TestCertificateRotation(t *testing.T) {
 	testenv.EventuallyNil(t, time.Minute, "the export after the rotation stored", func() error {
 		return unless(requests(t, db, "after-rotation") > 0, "not yet")
 	})
+}
+
+// TestCommitForwardedOverMutualTLS: two collectors whose admin APIs
+// require client certificates. A publisher that authenticates with its
+// certificate alone publishes one model through both; the node that does
+// not own the model forwards its commit over https with its own client
+// certificate (admin.client_tls), which the owner maps to publisher.
+func TestCommitForwardedOverMutualTLS(t *testing.T) {
+	db := testenv.ClickHouse(t)
+	ca := tlstest.NewCA(t, "drover")
+	cert, key := ca.Issue(t, "collector", tlstest.Localhost...)
+	nodeCert, nodeKey := ca.Issue(t, "collector-node", "collector-node")
+	ciCert, ciKey := ca.Issue(t, "ci", "ci")
+	opsCert, opsKey := ca.Issue(t, "ops", "ops")
+	logs := &syncLog{}
+	blobs := "file://" + filepath.ToSlash(filepath.Join(t.TempDir(), "blobs"))
+	gossipKey := gossipKeyFile(t)
+	nodeConfig := func(name string, join ...string) Config {
+		cfg := testConfig(t, db.DSN, db.Name)
+		cfg.Cluster = Cluster{NodeName: name, GossipAddr: "127.0.0.1:0", Join: join, KeyFile: gossipKey}
+		cfg.Registry.BlobURL, cfg.Registry.SharedPath = blobs, true
+		cfg.Admin.TLS = tlsconfig.Server{CertFile: cert, KeyFile: key, ClientCAFile: ca.File, ClientAuth: tlsconfig.ClientAuthRequire}
+		cfg.Admin.ClientTLS = tlsconfig.Client{CAFile: ca.File, CertFile: nodeCert, KeyFile: nodeKey}
+		cfg.Admin.ClientCerts = map[string]auth.Role{"collector-node": auth.Publisher, "ci": auth.Publisher, "ops": auth.Admin}
+		return cfg
+	}
+	client := func(addr, cert, key string) *adminclient.Client {
+		c, err := adminclient.NewClient(adminclient.Config{URLs: []string{"https://" + addr}, CAFile: ca.File, CertFile: cert, KeyFile: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	fast := hooks{ring: func(rc *ring.Config) {
+		l := ring.LoopbackConfig(rc.NodeName)
+		rc.ProbeInterval, rc.ProbeTimeout, rc.GossipInterval, rc.LeaveTimeout = l.ProbeInterval, l.ProbeTimeout, l.GossipInterval, l.LeaveTimeout
+	}}
+	ctx := context.Background()
+	start := func(cfg Config) (string, *adminclient.Client) {
+		ls := Listeners{OTLPGRPC: listen(t), OTLPHTTP: listen(t), Admin: listen(t)}
+		rctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- run(rctx, cfg, ls, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})), fast)
+		}()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("collector %s: %v", cfg.Cluster.NodeName, err)
+			}
+		})
+		addr := ls.Admin.Addr().String()
+		ops := client(addr, opsCert, opsKey)
+		testenv.EventuallyNil(t, time.Minute, cfg.Cluster.NodeName+" ready over mTLS", func() error { return ops.Ready(ctx) })
+		return addr, ops
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("collector logs:\n%s", logs.String())
+		}
+	})
+	aAddr, aOps := start(nodeConfig("tls-a"))
+	view, _, err := aOps.Cluster(ctx)
+	if err != nil || len(view.Members) != 1 {
+		t.Fatalf("view of a: %+v, %v", view, err)
+	}
+	bAddr, bOps := start(nodeConfig("tls-b", view.Members[0].Addr))
+	testenv.EventuallyNil(t, time.Minute, "both nodes to see each other's admin address", func() error {
+		for _, ops := range []*adminclient.Client{aOps, bOps} {
+			v, _, err := ops.Cluster(ctx)
+			if err != nil {
+				return err
+			}
+			if len(v.Members) != 2 || v.Members[0].Admin == "" || v.Members[1].Admin == "" {
+				return fmt.Errorf("members %+v", v.Members)
+			}
+		}
+		return nil
+	})
+
+	const model = "mtls"
+	var versions []uint64
+	for i, addr := range []string{aAddr, bAddr} {
+		dir := filepath.Join(t.TempDir(), "v")
+		m, err := testmodels.Linear("X", "Y", [][]float32{{1, float32(i)}, {2, 3}}, []float32{float32(i), 0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, manifest.ModelFile), m, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		res, _, err := client(addr, ciCert, ciKey).Publish(ctx, model, dir, adminclient.PublishOptions{Message: fmt.Sprint(i)})
+		if err != nil {
+			t.Fatalf("publish through %s with the ci certificate: %v", addr, err)
+		}
+		versions = append(versions, res.Version)
+	}
+	if slices.Sort(versions); !slices.Equal(versions, []uint64{1, 2}) {
+		t.Errorf("versions %v, want 1 and 2", versions)
+	}
+	if fw := strings.Count(logs.String(), "commit forwarded to the owner"); fw != 1 {
+		t.Errorf("%d commits forwarded, want 1 (the one the other collector received)", fw)
+	}
 }
