@@ -24,6 +24,7 @@ import (
 	pb "github.com/drover-ml/drover/agent/oip/inferencepb"
 	"github.com/drover-ml/drover/agent/runtime"
 	"github.com/drover-ml/drover/agent/versions"
+	"github.com/drover-ml/drover/shared/testenv"
 	"github.com/drover-ml/drover/shared/tokens"
 )
 
@@ -346,4 +347,31 @@ func TestRouteWithoutEntryPanics(t *testing.T) {
 		}
 	}()
 	r.handle("GET /v2/forgotten", func(http.ResponseWriter, *http.Request) {})
+}
+
+// TestClientTokensReload: a token added to serving.tokens_file is accepted
+// once the file is read again, and one removed from it is refused; the
+// agent needs no restart and no signal.
+func TestClientTokensReload(t *testing.T) {
+	path := writeTokensFile(t)
+	r := runServer(t, Config{Auth: AuthToken, TokensFile: path}, Listeners{}, false)
+	const newToken = "a-client-token-added-later"
+	if code, _ := r.do(t, r.http, "POST", "/v2/models/lin/infer", newToken); code != http.StatusUnauthorized {
+		t.Fatalf("a token not in the file: %d, want 401", code)
+	}
+	body := fmt.Sprintf("- {name: app2, role: client, sha256: %s}\n", tokens.Hash(newToken))
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 20*time.Second, "the new token accepted", func() bool {
+		code, _ := r.do(t, r.http, "POST", "/v2/models/lin/infer", newToken)
+		return code == http.StatusNotFound // past the check: no such model
+	})
+	if code, _ := r.do(t, r.http, "POST", "/v2/models/lin/infer", clientToken); code != http.StatusUnauthorized {
+		t.Fatalf("a token removed from the file: %d, want 401", code)
+	}
 }
