@@ -57,5 +57,10 @@ drover: agent on http://localhost:8080 (OIP REST) and localhost:8081 (gRPC); col
   curl -s -X POST localhost:8080/v2/models/iris/infer \
     -d '{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.9,3.0,5.1,1.8]}]}'
   publish a new version: copy a model to var/models/iris/.tmp-2/model.onnx, then mv it to var/models/iris/2
+agent control API (pin, canary, shadow) on http://127.0.0.1:8082 only, with the token the agent wrote:
+  control token (keep it secret): var/agent/control.token
+  curl -s -X POST -H "Authorization: Bearer $(cat var/agent/control.token)" \
+    127.0.0.1:8082/v2/models/iris/versions/1/pin
+  curl -s -X DELETE -H "Authorization: Bearer $(cat var/agent/control.token)" 127.0.0.1:8082/v2/models/iris/pin
 MSG
 wait -n "$collector" "$agent"

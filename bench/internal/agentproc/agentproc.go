@@ -25,8 +25,19 @@ type Agent struct {
 	cmd      *exec.Cmd
 	HTTPAddr string
 	GRPCAddr string
-	ModelDir string
-	Log      string
+	// ControlAddr is the control listener (pin, canary, shadow); its
+	// requests need ControlToken (the agent's <data-dir>/control.token).
+	ControlAddr string
+	ModelDir    string
+	DataDir     string
+	Log         string
+}
+
+// ControlToken returns the agent's control token, which it wrote in its
+// data dir on start.
+func (a *Agent) ControlToken() (string, error) {
+	b, err := os.ReadFile(filepath.Join(a.DataDir, "control.token"))
+	return strings.TrimSpace(string(b)), err
 }
 
 // Build compiles drover-agent into dir and returns its path.
@@ -60,8 +71,14 @@ func Start(bin, modelDir, dataDir, config string) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{HTTPAddr: h, GRPCAddr: g, ModelDir: modelDir, Log: filepath.Join(dataDir, "agent.log")}
-	args := []string{"--model-dir", modelDir, "--http-addr", h, "--grpc-addr", g, "--data-dir", dataDir, "--log-level", "warn"}
+	c, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{HTTPAddr: h, GRPCAddr: g, ControlAddr: c, ModelDir: modelDir, DataDir: dataDir, Log: filepath.Join(dataDir, "agent.log")}
+	// Each agent gets its own control port: the default (127.0.0.1:8082)
+	// may be taken by another agent on this machine.
+	args := []string{"--model-dir", modelDir, "--http-addr", h, "--grpc-addr", g, "--control-addr", c, "--data-dir", dataDir, "--log-level", "warn"}
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, err
 	}
