@@ -50,6 +50,12 @@ type Config struct {
 	// MaxPerModel is how many jobs of one model this node runs at once.
 	// Default 1.
 	MaxPerModel int `yaml:"max_per_model"`
+	// MaxOpenPerModel is how many jobs of one model may be open (queued or
+	// running, in the whole cluster) at once: Schedule refuses an incident
+	// of a model that has that many, with an error wrapping
+	// ErrTooManyJobs (logged and counted; the incident stays recorded in
+	// drift_results). Default 2.
+	MaxOpenPerModel int `yaml:"max_open_per_model"`
 	// Lease is how long a running job's lease lasts; the runner renews it
 	// every Lease/3. A node that dies leaves its jobs to be taken over
 	// Lease+MaxClockSkew after its last renewal. Default 2m.
@@ -116,19 +122,20 @@ type WebhookConfig struct {
 // and 1 per model, 2m leases.
 func DefaultConfig() Config {
 	return Config{
-		Executor:       ExecutorNone,
-		Command:        CommandConfig{Timeout: time.Hour},
-		Webhook:        WebhookConfig{Timeout: time.Hour, RequestTimeout: 30 * time.Second},
-		Retries:        3,
-		Backoff:        time.Minute,
-		MaxBackoff:     time.Hour,
-		MaxConcurrent:  2,
-		MaxPerModel:    1,
-		Lease:          2 * time.Minute,
-		Settle:         time.Second,
-		MaxClockSkew:   2 * time.Second,
-		ResumeInterval: 30 * time.Second,
-		DataWindow:     24 * time.Hour,
+		Executor:        ExecutorNone,
+		Command:         CommandConfig{Timeout: time.Hour},
+		Webhook:         WebhookConfig{Timeout: time.Hour, RequestTimeout: 30 * time.Second},
+		Retries:         3,
+		Backoff:         time.Minute,
+		MaxBackoff:      time.Hour,
+		MaxConcurrent:   2,
+		MaxPerModel:     1,
+		MaxOpenPerModel: 2,
+		Lease:           2 * time.Minute,
+		Settle:          time.Second,
+		MaxClockSkew:    2 * time.Second,
+		ResumeInterval:  30 * time.Second,
+		DataWindow:      24 * time.Hour,
 	}
 }
 
@@ -206,6 +213,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPerModel < 1 {
 		bad("max_per_model", "must be >= 1, got %d", c.MaxPerModel)
+	}
+	if c.MaxOpenPerModel < 1 {
+		bad("max_open_per_model", "must be >= 1, got %d", c.MaxOpenPerModel)
 	}
 	for _, d := range []struct {
 		name string

@@ -14,6 +14,16 @@ import (
 // (no model, version or start): the Queue drops it instead of retrying.
 var ErrBadIncident = errors.New("incomplete incident")
 
+// ErrTooManyJobs is the error of an incident whose model already has
+// Config.MaxOpenPerModel jobs queued or running: no job is made for it, and
+// the Queue drops it instead of retrying.
+var ErrTooManyJobs = errors.New("too many open jobs for the model")
+
+// permanent reports whether a Schedule error will not change on retry.
+func permanent(err error) bool {
+	return errors.Is(err, ErrBadIncident) || errors.Is(err, ErrTooManyJobs)
+}
+
 // Scheduler creates the job of an incident; *Manager is one.
 type Scheduler interface {
 	Schedule(ctx context.Context, inc Incident) (id string, created bool, err error)
@@ -129,7 +139,7 @@ func (q *Queue) Run(ctx context.Context) error {
 		}
 		_, err := backoff.Retry(ctx, func() (struct{}, error) {
 			err := q.deliver(ctx, inc)
-			if errors.Is(err, ErrBadIncident) {
+			if permanent(err) {
 				return struct{}{}, backoff.Permanent(err)
 			}
 			return struct{}{}, err
@@ -184,7 +194,7 @@ func (q *Queue) drain() error {
 	defer cancel()
 	for i, inc := range left {
 		err := q.deliver(ctx, inc)
-		if errors.Is(err, ErrBadIncident) {
+		if permanent(err) {
 			q.log.Error("drift incident cannot become a job; dropped", "model", inc.Model, "version", inc.Version, "err", err)
 			continue
 		}

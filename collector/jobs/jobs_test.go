@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +15,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/drover-ml/drover/collector/store"
 	"github.com/drover-ml/drover/shared/testenv"
@@ -477,5 +481,68 @@ func TestForgedRowsAreNotExecutedAsWritten(t *testing.T) {
 	}
 	if _, _, err := n.Schedule(ctx, Incident{Model: "wine", Version: "3", Start: time.Now(), Reasons: []string{"bad\x00reason"}}); !errors.Is(err, ErrBadIncident) {
 		t.Errorf("an incident with a control character in a reason: %v", err)
+	}
+}
+
+// TestDrillOpenJobsPerModelCapped: incidents of many versions of one
+// model (a sender inventing versions) make at most max_open_per_model
+// jobs; the rest are refused with ErrTooManyJobs, counted, and dropped by
+// the Queue without retrying; other models are not affected, and a
+// retried incident that has its job is still answered with it.
+func TestDrillOpenJobsPerModelCapped(t *testing.T) {
+	db := migrated(t)
+	cfg := testConfig(t, "/bin/true")
+	cfg.MaxOpenPerModel = 2
+	reg := prometheus.NewRegistry()
+	m, err := New(Options{Conn: db.Conn, Database: db.Name, Node: "node-a", Config: cfg, Registerer: reg,
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	start := time.Now().Add(-time.Hour)
+	var ids []string
+	for v := range 5 {
+		inc := incident("iris", start)
+		inc.Version = strconv.Itoa(v + 1)
+		id, created, err := m.Schedule(ctx, inc)
+		switch {
+		case v < 2 && (err != nil || !created):
+			t.Errorf("v%d: Schedule = %v, %v; want created", v+1, created, err)
+		case v >= 2 && (!errors.Is(err, ErrTooManyJobs) || created):
+			t.Errorf("v%d: Schedule = %v, %v; want ErrTooManyJobs", v+1, created, err)
+		}
+		ids = append(ids, id)
+	}
+	if n := db.Count(t, "SELECT count(DISTINCT id) FROM "+db.Name+".jobs WHERE model = 'iris'"); n != 2 {
+		t.Errorf("%d jobs of iris, want 2", n)
+	}
+	if n := testutil.ToFloat64(m.refused); n != 3 {
+		t.Errorf("refused counted %v, want 3", n)
+	}
+	// The incident that has its job is answered with it, not refused.
+	inc := incident("iris", start)
+	inc.Version = "1"
+	if id, created, err := m.Schedule(ctx, inc); err != nil || created || id != ids[0] {
+		t.Errorf("retried incident: %s, %v, %v; want %s, not created", id, created, err, ids[0])
+	}
+	// Another model has its own cap.
+	if _, created, err := m.Schedule(ctx, incident("fraud", start)); err != nil || !created {
+		t.Errorf("fraud: created %v, %v", created, err)
+	}
+	// The Queue drops a refused incident at once instead of retrying it.
+	q := NewQueue(m, QueueOptions{Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+	qctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- q.Run(qctx) }()
+	inc.Version = "9"
+	q.Send(inc)
+	testenv.Eventually(t, 10*time.Second, "queue empty", func() bool { return q.Len() == 0 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Error(err)
+	}
+	if n := testutil.ToFloat64(m.refused); n != 4 {
+		t.Errorf("refused counted %v after the queue's incident, want 4", n)
 	}
 }

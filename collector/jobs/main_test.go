@@ -53,6 +53,7 @@ func testConfig(t *testing.T, argv ...string) Config {
 	c.MaxClockSkew = 50 * time.Millisecond
 	c.Backoff = 50 * time.Millisecond
 	c.ResumeInterval = 200 * time.Millisecond
+	c.MaxOpenPerModel = 10 // tests queue several jobs of a model; the cap's drill sets its own
 	return c
 }
 

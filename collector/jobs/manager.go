@@ -16,6 +16,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/cenkalti/backoff/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/drover-ml/drover/collector/store"
 	"github.com/drover-ml/drover/shared/manifest"
@@ -70,6 +71,8 @@ type Options struct {
 	// Manager's goroutines: it must be quick and must not call back into
 	// the Manager.
 	OnEvent func(Event)
+	// Registerer, if set, receives the Manager's metrics (docs/jobs.md).
+	Registerer prometheus.Registerer
 }
 
 // Manager schedules jobs for incidents and runs the ones this node wins.
@@ -84,7 +87,8 @@ type Manager struct {
 	log     *slog.Logger
 	onEvent func(Event)
 	exec    executor
-	secret  []byte // webhook key; nil for the command executor
+	secret  []byte             // webhook key; nil for the command executor
+	refused prometheus.Counter // incidents refused for max_open_per_model; nil: not counted
 
 	started atomic.Bool
 	wake    chan struct{}
@@ -133,6 +137,13 @@ func New(opts Options) (*Manager, error) {
 	}
 	if m.log == nil {
 		m.log = slog.Default()
+	}
+	if opts.Registerer != nil {
+		m.refused = prometheus.NewCounter(prometheus.CounterOpts{Name: "drover_collector_jobs_refused_total",
+			Help: "Drift incidents that got no job because their model had jobs.max_open_per_model jobs queued or running."})
+		if err := opts.Registerer.Register(m.refused); err != nil {
+			return nil, fmt.Errorf("jobs: register metrics: %w", err)
+		}
 	}
 	switch m.cfg.Executor {
 	case ExecutorCommand:
@@ -191,7 +202,9 @@ func (m *Manager) Run(ctx context.Context) error {
 }
 
 // Schedule creates the job for an incident unless it exists. An incident
-// without model, version or start is an error wrapping ErrBadIncident. It returns the
+// without model, version or start is an error wrapping ErrBadIncident; a
+// new incident of a model with Config.MaxOpenPerModel jobs queued or
+// running is an error wrapping ErrTooManyJobs (logged, counted). It returns the
 // job's id (JobID) and whether this call created it. created is false when
 // the table already has a row for the id, in any state, or when another
 // node inserted its own first row at the same moment and won the tie (the
@@ -215,6 +228,20 @@ func (m *Manager) Schedule(ctx context.Context, inc Incident) (id string, create
 	}
 	if _, ok, err := m.tbl.latest(ctx, id); err != nil || ok {
 		return id, false, err
+	}
+	// A cap on open jobs per model: incidents of many versions of one model
+	// (real, or invented by a sender) do not start a job each.
+	open, err := m.tbl.openOf(ctx, inc.Model)
+	if err != nil {
+		return id, false, err
+	}
+	if open >= uint64(m.cfg.MaxOpenPerModel) {
+		if m.refused != nil {
+			m.refused.Inc()
+		}
+		m.log.Warn("no job for drift incident: the model has max_open_per_model jobs open", "job", id, "model", inc.Model,
+			"version", inc.Version, "start", inc.Start, "open", open, "max_open_per_model", m.cfg.MaxOpenPerModel)
+		return id, false, fmt.Errorf("schedule job %s: %w: %d queued or running, max_open_per_model %d", id, ErrTooManyJobs, open, m.cfg.MaxOpenPerModel)
 	}
 	now := m.now()
 	spec := Spec{

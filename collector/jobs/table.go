@@ -93,6 +93,17 @@ func (t *table) open(ctx context.Context) ([]store.JobRow, error) {
 	return rows, nil
 }
 
+// openOf counts the jobs of model that are queued or running.
+func (t *table) openOf(ctx context.Context, model string) (uint64, error) {
+	var n uint64
+	q := "SELECT count() FROM (SELECT state FROM " + t.db + ".jobs WHERE model = ? ORDER BY id, " + rowOrder +
+		" LIMIT 1 BY id) WHERE state IN ('queued', 'running')"
+	if err := t.conn.QueryRow(ctx, q, model).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count open jobs of %s: %w", model, err)
+	}
+	return n, nil
+}
+
 // insert writes one row, retrying a retryable failure (three attempts in
 // all, jittered backoff from 200ms) with the same deduplication token, so
 // that a retried insert stores one row.
