@@ -277,7 +277,7 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 			jc.ClickHouseDSN = backend.DSN
 		}
 		jm, err = jobs.New(jobs.Options{Conn: backend.Conn, Database: cfg.ClickHouse.Database, Node: cfg.Cluster.NodeName,
-			Config: jc, Owns: owns, Logger: log.With("component", "jobs")})
+			Config: jc, Owns: owns, Logger: log.With("component", "jobs"), Registerer: reg})
 		if err != nil {
 			return fmt.Errorf("jobs: %w", err)
 		}
@@ -288,6 +288,7 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	checker := drift.NewChecker(backend.Conn, cfg.ClickHouse.Database, cfg.Cluster.NodeName, nil)
 	sched, err := drift.NewScheduler(drift.SchedulerConfig{
 		Checker: checker, Detector: drift.NewDetector(dcfg.For), Policy: dcfg.For, Owns: owns, Tick: h.driftTick,
+		Limits: dcfg.Limits, Registerer: reg,
 		Models: func(ctx context.Context, now time.Time) ([]string, error) {
 			return checker.RecentModels(ctx, 24*time.Hour, now)
 		},
