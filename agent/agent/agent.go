@@ -149,7 +149,7 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 	// The set's hooks run only once the watcher reports versions, after
 	// a.mon is set below.
 	set, err := versions.New(versions.Config{
-		Backend:            &runtime.ONNX{Options: file.Runtime},
+		Backend:            &runtime.ONNX{Options: file.Runtime, Log: log.With("component", "onnxruntime")},
 		MaxConcurrentLoads: file.Loading.MaxConcurrentLoads,
 		WarmupRuns:         file.Loading.WarmupRuns,
 		RetryBackoff:       file.Loading.RetryBackoff,

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	goruntime "runtime"
 	"sort"
 	"strconv"
+	"sync"
 	"unsafe"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -17,6 +19,19 @@ import (
 // ONNX is the ONNX Runtime backend. Init must have succeeded before Load.
 type ONNX struct {
 	Options Options
+	// Log receives ONNX Runtime's own log lines for the sessions it
+	// creates (see ortlog.go); nil means slog.Default(). Its level decides
+	// the sessions' ORT severity.
+	Log *slog.Logger
+
+	routeFailed sync.Once
+}
+
+func (b *ONNX) logger() *slog.Logger {
+	if b.Log != nil {
+		return b.Log
+	}
+	return slog.Default()
 }
 
 var ortToOIP = map[ort.TensorElementDataType]oip.Datatype{
@@ -44,6 +59,8 @@ type onnxModel struct {
 	outKinds []outKind
 	// outIndex maps an output name to its index in sig.Outputs.
 	outIndex map[string]int
+	// stopLog ends the routing of the session's ORT log (nil: none).
+	stopLog func()
 }
 
 type outKind int
@@ -56,12 +73,26 @@ const (
 // Load creates a session for the model file at path, reads its signature
 // and metadata, and, for classifiers whose probabilities come as a sequence
 // of maps, runs it once to learn the class labels.
-func (b *ONNX) Load(ctx context.Context, path string) (Model, error) {
+func (b *ONNX) Load(ctx context.Context, path string) (_ Model, err error) {
 	opts, err := ort.NewSessionOptions()
 	if err != nil {
 		return nil, fmt.Errorf("session options: %w", err)
 	}
 	defer opts.Destroy()
+	// ORT's log for this session goes to the logger; if the library cannot
+	// route it, it stays on stderr (said once) and the model still loads.
+	stopLog, lerr := routeSessionLog(opts, b.logger(), path)
+	if lerr != nil {
+		b.routeFailed.Do(func() {
+			b.logger().Warn("ONNX Runtime's log cannot be routed to this logger; it stays on stderr", "err", lerr)
+		})
+		stopLog = func() {}
+	}
+	defer func() {
+		if err != nil {
+			stopLog()
+		}
+	}()
 	if n := b.Options.IntraOpThreads; n > 0 {
 		if err := opts.SetIntraOpNumThreads(n); err != nil {
 			return nil, fmt.Errorf("intra_op_threads %d: %w", n, err)
@@ -77,7 +108,7 @@ func (b *ONNX) Load(ctx context.Context, path string) (Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read model %s: %w", path, err)
 	}
-	m := &onnxModel{info: map[string]string{}, outIndex: map[string]int{}}
+	m := &onnxModel{info: map[string]string{}, outIndex: map[string]int{}, stopLog: stopLog}
 	inNames := make([]string, len(ins))
 	for i, in := range ins {
 		if in.OrtValueType != ort.ONNXTypeTensor {
@@ -257,7 +288,11 @@ func (m *onnxModel) Signature() Signature    { return m.sig }
 func (m *onnxModel) Info() map[string]string { return m.info }
 
 func (m *onnxModel) Close() error {
-	if err := m.session.Destroy(); err != nil {
+	err := m.session.Destroy()
+	if m.stopLog != nil {
+		m.stopLog()
+	}
+	if err != nil {
 		return fmt.Errorf("destroy session: %w", err)
 	}
 	return nil
