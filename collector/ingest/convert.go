@@ -1,18 +1,15 @@
 package ingest
 
 import (
+	"container/list"
 	"encoding/json"
-	"fmt"
 	"math"
 	"slices"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
-	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/collector/pdata/pmetric"
-	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 
 	"github.com/drover-ml/drover/collector/store"
 	"github.com/drover-ml/drover/shared/semconv"
@@ -20,25 +17,10 @@ import (
 
 // Convert decodes an OTLP export request (protobuf) of the given kind and
 // appends its rows to b. Attributes are data: missing or unexpected ones are
-// stored as they come; only undecodable payloads are errors.
+// stored as they come; only undecodable payloads are errors. It uses the
+// package's default ResourceCache; (*ResourceCache).Convert uses another.
 func Convert(kind Kind, payload []byte, b *store.Batch) error {
-	switch kind {
-	case KindMetrics:
-		req := pmetricotlp.NewExportRequest()
-		if err := req.UnmarshalProto(payload); err != nil {
-			return fmt.Errorf("decode OTLP metrics: %w", err)
-		}
-		convertMetrics(req.Metrics(), b)
-		return nil
-	case KindLogs:
-		req := plogotlp.NewExportRequest()
-		if err := req.UnmarshalProto(payload); err != nil {
-			return fmt.Errorf("decode OTLP logs: %w", err)
-		}
-		convertLogs(req.Logs(), b)
-		return nil
-	}
-	return fmt.Errorf("unknown payload kind %d", kind)
+	return defaultResources.Convert(kind, payload, b)
 }
 
 // resourceInfo is what every row takes from its resource.
@@ -50,16 +32,17 @@ type resourceInfo struct {
 // resourceOf reads a resource and appends its resources row to b (the
 // writer leaves out the ones it wrote recently). An agent sends the same
 // resource with every export, so what a resource's attributes give (the
-// map, the id, the columns) is kept in resourceMemo and looked up by the
-// attributes as they arrive, instead of being rebuilt for every request.
-func resourceOf(r pcommon.Resource, b *store.Batch) resourceInfo {
+// map, the id, the columns) is kept in rc and looked up by the attributes
+// as they arrive, instead of being rebuilt for every request.
+func (rc *ResourceCache) resourceOf(r pcommon.Resource, b *store.Batch) resourceInfo {
+	rc = rc.orDefault()
 	m := r.Attributes()
 	h := uint64(fnvOffset)
 	m.Range(func(k string, v pcommon.Value) bool {
 		h = fnvString(fnvString(h, k), attrString(v))
 		return true
 	})
-	c := resourceMemo.get(h, m)
+	c := rc.get(h, func(c *knownResource) bool { return c.matches(m) })
 	if c == nil {
 		attrs := attrMap(m, "")
 		c = &knownResource{pairs: make([]string, 0, 2*m.Len()), attrs: attrs, info: resourceInfo{
@@ -74,7 +57,7 @@ func resourceOf(r pcommon.Resource, b *store.Batch) resourceInfo {
 			c.pairs = append(c.pairs, k, attrString(v))
 			return true
 		})
-		resourceMemo.put(h, c)
+		c = rc.put(h, c)
 	}
 	if c.info.id != 0 {
 		b.Resources = append(b.Resources, store.ResourceRow{ResourceID: c.info.id, LastSeen: time.Now(),
@@ -84,11 +67,15 @@ func resourceOf(r pcommon.Resource, b *store.Batch) resourceInfo {
 }
 
 // knownResource is what a resource's attributes give; nothing modifies it
-// (rows share attrs).
+// once cached (rows share attrs), but the cache's own fields.
 type knownResource struct {
 	pairs []string // the attributes as strings, in the order they came: k, v, k, v, …
 	attrs map[string]string
 	info  resourceInfo
+
+	hash uint64        // the attribute hash it is cached under
+	size int64         // estimated bytes (sizeOf)
+	elem *list.Element // in the cache's LRU list; nil once evicted (under the cache's lock)
 }
 
 func (c *knownResource) matches(m pcommon.Map) bool {
@@ -102,43 +89,6 @@ func (c *knownResource) matches(m pcommon.Map) bool {
 		return ok
 	})
 	return ok
-}
-
-// resourceMemo holds the resources seen lately, for every request (the
-// receivers convert concurrently). It is a cache of a pure function of the
-// attributes: what it forgets is rebuilt. When it reaches maxKnownResources
-// it starts over.
-var resourceMemo = &resourceCache{}
-
-const maxKnownResources = 1 << 14
-
-type resourceCache struct {
-	mu sync.Mutex
-	m  map[uint64][]*knownResource
-	n  int
-}
-
-func (rc *resourceCache) get(h uint64, m pcommon.Map) *knownResource {
-	rc.mu.Lock()
-	cands := rc.m[h]
-	rc.mu.Unlock()
-	for _, c := range cands { // immutable once published
-		if c.matches(m) {
-			return c
-		}
-	}
-	return nil
-}
-
-func (rc *resourceCache) put(h uint64, c *knownResource) {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	if rc.m == nil || rc.n >= maxKnownResources {
-		rc.m, rc.n = make(map[uint64][]*knownResource), 0
-	}
-	// A new slice: readers may hold the old one.
-	rc.m[h] = append(slices.Clip(rc.m[h]), c)
-	rc.n++
 }
 
 // attrMap flattens attributes to strings; non-string values are rendered
@@ -324,14 +274,14 @@ func growFor(md pmetric.Metrics, b *store.Batch) {
 	b.Summaries = slices.Grow(b.Summaries, n[4])
 }
 
-func convertMetrics(md pmetric.Metrics, b *store.Batch) {
+func (rc *ResourceCache) convertMetrics(md pmetric.Metrics, b *store.Batch) {
 	growFor(md, b)
 	var sets attrSets
 	var mem arena
 	rms := md.ResourceMetrics()
 	for i := 0; i < rms.Len(); i++ {
 		rm := rms.At(i)
-		res := resourceOf(rm.Resource(), b)
+		res := rc.resourceOf(rm.Resource(), b)
 		sms := rm.ScopeMetrics()
 		for j := 0; j < sms.Len(); j++ {
 			sm := sms.At(j)
@@ -510,11 +460,11 @@ type sampleBody struct {
 	Label   json.RawMessage `json:"label,omitempty"`
 }
 
-func convertLogs(ld plog.Logs, b *store.Batch) {
+func (rc *ResourceCache) convertLogs(ld plog.Logs, b *store.Batch) {
 	rls := ld.ResourceLogs()
 	for i := 0; i < rls.Len(); i++ {
 		rl := rls.At(i)
-		res := resourceOf(rl.Resource(), b)
+		res := rc.resourceOf(rl.Resource(), b)
 		sls := rl.ScopeLogs()
 		for j := 0; j < sls.Len(); j++ {
 			lrs := sls.At(j).LogRecords()

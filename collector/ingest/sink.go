@@ -30,6 +30,9 @@ type SpoolSink struct {
 	Spool *spool.Spool
 	Stats *Stats
 	Rows  *RowCache
+	// Resources caches converted OTLP resources; nil: the package default.
+	// Give the writer the same one.
+	Resources *ResourceCache
 }
 
 // Accept appends the payload; a full spool is ErrBackpressure. While the
@@ -68,9 +71,9 @@ func (s *SpoolSink) acceptRecord(ctx context.Context, kind Kind, rec []byte, poi
 	b := &store.Batch{}
 	switch d := decoded.(type) {
 	case pmetric.Metrics:
-		convertMetrics(d, b)
+		s.Resources.convertMetrics(d, b)
 	case plog.Logs:
-		convertLogs(d, b)
+		s.Resources.convertLogs(d, b)
 	default:
 		s.Rows.release(points)
 		return nil

@@ -49,6 +49,9 @@ type WriterConfig struct {
 	// dropped). DeadLetterFileMax bounds its size; default 256 MiB.
 	DeadLetterFile    string
 	DeadLetterFileMax int64
+	// Resources caches converted OTLP resources (shared with the
+	// SpoolSink); nil: the package default.
+	Resources *ResourceCache
 	// Ready, if not nil, holds the writer back until it is closed (the
 	// ClickHouse schema is applied): until then Run inserts nothing, and
 	// requests go to the spool without waiting for room in the row cache.
@@ -369,7 +372,7 @@ func (w *Writer) write(ctx context.Context, items []item, replay bool) error {
 			var kind Kind
 			var payload []byte
 			if kind, _, payload, err = decodeRecord(it.data); err == nil {
-				err = Convert(kind, payload, decoded)
+				err = w.cfg.Resources.Convert(kind, payload, decoded)
 			}
 		}
 		if err != nil {
