@@ -140,6 +140,10 @@ type OTLP struct {
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	ReadTimeout       time.Duration `yaml:"read_timeout"`
 	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	// ResourceCacheBytes bounds the cache of converted OTLP resources
+	// (ingest.ResourceCache), least recently used evicted first; default
+	// 32 MiB.
+	ResourceCacheBytes int64 `yaml:"resource_cache_bytes"`
 }
 
 // Limits are the receivers' input rules.
@@ -290,7 +294,8 @@ func Default() Config {
 		OTLP: OTLP{GRPCAddr: ":4317", HTTPAddr: ":4318", MaxRequestBytes: 16 << 20,
 			MaxAge: ingest.DefaultMaxAge, MaxFuture: ingest.DefaultMaxFuture, MaxAttributes: ingest.DefaultMaxAttributes,
 			MaxAttributeKeyBytes: ingest.DefaultMaxKeyBytes, MaxAttributeValueBytes: ingest.DefaultMaxValueBytes,
-			MaxConnections: 1024, MaxConcurrentStreams: 100, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 5 * time.Minute},
+			MaxConnections: 1024, MaxConcurrentStreams: 100, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 5 * time.Minute,
+			ResourceCacheBytes: ingest.DefaultResourceCacheBytes},
 		Admin:    Admin{Addr: ":7070", MaxConnections: 256, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute},
 		Spool:    Spool{MaxBytes: 1 << 30, SegmentBytes: 64 << 20, Sync: spool.SyncAlways},
 		Writer:   Writer{BatchRows: ingest.DefaultBatchRows, FlushInterval: time.Second, DeadLetterFileMaxBytes: 256 << 20},
@@ -459,6 +464,9 @@ func (o OTLP) Validate() error {
 	}
 	if o.MaxRequestBytes < 1 {
 		errs = append(errs, fmt.Errorf("max_request_bytes: must be >= 1, got %d", o.MaxRequestBytes))
+	}
+	if o.ResourceCacheBytes < 1 {
+		errs = append(errs, fmt.Errorf("resource_cache_bytes: must be >= 1, got %d", o.ResourceCacheBytes))
 	}
 	if o.MaxAge <= 0 {
 		errs = append(errs, fmt.Errorf("max_age: must be > 0, got %s", o.MaxAge))

@@ -231,7 +231,10 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	// each request is decoded once in the common case. Two batches: one
 	// being inserted, one filling.
 	rowCache := ingest.NewRowCache(2 * cfg.Writer.BatchRows)
-	var sink ingest.Sink = &ingest.SpoolSink{Spool: sp, Stats: stats, Rows: rowCache}
+	// One cache of converted OTLP resources for the receivers and the
+	// writer, bounded in bytes.
+	resources := ingest.NewResourceCache(cfg.OTLP.ResourceCacheBytes, reg)
+	var sink ingest.Sink = &ingest.SpoolSink{Spool: sp, Stats: stats, Rows: rowCache, Resources: resources}
 	if h.sink != nil {
 		sink = h.sink(sink)
 	}
@@ -248,7 +251,8 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		ReadHeaderTimeout: cfg.OTLP.ReadHeaderTimeout, ReadTimeout: cfg.OTLP.ReadTimeout, IdleTimeout: cfg.OTLP.IdleTimeout,
 	}, sink, stats, log.With("component", "otlp"))
 	writer := ingest.NewWriter(ingest.WriterConfig{BatchRows: cfg.Writer.BatchRows, FlushInterval: cfg.Writer.FlushInterval, Ready: schema.Applied(),
-		DeadLetterFile: filepath.Join(cfg.DataDir, "dead_letters.jsonl"), DeadLetterFileMax: cfg.Writer.DeadLetterFileMaxBytes},
+		DeadLetterFile: filepath.Join(cfg.DataDir, "dead_letters.jsonl"), DeadLetterFileMax: cfg.Writer.DeadLetterFileMaxBytes,
+		Resources: resources},
 		sp, rowCache, st, stats, log.With("component", "writer"))
 
 	// In a cluster the admin listener is opened now: the ring gossips its
