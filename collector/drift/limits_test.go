@@ -184,3 +184,22 @@ func TestDrillVanishedVersionStateDropped(t *testing.T) {
 			c.cached(), len(s.seen), len(s.owned))
 	}
 }
+
+// TestServingVersionsMostRequestsFirst: max_versions_per_model keeps the
+// versions with the most requests, so a sender inventing versions needs
+// more traffic than the real ones to push them out.
+func TestServingVersionsMostRequestsFirst(t *testing.T) {
+	db := migrated(t)
+	now := time.Now().UTC().Truncate(time.Minute)
+	from := now.Add(-30 * time.Minute)
+	for version, perMinute := range map[string]float64{"1": 5, "2": 500, "10": 50} {
+		insert(t, db, requestFlood("iris", version, 1, from, now, perMinute, "ok"), "v"+version)
+	}
+	got, err := NewChecker(db.Conn, db.Name, "node-a", nil).ServingVersions(context.Background(), "iris", time.Hour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"2", "10", "1"}; !slices.Equal(got, want) {
+		t.Errorf("ServingVersions = %v, want %v (most requests first)", got, want)
+	}
+}
