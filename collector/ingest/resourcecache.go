@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
@@ -127,9 +126,8 @@ func (rc *ResourceCache) Convert(kind Kind, payload []byte, b *store.Batch) erro
 	return fmt.Errorf("unknown payload kind %d", kind)
 }
 
-// convertMetrics and convertLogs convert with the default cache.
+// convertMetrics converts with the default cache.
 func convertMetrics(md pmetric.Metrics, b *store.Batch) { defaultResources.convertMetrics(md, b) }
-func convertLogs(ld plog.Logs, b *store.Batch)          { defaultResources.convertLogs(ld, b) }
 
 // sizeOf estimates the bytes c holds.
 func sizeOf(c *knownResource) int64 {
