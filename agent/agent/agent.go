@@ -10,7 +10,9 @@
 //	versions   loads, gates (monitor.Gate) and swaps versions, as package
 //	           route decides; its lifecycle events → telemetry (events.go)
 //	serve      the Open Inference Protocol, REST and gRPC; each request is
-//	           routed by versions.Set.Route and observed by the monitor
+//	           routed by versions.Set.Route and observed by the monitor;
+//	           the control API on its own listener, with the token from
+//	           <data-dir>/control.token (ControlToken)
 //	monitor    sampling, evaluation, shadow copies (its own worker)
 //	telemetry  OTLP export and GET /metrics on the REST listener
 package agent

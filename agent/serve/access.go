@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -205,8 +206,8 @@ func bearer(r *http.Request) (string, error) {
 
 // Errors of the token checks. Their messages never contain a token.
 var (
-	errUnknownToken = fmt.Errorf("unknown token")
-	errNoTokens     = fmt.Errorf("serving.auth is token but no tokens_file is loaded")
+	errUnknownToken = errors.New("unknown token")
+	errNoTokens     = errors.New("serving.auth is token but no tokens_file is loaded")
 )
 
 // checkClient returns nil when token is a client token of

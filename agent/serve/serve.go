@@ -2,7 +2,17 @@
 // versions) over the Open Inference Protocol v2: REST (JSON, and Triton's
 // binary tensor extension) and gRPC (the public
 // inference.GRPCInferenceService), plus Drover's extensions under
-// /v2/models/{model}/... (status, pin, canary, shadow, feedback).
+// /v2/models/{model}/... (status, evaluation, feedback), and the control
+// API (pin, canary, shadow, promote) on a listener of its own that
+// requires the agent's control token.
+//
+// Who may call what is declared once, in access.go: a table of every REST
+// pattern of the public and the control mux and of every gRPC method, each
+// open, behind serving.auth (client tokens of serving.tokens_file), or
+// behind the control token. A route registered without an entry panics;
+// routes_test.go checks the tables against the routes a running server
+// registered, both ways. Run serves all three listeners with connection
+// limits, timeouts and optional TLS (shared/tlsconfig).
 //
 // Both front ends share one inference path (Server.Infer): admission
 // (in-flight limit), the route to a version (versions.Set.Route, which asks
