@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -98,12 +99,16 @@ func limit(l net.Listener, n int, cfg *tls.Config) net.Listener {
 	return l
 }
 
+// httpServer returns an HTTP server for h with the read and idle bounds.
+// What net/http logs itself (refused TLS handshakes, bad requests from any
+// client) goes to the agent's log at debug level, not to stderr.
 func (s *Server) httpServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       s.cfg.ReadTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 }
 
