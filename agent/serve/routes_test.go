@@ -86,7 +86,10 @@ func runServer(t *testing.T, cfg Config, ls Listeners, clientTLS bool) *running 
 		}
 		return l
 	}
-	ls.HTTP, ls.GRPC, ls.Control = listen(), listen(), listen()
+	if ls.HTTP == nil {
+		ls.HTTP = listen()
+	}
+	ls.GRPC, ls.Control = listen(), listen()
 	scheme := "http://"
 	if clientTLS {
 		scheme = "https://"
