@@ -264,7 +264,8 @@ func (e *Engine) startChild(ctx context.Context) error {
 		c.kill()
 		return err
 	}
-	cfg.Logger.Info("clickhouse engine ready", "mode", e.mode, "pid", cmd.Process.Pid, "addr", e.Addr(), "user", User, "data_dir", cfg.DataDir)
+	cfg.Logger.Info("clickhouse engine ready", "mode", e.mode, "pid", cmd.Process.Pid, "addr", e.Addr(), "http_addr", e.HTTPAddr(),
+		"user", User, "password_file", e.PasswordFile(), "data_dir", cfg.DataDir)
 	return nil
 }
 
