@@ -192,7 +192,13 @@ func TestClickHouseDownAtStart(t *testing.T) {
 	_, portStr, _ := net.SplitHostPort(l.Addr().String())
 	port, _ := strconv.Atoi(portStr)
 	l.Close() // nothing listens there until the engine starts
-	cfg := testConfig(t, "clickhouse://127.0.0.1:"+portStr+"/default", "late")
+	// The engine's password is chosen now (written where the engine reads
+	// it on its first start), so the DSN can carry it before the engine runs.
+	engineDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(engineDir, chembed.PasswordFileName), []byte("late0engine0password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, "clickhouse://"+chembed.User+":late0engine0password@127.0.0.1:"+portStr+"/default", "late")
 	// The agent's token comes from a tokens_file: the receivers check it
 	// without ClickHouse (a first start bootstraps its tokens only once
 	// ClickHouse is there).
@@ -221,7 +227,7 @@ func TestClickHouseDownAtStart(t *testing.T) {
 		t.Errorf("readyz while ClickHouse is down: %s %q, want 503 saying the schema is not applied", resp.Status, b)
 	}
 
-	eng, err := chembed.Start(context.Background(), chembed.Config{DataDir: t.TempDir(), TCPPort: port, Logger: quiet()})
+	eng, err := chembed.Start(context.Background(), chembed.Config{DataDir: engineDir, TCPPort: port, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
