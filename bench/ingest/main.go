@@ -35,6 +35,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -194,7 +195,7 @@ func measure(ctx context.Context, system string, i int, bin, dir string, eng *ch
 		if i > 0 {
 			db = fmt.Sprintf("drover_%d", i) // each run its own tables
 		}
-		c, err = startDrover(bin, dir, eng.Addr(), db)
+		c, err = startDrover(bin, dir, authAddr(eng), db)
 		if err == nil && path != "" {
 			c.Name = "drover=" + filepath.Base(path)
 		}
@@ -203,7 +204,7 @@ func measure(ctx context.Context, system string, i int, bin, dir string, eng *ch
 		if i > 0 {
 			db = fmt.Sprintf("otel_%d", i)
 		}
-		c, err = startOtel(bin, dir, eng.Addr(), db)
+		c, err = startOtel(bin, dir, authAddr(eng), db)
 	}
 	if err != nil {
 		return result{}, err
@@ -359,7 +360,7 @@ type drill struct {
 
 func (d *drill) run(ctx context.Context) error {
 	const warm, after = 5 * time.Second, 10 * time.Second
-	c, err := startDrover(d.bin, d.dir, d.eng.Addr(), "drover_drill")
+	c, err := startDrover(d.bin, d.dir, authAddr(d.eng), "drover_drill")
 	if err != nil {
 		return err
 	}
@@ -515,4 +516,10 @@ func errOrOK(err error) string {
 		return "ok"
 	}
 	return err.Error()
+}
+
+// authAddr is the engine's user:password@host:port, for the DSNs and
+// endpoints the collectors under test are given.
+func authAddr(e *chembed.Engine) string {
+	return url.UserPassword(chembed.User, e.Password()).String() + "@" + e.Addr()
 }
