@@ -23,20 +23,25 @@ var secretParam = regexp.MustCompile(`(?i)(pass|pwd|secret|token|key|sig|credent
 // URL returns s with the password of its user info and the values of
 // credential query parameters replaced by Mask. A string that does not
 // parse as a URL is reduced to its scheme (or Mask): it may still hold a
-// secret, and cannot be cut safely.
+// secret, and cannot be cut safely. Anything left that reads as
+// "://user:password@" (in a fragment, a path) is masked too.
 func URL(s string) string {
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme == "" && u.User == nil && u.RawQuery == "") {
-		if err != nil {
-			if i := strings.Index(s, "://"); i > 0 && !strings.ContainsAny(s[:i], "@:/?") {
-				return s[:i] + "://" + Mask
-			}
-			return Mask
+	if err != nil {
+		if i := strings.Index(s, "://"); i > 0 && !strings.ContainsAny(s[:i], "@:/?#") {
+			return s[:i] + "://" + Mask
 		}
-		return s
+		return Mask
 	}
-	return redacted(u)
+	if u.Scheme != "" || u.User != nil || u.RawQuery != "" {
+		s = redacted(u)
+	}
+	return UserinfoPassword.ReplaceAllString(s, "${1}:"+Mask+"@")
 }
+
+// UserinfoPassword matches "://user:password@" anywhere in a text; group 1
+// is up to the user name.
+var UserinfoPassword = regexp.MustCompile(`(://[^/?#@\s:]*):[^@/?#\s]*@`)
 
 func redacted(u *url.URL) string {
 	c := *u
