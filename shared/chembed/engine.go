@@ -425,14 +425,15 @@ func (e *Engine) Stop(ctx context.Context) error {
 	e.stopOnce.Do(func() {
 		e.mu.Lock()
 		e.stopping = true
-		c := e.cur
 		e.mu.Unlock()
+		// The watchdog may be replacing the child: the current one is the
+		// one it left.
 		if e.watchStop != nil {
 			close(e.watchStop)
 			<-e.watchDone
 		}
 		e.mu.Lock()
-		c = e.cur
+		c := e.cur
 		e.mu.Unlock()
 		select {
 		case <-c.exited:

@@ -109,6 +109,12 @@ func (r *restartLog) record(reason string, err error) {
 	r.errs = append(r.errs, err)
 }
 
+func (r *restartLog) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.reasons...)
+}
+
 func (r *restartLog) ok() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -201,7 +207,7 @@ func TestDrillMissingDatabaseHandshakes(t *testing.T) {
 		return answersWithData(dsn)
 	})
 	if e.PID() != pid {
-		t.Logf("the watchdog restarted the engine (pid %d -> %d, %d restarts: %v)", pid, e.PID(), e.Restarts(), rl.reasons)
+		t.Logf("the watchdog restarted the engine (pid %d -> %d, %d restarts: %v)", pid, e.PID(), e.Restarts(), rl.list())
 	}
 }
 
@@ -252,8 +258,8 @@ func TestDrillKilledChild(t *testing.T) {
 	if err := answersWithData(dsn); err != nil {
 		t.Fatalf("after the restart: %v", err)
 	}
-	if !strings.Contains(strings.Join(rl.reasons, ";"), "exited") {
-		t.Errorf("restart reasons %q do not say the process exited", rl.reasons)
+	if !strings.Contains(strings.Join(rl.list(), ";"), "exited") {
+		t.Errorf("restart reasons %q do not say the process exited", rl.list())
 	}
 	newPID := e.PID()
 	if err := e.Stop(context.Background()); err != nil {
@@ -285,5 +291,5 @@ func TestDrillFailedNativeLogin(t *testing.T) {
 	testenv.EventuallyNil(t, 2*time.Minute, "the engine answers with its data after a failed login", func() error {
 		return answersWithData(dsn)
 	})
-	t.Logf("restarts: %d %v", e.Restarts(), rl.reasons)
+	t.Logf("restarts: %d %v", e.Restarts(), rl.list())
 }
