@@ -53,6 +53,8 @@ cat <<'MSG'
 drover: agent on http://localhost:8080 (OIP REST) and localhost:8081 (gRPC); collector admin on http://localhost:7070
   admin token (keep it secret): var/collector/admin.token
   ./bin/droverctl --token-file var/collector/admin.token cluster
+  ClickHouse (embedded): user drover, password in var/collector/clickhouse/password (0600);
+    its ports are in the collector's "clickhouse engine ready" line (addr, http_addr)
   curl -s localhost:8080/v2/models/iris
   curl -s -X POST localhost:8080/v2/models/iris/infer \
     -d '{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.9,3.0,5.1,1.8]}]}'
