@@ -7,12 +7,16 @@
 // engine from libchdb.so (fetched by `make deps`) in clickhouse-local mode:
 // the current executable is re-executed as the child (see the init function
 // in child.go), it dlopens the library and calls chdb_query_cmdline with
-// queries that open the TCP and HTTP listeners and then read the child's
-// stdin to its end. Closing that pipe is the clean shutdown, so the engine
-// also stops when the parent dies, even by SIGKILL; the child additionally
-// gets SIGKILL from the kernel (PR_SET_PDEATHSIG) and runs in its own process
-// group so a terminal's Ctrl-C reaches only the parent, which then shuts the
-// engine down after draining.
+// queries that open the TCP and HTTP listeners and then run until the
+// process is signalled. Stop sends SIGTERM; the child gets SIGKILL from the
+// kernel when the parent dies, even by SIGKILL (PR_SET_PDEATHSIG), and runs
+// in its own process group so a terminal's Ctrl-C reaches only the parent,
+// which then shuts the engine down after draining.
+//
+// Clients log in as User with a password generated on the first start and
+// kept in the data directory (PasswordFileName, mode 0600); DSN carries it.
+// An optional watchdog (Config.Watchdog) restarts a child that stops
+// answering or exits, on the same data directory and ports.
 package chembed
 
 import (
