@@ -22,7 +22,9 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
@@ -121,6 +123,26 @@ type Receiver struct {
 	sink  Sink
 	log   *slog.Logger
 	stats *Stats
+
+	mu     sync.Mutex
+	routes []string // what Serve registered (Routes)
+}
+
+// httpRoutes are the OTLP/HTTP receiver's patterns and what each carries.
+var httpRoutes = []struct {
+	pattern string
+	kind    Kind
+}{{"POST /v1/metrics", KindMetrics}, {"POST /v1/logs", KindLogs}}
+
+// Routes returns what the running receivers serve, as Serve registered it:
+// every gRPC method ("/package.Service/Method", from the gRPC server's
+// service info) and every HTTP pattern, sorted; nil before Serve. A test
+// checks each against the required role, so no route can be added without
+// the token check.
+func (r *Receiver) Routes() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.routes)
 }
 
 // NewReceiver builds the receivers; Run starts them.
@@ -189,8 +211,21 @@ func (r *Receiver) Serve(ctx context.Context, gl, hl net.Listener) error {
 	gs := grpc.NewServer(append(opts, r.cfg.GRPCOptions...)...)
 	r.registerGRPC(gs)
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/metrics", func(w http.ResponseWriter, req *http.Request) { r.serveHTTP(w, req, KindMetrics) })
-	mux.HandleFunc("POST /v1/logs", func(w http.ResponseWriter, req *http.Request) { r.serveHTTP(w, req, KindLogs) })
+	var routes []string
+	for name, info := range gs.GetServiceInfo() {
+		for _, m := range info.Methods {
+			routes = append(routes, "/"+name+"/"+m.Name)
+		}
+	}
+	for _, rt := range httpRoutes {
+		kind := rt.kind
+		mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, req *http.Request) { r.serveHTTP(w, req, kind) })
+		routes = append(routes, rt.pattern)
+	}
+	slices.Sort(routes)
+	r.mu.Lock()
+	r.routes = routes
+	r.mu.Unlock()
 	var h http.Handler = mux
 	if r.cfg.HTTPWrap != nil {
 		h = r.cfg.HTTPWrap(h)

@@ -59,6 +59,8 @@ type hooks struct {
 	spool func(*spool.Spool)
 	// admin sees the admin server before its routes are registered.
 	admin func(*admin.Server)
+	// receiver sees the OTLP receivers before they serve.
+	receiver func(*ingest.Receiver)
 	// reload, when set, returns a channel that receives a value for every
 	// reload request (ReloadOn); it is closed when ctx is done.
 	reload func(ctx context.Context) <-chan struct{}
@@ -250,6 +252,9 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		TLS: otlpTLS, MaxConnections: cfg.OTLP.MaxConnections, MaxConcurrentStreams: cfg.OTLP.MaxConcurrentStreams,
 		ReadHeaderTimeout: cfg.OTLP.ReadHeaderTimeout, ReadTimeout: cfg.OTLP.ReadTimeout, IdleTimeout: cfg.OTLP.IdleTimeout,
 	}, sink, stats, log.With("component", "otlp"))
+	if h.receiver != nil {
+		h.receiver(recv)
+	}
 	writer := ingest.NewWriter(ingest.WriterConfig{BatchRows: cfg.Writer.BatchRows, FlushInterval: cfg.Writer.FlushInterval, Ready: schema.Applied(),
 		DeadLetterFile: filepath.Join(cfg.DataDir, "dead_letters.jsonl"), DeadLetterFileMax: cfg.Writer.DeadLetterFileMaxBytes,
 		Resources: resources},
