@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/drover-ml/drover/agent/evaluate"
 	"github.com/drover-ml/drover/agent/oip"
 	pb "github.com/drover-ml/drover/agent/oip/inferencepb"
 	"github.com/drover-ml/drover/agent/serve"
@@ -172,5 +173,33 @@ func TestModelRefusingZerosServes(t *testing.T) {
 	}
 	if out := resp.Outputs[0]; !reflect.DeepEqual(out.Shape, []int64{2, 2}) || !reflect.DeepEqual(out.Data, []float32{1, 2, 3, 4}) {
 		t.Fatalf("output %+v", out)
+	}
+}
+
+// TestRequestIDsAreBounded: a client's request id longer than a label's id
+// may be (evaluate.MaxIDBytes) is refused on REST and gRPC, so a sampled
+// request cannot hold an id of megabytes until its label comes; one of
+// exactly the bound is served and echoed.
+func TestRequestIDsAreBounded(t *testing.T) {
+	root := t.TempDir()
+	publish(t, root, "lin", 1, linearModel(t, 1))
+	a := startAgent(t, root, serve.Config{})
+	a.WaitServing(t, "lin", 1)
+	body := func(id string) []byte {
+		return []byte(`{"id": "` + id + `", "inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 1]}]}`)
+	}
+	ok := strings.Repeat("i", evaluate.MaxIDBytes)
+	if code, _, b := a.Do(t, "POST", "/v2/models/lin/infer", body(ok), nil); code != http.StatusOK || !bytes.Contains(b, []byte(ok)) {
+		t.Fatalf("an id of %d bytes: %d %.200s", len(ok), code, b)
+	}
+	long := strings.Repeat("i", 1<<20)
+	if code, _, b := a.Do(t, "POST", "/v2/models/lin/infer", body(long), nil); code != http.StatusBadRequest || !bytes.Contains(b, []byte("request id")) {
+		t.Fatalf("an id of 1 MiB: %d %.200s", code, b)
+	}
+	_, err := a.grpc.ModelInfer(context.Background(), &pb.ModelInferRequest{Id: long, ModelName: "lin", Inputs: []*pb.ModelInferRequest_InferInputTensor{{
+		Name: "x", Datatype: "FP32", Shape: []int64{1, 2}, Contents: &pb.InferTensorContents{Fp32Contents: []float32{1, 1}},
+	}}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("gRPC with an id of 1 MiB: %v", err)
 	}
 }

@@ -340,6 +340,10 @@ func (s *Server) releaseSlot() { s.inFlight.Add(-1) }
 func (s *Server) infer(ctx context.Context, protocol, model string, version int64, req *oip.InferRequest) (resp *oip.InferResponse, err error) {
 	if req.ID == "" {
 		req.ID = evaluate.NewRequestID()
+	} else if len(req.ID) > evaluate.MaxIDBytes {
+		// A sampled request keeps its id until its label comes: ids are
+		// bounded like a label's.
+		return nil, errorf(http.StatusBadRequest, codes.InvalidArgument, "request id is %d bytes, more than %d", len(req.ID), evaluate.MaxIDBytes)
 	}
 	start := time.Now()
 	versionLabel := ""
