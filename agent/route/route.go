@@ -8,7 +8,10 @@
 //   - the canary split: a share of the requests that name no version goes to
 //     another version, sticky by request id;
 //   - the shadow split: a share of the requests is copied to another version
-//     off the request path.
+//     off the request path;
+//   - the fleet's desired state (SetDesired): for the models a collector
+//     controls it replaces all of the above, and the local setters refuse
+//     with a *ControlledError.
 //
 // A Table holds that state; pins and the API's split overrides are kept in a
 // state file across restarts. Table.Serving tells package versions which
@@ -48,6 +51,10 @@ type Table struct {
 	// present nil entry switches the policy's split off.
 	canaries map[string]*Split
 	shadows  map[string]*Split
+	// desired is the fleet's routing of the models a collector controls
+	// (SetDesired); it overrides all of the above for them.
+	desired   map[string]Desired
+	desiredBy string
 }
 
 // Open returns a table with the given policies (models not listed use
@@ -83,10 +90,18 @@ func (t *Table) Policy(model string) Policy {
 	return t.policies[model]
 }
 
-// Pinned returns the model's pinned version, 0 when it has none.
+// Pinned returns the model's pinned version, 0 when it has none (for a
+// model the fleet controls: its serving version if the desired state pins
+// it).
 func (t *Table) Pinned(model string) int64 {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
+	if d, ok := t.desired[model]; ok {
+		if d.Pinned {
+			return d.Serving
+		}
+		return 0
+	}
 	return t.pins[model]
 }
 
@@ -100,6 +115,9 @@ func (t *Table) Splits(model string) (canary, shadow *Split) {
 
 // splits is Splits with t.mu held.
 func (t *Table) splits(model string) (canary, shadow *Split) {
+	if d, ok := t.desired[model]; ok {
+		return d.Canary, d.Shadow
+	}
 	p := t.policies[model]
 	canary, shadow = p.Canary, p.Shadow
 	if c, ok := t.canaries[model]; ok {
@@ -134,6 +152,9 @@ func (t *Table) Pin(model string, version int64) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.controlled(model); err != nil {
+		return err
+	}
 	prev, had := t.pins[model]
 	t.pins[model] = version
 	if err := t.save(); err != nil {
@@ -151,6 +172,9 @@ func (t *Table) Pin(model string, version int64) error {
 func (t *Table) Unpin(model string) (had bool, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.controlled(model); err != nil {
+		return false, err
+	}
 	prev, had := t.pins[model]
 	delete(t.pins, model)
 	if err := t.save(); err != nil {
@@ -172,6 +196,9 @@ func (t *Table) SetSplit(model string, kind Kind, s *Split) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.controlled(model); err != nil {
+		return err
+	}
 	var target map[string]*Split
 	switch kind {
 	case Canary:
@@ -213,6 +240,10 @@ type Serving struct {
 // beside it.
 func (t *Table) Serving(model string, candidates []int64) Serving {
 	t.mu.RLock()
+	if d, ok := t.desired[model]; ok {
+		t.mu.RUnlock()
+		return servingDesired(d, candidates)
+	}
 	canary, shadow := t.splits(model)
 	pinned := t.pins[model]
 	policy := t.policies[model]
