@@ -49,6 +49,8 @@ var dataTables = []struct {
 	{"registry_versions", "", "model, version", ""}, // lineage: kept forever
 	{"job_attempts", "toDate(started)", "id, attempt, started", "TTL toDateTime(started) + toIntervalDay(30)"},
 	{"dead_letters", "toDate(time)", "table_name, time", "TTL toDateTime(time) + toIntervalDay(30)"},
+	{"desired_state", "", "model, revision", ""}, // history: kept forever
+	{"agents", "", "agent", ""},
 }
 
 var views = []string{"metrics_gauge_1h_mv", "metrics_gauge_1m_mv", "metrics_histogram_1h_mv", "metrics_histogram_1m_mv",

@@ -857,3 +857,51 @@ SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, repli
 CREATE TABLE IF NOT EXISTS drover.dead_letters ON CLUSTER 'drover_cluster' AS drover.dead_letters_local
 ENGINE = Distributed('drover_cluster', 'drover', 'dead_letters_local', cityHash64(batch));
 
+-- 0013_fleet
+
+CREATE TABLE IF NOT EXISTS drover.desired_state_local ON CLUSTER 'drover_cluster'
+(
+    model            LowCardinality(String) CODEC(ZSTD(1)),
+    revision         UInt64,
+    serving          UInt64,
+    previous         UInt64,
+    canary_version   UInt64,
+    canary_share     UInt8,
+    canary_auto      Bool,
+    canary_analysis  String CODEC(ZSTD(1)),
+    canary_started   DateTime64(3, 'UTC'),
+    shadow_version   UInt64,
+    shadow_share     UInt8,
+    pinned           Bool,
+    selector         Map(String, String),
+    changed_by       String CODEC(ZSTD(1)),
+    changed_at       DateTime64(3, 'UTC'),
+    reason           String CODEC(ZSTD(3)),
+    change           LowCardinality(String)
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/desired_state_local', '{replica}')
+ORDER BY (model, revision)
+SETTINGS replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE TABLE IF NOT EXISTS drover.desired_state ON CLUSTER 'drover_cluster' AS drover.desired_state_local
+ENGINE = Distributed('drover_cluster', 'drover', 'desired_state_local', cityHash64(model));
+
+CREATE TABLE IF NOT EXISTS drover.agents_local ON CLUSTER 'drover_cluster'
+(
+    agent      String CODEC(ZSTD(1)),
+    host       String CODEC(ZSTD(1)),
+    labels     Map(String, String),
+    build      String CODEC(ZSTD(1)),
+    serving    Map(String, UInt64),
+    inventory  String CODEC(ZSTD(3)),
+    collector  String CODEC(ZSTD(1)),
+    updated    DateTime64(3, 'UTC'),
+    last_seen  DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/agents_local', '{replica}', last_seen)
+ORDER BY agent
+SETTINGS replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE TABLE IF NOT EXISTS drover.agents ON CLUSTER 'drover_cluster' AS drover.agents_local
+ENGINE = Distributed('drover_cluster', 'drover', 'agents_local', cityHash64(agent));
+
