@@ -10,6 +10,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/url"
 	"os"
 	"slices"
 	"time"
@@ -48,16 +49,33 @@ type Config struct {
 // what it serves.
 const DefaultControlAddr = "127.0.0.1:8082"
 
-// Control is the control: section: how the agent is controlled. Today that
-// is its control listener (pin, canary, shadow, promote), which requires
-// the token the agent keeps in <data-dir>/control.token; fleet control
-// (the collectors the agent follows) will be configured here too.
+// DefaultHeartbeatInterval is control.heartbeat_interval's default.
+const DefaultHeartbeatInterval = 10 * time.Second
+
+// Control is the control: section: how the agent is controlled. Its
+// control listener (pin, canary, shadow, promote) requires the token the
+// agent keeps in <data-dir>/control.token; with collectors, the agent also
+// follows the fleet's desired state (docs/fleet.md, package agent/fleet).
+// These settings take effect at start.
 type Control struct {
 	// Addr is the control listener's address (default 127.0.0.1:8082);
 	// the --control-addr flag, when given, wins.
 	Addr string `yaml:"addr"`
 	// TLS is the control listener's TLS; off by default.
 	TLS tlsconfig.Server `yaml:"tls"`
+	// Collectors are the base URLs (http or https) of the collectors'
+	// admin listeners the agent follows, tried in turn; none: the agent
+	// runs from its model directory alone. --collector, when given, wins.
+	Collectors []string `yaml:"collectors"`
+	// TokenFile holds the agent's bearer token for the collectors (role
+	// agent); required with collectors. --token-file wins.
+	TokenFile string `yaml:"token_file"`
+	// Labels describe this agent to the collectors' selectors; --label
+	// entries are added over them.
+	Labels map[string]string `yaml:"labels"`
+	// HeartbeatInterval is the longest time between two inventory reports
+	// (default 10s); the collector's registration answer may change it.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
 }
 
 // Validate checks the control section; paths are relative to it.
@@ -67,7 +85,58 @@ func (c Control) Validate() error {
 		errs = append(errs, fmt.Errorf("addr: want host:port (default %s), got %q: %v", DefaultControlAddr, c.Addr, err))
 	}
 	errs = append(errs, fieldpath.Prefix("tls", c.TLS.Validate()))
+	for i, u := range c.Collectors {
+		if err := ValidCollectorURL(u); err != nil {
+			errs = append(errs, fmt.Errorf("collectors[%d]: %w", i, err))
+		}
+	}
+	if len(c.Collectors) > 0 && c.TokenFile == "" {
+		errs = append(errs, errors.New("token_file: required with collectors (the agent's token for the collectors)"))
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.Labels)) {
+		if err := ValidLabel(k, c.Labels[k]); err != nil {
+			errs = append(errs, fmt.Errorf("labels.%s: %w", k, err))
+		}
+	}
+	if c.HeartbeatInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("heartbeat_interval: must be at least 100ms, got %s", c.HeartbeatInterval))
+	}
 	return errors.Join(errs...)
+}
+
+// ValidCollectorURL checks a collector's base URL: http or https, a host,
+// no query or fragment.
+func ValidCollectorURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("want an http(s) URL, got %q: %v", s, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("want an http(s) URL such as https://collector:8090, got %q", s)
+	}
+	return nil
+}
+
+// ValidLabel checks one agent label: a key of 1 to 63 characters of
+// [a-zA-Z0-9_.-], a value of at most 255 visible characters.
+func ValidLabel(k, v string) error {
+	if len(k) == 0 || len(k) > 63 {
+		return fmt.Errorf("key must be 1 to 63 characters, got %d", len(k))
+	}
+	for _, r := range k {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-') {
+			return fmt.Errorf("key %q: only letters, digits, '_', '.' and '-'", k)
+		}
+	}
+	if len(v) > 255 {
+		return fmt.Errorf("value must be at most 255 bytes, got %d", len(v))
+	}
+	for _, r := range v {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("value %q: control characters are not allowed", v)
+		}
+	}
+	return nil
 }
 
 // Loading configures how versions are loaded.
@@ -118,7 +187,7 @@ func Default() Config {
 		Watch:      Watch{Debounce: watch.DefaultDebounce, Rescan: watch.DefaultRescan},
 		Telemetry:  telemetry.DefaultConfig(),
 		Monitoring: monitor.DefaultConfig(),
-		Control:    Control{Addr: DefaultControlAddr},
+		Control:    Control{Addr: DefaultControlAddr, HeartbeatInterval: DefaultHeartbeatInterval},
 	}
 }
 

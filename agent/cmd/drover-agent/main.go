@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -26,6 +28,61 @@ type flags struct {
 	// controlAddr is --control-addr when given; "" takes control.addr.
 	controlAddr  string
 	drainTimeout time.Duration
+	// fleet are --collector, --token-file and --label, applied over the
+	// file's control section.
+	fleet fleetFlags
+}
+
+// fleetFlags are the fleet-control flags; each, when given, wins over the
+// file's control.collectors, control.token_file; labels add to
+// control.labels.
+type fleetFlags struct {
+	collectors string
+	tokenFile  string
+	labels     labelFlag
+}
+
+// labelFlag is a repeatable --label k=v.
+type labelFlag map[string]string
+
+func (l *labelFlag) String() string { return fmt.Sprint(map[string]string(*l)) }
+
+func (l *labelFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok {
+		return fmt.Errorf("want k=v, got %q", s)
+	}
+	if err := config.ValidLabel(k, v); err != nil {
+		return err
+	}
+	if *l == nil {
+		*l = labelFlag{}
+	}
+	(*l)[k] = v
+	return nil
+}
+
+// apply puts the flags over the file's control section and validates it
+// again.
+func (ff fleetFlags) apply(c *config.Config) error {
+	if ff.collectors != "" {
+		c.Control.Collectors = strings.Split(ff.collectors, ",")
+	}
+	if ff.tokenFile != "" {
+		c.Control.TokenFile = ff.tokenFile
+	}
+	if len(ff.labels) > 0 {
+		labels := maps.Clone(c.Control.Labels)
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		maps.Copy(labels, ff.labels)
+		c.Control.Labels = labels
+	}
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("--collector, --token-file, --label: %w", err)
+	}
+	return nil
 }
 
 func main() { os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -43,6 +100,9 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "if set, serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060)")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second, "how long shutdown waits for in-flight requests")
+	fs.StringVar(&f.fleet.collectors, "collector", "", "follow the fleet's desired state from these collectors (their admin URLs, comma-separated, tried in turn); when not given, the config file's control.collectors")
+	fs.StringVar(&f.fleet.tokenFile, "token-file", "", "the agent's token for the collectors (role agent); when not given, control.token_file")
+	fs.Var(&f.fleet.labels, "label", "an agent label k=v for the collectors' selectors, repeatable; added over control.labels")
 	version := fs.Bool("version", false, "print the version")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: drover-agent --model-dir DIR [flags]\n\nServes <DIR>/<model>/<version>/model.onnx over the Open Inference Protocol v2.\n\nFlags:\n")
@@ -90,6 +150,9 @@ func runAgent(f flags, log *slog.Logger) error {
 	}
 	if f.controlAddr == "" {
 		f.controlAddr = file.Control.Addr
+	}
+	if err := f.fleet.apply(&file); err != nil {
+		return err
 	}
 	ls, err := listen(f)
 	if err != nil {
