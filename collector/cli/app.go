@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/drover-ml/drover/collector/adminclient"
 )
@@ -60,6 +61,9 @@ type App struct {
 	// IsTerminal says whether w is a terminal (colour is used only on
 	// one). Nil means: an *os.File that is a character device.
 	IsTerminal func(w io.Writer) bool
+	// PollInterval is how often --wait asks for a fleet status
+	// (DefaultPollInterval when 0).
+	PollInterval time.Duration
 
 	client *adminclient.Client
 }

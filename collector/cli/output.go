@@ -275,11 +275,11 @@ func list[T any](xs []T) string {
 // stateColor colours states: good green, in progress yellow, bad red.
 func stateColor(state string) color {
 	switch state {
-	case "alive", "serving", "succeeded", "resolved", "active":
+	case "alive", "serving", "succeeded", "resolved", "active", "converged", "online":
 		return green
-	case "suspect", "queued", "running", "canary", "open":
+	case "suspect", "queued", "running", "canary", "open", "pending":
 		return yellow
-	case "dead", "failed", "timed_out", "rejected", "revoked":
+	case "dead", "failed", "timed_out", "rejected", "revoked", "offline":
 		return red
 	case "left", "cancelled", "retired":
 		return faint

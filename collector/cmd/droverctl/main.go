@@ -27,9 +27,13 @@ func main() {
 	os.Exit(code)
 }
 
+// pollInterval is how often --wait asks for a fleet status; tests
+// shorten it.
+var pollInterval = cli.DefaultPollInterval
+
 // realMain runs one command line and returns its exit code.
 func realMain(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	app := &cli.App{Getenv: getenv, Out: stdout, Err: stderr}
+	app := &cli.App{Getenv: getenv, Out: stdout, Err: stderr, PollInterval: pollInterval}
 	defer app.Close()
 	root := newRoot(app)
 	if args == nil {
@@ -107,15 +111,23 @@ Exit codes: 0 ok, 1 error (collector unreachable: the URLs tried and why),
 
 	root.AddCommand(
 		&cobra.Command{
-			Use:   "status",
-			Short: "Check that the collector is alive and ready (no token needed)",
+			Use:   "status [MODEL]",
+			Short: "Without MODEL: check that the collector is alive and ready (no token needed); with MODEL: desired vs actual version per agent and the rollout's progress",
+			Example: "  droverctl status\n" +
+				"  droverctl status iris",
 			Args: func(cmd *cobra.Command, args []string) error {
-				if len(args) > 0 {
-					return cli.Usagef("status takes no arguments yet: `status MODEL` comes with fleet control; use `droverctl versions %s` or `droverctl drift %s`", args[0], args[0])
+				if len(args) > 1 {
+					return cli.Usagef("%s: want at most 1 argument (%s), got %d", cmd.CommandPath(), cmd.Use, len(args))
 				}
 				return nil
 			},
-			RunE: func(cmd *cobra.Command, args []string) error { return app.Status(cmd.Context()) },
+			ValidArgsFunction: completeModel,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				if len(args) == 1 {
+					return app.FleetStatus(cmd.Context(), args[0])
+				}
+				return app.Status(cmd.Context())
+			},
 		},
 		&cobra.Command{
 			Use:   "version",
@@ -156,11 +168,19 @@ Exit codes: 0 ok, 1 error (collector unreachable: the URLs tried and why),
 			ValidArgsFunction: completeModel,
 			RunE:              func(cmd *cobra.Command, args []string) error { return app.History(cmd.Context(), args[0]) },
 		},
+		&cobra.Command{
+			Use:     "agents",
+			Short:   "List the agents that follow the collectors: host, labels, versions serving, last heartbeat, errors",
+			Example: "  droverctl agents",
+			Args:    noArgs,
+			RunE:    func(cmd *cobra.Command, args []string) error { return app.Agents(cmd.Context()) },
+		},
 		tokenCmd(app),
 		publishCmd(app, completeModel),
 		mergeCmd(app),
 		pullCmd(app),
 	)
+	root.AddCommand(fleetCmds(app)...)
 	return root
 }
 

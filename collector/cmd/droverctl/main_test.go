@@ -42,7 +42,10 @@ type fakeAPI struct {
 	t      *testing.T
 	routes map[string]route // "METHOD /path" (query ignored)
 
-	mu     sync.Mutex
+	mu sync.Mutex
+	// seq are answers given in turn before routes: each request takes the
+	// first, the last one stays.
+	seq    map[string][]route
 	reqs   []*http.Request
 	bodies []string
 }
@@ -72,7 +75,19 @@ func newFakeAPI(t *testing.T) *fakeAPI {
 		"DELETE /v1/models/iris/versions/3":                 {status: 409, body: `{"error":"delete iris v3: in use: serving on serve-1, serve-2"}`},
 		"GET /v1/models/nope/drift":                         {status: 404, body: `{"error":"model \"nope\" not found"}`},
 		"POST /v1/jobs/job-3f2a9c0d1e2b4a5f6c7d8e9f/retry":  {status: 409, body: `{"error":"job job-3f2a9c0d1e2b4a5f6c7d8e9f is running; cancel it first"}`},
-	}}
+		"GET /v1/agents":                                    {status: 200, fixture: "agents"},
+		"GET /v1/models/iris/status":                        {status: 200, fixture: "fleet-status"},
+		"POST /v1/models/iris/rollout":                      {status: 200, fixture: "desired"},
+		"POST /v1/models/iris/rollback":                     {status: 200, fixture: "desired"},
+		"POST /v1/models/iris/pin":                          {status: 200, fixture: "desired"},
+		"POST /v1/models/iris/unpin":                        {status: 200, fixture: "desired"},
+		"POST /v1/models/iris/canary":                       {status: 200, fixture: "desired"},
+		"POST /v1/models/iris/promote":                      {status: 200, fixture: "desired"},
+		"POST /v1/models/iris/abort":                        {status: 200, fixture: "desired"},
+		"POST /v1/models/iris/shadow":                       {status: 200, fixture: "desired"},
+		"POST /v1/models/wine/promote":                      {status: 409, body: `{"error":"promote wine: no canary"}`},
+		"POST /v1/models/nope/rollout":                      {status: 404, body: `{"error":"model \"nope\" not found"}`},
+	}, seq: map[string][]route{}}
 }
 
 func fixture(t *testing.T, name string) []byte {
@@ -89,6 +104,17 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.reqs = append(f.reqs, r.Clone(context.Background()))
 	f.bodies = append(f.bodies, string(b))
+	key := r.Method + " " + r.URL.Path
+	var (
+		seqRoute route
+		inSeq    bool
+	)
+	if q := f.seq[key]; len(q) > 0 {
+		seqRoute, inSeq = q[0], true
+		if len(q) > 1 {
+			f.seq[key] = q[1:]
+		}
+	}
 	f.mu.Unlock()
 	if d, ok := strings.CutPrefix(r.URL.Path, "/v1/blobs/sha256/"); ok && r.Method == http.MethodPut {
 		w.Header().Set("Content-Type", "application/json")
@@ -96,7 +122,10 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `{"sha256":%q,"size":%d}`, d, len(b))
 		return
 	}
-	rt, ok := f.routes[r.Method+" "+r.URL.Path]
+	rt, ok := f.routes[key]
+	if inSeq {
+		rt, ok = seqRoute, true
+	}
 	if !ok {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusNotFound)
@@ -186,6 +215,9 @@ var commands = []struct {
 	{"versions-delete", []string{"versions", "delete", "iris", "2"}, "version-delete"},
 	{"publish", []string{"publish", "iris", "testdata/model", "--message", "retrain", "--author", "ana", "--parent", "4"}, "publish"},
 	{"merge", []string{"merge", "iris", "3", "4", "--weights", "0.7,0.3", "--message", "ensemble"}, "merge"},
+	{"agents", []string{"agents"}, "agents"},
+	{"status-model", []string{"status", "iris"}, "fleet-status"},
+	{"rollout", []string{"rollout", "iris", "3", "--canary", "20", "--auto", "--selector", "zone=eu-1", "--reason", "nightly retrain"}, "desired"},
 }
 
 func TestTablesGolden(t *testing.T) {
@@ -292,6 +324,22 @@ func TestRequests(t *testing.T) {
 		{[]string{"versions", "show", "iris", "3"}, "GET", "/v1/models/iris/versions/3", "", ""},
 		{[]string{"versions", "delete", "iris", "2"}, "DELETE", "/v1/models/iris/versions/2", "", ""},
 		{[]string{"merge", "iris", "3", "4", "--weights", "0.7,0.3", "--message", "ensemble"}, "POST", "/v1/models/iris/merge", "", `{"versions":[3,4],"weights":[0.7,0.3],"message":"ensemble"}`},
+		{[]string{"agents"}, "GET", "/v1/agents", "", ""},
+		{[]string{"status", "iris"}, "GET", "/v1/models/iris/status", "", ""},
+		{[]string{"rollout", "iris", "3"}, "POST", "/v1/models/iris/rollout", "", `{"version":3,"reason":""}`},
+		{[]string{"rollout", "iris", "3", "--reason", "nightly retrain"}, "POST", "/v1/models/iris/rollout", "", `{"version":3,"reason":"nightly retrain"}`},
+		{[]string{"rollout", "iris", "3", "--canary", "20"}, "POST", "/v1/models/iris/rollout", "", `{"version":3,"canary":{"share":20,"auto":false},"reason":""}`},
+		{[]string{"rollout", "iris", "3", "--canary", "0", "--auto", "--selector", "zone=eu-1,tier=gold", "--selector", "gpu=yes", "--reason", "r"}, "POST", "/v1/models/iris/rollout", "",
+			`{"version":3,"canary":{"share":0,"auto":true},"selector":{"gpu":"yes","tier":"gold","zone":"eu-1"},"reason":"r"}`},
+		{[]string{"rollback", "iris"}, "POST", "/v1/models/iris/rollback", "", `{"reason":""}`},
+		{[]string{"rollback", "iris", "1", "--reason", "error rate"}, "POST", "/v1/models/iris/rollback", "", `{"version":1,"reason":"error rate"}`},
+		{[]string{"pin", "iris", "2", "--reason", "audit"}, "POST", "/v1/models/iris/pin", "", `{"version":2,"reason":"audit"}`},
+		{[]string{"unpin", "iris", "--reason", "audit done"}, "POST", "/v1/models/iris/unpin", "", `{"reason":"audit done"}`},
+		{[]string{"canary", "iris", "3", "100", "--reason", "all in"}, "POST", "/v1/models/iris/canary", "", `{"version":3,"share":100,"reason":"all in"}`},
+		{[]string{"promote", "iris"}, "POST", "/v1/models/iris/promote", "", `{"reason":""}`},
+		{[]string{"abort", "iris", "--reason", "p99 up"}, "POST", "/v1/models/iris/abort", "", `{"reason":"p99 up"}`},
+		{[]string{"shadow", "iris", "4", "10"}, "POST", "/v1/models/iris/shadow", "", `{"version":4,"share":10,"reason":""}`},
+		{[]string{"shadow", "iris", "4", "0", "--reason", "off"}, "POST", "/v1/models/iris/shadow", "", `{"version":4,"share":0,"reason":"off"}`},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -336,7 +384,24 @@ func TestExitCodes(t *testing.T) {
 		{"usage: bad version", []string{"--collector", url, "versions", "diff", "iris", "3", "x"}, 2, []string{`version "x"`}},
 		{"usage: bad role", []string{"--collector", url, "token", "create", "--role", "root", "--name", "x"}, 2, []string{`--role "root"`}},
 		{"usage: token create without name", []string{"--collector", url, "token", "create", "--role", "admin"}, 2, []string{"needs --name and --role"}},
-		{"usage: status MODEL", []string{"--collector", url, "status", "iris"}, 2, []string{"status takes no arguments yet"}},
+		{"usage: status MODEL MODEL", []string{"--collector", url, "status", "iris", "wine"}, 2, []string{"want at most 1 argument"}},
+		{"usage: canary share over 100", []string{"--collector", url, "canary", "iris", "3", "101"}, 2, []string{`share "101": want a percentage`}},
+		{"usage: canary share negative", []string{"--collector", url, "canary", "iris", "3", "--", "-1"}, 2, []string{`share "-1"`}},
+		{"usage: shadow share not a number", []string{"--collector", url, "shadow", "iris", "3", "ten"}, 2, []string{`share "ten"`}},
+		{"usage: rollout --canary over 100", []string{"--collector", url, "rollout", "iris", "3", "--canary", "150"}, 2, []string{`--canary "150"`}},
+		{"usage: rollout --auto without --canary", []string{"--collector", url, "rollout", "iris", "3", "--auto"}, 2, []string{"--auto needs --canary"}},
+		{"usage: selector without =", []string{"--collector", url, "rollout", "iris", "3", "--selector", "zone"}, 2, []string{`--selector "zone": want label=value`}},
+		{"usage: selector empty key", []string{"--collector", url, "rollout", "iris", "3", "--selector", "=eu-1"}, 2, []string{`--selector "=eu-1"`}},
+		{"usage: selector empty value", []string{"--collector", url, "rollout", "iris", "3", "--selector", "zone="}, 2, []string{`--selector "zone="`}},
+		{"usage: selector twice", []string{"--collector", url, "rollout", "iris", "3", "--selector", "zone=a,zone=b"}, 2, []string{`label "zone" given twice`}},
+		{"usage: rollout bad version", []string{"--collector", url, "rollout", "iris", "v3"}, 2, []string{`version "v3"`}},
+		{"usage: rollout without version", []string{"--collector", url, "rollout", "iris"}, 2, []string{"want 2 argument"}},
+		{"usage: rollback version 0", []string{"--collector", url, "rollback", "iris", "0"}, 2, []string{`version "0"`}},
+		{"usage: rollback too many", []string{"--collector", url, "rollback", "iris", "1", "2"}, 2, []string{"want 1 or 2 arguments"}},
+		{"usage: --wait --timeout 0", []string{"--collector", url, "rollback", "iris", "--wait", "--timeout", "0s"}, 2, []string{"--timeout 0s: must be positive"}},
+		{"usage: bad model name", []string{"--collector", url, "promote", "ir is"}, 2, []string{`model name "ir is"`}},
+		{"409 promote without canary", []string{"--collector", url, "promote", "wine"}, 5, []string{"refused: promote wine: no canary"}},
+		{"404 rollout unknown model", []string{"--collector", url, "rollout", "nope", "3"}, 3, []string{`not found: model "nope" not found`}},
 		{"usage: no command", nil, 2, []string{"no command given"}},
 		{"usage: collector without scheme", []string{"--collector", "localhost:7070", "models"}, 2, []string{`--collector "localhost:7070"`}},
 		{"usage: negative since", []string{"--collector", url, "versions", "iris", "--since", "-1h"}, 2, []string{"--since -1h0m0s: must be positive"}},
