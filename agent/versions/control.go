@@ -130,6 +130,15 @@ func (s *Set) SetPolicies(p map[string]route.Policy) error {
 	return nil
 }
 
+// SetDesired replaces the fleet's desired routing (route.Table.SetDesired:
+// the models in d follow it, over their policy and local pins) and
+// reconciles every model. by names the collector(s) in the errors of
+// refused local changes.
+func (s *Set) SetDesired(d map[string]route.Desired, by string) {
+	s.routes.SetDesired(d, by)
+	s.reconcileAll()
+}
+
 func (s *Set) reconcileAll() {
 	s.mu.RLock()
 	models := make([]*model, 0, len(s.models))
