@@ -2,6 +2,7 @@ package admin
 
 import (
 	"github.com/drover-ml/drover/collector/auth"
+	"github.com/drover-ml/drover/collector/labels"
 	"github.com/drover-ml/drover/collector/registry"
 )
 
@@ -15,6 +16,7 @@ var (
 	admin     = auth.Allow(auth.Admin)
 	publisher = auth.Allow(auth.Publisher)
 	fetcher   = auth.Allow(auth.Reader, auth.Agent) // what an agent pulls
+	labeller  = auth.Allow(auth.Client, auth.Agent) // an application's labels; an agent forwards those it did not sample
 )
 
 // routes is the table without the token API's routes (auth.TokenRoutes),
@@ -44,6 +46,9 @@ var routes = auth.Routes{
 	registry.PatternFiles:   fetcher,
 	registry.PatternBlob:    fetcher,
 	registry.PatternDelete:  admin,
+
+	// Labels fleet-wide (collector/labels, docs/fleet.md).
+	labels.Pattern: labeller,
 
 	// Jobs (collector/jobs).
 	"GET /v1/jobs":              reader,

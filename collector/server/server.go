@@ -25,6 +25,7 @@ import (
 	"github.com/drover-ml/drover/collector/drift"
 	"github.com/drover-ml/drover/collector/ingest"
 	"github.com/drover-ml/drover/collector/jobs"
+	"github.com/drover-ml/drover/collector/labels"
 	"github.com/drover-ml/drover/collector/registry"
 	"github.com/drover-ml/drover/collector/ring"
 	"github.com/drover-ml/drover/collector/spool"
@@ -376,6 +377,9 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		return err
 	}
 	adm.HandleAll(jobsAPI.Handlers())
+	// Labels fleet-wide (docs/fleet.md): clients and forwarding agents.
+	adm.Handle(labels.Pattern, labels.NewStore(backend.Conn, cfg.ClickHouse.Database).Handler(labels.HandlerOptions{
+		Registerer: reg, Logger: log.With("component", "labels")}))
 	viewOpts := []views.Option{views.WithLogger(log.With("component", "views"))}
 	if rg != nil {
 		viewOpts = append(viewOpts, views.WithOwner(rg.Owner))
