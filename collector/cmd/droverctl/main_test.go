@@ -30,6 +30,9 @@ var update = flag.Bool("update", false, "rewrite testdata/*.golden from the curr
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// hangUp as a route's status closes the connection without an answer.
+const hangUp = -1
+
 // route is a fixed answer of the fake admin API.
 type route struct {
 	status  int
@@ -130,6 +133,12 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusNotFound)
 		w.Write([]byte(`{"error":"no route ` + r.Method + ` ` + r.URL.Path + `"}`))
+		return
+	}
+	if rt.status == hangUp {
+		if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			conn.Close()
+		}
 		return
 	}
 	body := []byte(rt.body)
@@ -601,6 +610,14 @@ func TestDynamicCompletion(t *testing.T) {
 		{[]string{"versions", "diff", "iris", ""}, []string{"3", "4", "5"}},
 		{[]string{"versions", "diff", "iris", "3", "4"}, []string{"4"}},
 		{[]string{"token", "create", "--role", "p"}, []string{"admin", "reader", "publisher", "agent", "client"}}, // the shell filters fixed lists
+		{[]string{"status", "i"}, []string{"iris"}},
+		{[]string{"rollout", ""}, []string{"housing", "iris", "wine"}},
+		{[]string{"rollout", "iris", ""}, []string{"3", "4", "5"}},
+		{[]string{"rollback", "iris", "4"}, []string{"4"}},
+		{[]string{"canary", "iris", "5"}, []string{"5"}},
+		{[]string{"canary", "iris", "5", ""}, nil}, // PCT
+		{[]string{"promote", "w"}, []string{"wine"}},
+		{[]string{"promote", "wine", ""}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
