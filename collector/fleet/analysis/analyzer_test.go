@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,5 +212,49 @@ func TestObserve(t *testing.T) {
 	}
 	if len(s.Eval) != 1 || math.Abs(s.Eval["f1"]-0.9) > 1e-9 || len(c.Eval) != 1 || c.Eval["mse"] != 0.25 {
 		t.Errorf("evals %v %v, want f1 0.9, mse 0.25", s.Eval, c.Eval)
+	}
+}
+
+// TestAnalyzeLabelsHook checks that Labels, when set, replaces the
+// agents' evaluation gauges: its metrics and counts are what is compared,
+// over the canary's window.
+func TestAnalyzeLabelsHook(t *testing.T) {
+	db := migrated(t)
+	a := NewAnalyzer(db.Conn, db.Name)
+	since := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
+	end := since.Add(15 * time.Minute)
+	b := &store.Batch{}
+	lat := []uint64{10, 40, 30, 15, 3, 2, 0}
+	evals := map[string]float64{"accuracy": 0.95, "f1": 0.9} // the same on both: the gauges alone would promote
+	traffic{version: "1", host: "host-0", from: since, to: end, statuses: map[string]float64{"ok": 100}, latency: lat,
+		joined: 40, evals: evals}.rows("iris", b)
+	traffic{version: "2", host: "host-1", from: since, to: end, statuses: map[string]float64{"ok": 100}, latency: lat,
+		joined: 40, evals: evals}.rows("iris", b)
+	insert(t, db, b)
+	var mu sync.Mutex
+	var asked []string
+	a.Labels = func(_ context.Context, model, version string, from, to time.Time) (uint64, map[string]float64, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		asked = append(asked, fmt.Sprintf("%s v%s %s %s", model, version, from.Sub(since), to.Sub(since)))
+		if version == "2" {
+			return 700, map[string]float64{"accuracy": 0.94, "f1": 0.8}, nil
+		}
+		return 800, map[string]float64{"accuracy": 0.95, "f1": 0.9}, nil
+	}
+	v, err := a.Analyze(context.Background(), Canary{Model: "iris", Serving: 1, Version: 2, Started: since}, end)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "regressed: f1 0.8 (canary, n=700) vs 0.9 (serving, n=800), -0.1"
+	if v.Decision != Abort || v.Reason != want {
+		t.Errorf("verdict %s %q, want abort %q", v.Decision, v.Reason, want)
+	}
+	slices.Sort(asked)
+	if got := strings.Join(asked, "; "); got != "iris v1 0s 15m0s; iris v2 0s 15m0s" {
+		t.Errorf("Labels asked for %s", got)
+	}
+	if _, err := a.Analyze(context.Background(), Canary{Model: "iris", Serving: 2, Version: 2, Started: since}, end); err == nil {
+		t.Error("a canary equal to the serving version analyzed")
 	}
 }

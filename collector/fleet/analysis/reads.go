@@ -24,7 +24,19 @@ type Analyzer struct {
 	// last point is looked for (its value there is subtracted): 5 minutes,
 	// as drift's.
 	Lookback time.Duration
+	// Labels, when set, is where the label metrics come from instead of
+	// the agents' labels-source drover.eval gauges and their joined
+	// drover.feedback counts: metrics computed from the fleet's labels
+	// joined with the sampled requests (collector/labels: Store.Join and
+	// Evaluate), which count labels that reached any agent or collector.
+	Labels LabelMetrics
 }
+
+// LabelMetrics returns, for one version of model, the number of labels
+// joined to its samples taken in [from, to) and the metrics computed from
+// them, keyed as Decide compares them (accuracy, f1 for classification;
+// mse for regression). It must be safe for concurrent use.
+type LabelMetrics func(ctx context.Context, model, version string, from, to time.Time) (n uint64, values map[string]float64, err error)
 
 // NewAnalyzer returns an Analyzer reading database db through conn.
 func NewAnalyzer(conn driver.Conn, db string) *Analyzer {
@@ -60,10 +72,13 @@ func (a *Analyzer) Analyze(ctx context.Context, c Canary, now time.Time) (Verdic
 // Observe reads what Decide judges of model's serving and canary versions
 // in [since, now): server-error and ok request counts, the latency
 // histogram, labels joined to samples and the labels-source evaluation
-// metrics. Delta points come from the minute rollups (minutes that start
-// in the window), cumulative ones as each series' increase from the raw
-// tables, as drift reads them.
+// metrics (from Labels when set). Delta points come from the minute
+// rollups (minutes that start in the window), cumulative ones as each
+// series' increase from the raw tables, as drift reads them.
 func (a *Analyzer) Observe(ctx context.Context, model string, serving, canary uint64, since, now time.Time) (Observed, error) {
+	if serving == canary {
+		return Observed{}, fmt.Errorf("canary analysis of %s: canary v%d is the serving version", model, canary)
+	}
 	w := window{since, now}
 	s, c := strconv.FormatUint(serving, 10), strconv.FormatUint(canary, 10)
 	o := Observed{Elapsed: now.Sub(since)}
@@ -71,7 +86,7 @@ func (a *Analyzer) Observe(ctx context.Context, model string, serving, canary ui
 	var (
 		mu   sync.Mutex
 		wg   sync.WaitGroup
-		errs [4]error
+		errs [5]error
 	)
 	set := func(version string, f func(*Side)) {
 		mu.Lock()
@@ -93,25 +108,38 @@ func (a *Analyzer) Observe(ctx context.Context, model string, serving, canary ui
 			})
 		})
 	})
-	wg.Go(func() {
-		errs[1] = a.counters(ctx, model, s, c, semconv.MetricFeedback, w, func(v, status string, n float64) {
-			if status == "joined" {
-				set(v, func(sd *Side) { sd.Labels += uint64(n) })
-			}
-		})
-	})
-	wg.Go(func() {
-		errs[2] = a.latency(ctx, model, s, c, w, func(v string, h Histogram) { set(v, func(sd *Side) { sd.Latency = h }) })
-	})
-	wg.Go(func() {
-		errs[3] = a.evals(ctx, model, s, c, w, func(v, metric string, x float64) {
-			set(v, func(sd *Side) {
-				if sd.Eval == nil {
-					sd.Eval = map[string]float64{}
+	if a.Labels != nil {
+		for i, v := range []string{s, c} {
+			wg.Go(func() {
+				n, values, err := a.Labels(ctx, model, v, since, now)
+				if err != nil {
+					errs[1+3*i] = fmt.Errorf("labels of v%s: %w", v, err)
+					return
 				}
-				sd.Eval[metric] = x
+				set(v, func(sd *Side) { sd.Labels, sd.Eval = n, values })
+			})
+		}
+	} else {
+		wg.Go(func() {
+			errs[1] = a.counters(ctx, model, s, c, semconv.MetricFeedback, w, func(v, status string, n float64) {
+				if status == "joined" {
+					set(v, func(sd *Side) { sd.Labels += uint64(n) })
+				}
 			})
 		})
+		wg.Go(func() {
+			errs[3] = a.evals(ctx, model, s, c, w, func(v, metric string, x float64) {
+				set(v, func(sd *Side) {
+					if sd.Eval == nil {
+						sd.Eval = map[string]float64{}
+					}
+					sd.Eval[metric] = x
+				})
+			})
+		})
+	}
+	wg.Go(func() {
+		errs[2] = a.latency(ctx, model, s, c, w, func(v string, h Histogram) { set(v, func(sd *Side) { sd.Latency = h }) })
 	})
 	wg.Wait()
 	if err := errors.Join(errs[:]...); err != nil {
