@@ -1,0 +1,464 @@
+package fleet
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/drover-ml/drover/collector/auth"
+	"github.com/drover-ml/drover/collector/registry"
+	"github.com/drover-ml/drover/collector/store"
+	"github.com/drover-ml/drover/shared/manifest"
+	"github.com/drover-ml/drover/shared/testenv"
+	"github.com/drover-ml/drover/shared/testmodels"
+)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+// env is a migrated database with a registry holding versions 1..n of
+// model "iris".
+type env struct {
+	db    *testenv.DB
+	reg   *registry.Registry
+	clock *testenv.Clock
+}
+
+func newEnv(t *testing.T, versions int) *env {
+	t.Helper()
+	db := testenv.ClickHouse(t)
+	ctx := context.Background()
+	if err := store.Migrate(ctx, db.Conn, store.MigrateOptions{Database: db.Name}); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	u, err := registry.FileURL(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs, err := registry.OpenBlobs(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { blobs.Close() })
+	e := &env{db: db, clock: testenv.NewClock(time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC))}
+	e.reg = registry.New(db.Conn, blobs, registry.Options{Database: db.Name, Logger: quiet})
+	for i := range versions {
+		m, err := testmodels.Linear("X", "Y", [][]float32{{1, float32(i)}, {2, 3}}, []float32{float32(i), 0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := registryDigest(m)
+		v, _, err := e.reg.Publish(ctx, "iris", registry.Uploads(registry.Upload{Path: manifest.ModelFile, SHA256: sum, Size: int64(len(m)), Body: bytes.NewReader(m)}), registry.Meta{})
+		if err != nil || v.Version != uint64(i+1) {
+			t.Fatalf("publish v%d: %v, %v", i+1, v.Version, err)
+		}
+	}
+	return e
+}
+
+// fleet returns a Fleet on e's database (not running).
+func (e *env) fleet(t *testing.T, o Options) *Fleet {
+	t.Helper()
+	o.Conn, o.Database, o.Versions, o.Logger = e.db.Conn, e.db.Name, e.reg, quiet
+	if o.Now == nil {
+		o.Now = e.clock.Now
+	}
+	f, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// run runs f until the test ends.
+func run(t *testing.T, f *Fleet) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	<-f.Loaded()
+}
+
+func as(name string) context.Context {
+	return auth.WithPrincipal(context.Background(), auth.Principal{Name: name, Role: auth.Admin})
+}
+
+func pct(p int) *int { return &p }
+
+func TestChangesAndRevisions(t *testing.T) {
+	e := newEnv(t, 3)
+	f := e.fleet(t, Options{})
+	ctx := as("ops-admin")
+	steps := []struct {
+		change string
+		req    Request
+		want   error
+		check  func(State) string
+	}{
+		{ChangePromote, Request{}, ErrNotFound, nil}, // no desired state yet
+		{ChangeCanary, Request{Version: 2, Share: pct(20)}, ErrConflict, nil},
+		{ChangeRollout, Request{Version: 9}, ErrNotFound, nil},
+		{ChangeRollout, Request{Version: 1, Selector: map[string]string{"zone": "eu-1"}, Reason: "first"}, nil, func(s State) string {
+			return words(s.Serving, s.Previous, s.Selector["zone"], s.Reason, s.ChangedBy)
+		}},
+		{ChangeRollout, Request{Version: 2, Selector: map[string]string{"bad key!": "x"}}, ErrInvalid, nil},
+		{ChangeRollout, Request{Version: 2}, nil, func(s State) string { return words(s.Serving, s.Previous, s.Selector["zone"]) }},
+		{ChangeCanary, Request{Version: 2, Share: pct(20)}, ErrConflict, nil}, // equal to serving
+		{ChangeCanary, Request{Version: 3, Share: pct(101)}, ErrInvalid, nil},
+		{ChangeRollout, Request{Version: 3, Canary: &CanaryRequest{Share: 20, Auto: true, Analysis: &Analysis{Duration: "10m", MinSamples: 500, MaxRegression: 0.02}}}, nil,
+			func(s State) string {
+				return words(s.Serving, s.Canary.Version, s.Canary.Share, s.Canary.Auto, s.Canary.Analysis.MinSamples, s.Canary.Started.Equal(e.clock.Now()))
+			}},
+		{ChangePromote, Request{}, nil, func(s State) string { return words(s.Serving, s.Previous, s.Canary == nil) }},
+		{ChangeAbort, Request{}, ErrConflict, nil},
+		{ChangeRollback, Request{}, nil, func(s State) string { return words(s.Serving, s.Previous) }},
+		{ChangeShadow, Request{Version: 3, Share: pct(10)}, nil, func(s State) string { return words(s.Shadow.Version, s.Shadow.Share) }},
+		{ChangePin, Request{Version: 1, Reason: "incident"}, nil, func(s State) string { return words(s.Serving, s.Previous, s.Pinned, s.Shadow.Version) }},
+		{ChangeRollout, Request{Version: 3}, ErrConflict, nil}, // pinned
+		{ChangeUnpin, Request{}, nil, func(s State) string { return words(s.Serving, s.Pinned) }},
+		{ChangeUnpin, Request{}, ErrConflict, nil},
+		{ChangeShadow, Request{Share: pct(0)}, nil, func(s State) string { return words(s.Shadow == nil) }},
+		{ChangeRollback, Request{Version: 3}, nil, func(s State) string { return words(s.Serving, s.Previous) }},
+	}
+	wants := []string{"1 0 eu-1 first ops-admin", "2 1 eu-1", "2 3 20 true 500 true", "3 2 true", "2 3", "3 10", "1 2 true 3", "1 false", "true", "3 1"}
+	var revision uint64
+	var got []string
+	for i, s := range steps {
+		e.clock.Advance(time.Second)
+		st, err := f.Change(ctx, "iris", s.change, s.req)
+		if !errors.Is(err, s.want) || (s.want == nil) != (err == nil) {
+			t.Fatalf("step %d %s %+v: %v, want %v", i, s.change, s.req, err, s.want)
+		}
+		if err != nil {
+			continue
+		}
+		revision++
+		if st.Revision != revision || st.Change != s.change || !st.ChangedAt.Equal(e.clock.Now()) {
+			t.Errorf("step %d %s: revision %d change %q at %v, want %d %q %v", i, s.change, st.Revision, st.Change, st.ChangedAt, revision, s.change, e.clock.Now())
+		}
+		got = append(got, s.check(st))
+	}
+	if strings.Join(got, "|") != strings.Join(wants, "|") {
+		t.Errorf("states:\n got %q\nwant %q", got, wants)
+	}
+	h, err := f.History(context.Background(), "iris", 100)
+	if err != nil || len(h) != int(revision) {
+		t.Fatalf("history: %d states, %v; want %d", len(h), err, revision)
+	}
+	for i, s := range h {
+		if s.Revision != revision-uint64(i) {
+			t.Errorf("history[%d] revision %d, want newest first", i, s.Revision)
+		}
+	}
+	// What was inserted reads back the same.
+	cur, err := f.Desired(context.Background(), "iris")
+	if err != nil || cur.Revision != revision || cur.Serving != 3 || cur.Previous != 1 || cur.Selector["zone"] != "eu-1" || cur.ChangedBy != "ops-admin" {
+		t.Errorf("desired = %+v, %v", cur, err)
+	}
+	h7 := h[len(h)-3] // the canary rollout
+	if h7.Canary == nil || h7.Canary.Analysis == nil || h7.Canary.Analysis.Duration != "10m" || h7.Canary.Analysis.MaxRegression != 0.02 || !h7.Canary.Auto {
+		t.Errorf("canary revision read back as %+v", h7.Canary)
+	}
+
+	// The registry's delete refusal: serving, previous, canary, shadow.
+	for v, want := range map[uint64]bool{3: true, 1: true, 2: false} {
+		busy, reason, err := f.InUse(context.Background(), "iris", v)
+		if err != nil || busy != want {
+			t.Errorf("InUse(v%d) = %v %q %v, want %v", v, busy, reason, err, want)
+		}
+	}
+}
+
+// httpServe serves f's routes with a stand-in for the admin server's
+// authentication: "Bearer NAME" is the token named NAME, role admin.
+func httpServe(t *testing.T, f *Fleet) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	for p, h := range f.Routes() {
+		mux.Handle(p, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			name, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok {
+				http.Error(w, "no token", http.StatusUnauthorized)
+				return
+			}
+			h.ServeHTTP(w, r.WithContext(auth.WithPrincipal(r.Context(), auth.Principal{Name: name, Role: auth.Admin})))
+		}))
+	}
+	s := httptest.NewServer(mux)
+	t.Cleanup(s.Close)
+	return s
+}
+
+type client struct {
+	t    *testing.T
+	base string
+}
+
+func (c client) do(method, path, etag string, body any) (int, http.Header, []byte) {
+	c.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, c.base+path, rd)
+	req.Header.Set("Authorization", "Bearer ops")
+	if etag != "" {
+		req.Header.Set("If-None-Match", etag)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Error(err)
+		return 0, nil, nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b
+}
+
+// TestTwoCollectors: a owns the model, b forwards its changes to a. A
+// change through b is a's revision; long-polls on both wake; concurrent
+// changes through both get distinct increasing revisions, all in the
+// history.
+func TestTwoCollectors(t *testing.T) {
+	e := newEnv(t, 2)
+	e.clock = nil
+	a := e.fleet(t, Options{Node: "a", Now: time.Now, Refresh: 50 * time.Millisecond})
+	srvA := httpServe(t, a)
+	b := e.fleet(t, Options{Node: "b", Now: time.Now, Refresh: 50 * time.Millisecond,
+		Owner: func(string) (bool, string, bool) { return false, strings.TrimPrefix(srvA.URL, "http://"), true }})
+	srvB := httpServe(t, b)
+	run(t, a)
+	run(t, b)
+	ca, cb := client{t, srvA.URL}, client{t, srvB.URL}
+	for _, c := range []client{ca, cb} {
+		if code, _, body := c.do("POST", "/v1/agents/register", "", Registration{Agent: "ag-1", Host: "web-1", Labels: map[string]string{"zone": "eu-1"}}); code != 200 {
+			t.Fatalf("register: %d %s", code, body)
+		}
+	}
+	// The first poll answers at once: nothing desired.
+	code, hdr, body := cb.do("GET", "/v1/agents/ag-1/desired?wait=1ms", "", nil)
+	if code != 200 || string(body) != "{\"models\":{}}\n" {
+		t.Fatalf("first poll: %d %s", code, body)
+	}
+	empty := hdr.Get("ETag")
+	if code, _, _ := cb.do("GET", "/v1/agents/ag-1/desired?wait=1ms", empty, nil); code != http.StatusNotModified {
+		t.Errorf("poll with the current etag: %d, want 304", code)
+	}
+
+	type polled struct {
+		code int
+		doc  AgentDesired
+	}
+	poll := func(c client, etag string) <-chan polled {
+		ch := make(chan polled, 1)
+		go func() {
+			code, _, body := c.do("GET", "/v1/agents/ag-1/desired?wait=60s", etag, nil)
+			var d AgentDesired
+			json.Unmarshal(body, &d)
+			ch <- polled{code, d}
+		}()
+		return ch
+	}
+	wake := func(what string, ch <-chan polled, revision uint64) {
+		t.Helper()
+		var got polled
+		testenv.Eventually(t, 10*time.Second, what, func() bool {
+			select {
+			case got = <-ch:
+				return true
+			default:
+				return false
+			}
+		})
+		if got.code != 200 || got.doc.Models["iris"].Revision != revision {
+			t.Errorf("%s: %d %+v, want revision %d", what, got.code, got.doc, revision)
+		}
+	}
+	pa, pb := poll(ca, empty), poll(cb, empty)
+	code, _, body = cb.do("POST", "/v1/models/iris/rollout", "", Request{Version: 1, Reason: "through b"})
+	var s State
+	if json.Unmarshal(body, &s); code != 200 || s.Revision != 1 || s.ChangedBy != "ops" || s.Serving != 1 {
+		t.Fatalf("rollout through b: %d %s", code, body)
+	}
+	wake("the long-poll on b (the forwarder) to wake", pb, 1)
+	wake("the long-poll on a (the owner) to wake", pa, 1)
+
+	// A change through a wakes b's long-poll by b's refresh.
+	_, hdr, _ = cb.do("GET", "/v1/agents/ag-1/desired?wait=1ms", "", nil)
+	pb = poll(cb, hdr.Get("ETag"))
+	if code, _, body := ca.do("POST", "/v1/models/iris/rollout", "", Request{Version: 2}); code != 200 {
+		t.Fatalf("rollout through a: %d %s", code, body)
+	}
+	wake("the long-poll on b to see a's change", pb, 2)
+
+	// A refused change is refused through the forwarder with the owner's status.
+	if code, _, body := cb.do("POST", "/v1/models/iris/promote", "", Request{}); code != http.StatusConflict {
+		t.Errorf("promote without a canary through b: %d %s, want 409", code, body)
+	}
+
+	// Conflicting concurrent changes through both collectors.
+	const n = 10
+	revs := make([]uint64, 2*n)
+	var wg sync.WaitGroup
+	for i := range 2 * n {
+		wg.Go(func() {
+			c := []client{ca, cb}[i%2]
+			code, _, body := c.do("POST", "/v1/models/iris/rollout", "", Request{Version: uint64(1 + i%2), Reason: fmt.Sprint("c", i)})
+			var s State
+			if json.Unmarshal(body, &s); code != 200 {
+				t.Errorf("concurrent rollout %d: %d %s", i, code, body)
+			}
+			revs[i] = s.Revision
+		})
+	}
+	wg.Wait()
+	slices.Sort(revs)
+	for i, r := range revs {
+		if r != uint64(3+i) {
+			t.Fatalf("revisions of the concurrent changes: %v, want 3..%d each once", revs, 2+2*n)
+		}
+	}
+	h, err := a.History(context.Background(), "iris", 100)
+	if err != nil || len(h) != 2+2*n {
+		t.Fatalf("history: %d, %v", len(h), err)
+	}
+	reasons := map[string]bool{}
+	for i, s := range h {
+		reasons[s.Reason] = true
+		if i > 0 && s.Revision >= h[i-1].Revision {
+			t.Errorf("history not newest first at %d", i)
+		}
+	}
+	if len(reasons) != 2*n+2 {
+		t.Errorf("history holds %d distinct reasons, want every change", len(reasons))
+	}
+	// Both collectors end on the last revision.
+	testenv.Eventually(t, 10*time.Second, "both collectors to hold the last revision", func() bool {
+		return a.State("iris").Revision == uint64(2+2*n) && b.State("iris").Revision == uint64(2+2*n)
+	})
+}
+
+func TestControlChannel(t *testing.T) {
+	e := newEnv(t, 2)
+	f := e.fleet(t, Options{Node: "c1", MaxAgents: 3, OTLP: OTLPEndpoints{GRPC: "c1:4317", HTTP: "http://c1:4318"}})
+	run(t, f)
+	ctx := context.Background()
+	got, err := f.Register(ctx, Registration{Agent: "a1", Host: "web-1", Labels: map[string]string{"zone": "eu-1"}, Build: "test"})
+	if err != nil || got.HeartbeatInterval != "10s" || got.OTLP.GRPC != "c1:4317" || got.OTLP.HTTP != "http://c1:4318" {
+		t.Fatalf("register: %+v, %v", got, err)
+	}
+	for _, bad := range []Registration{{Agent: ""}, {Agent: "../x"}, {Agent: strings.Repeat("a", 129)},
+		{Agent: "ok", Labels: map[string]string{"k": strings.Repeat("v", 64)}}, {Agent: "ok", Host: strings.Repeat("h", 256)}} {
+		if _, err := f.Register(ctx, bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("register %+v: %v, want ErrInvalid", bad, err)
+		}
+	}
+	// Bounded: a fourth agent is refused; the known ones still register.
+	for _, id := range []string{"a2", "a3"} {
+		if _, err := f.Register(ctx, Registration{Agent: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.Register(ctx, Registration{Agent: "a4"}); !errors.Is(err, ErrTooManyAgents) {
+		t.Errorf("a fourth agent with MaxAgents 3: %v, want ErrTooManyAgents", err)
+	}
+	if _, err := f.Register(ctx, Registration{Agent: "a1", Host: "web-1", Labels: map[string]string{"zone": "eu-1"}, Build: "test"}); err != nil {
+		t.Errorf("a known agent registers again: %v", err)
+	}
+	if err := f.Report(ctx, "nobody", Inventory{}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("inventory of an unregistered agent: %v", err)
+	}
+
+	// Inventory: written when it changes, a heartbeat otherwise.
+	serving := func(v uint64, revision uint64, errMsg *string) Inventory {
+		return Inventory{Host: "web-1", Revision: map[string]uint64{"iris": revision},
+			Models: []ModelInventory{{Model: "iris", Serving: v, Versions: []VersionInventory{{Version: v, State: "serving"}}, Error: errMsg}}}
+	}
+	e.clock.Advance(time.Second)
+	if err := f.Report(ctx, "a1", serving(1, 0, nil)); err != nil {
+		t.Fatal(err)
+	}
+	written := e.clock.Now().UTC().Truncate(time.Millisecond)
+	e.clock.Advance(time.Second)
+	if err := f.Report(ctx, "a1", serving(1, 0, nil)); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := f.t.readAgents(ctx, "a1", 10)
+	if err != nil || len(rows) != 1 || !rows[0].Updated.Equal(written) || rows[0].Serving["iris"] != 1 || rows[0].Collector != "c1" {
+		t.Fatalf("agents row after an unchanged inventory: %+v, %v; want updated %v", rows, err, written)
+	}
+	// Serving v1: its delete is refused.
+	if busy, reason, err := f.InUse(ctx, "iris", 1); !busy || err != nil || !strings.Contains(reason, "1 agents serve v1") {
+		t.Errorf("InUse(v1) served by a1 = %v %q %v", busy, reason, err)
+	}
+
+	// Status against a desired state.
+	if _, err := f.Change(as("ops"), "iris", ChangeRollout, Request{Version: 2, Selector: map[string]string{"zone": "eu-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.Status(ctx, "iris")
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]string{}
+	for _, a := range st.Agents {
+		states[a.Agent] = fmt.Sprint(a.Selected, " ", a.State)
+	}
+	if fmt.Sprint(states) != "map[a1:true pending a2:false converged a3:false converged]" || st.Progress != (Progress{Selected: 1, Pending: 1}) {
+		t.Errorf("status before a1 moves: %v %+v", states, st.Progress)
+	}
+	msg := "download v2: disk full"
+	if err := f.Report(ctx, "a1", serving(1, 1, &msg)); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ = f.Status(ctx, "iris"); st.Progress != (Progress{Selected: 1, Failed: 1}) || st.Agents[0].Error == nil || *st.Agents[0].Error != msg {
+		t.Errorf("status of a failed agent: %+v", st)
+	}
+	if err := f.Report(ctx, "a1", serving(2, 1, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ = f.Status(ctx, "iris"); st.Progress != (Progress{Selected: 1, Converged: 1}) || st.Agents[0].Serving != 2 || st.Agents[0].Revision != 1 {
+		t.Errorf("status of a converged agent: %+v", st)
+	}
+	e.clock.Advance(31 * time.Second)
+	if st, _ = f.Status(ctx, "iris"); st.Progress != (Progress{Selected: 1, Offline: 1}) {
+		t.Errorf("status after 3 silent intervals: %+v", st)
+	}
+
+	// The long-poll selects by labels.
+	d, _, _ := f.desiredFor(map[string]string{"zone": "us-1"})
+	if len(d.Models) != 0 {
+		t.Errorf("an agent outside the selector is desired %v", d.Models)
+	}
+	d, _, _ = f.desiredFor(map[string]string{"zone": "eu-1", "x": "y"})
+	if d.Models["iris"].Serving != 2 {
+		t.Errorf("an agent inside the selector is desired %v", d.Models)
+	}
+}
+
+func registryDigest(b []byte) string {
+	return fmt.Sprintf("%x", sha256Sum(b))
+}
+
+func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
+
+// words prints vs separated by spaces.
+func words(vs ...any) string { return strings.TrimSpace(fmt.Sprintln(vs...)) }
