@@ -69,3 +69,26 @@ func (p Params) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// ParseParams builds Params from the desired state's canary.analysis
+// fields (duration as time.ParseDuration reads it, "" for the default),
+// applies the defaults to the fields left zero and validates the result.
+func ParseParams(duration string, minSamples uint64, maxRegression float64) (Params, error) {
+	var p Params
+	if duration != "" {
+		d, err := time.ParseDuration(duration)
+		if err != nil {
+			return Params{}, fmt.Errorf("duration: %w", err)
+		}
+		if d <= 0 {
+			return Params{}, fmt.Errorf("duration: must be > 0, got %s", duration)
+		}
+		p.Duration = d
+	}
+	p.MinSamples, p.MaxRegression = minSamples, maxRegression
+	if maxRegression < 0 {
+		return Params{}, fmt.Errorf("max_regression: must be in [0, 1), got %g", maxRegression)
+	}
+	p = p.WithDefaults()
+	return p, p.Validate()
+}

@@ -173,3 +173,34 @@ func TestParams(t *testing.T) {
 		t.Errorf("Validate: %v, want %q", err, want)
 	}
 }
+
+func TestParseParams(t *testing.T) {
+	cases := map[string]struct {
+		duration string
+		min      uint64
+		max      float64
+		want     Params
+		err      string
+	}{
+		"defaults":        {want: DefaultParams()},
+		"all set":         {duration: "30m", min: 100, max: 0.05, want: Params{30 * time.Minute, 100, 0.05}},
+		"bad duration":    {duration: "ten", err: `duration: time: invalid duration "ten"`},
+		"zero duration":   {duration: "0s", err: "duration: must be > 0, got 0s"},
+		"negative margin": {max: -0.1, err: "max_regression: must be in [0, 1), got -0.1"},
+		"margin of 1":     {max: 1, err: "max_regression: must be in [0, 1), got 1"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			p, err := ParseParams(tc.duration, tc.min, tc.max)
+			if tc.err != "" {
+				if err == nil || err.Error() != tc.err {
+					t.Fatalf("err %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || p != tc.want {
+				t.Fatalf("%+v %v, want %+v", p, err, tc.want)
+			}
+		})
+	}
+}
