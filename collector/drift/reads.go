@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-ml/drover/collector/labels"
 	"github.com/drover-ml/drover/collector/store"
 	"github.com/drover-ml/drover/shared/semconv"
 )
@@ -176,10 +177,58 @@ func (c *Checker) read(ctx context.Context, model, version string, ref, cur Wind
 		}
 	})
 	wg.Go(func() { refR, curR, e3 = c.requests(ctx, model, version, ref, cur, cumulative) })
+	var refJ, curJ labels.Metrics
+	var e4 error
+	wg.Go(func() { refJ, curJ, e4 = c.joined(ctx, model, version, ref, cur) })
 	wg.Wait()
+	refE, refL = fromJoin(refE, refL, refJ)
+	curE, curL = fromJoin(curE, curL, curJ)
 	refD.evals, refD.requests, refD.labels = refE, refR, refL
 	curD.evals, curD.requests, curD.labels = curE, curR, curL
-	return checkData{ref: refD, cur: curD}, errors.Join(e1, e2, e3)
+	return checkData{ref: refD, cur: curD}, errors.Join(e1, e2, e3, e4)
+}
+
+// joined computes the metrics of source labels of both windows from the
+// fleet-wide join of the labels table with the version's samples
+// (collector/labels): the samples taken in the window, and the labels
+// received since its start.
+func (c *Checker) joined(ctx context.Context, model, version string, ref, cur Window) (refM, curM labels.Metrics, err error) {
+	st := labels.NewStore(c.conn, c.db)
+	one := func(w Window) (labels.Metrics, error) {
+		js, err := st.Join(ctx, model, version, w.Start, w.End)
+		if err != nil {
+			return labels.Metrics{}, err
+		}
+		return labels.Evaluate(js)[version], nil
+	}
+	if refM, err = one(ref); err != nil {
+		return refM, curM, err
+	}
+	curM, err = one(cur)
+	return refM, curM, err
+}
+
+// fromJoin makes the label join authoritative for a window's metrics of
+// source labels: when it scored labels, its values and count replace
+// those the agents reported (drover.eval with source labels and
+// drover.feedback joined), which count only the labels each agent joined
+// itself. Without joined labels the agents' values stay.
+func fromJoin(evals map[evalKey]float64, n float64, m labels.Metrics) (map[evalKey]float64, float64) {
+	if m.N == 0 {
+		return evals, n
+	}
+	if evals == nil {
+		evals = map[evalKey]float64{}
+	}
+	for k := range evals {
+		if k.source == sourceLabels {
+			delete(evals, k)
+		}
+	}
+	for name, v := range m.Values {
+		evals[evalKey{metric: name, source: sourceLabels}] = v
+	}
+	return evals, float64(m.N)
 }
 
 // histogramIncrease renders, for one window, the per-series increase of a

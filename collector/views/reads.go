@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drover-ml/drover/collector/labels"
 	"github.com/drover-ml/drover/collector/store"
 	"github.com/drover-ml/drover/shared/semconv"
 )
@@ -279,7 +280,41 @@ LIMIT %[7]d`, semconv.AttrMetric, semconv.AttrSource, v.table("metrics_eval_1m")
 		out[ver][k] = val
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return out, err
+	}
+	return out, v.joinedLabels(ctx, model, from, to, out)
+}
+
+// joinedLabels makes the fleet-wide label join (collector/labels: the
+// labels table joined with the samples of [from, to)) authoritative for
+// the metrics of source labels: for each version with joined labels, its
+// accuracy, f1, mse and mae replace what the agents reported, which count
+// only the labels each agent joined itself.
+func (v *Views) joinedLabels(ctx context.Context, model string, from, to time.Time, out map[string]map[evalKey]float64) error {
+	js, err := labels.NewStore(v.conn, v.db).Join(ctx, model, "", from, to)
+	if err != nil {
+		return err
+	}
+	for ver, m := range labels.Evaluate(js) {
+		if m.N == 0 {
+			continue
+		}
+		e := out[ver]
+		if e == nil {
+			e = map[evalKey]float64{}
+			out[ver] = e
+		}
+		for k := range e {
+			if k.source == "labels" {
+				delete(e, k)
+			}
+		}
+		for name, val := range m.Values {
+			e[evalKey{metric: name, source: "labels"}] = val
+		}
+	}
+	return nil
 }
 
 // scoreTests are the drift tests whose value over threshold says how far a
