@@ -15,6 +15,9 @@
 //	           <data-dir>/control.token (ControlToken)
 //	monitor    sampling, evaluation, shadow copies (its own worker)
 //	telemetry  OTLP export and GET /metrics on the REST listener
+//	fleet      with control.collectors: follows the collectors' desired
+//	           state (versions.Set.SetDesired) and downloads the versions
+//	           it names into the model store, where the watcher takes over
 package agent
 
 import (
@@ -32,6 +35,7 @@ import (
 	"github.com/oklog/run"
 
 	"github.com/drover-ml/drover/agent/config"
+	"github.com/drover-ml/drover/agent/fleet"
 	"github.com/drover-ml/drover/agent/monitor"
 	"github.com/drover-ml/drover/agent/runtime"
 	"github.com/drover-ml/drover/agent/serve"
@@ -130,6 +134,9 @@ type agent struct {
 	mon *monitor.Monitor
 	w   *watch.Watcher
 	srv *serve.Server
+	// fleet follows the collectors' desired state; nil without
+	// control.collectors.
+	fleet *fleet.Client
 }
 
 func build(cfg Config, log *slog.Logger) (*agent, error) {
@@ -168,6 +175,17 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 		return nil, err
 	}
 	a.set = set
+	// The fleet client applies the persisted desired state to the set now,
+	// before the watcher's first scan: a restart without a collector
+	// serves the last desired versions.
+	if c := file.Control; len(c.Collectors) > 0 {
+		a.fleet, err = newFleet(cfg, host, set, log.With("component", "fleet"))
+		if err != nil {
+			a.closeVersions()
+			a.shutdownTelemetry()
+			return nil, err
+		}
+	}
 	a.mon = monitor.New(file.Monitoring, file.MonitorSettings(), tel, set, log.With("component", "monitor"))
 	tel.SetLoadedVersions(set.Resident)
 	// The watcher names itself (component=watch) in its log lines.
@@ -238,6 +256,9 @@ func (a *agent) run(ctx context.Context, ls Listeners) error {
 		})
 	}
 	component(&g, "watch", a.w.Run)
+	if a.fleet != nil {
+		component(&g, "fleet", a.fleet.Run)
+	}
 	component(&g, "monitor", a.mon.Run)
 	if a.cfg.Reload != nil {
 		component(&g, "reload", a.reloadLoop)

@@ -41,6 +41,7 @@ import (
 	"github.com/drover-ml/drover/agent/evaluate"
 	"github.com/drover-ml/drover/agent/monitor"
 	"github.com/drover-ml/drover/agent/oip"
+	"github.com/drover-ml/drover/agent/route"
 	"github.com/drover-ml/drover/agent/runtime"
 	"github.com/drover-ml/drover/agent/telemetry"
 	"github.com/drover-ml/drover/agent/versions"
@@ -275,6 +276,10 @@ func classify(err error) *Error {
 	switch {
 	case errors.As(err, &e):
 		return e
+	case errors.Is(err, route.ErrControlled):
+		// A model a collector controls: its pin, canary, shadow and
+		// promote are changed there (docs/fleet.md).
+		return &Error{HTTP: http.StatusConflict, Code: codes.FailedPrecondition, Msg: err.Error()}
 	case errors.Is(err, versions.ErrModelNotFound), errors.Is(err, versions.ErrVersionNotFound):
 		return &Error{HTTP: http.StatusNotFound, Code: codes.NotFound, Msg: err.Error()}
 	case errors.Is(err, versions.ErrNotReady), errors.Is(err, versions.ErrClosed):

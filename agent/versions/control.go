@@ -153,12 +153,18 @@ func (s *Set) reconcileAll() {
 	}
 }
 
+// Pin, Unpin, SetSplit and Promote refuse with a *route.ControlledError
+// for a model the fleet controls (SetDesired).
+
 // Pin makes version serve as the model's only version, whatever the policy
 // says, and keeps it that way across restarts until Unpin. A pinned version
 // bypasses the signature check (and later gates): it is the operator's
 // override. Pin waits until the version serves, fails to load, or ctx ends;
 // on failure the pin is taken back.
 func (s *Set) Pin(ctx context.Context, name string, version int64) error {
+	if err := s.routes.Controlled(name); err != nil {
+		return err
+	}
 	m := s.getModel(name, false)
 	if m == nil {
 		return fmt.Errorf("%w: %q", ErrModelNotFound, name)
@@ -269,6 +275,9 @@ func (s *Set) Close(ctx context.Context) error {
 // shadow split, overriding the policy, and keeps it across restarts. The
 // version must exist in the store.
 func (s *Set) SetSplit(name string, kind route.Kind, sp *route.Split) error {
+	if err := s.routes.Controlled(name); err != nil {
+		return err
+	}
 	m := s.getModel(name, false)
 	if m == nil {
 		return fmt.Errorf("%w: %q", ErrModelNotFound, name)
@@ -296,6 +305,9 @@ func (s *Set) SetSplit(name string, kind route.Kind, sp *route.Split) error {
 // Promote makes the canary version the model's default: it is pinned (see
 // Pin) and the canary split is switched off.
 func (s *Set) Promote(ctx context.Context, name string) error {
+	if err := s.routes.Controlled(name); err != nil {
+		return err
+	}
 	canary, _ := s.routes.Splits(name)
 	if canary == nil {
 		return fmt.Errorf("model %q has no canary to promote", name)
