@@ -2,7 +2,6 @@ package adminclient
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"time"
@@ -77,19 +76,26 @@ type Agent struct {
 	Host   string            `json:"host"`
 	Labels map[string]string `json:"labels"`
 	Build  string            `json:"build"`
-	// State is online or offline (no heartbeat for 3 intervals); "" when
-	// the collector does not say.
-	State    string     `json:"state"`
-	LastSeen *time.Time `json:"last_seen"`
 	// Collector is the collector the agent last reported to.
 	Collector string `json:"collector"`
-	// Serving is the version the agent serves, per model.
-	Serving map[string]uint64 `json:"serving"`
-	// Revision is the desired-state revision the agent applied, per model
-	// ({"iris": 7}); raw, as the collector sends it.
-	Revision  json.RawMessage `json:"revision"`
-	Models    []AgentModel    `json:"models"`
-	LastError *string         `json:"last_error"`
+	// Online is false after 3 heartbeat intervals without news.
+	Online   bool       `json:"online"`
+	LastSeen *time.Time `json:"last_seen"`
+	// Updated is when the inventory last changed.
+	Updated *time.Time `json:"updated"`
+	// Inventory is the agent's last report; null before the first.
+	Inventory *Inventory `json:"inventory"`
+}
+
+// Inventory is what an agent reports (PUT /v1/agents/{agent}/inventory).
+type Inventory struct {
+	Host   string            `json:"host"`
+	Labels map[string]string `json:"labels"`
+	// Revision is the desired-state revision the agent received, per
+	// model.
+	Revision  map[string]uint64 `json:"revision"`
+	Models    []AgentModel      `json:"models"`
+	LastError *string           `json:"last_error"`
 }
 
 // AgentModel is a model in an agent's inventory.

@@ -24,7 +24,7 @@ func TestFleetRequests(t *testing.T) {
 		mu.Unlock()
 		switch r.URL.Path {
 		case "/v1/agents":
-			w.Write([]byte(`[{"agent":"a1","host":"web-1","labels":{"zone":"eu-1"},"revision":{"iris":7},"models":[{"model":"iris","serving":2,"versions":[{"version":2,"state":"serving","error":null}],"error":null}],"last_error":null}]`))
+			w.Write([]byte(`[{"agent":"a1","host":"web-1","labels":{"zone":"eu-1"},"online":true,"last_seen":"2026-12-06T03:00:05Z","inventory":{"host":"web-1","revision":{"iris":7},"models":[{"model":"iris","serving":2,"versions":[{"version":2,"state":"serving","error":null}],"error":null}],"last_error":null}}]`))
 		case "/v1/models/iris/desired/history":
 			w.Write([]byte(`[{"model":"iris","revision":7,"serving":2}]`))
 		case "/v1/models/iris/status":
@@ -55,7 +55,8 @@ func TestFleetRequests(t *testing.T) {
 
 	agents, _, err := c.Agents(ctx)
 	check("Agents", err, "GET", "/v1/agents", "")
-	if len(agents) != 1 || agents[0].Host != "web-1" || len(agents[0].Models) != 1 || agents[0].Models[0].Serving != 2 || agents[0].Labels["zone"] != "eu-1" {
+	if len(agents) != 1 || agents[0].Host != "web-1" || !agents[0].Online || agents[0].Inventory == nil || len(agents[0].Inventory.Models) != 1 ||
+		agents[0].Inventory.Models[0].Serving != 2 || agents[0].Inventory.Revision["iris"] != 7 || agents[0].Labels["zone"] != "eu-1" {
 		t.Errorf("agents %+v", agents)
 	}
 	check("Desired", ds(c.Desired(ctx, "iris")), "GET", "/v1/models/iris/desired", "")

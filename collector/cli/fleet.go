@@ -54,7 +54,11 @@ func parseShare(what, s string) (int, error) {
 	return v, nil
 }
 
-var labelKeyRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
+// Label syntax, as the collector checks it (collector/fleet.ValidLabels).
+var (
+	labelKeyRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`)
+	labelValueRE = regexp.MustCompile(`^[A-Za-z0-9._-]{0,63}$`)
+)
 
 // parseSelector reads --selector k=v[,k=v...] (repeatable) into a map; a
 // key given twice with different values is a usage error.
@@ -66,8 +70,8 @@ func parseSelector(specs []string) (map[string]string, error) {
 	for _, spec := range specs {
 		for _, kv := range strings.Split(spec, ",") {
 			k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
-			if !ok || !labelKeyRE.MatchString(k) || v == "" || strings.ContainsAny(v, " \t=") {
-				return nil, Usagef("--selector %q: want label=value, like zone=eu-1", kv)
+			if !ok || !labelKeyRE.MatchString(k) || !labelValueRE.MatchString(v) {
+				return nil, Usagef("--selector %q: want label=value, like zone=eu-1 (a label of letters, digits, '.', '_', '/', '-'; a value of letters, digits, '.', '_', '-')", kv)
 			}
 			if old, dup := sel[k]; dup && old != v {
 				return nil, Usagef("--selector: label %q given twice (%q, %q)", k, old, v)
@@ -239,7 +243,7 @@ func desiredFields(w *writer, d *adminclient.DesiredState) {
 					strconv.FormatFloat(an.MaxRegression, 'f', -1, 64))
 			}
 		}
-		if cn.Started != nil {
+		if cn.Started != nil && !cn.Started.IsZero() {
 			canary += ", since " + tm(*cn.Started)
 		}
 	}
@@ -289,23 +293,26 @@ func (a *App) Agents(ctx context.Context) error {
 	return a.render(m.Raw, func(w *writer) {
 		rows := make([][]cell, 0, len(v))
 		for _, ag := range v {
-			serving := map[string]uint64{}
-			maps.Copy(serving, ag.Serving)
-			var errs []string
-			for _, md := range ag.Models {
-				if md.Serving != 0 {
-					serving[md.Model] = md.Serving
+			var (
+				models, errs []string
+			)
+			if inv := ag.Inventory; inv != nil {
+				for _, md := range inv.Models {
+					if md.Serving != 0 {
+						models = append(models, md.Model+":"+strconv.FormatUint(md.Serving, 10))
+					}
+					if md.Error != nil && *md.Error != "" {
+						errs = append(errs, md.Model+": "+*md.Error)
+					}
 				}
-				if md.Error != nil && *md.Error != "" {
-					errs = append(errs, md.Model+": "+*md.Error)
+				if inv.LastError != nil && *inv.LastError != "" && !slices.ContainsFunc(errs, func(e string) bool { return strings.HasSuffix(e, ": "+*inv.LastError) }) {
+					errs = append(errs, *inv.LastError)
 				}
 			}
-			var models []string
-			for _, k := range slices.Sorted(maps.Keys(serving)) {
-				models = append(models, k+":"+strconv.FormatUint(serving[k], 10))
-			}
-			if ag.LastError != nil && *ag.LastError != "" {
-				errs = append(errs, *ag.LastError)
+			slices.Sort(models)
+			state := "online"
+			if !ag.Online {
+				state = "offline"
 			}
 			errText := strings.Join(errs, "; ")
 			errCell := c(orDash(errText))
@@ -313,9 +320,9 @@ func (a *App) Agents(ctx context.Context) error {
 				errCell.color = red
 			}
 			rows = append(rows, []cell{c(ag.Agent), c(orDash(ag.Host)), c(labelsText(ag.Labels, "-")), c(list(models)),
-				stateCell(ag.State), c(tmp(ag.LastSeen)), errCell})
+				stateCell(state), c(tmp(ag.LastSeen)), errCell})
 		}
-		w.table([]string{"AGENT", "HOST", "LABELS", "SERVING", "STATE", "LAST SEEN", "ERROR"}, rows, 4)
+		w.table([]string{"AGENT", "HOST", "LABELS", "SERVING", "STATE", "LAST SEEN", "ERROR"}, rows)
 	})
 }
 
@@ -393,7 +400,9 @@ func viewOf(st *adminclient.FleetStatus, rev uint64) rolloutView {
 			v.pending = append(v.pending, ag)
 		case ag.State == adminclient.StateConverged && (ag.Revision == 0 || ag.Revision >= rev):
 			v.converged = append(v.converged, ag)
-		case ag.State == adminclient.StateFailed:
+		case ag.State == adminclient.StateFailed && ag.Revision >= rev:
+			// An agent reports the revision it received: a failure at an
+			// older one is stale until it has seen this change.
 			v.failed = append(v.failed, ag)
 		case ag.State == adminclient.StateOffline:
 			v.offline = append(v.offline, ag)

@@ -401,7 +401,7 @@ func TestExitCodes(t *testing.T) {
 		{"usage: rollout --auto without --canary", []string{"--collector", url, "rollout", "iris", "3", "--auto"}, 2, []string{"--auto needs --canary"}},
 		{"usage: selector without =", []string{"--collector", url, "rollout", "iris", "3", "--selector", "zone"}, 2, []string{`--selector "zone": want label=value`}},
 		{"usage: selector empty key", []string{"--collector", url, "rollout", "iris", "3", "--selector", "=eu-1"}, 2, []string{`--selector "=eu-1"`}},
-		{"usage: selector empty value", []string{"--collector", url, "rollout", "iris", "3", "--selector", "zone="}, 2, []string{`--selector "zone="`}},
+		{"usage: selector bad value", []string{"--collector", url, "rollout", "iris", "3", "--selector", "zone=eu/1"}, 2, []string{`--selector "zone=eu/1"`}},
 		{"usage: selector twice", []string{"--collector", url, "rollout", "iris", "3", "--selector", "zone=a,zone=b"}, 2, []string{`label "zone" given twice`}},
 		{"usage: rollout bad version", []string{"--collector", url, "rollout", "iris", "v3"}, 2, []string{`version "v3"`}},
 		{"usage: rollout without version", []string{"--collector", url, "rollout", "iris"}, 2, []string{"want 2 argument"}},
