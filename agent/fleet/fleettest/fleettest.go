@@ -40,6 +40,7 @@ type Collector struct {
 	blobs       map[string][]byte
 	failBlobs   map[string]int // digest → HTTP status answered instead
 	cutBlobs    map[string]int // digest → answers that stop half-way
+	corrupt     map[string]bool
 	inventories map[string]fleet.Inventory
 	registered  map[string]int // agent → registrations
 	blobGets    map[string]int // digest → GETs
@@ -61,7 +62,7 @@ const MaxWait = 2 * time.Second
 func New(t testing.TB) *Collector {
 	c := &Collector{Token: "drover_agenttoken", closed: make(chan struct{}), changed: make(chan struct{}),
 		desired: map[string]fleet.State{}, files: map[string][]fileEntry{}, blobs: map[string][]byte{},
-		failBlobs: map[string]int{}, cutBlobs: map[string]int{}, inventories: map[string]fleet.Inventory{},
+		failBlobs: map[string]int{}, corrupt: map[string]bool{}, cutBlobs: map[string]int{}, inventories: map[string]fleet.Inventory{},
 		registered: map[string]int{}, blobGets: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/agents/register", c.register)
@@ -141,6 +142,14 @@ func (c *Collector) FailBlob(digest string, status int) {
 	} else {
 		c.failBlobs[digest] = status
 	}
+}
+
+// CorruptBlob makes GETs of a blob send other bytes than its digest's
+// (false: the right ones again).
+func (c *Collector) CorruptBlob(digest string, on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.corrupt[digest] = on
 }
 
 // CutBlob makes the next n GETs of a blob stop after half of what they
@@ -306,6 +315,9 @@ func (c *Collector) blob(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
 	b, ok := c.blobs[d]
 	fail := c.failBlobs[d]
+	if c.corrupt[d] && len(b) > 0 {
+		b = append([]byte{b[0] ^ 0xff}, b[1:]...)
+	}
 	cut := c.cutBlobs[d] > 0
 	if cut {
 		c.cutBlobs[d]--
