@@ -2,6 +2,7 @@ package admin
 
 import (
 	"github.com/drover-ml/drover/collector/auth"
+	"github.com/drover-ml/drover/collector/fleet"
 	"github.com/drover-ml/drover/collector/labels"
 	"github.com/drover-ml/drover/collector/registry"
 )
@@ -16,6 +17,7 @@ var (
 	admin     = auth.Allow(auth.Admin)
 	publisher = auth.Allow(auth.Publisher)
 	fetcher   = auth.Allow(auth.Reader, auth.Agent) // what an agent pulls
+	agent     = auth.Allow(auth.Agent)
 	labeller  = auth.Allow(auth.Client, auth.Agent) // an application's labels; an agent forwards those it did not sample
 )
 
@@ -49,6 +51,25 @@ var routes = auth.Routes{
 
 	// Labels fleet-wide (collector/labels, docs/fleet.md).
 	labels.Pattern: labeller,
+
+	// Fleet control (collector/fleet, docs/fleet.md): reads, changes
+	// (applied on the model's ring owner, with the caller's token) and the
+	// agents' control channel.
+	fleet.PatternAgents:    reader,
+	fleet.PatternDesired:   reader,
+	fleet.PatternHistory:   reader,
+	fleet.PatternStatus:    reader,
+	fleet.PatternRollout:   admin,
+	fleet.PatternRollback:  admin,
+	fleet.PatternPin:       admin,
+	fleet.PatternUnpin:     admin,
+	fleet.PatternCanary:    admin,
+	fleet.PatternPromote:   admin,
+	fleet.PatternAbort:     admin,
+	fleet.PatternShadow:    admin,
+	fleet.PatternRegister:  agent,
+	fleet.PatternInventory: agent,
+	fleet.PatternPoll:      agent,
 
 	// Jobs (collector/jobs).
 	"GET /v1/jobs":              reader,

@@ -90,6 +90,8 @@ type Fleet struct {
 	states  map[string]State
 	loaded  chan struct{} // closed after the first read of the states
 	changed chan struct{} // closed and replaced at every change of states
+	stopped chan struct{} // closed when Run returns: long-polls answer at once
+	stop    sync.Once
 	agents  map[string]*agentEntry
 	locks   map[string]*sync.Mutex
 }
@@ -138,17 +140,19 @@ func New(o Options) (*Fleet, error) {
 	q := func(t string) string { return "`" + o.Database + "`.`" + t + "`" }
 	return &Fleet{o: o, t: tables{conn: o.Conn, desired: q(TableDesired), agents: q(TableAgents), cluster: o.Cluster},
 		states: map[string]State{}, loaded: make(chan struct{}), changed: make(chan struct{}),
-		agents: map[string]*agentEntry{}, locks: map[string]*sync.Mutex{}}, nil
+		stopped: make(chan struct{}), agents: map[string]*agentEntry{}, locks: map[string]*sync.Mutex{}}, nil
 }
 
 // Run reads the desired states at once and then every Options.Refresh
 // (a change made through another collector reaches this one's long-polls
 // within that), and writes the last_seen of live agents every
 // Options.SeenRefresh. A failed read is logged once until one succeeds
-// again. It returns nil when ctx ends.
+// again. It returns nil when ctx ends; long-polls waiting then answer
+// 304 at once (so a server shutdown does not wait for them).
 func (f *Fleet) Run(ctx context.Context) error {
 	t := time.NewTicker(f.o.Refresh)
 	defer t.Stop()
+	defer f.stop.Do(func() { close(f.stopped) })
 	failing := false
 	for {
 		err := f.refresh(ctx)

@@ -143,13 +143,15 @@ func (f *Fleet) poll(w http.ResponseWriter, r *http.Request) {
 		}
 		select {
 		case <-changed:
+			continue
 		case <-timer.C:
-			w.Header().Set("ETag", etag)
-			w.WriteHeader(http.StatusNotModified)
-			return
+		case <-f.stopped:
 		case <-ctx.Done():
 			return
 		}
+		w.Header().Set("ETag", etag)
+		w.WriteHeader(http.StatusNotModified)
+		return
 	}
 }
 

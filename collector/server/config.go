@@ -144,6 +144,12 @@ type OTLP struct {
 	// (ingest.ResourceCache), least recently used evicted first; default
 	// 32 MiB.
 	ResourceCacheBytes int64 `yaml:"resource_cache_bytes"`
+	// AdvertiseGRPC (host:port) and AdvertiseHTTP (a URL) are where the
+	// agents that register with this collector are told to send OTLP
+	// (docs/fleet.md); default the receivers' ports on the cluster's
+	// advertise address or, without one, on this host's name.
+	AdvertiseGRPC string `yaml:"advertise_grpc"`
+	AdvertiseHTTP string `yaml:"advertise_http"`
 }
 
 // Limits are the receivers' input rules.
@@ -461,6 +467,16 @@ func (o OTLP) Validate() error {
 	}
 	if err := checkListenAddr(o.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Errorf("http_addr: %w", err))
+	}
+	if o.AdvertiseGRPC != "" {
+		if _, _, err := net.SplitHostPort(o.AdvertiseGRPC); err != nil {
+			errs = append(errs, fmt.Errorf("advertise_grpc: want host:port: %w", err))
+		}
+	}
+	if o.AdvertiseHTTP != "" {
+		if u, err := url.Parse(o.AdvertiseHTTP); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("advertise_http: want an http:// or https:// URL, got %q", o.AdvertiseHTTP))
+		}
 	}
 	if o.MaxRequestBytes < 1 {
 		errs = append(errs, fmt.Errorf("max_request_bytes: must be >= 1, got %d", o.MaxRequestBytes))

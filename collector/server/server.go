@@ -23,6 +23,7 @@ import (
 	"github.com/drover-ml/drover/collector/admin"
 	"github.com/drover-ml/drover/collector/auth"
 	"github.com/drover-ml/drover/collector/drift"
+	"github.com/drover-ml/drover/collector/fleet"
 	"github.com/drover-ml/drover/collector/ingest"
 	"github.com/drover-ml/drover/collector/jobs"
 	"github.com/drover-ml/drover/collector/labels"
@@ -354,8 +355,15 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		return fmt.Errorf("registry: %w", err)
 	}
 	closers = append(closers, func() { blobs.Close() })
+	// Fleet control refuses the deletion of a version that is desired or
+	// served (the registry's InUse hook); fl is set below, before the admin
+	// API serves.
+	var fl *fleet.Fleet
 	models := registry.New(backend.Conn, blobs, registry.Options{Database: cfg.ClickHouse.Database,
-		Cluster: cfg.ClickHouse.Cluster != "", GCGrace: cfg.Registry.GCGrace, Logger: log.With("component", "registry")})
+		Cluster: cfg.ClickHouse.Cluster != "", GCGrace: cfg.Registry.GCGrace, Logger: log.With("component", "registry"),
+		InUse: func(ctx context.Context, model string, version uint64) (bool, string, error) {
+			return fl.InUse(ctx, model, version)
+		}})
 	var commit registry.CommitFunc // nil: this collector allocates every number
 	peers := &http.Client{}        // to the other collectors' admin APIs
 	if rg != nil {
@@ -371,6 +379,18 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		commit = fw.Commit
 	}
 	adm.HandleAll(models.Routes(commit))
+	// Fleet control (docs/fleet.md): desired states changed on each
+	// model's ring owner, the agents' control channel.
+	fleetOpts := fleet.Options{Conn: backend.Conn, Database: cfg.ClickHouse.Database, Cluster: cfg.ClickHouse.Cluster != "",
+		Versions: models, Node: cfg.Cluster.NodeName, Client: peers, Scheme: cfg.Admin.Scheme(),
+		OTLP: otlpEndpoints(cfg, ls), Logger: log.With("component", "fleet")}
+	if rg != nil {
+		fleetOpts.Owner = ownerOf(rg, owns)
+	}
+	if fl, err = fleet.New(fleetOpts); err != nil {
+		return err
+	}
+	adm.HandleAll(fl.Routes())
 	jobsAPI, err := jobs.NewAPI(jobs.APIOptions{Conn: backend.Conn, Database: cfg.ClickHouse.Database, Node: cfg.Cluster.NodeName,
 		Manager: jm, Logger: log.With("component", "jobs")})
 	if err != nil {
@@ -519,6 +539,9 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		}
 		return adm.Run(ctx)
 	})
+	// Fleet control stops before the admin API: its long-polls answer at
+	// once, so the admin API does not wait for them to time out.
+	g.Add("fleet", afterSchema(fl.Run))
 	// Garbage collection of the registry's blobs, on the node that owns
 	// the key gcKey (one node of a cluster at a time).
 	g.Add("registry-gc", afterSchema(func(ctx context.Context) error {
@@ -572,6 +595,50 @@ func ownerOf(rg *ring.Ring, owns func(string) bool) registry.OwnerFunc {
 		}
 		return false, admin, ok && admin != ""
 	}
+}
+
+// otlpEndpoints are where agents that register here are told to send
+// OTLP: otlp.advertise_grpc and otlp.advertise_http, by default the
+// receivers' ports on the cluster's advertise address, the admin API's
+// advertise host, the gossip IP, or this host's name, the first that
+// names a host.
+func otlpEndpoints(cfg Config, ls Listeners) fleet.OTLPEndpoints {
+	port := func(l net.Listener, addr string) string {
+		if l != nil {
+			addr = l.Addr().String()
+		}
+		_, p, _ := net.SplitHostPort(addr)
+		return p
+	}
+	host := ""
+	for _, a := range []string{cfg.Cluster.AdvertiseAddr, cfg.Admin.AdvertiseAddr, cfg.Cluster.GossipAddr} {
+		h := a
+		if hh, _, err := net.SplitHostPort(a); err == nil {
+			h = hh
+		}
+		if ip := net.ParseIP(h); h != "" && (ip == nil || !ip.IsUnspecified()) {
+			host = h
+			break
+		}
+	}
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	if host == "" {
+		host = "localhost"
+	}
+	e := fleet.OTLPEndpoints{GRPC: cfg.OTLP.AdvertiseGRPC, HTTP: cfg.OTLP.AdvertiseHTTP}
+	if e.GRPC == "" {
+		e.GRPC = net.JoinHostPort(host, port(ls.OTLPGRPC, cfg.OTLP.GRPCAddr))
+	}
+	if e.HTTP == "" {
+		scheme := "http"
+		if cfg.OTLP.TLS.CertFile != "" {
+			scheme = "https"
+		}
+		e.HTTP = scheme + "://" + net.JoinHostPort(host, port(ls.OTLPHTTP, cfg.OTLP.HTTPAddr))
+	}
+	return e
 }
 
 // authWait bounds how long a start with a token cache waits for

@@ -1,0 +1,156 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/drover-ml/drover/collector/adminclient"
+	"github.com/drover-ml/drover/collector/fleet"
+	"github.com/drover-ml/drover/shared/manifest"
+	"github.com/drover-ml/drover/shared/testenv"
+	"github.com/drover-ml/drover/shared/testmodels"
+)
+
+// fleetCall makes a request with a JSON body (none if nil) and headers.
+func fleetCall(t *testing.T, method, addr, path, token string, body any, hdr map[string]string) (int, http.Header, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, "http://"+addr+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b
+}
+
+// TestFleetControlChannel: the control channel on a real collector with
+// an agent token (401 without one, 403 with a reader's), a rollout by an
+// admin reaching the agent's long-poll, the fleet status, and the
+// registry refusing to delete a desired or served version (409).
+func TestFleetControlChannel(t *testing.T) {
+	db := testenv.ClickHouse(t)
+	c := startCollector(t, testConfig(t, db.DSN, db.Name))
+	ctx := context.Background()
+	adminTok := adminToken(t, c.dataDir)
+	cl := adminclient.New("http://"+c.adminAddr, adminTok)
+	defer cl.Close()
+	toks := map[string]string{"admin": adminTok}
+	for _, role := range []string{"reader", "agent"} {
+		nt, _, err := cl.CreateToken(ctx, adminclient.TokenRequest{Name: "fleet-" + role, Role: role})
+		if err != nil {
+			t.Fatalf("create a %s token: %v", role, err)
+		}
+		toks[role] = nt.Token
+	}
+	for i := range 3 {
+		m, err := testmodels.Linear("X", "Y", [][]float32{{1, float32(i)}, {2, 3}}, []float32{float32(i), 0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, manifest.ModelFile), m, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if res, _, err := cl.Publish(ctx, "iris", dir, adminclient.PublishOptions{}); err != nil || res.Version != uint64(i+1) {
+			t.Fatalf("publish v%d: %+v, %v", i+1, res, err)
+		}
+	}
+
+	reg := fleet.Registration{Agent: "agent-1", Host: "web-1", Labels: map[string]string{"zone": "eu-1"}}
+	for role, want := range map[string]int{"": 401, "reader": 403, "agent": 200} {
+		if code, _, body := fleetCall(t, "POST", c.adminAddr, "/v1/agents/register", toks[role], reg, nil); code != want {
+			t.Errorf("register with %q: %d %s, want %d", role, code, body, want)
+		}
+	}
+	code, _, body := fleetCall(t, "POST", c.adminAddr, "/v1/agents/register", toks["agent"], reg, nil)
+	var ans fleet.Registered
+	if err := json.Unmarshal(body, &ans); err != nil || code != 200 || ans.HeartbeatInterval != "10s" {
+		t.Fatalf("registration answer: %d %s", code, body)
+	}
+	_, grpcPort, _ := net.SplitHostPort(c.grpcAddr)
+	_, httpPort, _ := net.SplitHostPort(c.httpAddr)
+	if !strings.HasSuffix(ans.OTLP.GRPC, ":"+grpcPort) || !strings.HasPrefix(ans.OTLP.HTTP, "http://") || !strings.HasSuffix(ans.OTLP.HTTP, ":"+httpPort) {
+		t.Errorf("registration answers OTLP %+v, want the receivers' ports %s and %s", ans.OTLP, grpcPort, httpPort)
+	}
+	inv := fleet.Inventory{Host: "web-1", Models: []fleet.ModelInventory{{Model: "iris", Serving: 2, Versions: []fleet.VersionInventory{{Version: 2, State: "serving"}}}}}
+	if code, _, body := fleetCall(t, "PUT", c.adminAddr, "/v1/agents/agent-1/inventory", toks["agent"], inv, nil); code != http.StatusNoContent {
+		t.Fatalf("inventory: %d %s", code, body)
+	}
+	if code, _, _ := fleetCall(t, "PUT", c.adminAddr, "/v1/agents/agent-1/inventory", toks["reader"], inv, nil); code != 403 {
+		t.Errorf("inventory with a reader token: %d, want 403", code)
+	}
+	if code, _, _ := fleetCall(t, "GET", c.adminAddr, "/v1/agents/agent-1/desired?wait=1ms", "", nil, nil); code != 401 {
+		t.Errorf("long-poll without a token: %d, want 401", code)
+	}
+
+	// A rollout needs an admin.
+	rollout := fleet.Request{Version: 1, Selector: map[string]string{"zone": "eu-1"}, Reason: "test"}
+	if code, _, _ := fleetCall(t, "POST", c.adminAddr, "/v1/models/iris/rollout", toks["reader"], rollout, nil); code != 403 {
+		t.Errorf("rollout by a reader: %d, want 403", code)
+	}
+	if code, _, body := fleetCall(t, "POST", c.adminAddr, "/v1/models/iris/rollout", toks["admin"], fleet.Request{Version: 9}, nil); code != 404 {
+		t.Errorf("rollout of an unknown version: %d %s, want 404", code, body)
+	}
+	code, _, body = fleetCall(t, "POST", c.adminAddr, "/v1/models/iris/rollout", toks["admin"], rollout, nil)
+	var st fleet.State
+	if err := json.Unmarshal(body, &st); err != nil || code != 200 || st.Revision != 1 || st.Serving != 1 || st.ChangedBy == "" {
+		t.Fatalf("rollout: %d %s", code, body)
+	}
+	code, hdr, body := fleetCall(t, "GET", c.adminAddr, "/v1/agents/agent-1/desired?wait=30s", toks["agent"], nil, nil)
+	var d fleet.AgentDesired
+	if err := json.Unmarshal(body, &d); err != nil || code != 200 || d.Models["iris"].Serving != 1 || hdr.Get("ETag") == "" {
+		t.Fatalf("long-poll: %d %s", code, body)
+	}
+	if code, _, _ := fleetCall(t, "GET", c.adminAddr, "/v1/agents/agent-1/desired?wait=1ms", toks["agent"], nil, map[string]string{"If-None-Match": hdr.Get("ETag")}); code != http.StatusNotModified {
+		t.Errorf("long-poll with the current etag: %d, want 304", code)
+	}
+
+	// Reads.
+	code, _, body = fleetCall(t, "GET", c.adminAddr, "/v1/models/iris/status", toks["reader"], nil, nil)
+	var status fleet.Status
+	if err := json.Unmarshal(body, &status); err != nil || code != 200 || status.Progress != (fleet.Progress{Selected: 1, Pending: 1}) ||
+		len(status.Agents) != 1 || status.Agents[0].Serving != 2 {
+		t.Errorf("status: %d %s", code, body)
+	}
+	code, _, body = fleetCall(t, "GET", c.adminAddr, "/v1/agents", toks["reader"], nil, nil)
+	if code != 200 || !strings.Contains(string(body), `"agent":"agent-1"`) {
+		t.Errorf("agents: %d %s", code, body)
+	}
+	code, _, body = fleetCall(t, "GET", c.adminAddr, "/v1/models/iris/desired/history", toks["reader"], nil, nil)
+	if code != 200 || !strings.Contains(string(body), `"revision":1`) {
+		t.Errorf("history: %d %s", code, body)
+	}
+
+	// Delete: v1 is desired, v2 served by the agent, v3 neither.
+	for v, want := range map[uint64]int{1: 409, 2: 409} {
+		if _, _, err := cl.DeleteVersion(ctx, "iris", v); !adminclient.IsStatus(err, want) {
+			t.Errorf("delete v%d: %v, want %d", v, err, want)
+		}
+	}
+	if _, _, err := cl.DeleteVersion(ctx, "iris", 3); err != nil {
+		t.Errorf("delete v3 (not in use): %v", err)
+	}
+}
