@@ -12,10 +12,15 @@ const (
 	DefaultDuration      = 10 * time.Minute
 	DefaultMinSamples    = 500
 	DefaultMaxRegression = 0.02
-	// Alpha is the significance level of the error-rate test: the
-	// probability of aborting a canary whose error rate is within the
-	// tolerance.
+	// Alpha is the significance level of the error-rate test once the
+	// duration has passed: the probability of aborting a canary whose
+	// error rate is within the tolerance.
 	Alpha = 0.01
+	// EarlyAlpha is the level before the duration has passed. The test is
+	// repeated at every check, so an early abort needs stronger evidence:
+	// with the default 10 minutes checked every 30 s, 20 early looks at
+	// 0.001 add at most 0.02 (Bonferroni) to the false aborts.
+	EarlyAlpha = 0.001
 )
 
 // Params are a canary's analysis settings (the desired state's

@@ -139,7 +139,8 @@ type Verdict struct {
 //
 // The error rate is judged as soon as both sides have p.MinSamples
 // requests and aborts at once when the canary is significantly worse than
-// the tolerance allows. Everything else waits until p.Duration has passed
+// the tolerance allows (at level EarlyAlpha before p.Duration, Alpha
+// after). Everything else waits until p.Duration has passed
 // and both sides have p.MinSamples requests and latency observations:
 // then the canary is aborted if its p99 latency, or a label metric that
 // both sides have p.MinSamples joined labels for, regressed by more than
@@ -163,7 +164,11 @@ func Decide(o Observed, p Params) Verdict {
 		v.Missing = append(v.Missing, fmt.Sprintf("duration: %s of %s", o.Elapsed.Truncate(time.Second), p.Duration))
 	}
 	if count("requests", o.Serving.Requests, o.Canary.Requests) {
-		c := errorRate(o.Serving, o.Canary, p.MaxRegression)
+		alpha := Alpha
+		if o.Elapsed < p.Duration {
+			alpha = EarlyAlpha
+		}
+		c := errorRate(o.Serving, o.Canary, p.MaxRegression, alpha)
 		v.Metrics = append(v.Metrics, c)
 		if c.Regressed {
 			return abort(v, c)
@@ -223,12 +228,12 @@ func abort(v Verdict, c Comparison) Verdict {
 }
 
 // errorRate tests H0: the canary's server-error rate pc ≤ (1+δ)·ps against
-// pc > (1+δ)·ps, one-sided, at level Alpha, with the Agresti–Caffo
+// pc > (1+δ)·ps, one-sided, at level alpha, with the Agresti–Caffo
 // adjusted Wald statistic (one error and one success added to each side,
 // which keeps the variance positive when a side has no errors):
 //
 //	z = (p̃c − (1+δ)·p̃s) / √(p̃c(1−p̃c)/(nc+2) + (1+δ)²·p̃s(1−p̃s)/(ns+2))
-func errorRate(s, c Side, delta float64) Comparison {
+func errorRate(s, c Side, delta, alpha float64) Comparison {
 	ps, pc := rate(s), rate(c)
 	as := (float64(s.ServerErrors) + 1) / (float64(s.Requests) + 2)
 	ac := (float64(c.ServerErrors) + 1) / (float64(c.Requests) + 2)
@@ -237,7 +242,7 @@ func errorRate(s, c Side, delta float64) Comparison {
 	z := (ac - k*as) / se
 	pv := distuv.UnitNormal.Survival(z)
 	return Comparison{Metric: MetricErrorRate, Serving: ps, Canary: pc, ServingN: s.Requests, CanaryN: c.Requests,
-		Worse: relative(ps, pc), P: pv, Regressed: pv < Alpha}
+		Worse: relative(ps, pc), P: pv, Regressed: pv < alpha}
 }
 
 func rate(s Side) float64 {

@@ -56,6 +56,17 @@ func TestDecide(t *testing.T) {
 				Serving: side(3000, 0, base, 0, nil), Canary: side(1000, 1, base, 0, nil)},
 			want: Promote,
 		},
+		"a moderately worse error rate waits before the duration": {
+			// p ≈ 0.006: below Alpha, above EarlyAlpha
+			o: Observed{Elapsed: 5 * time.Minute,
+				Serving: side(3000, 60, base, 0, nil), Canary: side(1000, 36, base, 0, nil)},
+			want: Wait, missing: []string{"duration: 5m0s of 10m0s"},
+		},
+		"and aborts after it": {
+			o: Observed{Elapsed: 10 * time.Minute,
+				Serving: side(3000, 60, base, 0, nil), Canary: side(1000, 36, base, 0, nil)},
+			want: Abort, metric: MetricErrorRate,
+		},
 		"slower canary aborts": {
 			o: Observed{Elapsed: 15 * time.Minute,
 				Serving: side(3000, 60, base, 0, nil), Canary: side(1000, 20, slow, 0, nil)},
@@ -133,7 +144,7 @@ func TestDecide(t *testing.T) {
 // TestErrorRateStatistic checks the test statistic against a hand
 // computation: serving 20/2000, canary 60/2000, δ 0.02.
 func TestErrorRateStatistic(t *testing.T) {
-	c := errorRate(Side{Requests: 2000, ServerErrors: 20}, Side{Requests: 2000, ServerErrors: 60}, 0.02)
+	c := errorRate(Side{Requests: 2000, ServerErrors: 20}, Side{Requests: 2000, ServerErrors: 60}, 0.02, Alpha)
 	as, ac := 21.0/2002, 61.0/2002
 	z := (ac - 1.02*as) / math.Sqrt(ac*(1-ac)/2002+1.02*1.02*as*(1-as)/2002)
 	want := 0.5 * math.Erfc(z/math.Sqrt2)
@@ -146,7 +157,7 @@ func TestErrorRateStatistic(t *testing.T) {
 	// Under H0 at its boundary the test aborts at most Alpha of the time:
 	// simulated with a normal approximation, a canary exactly at (1+δ)·ps
 	// has z ≈ 0, p ≈ 0.5.
-	b := errorRate(Side{Requests: 100000, ServerErrors: 1000}, Side{Requests: 100000, ServerErrors: 1020}, 0.02)
+	b := errorRate(Side{Requests: 100000, ServerErrors: 1000}, Side{Requests: 100000, ServerErrors: 1020}, 0.02, Alpha)
 	if b.Regressed || b.P < 0.3 {
 		t.Errorf("canary at the tolerance: p %g regressed %v, want p ≈ 0.5", b.P, b.Regressed)
 	}
