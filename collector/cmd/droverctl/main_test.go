@@ -22,13 +22,20 @@ import (
 	"go.uber.org/goleak"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/drover-ml/drover/shared/testenv"
 	"github.com/drover-ml/drover/shared/tlsconfig"
 	"github.com/drover-ml/drover/shared/tlsconfig/tlstest"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// withClickHouse runs the tests with one ClickHouse engine for the binary
+// (the fleet integration test), inside goleak.VerifyTestMain.
+type withClickHouse struct{ m *testing.M }
+
+func (w withClickHouse) Run() int { return testenv.RunWithClickHouse(w.m) }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(withClickHouse{m}) }
 
 // hangUp as a route's status closes the connection without an answer.
 const hangUp = -1
