@@ -51,6 +51,7 @@ var dataTables = []struct {
 	{"dead_letters", "toDate(time)", "table_name, time", "TTL toDateTime(time) + toIntervalDay(30)"},
 	{"desired_state", "", "model, revision", ""}, // history: kept forever
 	{"agents", "", "agent", ""},
+	{"labels", "toDate(time)", "model, request_id, time", "TTL toDateTime(time) + toIntervalDay(30)"},
 }
 
 var views = []string{"metrics_gauge_1h_mv", "metrics_gauge_1m_mv", "metrics_histogram_1h_mv", "metrics_histogram_1m_mv",

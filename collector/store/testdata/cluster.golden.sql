@@ -905,3 +905,23 @@ SETTINGS replicated_deduplication_window = 10000, replicated_deduplication_windo
 CREATE TABLE IF NOT EXISTS drover.agents ON CLUSTER 'drover_cluster' AS drover.agents_local
 ENGINE = Distributed('drover_cluster', 'drover', 'agents_local', cityHash64(agent));
 
+-- 0014_labels
+
+CREATE TABLE IF NOT EXISTS drover.labels_local ON CLUSTER 'drover_cluster'
+(
+    time       DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)),
+    model      LowCardinality(String) CODEC(ZSTD(1)),
+    request_id String CODEC(ZSTD(1)),
+    label      String CODEC(ZSTD(3)),
+    source     LowCardinality(String) CODEC(ZSTD(1)),
+    sender     LowCardinality(String) CODEC(ZSTD(1))
+)
+ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/labels_local', '{replica}')
+PARTITION BY toDate(time)
+ORDER BY (model, request_id, time)
+TTL toDateTime(time) + INTERVAL 30 DAY
+SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, replicated_deduplication_window_seconds = 604800;
+
+CREATE TABLE IF NOT EXISTS drover.labels ON CLUSTER 'drover_cluster' AS drover.labels_local
+ENGINE = Distributed('drover_cluster', 'drover', 'labels_local', cityHash64(model, request_id));
+
