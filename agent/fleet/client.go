@@ -301,8 +301,8 @@ func (c *Client) desiredAnswer(resp *http.Response) error {
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&d); err != nil {
 		return fmt.Errorf("follow the desired state: the answer: %w", err)
 	}
-	if d.Models == nil {
-		d.Models = map[string]State{}
+	if dropped := d.sanitize(); len(dropped) > 0 {
+		c.log.Warn("desired state: ignoring models whose name the agent does not accept", "models", dropped)
 	}
 	d.ETag = resp.Header.Get("ETag")
 	prev := c.Desired()

@@ -262,3 +262,24 @@ func TestPersistedDesired(t *testing.T) {
 		t.Errorf("after New: routing %+v %v, id %s want %s", d, ok, cl2.ID(), cl.ID())
 	}
 }
+
+// TestBadModelName: a model name the agent does not accept (it would be a
+// path outside the model directory) is ignored; the others are followed.
+func TestBadModelName(t *testing.T) {
+	e := newEnv(t)
+	e.col.Publish("m", 1, map[string][]byte{"model.onnx": []byte("one")})
+	e.col.Publish("../evil", 1, map[string][]byte{"model.onnx": []byte("evil")})
+	e.start(t)
+	e.col.SetDesired("../evil", fleet.State{Serving: 1})
+	e.col.SetDesired("m", fleet.State{Serving: 1})
+	testenv.Eventually(t, wait, "m routed and downloaded", func() bool {
+		_, ok := e.vs.route("m")
+		return ok && e.exists("m", "1")
+	})
+	if _, ok := e.vs.route("../evil"); ok {
+		t.Error("../evil routed")
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(e.modelDir), "evil")); err == nil {
+		t.Error("a directory was made outside the model directory")
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/drover-ml/drover/agent/route"
 	"github.com/drover-ml/drover/shared/durable"
+	"github.com/drover-ml/drover/shared/manifest"
 )
 
 // File names in the data dir.
@@ -55,6 +56,21 @@ func (s *Split) split() *route.Split {
 		return nil
 	}
 	return &route.Split{Version: s.Version, Percent: s.Share}
+}
+
+// sanitize drops the models whose name the agent does not accept (a name
+// becomes a directory and a URL path) and negative versions.
+func (d *Desired) sanitize() (dropped []string) {
+	if d.Models == nil {
+		d.Models = map[string]State{}
+	}
+	for name, s := range d.Models {
+		if !manifest.ValidName(name) || s.Serving < 0 || s.Previous < 0 {
+			delete(d.Models, name)
+			dropped = append(dropped, name)
+		}
+	}
+	return dropped
 }
 
 // Routes returns the routing of every model with a serving version.
@@ -110,9 +126,7 @@ func readDesired(path string) (Desired, error) {
 	if err := json.Unmarshal(b, &d); err != nil {
 		return d, fmt.Errorf("%s is corrupt (%v); remove it to wait for a collector", path, err)
 	}
-	if d.Models == nil {
-		d.Models = map[string]State{}
-	}
+	d.sanitize()
 	return d, nil
 }
 
