@@ -283,3 +283,19 @@ func TestBadModelName(t *testing.T) {
 		t.Error("a directory was made outside the model directory")
 	}
 }
+
+// TestReregister: a collector that forgot the agent (restarted) answers
+// 404; the agent registers again and reports its inventory there.
+func TestReregister(t *testing.T) {
+	e := newEnv(t)
+	c := e.start(t)
+	testenv.Eventually(t, wait, "registered with an inventory", func() bool {
+		_, ok := e.col.Inventory(c.ID())
+		return ok
+	})
+	e.col.Forget(c.ID())
+	testenv.Eventually(t, wait, "registered again with an inventory", func() bool {
+		_, ok := e.col.Inventory(c.ID())
+		return ok && e.col.Registrations(c.ID()) == 2
+	})
+}

@@ -32,20 +32,21 @@ type Collector struct {
 	srv    *httptest.Server
 	closed chan struct{}
 
-	mu          sync.Mutex
-	changed     chan struct{} // closed and replaced on each desired change
-	desired     map[string]fleet.State
-	revision    int64
-	files       map[string][]fileEntry // "model/version" → files
-	blobs       map[string][]byte
-	failBlobs   map[string]int // digest → HTTP status answered instead
-	cutBlobs    map[string]int // digest → answers that stop half-way
-	corrupt     map[string]bool
-	inventories map[string]fleet.Inventory
-	registered  map[string]int // agent → registrations
-	blobGets    map[string]int // digest → GETs
-	ranges      int            // GETs with a Range header
-	down        bool
+	mu            sync.Mutex
+	changed       chan struct{} // closed and replaced on each desired change
+	desired       map[string]fleet.State
+	revision      int64
+	files         map[string][]fileEntry // "model/version" → files
+	blobs         map[string][]byte
+	failBlobs     map[string]int // digest → HTTP status answered instead
+	cutBlobs      map[string]int // digest → answers that stop half-way
+	corrupt       map[string]bool
+	inventories   map[string]fleet.Inventory
+	registered    map[string]int // agent → registered now
+	registrations map[string]int // agent → registrations ever
+	blobGets      map[string]int // digest → GETs
+	ranges        int            // GETs with a Range header
+	down          bool
 }
 
 type fileEntry struct {
@@ -63,7 +64,7 @@ func New(t testing.TB) *Collector {
 	c := &Collector{Token: "drover_agenttoken", closed: make(chan struct{}), changed: make(chan struct{}),
 		desired: map[string]fleet.State{}, files: map[string][]fileEntry{}, blobs: map[string][]byte{},
 		failBlobs: map[string]int{}, corrupt: map[string]bool{}, cutBlobs: map[string]int{}, inventories: map[string]fleet.Inventory{},
-		registered: map[string]int{}, blobGets: map[string]int{}}
+		registered: map[string]int{}, registrations: map[string]int{}, blobGets: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/agents/register", c.register)
 	mux.HandleFunc("PUT /v1/agents/{agent}/inventory", c.inventory)
@@ -193,11 +194,22 @@ func (c *Collector) Inventory(agent string) (fleet.Inventory, bool) {
 	return inv, ok
 }
 
+// Forget drops an agent's registration (a collector that restarted):
+// its long-poll and inventory answer 404 until it registers again.
+func (c *Collector) Forget(agent string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.registered, agent)
+	delete(c.inventories, agent)
+	close(c.changed) // wake its long-poll
+	c.changed = make(chan struct{})
+}
+
 // Registrations returns how many times an agent registered.
 func (c *Collector) Registrations(agent string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.registered[agent]
+	return c.registrations[agent]
 }
 
 // Agents returns the ids of the agents that registered.
@@ -232,6 +244,7 @@ func (c *Collector) register(w http.ResponseWriter, r *http.Request) {
 	}
 	c.mu.Lock()
 	c.registered[in.Agent]++
+	c.registrations[in.Agent]++
 	c.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{"agent": in.Agent, "heartbeat_interval": "1s",
 		"otlp": map[string]string{"grpc": "127.0.0.1:4317", "http": "http://127.0.0.1:4318"}})
