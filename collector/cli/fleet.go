@@ -43,6 +43,24 @@ type RolloutFlags struct {
 	Auto bool
 	// Selector are k=v agent labels (each may hold several, comma-separated).
 	Selector []string
+	// AnalysisDuration, MinSamples and MaxRegression are the --auto
+	// canary's analysis; zero values take the collector's defaults.
+	AnalysisDuration time.Duration
+	MinSamples       uint64
+	MaxRegression    float64
+}
+
+// shortDuration writes d as Go does without zero units at its end: 30m,
+// 1h, 1h30m, 90s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // parseShare reads a share: an integer percentage 0–100.
@@ -105,6 +123,21 @@ func (a *App) Rollout(ctx context.Context, model, n string, rf RolloutFlags, cf 
 		req.Canary = &adminclient.CanarySpec{Share: share, Auto: rf.Auto}
 	} else if rf.Auto {
 		return Usagef("--auto needs --canary PCT")
+	}
+	if rf.AnalysisDuration != 0 || rf.MinSamples != 0 || rf.MaxRegression != 0 {
+		switch {
+		case !rf.Auto:
+			return Usagef("--analysis-duration, --min-samples and --max-regression go with --canary PCT --auto")
+		case rf.AnalysisDuration < 0:
+			return Usagef("--analysis-duration %s: must be positive", rf.AnalysisDuration)
+		case rf.MaxRegression < 0 || rf.MaxRegression >= 1:
+			return Usagef("--max-regression %v: want a number in [0, 1)", rf.MaxRegression)
+		}
+		an := &adminclient.Analysis{MinSamples: rf.MinSamples, MaxRegression: rf.MaxRegression}
+		if rf.AnalysisDuration > 0 {
+			an.Duration = shortDuration(rf.AnalysisDuration)
+		}
+		req.Canary.Analysis = an
 	}
 	if req.Selector, err = parseSelector(rf.Selector); err != nil {
 		return err

@@ -38,7 +38,8 @@ func fleetCmds(app *cli.App) []*cobra.Command {
 		Use:   "rollout MODEL N",
 		Short: "Move every selected agent to version N, or start a canary of N with --canary",
 		Example: "  droverctl rollout iris 4 --reason \"nightly retrain\" --wait\n" +
-			"  droverctl rollout iris 4 --canary 20 --auto --selector zone=eu-1",
+			"  droverctl rollout iris 4 --canary 20 --auto --selector zone=eu-1\n" +
+			"  droverctl rollout iris 4 --canary 10 --auto --analysis-duration 30m --min-samples 2000",
 		Args:              exactArgs(2),
 		ValidArgsFunction: complete(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -47,6 +48,9 @@ func fleetCmds(app *cli.App) []*cobra.Command {
 	}, &rolloutCF)
 	rollout.Flags().StringVar(&rolloutF.Canary, "canary", "", "send PCT percent (0-100) of requests to N as a canary instead of moving everything")
 	rollout.Flags().BoolVar(&rolloutF.Auto, "auto", false, "with --canary: the model's owner collector promotes or aborts the canary by its analysis")
+	rollout.Flags().DurationVar(&rolloutF.AnalysisDuration, "analysis-duration", 0, "with --auto: how long the canary serves before it may be promoted (default the collector's, 10m)")
+	rollout.Flags().Uint64Var(&rolloutF.MinSamples, "min-samples", 0, "with --auto: the fewest observations each side needs before a metric is judged (default the collector's, 500)")
+	rollout.Flags().Float64Var(&rolloutF.MaxRegression, "max-regression", 0, "with --auto: the worsening tolerated, in [0, 1) (default the collector's, 0.02)")
 	rollout.Flags().StringArrayVar(&rolloutF.Selector, "selector", nil, "only agents with this label, k=v (repeat or comma-separate: all must match)")
 
 	var rollbackCF cli.ChangeFlags

@@ -163,6 +163,8 @@ func TestFleetCommandsAgainstCollectorFleet(t *testing.T) {
 		{[]string{"rollout", "iris", "9"}, 3},      // no such version
 		{[]string{"canary", "iris", "3", "10", "--reason", "try"}, 0},
 		{[]string{"abort", "iris", "--reason", "changed my mind"}, 0},
+		{[]string{"rollout", "iris", "3", "--canary", "10", "--auto", "--analysis-duration", "30m", "--min-samples", "50", "--max-regression", "0.05"}, 0},
+		{[]string{"abort", "iris"}, 0},
 		{[]string{"shadow", "iris", "3", "10"}, 0},
 		{[]string{"shadow", "iris", "3", "0"}, 0},
 		{[]string{"pin", "iris", "2", "--reason", "audit"}, 0},

@@ -62,7 +62,7 @@ func TestWait(t *testing.T) {
 	t.Run("converges", func(t *testing.T) {
 		api, url := startAPI(t)
 		api.seq[statusKey] = []route{
-			statusBody(6, "web-1:converged:6", "web-2:converged:6", "web-3:converged:6"), // the collector has not seen revision 7 yet
+			statusBody(6, "web-1:converged:6", "web-2:converged:6", "web-3:converged:6"),      // the collector has not seen revision 7 yet
 			statusBody(7, "web-1:converged:6", "web-2:pending:6", "web-3:failed:6:disk full"), // converged at 6 is not converged at 7; a failure at 6 is stale
 			statusBody(7, "web-1:converged:7", "web-2:pending:6", "web-3:offline:6"),
 			statusBody(7, "web-1:converged:7", "web-2:converged:7", "web-3:converged:8"),
