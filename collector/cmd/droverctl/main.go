@@ -76,8 +76,9 @@ func newRoot(app *cli.App) *cobra.Command {
 		Short: "Administer a Drover collector cluster",
 		Long: `droverctl administers a Drover collector cluster through its admin API.
 
-Exit codes: 0 ok, 1 error (collector unreachable: the URLs tried and why),
-2 usage, 3 not found, 4 denied (401/403), 5 refused (409).`,
+Exit codes: 0 ok, 1 error (collector unreachable: the URLs tried and why;
+with --wait, an agent failed or the timeout passed), 2 usage, 3 not found,
+4 denied (401/403), 5 refused (409).`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		Args:          noArgs,
@@ -112,7 +113,7 @@ Exit codes: 0 ok, 1 error (collector unreachable: the URLs tried and why),
 	root.AddCommand(
 		&cobra.Command{
 			Use:   "status [MODEL]",
-			Short: "Without MODEL: check that the collector is alive and ready (no token needed); with MODEL: desired vs actual version per agent and the rollout's progress",
+			Short: "Check the collector is alive and ready (no token); with MODEL: desired vs actual version per agent, rollout progress",
 			Example: "  droverctl status\n" +
 				"  droverctl status iris",
 			Args: func(cmd *cobra.Command, args []string) error {
