@@ -243,6 +243,29 @@ func (f *Fleet) States() []State {
 	return out
 }
 
+// Owns reports whether this collector is model's ring owner (always
+// without a ring).
+func (f *Fleet) Owns(model string) bool {
+	if f.o.Owner == nil {
+		return true
+	}
+	self, _, _ := f.o.Owner(model)
+	return self
+}
+
+// AutoCanaries returns the held desired states with an automatic canary
+// (not pinned) of the models this collector owns: what the canary
+// analysis judges here.
+func (f *Fleet) AutoCanaries() []State {
+	var out []State
+	for _, s := range f.States() {
+		if s.Canary != nil && s.Canary.Auto && !s.Pinned && f.Owns(s.Model) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // Desired reads model's current desired state from ClickHouse (revision 0
 // when none).
 func (f *Fleet) Desired(ctx context.Context, model string) (State, error) {

@@ -462,3 +462,37 @@ func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
 
 // words prints vs separated by spaces.
 func words(vs ...any) string { return strings.TrimSpace(fmt.Sprintln(vs...)) }
+
+// TestAnalysisChange: the automatic analysis promotes or aborts only the
+// revision it judged; a person's change in between wins (ErrStale).
+func TestAnalysisChange(t *testing.T) {
+	e := newEnv(t, 3)
+	f := e.fleet(t, Options{})
+	ctx := as("ops")
+	if _, err := f.Change(ctx, "iris", ChangeRollout, Request{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.Change(ctx, "iris", ChangeRollout, Request{Version: 2, Canary: &CanaryRequest{Share: 10, Auto: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.AutoCanaries(); len(got) != 1 || got[0].Revision != s.Revision || got[0].Canary.Version != 2 {
+		t.Fatalf("AutoCanaries = %+v", got)
+	}
+	if _, err := f.Change(ctx, "iris", ChangeCanary, Request{Version: 3, Share: pct(10)}); err != nil { // a person's change
+		t.Fatal(err)
+	}
+	if _, err := f.Change(as(analysisName), "iris", ChangeAnalysis, Request{Promote: true, Revision: s.Revision, Reason: "better"}); !errors.Is(err, ErrStale) || !errors.Is(err, ErrConflict) {
+		t.Errorf("analysis of a stale revision: %v, want ErrStale", err)
+	}
+	if got := f.AutoCanaries(); len(got) != 0 {
+		t.Errorf("AutoCanaries after a manual canary = %+v, want none", got)
+	}
+	cur := f.State("iris")
+	done, err := f.Change(as(analysisName), "iris", ChangeAnalysis, Request{Promote: false, Revision: cur.Revision, Reason: "error rate worse"})
+	if err != nil || done.Canary != nil || done.Serving != 1 || done.Change != ChangeAnalysis || done.ChangedBy != analysisName || done.Reason != "error rate worse" {
+		t.Errorf("analysis abort: %+v, %v", done, err)
+	}
+}
+
+const analysisName = "canary-analysis"

@@ -19,6 +19,9 @@ var (
 	// (promote or abort without a canary, a canary equal to the serving
 	// version, a change of a pinned model).
 	ErrConflict = errors.New("conflict")
+	// ErrStale: the change named a revision (Request.Revision) that is no
+	// longer the model's current one. It is an ErrConflict.
+	ErrStale = fmt.Errorf("%w: the desired state changed", ErrConflict)
 )
 
 // The changes (State.Change).
@@ -145,6 +148,10 @@ type Request struct {
 	// Promote, for ChangeAnalysis only: true promotes the canary, false
 	// aborts it.
 	Promote bool `json:"promote,omitempty"`
+	// Revision, when not 0, makes the change apply only to that revision
+	// of the desired state (else ErrStale): the automatic analysis judges
+	// one revision, and a person's change in between wins.
+	Revision uint64 `json:"revision,omitempty"`
 }
 
 // Label syntax, for selectors and agent labels.
@@ -189,6 +196,9 @@ func share(p int) (uint8, error) {
 // version next returns in check). cur.Revision 0 is no desired state.
 // The result has no revision, author or time yet.
 func next(cur State, change string, req Request, now time.Time) (nxt State, check []uint64, err error) {
+	if req.Revision != 0 && req.Revision != cur.Revision {
+		return State{}, nil, fmt.Errorf("%w: revision %d, not %d", ErrStale, cur.Revision, req.Revision)
+	}
 	if len(req.Reason) > maxReason {
 		return State{}, nil, fmt.Errorf("%w: reason of %d bytes (at most %d)", ErrInvalid, len(req.Reason), maxReason)
 	}
@@ -349,8 +359,8 @@ func setCanary(n *State, none bool, version uint64, pct int, auto bool, a *Analy
 				return fmt.Errorf("%w: analysis duration %q", ErrInvalid, a.Duration)
 			}
 		}
-		if a.MaxRegression < 0 || a.MaxRegression > 1 {
-			return fmt.Errorf("%w: analysis max_regression %v: want 0 to 1", ErrInvalid, a.MaxRegression)
+		if a.MaxRegression < 0 || a.MaxRegression >= 1 {
+			return fmt.Errorf("%w: analysis max_regression %v: want [0, 1)", ErrInvalid, a.MaxRegression)
 		}
 		c := *a
 		a = &c

@@ -24,6 +24,7 @@ import (
 	"github.com/drover-ml/drover/collector/auth"
 	"github.com/drover-ml/drover/collector/drift"
 	"github.com/drover-ml/drover/collector/fleet"
+	"github.com/drover-ml/drover/collector/fleet/analysis"
 	"github.com/drover-ml/drover/collector/ingest"
 	"github.com/drover-ml/drover/collector/jobs"
 	"github.com/drover-ml/drover/collector/labels"
@@ -542,6 +543,11 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	// Fleet control stops before the admin API: its long-polls answer at
 	// once, so the admin API does not wait for them to time out.
 	g.Add("fleet", afterSchema(fl.Run))
+	// The automatic canary analysis of the models this collector owns
+	// (collector/fleet/analysis) stops before fleet control.
+	canaryRunner := &analysis.Runner{Fleet: canaries{f: fl, log: log.With("component", "canary-analysis")},
+		Judge: analysis.NewAnalyzer(backend.Conn, cfg.ClickHouse.Database), Logger: log.With("component", "canary-analysis")}
+	g.Add("canary-analysis", afterSchema(canaryRunner.Run))
 	// Garbage collection of the registry's blobs, on the node that owns
 	// the key gcKey (one node of a cluster at a time).
 	g.Add("registry-gc", afterSchema(func(ctx context.Context) error {
