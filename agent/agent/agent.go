@@ -148,6 +148,11 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 
 	host, _ := os.Hostname()
 	absData, _ := filepath.Abs(cfg.DataDir)
+	if c := file.Control; len(c.Collectors) > 0 && file.Telemetry.TokenFile == "" {
+		// Following collectors, the agent sends OTLP with the same token
+		// (docs/fleet.md); the endpoint stays telemetry.endpoint.
+		file.Telemetry.TokenFile = c.TokenFile
+	}
 	tel, err := telemetry.New(context.Background(), file.Telemetry, telemetry.ResourceInfo{
 		AgentID: host + ":" + absData, HostName: host, Version: buildinfo.Version,
 	}, log.With("component", "telemetry"))
