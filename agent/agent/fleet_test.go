@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -132,6 +133,11 @@ func TestFleet(t *testing.T) {
 		// Canary: 20 % of the requests that name no version go to v3.
 		col.SetDesired("lin", fleet.State{Serving: 2, Previous: 1, Canary: &fleet.Split{Version: 3, Share: 20}})
 		testenv.Eventually(t, agenttest.Wait, "v3 serving as the canary", func() bool { return a.Ready(t, "lin", 3) })
+		testenv.Eventually(t, agenttest.Wait, "inventory: v3 reported as the canary", func() bool {
+			inv, _ := col.Inventory(id)
+			return len(inv.Models) == 1 && inv.Models[0].Serving == 2 &&
+				slices.ContainsFunc(inv.Models[0].Versions, func(v fleet.VersionInventory) bool { return v.Version == 3 && v.State == "canary" })
+		})
 		const n = 1000
 		to3 := 0
 		for i := range n {

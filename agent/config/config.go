@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"time"
 
@@ -93,6 +94,9 @@ func (c Control) Validate() error {
 	if len(c.Collectors) > 0 && c.TokenFile == "" {
 		errs = append(errs, errors.New("token_file: required with collectors (the agent's token for the collectors)"))
 	}
+	if len(c.Labels) > MaxLabels {
+		errs = append(errs, fmt.Errorf("labels: %d labels, at most %d", len(c.Labels), MaxLabels))
+	}
 	for _, k := range slices.Sorted(maps.Keys(c.Labels)) {
 		if err := ValidLabel(k, c.Labels[k]); err != nil {
 			errs = append(errs, fmt.Errorf("labels.%s: %w", k, err))
@@ -117,24 +121,25 @@ func ValidCollectorURL(s string) error {
 	return nil
 }
 
-// ValidLabel checks one agent label: a key of 1 to 63 characters of
-// [a-zA-Z0-9_.-], a value of at most 255 visible characters.
+// Label rules, as the collectors check them (docs/fleet.md: labels as
+// selectors).
+var (
+	labelKeyRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$`)
+	labelValueRE = regexp.MustCompile(`^[A-Za-z0-9._-]{0,63}$`)
+)
+
+// MaxLabels is the most labels an agent may have.
+const MaxLabels = 32
+
+// ValidLabel checks one agent label: a key of letters, digits, '.', '_',
+// '/' and '-', 1 to 63, starting with a letter or digit; a value of
+// letters, digits, '.', '_' and '-', at most 63.
 func ValidLabel(k, v string) error {
-	if len(k) == 0 || len(k) > 63 {
-		return fmt.Errorf("key must be 1 to 63 characters, got %d", len(k))
+	if !labelKeyRE.MatchString(k) {
+		return fmt.Errorf("key %q: letters, digits, '.', '_', '/' and '-', 1 to 63, starting with a letter or digit", k)
 	}
-	for _, r := range k {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-') {
-			return fmt.Errorf("key %q: only letters, digits, '_', '.' and '-'", k)
-		}
-	}
-	if len(v) > 255 {
-		return fmt.Errorf("value must be at most 255 bytes, got %d", len(v))
-	}
-	for _, r := range v {
-		if r < 0x20 || r == 0x7f {
-			return fmt.Errorf("value %q: control characters are not allowed", v)
-		}
+	if !labelValueRE.MatchString(v) {
+		return fmt.Errorf("value %q: letters, digits, '.', '_' and '-', at most 63", v)
 	}
 	return nil
 }

@@ -378,9 +378,14 @@ type ModelInventory struct {
 	Error    *string            `json:"error"`
 }
 
+// MaxInventoryVersions is the most versions reported per model (the
+// collectors' limit).
+const MaxInventoryVersions = 64
+
 // VersionInventory is one version of a model: its state is the agent's
 // (serving, loaded, loading, draining, failed, available, incomplete,
-// invalid) or downloading.
+// invalid), canary or shadow (a split version serving beside the default
+// one), or downloading.
 type VersionInventory struct {
 	Version int64   `json:"version"`
 	State   string  `json:"state"`
@@ -408,8 +413,18 @@ func (c *Client) Inventory() Inventory {
 		mi := ModelInventory{Model: name, Versions: []VersionInventory{}}
 		st, _ := c.cfg.Versions.Status(name)
 		seen := map[int64]bool{}
+		ds := desired.Models[name]
 		for _, v := range st.Versions {
 			vi := VersionInventory{Version: v.Version, State: v.State}
+			if v.State == "serving" && !v.Default {
+				// A split version serving beside the default one.
+				switch v.Version {
+				case splitVersion(ds.Canary):
+					vi.State = "canary"
+				case splitVersion(ds.Shadow):
+					vi.State = "shadow"
+				}
+			}
 			if v.Reason != "" {
 				vi.Error = ptr(v.Reason)
 			}
@@ -437,6 +452,15 @@ func (c *Client) Inventory() Inventory {
 			}
 		}
 		slices.SortFunc(mi.Versions, func(a, b VersionInventory) int { return int(b.Version - a.Version) })
+		if len(mi.Versions) > MaxInventoryVersions {
+			// Keep what says something (serving, loading, failed...), then
+			// the newest of the others.
+			idle := func(v VersionInventory) bool { return v.State == "available" }
+			busy := slices.DeleteFunc(slices.Clone(mi.Versions), idle)
+			rest := slices.DeleteFunc(slices.Clone(mi.Versions), func(v VersionInventory) bool { return !idle(v) })
+			mi.Versions = append(busy, rest...)[:MaxInventoryVersions]
+			slices.SortFunc(mi.Versions, func(a, b VersionInventory) int { return int(b.Version - a.Version) })
+		}
 		inv.Models = append(inv.Models, mi)
 	}
 	if lastErr != "" {
