@@ -188,12 +188,18 @@ type Joined struct {
 // sample X unless a sample has the id itself. At most MaxJoinRows rows.
 func (s *Store) Join(ctx context.Context, model, version string, from, to time.Time) ([]Joined, error) {
 	op := fmt.Sprintf("join labels of %s with samples", model)
-	vf, args := "", []any{model, model}
+	// The samples side reads only the ids labelled since from (and the
+	// requests their "#N" ids name), through the request_id bloom filter,
+	// so a model without labels costs a look at the labels' primary key.
+	vf, sargs := "", []any{model}
 	if version != "" {
-		vf, args = " AND model_version = ?", append(args, version)
+		vf, sargs = " AND model_version = ?", append(sargs, version)
 	}
+	sargs = append(sargs, model)
 	samples := fmt.Sprintf(`SELECT request_id, any(model_version) AS v, any(outputs) AS o FROM %s
-        WHERE model = ?%s AND time >= %s AND time < %s GROUP BY request_id`, s.table("samples"), vf, nanos(from), nanos(to))
+        WHERE model = ?%s AND time >= %s AND time < %s
+          AND request_id IN (SELECT arrayJoin([request_id, %s]) FROM %s WHERE model = ? AND time >= %s)
+        GROUP BY request_id`, s.table("samples"), vf, nanos(from), nanos(to), baseSQL, s.table(Table), nanos(from))
 	q := fmt.Sprintf(`SELECT s.v, l.id, s.o, s.request_id = l.id AS exact, l.label FROM (
     SELECT request_id AS id, %[1]s AS base, argMax(label, time) AS label FROM %[2]s
     WHERE model = ? AND time >= %[3]s GROUP BY request_id) AS l
@@ -204,8 +210,8 @@ SELECT s.v, l.id, s.o, 1, l.label FROM (
     WHERE model = ? AND time >= %[3]s AND match(request_id, '#[0-9]+$') GROUP BY request_id) AS l
 INNER JOIN (%[4]s) AS s ON s.request_id = l.id
 LIMIT %[5]d`, baseSQL, s.table(Table), nanos(from), samples, MaxJoinRows)
-	// Arguments in order: labels model, samples model [, version], twice.
-	all := append([]any{args[0]}, args[1:]...)
+	// Arguments in order, twice: the labels' model, then the samples'.
+	all := append([]any{model}, sargs...)
 	all = append(all, all...)
 	rows, err := s.conn.Query(ctx, q, all...)
 	if err != nil {
