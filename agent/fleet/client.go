@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-ml/drover/agent/evaluate"
 	"github.com/drover-ml/drover/agent/route"
 	"github.com/drover-ml/drover/agent/versions"
 )
@@ -540,6 +541,24 @@ func (c *Client) ForwardFeedback(ctx context.Context, model string, body []byte)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	return resp.StatusCode, b, err
+}
+
+// SendFeedback is evaluate.ForwardOptions.Send for labels forwarded
+// fleet-wide: ForwardFeedback, with a 400 or 413 answer wrapping
+// evaluate.ErrPermanent (retrying cannot fix it) and any other non-2xx
+// an error to retry.
+func (c *Client) SendFeedback(ctx context.Context, model string, body []byte) error {
+	status, answer, err := c.ForwardFeedback(ctx, model, body)
+	switch {
+	case err != nil:
+		return err
+	case status/100 == 2:
+		return nil
+	case status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge:
+		return fmt.Errorf("%w: forward feedback for %s: %d %s", evaluate.ErrPermanent, model, status, bytes.TrimSpace(answer))
+	default:
+		return fmt.Errorf("forward feedback for %s: %d %s", model, status, bytes.TrimSpace(answer))
+	}
 }
 
 // conn sends requests to the collectors: to the current one, and on a

@@ -3,6 +3,7 @@ package fleet_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/drover-ml/drover/agent/evaluate"
 
 	"github.com/drover-ml/drover/agent/fleet"
 	"github.com/drover-ml/drover/agent/fleet/fleettest"
@@ -298,4 +301,29 @@ func TestReregister(t *testing.T) {
 		_, ok := e.col.Inventory(c.ID())
 		return ok && e.col.Registrations(c.ID()) == 2
 	})
+}
+
+// TestSendFeedback: labels are forwarded to the collector; a body it
+// refuses is a permanent error, an unreachable collector one to retry.
+func TestSendFeedback(t *testing.T) {
+	e := newEnv(t)
+	c, err := fleet.New(fleet.Config{Collectors: []string{e.col.URL}, Token: e.col.Token, DataDir: e.dataDir, ModelDir: e.modelDir, Versions: e.vs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	body := `[{"id": "r1", "label": 1}]`
+	if err := c.SendFeedback(ctx, "m", []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.col.Feedbacks("m"); len(got) != 1 || got[0] != body {
+		t.Errorf("the collector got %q", got)
+	}
+	if err := c.SendFeedback(ctx, "m", []byte("nope")); !errors.Is(err, evaluate.ErrPermanent) {
+		t.Errorf("a refused body: %v, want ErrPermanent", err)
+	}
+	e.col.SetDown(true)
+	if err := c.SendFeedback(ctx, "m", []byte(body)); err == nil || errors.Is(err, evaluate.ErrPermanent) {
+		t.Errorf("collector down: %v, want an error to retry", err)
+	}
 }

@@ -47,6 +47,7 @@ type Collector struct {
 	blobGets      map[string]int // digest → GETs
 	ranges        int            // GETs with a Range header
 	down          bool
+	feedbacks     map[string][]string // model → bodies
 }
 
 type fileEntry struct {
@@ -64,13 +65,14 @@ func New(t testing.TB) *Collector {
 	c := &Collector{Token: "drover_agenttoken", closed: make(chan struct{}), changed: make(chan struct{}),
 		desired: map[string]fleet.State{}, files: map[string][]fileEntry{}, blobs: map[string][]byte{},
 		failBlobs: map[string]int{}, corrupt: map[string]bool{}, cutBlobs: map[string]int{}, inventories: map[string]fleet.Inventory{},
-		registered: map[string]int{}, registrations: map[string]int{}, blobGets: map[string]int{}}
+		feedbacks: map[string][]string{}, registered: map[string]int{}, registrations: map[string]int{}, blobGets: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/agents/register", c.register)
 	mux.HandleFunc("PUT /v1/agents/{agent}/inventory", c.inventory)
 	mux.HandleFunc("GET /v1/agents/{agent}/desired", c.desiredPoll)
 	mux.HandleFunc("GET /v1/models/{model}/versions/{n}/files", c.listFiles)
 	mux.HandleFunc("GET /v1/blobs/sha256/{digest}", c.blob)
+	mux.HandleFunc("POST /v2/models/{model}/feedback", c.feedback)
 	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c.mu.Lock()
 		down := c.down
@@ -310,6 +312,27 @@ func (c *Collector) desiredPoll(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// Feedbacks returns the feedback bodies posted for model.
+func (c *Collector) Feedbacks(model string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.feedbacks[model]...)
+}
+
+// feedback accepts a JSON array (400 for anything else).
+func (c *Collector) feedback(w http.ResponseWriter, r *http.Request) {
+	b, _ := io.ReadAll(r.Body)
+	var arr []json.RawMessage
+	if json.Unmarshal(b, &arr) != nil {
+		http.Error(w, `{"error": "want a JSON array"}`, http.StatusBadRequest)
+		return
+	}
+	c.mu.Lock()
+	c.feedbacks[r.PathValue("model")] = append(c.feedbacks[r.PathValue("model")], string(b))
+	c.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]int{"accepted": len(arr)})
 }
 
 func (c *Collector) listFiles(w http.ResponseWriter, r *http.Request) {
