@@ -167,6 +167,9 @@ func isFloat(d string) bool { return d == "FP16" || d == "FP32" || d == "FP64" }
 // predict reads element i's prediction from an OIP response's outputs; see
 // Evaluate.
 func predict(outputs string, i int) (task, class string, value float64, ok bool) {
+	if i < 0 {
+		return "", "", 0, false
+	}
 	var resp struct {
 		Outputs []tensor `json:"outputs"`
 	}
@@ -187,8 +190,11 @@ func predict(outputs string, i int) (task, class string, value float64, ok bool)
 	}
 	for _, t := range resp.Outputs {
 		if isFloat(t.Datatype) && len(t.Shape) == 2 && t.Shape[1] >= 2 {
+			if t.Shape[1] > int64(len(t.Data)) {
+				return "", "", 0, false
+			}
 			cols := int(t.Shape[1])
-			if (i+1)*cols > len(t.Data) {
+			if i >= len(t.Data)/cols {
 				return "", "", 0, false
 			}
 			best, bv := -1, math.Inf(-1)
