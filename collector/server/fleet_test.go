@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,9 +12,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/drover-ml/drover/collector/adminclient"
 	"github.com/drover-ml/drover/collector/fleet"
+	"github.com/drover-ml/drover/collector/ring"
 	"github.com/drover-ml/drover/shared/manifest"
 	"github.com/drover-ml/drover/shared/testenv"
 	"github.com/drover-ml/drover/shared/testmodels"
@@ -152,5 +155,127 @@ func TestFleetControlChannel(t *testing.T) {
 	}
 	if _, _, err := cl.DeleteVersion(ctx, "iris", 3); err != nil {
 		t.Errorf("delete v3 (not in use): %v", err)
+	}
+}
+
+// TestFleetChangeAcrossCollectors: two collectors of one cluster; a
+// rollout sent to the collector that does not own the model is forwarded
+// (with the caller's token) and applied by the owner, and a long-poll
+// waiting on the owner wakes with it.
+func TestFleetChangeAcrossCollectors(t *testing.T) {
+	db := testenv.ClickHouse(t)
+	logs := &syncLog{}
+	blobs := "file://" + filepath.ToSlash(filepath.Join(t.TempDir(), "blobs"))
+	key := gossipKeyFile(t)
+	nodeConfig := func(name string, join ...string) Config {
+		cfg := testConfig(t, db.DSN, db.Name)
+		cfg.Cluster = Cluster{NodeName: name, GossipAddr: "127.0.0.1:0", Join: join, KeyFile: key}
+		cfg.Registry.BlobURL, cfg.Registry.SharedPath = blobs, true
+		cfg.Auth.RefreshInterval = 100 * time.Millisecond
+		return cfg
+	}
+	fast := hooks{ring: func(rc *ring.Config) {
+		l := ring.LoopbackConfig(rc.NodeName)
+		rc.ProbeInterval, rc.ProbeTimeout, rc.GossipInterval, rc.LeaveTimeout = l.ProbeInterval, l.ProbeTimeout, l.GossipInterval, l.LeaveTimeout
+	}}
+	a := startNode(t, nodeConfig("fleet-a"), fast, logs)
+	v, err := a.view()
+	if err != nil || len(v.Members) != 1 {
+		t.Fatalf("view of a: %v, %v", v, err)
+	}
+	b := startNode(t, nodeConfig("fleet-b", v.Members[0].Addr), fast, logs)
+	b.token = a.token
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("collector logs:\n%s", logs.String())
+		}
+	})
+	const model = "iris"
+	testenv.EventuallyNil(t, time.Minute, "both nodes to see each other's admin address", func() error {
+		for _, n := range []*clusterNode{a, b} {
+			v, err := n.view()
+			if err != nil {
+				return err
+			}
+			if len(v.Members) != 2 {
+				return fmt.Errorf("%s sees %d members", n.name, len(v.Members))
+			}
+			for _, m := range v.Members {
+				if m.Admin == "" {
+					return fmt.Errorf("%s advertises no admin address", m.Name)
+				}
+			}
+		}
+		return nil
+	})
+	ctx := context.Background()
+	cl := adminclient.New("http://"+a.admin, a.token)
+	defer cl.Close()
+	ag, _, err := cl.CreateToken(ctx, adminclient.TokenRequest{Name: "fleet-agent", Role: "agent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.EventuallyNil(t, 30*time.Second, "b to accept a's admin and agent tokens", func() error {
+		if code, _, body := fleetCall(t, "GET", b.admin, "/v1/agents", a.token, nil, nil); code != 200 {
+			return fmt.Errorf("admin token: %d %s", code, body)
+		}
+		if code, _, body := fleetCall(t, "GET", b.admin, "/v1/agents/nobody/desired?wait=1ms", ag.Token, nil, nil); code != 404 {
+			return fmt.Errorf("agent token: %d %s", code, body)
+		}
+		return nil
+	})
+	m, err := testmodels.Linear("X", "Y", [][]float32{{1, 2}, {2, 3}}, []float32{1, 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, manifest.ModelFile), m, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res, _, err := cl.Publish(ctx, model, dir, adminclient.PublishOptions{}); err != nil || res.Version != 1 {
+		t.Fatalf("publish: %+v, %v", res, err)
+	}
+	// One node owns the model: of the two changes, one is sent to the
+	// other node and forwarded. Each wakes a long-poll on the node it was
+	// not sent to.
+	reg := fleet.Registration{Agent: "agent-1", Host: "web-1"}
+	for _, n := range []*clusterNode{a, b} {
+		if code, _, body := fleetCall(t, "POST", n.admin, "/v1/agents/register", ag.Token, reg, nil); code != 200 {
+			t.Fatalf("register on %s: %d %s", n.name, code, body)
+		}
+	}
+	type polled struct {
+		code int
+		body []byte
+	}
+	for i, pair := range [][2]*clusterNode{{a, b}, {b, a}} {
+		via, waiting := pair[0], pair[1]
+		_, hdr, _ := fleetCall(t, "GET", waiting.admin, "/v1/agents/agent-1/desired?wait=1ms", ag.Token, nil, nil)
+		woke := make(chan polled, 1)
+		go func() {
+			code, _, body := fleetCall(t, "GET", waiting.admin, "/v1/agents/agent-1/desired?wait=60s", ag.Token, nil, map[string]string{"If-None-Match": hdr.Get("ETag")})
+			woke <- polled{code, body}
+		}()
+		code, _, body := fleetCall(t, "POST", via.admin, "/v1/models/iris/rollout", a.token, fleet.Request{Version: 1, Reason: "via " + via.name}, nil)
+		var st fleet.State
+		if err := json.Unmarshal(body, &st); err != nil || code != 200 || st.Revision != uint64(i+1) || st.Serving != 1 {
+			t.Fatalf("rollout through %s: %d %s", via.name, code, body)
+		}
+		var got polled
+		testenv.Eventually(t, 10*time.Second, "the long-poll on "+waiting.name+" to wake", func() bool {
+			select {
+			case got = <-woke:
+				return true
+			default:
+				return false
+			}
+		})
+		var d fleet.AgentDesired
+		if err := json.Unmarshal(got.body, &d); err != nil || got.code != 200 || d.Models[model].Revision != uint64(i+1) || d.Models[model].Reason != "via "+via.name {
+			t.Errorf("the long-poll on %s woke with %d %s", waiting.name, got.code, got.body)
+		}
+	}
+	if n := strings.Count(logs.String(), "fleet: change forwarded to the owner"); n != 1 {
+		t.Errorf("%d changes forwarded to the owner, want 1 (the one sent to the node that does not own %s)", n, model)
 	}
 }
