@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 
@@ -29,7 +30,14 @@ func newFleet(cfg Config, host string, set *versions.Set, log *slog.Logger) (*fl
 	if _, err := tokens.ParseBearer("Bearer " + tok); err != nil {
 		return nil, fmt.Errorf("control.token_file %s: not a token (1 to %d visible ASCII characters)", c.TokenFile, tokens.MaxLen)
 	}
+	tc, err := c.CollectorTLS.Config(func(err error) { log.Warn("control.collector_tls: reload the client certificate", "err", err) })
+	if err != nil {
+		return nil, fmt.Errorf("control.collector_tls: %w", err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
 	return fleet.New(fleet.Config{
+		HTTPClient: &http.Client{Transport: tr},
 		Collectors: c.Collectors, Token: tok, Labels: c.Labels, Host: host, Build: buildinfo.Version,
 		HeartbeatInterval: c.HeartbeatInterval, DataDir: cfg.DataDir, ModelDir: cfg.ModelDir,
 		Versions: set, Logger: log,

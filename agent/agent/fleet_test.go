@@ -208,3 +208,22 @@ func TestFleet(t *testing.T) {
 		}
 	})
 }
+
+// TestFleetTLS: an https collector verified with control.collector_tls's
+// ca_file; the rollout reaches the agent.
+func TestFleetTLS(t *testing.T) {
+	col := fleettest.NewTLS(t)
+	col.Publish("lin", 2, map[string][]byte{manifest.ModelFile: linear(t, 2)})
+	modelDir := t.TempDir()
+	if _, err := testmodels.WriteVersion(modelDir, "lin", 1, linear(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fleetConfig(t, col, modelDir, t.TempDir())
+	cfg.File.Control.CollectorTLS.CAFile = col.CAFile(t)
+	a := agenttest.Start(t, cfg, nil)
+	col.SetDesired("lin", fleet.State{Serving: 2, Previous: 1})
+	a.WaitServing(t, "lin", 2)
+	if v, y := inferLin(t, a, "tls"); v != "2" || y != 4 {
+		t.Errorf("infer: version %s y %v, want 2 and 4", v, y)
+	}
+}

@@ -77,6 +77,9 @@ type Control struct {
 	// HeartbeatInterval is the longest time between two inventory reports
 	// (default 10s); the collector's registration answer may change it.
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// CollectorTLS is how https collectors are verified (ca_file; empty:
+	// the system's roots) and the agent's client certificate if they ask.
+	CollectorTLS tlsconfig.Client `yaml:"collector_tls"`
 }
 
 // Validate checks the control section; paths are relative to it.
@@ -102,6 +105,7 @@ func (c Control) Validate() error {
 			errs = append(errs, fmt.Errorf("labels.%s: %w", k, err))
 		}
 	}
+	errs = append(errs, fieldpath.Prefix("collector_tls", c.CollectorTLS.Validate()))
 	if c.HeartbeatInterval < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("heartbeat_interval: must be at least 100ms, got %s", c.HeartbeatInterval))
 	}

@@ -197,6 +197,7 @@ func (c *Client) setErr(err error) {
 // its goroutines have stopped. A collector that cannot be reached is
 // retried with backoff, the others in turn.
 func (c *Client) Run(ctx context.Context) error {
+	defer c.cfg.HTTPClient.CloseIdleConnections()
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); c.session(ctx) }()

@@ -9,10 +9,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,8 +63,26 @@ type fileEntry struct {
 // MaxWait caps the long-poll's wait, so that tests stop quickly.
 const MaxWait = 2 * time.Second
 
-// New starts a fake collector that the test closes at its end.
-func New(t testing.TB) *Collector {
+// New starts a fake collector (plain HTTP) that the test closes at its
+// end.
+func New(t testing.TB) *Collector { return start(t, false) }
+
+// NewTLS starts a fake collector on HTTPS; CAFile verifies it.
+func NewTLS(t testing.TB) *Collector { return start(t, true) }
+
+// CAFile writes the TLS collector's certificate (PEM) into a temporary
+// file and returns its path.
+func (c *Collector) CAFile(t testing.TB) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "collector-ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.srv.Certificate().Raw})
+	if err := os.WriteFile(path, pemBytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func start(t testing.TB, useTLS bool) *Collector {
 	c := &Collector{Token: "drover_agenttoken", closed: make(chan struct{}), changed: make(chan struct{}),
 		desired: map[string]fleet.State{}, files: map[string][]fileEntry{}, blobs: map[string][]byte{},
 		failBlobs: map[string]int{}, corrupt: map[string]bool{}, cutBlobs: map[string]int{}, inventories: map[string]fleet.Inventory{},
@@ -73,7 +94,7 @@ func New(t testing.TB) *Collector {
 	mux.HandleFunc("GET /v1/models/{model}/versions/{n}/files", c.listFiles)
 	mux.HandleFunc("GET /v1/blobs/sha256/{digest}", c.blob)
 	mux.HandleFunc("POST /v2/models/{model}/feedback", c.feedback)
-	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	c.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c.mu.Lock()
 		down := c.down
 		c.mu.Unlock()
@@ -87,6 +108,11 @@ func New(t testing.TB) *Collector {
 		}
 		mux.ServeHTTP(w, r)
 	}))
+	if useTLS {
+		c.srv.StartTLS()
+	} else {
+		c.srv.Start()
+	}
 	c.URL = c.srv.URL
 	t.Cleanup(c.Close)
 	return c
