@@ -142,7 +142,14 @@ func (d *distributor) sync(ctx context.Context, want Desired, serving func(strin
 			err := d.download(ctx, name, v, pending)
 			d.setDownloading(name, 0)
 			if err != nil && ctx.Err() == nil {
-				d.log.Warn("download failed; the version serving now keeps serving", "model", name, "version", v, "err", err)
+				// Logged once per error: retries of the same failure are
+				// in the inventory, not the log.
+				d.mu.Lock()
+				same := d.errs[name][v] == err.Error()
+				d.mu.Unlock()
+				if !same {
+					d.log.Warn("download failed; the version serving now keeps serving", "model", name, "version", v, "err", err)
+				}
 				failed = true
 			}
 			if ctx.Err() == nil {
