@@ -263,6 +263,9 @@ func (d *distributor) fetchBlob(ctx context.Context, f fileEntry) error {
 			if err := d.getRange(ctx, f, out, h, &have); err != nil {
 				return err
 			}
+			if have < f.Size { // kept: the next try resumes
+				return fmt.Errorf("the blob ended after %d of %d bytes", have, f.Size)
+			}
 		}
 		if got := hex.EncodeToString(h.Sum(nil)); got != f.SHA256 || have != f.Size {
 			if resumed { // what an earlier try left was wrong: once more from 0
