@@ -35,6 +35,7 @@ import (
 	"github.com/oklog/run"
 
 	"github.com/drover-ml/drover/agent/config"
+	"github.com/drover-ml/drover/agent/evaluate"
 	"github.com/drover-ml/drover/agent/fleet"
 	"github.com/drover-ml/drover/agent/monitor"
 	"github.com/drover-ml/drover/agent/runtime"
@@ -137,6 +138,9 @@ type agent struct {
 	// fleet follows the collectors' desired state; nil without
 	// control.collectors.
 	fleet *fleet.Client
+	// fwd forwards labels this agent did not sample to the collectors;
+	// nil without control.collectors.
+	fwd *evaluate.ForwardQueue
 }
 
 func build(cfg Config, log *slog.Logger) (*agent, error) {
@@ -192,6 +196,14 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 		}
 	}
 	a.mon = monitor.New(file.Monitoring, file.MonitorSettings(), tel, set, log.With("component", "monitor"))
+	if a.fleet != nil {
+		// Labels of requests this agent did not sample go to a collector,
+		// which joins them with the sample another agent sent.
+		a.fwd = evaluate.NewForwardQueue(evaluate.ForwardOptions{
+			Send: a.fleet.SendFeedback, Logger: log.With("component", "forward"),
+		})
+		a.mon.SetForwarder(a.fwd)
+	}
 	tel.SetLoadedVersions(set.Resident)
 	// The watcher names itself (component=watch) in its log lines.
 	a.w, err = watch.New(watch.Config{
@@ -229,7 +241,10 @@ func (a *agent) run(ctx context.Context, ls Listeners) error {
 	//     (bounded by DrainTimeout), each holding a reference on the
 	//     version it started on;
 	//   - the watcher stops reporting changes, so no new load starts;
-	//   - the shadow worker and the reload loop stop.
+	//   - the shadow worker and the reload loop stop;
+	//   - the label forwarder stops only after the servers returned, so
+	//     that labels of the feedback calls they drain are still queued
+	//     and sent; what is queued when it stops is dropped (counted).
 	// Only once all of them have returned (g.Run) are the versions closed:
 	// loading stops and every session is released after its last request,
 	// which the drain has let finish. Telemetry shuts down last (Run's
@@ -250,7 +265,9 @@ func (a *agent) run(ctx context.Context, ls Listeners) error {
 		a.log.Info("control listener: send Authorization: Bearer <token> with the token in "+filepath.Join(a.cfg.DataDir, ControlTokenFile),
 			"addr", ls.Control.Addr().String(), "token_file", filepath.Join(a.cfg.DataDir, ControlTokenFile))
 	}
+	served := make(chan struct{}) // closed when the servers returned
 	component(&g, "serve", func(ctx context.Context) error {
+		defer close(served)
 		return a.srv.Run(ctx, serve.Listeners{HTTP: ls.HTTP, GRPC: ls.GRPC, Control: ls.Control, ControlTLS: a.cfg.File.Control.TLS}, a.cfg.DrainTimeout)
 	})
 	if ls.Debug != nil {
@@ -265,6 +282,18 @@ func (a *agent) run(ctx context.Context, ls Listeners) error {
 		component(&g, "fleet", a.fleet.Run)
 	}
 	component(&g, "monitor", a.mon.Run)
+	if a.fwd != nil {
+		fctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			err := a.fwd.Run(fctx)
+			if fctx.Err() != nil {
+				return err // asked to stop
+			}
+			return errors.New("forward: stopped unexpectedly")
+		}, func(error) {
+			go func() { <-served; cancel() }()
+		})
+	}
 	if a.cfg.Reload != nil {
 		component(&g, "reload", a.reloadLoop)
 	}

@@ -109,6 +109,15 @@ func TestFleet(t *testing.T) {
 			inv, _ := col.Inventory(id)
 			return inv.Revision["lin"] == rev && len(inv.Models) == 1 && inv.Models[0].Serving == 2 && inv.Models[0].Error == nil
 		})
+		// A label for a request this agent never sampled is counted
+		// unknown here and forwarded to the collector.
+		if code, _, body := a.Do(t, "POST", "/v2/models/lin/feedback", []byte(`[{"id": "elsewhere-1", "label": 4}]`), nil); code != http.StatusOK || !strings.Contains(string(body), `"unknown":1`) {
+			t.Errorf("feedback for an unknown id: %d %s, want 200 with unknown 1", code, body)
+		}
+		testenv.Eventually(t, agenttest.Wait, "the unknown label forwarded to the collector", func() bool {
+			fbs := col.Feedbacks("lin")
+			return len(fbs) == 1 && strings.Contains(fbs[0], `"elsewhere-1"`)
+		})
 		for _, d := range col.Digests("lin", 2) {
 			if _, err := os.Stat(filepath.Join(dataDir, "blobs", "sha256", d)); err != nil {
 				t.Errorf("blob %s of v2 not in the cache: %v", d, err)

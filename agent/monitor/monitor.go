@@ -189,6 +189,23 @@ type Monitor struct {
 	plans       sync.Map // *versions.Version -> *plan
 	golden      sync.Map // "model\x00version" -> evaluate.Result
 	shadows     sync.Map // "model\x00version" -> *shadowStats
+	// fwd takes the labels of ids this agent did not sample (nil: they
+	// are only counted unknown).
+	fwd atomic.Pointer[forwarder]
+}
+
+// forwarder boxes an evaluate.Forwarder for the atomic pointer.
+type forwarder struct{ evaluate.Forwarder }
+
+// SetForwarder makes Feedback hand the labels of ids this agent did not
+// sample for the model (counted unknown) to f, so that they count
+// fleet-wide; nil stops forwarding. Safe to call at any time.
+func (m *Monitor) SetForwarder(f evaluate.Forwarder) {
+	if f == nil {
+		m.fwd.Store(nil)
+		return
+	}
+	m.fwd.Store(&forwarder{f})
 }
 
 // New builds a monitor.
@@ -346,7 +363,8 @@ var ErrBadFeedback = errors.New("bad feedback")
 // Feedback joins labels (one {"id", "label"} or an array) to sampled
 // predictions of model. Labels of the wrong type for the model's task fail
 // the whole call (nothing is joined); unknown and expired ids are counted,
-// not errors.
+// not errors. Labels of unknown ids go to the forwarder (SetForwarder),
+// if any, after they were counted.
 func (m *Monitor) Feedback(model string, body []byte) (FeedbackResult, error) {
 	var res FeedbackResult
 	fbs, err := evaluate.ParseFeedback(body)
@@ -372,6 +390,7 @@ func (m *Monitor) Feedback(model string, body []byte) (FeedbackResult, error) {
 		}
 		labels[i] = label{c, val}
 	}
+	var unknown []evaluate.Feedback
 	for i, f := range fbs {
 		// Only an id this agent sampled for this model is taken: an id it
 		// never sampled, or sampled for another model, changes nothing
@@ -388,7 +407,11 @@ func (m *Monitor) Feedback(model string, body []byte) (FeedbackResult, error) {
 		default:
 			res.Unknown++
 			m.tel.RecordFeedback(model, "", telemetry.FeedbackUnknown)
+			unknown = append(unknown, f)
 		}
+	}
+	if f := m.fwd.Load(); f != nil && len(unknown) > 0 {
+		f.Forward(model, unknown)
 	}
 	return res, nil
 }
