@@ -38,6 +38,11 @@ type Options struct {
 	// Routes is the table of required roles (Routes()); every pattern
 	// registered must have an entry. Nil means Routes().
 	Routes auth.Routes
+	// DataRoutes are the patterns of Routes served as data-plane routes
+	// (auth.Authenticator.RequireData: authenticated and role-checked,
+	// denials audited, accepted calls not audited). Nil means
+	// DataRoutes().
+	DataRoutes []string
 	// Auth checks the tokens. It may be nil at New and set later with
 	// SetAuth (the collector builds it once its tokens can be read); until
 	// then every route that needs a token answers 503.
@@ -72,6 +77,8 @@ type Server struct {
 	addr   string
 	ready  ReadyFunc
 	routes auth.Routes
+	data   map[string]bool
+	gate   *auth.Gate
 	log    *slog.Logger
 	mux    *http.ServeMux
 	auth   atomic.Pointer[auth.Authenticator]
@@ -92,6 +99,9 @@ func New(opts Options) *Server {
 	if opts.Routes == nil {
 		opts.Routes = Routes()
 	}
+	if opts.DataRoutes == nil {
+		opts.DataRoutes = DataRoutes()
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -103,7 +113,11 @@ func New(opts Options) *Server {
 	}
 	s := &Server{addr: opts.Addr, ready: opts.Ready, routes: maps.Clone(opts.Routes), log: opts.Logger, mux: http.NewServeMux(), onPanic: opts.OnPanic,
 		tls: opts.TLS, certs: opts.ClientCerts, maxConns: opts.MaxConnections,
-		readHeader: opts.ReadHeaderTimeout, read: opts.ReadTimeout, idle: opts.IdleTimeout}
+		readHeader: opts.ReadHeaderTimeout, read: opts.ReadTimeout, idle: opts.IdleTimeout, data: map[string]bool{}}
+	for _, p := range opts.DataRoutes {
+		s.data[p] = true
+	}
+	s.gate = auth.NewGate(s.auth.Load)
 	if opts.Auth != nil {
 		s.auth.Store(opts.Auth)
 	}
@@ -129,9 +143,13 @@ func (s *Server) SetAuth(a *auth.Authenticator) { s.auth.Store(a) }
 // Handle registers h for pattern behind the access that the route table
 // gives pattern: the request reaches h only with a token whose role the
 // entry permits (auth.Authenticator.Require: 401, 403, audit of
-// state-changing requests and of denials). A pattern without an entry in
-// the table is a programming error: Handle panics, so that no route can
-// be served without a decision on who may call it.
+// state-changing requests and of denials). A data-plane route
+// (Options.DataRoutes: the agents' heartbeats, registrations and
+// long-polls, labels) is checked the same way but only its denials are
+// audited (auth.Authenticator.RequireData), so that a fleet's heartbeats
+// do not fill audit_log. A pattern without an entry in the table is a
+// programming error: Handle panics, so that no route can be served
+// without a decision on who may call it.
 func (s *Server) Handle(pattern string, h http.Handler) {
 	access, ok := s.routes.Access(pattern)
 	if !ok {
@@ -142,6 +160,12 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 	s.mu.Unlock()
 	if access.IsPublic() {
 		s.mux.Handle(pattern, h)
+		return
+	}
+	if s.data[pattern] {
+		// 503 until the authenticator is set, as below; a verified client
+		// certificate needs no token store.
+		s.mux.Handle(pattern, s.gate.RequireDataOrCertificate(access, s.certs, h))
 		return
 	}
 	s.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

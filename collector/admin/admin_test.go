@@ -157,3 +157,42 @@ func TestHandlerPanicIsA500(t *testing.T) {
 		t.Errorf("reported %q", reported)
 	}
 }
+
+// TestDataRoutes: every data-plane route has an entry in the table that
+// is not public, and is served behind it like any other route (503 before
+// the authenticator, then 401, 403 and the handler); only the audit
+// differs (the collector/server fleet test reads audit_log).
+func TestDataRoutes(t *testing.T) {
+	rt := Routes()
+	data := DataRoutes()
+	for _, p := range []string{"POST /v1/agents/register", "PUT /v1/agents/{agent}/inventory", "GET /v1/agents/{agent}/desired", "POST /v2/models/{model}/feedback"} {
+		if !slices.Contains(data, p) {
+			t.Errorf("%s is not a data route: %v", p, data)
+		}
+	}
+	for _, p := range data {
+		if a, ok := rt.Access(p); !ok || a.IsPublic() {
+			t.Errorf("data route %s: access %v (entry %v), want a role", p, a, ok)
+		}
+	}
+	if a, _ := rt.Access("PUT /v1/agents/{agent}/inventory"); a.String() != "admin|agent" {
+		t.Errorf("inventory: %s, want admin|agent", a)
+	}
+
+	s := New(Options{Ready: func(context.Context) error { return nil }, DataRoutes: []string{"GET /v1/jobs", "POST /v1/jobs/{id}/cancel"}})
+	s.Handle("GET /v1/jobs", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }))
+	if got := serve(s, "GET", "/v1/jobs", ""); got != http.StatusServiceUnavailable {
+		t.Errorf("before SetAuth: %d, want 503", got)
+	}
+	a, reader := fileAuth(t)
+	s.SetAuth(a)
+	for token, want := range map[string]int{"": 401, "drover_bogus": 401, reader: http.StatusTeapot} {
+		if got := serve(s, "GET", "/v1/jobs", token); got != want {
+			t.Errorf("token %q: %d, want %d", token, got, want)
+		}
+	}
+	s.Handle("POST /v1/jobs/{id}/cancel", http.NotFoundHandler())
+	if got := serve(s, "POST", "/v1/jobs/x/cancel", reader); got != 403 {
+		t.Errorf("an admin data route with a reader token: %d, want 403", got)
+	}
+}

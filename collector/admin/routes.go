@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"slices"
+
 	"github.com/drover-ml/drover/collector/auth"
 	"github.com/drover-ml/drover/collector/fleet"
 	"github.com/drover-ml/drover/collector/labels"
@@ -80,6 +82,25 @@ var routes = auth.Routes{
 	// (docs/jobs.md), not by a token.
 	"POST /v1/jobs/{id}/status": auth.Public,
 }
+
+// dataRoutes are the data-plane routes of the table: authenticated and
+// role-checked as their entries say, denials audited, accepted calls not
+// audited (auth.Authenticator.RequireData, as the OTLP receivers). They
+// are what every agent sends every heartbeat interval, or an application
+// with every label: auditing each would fill audit_log with rows that say
+// nothing a person did (docs/fleet.md, docs/security.md). Changes of the
+// desired state, registry writes and token changes stay audited.
+var dataRoutes = []string{
+	fleet.PatternRegister,  // at each start of an agent, and after a collector restart
+	fleet.PatternInventory, // a heartbeat every 10 s per agent
+	fleet.PatternPoll,      // a GET: never audited; listed to say so
+	labels.Pattern,         // labels: one call per labelled request, from applications and agents
+}
+
+// DataRoutes returns the patterns of the route table served as data-plane
+// routes (Server.Handle): each has an entry in Routes() that is not
+// public. Each call returns a new slice.
+func DataRoutes() []string { return slices.Clone(dataRoutes) }
 
 // Routes returns the admin API's route table: every route's required
 // access, the token API's (auth.TokenRoutes: admin) included. Each call

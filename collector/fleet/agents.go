@@ -122,7 +122,18 @@ type agentEntry struct {
 	updated  time.Time
 	lastSeen time.Time
 	written  time.Time // last row written to the agents table
+	read     time.Time // when it was read from the table (not local)
 	local    bool      // reported to this collector (not only read from the table)
+}
+
+// seen is when this collector last heard of the agent: its last report
+// here, or, for an agent read from the agents table, its last_seen there
+// or the read, the later.
+func (e *agentEntry) seen() time.Time {
+	if !e.local && e.read.After(e.lastSeen) {
+		return e.read
+	}
+	return e.lastSeen
 }
 
 func (e *agentEntry) row(node string) agentRow {

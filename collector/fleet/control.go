@@ -23,6 +23,7 @@ func (f *Fleet) Register(ctx context.Context, r Registration) (Registered, error
 	f.mu.Lock()
 	e, ok := f.agents[r.Agent]
 	if !ok {
+		f.makeRoomLocked(now)
 		if len(f.agents) >= f.o.MaxAgents {
 			f.mu.Unlock()
 			return Registered{}, fmt.Errorf("register %s: %w (%d)", r.Agent, ErrTooManyAgents, f.o.MaxAgents)
@@ -92,11 +93,41 @@ func (f *Fleet) Report(ctx context.Context, id string, inv Inventory) error {
 	return nil
 }
 
-// flushSeen writes the last_seen of the agents reporting here whose row
-// is older than Options.SeenRefresh, so the other collectors of a
-// cluster see them live.
+// goneBefore is the time before which an agent last seen is gone.
+func (f *Fleet) goneBefore() time.Time { return f.o.Now().Add(-f.o.AgentExpiry) }
+
+// expireLocked drops the agents gone at now (not heard of for
+// Options.AgentExpiry) from memory, and returns how many.
+func (f *Fleet) expireLocked(now time.Time) int {
+	f.swept = now
+	n := 0
+	for id, e := range f.agents {
+		if now.Sub(e.seen()) >= f.o.AgentExpiry {
+			delete(f.agents, id)
+			n++
+		}
+	}
+	return n
+}
+
+// makeRoomLocked drops the gone agents before a new one is refused for
+// MaxAgents, at most once per Options.Refresh (Run does it at every
+// refresh anyway), so that refusals at the cap do not each scan every
+// agent.
+func (f *Fleet) makeRoomLocked(now time.Time) {
+	if len(f.agents) >= f.o.MaxAgents && now.Sub(f.swept) >= f.o.Refresh {
+		f.expireLocked(now)
+	}
+}
+
+// flushSeen drops the agents that are gone from memory, and writes the
+// last_seen of the agents reporting here whose row is older than
+// Options.SeenRefresh, so the other collectors of a cluster see them
+// live.
 func (f *Fleet) flushSeen(ctx context.Context) error {
+	now := f.o.Now()
 	f.mu.Lock()
+	gone := f.expireLocked(now)
 	var rows []agentRow
 	for _, e := range f.agents {
 		if e.local && e.lastSeen.Sub(e.written) >= f.o.SeenRefresh {
@@ -105,6 +136,9 @@ func (f *Fleet) flushSeen(ctx context.Context) error {
 		}
 	}
 	f.mu.Unlock()
+	if gone > 0 {
+		f.o.Logger.Info("fleet: agents gone (not seen for fleet.agent_expiry) dropped from memory", "agents", gone, "agent_expiry", f.o.AgentExpiry)
+	}
 	return f.t.insertAgents(ctx, rows)
 }
 
@@ -128,7 +162,7 @@ func (f *Fleet) labels(ctx context.Context, id string) (map[string]string, error
 		return l, nil
 	}
 	f.mu.Unlock()
-	rows, err := f.t.readAgents(ctx, id, 1)
+	rows, err := f.t.readAgents(ctx, id, 1, time.Time{})
 	if err != nil {
 		return nil, err
 	}
@@ -141,11 +175,13 @@ func (f *Fleet) labels(ctx context.Context, id string) (map[string]string, error
 	if e, ok := f.agents[id]; ok {
 		return e.Labels, nil
 	}
+	now := f.o.Now()
+	f.makeRoomLocked(now)
 	if len(f.agents) >= f.o.MaxAgents {
 		return nil, fmt.Errorf("agent %s: %w (%d)", id, ErrTooManyAgents, f.o.MaxAgents)
 	}
 	f.agents[id] = &agentEntry{Registration: Registration{Agent: id, Host: r.Host, Labels: r.Labels, Build: r.Build},
-		updated: r.Updated.UTC(), lastSeen: r.LastSeen.UTC(), written: r.LastSeen.UTC()}
+		updated: r.Updated.UTC(), lastSeen: r.LastSeen.UTC(), written: r.LastSeen.UTC(), read: now}
 	return r.Labels, nil
 }
 
@@ -167,14 +203,16 @@ func (f *Fleet) desiredFor(labels map[string]string) (AgentDesired, string, <-ch
 }
 
 // Agents lists the agents of the fleet: every agent in the agents table
-// (at most Options.MaxAgents), with what this collector holds in memory
-// for the ones reporting here.
+// that is not gone (seen within Options.AgentExpiry; at most
+// Options.MaxAgents), with what this collector holds in memory for the
+// ones reporting here.
 func (f *Fleet) Agents(ctx context.Context) ([]Agent, error) {
-	rows, err := f.t.readAgents(ctx, "", f.o.MaxAgents)
+	now := f.o.Now()
+	cutoff := now.Add(-f.o.AgentExpiry)
+	rows, err := f.t.readAgents(ctx, "", f.o.MaxAgents, cutoff)
 	if err != nil {
 		return nil, err
 	}
-	now := f.o.Now()
 	byID := map[string]Agent{}
 	remoteOffline := 3*f.o.Heartbeat + f.o.SeenRefresh
 	for _, r := range rows {
@@ -190,7 +228,7 @@ func (f *Fleet) Agents(ctx context.Context) ([]Agent, error) {
 	}
 	f.mu.Lock()
 	for id, e := range f.agents {
-		if !e.local {
+		if !e.local || !e.lastSeen.After(cutoff) {
 			continue
 		}
 		a := e.view(now.Sub(e.lastSeen) < 3*f.o.Heartbeat, f.o.Node)

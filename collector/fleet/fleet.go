@@ -64,6 +64,10 @@ type Options struct {
 	SeenRefresh time.Duration
 	// MaxAgents bounds the agents held in memory; default 100000.
 	MaxAgents int
+	// AgentExpiry is how long an agent may go unseen before it is gone
+	// (Config.AgentExpiry): dropped from memory, left out of Agents and
+	// Status, ignored by InUse. Default DefaultAgentExpiry.
+	AgentExpiry time.Duration
 	// MaxWait bounds a long-poll's wait; default 60s.
 	MaxWait time.Duration
 	// OTLP is what a registration answers: where agents send OTLP.
@@ -93,6 +97,7 @@ type Fleet struct {
 	stopped chan struct{} // closed when Run returns: long-polls answer at once
 	stop    sync.Once
 	agents  map[string]*agentEntry
+	swept   time.Time // the last drop of the gone agents (expireLocked)
 	locks   map[string]*sync.Mutex
 }
 
@@ -128,6 +133,9 @@ func New(o Options) (*Fleet, error) {
 	if o.MaxAgents <= 0 {
 		o.MaxAgents = 100000
 	}
+	if o.AgentExpiry <= 0 {
+		o.AgentExpiry = DefaultAgentExpiry
+	}
 	if o.MaxWait <= 0 {
 		o.MaxWait = 60 * time.Second
 	}
@@ -146,7 +154,8 @@ func New(o Options) (*Fleet, error) {
 // Run reads the desired states at once and then every Options.Refresh
 // (a change made through another collector reaches this one's long-polls
 // within that), and writes the last_seen of live agents every
-// Options.SeenRefresh. A failed read is logged once until one succeeds
+// Options.SeenRefresh; at each refresh it drops the agents gone for
+// Options.AgentExpiry from memory. A failed read is logged once until one succeeds
 // again. It returns nil when ctx ends; long-polls waiting then answer
 // 304 at once (so a server shutdown does not wait for them).
 func (f *Fleet) Run(ctx context.Context) error {
@@ -394,7 +403,8 @@ func (f *Fleet) commit(ctx context.Context, model, change string, req Request) (
 
 // InUse is the registry's InUse hook: a version is in use while it is
 // serving, previous, canary or shadow in its model's current desired
-// state, or while an agent's last inventory says it serves it.
+// state, or while the last inventory of an agent that is not gone (seen
+// within Options.AgentExpiry) says it serves it.
 func (f *Fleet) InUse(ctx context.Context, model string, version uint64) (bool, string, error) {
 	s, err := f.t.latest(ctx, model)
 	if err != nil {
@@ -403,7 +413,7 @@ func (f *Fleet) InUse(ctx context.Context, model string, version uint64) (bool, 
 	if as, ok := s.uses(version); ok {
 		return true, fmt.Sprintf("v%d is %s in the desired state of %s (revision %d)", version, as, model, s.Revision), nil
 	}
-	n, one, err := f.t.servingAgents(ctx, model, version)
+	n, one, err := f.t.servingAgents(ctx, model, version, f.goneBefore())
 	if err != nil {
 		return false, "", err
 	}

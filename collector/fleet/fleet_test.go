@@ -401,7 +401,7 @@ func TestControlChannel(t *testing.T) {
 	if err := f.Report(ctx, "a1", serving(1, 0, nil)); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := f.t.readAgents(ctx, "a1", 10)
+	rows, err := f.t.readAgents(ctx, "a1", 10, time.Time{})
 	if err != nil || len(rows) != 1 || !rows[0].Updated.Equal(written) || rows[0].Serving["iris"] != 1 || rows[0].Collector != "c1" {
 		t.Fatalf("agents row after an unchanged inventory: %+v, %v; want updated %v", rows, err, written)
 	}
@@ -496,3 +496,81 @@ func TestAnalysisChange(t *testing.T) {
 }
 
 const analysisName = "canary-analysis"
+
+// TestAgentExpiry: an agent not seen for Options.AgentExpiry is gone: its
+// last inventory no longer holds the version it served against delete,
+// it is left out of the agents and the status, dropped from memory (a
+// heartbeat is answered ErrNotFound: register again) and no longer
+// counts toward MaxAgents.
+func TestAgentExpiry(t *testing.T) {
+	e := newEnv(t, 3)
+	f := e.fleet(t, Options{Node: "c1", MaxAgents: 2, AgentExpiry: time.Hour})
+	run(t, f)
+	ctx := context.Background()
+	report := func(id string, v uint64) {
+		t.Helper()
+		if _, err := f.Register(ctx, Registration{Agent: id, Host: id}); err != nil {
+			t.Fatalf("register %s: %v", id, err)
+		}
+		inv := Inventory{Host: id, Models: []ModelInventory{{Model: "iris", Serving: v, Versions: []VersionInventory{{Version: v, State: "serving"}}}}}
+		if err := f.Report(ctx, id, inv); err != nil {
+			t.Fatalf("inventory of %s: %v", id, err)
+		}
+	}
+	report("old", 1)
+	e.clock.Advance(40 * time.Minute)
+	report("new", 2)
+	if busy, _, err := f.InUse(ctx, "iris", 1); !busy || err != nil {
+		t.Fatalf("InUse(v1) while old is offline but not gone = %v, %v", busy, err)
+	}
+	if _, err := f.Register(ctx, Registration{Agent: "third"}); !errors.Is(err, ErrTooManyAgents) {
+		t.Fatalf("a third agent while two are held: %v, want ErrTooManyAgents", err)
+	}
+
+	e.clock.Advance(20 * time.Minute) // old: 60 min unseen (gone); new: 20 min (offline)
+	if busy, reason, err := f.InUse(ctx, "iris", 1); busy || err != nil {
+		t.Errorf("InUse(v1) served only by a gone agent = %v %q %v, want false", busy, reason, err)
+	}
+	if busy, _, err := f.InUse(ctx, "iris", 2); !busy || err != nil {
+		t.Errorf("InUse(v2) served by a live agent = %v, %v, want true", busy, err)
+	}
+	agents, err := f.Agents(ctx)
+	if err != nil || len(agents) != 1 || agents[0].Agent != "new" {
+		t.Errorf("agents = %+v, %v; want new only", agents, err)
+	}
+	if _, err := f.Change(as("ops"), "iris", ChangeRollout, Request{Version: 2}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.Status(ctx, "iris")
+	if err != nil || len(st.Agents) != 1 || st.Agents[0].Agent != "new" || st.Progress != (Progress{Selected: 1, Offline: 1}) {
+		t.Errorf("status = %+v, %v; want new only", st, err)
+	}
+
+	// Dropped from memory at the next refresh (flushSeen), or at once when
+	// the cap would refuse a new agent.
+	if err := f.flushSeen(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	_, held := f.agents["old"]
+	n := len(f.agents)
+	f.mu.Unlock()
+	if held || n != 1 {
+		t.Errorf("after the refresh: old held %v, %d agents; want only new", held, n)
+	}
+	if err := f.Report(ctx, "old", Inventory{Host: "old"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("heartbeat of a gone agent: %v, want ErrNotFound (register again)", err)
+	}
+	if _, err := f.Register(ctx, Registration{Agent: "third"}); err != nil {
+		t.Errorf("a second agent after old is gone: %v", err)
+	}
+	e.clock.Advance(time.Hour) // new and third gone; no refresh yet
+	if _, err := f.Register(ctx, Registration{Agent: "fourth"}); err != nil {
+		t.Errorf("a new agent while the held ones are gone: %v", err)
+	}
+	// Back: it registers and counts again.
+	report("old", 1)
+	if busy, _, err := f.InUse(ctx, "iris", 1); !busy || err != nil {
+		t.Errorf("InUse(v1) once old is back = %v, %v, want true", busy, err)
+	}
+}

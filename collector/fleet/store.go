@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -202,12 +203,21 @@ func (t *tables) insertAgents(ctx context.Context, rows []agentRow) error {
 }
 
 // readAgents reads the last row of every agent (of id only, when it is not
-// ""), at most limit, by id.
-func (t *tables) readAgents(ctx context.Context, id string, limit int) ([]agentRow, error) {
+// ""), at most limit, by id; with a non-zero since, only the agents last
+// seen after it.
+func (t *tables) readAgents(ctx context.Context, id string, limit int, since time.Time) ([]agentRow, error) {
 	var rows []agentRow
-	where, args := "", []any(nil)
+	var conds []string
+	var args []any
 	if id != "" {
-		where, args = " WHERE agent = ?", []any{id}
+		conds, args = append(conds, "agent = ?"), append(args, id)
+	}
+	if !since.IsZero() {
+		conds, args = append(conds, "last_seen > fromUnixTimestamp64Milli(?)"), append(args, since.UnixMilli())
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = " WHERE " + strings.Join(conds, " AND ")
 	}
 	q := fmt.Sprintf("SELECT %s FROM %s FINAL%s ORDER BY agent LIMIT %d", agentColumns, t.agents, where, limit)
 	if err := t.conn.Select(ctx, &rows, q, args...); err != nil {
@@ -216,13 +226,13 @@ func (t *tables) readAgents(ctx context.Context, id string, limit int) ([]agentR
 	return rows, nil
 }
 
-// servingAgents counts the agents whose last inventory says they serve
-// model at version, and returns one of their ids.
-func (t *tables) servingAgents(ctx context.Context, model string, version uint64) (uint64, string, error) {
+// servingAgents counts the agents last seen after since whose last inventory
+// says they serve model at version, and returns one of their ids.
+func (t *tables) servingAgents(ctx context.Context, model string, version uint64, since time.Time) (uint64, string, error) {
 	var n uint64
 	var one string
-	q := "SELECT count(), any(agent) FROM " + t.agents + " FINAL WHERE serving[?] = ?"
-	if err := t.conn.QueryRow(ctx, q, model, version).Scan(&n, &one); err != nil {
+	q := "SELECT count(), any(agent) FROM " + t.agents + " FINAL WHERE serving[?] = ? AND last_seen > fromUnixTimestamp64Milli(?)"
+	if err := t.conn.QueryRow(ctx, q, model, version, since.UnixMilli()).Scan(&n, &one); err != nil {
 		return 0, "", fmt.Errorf("read agents serving %s v%d: %w", model, version, err)
 	}
 	return n, one, nil

@@ -23,6 +23,7 @@ import (
 
 	"github.com/drover-ml/drover/collector/auth"
 	"github.com/drover-ml/drover/collector/drift"
+	"github.com/drover-ml/drover/collector/fleet"
 	"github.com/drover-ml/drover/collector/ingest"
 	"github.com/drover-ml/drover/collector/jobs"
 	"github.com/drover-ml/drover/collector/registry"
@@ -66,6 +67,9 @@ type Config struct {
 	// Registry configures the model registry's object store and garbage
 	// collection (docs/registry.md).
 	Registry Registry `yaml:"registry"`
+	// Fleet configures fleet control (docs/fleet.md): when an agent not
+	// seen is gone.
+	Fleet fleet.Config `yaml:"fleet"`
 }
 
 // Registry configures the model registry.
@@ -310,6 +314,7 @@ func Default() Config {
 		Jobs:     jobs.DefaultConfig(),
 		Auth:     auth.DefaultConfig(),
 		Registry: Registry{GCInterval: time.Hour, GCGrace: 24 * time.Hour},
+		Fleet:    fleet.DefaultConfig(),
 	}
 }
 
@@ -379,6 +384,7 @@ func (c Config) Validate() error {
 		fieldpath.Prefix("jobs", c.Jobs.Validate()),
 		c.Auth.Validate(), // its errors already carry "auth."
 		fieldpath.Prefix("registry", c.Registry.Validate()),
+		fieldpath.Prefix("fleet", c.Fleet.Validate()),
 	)
 	// Collectors forward the registry's commits to each other's admin API:
 	// with client certificates required there, each needs one.

@@ -51,8 +51,10 @@ func fleetCall(t *testing.T, method, addr, path, token string, body any, hdr map
 
 // TestFleetControlChannel: the control channel on a real collector with
 // an agent token (401 without one, 403 with a reader's), a rollout by an
-// admin reaching the agent's long-poll, the fleet status, and the
-// registry refusing to delete a desired or served version (409).
+// admin reaching the agent's long-poll, the fleet status, the registry
+// refusing to delete a desired or served version (409), and the audit
+// log: heartbeats and registrations are not audited, their denials and
+// the changes are.
 func TestFleetControlChannel(t *testing.T) {
 	db := testenv.ClickHouse(t)
 	c := startCollector(t, testConfig(t, db.DSN, db.Name))
@@ -61,7 +63,7 @@ func TestFleetControlChannel(t *testing.T) {
 	cl := adminclient.New("http://"+c.adminAddr, adminTok)
 	defer cl.Close()
 	toks := map[string]string{"admin": adminTok}
-	for _, role := range []string{"reader", "agent"} {
+	for _, role := range []string{"reader", "agent", "publisher"} {
 		nt, _, err := cl.CreateToken(ctx, adminclient.TokenRequest{Name: "fleet-" + role, Role: role})
 		if err != nil {
 			t.Fatalf("create a %s token: %v", role, err)
@@ -155,6 +157,44 @@ func TestFleetControlChannel(t *testing.T) {
 	}
 	if _, _, err := cl.DeleteVersion(ctx, "iris", 3); err != nil {
 		t.Errorf("delete v3 (not in use): %v", err)
+	}
+
+	// Audit: 20 heartbeats and a registration add no row; a denied
+	// heartbeat adds one. The audit queue is written in order, so once the
+	// denial (sent last) is in audit_log, every accepted call before it
+	// would be too.
+	if code, _, body := fleetCall(t, "POST", c.adminAddr, "/v1/agents/register", toks["agent"], reg, nil); code != 200 {
+		t.Fatalf("register again: %d %s", code, body)
+	}
+	for i := range 20 {
+		if code, _, body := fleetCall(t, "PUT", c.adminAddr, "/v1/agents/agent-1/inventory", toks["agent"], inv, nil); code != http.StatusNoContent {
+			t.Fatalf("heartbeat %d: %d %s", i, code, body)
+		}
+	}
+	if code, _, _ := fleetCall(t, "PUT", c.adminAddr, "/v1/agents/agent-1/inventory", toks["publisher"], inv, nil); code != 403 {
+		t.Fatalf("heartbeat with a publisher token: %d, want 403", code)
+	}
+	count := func(where string) (uint64, error) {
+		return testenv.TryCount(db.Conn, "SELECT count() FROM "+db.Name+".audit_log WHERE "+where)
+	}
+	testenv.EventuallyNil(t, 30*time.Second, "the denied heartbeat in audit_log", func() error {
+		n, err := count("action = 'PUT /v1/agents/{agent}/inventory' AND result = 'denied' AND token_name = 'fleet-publisher'")
+		if err != nil {
+			return err
+		}
+		return unless(n == 1, fmt.Sprintf("%d rows of the denied heartbeat", n))
+	})
+	for where, want := range map[string]uint64{
+		"action = 'PUT /v1/agents/{agent}/inventory' AND result != 'denied'": 0,
+		"action = 'POST /v1/agents/register' AND result != 'denied'":         0,
+		"action = 'GET /v1/agents/{agent}/desired' AND result != 'denied'":   0,
+		"action = 'PUT /v1/agents/{agent}/inventory' AND result = 'denied'":  2, // the reader's and the publisher's
+		"action = 'POST /v1/agents/register' AND result = 'denied'":          2, // no token and the reader's
+		"action = 'POST /v1/models/{model}/rollout' AND result = 'ok'":       1, // changes stay audited
+	} {
+		if n, err := count(where); err != nil || n != want {
+			t.Errorf("audit rows where %s: %d, %v; want %d", where, n, err, want)
+		}
 	}
 }
 

@@ -384,7 +384,7 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	// model's ring owner, the agents' control channel.
 	fleetOpts := fleet.Options{Conn: backend.Conn, Database: cfg.ClickHouse.Database, Cluster: cfg.ClickHouse.Cluster != "",
 		Versions: models, Node: cfg.Cluster.NodeName, Client: peers, Scheme: cfg.Admin.Scheme(),
-		OTLP: otlpEndpoints(cfg, ls), Logger: log.With("component", "fleet")}
+		AgentExpiry: cfg.Fleet.AgentExpiry, OTLP: otlpEndpoints(cfg, ls), Logger: log.With("component", "fleet")}
 	if rg != nil {
 		fleetOpts.Owner = ownerOf(rg, owns)
 	}
