@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/drover-ml/drover/collector/auth"
 	"github.com/drover-ml/drover/collector/fleet"
 	"github.com/drover-ml/drover/collector/fleet/analysis"
+	"github.com/drover-ml/drover/collector/labels"
 )
 
 // analysisToken is the author (changed_by) of the desired-state changes
@@ -62,3 +64,17 @@ func (c canaries) decide(ctx context.Context, can analysis.Canary, v analysis.Ve
 }
 
 var _ analysis.Fleet = canaries{}
+
+// fleetLabelMetrics is the analysis' LabelMetrics from the labels table
+// joined with the samples: the labels joined to the version's samples
+// taken in [from, to), and their accuracy and F1 or MSE and MAE.
+func fleetLabelMetrics(st *labels.Store) analysis.LabelMetrics {
+	return func(ctx context.Context, model, version string, from, to time.Time) (uint64, map[string]float64, error) {
+		js, err := st.Join(ctx, model, version, from, to)
+		if err != nil {
+			return 0, nil, err
+		}
+		m := labels.Evaluate(js)[version]
+		return uint64(m.N), m.Values, nil
+	}
+}

@@ -199,6 +199,11 @@ func TestFleetEndToEnd(t *testing.T) {
 		if m := labels.Evaluate(js)["1"]; m.N != 4 || math.Abs(m.Values["f1"]-*f1) > 1e-9 {
 			t.Errorf("offline join: %d labels, f1 %v; the view says %v", m.N, m.Values["f1"], *f1)
 		}
+		// The automatic canary analysis reads the same labels.
+		if n, vals, err := fleetLabelMetrics(labels.NewStore(db.Conn, db.Name))(ctx, e2eModel, "1", labelsFrom, time.Now().Add(time.Minute)); err != nil ||
+			n != 4 || math.Abs(vals["f1"]-wantF1) > 1e-9 || vals["accuracy"] != 0.75 {
+			t.Errorf("canary analysis' label metrics of v1: %d labels, %v (%v); want 4, f1 %v, accuracy 0.75", n, vals, err, wantF1)
+		}
 
 		if _, _, err := cl.Rollout(ctx, e2eModel, adminclient.RolloutRequest{Version: 2, Reason: "e2e"}); err != nil {
 			t.Fatalf("rollout v2: %v", err)

@@ -545,8 +545,13 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	g.Add("fleet", afterSchema(fl.Run))
 	// The automatic canary analysis of the models this collector owns
 	// (collector/fleet/analysis) stops before fleet control.
+	// Its label metrics are the fleet's labels joined with the samples
+	// (collector/labels), which count the labels every agent forwarded, as
+	// the read views and drift count them.
+	judge := analysis.NewAnalyzer(backend.Conn, cfg.ClickHouse.Database)
+	judge.Labels = fleetLabelMetrics(labels.NewStore(backend.Conn, cfg.ClickHouse.Database))
 	canaryRunner := &analysis.Runner{Fleet: canaries{f: fl, log: log.With("component", "canary-analysis")},
-		Judge: analysis.NewAnalyzer(backend.Conn, cfg.ClickHouse.Database), Logger: log.With("component", "canary-analysis")}
+		Judge: judge, Logger: log.With("component", "canary-analysis")}
 	g.Add("canary-analysis", afterSchema(canaryRunner.Run))
 	// Garbage collection of the registry's blobs, on the node that owns
 	// the key gcKey (one node of a cluster at a time).
