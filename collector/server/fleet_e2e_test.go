@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/drover-ml/drover/agent/agent"
 	"github.com/drover-ml/drover/agent/agent/agenttest"
 	"github.com/drover-ml/drover/agent/config"
+	"github.com/drover-ml/drover/agent/telemetry"
 	"github.com/drover-ml/drover/collector/adminclient"
 	"github.com/drover-ml/drover/collector/auth"
 	"github.com/drover-ml/drover/collector/labels"
@@ -77,11 +79,16 @@ func classify(a *agenttest.Agent, id string, x [2]float32) (version string, clas
 // v2 to 0.2 ± 0.05 of each agent's requests, a version in use cannot be
 // deleted, a label posted to an agent that did not sample the request
 // counts in the fleet's F1 at the collector (equal to the offline
-// computation), and an agent restarted without the collector serves the
-// last desired versions.
+// computation), --auto promotes a better canary and aborts a worse one
+// (the analysis every 200 ms, duration 8s, min_samples 20, on agent 0's
+// telemetry and the labels agent 1 forwards), and an agent restarted
+// without the collector serves the last desired versions.
 func TestFleetEndToEnd(t *testing.T) {
 	db := testenv.ClickHouse(t)
-	c := startCollector(t, testConfig(t, db.DSN, db.Name))
+	// The canary analysis checks every 200 ms (30 s by default).
+	c := runCollector(t, testConfig(t, db.DSN, db.Name), hooks{canaryInterval: 200 * time.Millisecond})
+	t.Cleanup(c.stop)
+	waitReady(t, c)
 	ctx := context.Background()
 	cl := adminclient.New("http://"+c.adminAddr, adminToken(t, c.dataDir))
 	defer cl.Close()
@@ -119,6 +126,11 @@ func TestFleetEndToEnd(t *testing.T) {
 			f.Telemetry.Disabled = false
 			f.Telemetry.Endpoint = c.grpcAddr
 			f.Telemetry.Interval = 500 * time.Millisecond
+			// Cumulative: the canary analysis reads them from the raw
+			// tables at once (delta points only from whole minutes).
+			f.Telemetry.Temporality = telemetry.TemporalityCumulative
+			// Warm sessions: the canary analysis compares p99 latencies.
+			f.Loading.WarmupRuns = 50
 		}
 		f.Monitoring.Rate = &rate
 		cfgs[i] = agent.Config{File: f, ModelDir: t.TempDir(), DataDir: t.TempDir()}
@@ -326,6 +338,64 @@ func TestFleetEndToEnd(t *testing.T) {
 			}
 			return true
 		})
+
+		// --auto: the analysis promotes a better canary and aborts a worse
+		// one, judged on agent 0's telemetry and the labels forwarded by
+		// agent 1. Every label says class 1, what v2 predicts for [3, 1]
+		// (F1 1) and v1 does not (F1 0); requests, errors and latency are
+		// alike.
+		auto := func(what string, canary uint64) *adminclient.DesiredState {
+			t.Helper()
+			// duration 8s: the analysis decides only once every request
+			// and label below is in (it promotes without comparing labels
+			// it does not have yet).
+			st, _, err := cl.Rollout(ctx, e2eModel, adminclient.RolloutRequest{Version: canary, Reason: "e2e " + what,
+				Canary: &adminclient.CanarySpec{Share: 50, Auto: true, Analysis: &adminclient.Analysis{Duration: "8s", MinSamples: 20, MaxRegression: 0.9}}})
+			if err != nil {
+				t.Fatalf("%s: rollout --canary 50 --auto v%d: %v", what, canary, err)
+			}
+			testenv.Eventually(t, e2eWait, what+": agent 0 serves the canary", func() bool { return agents[0].Ready(t, e2eModel, int64(canary)) })
+			// The labels first (they join the samples as these arrive),
+			// then 600 requests, about half to each side: a p99 of about
+			// 300 observations, so one slow request (the race detector on
+			// a busy machine) does not decide the latency comparison.
+			const n = 600
+			var fb []map[string]any
+			for r := range n {
+				fb = append(fb, map[string]any{"id": fmt.Sprintf("%s-%d", what, r), "label": 1})
+			}
+			body, _ := json.Marshal(fb)
+			if code, _, ans := agents[1].Do(t, "POST", "/v2/models/"+e2eModel+"/feedback", body, nil); code != http.StatusOK {
+				t.Fatalf("%s: labels: %d %s", what, code, ans)
+			}
+			for r := range n {
+				if _, _, err := classify(agents[0], fmt.Sprintf("%s-%d", what, r), [2]float32{3, 1}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var d *adminclient.DesiredState
+			testenv.EventuallyNil(t, e2eWait, what+": the analysis decided", func() error {
+				d, _, err = cl.Desired(ctx, e2eModel)
+				if err != nil {
+					return err
+				}
+				return unless(d.Revision > st.Revision && d.Canary == nil, fmt.Sprintf("desired %+v", d))
+			})
+			t.Logf("%s canary: %s", what, d.Reason)
+			return d
+		}
+		if d := auto("better", 2); d.Change != "analysis" || d.Serving != 2 || d.ChangedBy != analysisToken || !strings.Contains(d.Reason, "f1 1 (canary") {
+			t.Fatalf("a better canary: desired %+v, want v2 promoted by the analysis, with F1 compared", d)
+		}
+		if d := auto("worse", 1); d.Change != "analysis" || d.Serving != 2 || d.ChangedBy != analysisToken || !strings.Contains(d.Reason, "regressed") {
+			t.Fatalf("a worse canary: desired %+v, want v1 aborted by the analysis (v2 serving)", d)
+		}
+		// Back to v1 for the restart below (v2 stays as the previous
+		// version).
+		if _, _, err := cl.Rollback(ctx, e2eModel, adminclient.RollbackRequest{Version: 1, Reason: "e2e"}); err != nil {
+			t.Fatalf("rollback: %v", err)
+		}
+		wantEvery(t, agents, 1, "last-rollback")
 	})
 
 	// Restart agent 2 with the collector stopped: desired.json says v1

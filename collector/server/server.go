@@ -53,6 +53,8 @@ type hooks struct {
 	ring func(*ring.Config)
 	// driftTick, when > 0, replaces the drift scheduler's tick.
 	driftTick time.Duration
+	// canaryInterval, when > 0, replaces the canary analysis' interval.
+	canaryInterval time.Duration
 	// sink wraps the receivers' sink.
 	sink func(ingest.Sink) ingest.Sink
 	// group sees the component group before it runs (to watch the stop
@@ -551,7 +553,7 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	judge := analysis.NewAnalyzer(backend.Conn, cfg.ClickHouse.Database)
 	judge.Labels = fleetLabelMetrics(labels.NewStore(backend.Conn, cfg.ClickHouse.Database))
 	canaryRunner := &analysis.Runner{Fleet: canaries{f: fl, log: log.With("component", "canary-analysis")},
-		Judge: judge, Logger: log.With("component", "canary-analysis")}
+		Judge: judge, Interval: h.canaryInterval, Logger: log.With("component", "canary-analysis")}
 	g.Add("canary-analysis", afterSchema(canaryRunner.Run))
 	// Garbage collection of the registry's blobs, on the node that owns
 	// the key gcKey (one node of a cluster at a time).
