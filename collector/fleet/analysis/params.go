@@ -12,6 +12,11 @@ const (
 	DefaultDuration      = 10 * time.Minute
 	DefaultMinSamples    = 500
 	DefaultMaxRegression = 0.02
+	// LatencySlack is the p99 increase that never counts as a regression,
+	// whatever the ratio: a model answering in 0.3 ms against 0.1 ms is
+	// three times slower and no worse for anyone, and p99s that small move
+	// with the host's load, not with the model.
+	LatencySlack = 5 * time.Millisecond
 	// Alpha is the significance level of the error-rate test once the
 	// duration has passed: the probability of aborting a canary whose
 	// error rate is within the tolerance.

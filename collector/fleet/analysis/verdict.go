@@ -265,11 +265,13 @@ func relative(s, c float64) float64 {
 
 // latency compares the p99s, each interpolated inside its bucket
 // (drift.Quantile; a p99 in the open last bucket reads as the last bound).
+// The canary regressed when its p99 exceeds the serving one's by more than
+// delta and by more than LatencySlack.
 func latency(s, c Histogram, delta float64) Comparison {
 	qs := drift.Quantile(s.Bounds, s.Counts, 0.99)
 	qc := drift.Quantile(c.Bounds, c.Counts, 0.99)
 	return Comparison{Metric: MetricLatencyP99, Serving: qs, Canary: qc, ServingN: s.N(), CanaryN: c.N(),
-		Worse: relative(qs, qc), P: math.NaN(), Regressed: qc > qs*(1+delta)}
+		Worse: relative(qs, qc), P: math.NaN(), Regressed: qc > qs*(1+delta) && qc-qs > LatencySlack.Seconds()}
 }
 
 func labelMetric(name string, higher bool, s, c float64, ns, nc uint64, delta float64) Comparison {

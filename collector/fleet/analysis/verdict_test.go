@@ -171,6 +171,19 @@ func TestLatencyP99(t *testing.T) {
 	}
 }
 
+// TestLatencySlack: a p99 three times the serving one but under
+// LatencySlack more (sub-millisecond models on a loaded host) is no
+// regression; the same ratio in tenths of a second is.
+func TestLatencySlack(t *testing.T) {
+	micro := []float64{0.0001, 0.0002, 0.0005, 0.001, 0.002}
+	s := Histogram{Bounds: micro, Counts: []float64{900, 95, 5, 0, 0, 0}}
+	c := Histogram{Bounds: micro, Counts: []float64{0, 0, 900, 95, 5, 0}}
+	cmp := latency(s, c, 0.02)
+	if cmp.Canary <= 2*cmp.Serving || cmp.Regressed {
+		t.Fatalf("p99 %g vs %g regressed %v: want more than twice, not regressed (under the slack)", cmp.Serving, cmp.Canary, cmp.Regressed)
+	}
+}
+
 func TestParams(t *testing.T) {
 	if got := (Params{MinSamples: 10}).WithDefaults(); got != (Params{Duration: 10 * time.Minute, MinSamples: 10, MaxRegression: 0.02}) {
 		t.Errorf("WithDefaults: %+v", got)
