@@ -45,6 +45,7 @@ bench: deps
 	$(GO) run ./bench/swap
 	$(GO) run ./bench/monitoring
 	$(GO) run ./bench/ingest
+	$(GO) run ./bench/fleet
 	$(GO) test -run '^$$' -bench . ./agent/oip/ ./collector/ring/
 
 ## lint: go vet and staticcheck
