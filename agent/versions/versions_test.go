@@ -389,6 +389,8 @@ func TestRollbackEvents(t *testing.T) {
 	}
 	check := func(n int, version, previous int64, reason string) {
 		t.Helper()
+		// The event is emitted after the swap the caller waited for.
+		testenv.Eventually(t, wait, fmt.Sprintf("%d rollback events", n), func() bool { return len(h.events(EventRolledBack)) >= n })
 		rb := h.events(EventRolledBack)
 		if len(rb) != n {
 			t.Fatalf("%d rollback events, want %d: %+v", len(rb), n, rb)
