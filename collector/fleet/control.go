@@ -49,10 +49,12 @@ func (f *Fleet) Register(ctx context.Context, r Registration) (Registered, error
 	return Registered{Agent: r.Agent, HeartbeatInterval: f.o.Heartbeat.String(), OTLP: f.o.OTLP}, nil
 }
 
-// Report records an agent's inventory: a heartbeat in memory, written to
-// the agents table only when it differs from the last one written. An
-// agent that has not registered with this collector is ErrNotFound.
-func (f *Fleet) Report(ctx context.Context, id string, inv Inventory) error {
+// Report records an agent's inventory in memory (a heartbeat; the record
+// Agents and Status read for an agent reporting here) and, only when it
+// differs from the last one, queues it for the agents table (written in
+// batches by Run; Report never waits for ClickHouse). An agent that has
+// not registered with this collector is ErrNotFound.
+func (f *Fleet) Report(_ context.Context, id string, inv Inventory) error {
 	if !ValidAgentID(id) {
 		return fmt.Errorf("%w: agent id %q", ErrInvalid, id)
 	}
@@ -86,9 +88,7 @@ func (f *Fleet) Report(ctx context.Context, id string, inv Inventory) error {
 	}
 	f.mu.Unlock()
 	if changed {
-		if err := f.t.insertAgents(ctx, []agentRow{row}); err != nil {
-			return fmt.Errorf("inventory of %s: %w", id, err)
-		}
+		f.w.queue(row)
 	}
 	return nil
 }
@@ -202,29 +202,33 @@ func (f *Fleet) desiredFor(labels map[string]string) (AgentDesired, string, <-ch
 	return d, `"` + hex.EncodeToString(sum[:12]) + `"`, ch
 }
 
-// Agents lists the agents of the fleet: every agent in the agents table
-// that is not gone (seen within Options.AgentExpiry; at most
-// Options.MaxAgents), with what this collector holds in memory for the
-// ones reporting here.
+// Agents lists the agents of the fleet that are not gone (seen within
+// Options.AgentExpiry; at most Options.MaxAgents): the ones reporting to
+// this collector from memory, the others from the agents table as Run
+// last read it (every Options.Refresh; read here only before Run's first
+// read), so that a listing never waits for ClickHouse.
 func (f *Fleet) Agents(ctx context.Context) ([]Agent, error) {
+	f.mu.Lock()
+	remote, read := f.remote, f.remoteRead
+	f.mu.Unlock()
+	if !read {
+		if err := f.readRemote(ctx); err != nil {
+			return nil, err
+		}
+		f.mu.Lock()
+		remote = f.remote
+		f.mu.Unlock()
+	}
 	now := f.o.Now()
 	cutoff := now.Add(-f.o.AgentExpiry)
-	rows, err := f.t.readAgents(ctx, "", f.o.MaxAgents, cutoff)
-	if err != nil {
-		return nil, err
-	}
 	byID := map[string]Agent{}
 	remoteOffline := 3*f.o.Heartbeat + f.o.SeenRefresh
-	for _, r := range rows {
-		a := Agent{Agent: r.Agent, Host: r.Host, Labels: r.Labels, Build: r.Build, Collector: r.Collector,
-			LastSeen: r.LastSeen.UTC(), Updated: r.Updated.UTC(), Online: now.Sub(r.LastSeen) < remoteOffline}
-		if r.Inventory != "" {
-			var inv Inventory
-			if json.Unmarshal([]byte(r.Inventory), &inv) == nil {
-				a.Inventory = &inv
-			}
+	for _, a := range remote {
+		if !a.LastSeen.After(cutoff) {
+			continue
 		}
-		byID[r.Agent] = a
+		a.Online = now.Sub(a.LastSeen) < remoteOffline
+		byID[a.Agent] = a
 	}
 	f.mu.Lock()
 	for id, e := range f.agents {
@@ -243,6 +247,57 @@ func (f *Fleet) Agents(ctx context.Context) ([]Agent, error) {
 		out = append(out, byID[id])
 	}
 	return out, nil
+}
+
+// readRemote reads the agents table (the agents not gone, at most
+// Options.MaxAgents) for Agents.
+func (f *Fleet) readRemote(ctx context.Context) error {
+	rows, err := f.t.readAgents(ctx, "", f.o.MaxAgents, f.goneBefore())
+	if err != nil {
+		return err
+	}
+	remote := make([]Agent, 0, len(rows))
+	for _, r := range rows {
+		a := Agent{Agent: r.Agent, Host: r.Host, Labels: r.Labels, Build: r.Build, Collector: r.Collector,
+			LastSeen: r.LastSeen.UTC(), Updated: r.Updated.UTC()}
+		if r.Inventory != "" {
+			var inv Inventory
+			if json.Unmarshal([]byte(r.Inventory), &inv) == nil {
+				a.Inventory = &inv
+			}
+		}
+		remote = append(remote, a)
+	}
+	f.mu.Lock()
+	f.remote, f.remoteRead = remote, true
+	f.mu.Unlock()
+	return nil
+}
+
+// servingLocal counts the agents reporting here, not gone, whose last
+// inventory (in memory) says they serve model at version, and returns one
+// of their ids.
+func (f *Fleet) servingLocal(model string, version uint64) (int, string) {
+	if version == 0 {
+		return 0, ""
+	}
+	cutoff := f.goneBefore()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n, one := 0, ""
+	for id, e := range f.agents {
+		if !e.local || e.inv == nil || !e.lastSeen.After(cutoff) {
+			continue
+		}
+		for _, m := range e.inv.Models {
+			if m.Model == model && m.Serving == version {
+				if n++; one == "" || id < one {
+					one = id
+				}
+			}
+		}
+	}
+	return n, one
 }
 
 // Agent states in a fleet status.

@@ -99,6 +99,14 @@ type Fleet struct {
 	agents  map[string]*agentEntry
 	swept   time.Time // the last drop of the gone agents (expireLocked)
 	locks   map[string]*sync.Mutex
+	// w writes the changed inventories to the agents table in batches.
+	w *writer
+	// remote is the agents table as last read (Run, every Options.Refresh):
+	// Agents and Status take the agents reporting to other collectors from
+	// it, and the ones reporting here from memory; remoteRead is false
+	// until the first read.
+	remote     []Agent
+	remoteRead bool
 }
 
 // New returns a Fleet; call Run to load and follow the desired states.
@@ -146,27 +154,41 @@ func New(o Options) (*Fleet, error) {
 		o.Logger = slog.Default()
 	}
 	q := func(t string) string { return "`" + o.Database + "`.`" + t + "`" }
-	return &Fleet{o: o, t: tables{conn: o.Conn, desired: q(TableDesired), agents: q(TableAgents), cluster: o.Cluster},
+	f := &Fleet{o: o, t: tables{conn: o.Conn, desired: q(TableDesired), agents: q(TableAgents), cluster: o.Cluster},
 		states: map[string]State{}, loaded: make(chan struct{}), changed: make(chan struct{}),
-		stopped: make(chan struct{}), agents: map[string]*agentEntry{}, locks: map[string]*sync.Mutex{}}, nil
+		stopped: make(chan struct{}), agents: map[string]*agentEntry{}, locks: map[string]*sync.Mutex{}}
+	f.w = newWriter(o.MaxAgents, f.t.insertAgents)
+	return f, nil
 }
 
 // Run reads the desired states at once and then every Options.Refresh
 // (a change made through another collector reaches this one's long-polls
 // within that), and writes the last_seen of live agents every
 // Options.SeenRefresh; at each refresh it drops the agents gone for
-// Options.AgentExpiry from memory. A failed read is logged once until one succeeds
-// again. It returns nil when ctx ends; long-polls waiting then answer
-// 304 at once (so a server shutdown does not wait for them).
+// Options.AgentExpiry from memory, and re-reads the agents table (the
+// agents of other collectors, for Agents and Status). Alongside, it writes
+// the changed inventories to the agents table in batches. A failed read is
+// logged once until one succeeds again. It returns nil when ctx ends,
+// after writing the inventories still queued; long-polls waiting then
+// answer 304 at once (so a server shutdown does not wait for them).
 func (f *Fleet) Run(ctx context.Context) error {
 	t := time.NewTicker(f.o.Refresh)
 	defer t.Stop()
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		f.runWriter(ctx)
+	}()
+	defer func() { <-wrote }()
 	defer f.stop.Do(func() { close(f.stopped) })
 	failing := false
 	for {
 		err := f.refresh(ctx)
 		if err == nil {
 			err = f.flushSeen(ctx)
+		}
+		if err == nil {
+			err = f.readRemote(ctx)
 		}
 		switch {
 		case err != nil && ctx.Err() == nil && !failing:
@@ -412,6 +434,11 @@ func (f *Fleet) InUse(ctx context.Context, model string, version uint64) (bool, 
 	}
 	if as, ok := s.uses(version); ok {
 		return true, fmt.Sprintf("v%d is %s in the desired state of %s (revision %d)", version, as, model, s.Revision), nil
+	}
+	// The agents reporting here, from memory: their last inventory may
+	// still wait in the write queue.
+	if n, one := f.servingLocal(model, version); n > 0 {
+		return true, fmt.Sprintf("%d agents serve v%d of %s (%s among them)", n, version, model, one), nil
 	}
 	n, one, err := f.t.servingAgents(ctx, model, version, f.goneBefore())
 	if err != nil {

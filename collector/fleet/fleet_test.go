@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -401,6 +402,9 @@ func TestControlChannel(t *testing.T) {
 	if err := f.Report(ctx, "a1", serving(1, 0, nil)); err != nil {
 		t.Fatal(err)
 	}
+	if err := f.w.flush(ctx); err != nil { // what Run's writer does every writeInterval
+		t.Fatal(err)
+	}
 	rows, err := f.t.readAgents(ctx, "a1", 10, time.Time{})
 	if err != nil || len(rows) != 1 || !rows[0].Updated.Equal(written) || rows[0].Serving["iris"] != 1 || rows[0].Collector != "c1" {
 		t.Fatalf("agents row after an unchanged inventory: %+v, %v; want updated %v", rows, err, written)
@@ -572,5 +576,118 @@ func TestAgentExpiry(t *testing.T) {
 	report("old", 1)
 	if busy, _, err := f.InUse(ctx, "iris", 1); !busy || err != nil {
 		t.Errorf("InUse(v1) once old is back = %v, %v, want true", busy, err)
+	}
+}
+
+// An inventory is answered from memory while the agents table's inserts
+// are blocked (and failing); its row lands once they work, and the status
+// reads memory meanwhile.
+func TestInventoryWriteBehind(t *testing.T) {
+	e := newEnv(t, 1)
+	e.clock = nil
+	f := e.fleet(t, Options{Node: "c1", Now: time.Now, Refresh: 50 * time.Millisecond})
+	release := make(chan struct{})
+	var calls atomic.Int32
+	insert := f.w.insert
+	f.w.insert = func(ctx context.Context, rows []agentRow) error {
+		if calls.Add(1) == 1 {
+			return errors.New("clickhouse is down") // retried with backoff
+		}
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return insert(ctx, rows)
+	}
+	run(t, f)
+	ctx := context.Background()
+	if _, err := f.Change(as("ops"), "iris", ChangeRollout, Request{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	inv := Inventory{Host: "web-1", Revision: map[string]uint64{"iris": 1},
+		Models: []ModelInventory{{Model: "iris", Serving: 1, Versions: []VersionInventory{{Version: 1, State: "serving"}}}}}
+	for i := range 20 {
+		id := fmt.Sprint("a", i)
+		if _, err := f.Register(ctx, Registration{Agent: id, Host: "web-1"}); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := f.Report(ctx, id, inv); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Fatalf("inventory of %s answered in %s while the inserts are blocked", id, d)
+		}
+	}
+	start := time.Now()
+	st, err := f.Status(ctx, "iris")
+	if err != nil || st.Progress != (Progress{Selected: 20, Converged: 20}) {
+		t.Fatalf("status while the inserts are blocked: %+v, %v", st.Progress, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("status took %s while the inserts are blocked", d)
+	}
+	if busy, _, err := f.InUse(ctx, "iris", 1); !busy || err != nil {
+		t.Errorf("InUse(v1) served by agents whose rows are queued = %v, %v", busy, err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the failed insert to be retried", func() bool { return calls.Load() >= 2 })
+	close(release)
+	testenv.Eventually(t, 10*time.Second, "the queued inventories to land in the agents table", func() bool {
+		rows, err := f.t.readAgents(ctx, "", 100, time.Time{})
+		n := 0
+		for _, r := range rows {
+			if r.Serving["iris"] == 1 {
+				n++
+			}
+		}
+		return err == nil && n == 20
+	})
+	if f.InventoriesDropped() != 0 {
+		t.Errorf("dropped %d inventories", f.InventoriesDropped())
+	}
+}
+
+// The status of one collector lists the agents reporting to another (from
+// the agents table, re-read every refresh), and its own from memory.
+func TestStatusOtherCollector(t *testing.T) {
+	e := newEnv(t, 1)
+	e.clock = nil
+	a := e.fleet(t, Options{Node: "a", Now: time.Now, Refresh: 50 * time.Millisecond})
+	b := e.fleet(t, Options{Node: "b", Now: time.Now, Refresh: 50 * time.Millisecond})
+	run(t, a)
+	run(t, b)
+	ctx := context.Background()
+	if _, err := a.Change(as("ops"), "iris", ChangeRollout, Request{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	inv := Inventory{Host: "h", Revision: map[string]uint64{"iris": 1},
+		Models: []ModelInventory{{Model: "iris", Serving: 1, Versions: []VersionInventory{{Version: 1, State: "serving"}}}}}
+	for _, c := range []struct {
+		f  *Fleet
+		id string
+	}{{a, "on-a"}, {b, "on-b"}} {
+		if _, err := c.f.Register(ctx, Registration{Agent: c.id, Host: "h"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.f.Report(ctx, c.id, inv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		f    *Fleet
+		name string
+	}{{a, "a"}, {b, "b"}} {
+		testenv.Eventually(t, 10*time.Second, "collector "+c.name+" to list both agents converged", func() bool {
+			st, err := c.f.Status(ctx, "iris")
+			if err != nil || st.Progress != (Progress{Selected: 2, Converged: 2}) {
+				return false
+			}
+			agents, err := c.f.Agents(ctx)
+			return err == nil && len(agents) == 2 && agents[0].Collector == "a" && agents[1].Collector == "b"
+		})
+	}
+	if busy, _, err := b.InUse(ctx, "iris", 1); !busy || err != nil {
+		t.Errorf("InUse(v1) on b = %v, %v", busy, err)
 	}
 }

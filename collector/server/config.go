@@ -185,7 +185,11 @@ type Admin struct {
 	// tls is on: ca_file verifies them, cert_file and key_file are this
 	// node's client certificate for peers that require one.
 	ClientTLS tlsconfig.Client `yaml:"client_tls"`
-	// MaxConnections bounds the connections held open at once; default 256.
+	// MaxConnections bounds the connections held open at once; default
+	// 16384: each agent of the fleet holds a long-poll and an inventory
+	// connection (docs/fleet.md). Each connection is a file descriptor:
+	// the process needs an RLIMIT_NOFILE above it (Go raises the soft
+	// limit to the hard one at start on Linux).
 	MaxConnections int `yaml:"max_connections"`
 	// ReadHeaderTimeout bounds a request's headers (and the TLS
 	// handshake); default 10s. ReadTimeout bounds a whole request, body
@@ -306,7 +310,7 @@ func Default() Config {
 			MaxAttributeKeyBytes: ingest.DefaultMaxKeyBytes, MaxAttributeValueBytes: ingest.DefaultMaxValueBytes,
 			MaxConnections: 1024, MaxConcurrentStreams: 100, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 5 * time.Minute,
 			ResourceCacheBytes: ingest.DefaultResourceCacheBytes},
-		Admin:    Admin{Addr: ":7070", MaxConnections: 256, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute},
+		Admin:    Admin{Addr: ":7070", MaxConnections: 16384, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute},
 		Spool:    Spool{MaxBytes: 1 << 30, SegmentBytes: 64 << 20, Sync: spool.SyncAlways},
 		Writer:   Writer{BatchRows: ingest.DefaultBatchRows, FlushInterval: time.Second, DeadLetterFileMaxBytes: 256 << 20},
 		Cluster:  Cluster{NodeName: host, GossipAddr: fmt.Sprintf(":%d", ring.DefaultPort)},
