@@ -44,7 +44,7 @@ SETTINGS {{dedup}};
 CREATE TABLE IF NOT EXISTS {{table "agents"}} {{on_cluster}}
 (
     agent      String CODEC(ZSTD(1)),
-    host       String CODEC(ZSTD(1)),
+    host       LowCardinality(String),
     labels     Map(String, String),
     build      String CODEC(ZSTD(1)),
     -- model -> the version the agent reports serving (the registry's

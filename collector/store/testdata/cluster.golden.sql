@@ -889,7 +889,7 @@ ENGINE = Distributed('drover_cluster', 'drover', 'desired_state_local', cityHash
 CREATE TABLE IF NOT EXISTS drover.agents_local ON CLUSTER 'drover_cluster'
 (
     agent      String CODEC(ZSTD(1)),
-    host       String CODEC(ZSTD(1)),
+    host       LowCardinality(String),
     labels     Map(String, String),
     build      String CODEC(ZSTD(1)),
     serving    Map(String, UInt64),
