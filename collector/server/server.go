@@ -393,6 +393,9 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	if fl, err = fleet.New(fleetOpts); err != nil {
 		return err
 	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "drover_collector_fleet_inventories_dropped_total",
+		Help: "Changed agent inventories not written to ClickHouse because the write queue was full (the in-memory record still holds them)."},
+		func() float64 { return float64(fl.InventoriesDropped()) }))
 	adm.HandleAll(fl.Routes())
 	jobsAPI, err := jobs.NewAPI(jobs.APIOptions{Conn: backend.Conn, Database: cfg.ClickHouse.Database, Node: cfg.Cluster.NodeName,
 		Manager: jm, Logger: log.With("component", "jobs")})
