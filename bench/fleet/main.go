@@ -71,7 +71,7 @@ func main() {
 	flag.DurationVar(&o.idle, "idle", 20*time.Second, "how long the idle collector (the baseline) is measured")
 	flag.DurationVar(&o.applyDelay, "apply-delay", 0, "simulated agents apply a change after a random delay up to this (0: at once)")
 	flag.DurationVar(&o.statusPoll, "status-poll", 50*time.Millisecond, "how often the fleet status is read during a round (the resolution of the times)")
-	flag.IntVar(&o.adminConns, "admin-max-connections", -1, "the collector's admin.max_connections (-1: 2 per agent + 64, since each agent holds a long-poll and an inventory connection; 0: the collector's default, 256, which holds fewer than 128 agents)")
+	flag.IntVar(&o.adminConns, "admin-max-connections", -1, "the collector's admin.max_connections (-1: 2 per agent + 64, since each agent holds a long-poll and an inventory connection; 0: the collector's default, 16384)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
