@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
-	"strconv"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -132,28 +131,7 @@ func (a *Authenticator) RequireOrCertificate(access Access, roles CertRoles, h h
 		if !a.permitted(w, r, access, p) {
 			return
 		}
-		ctx := WithPrincipal(r.Context(), p)
-		if !changesState(r.Method) {
-			h.ServeHTTP(w, r.WithContext(ctx))
-			return
-		}
-		n := &note{target: r.URL.Path}
-		rec := &statusRecorder{ResponseWriter: w}
-		h.ServeHTTP(rec, r.WithContext(context.WithValue(ctx, noteKey{}, n)))
-		code := rec.status
-		if code == 0 {
-			code = http.StatusOK
-		}
-		result := ResultOK
-		if code >= 400 {
-			result = ResultFailed
-		}
-		detail := strconv.Itoa(code)
-		if n.detail != "" {
-			detail += ": " + n.detail
-		}
-		a.Audit(ctx, Entry{Token: p.Name, Role: p.Role, Action: action(r), Target: n.target, Result: result,
-			Remote: r.RemoteAddr, Detail: detail})
+		a.serveAs(w, r, h, p, true)
 	})
 }
 

@@ -98,29 +98,35 @@ func (a *Authenticator) guard(access Access, h http.Handler, auditWrites bool) h
 			WriteError(w, http.StatusForbidden, msg)
 			return
 		}
-		ctx := WithPrincipal(r.Context(), p)
-		if !auditWrites || !changesState(r.Method) {
-			h.ServeHTTP(w, r.WithContext(ctx))
-			return
-		}
-		n := &note{target: r.URL.Path}
-		rec := &statusRecorder{ResponseWriter: w}
-		h.ServeHTTP(rec, r.WithContext(context.WithValue(ctx, noteKey{}, n)))
-		status := rec.status
-		if status == 0 {
-			status = http.StatusOK
-		}
-		result := ResultOK
-		if status >= 400 {
-			result = ResultFailed
-		}
-		detail := strconv.Itoa(status)
-		if n.detail != "" {
-			detail += ": " + n.detail
-		}
-		a.Audit(ctx, Entry{Token: p.Name, Role: p.Role, Action: action(r), Target: n.target, Result: result,
-			Remote: r.RemoteAddr, Detail: detail})
+		a.serveAs(w, r, h, p, auditWrites)
 	})
+}
+
+// serveAs serves r with h as the authenticated principal p; when audit is
+// set and r changes state, the outcome (status and h's note) is audited.
+func (a *Authenticator) serveAs(w http.ResponseWriter, r *http.Request, h http.Handler, p Principal, audit bool) {
+	ctx := WithPrincipal(r.Context(), p)
+	if !audit || !changesState(r.Method) {
+		h.ServeHTTP(w, r.WithContext(ctx))
+		return
+	}
+	n := &note{target: r.URL.Path}
+	rec := &statusRecorder{ResponseWriter: w}
+	h.ServeHTTP(rec, r.WithContext(context.WithValue(ctx, noteKey{}, n)))
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	result := ResultOK
+	if status >= 400 {
+		result = ResultFailed
+	}
+	detail := strconv.Itoa(status)
+	if n.detail != "" {
+		detail += ": " + n.detail
+	}
+	a.Audit(ctx, Entry{Token: p.Name, Role: p.Role, Action: action(r), Target: n.target, Result: result,
+		Remote: r.RemoteAddr, Detail: detail})
 }
 
 // action is "METHOD /pattern" (the ServeMux pattern that matched, else the
