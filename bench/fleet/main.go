@@ -46,6 +46,7 @@ import (
 	"time"
 
 	"github.com/drover-ml/drover/bench/internal/agentproc"
+	"github.com/drover-ml/drover/bench/internal/proc"
 	"github.com/drover-ml/drover/collector/adminclient"
 	"github.com/drover-ml/drover/collector/auth"
 	"github.com/drover-ml/drover/shared/chembed"
@@ -96,7 +97,7 @@ type round struct {
 }
 
 func run(ctx context.Context, o options) error {
-	root, err := repoRoot()
+	root, err := proc.RepoRoot()
 	if err != nil {
 		return err
 	}
@@ -112,7 +113,7 @@ func run(ctx context.Context, o options) error {
 
 	// Build first, so compiling is not on anyone's CPU bill.
 	collBin := filepath.Join(tmp, "drover-collector")
-	if err := goBuild(root, "github.com/drover-ml/drover/collector/cmd/drover-collector", collBin); err != nil {
+	if err := proc.GoBuild(root, "github.com/drover-ml/drover/collector/cmd/drover-collector", collBin); err != nil {
 		return err
 	}
 	var agentBin string
@@ -136,7 +137,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	defer coll.stop()
+	defer coll.Stop()
 	base := "http://" + admin
 	cl, err := adminclient.NewClient(adminclient.Config{URLs: []string{base}, Token: adminToken})
 	if err != nil {
@@ -144,7 +145,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer cl.Close()
 	fmt.Printf("fleet bench: %d simulated + %d real agents, 1 drover-collector (pid %d, admin.max_connections %d), ClickHouse %s engine (pid %d), %d rounds, %s, %d CPUs\n",
-		o.agents, o.realAgents, coll.pid(), o.adminConns, eng.Mode(), eng.PID(), o.rounds, runtime.Version(), runtime.NumCPU())
+		o.agents, o.realAgents, coll.PID(), o.adminConns, eng.Mode(), eng.PID(), o.rounds, runtime.Version(), runtime.NumCPU())
 
 	// Two real ONNX versions.
 	for v, w := range [][][]float32{{{1, 0}, {0, 1}}, {{2, 0}, {0, 2}}} {
@@ -172,7 +173,7 @@ func run(ctx context.Context, o options) error {
 	}
 
 	// Baseline: the collector with the desired state and no agent.
-	idleCPU := cpuRate(coll.pid(), eng.PID(), o.idle)
+	idleCPU := cpuRate(coll.PID(), eng.PID(), o.idle)
 	fmt.Printf("idle collector: %.2f %% of a core over %s\n", idleCPU.coll*100, o.idle)
 
 	// Real agents: an empty model directory; they download v1.
@@ -239,10 +240,10 @@ func run(ctx context.Context, o options) error {
 	sleep(ctx, 2*time.Second)
 	inv0, p0, e0 := counters.inventories.Load(), counters.polls304.Load(), counters.errors.Load()
 	self0 := cpuSeconds(os.Getpid())
-	hb := cpuRate(coll.pid(), eng.PID(), o.heartbeat)
+	hb := cpuRate(coll.PID(), eng.PID(), o.heartbeat)
 	self := (cpuSeconds(os.Getpid()) - self0) / o.heartbeat.Seconds()
 	inv, polls, errs := counters.inventories.Load()-inv0, counters.polls304.Load()-p0, counters.errors.Load()-e0
-	rss := rssBytes(coll.pid())
+	rss := proc.StatusBytes(coll.PID(), "VmRSS")
 	stopSim()
 
 	printResults(o, rounds, idleCPU, hb, self, inv, polls, errs, rss)
@@ -252,7 +253,7 @@ func run(ctx context.Context, o options) error {
 // startCollector runs drover-collector serve on the engine at chAddr
 // (user:password@host:port) with
 // an admin and an agent token of its own (auth.tokens_file).
-func startCollector(bin string, adminConns int, dir, chAddr string) (p *proc, admin, adminToken, agentToken string, err error) {
+func startCollector(bin string, adminConns int, dir, chAddr string) (p *proc.Proc, admin, adminToken, agentToken string, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, "", "", "", err
 	}
@@ -276,15 +277,15 @@ func startCollector(bin string, adminConns int, dir, chAddr string) (p *proc, ad
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		return nil, "", "", "", err
 	}
-	admin = freeAddr()
-	p, err = startProc(bin, []string{"serve", "--config", cfg, "--clickhouse", "clickhouse://" + chAddr + "/default",
-		"--data-dir", dir, "--otlp-grpc-addr", freeAddr(), "--otlp-http-addr", freeAddr(), "--admin-addr", admin,
+	admin = proc.FreeAddr()
+	p, err = proc.Start(bin, []string{"serve", "--config", cfg, "--clickhouse", "clickhouse://" + chAddr + "/default",
+		"--data-dir", dir, "--otlp-grpc-addr", proc.FreeAddr(), "--otlp-http-addr", proc.FreeAddr(), "--admin-addr", admin,
 		"--no-gossip", "--log-level", "warn"}, filepath.Join(dir, "collector.log"))
 	if err != nil {
 		return nil, "", "", "", err
 	}
-	if err := p.waitReady(2*time.Minute, func() bool { return httpOK("http://" + admin + "/readyz") }); err != nil {
-		p.stop()
+	if err := p.WaitReady(2*time.Minute, func() bool { return proc.HTTPOK("http://" + admin + "/readyz") }); err != nil {
+		p.Stop()
 		return nil, "", "", "", fmt.Errorf("drover-collector: %w", err)
 	}
 	return p, admin, adminToken, agentToken, nil
@@ -453,4 +454,13 @@ func verdict(ok bool) string {
 		return "met"
 	}
 	return "NOT met"
+}
+
+// cpuSeconds is proc.CPUSeconds, -1 when the process cannot be read.
+func cpuSeconds(pid int) float64 {
+	c, err := proc.CPUSeconds(pid)
+	if err != nil {
+		return -1
+	}
+	return c
 }

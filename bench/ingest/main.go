@@ -45,6 +45,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/drover-ml/drover/bench/internal/proc"
 	"github.com/drover-ml/drover/shared/chembed"
 )
 
@@ -98,7 +99,7 @@ func (r result) perPoint(cpu float64) float64 { return cpu / float64(r.sent) * 1
 func (r result) total() float64               { return r.perPoint(r.collCPU + r.chCPU) }
 
 func run(ctx context.Context, o options) error {
-	root, err := repoRoot()
+	root, err := proc.RepoRoot()
 	if err != nil {
 		return err
 	}
@@ -120,11 +121,11 @@ func run(ctx context.Context, o options) error {
 			bins[s] = path // a build of another revision, to compare two
 		case s == "drover":
 			bins[s] = filepath.Join(tmp, "drover-collector")
-			err = goBuild(root, "github.com/drover-ml/drover/collector/cmd/drover-collector", bins[s])
+			err = proc.GoBuild(root, "github.com/drover-ml/drover/collector/cmd/drover-collector", bins[s])
 		case s == "otel":
 			bins[s] = filepath.Join(tmp, "otelcol-bench")
 			fmt.Println("building the OTel Collector (bench/ingest/otelcol; the first build takes minutes)...")
-			err = goBuild(filepath.Join(root, "bench", "ingest", "otelcol"), ".", bins[s])
+			err = proc.GoBuild(filepath.Join(root, "bench", "ingest", "otelcol"), ".", bins[s])
 		default:
 			err = fmt.Errorf("-systems: unknown system %q (want drover, otel)", s)
 		}
@@ -134,7 +135,7 @@ func run(ctx context.Context, o options) error {
 	}
 	if o.outage > 0 && bins["drover"] == "" {
 		bins["drover"] = filepath.Join(tmp, "drover-collector")
-		if err := goBuild(root, "github.com/drover-ml/drover/collector/cmd/drover-collector", bins["drover"]); err != nil {
+		if err := proc.GoBuild(root, "github.com/drover-ml/drover/collector/cmd/drover-collector", bins["drover"]); err != nil {
 			return err
 		}
 	}
@@ -219,7 +220,7 @@ func measure(ctx context.Context, system string, i int, bin, dir string, eng *ch
 
 	fmt.Printf("\n== %s: sending %d points...\n", c.Name, rounds*w.PointsPerRound)
 	cpuC0 := c.CPU()
-	cpuCH0, _ := cpuSeconds(eng.PID())
+	cpuCH0, _ := proc.CPUSeconds(eng.PID())
 	t0 := time.Now()
 	if err := s.Burst(ctx, 0, rounds, senders); err != nil {
 		return result{}, err
@@ -229,7 +230,7 @@ func measure(ctx context.Context, system string, i int, bin, dir string, eng *ch
 	_, werr := waitRows(eng.HTTPAddr(), c.Tables, r.sent, 5*time.Minute)
 	r.flushWall = time.Since(t0)
 	r.collCPU = c.CPU() - cpuC0
-	cpuCH1, _ := cpuSeconds(eng.PID())
+	cpuCH1, _ := proc.CPUSeconds(eng.PID())
 	r.chCPU = cpuCH1 - cpuCH0
 	r.peakRSS = c.PeakRSS()
 	if werr != nil {
@@ -282,10 +283,10 @@ func duplicates(httpAddr, system, db string) (int64, error) {
 // merges left by the previous system are not billed to the next one.
 func quiesce(pid int) {
 	deadline := time.Now().Add(30 * time.Second)
-	prev, _ := cpuSeconds(pid)
+	prev, _ := proc.CPUSeconds(pid)
 	for time.Now().Before(deadline) {
 		time.Sleep(time.Second)
-		cur, _ := cpuSeconds(pid)
+		cur, _ := proc.CPUSeconds(pid)
 		if cur-prev < 0.05 {
 			return
 		}
