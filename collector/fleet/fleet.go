@@ -14,6 +14,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/drover-ml/drover/collector/auth"
+	"github.com/drover-ml/drover/collector/forward"
 	"github.com/drover-ml/drover/collector/registry"
 	"github.com/drover-ml/drover/shared/manifest"
 )
@@ -351,8 +352,8 @@ func (f *Fleet) Change(ctx context.Context, model, change string, req Request) (
 				f.o.Logger.Info("fleet: change forwarded to the owner", "model", model, "change", change, "owner", admin, "revision", s.Revision)
 				return s, nil
 			}
-			var remote *remoteError
-			if errors.As(err, &remote) && remote.code != http.StatusServiceUnavailable && remote.code != http.StatusUnauthorized {
+			var remote *forward.Error
+			if errors.As(err, &remote) && remote.Code != http.StatusServiceUnavailable && remote.Code != http.StatusUnauthorized {
 				return State{}, fmt.Errorf("%s %s on %s: %w", change, model, admin, err)
 			}
 		}

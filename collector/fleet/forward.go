@@ -1,16 +1,13 @@
 package fleet
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 
-	"github.com/drover-ml/drover/collector/registry"
+	"github.com/drover-ml/drover/collector/forward"
 )
 
 // errNotOwner: a forwarded change reached a collector that does not own
@@ -27,52 +24,21 @@ type (
 	forwardedKey  struct{}
 )
 
-// remoteError is the owner's error answer to a forwarded change; it maps
-// back to the same status.
-type remoteError struct {
-	code int
-	msg  string
-}
-
-func (e *remoteError) Error() string { return e.msg }
-
 // maxStateBytes bounds a desired state's JSON (an answer or a request).
 const maxStateBytes = 64 << 10
 
 // send forwards a change to the owner at admin: the same route, the
-// caller's Authorization, registry.HeaderForwardedBy set.
+// caller's Authorization, forward.HeaderForwardedBy set.
 func (f *Fleet) send(ctx context.Context, admin, model, change string, req Request) (State, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return State{}, err
 	}
+	cred, _ := ctx.Value(credentialKey{}).(string)
 	u := f.o.Scheme + "://" + admin + "/v1/models/" + url.PathEscape(model) + "/" + change
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	b, err := forward.Post(ctx, f.o.Client, u, f.o.Node, cred, body, maxStateBytes)
 	if err != nil {
 		return State{}, err
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	hr.Header.Set(registry.HeaderForwardedBy, f.o.Node)
-	if cred, _ := ctx.Value(credentialKey{}).(string); cred != "" {
-		hr.Header.Set("Authorization", cred)
-	}
-	resp, err := f.o.Client.Do(hr)
-	if err != nil {
-		return State{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxStateBytes))
-	if err != nil {
-		return State{}, fmt.Errorf("read the owner's answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(b, &e) != nil || e.Error == "" {
-			e.Error = resp.Status
-		}
-		return State{}, &remoteError{code: resp.StatusCode, msg: e.Error}
 	}
 	var s State
 	if err := json.Unmarshal(b, &s); err != nil || s.Revision == 0 {

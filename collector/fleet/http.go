@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/drover-ml/drover/collector/forward"
 	"github.com/drover-ml/drover/collector/registry"
 )
 
@@ -177,10 +178,10 @@ var errTooLarge = errors.New("too large")
 
 // status maps an error to an HTTP status.
 func status(err error) int {
-	var remote *remoteError
+	var remote *forward.Error
 	switch {
 	case errors.As(err, &remote):
-		return remote.code
+		return remote.Code
 	case errors.Is(err, errTooLarge):
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, ErrInvalid):

@@ -1,16 +1,16 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/drover-ml/drover/collector/forward"
 )
 
 // PatternCommit commits staged blobs as a version: the second step of the
@@ -22,8 +22,9 @@ import (
 // collector passes the caller's bearer token on.
 const PatternCommit = "POST /v1/models/{model}/commit"
 
-// HeaderForwardedBy names the collector that forwarded a commit.
-const HeaderForwardedBy = "Drover-Forwarded-By"
+// HeaderForwardedBy names the collector that forwarded a commit
+// (forward.HeaderForwardedBy).
+const HeaderForwardedBy = forward.HeaderForwardedBy
 
 // errNotOwner: a forwarded commit reached a collector that does not own
 // the model (the ring changed under the forwarder). It answers 503 and the
@@ -140,8 +141,8 @@ func (f *Forwarder) Commit(ctx context.Context, c Commit) (Version, bool, error)
 			// 503: the owner is not ready, leaving, or not the owner in its
 			// own view. 401: the token, accepted here, has not reached the
 			// owner's token cache yet (auth.refresh_interval). Both pass.
-			var final *remoteError
-			if errors.As(err, &final) && final.code != http.StatusServiceUnavailable && final.code != http.StatusUnauthorized {
+			var final *forward.Error
+			if errors.As(err, &final) && final.Code != http.StatusServiceUnavailable && final.Code != http.StatusUnauthorized {
 				return Version{}, false, fmt.Errorf("commit %s on %s: %w", c.Model, admin, err)
 			}
 		}
@@ -157,44 +158,12 @@ func (f *Forwarder) Commit(ctx context.Context, c Commit) (Version, bool, error)
 	}
 }
 
-// remoteError is an error answer of the owner: its status and message. It
-// maps back to the same status (status), so the client sees what the owner
-// said.
-type remoteError struct {
-	code int
-	msg  string
-}
-
-func (e *remoteError) Error() string { return e.msg }
-
 func (f *Forwarder) send(ctx context.Context, admin, model string, body []byte) (Version, bool, error) {
+	cred, _ := ctx.Value(credentialKey{}).(string)
 	u := f.o.Scheme + "://" + admin + "/v1/models/" + url.PathEscape(model) + "/commit"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	b, err := forward.Post(ctx, f.o.Client, u, f.o.Node, cred, body, maxMetaBytes)
 	if err != nil {
 		return Version{}, false, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(HeaderForwardedBy, f.o.Node)
-	if cred, _ := ctx.Value(credentialKey{}).(string); cred != "" {
-		req.Header.Set("Authorization", cred)
-	}
-	resp, err := f.o.Client.Do(req)
-	if err != nil {
-		return Version{}, false, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxMetaBytes))
-	if err != nil {
-		return Version{}, false, fmt.Errorf("read the owner's answer: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(b, &e) != nil || e.Error == "" {
-			e.Error = resp.Status
-		}
-		return Version{}, false, &remoteError{code: resp.StatusCode, msg: e.Error}
 	}
 	var res PublishResult
 	if err := json.Unmarshal(b, &res); err != nil || res.Version == 0 {

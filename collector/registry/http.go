@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drover-ml/drover/collector/forward"
 	"github.com/drover-ml/drover/shared/manifest"
 )
 
@@ -212,10 +213,10 @@ func badRequest(format string, args ...any) error {
 // or the object store down) 503.
 func status(err error) int {
 	var mbe *http.MaxBytesError
-	var remote *remoteError
+	var remote *forward.Error
 	switch {
 	case errors.As(err, &remote): // the ring owner's answer to a forwarded commit
-		return remote.code
+		return remote.Code
 	case errors.As(err, &mbe), errors.Is(err, errTooLarge):
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, ErrInUse):
