@@ -276,3 +276,15 @@ func parseStored(text string) (any, error) {
 	}
 	return feedback.ParseLabel(json.RawMessage(text))
 }
+
+// Metrics is the labels' verdict for one version, as the canary analysis
+// reads it (analysis.LabelMetrics): the labels joined to the version's
+// samples taken in [from, to), and their accuracy and F1 or MSE and MAE.
+func (s *Store) Metrics(ctx context.Context, model, version string, from, to time.Time) (uint64, map[string]float64, error) {
+	js, err := s.Join(ctx, model, version, from, to)
+	if err != nil {
+		return 0, nil, err
+	}
+	m := Evaluate(js)[version]
+	return uint64(m.N), m.Values, nil
+}

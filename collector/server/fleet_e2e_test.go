@@ -22,6 +22,7 @@ import (
 	"github.com/drover-ml/drover/agent/telemetry"
 	"github.com/drover-ml/drover/collector/adminclient"
 	"github.com/drover-ml/drover/collector/auth"
+	"github.com/drover-ml/drover/collector/fleet"
 	"github.com/drover-ml/drover/collector/labels"
 	"github.com/drover-ml/drover/shared/manifest"
 	"github.com/drover-ml/drover/shared/testenv"
@@ -212,7 +213,7 @@ func TestFleetEndToEnd(t *testing.T) {
 			t.Errorf("offline join: %d labels, f1 %v; the view says %v", m.N, m.Values["f1"], *f1)
 		}
 		// The automatic canary analysis reads the same labels.
-		if n, vals, err := fleetLabelMetrics(labels.NewStore(db.Conn, db.Name))(ctx, e2eModel, "1", labelsFrom, time.Now().Add(time.Minute)); err != nil ||
+		if n, vals, err := labels.NewStore(db.Conn, db.Name).Metrics(ctx, e2eModel, "1", labelsFrom, time.Now().Add(time.Minute)); err != nil ||
 			n != 4 || math.Abs(vals["f1"]-wantF1) > 1e-9 || vals["accuracy"] != 0.75 {
 			t.Errorf("canary analysis' label metrics of v1: %d labels, %v (%v); want 4, f1 %v, accuracy 0.75", n, vals, err, wantF1)
 		}
@@ -384,10 +385,10 @@ func TestFleetEndToEnd(t *testing.T) {
 			t.Logf("%s canary: %s", what, d.Reason)
 			return d
 		}
-		if d := auto("better", 2); d.Change != "analysis" || d.Serving != 2 || d.ChangedBy != analysisToken || !strings.Contains(d.Reason, "f1 1 (canary") {
+		if d := auto("better", 2); d.Change != "analysis" || d.Serving != 2 || d.ChangedBy != fleet.AnalysisToken || !strings.Contains(d.Reason, "f1 1 (canary") {
 			t.Fatalf("a better canary: desired %+v, want v2 promoted by the analysis, with F1 compared", d)
 		}
-		if d := auto("worse", 1); d.Change != "analysis" || d.Serving != 2 || d.ChangedBy != analysisToken || !strings.Contains(d.Reason, "regressed") {
+		if d := auto("worse", 1); d.Change != "analysis" || d.Serving != 2 || d.ChangedBy != fleet.AnalysisToken || !strings.Contains(d.Reason, "regressed") {
 			t.Fatalf("a worse canary: desired %+v, want v1 aborted by the analysis (v2 serving)", d)
 		}
 		// Back to v1 for the restart below (v2 stays as the previous

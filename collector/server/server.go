@@ -554,8 +554,8 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	// (collector/labels), which count the labels every agent forwarded, as
 	// the read views and drift count them.
 	judge := analysis.NewAnalyzer(backend.Conn, cfg.ClickHouse.Database)
-	judge.Labels = fleetLabelMetrics(labels.NewStore(backend.Conn, cfg.ClickHouse.Database))
-	canaryRunner := &analysis.Runner{Fleet: canaries{f: fl, log: log.With("component", "canary-analysis")},
+	judge.Labels = labels.NewStore(backend.Conn, cfg.ClickHouse.Database).Metrics
+	canaryRunner := &analysis.Runner{Fleet: fl.Canaries(log.With("component", "canary-analysis")),
 		Judge: judge, Interval: h.canaryInterval, Logger: log.With("component", "canary-analysis")}
 	g.Add("canary-analysis", afterSchema(canaryRunner.Run))
 	// Garbage collection of the registry's blobs, on the node that owns

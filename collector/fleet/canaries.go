@@ -1,27 +1,29 @@
-package server
+package fleet
 
 import (
 	"context"
 	"errors"
 	"log/slog"
-	"time"
 
 	"github.com/drover-ml/drover/collector/auth"
-	"github.com/drover-ml/drover/collector/fleet"
 	"github.com/drover-ml/drover/collector/fleet/analysis"
-	"github.com/drover-ml/drover/collector/labels"
 )
 
-// analysisToken is the author (changed_by) of the desired-state changes
+// AnalysisToken is the author (changed_by) of the desired-state changes
 // the automatic canary analysis makes.
-const analysisToken = "canary-analysis"
+const AnalysisToken = "canary-analysis"
 
 // canaries is fleet control as the canary analysis sees it
 // (analysis.Fleet): the automatic canaries of the models this collector
 // owns, and their promotion or abort as a change "analysis" at the
 // revision that was judged.
+//
+// Canaries returns it for the analysis runner; log gets a line when a
+// canary's analysis settings do not parse (the defaults then apply).
+func (f *Fleet) Canaries(log *slog.Logger) analysis.Fleet { return canaries{f: f, log: log} }
+
 type canaries struct {
-	f   *fleet.Fleet
+	f   *Fleet
 	log *slog.Logger
 }
 
@@ -55,26 +57,12 @@ func (c canaries) decide(ctx context.Context, can analysis.Canary, v analysis.Ve
 	if len(reason) > 1000 {
 		reason = reason[:1000]
 	}
-	ctx = auth.WithPrincipal(ctx, auth.Principal{Name: analysisToken, Role: auth.Admin})
-	_, err := c.f.Change(ctx, can.Model, fleet.ChangeAnalysis, fleet.Request{Promote: promote, Reason: reason, Revision: can.Revision})
-	if errors.Is(err, fleet.ErrStale) {
+	ctx = auth.WithPrincipal(ctx, auth.Principal{Name: AnalysisToken, Role: auth.Admin})
+	_, err := c.f.Change(ctx, can.Model, ChangeAnalysis, Request{Promote: promote, Reason: reason, Revision: can.Revision})
+	if errors.Is(err, ErrStale) {
 		return analysis.ErrStale
 	}
 	return err
 }
 
 var _ analysis.Fleet = canaries{}
-
-// fleetLabelMetrics is the analysis' LabelMetrics from the labels table
-// joined with the samples: the labels joined to the version's samples
-// taken in [from, to), and their accuracy and F1 or MSE and MAE.
-func fleetLabelMetrics(st *labels.Store) analysis.LabelMetrics {
-	return func(ctx context.Context, model, version string, from, to time.Time) (uint64, map[string]float64, error) {
-		js, err := st.Join(ctx, model, version, from, to)
-		if err != nil {
-			return 0, nil, err
-		}
-		m := labels.Evaluate(js)[version]
-		return uint64(m.N), m.Values, nil
-	}
-}
