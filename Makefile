@@ -46,7 +46,7 @@ bench: deps
 	$(GO) run ./bench/monitoring
 	$(GO) run ./bench/ingest
 	$(GO) run ./bench/fleet
-	$(GO) test -run '^$$' -bench . ./agent/oip/ ./collector/ring/
+	$(GO) test -run '^$$' -bench . ./shared/oip/ ./collector/ring/
 
 ## lint: go vet and staticcheck
 lint:

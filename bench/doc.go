@@ -12,6 +12,6 @@
 //     stored), and an outage drill.
 //
 // Package benchmarks (go test -bench) live beside their code, e.g.
-// agent/oip, agent/telemetry, collector/store, collector/spool,
+// shared/oip, agent/telemetry, collector/store, collector/spool,
 // collector/drift and collector/ring.
 package bench

@@ -38,7 +38,7 @@ import (
 	"github.com/drover-ml/drover/agent/evaluate"
 	"github.com/drover-ml/drover/agent/fleet"
 	"github.com/drover-ml/drover/agent/monitor"
-	"github.com/drover-ml/drover/agent/runtime"
+	"github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/agent/serve"
 	"github.com/drover-ml/drover/agent/telemetry"
 	"github.com/drover-ml/drover/agent/versions"

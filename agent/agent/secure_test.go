@@ -20,7 +20,7 @@ import (
 
 	"github.com/drover-ml/drover/agent/agent"
 	"github.com/drover-ml/drover/agent/agent/agenttest"
-	pb "github.com/drover-ml/drover/agent/oip/inferencepb"
+	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
 	"github.com/drover-ml/drover/agent/serve"
 	"github.com/drover-ml/drover/shared/testenv"
 	"github.com/drover-ml/drover/shared/tlsconfig"

@@ -20,7 +20,7 @@ import (
 
 	"github.com/drover-ml/drover/agent/monitor"
 	"github.com/drover-ml/drover/agent/route"
-	"github.com/drover-ml/drover/agent/runtime"
+	"github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/agent/serve"
 	"github.com/drover-ml/drover/agent/telemetry"
 	"github.com/drover-ml/drover/agent/watch"

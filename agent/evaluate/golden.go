@@ -16,8 +16,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/drover-ml/drover/agent/oip"
-	"github.com/drover-ml/drover/agent/runtime"
+	"github.com/drover-ml/drover/shared/oip"
+	"github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/shared/manifest"
 )
 

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/drover-ml/drover/agent/oip"
-	"github.com/drover-ml/drover/agent/runtime"
+	"github.com/drover-ml/drover/shared/oip"
+	"github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/shared/manifest"
 )
 

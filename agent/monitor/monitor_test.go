@@ -25,7 +25,7 @@ import (
 	"github.com/drover-ml/drover/agent/agent/agenttest"
 	"github.com/drover-ml/drover/agent/evaluate"
 	"github.com/drover-ml/drover/agent/monitor"
-	"github.com/drover-ml/drover/agent/oip"
+	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/shared/manifest"
 	"github.com/drover-ml/drover/shared/semconv"
 	"github.com/drover-ml/drover/shared/testenv"

@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/drover-ml/drover/agent/oip"
+	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/agent/telemetry"
 	"github.com/drover-ml/drover/agent/versions"
 )

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	agentruntime "github.com/drover-ml/drover/agent/runtime"
+	agentruntime "github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/agent/versions"
 )
 

@@ -9,8 +9,8 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
-	"github.com/drover-ml/drover/agent/oip"
-	pb "github.com/drover-ml/drover/agent/oip/inferencepb"
+	"github.com/drover-ml/drover/shared/oip"
+	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
 )
 
 // grpcService implements inference.GRPCInferenceService.

@@ -21,8 +21,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	pb "github.com/drover-ml/drover/agent/oip/inferencepb"
-	"github.com/drover-ml/drover/agent/runtime"
+	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
+	"github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/agent/versions"
 	"github.com/drover-ml/drover/shared/testenv"
 	"github.com/drover-ml/drover/shared/tokens"

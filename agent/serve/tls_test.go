@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
-	pb "github.com/drover-ml/drover/agent/oip/inferencepb"
+	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
 	"github.com/drover-ml/drover/shared/tlsconfig"
 	"github.com/drover-ml/drover/shared/tlsconfig/tlstest"
 )

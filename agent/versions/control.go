@@ -8,7 +8,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/drover-ml/drover/agent/oip"
+	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/agent/route"
 	"github.com/drover-ml/drover/agent/watch"
 )

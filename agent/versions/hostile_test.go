@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/drover-ml/drover/agent/oip"
+	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/agent/route"
 	"github.com/drover-ml/drover/shared/manifest"
 	"github.com/drover-ml/drover/shared/onnx"

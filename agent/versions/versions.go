@@ -29,9 +29,9 @@ import (
 	"github.com/cenkalti/backoff/v5"
 
 	"github.com/drover-ml/drover/agent/evaluate"
-	"github.com/drover-ml/drover/agent/oip"
+	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/agent/route"
-	"github.com/drover-ml/drover/agent/runtime"
+	"github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/agent/watch"
 	"github.com/drover-ml/drover/shared/manifest"
 )

@@ -17,9 +17,9 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/drover-ml/drover/agent/oip"
+	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/agent/route"
-	"github.com/drover-ml/drover/agent/runtime"
+	"github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/agent/watch"
 	"github.com/drover-ml/drover/shared/manifest"
 	"github.com/drover-ml/drover/shared/testenv"

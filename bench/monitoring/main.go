@@ -27,8 +27,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/drover-ml/drover/agent/evaluate"
-	"github.com/drover-ml/drover/agent/oip"
-	pb "github.com/drover-ml/drover/agent/oip/inferencepb"
+	"github.com/drover-ml/drover/shared/oip"
+	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
 	"github.com/drover-ml/drover/bench/internal/agentproc"
 	"github.com/drover-ml/drover/bench/internal/stats"
 	"github.com/drover-ml/drover/shared/testmodels"

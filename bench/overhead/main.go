@@ -25,9 +25,9 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 	"google.golang.org/grpc"
 
-	"github.com/drover-ml/drover/agent/oip"
-	pb "github.com/drover-ml/drover/agent/oip/inferencepb"
-	"github.com/drover-ml/drover/agent/runtime"
+	"github.com/drover-ml/drover/shared/oip"
+	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
+	"github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/bench/internal/agentproc"
 	"github.com/drover-ml/drover/bench/internal/stats"
 	"github.com/drover-ml/drover/shared/testmodels"

@@ -8,7 +8,7 @@ import (
 
 	"github.com/drover-ml/drover/agent/agent"
 	"github.com/drover-ml/drover/agent/agent/agenttest"
-	pb "github.com/drover-ml/drover/agent/oip/inferencepb"
+	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
 	"github.com/drover-ml/drover/shared/testmodels"
 )
 

@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	pb "github.com/drover-ml/drover/agent/oip/inferencepb"
+	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
 )
 
 // Agent is a running drover-agent.

@@ -1,5 +1,5 @@
 // Package oip is the data model of the Open Inference Protocol v2 (the
-// KServe/Triton protocol) as the agent uses it: tensors, infer requests and
+// KServe/Triton protocol) as Drover uses it: tensors, infer requests and
 // responses, independent of the wire (REST JSON, Triton's binary tensor
 // extension, gRPC). The codecs for each wire live beside these types.
 package oip

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/drover-ml/drover/agent/oip"
+	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/shared/testenv"
 )
 

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/drover-ml/drover/agent/oip/inferencepb"
+	"github.com/drover-ml/drover/shared/oip/inferencepb"
 )
 
 // The gRPC codec: conversion between the OIP v2 gRPC messages of package

@@ -20,7 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	pb "github.com/drover-ml/drover/agent/oip/inferencepb"
+	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
 )
 
 // sample is one tensor of each datatype, with the typed wire contents that

@@ -1,6 +1,9 @@
 // Package runtime runs models. Today its one backend is ONNX Runtime through
 // onnxruntime_go; the library is loaded once per process from the path that
-// deps.ONNXRuntimeLibrary resolves (or the one given to Init).
+// deps.ONNXRuntimeLibrary resolves (or the one given to Init). The agent
+// serves with it; the collector's optimizer scores candidates and checks its
+// exports with it (agent and collector may not import each other, so it lives
+// in shared/).
 package runtime
 
 import (
