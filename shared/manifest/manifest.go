@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -60,7 +61,81 @@ type Manifest struct {
 	Features []Feature `yaml:"features,omitempty"`
 	// Gate says how much worse than the serving version this one may be.
 	Gate *Gate `yaml:"gate,omitempty"`
+	// Optimize is the search space of the collector's built-in optimizer
+	// (docs/optimize.md); absent, the optimizer detects the model's family
+	// from its ONNX graph and searches that family's default grid.
+	Optimize *Optimize `yaml:"optimize,omitempty"`
 }
+
+// Optimize is the search space and judging of the built-in optimizer.
+// Zero values take the optimizer's defaults.
+type Optimize struct {
+	// Families are searched in order; each needs a name from
+	// OptimizeFamilies and may give a grid (param: [values]); without a
+	// grid the family's default grid is searched.
+	Families []OptimizeFamily `yaml:"families,omitempty"`
+	// Folds of the cross-validation (stratified for classification);
+	// default 5, between 2 and 20.
+	Folds int `yaml:"folds,omitempty"`
+	// Metric is the score the search maximises (or, for a loss,
+	// minimises), one of OptimizeMetrics; default accuracy for
+	// classification, r2 for regression.
+	Metric string `yaml:"metric,omitempty"`
+	// Holdout is the share of the most recent rows held out to judge the
+	// candidate against the serving version, in (0, 0.5]; default the
+	// collector's jobs.builtin.holdout.
+	Holdout float64 `yaml:"holdout,omitempty"`
+	// TimeBudget bounds the search; a grid whose estimated time exceeds it
+	// is refused before it starts. Default the collector's
+	// jobs.builtin.time_budget.
+	TimeBudget Duration `yaml:"time_budget,omitempty"`
+	// IncludeTrainingData adds the version's training CSV (TrainingFile,
+	// label column Label) to the labelled samples.
+	IncludeTrainingData bool `yaml:"include_training_data,omitempty"`
+	// Label is the label column of the training CSV; default "label".
+	Label string `yaml:"label,omitempty"`
+}
+
+// OptimizeFamily is one model family of the search space.
+type OptimizeFamily struct {
+	Name string               `yaml:"name"`
+	Grid map[string][]float64 `yaml:"grid,omitempty"`
+}
+
+// TrainingFile is the training CSV a version may carry for the optimizer
+// (optimize.include_training_data): a header row, the label column
+// (optimize.label) and the model input's features in its order.
+const TrainingFile = "training.csv"
+
+// OptimizeFamilies are the families the built-in optimizer trains.
+var OptimizeFamilies = []string{"logistic_regression", "linear_regression", "ridge", "decision_tree", "random_forest", "gradient_boosting"}
+
+// OptimizeMetrics are the optimizer's metrics, and whether higher is
+// better.
+var OptimizeMetrics = map[string]bool{
+	"accuracy": true, "f1_macro": true, "auc": true, "r2": true,
+	"log_loss": false, "mse": false, "mae": false,
+}
+
+// Duration is a time.Duration written as in Go ("90s", "10m") in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q: want a duration such as 90s or 10m", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a Go duration string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
 
 // File is one file of the version with its checksum.
 type File struct {
@@ -381,7 +456,55 @@ func (m *Manifest) Validate() error {
 			}
 		}
 	}
+	if o := m.Optimize; o != nil {
+		validateOptimize(&e, o)
+	}
 	return errors.Join(e...)
+}
+
+func validateOptimize(e *errs, o *Optimize) {
+	seen := map[string]bool{}
+	for i, f := range o.Families {
+		p := fmt.Sprintf("optimize.families[%d]", i)
+		switch {
+		case !slices.Contains(OptimizeFamilies, f.Name):
+			e.add(p+".name", "%q: want one of %s", f.Name, strings.Join(OptimizeFamilies, ", "))
+		case seen[f.Name]:
+			e.add(p+".name", "%q is listed twice", f.Name)
+		}
+		seen[f.Name] = true
+		for _, k := range sortedKeys(f.Grid) {
+			vs := f.Grid[k]
+			if k == "" {
+				e.add(p+".grid", "empty parameter name")
+			}
+			if len(vs) == 0 {
+				e.add(p+".grid."+k, "needs at least one value")
+			}
+			for j, v := range vs {
+				if math.IsNaN(v) || math.IsInf(v, 0) {
+					e.add(fmt.Sprintf("%s.grid.%s[%d]", p, k, j), "must be a finite number")
+				}
+			}
+		}
+	}
+	if o.Folds != 0 && (o.Folds < 2 || o.Folds > 20) {
+		e.add("optimize.folds", "must be between 2 and 20, got %d", o.Folds)
+	}
+	if o.Metric != "" {
+		if _, ok := OptimizeMetrics[o.Metric]; !ok {
+			e.add("optimize.metric", "%q: want one of %s", o.Metric, strings.Join(sortedKeys(OptimizeMetrics), ", "))
+		}
+	}
+	if o.Holdout != 0 && !(o.Holdout > 0 && o.Holdout <= 0.5) {
+		e.add("optimize.holdout", "must be in (0, 0.5], got %v", o.Holdout)
+	}
+	if o.TimeBudget < 0 {
+		e.add("optimize.time_budget", "must not be negative, got %s", time.Duration(o.TimeBudget))
+	}
+	if o.Label != "" && strings.ContainsAny(o.Label, ",\"\r\n") {
+		e.add("optimize.label", "%q: a CSV column name without comma, quote or line break", o.Label)
+	}
 }
 
 func validateTensors(e *errs, field string, ts []Tensor) {
