@@ -513,8 +513,8 @@ func (r *Registry) readBlob(ctx context.Context, digest string, limit int64) ([]
 }
 
 // publisherManifest reads the publisher's drover.yaml and keeps what the
-// publisher knows: signature, golden set, warm-up, features, gate and
-// training. Its model, version, files and lineage are the registry's and
+// publisher knows: signature, golden set, warm-up, features, gate,
+// training and the optimizer's search space. Its model, version, files and lineage are the registry's and
 // are ignored. Unknown fields are errors, as in manifest.Parse.
 func (r *Registry) publisherManifest(ctx context.Context, f FileInfo) (*manifest.Manifest, error) {
 	data, err := r.readBlob(ctx, f.SHA256, manifest.MaxSize)
@@ -529,7 +529,7 @@ func (r *Registry) publisherManifest(ctx context.Context, f FileInfo) (*manifest
 	}
 	return &manifest.Manifest{
 		Signature: in.Signature, GoldenSet: in.GoldenSet, Warmup: in.Warmup,
-		Features: in.Features, Gate: in.Gate, Training: in.Training,
+		Features: in.Features, Gate: in.Gate, Training: in.Training, Optimize: in.Optimize,
 	}, nil
 }
 
