@@ -331,42 +331,18 @@ func (f *Fleet) Change(ctx context.Context, model, change string, req Request) (
 	if !manifest.ValidName(model) {
 		return State{}, fmt.Errorf("%w: model name %q", ErrInvalid, model)
 	}
-	deadline := f.o.Now().Add(f.o.ForwardWait)
-	for attempt := 1; ; attempt++ {
-		self, admin, ok := true, "", false
-		if f.o.Owner != nil {
-			self, admin, ok = f.o.Owner(model)
-		}
-		if self {
-			return f.commit(ctx, model, change, req)
-		}
-		if by, _ := ctx.Value(forwardedKey{}).(string); by != "" {
-			return State{}, fmt.Errorf("%w %s (forwarded by %q)", errNotOwner, model, by)
-		}
-		err := fmt.Errorf("no owner of %s is known yet", model)
-		if ok {
-			var s State
-			s, err = f.send(ctx, admin, model, change, req)
-			if err == nil {
-				f.publish(s)
-				f.o.Logger.Info("fleet: change forwarded to the owner", "model", model, "change", change, "owner", admin, "revision", s.Revision)
-				return s, nil
+	return forward.ToOwner(ctx, forward.Retry{Owner: f.o.Owner, Wait: f.o.ForwardWait, Pause: f.o.ForwardRetry, Now: f.o.Now, Logger: f.o.Logger},
+		change, model,
+		func() (State, error) { return f.commit(ctx, model, change, req) },
+		func(admin string) (State, error) {
+			s, err := f.send(ctx, admin, model, change, req)
+			if err != nil {
+				return State{}, err
 			}
-			var remote *forward.Error
-			if errors.As(err, &remote) && remote.Code != http.StatusServiceUnavailable && remote.Code != http.StatusUnauthorized {
-				return State{}, fmt.Errorf("%s %s on %s: %w", change, model, admin, err)
-			}
-		}
-		if ctx.Err() != nil || f.o.Now().Add(f.o.ForwardRetry).After(deadline) {
-			return State{}, fmt.Errorf("%s %s: no owner answered in %s (%d attempts): %w", change, model, f.o.ForwardWait, attempt, err)
-		}
-		f.o.Logger.Warn("fleet: change not forwarded; retrying", "model", model, "owner", admin, "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return State{}, fmt.Errorf("%s %s: %w", change, model, ctx.Err())
-		case <-time.After(f.o.ForwardRetry):
-		}
-	}
+			f.publish(s)
+			f.o.Logger.Info("fleet: change forwarded to the owner", "model", model, "change", change, "owner", admin, "revision", s.Revision)
+			return s, nil
+		})
 }
 
 func (f *Fleet) modelLock(model string) *sync.Mutex {

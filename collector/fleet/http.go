@@ -1,7 +1,6 @@
 package fleet
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/drover-ml/drover/collector/forward"
-	"github.com/drover-ml/drover/collector/registry"
 )
 
 // The admin API's fleet routes (docs/fleet.md); collector/admin/routes.go
@@ -95,10 +93,7 @@ func (f *Fleet) Routes() map[string]http.Handler {
 				f.answer(w, r, nil, err)
 				return
 			}
-			ctx := context.WithValue(r.Context(), credentialKey{}, r.Header.Get("Authorization"))
-			if by := r.Header.Get(registry.HeaderForwardedBy); by != "" {
-				ctx = context.WithValue(ctx, forwardedKey{}, by)
-			}
+			ctx := forward.WithCaller(r.Context(), r.Header.Get("Authorization"), r.Header.Get(forward.HeaderForwardedBy))
 			s, err := f.Change(ctx, r.PathValue("model"), change, req)
 			f.answer(w, r, s, err)
 		})

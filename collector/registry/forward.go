@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -26,16 +25,8 @@ const PatternCommit = "POST /v1/models/{model}/commit"
 // (forward.HeaderForwardedBy).
 const HeaderForwardedBy = forward.HeaderForwardedBy
 
-// errNotOwner: a forwarded commit reached a collector that does not own
-// the model (the ring changed under the forwarder). It answers 503 and the
-// forwarder asks the ring again.
-var errNotOwner = errors.New("not the owner of the model")
-
-// OwnerFunc says who owns model: this collector (self), or another one
-// reached at admin (host:port of its admin API). ok is false when no owner
-// is known (the ring is not running, or the owner advertises no admin
-// address).
-type OwnerFunc func(model string) (self bool, admin string, ok bool)
+// OwnerFunc says who owns a model (forward.OwnerFunc).
+type OwnerFunc = forward.OwnerFunc
 
 // ForwardOptions configure a Forwarder.
 type ForwardOptions struct {
@@ -98,17 +89,8 @@ func NewForwarder(reg *Registry, o ForwardOptions) *Forwarder {
 	return &Forwarder{reg: reg, o: o}
 }
 
-// credentialKey carries the Authorization header of the request a commit
-// continues, for the forwarded request.
-type credentialKey struct{}
-
-// forwardedKey marks a commit another collector forwarded (its value is
-// that collector's name): it is committed here or refused, never
-// forwarded again.
-type forwardedKey struct{}
-
 func withCredential(ctx context.Context, authorization string) context.Context {
-	return context.WithValue(ctx, credentialKey{}, authorization)
+	return forward.WithCaller(ctx, authorization, "")
 }
 
 // Commit commits c on the model's owner: here when this collector owns it,
@@ -120,46 +102,27 @@ func (f *Forwarder) Commit(ctx context.Context, c Commit) (Version, bool, error)
 	if err != nil {
 		return Version{}, false, fmt.Errorf("commit %s: %w", c.Model, err)
 	}
-	deadline := time.Now().Add(f.o.Wait)
-	for attempt := 1; ; attempt++ {
-		self, admin, ok := f.o.Owner(c.Model)
-		if self {
-			return f.reg.Commit(ctx, c)
-		}
-		if by, _ := ctx.Value(forwardedKey{}).(string); by != "" {
-			return Version{}, false, fmt.Errorf("%w %s (forwarded by %q)", errNotOwner, c.Model, by)
-		}
-		var v Version
-		var created bool
-		err := fmt.Errorf("no owner of %s is known yet", c.Model)
-		if ok {
-			v, created, err = f.send(ctx, admin, c.Model, body)
+	type result struct {
+		v       Version
+		created bool
+	}
+	r, err := forward.ToOwner(ctx, forward.Retry{Owner: f.o.Owner, Wait: f.o.Wait, Pause: f.o.Retry, Logger: f.o.Logger}, "commit", c.Model,
+		func() (result, error) {
+			v, created, err := f.reg.Commit(ctx, c)
+			return result{v, created}, err
+		},
+		func(admin string) (result, error) {
+			v, created, err := f.send(ctx, admin, c.Model, body)
 			if err == nil {
 				f.o.Logger.Info("registry: commit forwarded to the owner", "model", c.Model, "owner", admin, "version", v.Version, "created", created)
-				return v, created, nil
 			}
-			// 503: the owner is not ready, leaving, or not the owner in its
-			// own view. 401: the token, accepted here, has not reached the
-			// owner's token cache yet (auth.refresh_interval). Both pass.
-			var final *forward.Error
-			if errors.As(err, &final) && final.Code != http.StatusServiceUnavailable && final.Code != http.StatusUnauthorized {
-				return Version{}, false, fmt.Errorf("commit %s on %s: %w", c.Model, admin, err)
-			}
-		}
-		if ctx.Err() != nil || time.Now().Add(f.o.Retry).After(deadline) {
-			return Version{}, false, fmt.Errorf("commit %s: no owner answered in %s (%d attempts): %w", c.Model, f.o.Wait, attempt, err)
-		}
-		f.o.Logger.Warn("registry: commit not forwarded; retrying", "model", c.Model, "owner", admin, "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return Version{}, false, fmt.Errorf("commit %s: %w", c.Model, ctx.Err())
-		case <-time.After(f.o.Retry):
-		}
-	}
+			return result{v, created}, err
+		})
+	return r.v, r.created, err
 }
 
 func (f *Forwarder) send(ctx context.Context, admin, model string, body []byte) (Version, bool, error) {
-	cred, _ := ctx.Value(credentialKey{}).(string)
+	cred := forward.Credential(ctx)
 	u := f.o.Scheme + "://" + admin + "/v1/models/" + url.PathEscape(model) + "/commit"
 	b, err := forward.Post(ctx, f.o.Client, u, f.o.Node, cred, body, maxMetaBytes)
 	if err != nil {

@@ -409,10 +409,7 @@ func (h *handlers) commitRoute(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, badRequest("commit: source merge: use POST /v1/models/{model}/merge"))
 		return
 	}
-	ctx := withCredential(r.Context(), r.Header.Get("Authorization"))
-	if by != "" {
-		ctx = context.WithValue(ctx, forwardedKey{}, by)
-	}
+	ctx := forward.WithCaller(r.Context(), r.Header.Get("Authorization"), by)
 	v, created, err := h.commit(ctx, c)
 	if err != nil {
 		h.fail(w, r, err)
