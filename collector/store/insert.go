@@ -49,7 +49,7 @@ var tableColumns = map[string][]string{
 	TableDrift: {"time", "model", "model_version", "feature", "test", "value", "threshold", "drifted",
 		"window_start", "window_end", "reference", "node"},
 	TableJobs: {"id", "model", "model_version", "incident_start", "state", "attempt", "lease_owner", "lease_until",
-		"created", "updated", "started", "finished", "exit_code", "result_version", "error", "spec", "row_version"},
+		"created", "updated", "started", "finished", "exit_code", "result_version", "error", "spec", "report", "row_version"},
 	TableDeadLetters: {"time", "table_name", "code", "code_name", "reason", "batch", "row"},
 }
 
@@ -529,6 +529,7 @@ func appendJobs(a *appender, rows []*JobRow) {
 	col(a, rows, func(r *JobRow) uint64 { return r.ResultVersion })
 	strCol(a, rows, func(r *JobRow) string { return r.Error })
 	strCol(a, rows, func(r *JobRow) string { return r.Spec })
+	strCol(a, rows, func(r *JobRow) string { return r.Report })
 	col(a, rows, func(r *JobRow) uint64 { return r.RowVersion })
 }
 

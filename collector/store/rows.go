@@ -259,7 +259,9 @@ type JobRow struct {
 	ResultVersion uint64     `ch:"result_version"`
 	Error         string     `ch:"error"`
 	Spec          string     `ch:"spec"`
-	RowVersion    uint64     `ch:"row_version"`
+	// Report is the built-in optimizer's report (JSON); empty otherwise.
+	Report     string `ch:"report"`
+	RowVersion uint64 `ch:"row_version"`
 }
 
 // Batch is a set of rows for every table, inserted together by Store.Insert.

@@ -925,3 +925,11 @@ SETTINGS ttl_only_drop_parts = 1, replicated_deduplication_window = 10000, repli
 CREATE TABLE IF NOT EXISTS drover.labels ON CLUSTER 'drover_cluster' AS drover.labels_local
 ENGINE = Distributed('drover_cluster', 'drover', 'labels_local', cityHash64(model, request_id));
 
+-- 0015_job_report
+
+ALTER TABLE drover.jobs_local ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS report String CODEC(ZSTD(3)) AFTER spec;
+
+ALTER TABLE drover.jobs ON CLUSTER 'drover_cluster'
+    ADD COLUMN IF NOT EXISTS report String AFTER spec;
+
