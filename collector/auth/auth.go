@@ -68,15 +68,24 @@ type Options struct {
 	Node string
 	// Logger; default slog.Default().
 	Logger *slog.Logger
-	// Now is the clock of created/revoked times, audit times and the
-	// denial rate limit; default time.Now.
+	// Now is the clock of created/revoked times, audit times, the
+	// denial rate limit and job-token expiry; default time.Now.
 	Now func() time.Time
+	// JobTokenKey, when set, makes job tokens (IssueJobToken) signed with
+	// it valid: role Publisher, for their model's publish routes only,
+	// until they expire. Every collector of a cluster derives the same one
+	// (JobTokenKey of the gossip key). Nil: job tokens are refused.
+	JobTokenKey []byte
 }
 
 // Principal is who made a request: the token's name and role.
 type Principal struct {
 	Name string `json:"name"`
 	Role Role   `json:"role"`
+	// Model and Job are set for a job token (IssueJobToken) only: it may
+	// publish Model only, through JobTokenRoutes.
+	Model string `json:"model,omitempty"`
+	Job   string `json:"job,omitempty"`
 }
 
 // view is an immutable snapshot of the accepted tokens, swapped atomically
@@ -443,6 +452,9 @@ func (a *Authenticator) AuthenticateToken(token string) (Principal, error) {
 }
 
 func (a *Authenticator) check(token string) (Principal, error) {
+	if a.opts.JobTokenKey != nil && strings.HasPrefix(token, JobTokenPrefix) {
+		return CheckJobToken(a.opts.JobTokenKey, token, a.now())
+	}
 	// The lookup is by the token's sha256, so its time says nothing useful
 	// about the stored hashes.
 	sum := sha256.Sum256([]byte(token))

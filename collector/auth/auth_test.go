@@ -184,7 +184,7 @@ func TestCacheWhenClickHouseDown(t *testing.T) {
 	logger, logs := newLogger()
 	down := newAuth(t, unreachable(t), db.Name, dirB, testConfig(), func(o *Options) { o.Logger = logger })
 	run(t, down)
-	for tok, want := range map[string]Principal{live: {"live", Agent}, admin: {principalName(t, a, admin), Admin}} {
+	for tok, want := range map[string]Principal{live: {Name: "live", Role: Agent}, admin: {Name: principalName(t, a, admin), Role: Admin}} {
 		if p, err := principal(down, tok); err != nil || p != want {
 			t.Errorf("from the cache: %+v, %v; want %+v", p, err, want)
 		}
@@ -361,7 +361,7 @@ func TestTokensFile(t *testing.T) {
 	t.Run("alone", func(t *testing.T) {
 		dir := t.TempDir()
 		a := newAuth(t, nil, "", dir, cfg)
-		if p, err := principal(a, "tok-grafana"); err != nil || p != (Principal{"grafana", Reader}) {
+		if p, err := principal(a, "tok-grafana"); err != nil || p != (Principal{Name: "grafana", Role: Reader}) {
 			t.Errorf("grafana: %+v, %v", p, err)
 		}
 		if _, err := os.Stat(filepath.Join(dir, AdminTokenFile)); !errors.Is(err, os.ErrNotExist) {
@@ -406,7 +406,7 @@ func TestTokensFile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for token, want := range map[string]Principal{tok: {"ops", Admin}, "tok-grafana": {"grafana", Reader}} {
+		for token, want := range map[string]Principal{tok: {Name: "ops", Role: Admin}, "tok-grafana": {Name: "grafana", Role: Reader}} {
 			if p, err := principal(a, token); err != nil || p != want {
 				t.Errorf("%s: %+v, %v", want.Name, p, err)
 			}

@@ -49,10 +49,10 @@ func TestCertificateRule(t *testing.T) {
 		who      Principal
 		errorHas string
 	}{
-		"mapped certificate reads":           {Allow(Reader), "GET", verified("ops", true), "", 200, Principal{"cert:ops", Reader}, ""},
+		"mapped certificate reads":           {Allow(Reader), "GET", verified("ops", true), "", 200, Principal{Name: "cert:ops", Role: Reader}, ""},
 		"mapped certificate, too weak":       {Allow(Admin), "POST", verified("ops", true), "", 403, Principal{}, `has role reader; POST /x needs admin`},
-		"admin certificate writes":           {Allow(Admin), "POST", verified("root", true), "", 200, Principal{"cert:root", Admin}, ""},
-		"token decides over a certificate":   {Allow(Admin), "POST", verified("ops", true), "Bearer " + admin, 200, Principal{"", Admin}, ""},
+		"admin certificate writes":           {Allow(Admin), "POST", verified("root", true), "", 200, Principal{Name: "cert:root", Role: Admin}, ""},
+		"token decides over a certificate":   {Allow(Admin), "POST", verified("ops", true), "Bearer " + admin, 200, Principal{Name: "", Role: Admin}, ""},
 		"bad token over a good certificate":  {Allow(Reader), "GET", verified("root", true), "Bearer drover_guess", 401, Principal{}, "unknown token"},
 		"unmapped certificate needs a token": {Allow(Reader), "GET", verified("stranger", true), "", 401, Principal{}, "no token"},
 		"unverified certificate is nobody":   {Allow(Reader), "GET", verified("root", false), "", 401, Principal{}, "no token"},

@@ -98,6 +98,12 @@ func (a *Authenticator) guard(access Access, h http.Handler, auditWrites bool) h
 			WriteError(w, http.StatusForbidden, msg)
 			return
 		}
+		if err := scopeAllows(p, r); err != nil {
+			a.Deny(r.Context(), Entry{Token: p.Name, Role: p.Role, Action: action(r), Target: r.URL.Path,
+				Remote: r.RemoteAddr, Detail: "403: " + err.Error()})
+			WriteError(w, http.StatusForbidden, err.Error())
+			return
+		}
 		a.serveAs(w, r, h, p, auditWrites)
 	})
 }

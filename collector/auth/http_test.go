@@ -48,17 +48,17 @@ func TestMiddlewareStatusAndBody(t *testing.T) {
 		errorHas string
 		who      Principal
 	}{
-		"reader reads":                 {Allow(Reader), "Bearer " + toks[Reader], 200, "", Principal{"the-reader", Reader}},
-		"admin reads":                  {Allow(Reader), "Bearer " + toks[Admin], 200, "", Principal{"", Admin}},
+		"reader reads":                 {Allow(Reader), "Bearer " + toks[Reader], 200, "", Principal{Name: "the-reader", Role: Reader}},
+		"admin reads":                  {Allow(Reader), "Bearer " + toks[Admin], 200, "", Principal{Name: "", Role: Admin}},
 		"agent on a reader route":      {Allow(Reader), "Bearer " + toks[Agent], 403, `token "the-agent" has role agent; GET /x needs admin|reader`, Principal{}},
 		"publisher on an admin route":  {Allow(Admin), "Bearer " + toks[Publisher], 403, "needs admin", Principal{}},
-		"agent on a shared route":      {Allow(Reader, Agent), "Bearer " + toks[Agent], 200, "", Principal{"the-agent", Agent}},
+		"agent on a shared route":      {Allow(Reader, Agent), "Bearer " + toks[Agent], 200, "", Principal{Name: "the-agent", Role: Agent}},
 		"no token":                     {Allow(Reader), "", 401, "no token", Principal{}},
 		"unknown token":                {Allow(Reader), "Bearer drover_guess", 401, "unknown token", Principal{}},
 		"revoked token":                {Allow(Client), "Bearer " + toks[Client], 401, "token revoked", Principal{}},
 		"basic auth":                   {Allow(Reader), "Basic dXNlcjpwYXNz", 401, "malformed Authorization header", Principal{}},
 		"public without token":         {Public, "", 200, "", Principal{}},
-		"zero access lets admin in":    {Access{}, "Bearer " + toks[Admin], 200, "", Principal{"", Admin}},
+		"zero access lets admin in":    {Access{}, "Bearer " + toks[Admin], 200, "", Principal{Name: "", Role: Admin}},
 		"zero access keeps reader out": {Access{}, "Bearer " + toks[Reader], 403, "needs admin", Principal{}},
 	} {
 		t.Run(name, func(t *testing.T) {
