@@ -109,6 +109,18 @@ type ClickHouse struct {
 	Cluster string `yaml:"cluster"`
 	// TTLDays is how long raw data is kept; default 30.
 	TTLDays int `yaml:"ttl_days"`
+	// Embedded configures the embedded engine (dsn: embedded).
+	Embedded Embedded `yaml:"embedded"`
+}
+
+// Embedded configures the embedded ClickHouse engine's loopback listeners.
+// A port of 0 (the default) is a free port chosen at each start, so tests
+// and benchmarks run several engines side by side; a port set here is
+// fixed (`make run` uses 9000 and 8123 so that Grafana and clients find
+// the engine), and a start fails, naming the key, when it is taken.
+type Embedded struct {
+	TCPPort  int `yaml:"tcp_port"`
+	HTTPPort int `yaml:"http_port"`
 }
 
 // OTLP configures the receivers.
@@ -465,6 +477,21 @@ func (c ClickHouse) Validate() error {
 	}
 	if c.TTLDays < 1 {
 		errs = append(errs, fmt.Errorf("ttl_days: must be >= 1, got %d", c.TTLDays))
+	}
+	e := c.Embedded
+	for _, p := range []struct {
+		name string
+		port int
+	}{{"tcp_port", e.TCPPort}, {"http_port", e.HTTPPort}} {
+		if p.port < 0 || p.port > 65535 {
+			errs = append(errs, fmt.Errorf("embedded.%s: must be 0 (a free port) or 1-65535, got %d", p.name, p.port))
+		}
+	}
+	if e.TCPPort != 0 && e.TCPPort == e.HTTPPort {
+		errs = append(errs, fmt.Errorf("embedded.http_port: %d is also embedded.tcp_port; the engine needs two ports", e.HTTPPort))
+	}
+	if (e.TCPPort != 0 || e.HTTPPort != 0) && c.DSN != store.Embedded {
+		errs = append(errs, errors.New("embedded: ports set while dsn is not \"embedded\"; remove them or set dsn: embedded"))
 	}
 	return errors.Join(errs...)
 }

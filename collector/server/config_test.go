@@ -181,3 +181,15 @@ func TestGossipKey(t *testing.T) {
 		t.Errorf("insecure: %v, %v; want no key", key, err)
 	}
 }
+
+// TestEmbeddedPorts: the embedded engine's ports are free ports (0) unless
+// the file fixes them, as `make run` does.
+func TestEmbeddedPorts(t *testing.T) {
+	if e := parse(t, "").ClickHouse.Embedded; e.TCPPort != 0 || e.HTTPPort != 0 {
+		t.Errorf("default clickhouse.embedded = %+v, want free ports (0)", e)
+	}
+	c := parse(t, "clickhouse:\n  embedded:\n    tcp_port: 9000\n    http_port: 8123\n")
+	if e := c.ClickHouse.Embedded; e.TCPPort != 9000 || e.HTTPPort != 8123 {
+		t.Errorf("clickhouse.embedded = %+v, want tcp 9000, http 8123", e)
+	}
+}

@@ -212,8 +212,13 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		h.spool(sp)
 	}
 
-	backend, err := store.Open(ctx, cfg.ClickHouse.DSN, cfg.DataDir, log.With("component", "clickhouse"))
+	backend, err := store.OpenEngine(ctx, cfg.ClickHouse.DSN, cfg.DataDir,
+		store.EngineConfig{TCPPort: cfg.ClickHouse.Embedded.TCPPort, HTTPPort: cfg.ClickHouse.Embedded.HTTPPort},
+		log.With("component", "clickhouse"))
 	if err != nil {
+		if e := cfg.ClickHouse.Embedded; cfg.ClickHouse.DSN == store.Embedded && (e.TCPPort != 0 || e.HTTPPort != 0) {
+			return fmt.Errorf("clickhouse.embedded (tcp_port %d, http_port %d; 0 is a free port): %w", e.TCPPort, e.HTTPPort, err)
+		}
 		return err
 	}
 	closeBackend := func() error {

@@ -34,11 +34,24 @@ type Backend struct {
 	log     *slog.Logger
 }
 
-// Open starts the embedded engine under dataDir/clickhouse when spec is
-// "embedded" (or empty), or connects to spec as a clickhouse:// DSN. A
-// server is not contacted until the first query (connections are dialled
-// on use), so Open succeeds while the server is down.
+// EngineConfig configures the embedded engine (ignored for a server): the
+// loopback ports it listens on, 0 for a free port chosen at each start.
+type EngineConfig struct {
+	TCPPort, HTTPPort int
+}
+
+// Open starts the embedded engine under dataDir/clickhouse, on free ports,
+// when spec is "embedded" (or empty), or connects to spec as a
+// clickhouse:// DSN. A server is not contacted until the first query
+// (connections are dialled on use), so Open succeeds while the server is
+// down.
 func Open(ctx context.Context, spec, dataDir string, log *slog.Logger) (*Backend, error) {
+	return OpenEngine(ctx, spec, dataDir, EngineConfig{}, log)
+}
+
+// OpenEngine is Open with the embedded engine's ports: a port set in
+// engine is used as it is, and a taken one fails the start, naming it.
+func OpenEngine(ctx context.Context, spec, dataDir string, engine EngineConfig, log *slog.Logger) (*Backend, error) {
 	b := &Backend{log: log}
 	switch {
 	case spec == "" || spec == Embedded:
@@ -46,7 +59,7 @@ func Open(ctx context.Context, spec, dataDir string, log *slog.Logger) (*Backend
 		// login that fails has aborted it); connections are dialled anew on
 		// the same address and the writer's spool retries meanwhile.
 		e, err := chembed.Start(ctx, chembed.Config{DataDir: filepath.Join(dataDir, "clickhouse"), Logger: log,
-			Watchdog: chembed.DefaultWatchdog()})
+			TCPPort: engine.TCPPort, HTTPPort: engine.HTTPPort, Watchdog: chembed.DefaultWatchdog()})
 		if err != nil {
 			return nil, fmt.Errorf("start embedded clickhouse: %w", err)
 		}

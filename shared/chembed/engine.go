@@ -65,7 +65,9 @@ type Config struct {
 	Binary string
 	// ListenHost defaults to 127.0.0.1.
 	ListenHost string
-	// TCPPort and HTTPPort default to free ports.
+	// TCPPort and HTTPPort default to free ports (0), chosen anew when one
+	// turns out to be taken. A port set here is used as it is: Start fails
+	// at once, naming it, when something already listens there.
 	TCPPort, HTTPPort int
 	// StartTimeout bounds the wait for the engine to answer; default 2 min.
 	StartTimeout time.Duration
@@ -170,6 +172,19 @@ func Start(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 
 	fixedPorts := cfg.TCPPort != 0 || cfg.HTTPPort != 0
+	for _, p := range []struct {
+		name string
+		port int
+	}{{"tcp", cfg.TCPPort}, {"http", cfg.HTTPPort}} {
+		if p.port != 0 {
+			if err := checkPortFree(cfg.ListenHost, p.port); err != nil {
+				return nil, fmt.Errorf("chembed: %s port %d: %w", p.name, p.port, err)
+			}
+		}
+	}
+	if cfg.TCPPort != 0 && cfg.TCPPort == cfg.HTTPPort {
+		return nil, fmt.Errorf("chembed: tcp and http port are both %d", cfg.TCPPort)
+	}
 	for attempt := 1; ; attempt++ {
 		c := cfg
 		if c.TCPPort == 0 {
@@ -479,6 +494,21 @@ func (c *child) kill() {
 	_ = c.stdin.Close()
 	_ = c.cmd.Process.Kill()
 	<-c.exited
+}
+
+// checkPortFree fails when host:port cannot be listened on (another
+// process holds it), saying so in words an operator acts on.
+func checkPortFree(host string, port int) error {
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("%s is already in use by another process (another ClickHouse, or a collector already running?): "+
+				"stop it or choose another port: %w", addr, err)
+		}
+		return fmt.Errorf("cannot listen on %s: %w", addr, err)
+	}
+	return l.Close()
 }
 
 func freePort(host string) (int, error) {
