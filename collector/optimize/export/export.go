@@ -25,12 +25,21 @@ type Signature struct {
 	LabelOutput  string
 	ClassInts    []int64
 	ClassStrings []string
+	// LabelType is the label output's element type (INT64 or STRING as
+	// skl2onnx writes; another integer type gets a Cast) and LabelRank
+	// its rank, 1 ([N]) or 2 ([N, 1]). Zero values mean INT64 (STRING
+	// when ClassStrings is set) and 1.
+	LabelType onnx.TensorProto_DataType
+	LabelRank int
 	// ProbOutput is the probabilities output; ZipMap says it is a
 	// sequence of maps from class label to probability (skl2onnx's
 	// default) rather than a [N, K] float tensor. Empty: the serving
 	// version has no probabilities output.
 	ProbOutput string
 	ZipMap     bool
+	// ProbType is the element type of a tensor (non-ZipMap) probability
+	// output, FLOAT or DOUBLE; zero means FLOAT.
+	ProbType onnx.TensorProto_DataType
 
 	// Regression: the value output, of element type ValueType, shape
 	// [N, 1] (ValueRank 2) or [N] (ValueRank 1).
@@ -43,6 +52,14 @@ type Signature struct {
 	IRVersion      int64
 	OpsetVersion   int64
 	MLOpsetVersion int64
+
+	// Outputs are the serving graph's output declarations, in its order,
+	// as ReadSignature found them; Build copies them verbatim (names,
+	// types, shapes with their dimension names) when set.
+	Outputs []*onnx.ValueInfoProto
+	// InputInfo is the serving graph's input declaration, copied by Build
+	// when set.
+	InputInfo *onnx.ValueInfoProto
 }
 
 // Core is what a trained model contributes to an exported graph: nodes and
@@ -59,6 +76,9 @@ type Core struct {
 	Label        string
 	Probs        string
 	Value        string
+	// MLOpset is the lowest ai.onnx.ml opset version the nodes need (0
+	// means 1); Build imports at least it.
+	MLOpset int64
 }
 
 // Exportable is a learn.Model that can be written as ONNX. Every model the
