@@ -22,8 +22,9 @@ import (
 
 // JobJSON is a job as the admin API answers it (docs/admin-api.md, GET
 // /v1/jobs): the job's current row in snake_case. Every field is present;
-// one without data is null. Spec, Attempts, OutputTail and Report are null
-// in lists and filled in by GET /v1/jobs/{id} where they exist.
+// one without data is null. Spec, Attempts and OutputTail are null in
+// lists and filled in by GET /v1/jobs/{id} where they exist; Report is
+// filled wherever the job has one.
 type JobJSON struct {
 	ID            string    `json:"id"`
 	Model         string    `json:"model"`
@@ -47,7 +48,8 @@ type JobJSON struct {
 	Spec       json.RawMessage `json:"spec"`
 	Attempts   []AttemptJSON   `json:"attempts"`
 	OutputTail *string         `json:"output_tail"`
-	// Report is the optimization report; null until jobs produce one.
+	// Report is the built-in optimizer's report (jobs.report); null for
+	// other executors and unfinished jobs.
 	Report json.RawMessage `json:"report"`
 }
 
@@ -323,7 +325,7 @@ func (a *API) Cancel(ctx context.Context, id, by string) (JobJSON, error) {
 	return jobJSON(next), nil
 }
 
-// jobJSON converts a row; Spec, Attempts, OutputTail and Report stay null.
+// jobJSON converts a row; Spec, Attempts and OutputTail stay null.
 func jobJSON(r store.JobRow) JobJSON {
 	v, _ := strconv.ParseUint(r.ModelVersion, 10, 64) // versions are positive integers
 	j := JobJSON{
@@ -348,6 +350,9 @@ func jobJSON(r store.JobRow) JobJSON {
 	}
 	if e, _ := splitError(r.Error); e != "" {
 		j.Error = &e
+	}
+	if r.Report != "" && json.Valid([]byte(r.Report)) {
+		j.Report = json.RawMessage(r.Report)
 	}
 	return j
 }

@@ -30,6 +30,8 @@ type outcome struct {
 	resultVersion uint64
 	err           string // why it failed; empty on success
 	log           string // output tails
+	report        string // the built-in optimizer's report (JSON), stored in jobs.report
+	permanent     bool   // a failure that retrying cannot cure: no retry
 }
 
 // executor runs one attempt of a job. Execute returns when the attempt is

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"os"
 	"regexp"
+	"runtime"
 	"strings"
 	"text/template"
 	"time"
@@ -22,6 +24,10 @@ const (
 	ExecutorNone    = "none"
 	ExecutorCommand = "command"
 	ExecutorWebhook = "webhook"
+	// ExecutorBuiltin runs the collector's own optimizer (collector/optimize,
+	// docs/optimize.md) in process; the Manager is given it in
+	// Options.Executor.
+	ExecutorBuiltin = "builtin"
 )
 
 // Config configures a Manager: how jobs run, how often they are retried and
@@ -30,13 +36,15 @@ const (
 // (retries: 0 means no retry), and Validate rejects the values that make no
 // sense (max_concurrent: 0). Code that reads a Config never re-defaults it.
 type Config struct {
-	// Executor is "none" (the default: no jobs run), "command" or
-	// "webhook". Only the chosen executor's section is checked.
+	// Executor is "none" (the default: no jobs run), "command",
+	// "webhook" or "builtin". Only the chosen executor's section is checked.
 	Executor string `yaml:"executor"`
 	// Command configures the command executor.
 	Command CommandConfig `yaml:"command"`
 	// Webhook configures the webhook executor.
 	Webhook WebhookConfig `yaml:"webhook"`
+	// Builtin configures the built-in optimizer (executor builtin).
+	Builtin BuiltinConfig `yaml:"builtin"`
 	// Retries is how many times a failed or timed-out attempt is run again;
 	// a job runs at most 1+Retries times. Default 3.
 	Retries int `yaml:"retries"`
@@ -117,6 +125,70 @@ type WebhookConfig struct {
 	CallbackURL string `yaml:"callback_url"`
 }
 
+// BuiltinConfig configures the built-in optimizer (docs/optimize.md).
+type BuiltinConfig struct {
+	// MinRows is the fewest labelled rows since the incident's start a
+	// job trains on; fewer fail the job with that reason. Default 200.
+	MinRows int `yaml:"min_rows"`
+	// Margin is how much the candidate must beat the serving version on
+	// the held-out rows, in the metric's units and better direction, to be
+	// published. Default 0.01.
+	Margin float64 `yaml:"margin"`
+	// Holdout is the share of the most recent rows held out to judge the
+	// candidate (a version's optimize.holdout overrides it), in (0, 0.5].
+	// Default 0.2.
+	Holdout float64 `yaml:"holdout"`
+	// Seed makes a search deterministic. Default 1.
+	Seed int64 `yaml:"seed"`
+	// MaxProcs is how many cores one search uses, so that it does not
+	// starve ingest on a small machine. Default half the cores, at least 1.
+	MaxProcs int `yaml:"max_procs"`
+	// TimeBudget bounds one search (a version's optimize.time_budget
+	// overrides it); a grid estimated to exceed it is refused. Default 10m.
+	TimeBudget time.Duration `yaml:"time_budget"`
+	// CostTolerance: among the candidates whose CV score is within it of
+	// the best, the cheapest (ONNX size, then latency) is chosen. 0 picks
+	// the best score. Default 0.005.
+	CostTolerance float64 `yaml:"cost_tolerance"`
+}
+
+// DefaultBuiltin returns the built-in optimizer's defaults.
+func DefaultBuiltin() BuiltinConfig {
+	return BuiltinConfig{MinRows: 200, Margin: 0.01, Holdout: 0.2, Seed: 1, MaxProcs: max(1, runtime.NumCPU()/2),
+		TimeBudget: 10 * time.Minute, CostTolerance: 0.005}
+}
+
+// Validate reports every invalid field, each prefixed with its path
+// relative to the builtin section.
+func (b BuiltinConfig) Validate() error {
+	var errs []error
+	b.check(func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	})
+	return errors.Join(errs...)
+}
+
+func (b BuiltinConfig) check(bad func(field, format string, args ...any)) {
+	if b.MinRows < 10 {
+		bad("min_rows", "must be >= 10, got %d", b.MinRows)
+	}
+	if !(b.Margin >= 0) || math.IsInf(b.Margin, 0) {
+		bad("margin", "must be a finite number >= 0, got %v", b.Margin)
+	}
+	if !(b.Holdout > 0 && b.Holdout <= 0.5) {
+		bad("holdout", "must be in (0, 0.5], got %v", b.Holdout)
+	}
+	if b.MaxProcs < 1 {
+		bad("max_procs", "must be >= 1, got %d", b.MaxProcs)
+	}
+	if b.TimeBudget <= 0 {
+		bad("time_budget", "must be > 0, got %s", b.TimeBudget)
+	}
+	if !(b.CostTolerance >= 0 && b.CostTolerance < 1) {
+		bad("cost_tolerance", "must be in [0, 1), got %v", b.CostTolerance)
+	}
+}
+
 // DefaultConfig returns the defaults: no executor (no jobs run); once one
 // is chosen, 1h attempt timeouts, 3 retries from 1m backoff, 2 jobs at once
 // and 1 per model, 2m leases.
@@ -125,6 +197,7 @@ func DefaultConfig() Config {
 		Executor:        ExecutorNone,
 		Command:         CommandConfig{Timeout: time.Hour},
 		Webhook:         WebhookConfig{Timeout: time.Hour, RequestTimeout: 30 * time.Second},
+		Builtin:         DefaultBuiltin(),
 		Retries:         3,
 		Backoff:         time.Minute,
 		MaxBackoff:      time.Hour,
@@ -202,8 +275,10 @@ func (c Config) Validate() error {
 		if w.RequestTimeout <= 0 {
 			bad("webhook.request_timeout", "must be > 0, got %s", w.RequestTimeout)
 		}
+	case ExecutorBuiltin:
+		c.Builtin.check(func(field, format string, args ...any) { bad("builtin."+field, format, args...) })
 	default:
-		bad("executor", "%q: want %q, %q or %q", c.Executor, ExecutorNone, ExecutorCommand, ExecutorWebhook)
+		bad("executor", "%q: want %q, %q, %q or %q", c.Executor, ExecutorNone, ExecutorCommand, ExecutorWebhook, ExecutorBuiltin)
 	}
 	if c.Retries < 0 {
 		bad("retries", "must be >= 0, got %d", c.Retries)
@@ -234,7 +309,7 @@ func (c Config) Validate() error {
 	if c.Lease > 0 && c.Settle > 0 && c.Settle*3 >= c.Lease {
 		bad("settle", "must be shorter than lease/3 (%s), got %s", c.Lease/3, c.Settle)
 	}
-	if c.ModelStore == "" && c.Executor != ExecutorNone {
+	if c.ModelStore == "" && (c.Executor == ExecutorCommand || c.Executor == ExecutorWebhook) {
 		bad("model_store", "required: the model store root that jobs publish into")
 	}
 	return errors.Join(errs...)

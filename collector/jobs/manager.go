@@ -73,6 +73,9 @@ type Options struct {
 	OnEvent func(Event)
 	// Registerer, if set, receives the Manager's metrics (docs/jobs.md).
 	Registerer prometheus.Registerer
+	// Executor runs the jobs of Config.Executor "builtin" (required then,
+	// ignored otherwise).
+	Executor Executor
 }
 
 // Manager schedules jobs for incidents and runs the ones this node wins.
@@ -159,6 +162,11 @@ func New(opts Options) (*Manager, error) {
 		}
 		m.secret = key
 		m.exec = &webhookExecutor{m: m, cfg: m.cfg.Webhook, key: key}
+	case ExecutorBuiltin:
+		if opts.Executor == nil {
+			return nil, errors.New("jobs: executor builtin: no Executor given")
+		}
+		m.exec = inProcess{opts.Executor}
 	default:
 		return nil, fmt.Errorf("jobs: executor %q runs no jobs: no Manager is needed", m.cfg.Executor)
 	}
@@ -459,7 +467,7 @@ func (m *Manager) claim(ctx context.Context, id string) (row store.JobRow, won b
 	c := cur
 	c.State, c.LeaseOwner, c.LeaseUntil = StateRunning, m.node, ptr(ms(now.Add(m.cfg.Lease)))
 	c.Updated, c.Started, c.Finished = ms(now), ptr(ms(now)), nil
-	c.ExitCode, c.ResultVersion, c.Error = 0, 0, ""
+	c.ExitCode, c.ResultVersion, c.Error, c.Report = 0, 0, "", ""
 	c.RowVersion = rowVersion(logical(cur.RowVersion)+1, m.node, true)
 	if cur.State == StateRunning {
 		m.log.Warn("taking over job whose lease lapsed", "job", id, "model", cur.Model, "previous_owner", cur.LeaseOwner, "lease_until", cur.LeaseUntil)
@@ -660,6 +668,7 @@ func (m *Manager) finish(ctx context.Context, cur store.JobRow, out outcome, che
 	next.Updated, next.Finished = ms(now), ptr(ms(now))
 	next.ExitCode, next.ResultVersion = out.exitCode, out.resultVersion
 	next.Error = out.err
+	next.Report = out.report
 	if out.log != "" {
 		if next.Error != "" {
 			next.Error += "\n"
@@ -672,7 +681,7 @@ func (m *Manager) finish(ctx context.Context, cur store.JobRow, out outcome, che
 	case out.state == StateSucceeded:
 		next.State, next.LeaseUntil = StateSucceeded, nil
 		kind = EventSucceeded
-	case int(cur.Attempt) <= m.cfg.Retries:
+	case int(cur.Attempt) <= m.cfg.Retries && !out.permanent:
 		retryAt = ms(now.Add(m.backoff(int(cur.Attempt))))
 		next.State, next.Attempt, next.LeaseUntil = StateQueued, cur.Attempt+1, ptr(retryAt)
 		kind = EventRetry
