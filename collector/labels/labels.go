@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -179,6 +180,10 @@ type Joined struct {
 	Outputs   string // the sample's outputs (OIP JSON)
 	Element   int    // the element of the batch the label is for
 	Label     string // the label's JSON text (the latest received)
+	// Inputs (the sample's inputs, OIP JSON) and Time (when the request
+	// was sampled) are filled by Labelled only.
+	Inputs string
+	Time   time.Time
 }
 
 // Join returns the labels of model joined with the samples of model
@@ -187,7 +192,35 @@ type Joined struct {
 // several times the latest label counts; an id "X#N" joins element N of
 // sample X unless a sample has the id itself. At most MaxJoinRows rows.
 func (s *Store) Join(ctx context.Context, model, version string, from, to time.Time) ([]Joined, error) {
+	return s.join(ctx, model, version, from, to, false)
+}
+
+// Labelled returns what Join returns for every version of model, with
+// each sample's inputs and time, oldest sample first (then by label id):
+// the labelled rows the built-in optimizer trains on (docs/optimize.md).
+// At most MaxJoinRows rows.
+func (s *Store) Labelled(ctx context.Context, model string, from, to time.Time) ([]Joined, error) {
+	js, err := s.join(ctx, model, "", from, to, true)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortStableFunc(js, func(a, b Joined) int {
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.RequestID, b.RequestID)
+	})
+	return js, nil
+}
+
+func (s *Store) join(ctx context.Context, model, version string, from, to time.Time, inputs bool) ([]Joined, error) {
 	op := fmt.Sprintf("join labels of %s with samples", model)
+	// With inputs, the samples side also reads each request's inputs and
+	// time; else constants, so that Join reads no inputs.
+	extra := "'' AS i, toDateTime64(0, 9, 'UTC') AS t"
+	if inputs {
+		extra = "any(inputs) AS i, min(time) AS t"
+	}
 	// The samples side reads only the ids labelled since from (and the
 	// requests their "#N" ids name), through the request_id bloom filter,
 	// so a model without labels costs a look at the labels' primary key.
@@ -196,16 +229,16 @@ func (s *Store) Join(ctx context.Context, model, version string, from, to time.T
 		vf, sargs = " AND model_version = ?", append(sargs, version)
 	}
 	sargs = append(sargs, model)
-	samples := fmt.Sprintf(`SELECT request_id, any(model_version) AS v, any(outputs) AS o FROM %s
+	samples := fmt.Sprintf(`SELECT request_id, any(model_version) AS v, any(outputs) AS o, %s FROM %s
         WHERE model = ?%s AND time >= %s AND time < %s
           AND request_id IN (SELECT arrayJoin([request_id, %s]) FROM %s WHERE model = ? AND time >= %s)
-        GROUP BY request_id`, s.table("samples"), vf, nanos(from), nanos(to), baseSQL, s.table(Table), nanos(from))
-	q := fmt.Sprintf(`SELECT s.v, l.id, s.o, s.request_id = l.id AS exact, l.label FROM (
+        GROUP BY request_id`, extra, s.table("samples"), vf, nanos(from), nanos(to), baseSQL, s.table(Table), nanos(from))
+	q := fmt.Sprintf(`SELECT s.v, l.id, s.o, s.request_id = l.id AS exact, l.label, s.i, s.t FROM (
     SELECT request_id AS id, %[1]s AS base, argMax(label, time) AS label FROM %[2]s
     WHERE model = ? AND time >= %[3]s GROUP BY request_id) AS l
 INNER JOIN (%[4]s) AS s ON s.request_id = l.base
 UNION ALL
-SELECT s.v, l.id, s.o, 1, l.label FROM (
+SELECT s.v, l.id, s.o, 1, l.label, s.i, s.t FROM (
     SELECT request_id AS id, argMax(label, time) AS label FROM %[2]s
     WHERE model = ? AND time >= %[3]s AND match(request_id, '#[0-9]+$') GROUP BY request_id) AS l
 INNER JOIN (%[4]s) AS s ON s.request_id = l.id
@@ -227,7 +260,7 @@ LIMIT %[5]d`, baseSQL, s.table(Table), nanos(from), samples, MaxJoinRows)
 	for rows.Next() {
 		var j Joined
 		var exact bool
-		if err := rows.Scan(&j.Version, &j.RequestID, &j.Outputs, &exact, &j.Label); err != nil {
+		if err := rows.Scan(&j.Version, &j.RequestID, &j.Outputs, &exact, &j.Label, &j.Inputs, &j.Time); err != nil {
 			return nil, fmt.Errorf("%s: %w", op, err)
 		}
 		if !exact {
