@@ -17,10 +17,10 @@ const mlDomain = "ai.onnx.ml"
 // weight in class_* / target_*.
 type ensemble struct {
 	treeIDs, nodeIDs, featureIDs, trueIDs, falseIDs, missing []int64
-	values, hitrates                                       []float32
-	modes                                                  []string
-	wTrees, wNodes, wIDs                                   []int64
-	weights                                                []float32
+	values, hitrates                                         []float32
+	modes                                                    []string
+	wTrees, wNodes, wIDs                                     []int64
+	weights                                                  []float32
 }
 
 // addTree appends tree t as tree id; leaf(i, emit) emits the weights of
@@ -215,11 +215,13 @@ func (m *Boosted) ExportCore(in, prefix string, sig *export.Signature) (export.C
 	post := "SOFTMAX"
 	if cols == 1 {
 		post = "LOGISTIC"
-		// ONNX Runtime applies LOGISTIC to a binary score only when some
-		// weight is negative; with none (a degenerate model whose trees
-		// never split) it would read the score as a probability. One
-		// negligible negative weight (the smallest normal float32, far
-		// below the score's precision) keeps the logistic.
+		// When no weight is negative, ONNX Runtime (1.30 checked) takes
+		// a binary score for a probability when it picks the label
+		// (class 1 when the score exceeds 0.5, not 0): wrong for a
+		// boosted model whose leaves happen to be all >= 0 (trees that
+		// never split, or a few positive stages). One negligible
+		// negative weight (the smallest normal float32, far below the
+		// score's precision) keeps the label at the score's sign.
 		negative := false
 		for _, w := range e.weights {
 			negative = negative || w < 0

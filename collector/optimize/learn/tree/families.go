@@ -43,7 +43,7 @@ var treeSpecs = map[string]paramSpec{
 	"max_depth": depthSpec, "min_samples_split": splitSpec, "min_samples_leaf": leafSpec, "max_features": fractionSpec,
 }
 
-func (decisionTree) Name() string           { return DecisionTree }
+func (decisionTree) Name() string             { return DecisionTree }
 func (decisionTree) Supports(learn.Task) bool { return true }
 
 // Params: max_depth 0 is unlimited; max_features is the fraction of the
@@ -88,7 +88,7 @@ var forestSpecs = map[string]paramSpec{
 	"n_estimators": estimatorsSpec, "max_depth": depthSpec, "min_samples_leaf": leafSpec, "max_features": forestFeaturesSpec,
 }
 
-func (randomForest) Name() string           { return RandomForest }
+func (randomForest) Name() string             { return RandomForest }
 func (randomForest) Supports(learn.Task) bool { return true }
 
 // Params: max_features 0 is scikit-learn's default, sqrt(features) for
@@ -157,7 +157,7 @@ var boostSpecs = map[string]paramSpec{
 	"subsample": fractionSpec, "min_samples_leaf": leafSpec,
 }
 
-func (gradientBoosting) Name() string           { return GradientBoosting }
+func (gradientBoosting) Name() string             { return GradientBoosting }
 func (gradientBoosting) Supports(learn.Task) bool { return true }
 
 func (gradientBoosting) Params(learn.Task) learn.Params {
