@@ -93,6 +93,11 @@ type PublishOptions struct {
 	Message, Author string
 	// Parent is the version this one derives from; 0 for none.
 	Parent uint64
+	// Job is the re-optimization job that produced the version (its
+	// lineage.job; with it, source "optimize"): a command or webhook job
+	// sets it to its id (DROVER_JOB_ID), and the version becomes the
+	// job's result (docs/jobs.md).
+	Job string
 	// TrainingData is a local CSV (header row) stored as a file of the
 	// version (its path inside the directory, else training/<name>);
 	// Label is its label column. The registry computes the feature bins.
@@ -357,6 +362,8 @@ type publishMeta struct {
 	Author       string        `json:"author,omitempty"`
 	Message      string        `json:"message,omitempty"`
 	Parents      []uint64      `json:"parents,omitempty"`
+	Source       string        `json:"source,omitempty"`
+	Job          string        `json:"job,omitempty"`
 	TrainingData *trainingData `json:"training_data,omitempty"`
 }
 
@@ -369,6 +376,9 @@ type trainingData struct {
 // in path order, with the publish's metadata.
 func publishFiles(dir string, opts PublishOptions) ([]localFile, publishMeta, error) {
 	meta := publishMeta{Author: opts.Author, Message: opts.Message}
+	if opts.Job != "" {
+		meta.Source, meta.Job = "optimize", opts.Job
+	}
 	if opts.Parent > 0 {
 		meta.Parents = []uint64{opts.Parent}
 	}

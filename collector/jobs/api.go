@@ -85,6 +85,10 @@ type APIOptions struct {
 	Now func() time.Time
 	// Logger; default slog.Default().
 	Logger *slog.Logger
+	// RecordIncident, if set, records a manual incident (POST
+	// /v1/models/{model}/optimize) where drift incidents are kept, opened
+	// at the given time; a failure is logged.
+	RecordIncident func(ctx context.Context, inc Incident, opened time.Time) error
 }
 
 // API serves the jobs endpoints of the admin API. Safe for concurrent use.
@@ -94,6 +98,8 @@ type API struct {
 	m    *Manager
 	now  func() time.Time
 	log  *slog.Logger
+
+	record func(ctx context.Context, inc Incident, opened time.Time) error
 }
 
 // NewAPI returns the jobs API.
@@ -113,7 +119,8 @@ func NewAPI(opts APIOptions) (*API, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &API{tbl: newTable(opts.Conn, opts.Database), node: opts.Node, m: opts.Manager, now: opts.Now, log: opts.Logger}, nil
+	return &API{tbl: newTable(opts.Conn, opts.Database), node: opts.Node, m: opts.Manager, now: opts.Now, log: opts.Logger,
+		record: opts.RecordIncident}, nil
 }
 
 // Errors of Retry and Cancel.
@@ -130,6 +137,7 @@ var (
 //	POST /v1/jobs/{id}/retry      queue a final job again (409 otherwise)
 //	POST /v1/jobs/{id}/cancel     cancel a queued or running job (409 otherwise)
 //	POST /v1/jobs/{id}/status     the webhook callback (only with a Manager)
+//	POST /v1/models/{model}/optimize  a manual incident and its job (202; 409 without a Manager)
 //
 // Errors are JSON {"error": "..."}: 400 bad filter, 404 unknown job, 409
 // refused, 503 ClickHouse cannot be read.
@@ -139,6 +147,7 @@ func (a *API) Handlers() map[string]http.Handler {
 		"GET /v1/jobs/{id}":         http.HandlerFunc(a.show),
 		"POST /v1/jobs/{id}/retry":  http.HandlerFunc(a.retry),
 		"POST /v1/jobs/{id}/cancel": http.HandlerFunc(a.cancel),
+		PatternOptimize:             http.HandlerFunc(a.optimize),
 	}
 	if a.m != nil {
 		hs["POST /v1/jobs/{id}/status"] = http.HandlerFunc(a.m.callback)
@@ -389,7 +398,7 @@ func splitError(s string) (reason, output string) {
 
 // redactSpec returns the spec with the password of clickhouse_dsn replaced
 // by REDACTED (a DSN that cannot be parsed is replaced whole), and without
-// the callback URL; null for an empty or unreadable spec.
+// the callback URL and publish token; null for an empty or unreadable spec.
 func redactSpec(spec string) json.RawMessage {
 	if spec == "" {
 		return nil
@@ -405,6 +414,7 @@ func redactSpec(spec string) json.RawMessage {
 		}
 	}
 	delete(m, "callback_url")
+	delete(m, "publish_token") // never stored; removed should a forged row carry one
 	b, err := json.Marshal(m)
 	if err != nil {
 		return nil

@@ -90,6 +90,8 @@ func (e *commandExecutor) Execute(ctx context.Context, spec Spec) outcome {
 		"DROVER_DATA_START="+spec.DataWindow.Start.UTC().Format(time.RFC3339Nano),
 		"DROVER_DATA_END="+spec.DataWindow.End.UTC().Format(time.RFC3339Nano),
 		"DROVER_ATTEMPT="+strconv.Itoa(spec.Attempt),
+		"DROVER_PUBLISH_URL="+spec.PublishURL,
+		"DROVER_PUBLISH_TOKEN="+spec.PublishToken,
 	)
 	// Its own process group, so that a timeout kills whatever it started.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

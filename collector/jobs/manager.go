@@ -73,6 +73,12 @@ type Options struct {
 	OnEvent func(Event)
 	// Registerer, if set, receives the Manager's metrics (docs/jobs.md).
 	Registerer prometheus.Registerer
+	// PublishURL is this collector's admin API as a command or webhook
+	// job reaches it (Spec.PublishURL); JobTokenKey signs the attempts'
+	// publish tokens (auth.JobTokenKey). Either empty: attempts get no
+	// publish URL and token.
+	PublishURL  string
+	JobTokenKey []byte
 	// Executor runs the jobs of Config.Executor "builtin" (required then,
 	// ignored otherwise).
 	Executor Executor
@@ -92,6 +98,7 @@ type Manager struct {
 	exec    executor
 	secret  []byte             // webhook key; nil for the command executor
 	refused prometheus.Counter // incidents refused for max_open_per_model; nil: not counted
+	pub     publishing         // publish URL and token key for command and webhook attempts
 
 	started atomic.Bool
 	wake    chan struct{}
@@ -135,6 +142,7 @@ func New(opts Options) (*Manager, error) {
 	if m.owns == nil {
 		m.owns = func(string) bool { return true }
 	}
+	m.pub = publishing{url: strings.TrimRight(opts.PublishURL, "/"), key: opts.JobTokenKey}
 	if m.now == nil {
 		m.now = time.Now
 	}
@@ -541,6 +549,10 @@ func (m *Manager) execute(ctx context.Context, row store.JobRow) time.Time {
 	if m.cfg.Executor == ExecutorWebhook {
 		spec.CallbackURL = strings.TrimRight(m.cfg.Webhook.CallbackURL, "/") + "/v1/jobs/" + spec.ID + "/status"
 	}
+	if err := m.withPublish(&spec); err != nil {
+		next, _ := m.finish(ctx, row, outcome{state: StateFailed, exitCode: -1, err: err.Error()}, false)
+		return next
+	}
 	m.emit(EventStarted, row, "")
 	m.log.Info("job attempt started", "job", row.ID, "model", row.Model, "attempt", row.Attempt)
 
@@ -573,6 +585,7 @@ func (m *Manager) execute(ctx context.Context, row store.JobRow) time.Time {
 		m.emit(EventLeaseLost, cur, cause.Error())
 		return time.Time{}
 	}
+	out = m.publishedResult(ctx, row.Model, row.ID, out)
 	next, err := m.finish(ctx, h.get(), out, true)
 	if err != nil {
 		m.log.Error("record job outcome; the job runs again once its lease lapses", "job", row.ID, "err", err)

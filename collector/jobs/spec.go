@@ -77,4 +77,16 @@ type Spec struct {
 	// CallbackURL is where a webhook receiver reports the outcome; empty
 	// for the command executor.
 	CallbackURL string `json:"callback_url,omitempty"`
+	// PublishURL is the admin API of the collector running the attempt:
+	// the job publishes its result there through the registry
+	// (docs/registry.md: PUT /v1/blobs/sha256/{digest} then POST
+	// /v1/models/{model}/commit, or the one-request POST
+	// /v1/models/{model}/versions), with lineage.job set to ID. Empty when
+	// the collector was started without one.
+	PublishURL string `json:"publish_url,omitempty"`
+	// PublishToken is a bearer token with role publisher for Model's
+	// publish routes only, valid until the attempt's timeout ends
+	// (auth.IssueJobToken). Like CallbackURL it is set for each attempt
+	// and never stored in ClickHouse.
+	PublishToken string `json:"publish_token,omitempty"`
 }

@@ -246,6 +246,7 @@ func (m *Manager) Callback(ctx context.Context, id string, body []byte, signatur
 	if r.State == StateFailed {
 		o = outcome{state: StateFailed, exitCode: -1, err: "webhook: " + r.Error}
 	}
+	o = m.publishedResult(ctx, row.Model, id, o)
 	_, err = m.finish(ctx, row, o, true)
 	return err
 }
