@@ -9,18 +9,15 @@ import (
 	"github.com/drover-ml/drover/shared/onnx"
 )
 
-// mlDomain is the operator set of the TreeEnsemble operators.
-const mlDomain = "ai.onnx.ml"
-
 // ensemble collects a TreeEnsemble node's attributes as skl2onnx lays them
 // out: one entry per node in nodes_*, one per (leaf, class or target)
 // weight in class_* / target_*.
 type ensemble struct {
 	treeIDs, nodeIDs, featureIDs, trueIDs, falseIDs, missing []int64
-	values, hitrates                                         []float32
+	values, hitrates                                         []float64
 	modes                                                    []string
 	wTrees, wNodes, wIDs                                     []int64
-	weights                                                  []float32
+	weights                                                  []float64
 }
 
 // addTree appends tree t as tree id; leaf(i, emit) emits the weights of
@@ -33,7 +30,7 @@ func (e *ensemble) addTree(id int64, t *tree, leaf func(i int, emit func(class i
 		e.hitrates = append(e.hitrates, 1)
 		if f := t.feature[i]; f >= 0 {
 			e.featureIDs = append(e.featureIDs, int64(f))
-			e.values = append(e.values, t.threshold[i])
+			e.values = append(e.values, float64(t.threshold[i]))
 			e.modes = append(e.modes, "BRANCH_LEQ")
 			e.trueIDs = append(e.trueIDs, int64(t.left[i]))
 			e.falseIDs = append(e.falseIDs, int64(t.right[i]))
@@ -48,7 +45,7 @@ func (e *ensemble) addTree(id int64, t *tree, leaf func(i int, emit func(class i
 			e.wTrees = append(e.wTrees, id)
 			e.wNodes = append(e.wNodes, int64(i))
 			e.wIDs = append(e.wIDs, class)
-			e.weights = append(e.weights, float32(w))
+			e.weights = append(e.weights, w)
 		})
 	}
 }
@@ -58,12 +55,12 @@ func (e *ensemble) nodeAttrs() []*onnx.AttributeProto {
 		onnx.IntsAttr("nodes_treeids", e.treeIDs...),
 		onnx.IntsAttr("nodes_nodeids", e.nodeIDs...),
 		onnx.IntsAttr("nodes_featureids", e.featureIDs...),
-		floatsAttr("nodes_values", e.values),
+		export.FloatsAttr("nodes_values", e.values),
 		onnx.StringsAttr("nodes_modes", e.modes...),
 		onnx.IntsAttr("nodes_truenodeids", e.trueIDs...),
 		onnx.IntsAttr("nodes_falsenodeids", e.falseIDs...),
 		onnx.IntsAttr("nodes_missing_value_tracks_true", e.missing...),
-		floatsAttr("nodes_hitrates", e.hitrates),
+		export.FloatsAttr("nodes_hitrates", e.hitrates),
 	}
 }
 
@@ -74,21 +71,19 @@ func (e *ensemble) classifierNode(in, prefix string, sig *export.Signature, post
 		onnx.IntsAttr("class_treeids", e.wTrees...),
 		onnx.IntsAttr("class_nodeids", e.wNodes...),
 		onnx.IntsAttr("class_ids", e.wIDs...),
-		floatsAttr("class_weights", e.weights),
-		stringAttr("post_transform", postTransform),
+		export.FloatsAttr("class_weights", e.weights),
+		export.StringAttr("post_transform", postTransform),
 	)
-	if sig.ClassStrings != nil {
+	if len(sig.ClassStrings) > 0 {
 		attrs = append(attrs, onnx.StringsAttr("classlabels_strings", sig.ClassStrings...))
 	} else {
 		attrs = append(attrs, onnx.IntsAttr("classlabels_int64s", sig.ClassInts...))
 	}
 	if base != nil {
-		attrs = append(attrs, floatsAttr("base_values", float32s(base)))
+		attrs = append(attrs, export.FloatsAttr("base_values", base))
 	}
-	n := onnx.Node(prefix+"TreeEnsembleClassifier", "TreeEnsembleClassifier", []string{in},
+	return export.MLNode(prefix+"TreeEnsembleClassifier", "TreeEnsembleClassifier", []string{in},
 		[]string{prefix + "label", prefix + "probabilities"}, attrs...)
-	n.Domain = mlDomain
-	return n
 }
 
 // regressorNode returns a TreeEnsembleRegressor (one target, weights
@@ -98,33 +93,15 @@ func (e *ensemble) regressorNode(in, prefix string, base []float64) *onnx.NodePr
 		onnx.IntsAttr("target_treeids", e.wTrees...),
 		onnx.IntsAttr("target_nodeids", e.wNodes...),
 		onnx.IntsAttr("target_ids", e.wIDs...),
-		floatsAttr("target_weights", e.weights),
+		export.FloatsAttr("target_weights", e.weights),
 		onnx.IntAttr("n_targets", 1),
-		stringAttr("aggregate_function", "SUM"),
-		stringAttr("post_transform", "NONE"),
+		export.StringAttr("aggregate_function", "SUM"),
+		export.StringAttr("post_transform", "NONE"),
 	)
 	if base != nil {
-		attrs = append(attrs, floatsAttr("base_values", float32s(base)))
+		attrs = append(attrs, export.FloatsAttr("base_values", base))
 	}
-	n := onnx.Node(prefix+"TreeEnsembleRegressor", "TreeEnsembleRegressor", []string{in}, []string{prefix + "variable"}, attrs...)
-	n.Domain = mlDomain
-	return n
-}
-
-func floatsAttr(name string, v []float32) *onnx.AttributeProto {
-	return &onnx.AttributeProto{Name: name, Type: onnx.AttributeProto_FLOATS, Floats: v}
-}
-
-func stringAttr(name, v string) *onnx.AttributeProto {
-	return &onnx.AttributeProto{Name: name, Type: onnx.AttributeProto_STRING, S: []byte(v)}
-}
-
-func float32s(v []float64) []float32 {
-	out := make([]float32, len(v))
-	for i, x := range v {
-		out[i] = float32(x)
-	}
-	return out
+	return export.MLNode(prefix+"TreeEnsembleRegressor", "TreeEnsembleRegressor", []string{in}, []string{prefix + "variable"}, attrs...)
 }
 
 // checkSignature checks that sig describes a model of this task, width
@@ -143,9 +120,9 @@ func checkSignature(sig *export.Signature, task learn.Task, features, classes in
 		return nil
 	}
 	switch {
-	case sig.ClassInts != nil && sig.ClassStrings != nil:
+	case len(sig.ClassInts) > 0 && len(sig.ClassStrings) > 0:
 		return errors.New("the signature has both integer and string class labels")
-	case sig.ClassInts == nil && sig.ClassStrings == nil:
+	case len(sig.ClassInts) == 0 && len(sig.ClassStrings) == 0:
 		return errors.New("the signature has no class labels")
 	}
 	if n := max(len(sig.ClassInts), len(sig.ClassStrings)); n != classes {
@@ -224,7 +201,7 @@ func (m *Boosted) ExportCore(in, prefix string, sig *export.Signature) (export.C
 		// score's precision) keeps the label at the score's sign.
 		negative := false
 		for _, w := range e.weights {
-			negative = negative || w < 0
+			negative = negative || float32(w) < 0
 		}
 		if !negative && len(e.weights) > 0 {
 			e.wTrees = append(e.wTrees, e.wTrees[0])

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -39,7 +40,7 @@ func loadCore(t *testing.T, core export.Core, sig *export.Signature) runtime.Mod
 			onnx.TensorValueInfo(core.Probs, onnx.TensorProto_FLOAT, []int64{-1, k}))
 	}
 	g := &onnx.GraphProto{Name: "tree_core", Node: core.Nodes, Initializer: core.Initializers, Input: []*onnx.ValueInfoProto{in}, Output: outs}
-	data, err := onnx.Marshal(onnx.NewModel(g, 8, "drover-test", onnx.Opset("", 15), onnx.Opset(mlDomain, 3)))
+	data, err := onnx.Marshal(onnx.NewModel(g, 8, "drover-test", onnx.Opset("", 15), onnx.Opset(export.MLDomain, 3)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,27 +101,62 @@ func argmax(p []float64) int {
 	return best
 }
 
-// checkAgainstRuntime runs the rows of test through rm and compares with
-// m.Predict: labels equal (a row whose two best Go probabilities are within
-// 1e-6 is a tie, and either of the two labels is accepted), probabilities
-// and values within tolerance.
+// checkAgainstRuntime runs the rows of test through rm (its input and
+// outputs named as sig names them) and compares with m.Predict: labels
+// equal (a row whose two best Go probabilities are within 1e-6 is a tie,
+// and either of the two labels is accepted), probabilities and values
+// within tolerance. A ZipMap's columns come in the order of the class
+// labels ONNX Runtime reports.
 func checkAgainstRuntime(t *testing.T, m learn.Model, rm runtime.Model, sig *export.Signature, test *learn.Dataset) {
 	t.Helper()
 	xs, test := float32Rows(test)
 	n := test.Rows()
-	out, err := rm.Run(context.Background(), []oip.Tensor{{Name: "X", Datatype: oip.FP32, Shape: []int64{int64(n), int64(sig.Features)}, Data: xs}}, nil)
+	in := oip.Tensor{Name: sig.Input, Datatype: oip.FP32, Shape: []int64{int64(n), int64(sig.Features)}, Data: xs}
+	if sig.InputType == onnx.TensorProto_DOUBLE {
+		x64 := make([]float64, len(xs))
+		for i, v := range xs {
+			x64[i] = float64(v)
+		}
+		in.Datatype, in.Data = oip.FP64, x64
+	}
+	out, err := rm.Run(context.Background(), []oip.Tensor{in}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	output := func(name string) (oip.Tensor, runtime.TensorSpec) {
+		t.Helper()
+		for i, o := range out {
+			if o.Name == name {
+				return o, rm.Signature().Outputs[i]
+			}
+		}
+		t.Fatalf("no output %q among %d", name, len(out))
+		return oip.Tensor{}, runtime.TensorSpec{}
+	}
+	floats := func(o oip.Tensor) []float64 {
+		switch d := o.Data.(type) {
+		case []float32:
+			f := make([]float64, len(d))
+			for i, v := range d {
+				f[i] = float64(v)
+			}
+			return f
+		case []float64:
+			return d
+		}
+		t.Fatalf("output %s holds %T", o.Name, o.Data)
+		return nil
+	}
 	preds := predictAll(m, test)
 	if sig.Task == learn.Regression {
-		got := out[0].Data.([]float32)
+		o, _ := output(sig.ValueOutput)
+		got := floats(o)
 		if len(got) != n {
 			t.Fatalf("%d values for %d rows", len(got), n)
 		}
 		worst := 0.0
 		for i := range n {
-			d := math.Abs(float64(got[i]) - preds[i][0])
+			d := math.Abs(got[i] - preds[i][0])
 			worst = max(worst, d)
 			if d > tolerance {
 				t.Errorf("row %d: ONNX Runtime %v, Go %v", i, got[i], preds[i][0])
@@ -130,34 +166,49 @@ func checkAgainstRuntime(t *testing.T, m learn.Model, rm runtime.Model, sig *exp
 		return
 	}
 	k := test.Classes
-	probs := out[1].Data.([]float32)
+	name := func(c int) string {
+		if len(sig.ClassStrings) > 0 {
+			return sig.ClassStrings[c]
+		}
+		return strconv.FormatInt(sig.ClassInts[c], 10)
+	}
+	po, spec := output(sig.ProbOutput)
+	probs := floats(po)
 	if len(probs) != n*k {
 		t.Fatalf("%d probabilities for %d rows of %d classes", len(probs), n, k)
 	}
+	// col[c] is the column of class index c.
+	col := make([]int, k)
+	for c := range col {
+		col[c] = c
+	}
+	if spec.Classes != nil {
+		for c := range col {
+			col[c] = slices.Index(spec.Classes, name(c))
+			if col[c] < 0 {
+				t.Fatalf("class %s is not among the ZipMap's %v", name(c), spec.Classes)
+			}
+		}
+	}
+	lo, _ := output(sig.LabelOutput)
 	label := func(i int) string {
-		switch l := out[0].Data.(type) {
+		switch l := lo.Data.(type) {
 		case []int64:
 			return strconv.FormatInt(l[i], 10)
 		case [][]byte:
 			return string(l[i])
 		}
-		t.Fatalf("labels are %T", out[0].Data)
+		t.Fatalf("labels are %T", lo.Data)
 		return ""
-	}
-	name := func(c int) string {
-		if sig.ClassStrings != nil {
-			return sig.ClassStrings[c]
-		}
-		return strconv.FormatInt(sig.ClassInts[c], 10)
 	}
 	worst, ties := 0.0, 0
 	for i := range n {
 		p := preds[i]
 		for c := range k {
-			d := math.Abs(float64(probs[i*k+c]) - p[c])
+			d := math.Abs(probs[i*k+col[c]] - p[c])
 			worst = max(worst, d)
 			if d > tolerance {
-				t.Errorf("row %d class %d: ONNX Runtime probability %v, Go %v", i, c, probs[i*k+c], p[c])
+				t.Errorf("row %d class %d: ONNX Runtime probability %v, Go %v", i, c, probs[i*k+col[c]], p[c])
 			}
 		}
 		best := argmax(p)
@@ -176,6 +227,12 @@ func checkAgainstRuntime(t *testing.T, m learn.Model, rm runtime.Model, sig *exp
 		}
 	}
 	t.Logf("largest probability difference %.2g; %d tied rows", worst, ties)
+}
+
+// coreNames points sig's output names at the core's outputs (for a graph
+// that is only the core).
+func coreNames(sig *export.Signature, core export.Core) {
+	sig.LabelOutput, sig.ProbOutput, sig.ValueOutput = core.Label, core.Probs, core.Value
 }
 
 // TestExportEqualsGoModel exports each family's model and checks ONNX
@@ -225,7 +282,9 @@ func TestExportEqualsGoModel(t *testing.T) {
 							}
 						}
 					}
-					checkAgainstRuntime(t, m, loadCore(t, core, sig), sig, test)
+					rm := loadCore(t, core, sig)
+					coreNames(sig, core)
+					checkAgainstRuntime(t, m, rm, sig, test)
 				})
 			}
 		}
@@ -259,7 +318,9 @@ func TestExportDegenerateBoosting(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkAgainstRuntime(t, m, loadCore(t, core, sig), sig, synthetic("binary", 20, 14))
+			rm := loadCore(t, core, sig)
+			coreNames(sig, core)
+			checkAgainstRuntime(t, m, rm, sig, synthetic("binary", 20, 14))
 		})
 	}
 }
@@ -353,5 +414,61 @@ func TestLayoutMatchesSkl2onnx(t *testing.T) {
 	}
 	if string(ga["post_transform"].GetS()) != "NONE" {
 		t.Errorf("post_transform %q", ga["post_transform"].GetS())
+	}
+}
+
+// TestBuildEqualsGoModel exports each family through export.Build with the
+// serving signatures skl2onnx writes (int64 or string labels with a
+// ZipMap of probabilities; a FLOAT or DOUBLE input; a [N, 1] FLOAT or [N]
+// DOUBLE value) and checks ONNX Runtime's answers against the Go model's.
+func TestBuildEqualsGoModel(t *testing.T) {
+	families := map[string]learn.Params{
+		DecisionTree:     {"max_depth": 6},
+		RandomForest:     {"n_estimators": 20},
+		GradientBoosting: {"n_estimators": 25},
+	}
+	sigs := map[string]*export.Signature{
+		"binary int64 labels ZipMap": {Input: "X", InputType: onnx.TensorProto_FLOAT, Features: 4, Task: learn.Classification,
+			LabelOutput: "output_label", ProbOutput: "output_probability", ZipMap: true, ClassInts: []int64{9, 3}},
+		"binary string labels double input": {Input: "float_input", InputType: onnx.TensorProto_DOUBLE, Features: 4, Task: learn.Classification,
+			LabelOutput: "output_label", ProbOutput: "output_probability", ZipMap: true, ClassStrings: []string{"no", "yes"}},
+		"3 classes string labels ZipMap": {Input: "X", InputType: onnx.TensorProto_FLOAT, Features: 4, Task: learn.Classification,
+			LabelOutput: "output_label", ProbOutput: "output_probability", ZipMap: true, ClassStrings: []string{"setosa", "versicolor", "virginica"}},
+		"3 classes int64 labels tensor": {Input: "X", InputType: onnx.TensorProto_DOUBLE, Features: 4, Task: learn.Classification,
+			LabelOutput: "label", ProbOutput: "probabilities", ClassInts: []int64{2, 0, 1}},
+		"regression float [N,1]": {Input: "X", InputType: onnx.TensorProto_FLOAT, Features: 4, Task: learn.Regression,
+			ValueOutput: "variable", ValueType: onnx.TensorProto_FLOAT, ValueRank: 2},
+		"regression double [N]": {Input: "input", InputType: onnx.TensorProto_DOUBLE, Features: 4, Task: learn.Regression,
+			ValueOutput: "predictions", ValueType: onnx.TensorProto_DOUBLE, ValueRank: 1},
+	}
+	for family, p := range families {
+		for name, sig := range sigs {
+			t.Run(family+"/"+name, func(t *testing.T) {
+				kind := "regression"
+				switch {
+				case sig.Task == learn.Regression:
+				case max(len(sig.ClassInts), len(sig.ClassStrings)) == 2:
+					kind = "binary"
+				default:
+					kind = "multiclass"
+				}
+				train, test := synthetic(kind, 250, 21), synthetic(kind, 150, 22)
+				m := fit(t, family, train, p, 3)
+				model, err := export.Build(m.(export.Exportable), sig, "drover-test")
+				if err != nil {
+					t.Fatal(err)
+				}
+				data, err := onnx.Marshal(model)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rm := loadBytes(t, data)
+				got := rm.Signature()
+				if got.Inputs[0].Name != sig.Input {
+					t.Errorf("input %q, want %q", got.Inputs[0].Name, sig.Input)
+				}
+				checkAgainstRuntime(t, m, rm, sig, test)
+			})
+		}
 	}
 }
