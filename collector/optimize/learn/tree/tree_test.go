@@ -294,3 +294,48 @@ func TestThreshold(t *testing.T) {
 		}
 	}
 }
+
+// benchData is 5000 rows of 20 features, classification or regression.
+func benchData(task learn.Task) *learn.Dataset {
+	rng := rand.New(rand.NewPCG(3, 4))
+	const n, f = 5000, 20
+	x := mat.NewDense(n, f, nil)
+	y := make([]float64, n)
+	for i := range n {
+		s := 0.0
+		for j := range f {
+			v := rng.NormFloat64()
+			x.Set(i, j, v)
+			if j < 5 {
+				s += v * float64(j+1)
+			}
+		}
+		y[i] = s + rng.NormFloat64()
+		if task == learn.Classification {
+			y[i] = float64(min(2, max(0, int(s/4)+1)))
+		}
+	}
+	d := &learn.Dataset{X: x, Y: y, Task: task}
+	if task == learn.Classification {
+		d.Classes = 3
+	}
+	return d
+}
+
+// BenchmarkFit fits each family's default point on 5000×20 rows (compare
+// with scikit-learn's fit of the same point: `go test -bench Fit`).
+func BenchmarkFit(b *testing.B) {
+	for _, task := range []learn.Task{learn.Classification, learn.Regression} {
+		d := benchData(task)
+		for _, name := range []string{DecisionTree, RandomForest, GradientBoosting} {
+			f, _ := learn.Lookup(name)
+			b.Run(name+"/"+task.String(), func(b *testing.B) {
+				for b.Loop() {
+					if _, err := f.Fit(context.Background(), d, nil, 1); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
