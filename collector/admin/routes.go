@@ -5,6 +5,7 @@ import (
 
 	"github.com/drover-ml/drover/collector/auth"
 	"github.com/drover-ml/drover/collector/fleet"
+	"github.com/drover-ml/drover/collector/jobs"
 	"github.com/drover-ml/drover/collector/labels"
 	"github.com/drover-ml/drover/collector/registry"
 )
@@ -81,6 +82,8 @@ var routes = auth.Routes{
 	// The webhook receiver's callback is authenticated by its signature
 	// (docs/jobs.md), not by a token.
 	"POST /v1/jobs/{id}/status": auth.Public,
+	// A manual incident and its job (droverctl optimize MODEL).
+	jobs.PatternOptimize: publisher,
 }
 
 // dataRoutes are the data-plane routes of the table: authenticated and

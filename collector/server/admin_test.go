@@ -111,9 +111,20 @@ func TestRouteTable(t *testing.T) {
 	if unused := table.Unused(patterns); len(unused) > 0 {
 		t.Errorf("route table entries that no route is registered for: %v (registered: %v)", unused, patterns)
 	}
-	for _, p := range []string{"GET /healthz", "GET /metrics", "GET /v1/cluster", "GET /v1/jobs", "POST /v1/jobs/{id}/cancel", "POST /v1/tokens"} {
+	for _, p := range []string{"GET /healthz", "GET /metrics", "GET /v1/cluster", "GET /v1/jobs", "POST /v1/jobs/{id}/cancel", "POST /v1/tokens",
+		jobs.PatternOptimize} {
 		if !slices.Contains(patterns, p) {
 			t.Errorf("%s is not registered: %v", p, patterns)
+		}
+	}
+	if a, _ := table.Access(jobs.PatternOptimize); !a.Permits(auth.Publisher) || a.Permits(auth.Reader) {
+		t.Errorf("%s: access %s, want publisher", jobs.PatternOptimize, a)
+	}
+	// A job token may call only publish routes, each registered and open
+	// to publishers.
+	for _, p := range auth.JobTokenRoutes {
+		if a, ok := table.Access(p); !ok || !slices.Contains(patterns, p) || !a.Permits(auth.Publisher) {
+			t.Errorf("job token route %s: registered %v, access %s", p, slices.Contains(patterns, p), a)
 		}
 	}
 	// Only the health checks and the signed webhook callback are open.
@@ -176,6 +187,10 @@ func TestRoles(t *testing.T) {
 		{"GET", "/v1/tokens", "reader", 403},
 		{"GET", "/v1/tokens", "admin", 200},
 		{"DELETE", "/v1/tokens/the-agent", "reader", 403},
+		{"POST", "/v1/models/nope/optimize", "", 401},
+		{"POST", "/v1/models/nope/optimize", "reader", 403},
+		{"POST", "/v1/models/nope/optimize", "agent", 403},
+		{"POST", "/v1/models/nope/optimize", "publisher", 404}, // allowed; the model has no version
 	} {
 		tok := toks[tc.role]
 		if tc.role == "bogus" {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -272,7 +273,8 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 
 	// In a cluster the admin listener is opened now: the ring gossips its
 	// address (the owner of a model takes the registry's commits of it).
-	if rc != nil && ls.Admin == nil {
+	// With jobs too: their spec names it as the publish URL.
+	if (rc != nil || cfg.Jobs.Executor != jobs.ExecutorNone) && ls.Admin == nil {
 		if ls.Admin, err = net.Listen("tcp", cfg.Admin.Addr); err != nil {
 			return fmt.Errorf("admin: admin listen: %w", err)
 		}
@@ -288,6 +290,17 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		owns = rg.SettledOwns(len(cfg.Cluster.Join) > 0, 30*time.Second)
 	}
 
+	// Job tokens (the publish tokens of command and webhook jobs) are
+	// signed with a key every collector of the cluster derives from the
+	// gossip key; without one, this collector's own random key.
+	var gossipKey []byte
+	if rc != nil {
+		gossipKey = rc.SecretKey
+	}
+	jobKey, err := auth.JobTokenKey(gossipKey)
+	if err != nil {
+		return err
+	}
 	var jm *jobs.Manager
 	var incidents *jobs.Queue
 	if cfg.Jobs.Executor != jobs.ExecutorNone {
@@ -296,7 +309,8 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 			jc.ClickHouseDSN = backend.DSN
 		}
 		jm, err = jobs.New(jobs.Options{Conn: backend.Conn, Database: cfg.ClickHouse.Database, Node: cfg.Cluster.NodeName,
-			Config: jc, Owns: owns, Logger: log.With("component", "jobs"), Registerer: reg})
+			Config: jc, Owns: owns, Logger: log.With("component", "jobs"), Registerer: reg,
+			PublishURL: jobsPublishURL(cfg, ls.Admin), JobTokenKey: jobKey})
 		if err != nil {
 			return fmt.Errorf("jobs: %w", err)
 		}
@@ -403,7 +417,10 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		func() float64 { return float64(fl.InventoriesDropped()) }))
 	adm.HandleAll(fl.Routes())
 	jobsAPI, err := jobs.NewAPI(jobs.APIOptions{Conn: backend.Conn, Database: cfg.ClickHouse.Database, Node: cfg.Cluster.NodeName,
-		Manager: jm, Logger: log.With("component", "jobs")})
+		Manager: jm, Logger: log.With("component", "jobs"),
+		RecordIncident: func(ctx context.Context, inc jobs.Incident, opened time.Time) error {
+			return checker.RecordIncident(ctx, drift.Incident(inc), opened)
+		}})
 	if err != nil {
 		return err
 	}
@@ -432,7 +449,7 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	//     but /healthz and /readyz answers 503; the receivers do not
 	//     need it.
 	authOpts := auth.Options{Conn: backend.Conn, Database: cfg.ClickHouse.Database, DataDir: cfg.DataDir,
-		Node: cfg.Cluster.NodeName, Logger: log.With("component", "auth")}
+		Node: cfg.Cluster.NodeName, Logger: log.With("component", "auth"), JobTokenKey: jobKey}
 	var authn *auth.Authenticator
 	if cfg.Auth.Disabled || cfg.Auth.TokensFile != "" || fileExists(filepath.Join(cfg.DataDir, auth.CacheFile)) {
 		actx, cancel := context.WithTimeout(ctx, authWait)
@@ -600,6 +617,28 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	log.Info("drover-collector serving", serving...)
 	closers = nil // the group's components close what they own
 	return g.Run(ctx)
+}
+
+// jobsPublishURL is the admin URL that command and webhook jobs publish
+// their results to (jobs.Spec.PublishURL): for the webhook executor the
+// base of jobs.webhook.callback_url (this cluster's admin API as the
+// receiver reaches it); for a command, which runs on this host,
+// admin.advertise_addr, else the admin listener's address with an
+// unspecified host made loopback.
+func jobsPublishURL(cfg Config, l net.Listener) string {
+	if cfg.Jobs.Executor == jobs.ExecutorWebhook {
+		return strings.TrimRight(cfg.Jobs.Webhook.CallbackURL, "/")
+	}
+	addr := cfg.Admin.AdvertiseAddr
+	if addr == "" && l != nil {
+		addr = l.Addr().String()
+	}
+	if host, port, err := net.SplitHostPort(addr); err == nil {
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			addr = net.JoinHostPort("127.0.0.1", port)
+		}
+	}
+	return cfg.Admin.Scheme() + "://" + addr
 }
 
 // gcKey is the ring key whose owner collects the registry's garbage.
