@@ -356,16 +356,28 @@ func (a *App) JobShow(ctx context.Context, id string) error {
 			}
 			w.table([]string{"ATTEMPT", "NODE", "STARTED", "FINISHED", "EXIT", "ERROR"}, rows)
 		}
-		for _, doc := range []struct {
+		report, isReport := decodeReport(j.Report)
+		docs := []struct {
 			name string
 			raw  json.RawMessage
-		}{{"spec", j.Spec}, {"report", j.Report}} {
+		}{{"spec", j.Spec}}
+		if !isReport {
+			docs = append(docs, struct {
+				name string
+				raw  json.RawMessage
+			}{"report", j.Report})
+		}
+		for _, doc := range docs {
 			if t := bytes.TrimSpace(doc.raw); len(t) > 0 && string(t) != "null" {
 				var buf bytes.Buffer
 				if json.Indent(&buf, t, "  ", "  ") == nil {
 					w.printf("\n%s:\n  %s\n", doc.name, buf.String())
 				}
 			}
+		}
+		if isReport {
+			w.printf("\nreport:\n")
+			reportFields(w, report)
 		}
 		if j.OutputTail != nil && *j.OutputTail != "" {
 			w.printf("\noutput (tail):\n")

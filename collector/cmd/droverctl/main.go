@@ -178,6 +178,7 @@ with --wait, an agent failed or the timeout passed), 2 usage, 3 not found,
 		},
 		tokenCmd(app),
 		publishCmd(app, completeModel),
+		optimizeCmd(app, completeModel),
 		mergeCmd(app),
 		pullCmd(app),
 	)
