@@ -131,14 +131,14 @@ func fleet() *dashboard.DashboardBuilder {
 		WithPanel(statPanel("Requests", "Inference requests answered in the range, every model.", "short",
 			sqlText(`SELECT sum(inc) AS requests FROM (REQ)`, "REQ", all))).
 		WithPanel(statPanel("Error share", "Share of requests answered with a status other than ok.", "percentunit",
-			sqlText(`SELECT sumIf(inc, status != 'ok') / sum(inc) AS error_share FROM (REQ)`, "REQ", all))).
+			sqlText(`SELECT if(sum(inc) > 0, sumIf(inc, status != 'ok') / sum(inc), 0) AS error_share FROM (REQ)`, "REQ", all))).
 		WithPanel(tablePanel("Versions desired and serving",
 			"Each model's desired state (latest revision) and, per version, the agents that report serving it.",
 			sqlText(`
 SELECT d.model AS model, d.serving AS desired, d.canary AS canary, d.canary_share AS canary_share,
-       d.revision AS revision, a.version AS serving, a.agents AS agents
+       d.last_revision AS revision, a.version AS serving, a.agents AS agents
 FROM (SELECT model, argMax(serving, revision) AS serving, argMax(canary_version, revision) AS canary,
-             argMax(canary_share, revision) AS canary_share, max(revision) AS revision
+             argMax(canary_share, revision) AS canary_share, max(revision) AS last_revision
       FROM desired_state GROUP BY model) AS d
 LEFT JOIN (SELECT model, version, count() AS agents
            FROM agents FINAL ARRAY JOIN mapKeys(serving) AS model, mapValues(serving) AS version
@@ -151,7 +151,7 @@ ORDER BY model, serving`), 12)).
 			sqlText(`SELECT $__timeInterval(t) AS time, model, sum(inc) / greatest($__interval_s, 60) AS rps FROM (REQ) GROUP BY time, model ORDER BY time`,
 				"REQ", all))).
 		WithPanel(timeSeries("Error share by model", "Share of requests answered with a status other than ok.", "percentunit",
-			sqlText(`SELECT $__timeInterval(t) AS time, model, sumIf(inc, status != 'ok') / sum(inc) AS errors FROM (REQ) GROUP BY time, model ORDER BY time`,
+			sqlText(`SELECT $__timeInterval(t) AS time, model, sumIf(inc, status != 'ok') / sum(inc) AS errors FROM (REQ) GROUP BY time, model HAVING sum(inc) > 0 ORDER BY time`,
 				"REQ", all))).
 		WithPanel(tablePanel("Version changes", "Versions loaded, swapped, rejected and rolled back on each host (events).",
 			sqlText(`
@@ -175,7 +175,7 @@ SELECT v.version AS version, v.source AS source, v.created AS published,
        r.requests AS requests, r.error_share AS error_share, l.p99 AS p99_seconds, e.accuracy AS accuracy
 FROM (SELECT toString(version) AS version, source, created
       FROM registry_versions FINAL WHERE model = '${model}' AND state = 'active') AS v
-LEFT JOIN (SELECT model_version, sum(inc) AS requests, sumIf(inc, status != 'ok') / sum(inc) AS error_share
+LEFT JOIN (SELECT model_version, sum(inc) AS requests, if(sum(inc) > 0, sumIf(inc, status != 'ok') / sum(inc), 0) AS error_share
            FROM (REQ) GROUP BY model_version) AS r ON r.model_version = v.version
 LEFT JOIN (P99WITH
            SELECT model_version, P99 AS p99
@@ -244,7 +244,7 @@ func drift() *dashboard.DashboardBuilder {
 			`SELECT max(value / threshold) AS ratio FROM drift_results WHERE model = '${model}' AND test IN `+driftTests+` AND threshold > 0 AND isFinite(value) AND $__timeFilter(time)`)).
 		WithPanel(timeSeries("Score per feature and test", "Each check's value; compare with the thresholds in the table.", "none",
 			sqlText(`
-SELECT $__timeInterval(time) AS t, concat('v', model_version, ' ', feature, ' ', test) AS series, max(value) AS value
+SELECT $__timeInterval(time) AS t, concat('v', model_version, ' ', feature, ' ', test) AS series, max(value) AS score
 FROM drift_results
 WHERE model = '${model}' AND test IN TESTS AND isFinite(value) AND $__timeFilter(time)
 GROUP BY t, series
@@ -257,7 +257,7 @@ FROM drift_results
 WHERE model = '${model}' AND test IN TESTS AND $__timeFilter(time)
 GROUP BY model_version, feature, test
 ORDER BY model_version, feature, test`, "TESTS", driftTests), 12)).
-		WithPanel(tablePanel("Incidents", "Incidents opened in the range, their reasons and the re-optimization job scheduled for each.",
+		WithPanel(tablePanel("Incidents and jobs", "Incidents opened in the range, their reasons and the re-optimization job scheduled for each.",
 			sqlText(`
 SELECT i.time AS opened, i.model_version AS version, i.window_start AS incident_start, i.reference AS reasons,
        i.node AS node, j.id AS job, j.state AS job_state
@@ -275,7 +275,7 @@ LIMIT 100`), 24))
 func jobs() *dashboard.DashboardBuilder {
 	return newDashboard("drover-jobs", "Drover jobs and optimizations",
 		"Re-optimization jobs, the optimizer's reports (held-out score of the serving version and of the candidate) and the lineage of every version.").
-		WithPanel(statPanel("Jobs", "Jobs created in the range.", "none",
+		WithPanel(statPanel("Jobs created", "Jobs created in the range.", "none",
 			`SELECT count() AS jobs FROM jobs FINAL WHERE $__timeFilter(created)`)).
 		WithPanel(statPanel("Versions published by jobs", "Jobs of the range whose report says improved and that published a version.", "none",
 			`SELECT countIf(JSONExtractBool(report, 'improved') AND result_version > 0) AS published FROM jobs FINAL WHERE $__timeFilter(created)`)).
@@ -314,4 +314,3 @@ WHERE state = 'active'
 ORDER BY model, version
 LIMIT 500`), 12))
 }
-
