@@ -38,13 +38,13 @@ import (
 	"github.com/drover-ml/drover/agent/evaluate"
 	"github.com/drover-ml/drover/agent/fleet"
 	"github.com/drover-ml/drover/agent/monitor"
-	"github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/agent/serve"
 	"github.com/drover-ml/drover/agent/telemetry"
 	"github.com/drover-ml/drover/agent/versions"
 	"github.com/drover-ml/drover/agent/watch"
 	"github.com/drover-ml/drover/shared/buildinfo"
 	"github.com/drover-ml/drover/shared/lifecycle"
+	"github.com/drover-ml/drover/shared/runtime"
 )
 
 // Config is what an agent runs with: the configuration file's contents and
@@ -152,10 +152,11 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 
 	host, _ := os.Hostname()
 	absData, _ := filepath.Abs(cfg.DataDir)
-	if c := file.Control; len(c.Collectors) > 0 && file.Telemetry.TokenFile == "" {
-		// Following collectors, the agent sends OTLP with the same token
-		// (docs/fleet.md); the endpoint stays telemetry.endpoint.
-		file.Telemetry.TokenFile = c.TokenFile
+	if c := file.Control; len(c.Collectors) > 0 {
+		// Following collectors, the agent sends OTLP with the same token,
+		// where their registration answers say unless telemetry.endpoint
+		// is set (docs/fleet.md).
+		file.Telemetry = file.Telemetry.FollowingCollectors(c.TokenFile)
 	}
 	tel, err := telemetry.New(context.Background(), file.Telemetry, telemetry.ResourceInfo{
 		AgentID: host + ":" + absData, HostName: host, Version: buildinfo.Version,
@@ -188,7 +189,7 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 	// before the watcher's first scan: a restart without a collector
 	// serves the last desired versions.
 	if c := file.Control; len(c.Collectors) > 0 {
-		a.fleet, err = newFleet(cfg, host, set, log.With("component", "fleet"))
+		a.fleet, err = newFleet(cfg, host, set, a.followOTLP, log.With("component", "fleet"))
 		if err != nil {
 			a.closeVersions()
 			a.shutdownTelemetry()

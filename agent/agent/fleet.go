@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -15,12 +16,9 @@ import (
 
 // newFleet builds the fleet control client from the control section: the
 // collectors, the agent's token (read from control.token_file), the labels
-// and the heartbeat interval.
-//
-// The registration answer's OTLP endpoint is logged, not yet used: the
-// exporter keeps telemetry.endpoint (set it to the collector's OTLP
-// address, with the same token, in telemetry.headers).
-func newFleet(cfg Config, host string, set *versions.Set, log *slog.Logger) (*fleet.Client, error) {
+// and the heartbeat interval. Each registration answer goes to
+// onRegister.
+func newFleet(cfg Config, host string, set *versions.Set, onRegister func(fleet.Registration), log *slog.Logger) (*fleet.Client, error) {
 	c := cfg.File.Control
 	b, err := os.ReadFile(c.TokenFile)
 	if err != nil {
@@ -40,6 +38,14 @@ func newFleet(cfg Config, host string, set *versions.Set, log *slog.Logger) (*fl
 		HTTPClient: &http.Client{Transport: tr},
 		Collectors: c.Collectors, Token: tok, Labels: c.Labels, Host: host, Build: buildinfo.Version,
 		HeartbeatInterval: c.HeartbeatInterval, DataDir: cfg.DataDir, ModelDir: cfg.ModelDir,
-		Versions: set, Logger: log,
+		Versions: set, OnRegister: onRegister, Logger: log,
 	})
+}
+
+// followOTLP points the telemetry at the OTLP endpoint of a registration
+// answer (telemetry.Telemetry.FollowCollector decides whether it applies).
+func (a *agent) followOTLP(r fleet.Registration) {
+	if _, err := a.tel.FollowCollector(context.Background(), r.OTLP.GRPC, r.OTLP.HTTP); err != nil {
+		a.log.Warn("telemetry: keeping the OTLP endpoint; the collector's does not fit", "collector", r.Collector, "err", err)
+	}
 }

@@ -90,6 +90,19 @@ type Config struct {
 	// since the series started. drover.requests.in_flight, the other
 	// instruments and the Prometheus endpoint are cumulative either way.
 	Temporality string `yaml:"temporality"`
+
+	// endpointSet: the file set endpoint (UnmarshalYAML), see
+	// ExplicitEndpoint.
+	endpointSet bool
+}
+
+// ExplicitEndpoint reports whether the endpoint was chosen by the user:
+// the file sets telemetry.endpoint (even to the default), or code set an
+// endpoint other than the protocol's default. An agent that follows
+// collectors sends OTLP where their registration answers say only when it
+// is not (docs/fleet.md).
+func (c Config) ExplicitEndpoint() bool {
+	return c.endpointSet || (c.Endpoint != "" && c.Endpoint != defaultEndpoint(c.Protocol))
 }
 
 // DefaultConfig returns the defaults: grpc to localhost:4317 without TLS,
@@ -120,7 +133,8 @@ func (c *Config) UnmarshalYAML(unmarshal func(any) error) error {
 	if err := unmarshal(&keys); err != nil {
 		return err
 	}
-	if _, set := keys["endpoint"]; !set {
+	_, c.endpointSet = keys["endpoint"]
+	if !c.endpointSet {
 		c.Endpoint = defaultEndpoint(c.Protocol)
 	}
 	if _, set := keys["insecure"]; !set && c.TLS != nil {

@@ -171,15 +171,22 @@ func (r *exportResult) get() (uint64, error) {
 // With a delta producer, a successful export commits the snapshots that
 // producer took for it, and a failed one commits nothing, so the next
 // export's deltas carry its counts too (see delta.go).
+//
+// The exporter it decorates changes when the agent follows a collector's
+// registration answer (FollowCollector): mu guards it, and an export holds
+// it read-locked, so a swap waits for the export in flight.
 type metricExporter struct {
-	sdkmetric.Exporter
+	mu    sync.RWMutex
+	exp   sdkmetric.Exporter
 	errs  *errorLog
 	delta *deltaProducer // nil with cumulative temporality
 	last  exportResult
 }
 
 func (e *metricExporter) Export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
-	err := e.Exporter.Export(ctx, rm)
+	e.mu.RLock()
+	err := e.exp.Export(ctx, rm)
+	e.mu.RUnlock()
 	if err == nil && e.delta != nil {
 		e.delta.commit()
 	}
@@ -196,7 +203,8 @@ func (e *metricExporter) Export(ctx context.Context, rm *metricdata.ResourceMetr
 // releases the queue slots of the records it was handed (see
 // Telemetry.admit).
 type logExporter struct {
-	sdklog.Exporter
+	mu      sync.RWMutex // guards exp, as metricExporter's
+	exp     sdklog.Exporter
 	errs    *errorLog
 	pending *atomic.Int64
 	last    exportResult
@@ -206,7 +214,9 @@ func (e *logExporter) Export(ctx context.Context, records []sdklog.Record) error
 	if len(records) == 0 {
 		return nil
 	}
-	err := e.Exporter.Export(ctx, records)
+	e.mu.RLock()
+	err := e.exp.Export(ctx, records)
+	e.mu.RUnlock()
 	e.pending.Add(-int64(len(records)))
 	e.last.set(err)
 	if err != nil {

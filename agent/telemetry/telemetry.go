@@ -80,10 +80,18 @@ func WithLogExporter(e sdklog.Exporter) Option {
 // never block on the network, and are no-ops on a nil *Telemetry, so a
 // component can take one optionally.
 type Telemetry struct {
-	cfg  Config
-	log  *slog.Logger
-	now  func() time.Time
-	errs *errorLog
+	cfg Config
+	tc  *tls.Config // verifies the collector; nil without TLS
+	log *slog.Logger
+	// endpoint is where the exporters send: cfg.Endpoint, or the one
+	// FollowCollector last took from a registration answer.
+	endpoint atomic.Pointer[string]
+	// redirect serializes FollowCollector's exporter swaps.
+	redirect sync.Mutex
+	// injected: the exporters came from options, not from the config.
+	injected bool
+	now      func() time.Time
+	errs     *errorLog
 
 	mp      *sdkmetric.MeterProvider
 	lp      *sdklog.LoggerProvider // nil when OTLP export is disabled
@@ -159,7 +167,9 @@ func New(ctx context.Context, cfg Config, res ResourceInfo, log *slog.Logger, op
 			return nil, fmt.Errorf("telemetry.tls: %w", err)
 		}
 	}
-	t := &Telemetry{cfg: cfg, log: log, now: o.now}
+	t := &Telemetry{cfg: cfg, log: log, now: o.now, tc: tc}
+	t.endpoint.Store(&cfg.Endpoint)
+	t.injected = o.metricExporter != nil || o.logExporter != nil
 	t.errs = newErrorLog(log, cfg.Interval, o.now)
 	t.series.init(t, res.Version)
 
@@ -209,7 +219,7 @@ func New(ctx context.Context, cfg Config, res ResourceInfo, log *slog.Logger, op
 			t.series.delta = newDeltaProducer(&t.series)
 			series = t.series.delta
 		}
-		t.mexp = &metricExporter{Exporter: exp, errs: t.errs, delta: t.series.delta}
+		t.mexp = &metricExporter{exp: exp, errs: t.errs, delta: t.series.delta}
 		// The delta producer relies on this reader to collect and export
 		// one after the other, without batches (see delta.go).
 		mopts = append(mopts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(t.mexp,
@@ -231,7 +241,7 @@ func New(ctx context.Context, cfg Config, res ResourceInfo, log *slog.Logger, op
 				return nil, fmt.Errorf("otlp log exporter: %w", err)
 			}
 		}
-		t.lexp = &logExporter{Exporter: exp, errs: t.errs, pending: &t.pending}
+		t.lexp = &logExporter{exp: exp, errs: t.errs, pending: &t.pending}
 		// The queue never overflows on its own: admit keeps at most
 		// MaxQueue records between Event and the end of their export.
 		t.bp = sdklog.NewBatchProcessor(t.lexp,
@@ -298,7 +308,11 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	t.shutdownOnce.Do(func() {
+		// Under redirect: a FollowCollector in progress swaps its
+		// exporters in first, so the ones shut down below are the last.
+		t.redirect.Lock()
 		t.closed.Store(true)
+		t.redirect.Unlock()
 		// Metrics and events share ctx's time rather than one waiting for
 		// the other.
 		var wg sync.WaitGroup

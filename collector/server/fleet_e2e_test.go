@@ -87,7 +87,10 @@ func classify(a *agenttest.Agent, id string, x [2]float32) (version string, clas
 func TestFleetEndToEnd(t *testing.T) {
 	db := testenv.ClickHouse(t)
 	// The canary analysis checks every 200 ms (30 s by default).
-	c := runCollector(t, testConfig(t, db.DSN, db.Name), hooks{canaryInterval: 200 * time.Millisecond})
+	cfg := testConfig(t, db.DSN, db.Name)
+	// The registration answers name the OTLP receivers on this address.
+	cfg.Cluster.AdvertiseAddr = "127.0.0.1"
+	c := runCollector(t, cfg, hooks{canaryInterval: 200 * time.Millisecond})
 	t.Cleanup(c.stop)
 	waitReady(t, c)
 	ctx := context.Background()
@@ -114,7 +117,11 @@ func TestFleetEndToEnd(t *testing.T) {
 	}
 
 	// Agent 0 samples every request and sends its telemetry (samples
-	// included) to the collector; agents 1 and 2 sample nothing.
+	// included) to the collector; agents 1 and 2 sample nothing. Agent 0
+	// names no telemetry endpoint or token: it sends where the
+	// registration answer says, with its control token, so the F1 and
+	// the --auto analysis below, which read its samples and metrics from
+	// ClickHouse, prove the OTLP the registration directs arrives.
 	cfgs := make([]agent.Config, 3)
 	for i := range cfgs {
 		f := agenttest.File()
@@ -125,7 +132,6 @@ func TestFleetEndToEnd(t *testing.T) {
 		if i == 0 {
 			rate = 1
 			f.Telemetry.Disabled = false
-			f.Telemetry.Endpoint = c.grpcAddr
 			f.Telemetry.Interval = 500 * time.Millisecond
 			// Cumulative: the canary analysis reads them from the raw
 			// tables at once (delta points only from whole minutes).
