@@ -126,7 +126,7 @@ func (a *App) Optimize(ctx context.Context, model string, f OptimizeFlags) error
 			w.printf("\nFollow it with `droverctl jobs show %s`, or start it with --wait.\n", st.ID)
 		})
 	}
-	fmt.Fprintf(a.Err, "job %s: %s v%s, manual incident since %s\n", st.ID, st.Model, st.Version, tm(st.IncidentStart))
+	fmt.Fprintf(a.Err, "started job %s for %s v%s: manual incident since %s\n", st.ID, st.Model, st.Version, tm(st.IncidentStart))
 	return a.followJob(ctx, cl, st.ID, f.Timeout)
 }
 
