@@ -214,7 +214,7 @@ func decodeCSV(r io.Reader, label string, features int) (*table, error) {
 		return nil, fmt.Errorf("%w: empty: want a header row", errCSV)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errCSV, err)
+		return nil, fmt.Errorf("%w: %w", errCSV, err)
 	}
 	header = append([]string(nil), header...)
 	li := -1
@@ -242,7 +242,8 @@ func decodeCSV(r io.Reader, label string, features int) (*table, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", errCSV, err)
+			// %w: an oversized body stays an *http.MaxBytesError (413).
+			return nil, fmt.Errorf("%w: %w", errCSV, err)
 		}
 		if t.rows() >= maxCSVRows {
 			return nil, fmt.Errorf("%w: more than %d rows", errCSV, maxCSVRows)

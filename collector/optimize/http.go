@@ -57,7 +57,7 @@ func (o *Optimizer) CSV(ctx context.Context, model string, req CSVRequest) (Repo
 
 // Handler serves PatternCSV: POST /v1/models/{model}/optimize/csv
 // ?label=COLUMN[&family=F][&folds=K][&dry_run=true] with a text/csv body
-// of at most MaxCSVBytes (413 beyond). 200 with the Report; 400 for a bad
+// of at most Options.MaxCSVBytes (413 beyond). 200 with the Report; 400 for a bad
 // request, CSV or data (the report's reason, or {"error"}), 404 for an
 // unknown model, 503 when a dependency fails.
 func (o *Optimizer) Handler() http.Handler {
@@ -74,7 +74,7 @@ func (o *Optimizer) Handler() http.Handler {
 			}
 		}
 		q := r.URL.Query()
-		req := CSVRequest{Label: q.Get("label"), Family: q.Get("family"), Body: http.MaxBytesReader(w, r.Body, MaxCSVBytes)}
+		req := CSVRequest{Label: q.Get("label"), Family: q.Get("family"), Body: http.MaxBytesReader(w, r.Body, o.o.MaxCSVBytes)}
 		if req.Label == "" {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "the label query parameter is required: the CSV's label column"})
 			return

@@ -58,6 +58,8 @@ type Options struct {
 	// TempDir holds the models handed to ONNX Runtime for a moment;
 	// default os.TempDir().
 	TempDir string
+	// MaxCSVBytes bounds an uploaded CSV; default MaxCSVBytes.
+	MaxCSVBytes int64
 }
 
 // Optimizer is the built-in optimizer: the executor "builtin" of the job
@@ -80,6 +82,9 @@ func New(o Options) (*Optimizer, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.MaxCSVBytes <= 0 {
+		o.MaxCSVBytes = MaxCSVBytes
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

@@ -391,6 +391,18 @@ func TestCSVDryRunAnswersTheReport(t *testing.T) {
 	if vs, err := e.reg.Versions(context.Background(), "churn"); err != nil || len(vs) != 1 {
 		t.Errorf("versions = %d (%v), want only v1", len(vs), err)
 	}
+	// Over the size limit: 413.
+	small, err := New(Options{Registry: e.reg, Labels: e.labels, Config: e.cfg, TempDir: t.TempDir(), MaxCSVBytes: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	r := httptest.NewRequest("POST", "/v1/models/churn/optimize/csv?label=churned", strings.NewReader(csv.String()))
+	r.SetPathValue("model", "churn")
+	small.Handler().ServeHTTP(rec, r)
+	if rec.Code != http.StatusRequestEntityTooLarge {
+		t.Errorf("a CSV over the limit: %d %s, want 413", rec.Code, rec.Body)
+	}
 	for name, tc := range map[string]struct {
 		query, body string
 		code        int
