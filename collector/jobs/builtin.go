@@ -52,3 +52,9 @@ func (p inProcess) Execute(ctx context.Context, spec Spec) outcome {
 	}
 	return o
 }
+
+// ExecutorFunc is a function as an Executor.
+type ExecutorFunc func(ctx context.Context, spec Spec) Result
+
+// Execute calls f.
+func (f ExecutorFunc) Execute(ctx context.Context, spec Spec) Result { return f(ctx, spec) }
