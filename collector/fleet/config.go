@@ -16,6 +16,48 @@ type Config struct {
 	// version it served against `versions delete`. Its row stays in the
 	// agents table; an agent that comes back registers again.
 	AgentExpiry time.Duration `yaml:"agent_expiry"`
+	// CanaryAnalysis sets, field by field, the automatic analysis of an
+	// auto canary whose change leaves it unset (`droverctl rollout
+	// --canary P --auto` without analysis flags, the built-in optimizer's
+	// canaries), and how often the analysis runs. Zero fields keep the
+	// analysis' defaults (docs/fleet.md).
+	CanaryAnalysis CanaryAnalysis `yaml:"canary_analysis"`
+}
+
+// CanaryAnalysis is fleet.canary_analysis: defaults for the automatic
+// analysis of canaries (0: the analysis package's default).
+type CanaryAnalysis struct {
+	// Duration, MinSamples and MaxRegression are a canary's
+	// analysis.duration, min_samples and max_regression when its change
+	// does not set them (10m, 500, 0.02 when 0).
+	Duration      time.Duration `yaml:"duration"`
+	MinSamples    uint64        `yaml:"min_samples"`
+	MaxRegression float64       `yaml:"max_regression"`
+	// Interval is how often the model's owner judges its auto canaries
+	// (30s when 0).
+	Interval time.Duration `yaml:"interval"`
+}
+
+// fill sets a's empty fields from c and returns the result (nil when a
+// and c set nothing).
+func (c CanaryAnalysis) fill(a *Analysis) *Analysis {
+	var n Analysis
+	if a != nil {
+		n = *a
+	}
+	if n.Duration == "" && c.Duration > 0 {
+		n.Duration = c.Duration.String()
+	}
+	if n.MinSamples == 0 {
+		n.MinSamples = c.MinSamples
+	}
+	if n.MaxRegression == 0 {
+		n.MaxRegression = c.MaxRegression
+	}
+	if n == (Analysis{}) {
+		return nil
+	}
+	return &n
 }
 
 // DefaultAgentExpiry is fleet.agent_expiry's default.
@@ -36,6 +78,16 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.AgentExpiry < MinAgentExpiry {
 		errs = append(errs, fmt.Errorf("agent_expiry: must be >= %s (longer than an agent takes to go offline), got %s", MinAgentExpiry, c.AgentExpiry))
+	}
+	a := c.CanaryAnalysis
+	if a.Duration < 0 {
+		errs = append(errs, fmt.Errorf("canary_analysis.duration: must be >= 0, got %s", a.Duration))
+	}
+	if !(a.MaxRegression >= 0 && a.MaxRegression < 1) {
+		errs = append(errs, fmt.Errorf("canary_analysis.max_regression: must be in [0, 1), got %v", a.MaxRegression))
+	}
+	if a.Interval < 0 {
+		errs = append(errs, fmt.Errorf("canary_analysis.interval: must be >= 0, got %s", a.Interval))
 	}
 	return errors.Join(errs...)
 }

@@ -69,6 +69,9 @@ type Options struct {
 	// (Config.AgentExpiry): dropped from memory, left out of Agents and
 	// Status, ignored by InUse. Default DefaultAgentExpiry.
 	AgentExpiry time.Duration
+	// CanaryAnalysis fills the analysis of an auto canary whose rollout
+	// leaves fields of it unset (Config.CanaryAnalysis), on the owner.
+	CanaryAnalysis CanaryAnalysis
 	// MaxWait bounds a long-poll's wait; default 60s.
 	MaxWait time.Duration
 	// OTLP is what a registration answers: where agents send OTLP.
@@ -370,6 +373,11 @@ func (f *Fleet) commit(ctx context.Context, model, change string, req Request) (
 	}
 	cur.Model = model
 	now := f.o.Now().UTC().Truncate(time.Millisecond)
+	if change == ChangeRollout && req.Canary != nil && req.Canary.Auto {
+		c := *req.Canary
+		c.Analysis = f.o.CanaryAnalysis.fill(c.Analysis)
+		req.Canary = &c
+	}
 	n, check, err := next(cur, change, req, now)
 	if err != nil {
 		return State{}, fmt.Errorf("%s %s: %w", change, model, err)

@@ -691,3 +691,39 @@ func TestStatusOtherCollector(t *testing.T) {
 		t.Errorf("InUse(v1) on b = %v, %v", busy, err)
 	}
 }
+
+// TestCanaryAnalysisDefaults: fleet.canary_analysis fills the fields an
+// auto canary's rollout leaves unset, on the owner; what the change sets
+// is kept, and a canary without auto gets nothing.
+func TestCanaryAnalysisDefaults(t *testing.T) {
+	e := newEnv(t, 3)
+	f := e.fleet(t, Options{CanaryAnalysis: CanaryAnalysis{Duration: 30 * time.Second, MinSamples: 50}})
+	ctx := as("ops")
+	if _, err := f.Change(ctx, "iris", ChangeRollout, Request{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		req  *Analysis
+		want *Analysis
+	}{
+		{"unset", nil, &Analysis{Duration: "30s", MinSamples: 50}},
+		{"partly set", &Analysis{MinSamples: 7, MaxRegression: 0.1}, &Analysis{Duration: "30s", MinSamples: 7, MaxRegression: 0.1}},
+		{"set", &Analysis{Duration: "1m", MinSamples: 9}, &Analysis{Duration: "1m", MinSamples: 9}},
+	} {
+		s, err := f.Change(ctx, "iris", ChangeRollout, Request{Version: 2, Canary: &CanaryRequest{Share: 10, Auto: true, Analysis: tc.req}})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if s.Canary == nil || s.Canary.Analysis == nil || *s.Canary.Analysis != *tc.want {
+			t.Errorf("%s: canary %+v, want analysis %+v", tc.name, s.Canary, tc.want)
+		}
+		if _, err := f.Change(ctx, "iris", ChangeAbort, Request{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := f.Change(ctx, "iris", ChangeRollout, Request{Version: 2, Canary: &CanaryRequest{Share: 10}})
+	if err != nil || s.Canary == nil || s.Canary.Analysis != nil {
+		t.Errorf("a canary without auto: %+v, %v; want no analysis", s.Canary, err)
+	}
+}

@@ -29,6 +29,7 @@ import (
 	"github.com/drover-ml/drover/collector/ingest"
 	"github.com/drover-ml/drover/collector/jobs"
 	"github.com/drover-ml/drover/collector/labels"
+	"github.com/drover-ml/drover/collector/optimize"
 	"github.com/drover-ml/drover/collector/registry"
 	"github.com/drover-ml/drover/collector/ring"
 	"github.com/drover-ml/drover/collector/spool"
@@ -303,6 +304,10 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	}
 	var jm *jobs.Manager
 	var incidents *jobs.Queue
+	// The built-in optimizer (executor builtin, and the CSV search of the
+	// admin API) needs the registry and fleet control, built below,
+	// before the jobs run.
+	var builtin *optimize.Optimizer
 	if cfg.Jobs.Executor != jobs.ExecutorNone {
 		jc := cfg.Jobs
 		if jc.ClickHouseDSN == "" {
@@ -310,6 +315,7 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		}
 		jm, err = jobs.New(jobs.Options{Conn: backend.Conn, Database: cfg.ClickHouse.Database, Node: cfg.Cluster.NodeName,
 			Config: jc, Owns: owns, Logger: log.With("component", "jobs"), Registerer: reg,
+			Executor: jobs.ExecutorFunc(func(ctx context.Context, spec jobs.Spec) jobs.Result { return builtin.Execute(ctx, spec) }),
 			PublishURL: jobsPublishURL(cfg, ls.Admin), JobTokenKey: jobKey})
 		if err != nil {
 			return fmt.Errorf("jobs: %w", err)
@@ -405,7 +411,7 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	// model's ring owner, the agents' control channel.
 	fleetOpts := fleet.Options{Conn: backend.Conn, Database: cfg.ClickHouse.Database, Cluster: cfg.ClickHouse.Cluster != "",
 		Versions: models, Node: cfg.Cluster.NodeName, Client: peers, Scheme: cfg.Admin.Scheme(),
-		AgentExpiry: cfg.Fleet.AgentExpiry, OTLP: otlpEndpoints(cfg, ls), Logger: log.With("component", "fleet")}
+		AgentExpiry: cfg.Fleet.AgentExpiry, CanaryAnalysis: cfg.Fleet.CanaryAnalysis, OTLP: otlpEndpoints(cfg, ls), Logger: log.With("component", "fleet")}
 	if rg != nil {
 		fleetOpts.Owner = ownerOf(rg, owns)
 	}
@@ -416,6 +422,12 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		Help: "Changed agent inventories not written to ClickHouse because the write queue was full (the in-memory record still holds them)."},
 		func() float64 { return float64(fl.InventoriesDropped()) }))
 	adm.HandleAll(fl.Routes())
+	builtin, err = optimize.New(optimize.Options{Registry: models, Commit: commit, Fleet: fl,
+		Labels: labels.NewStore(backend.Conn, cfg.ClickHouse.Database), Config: cfg.Jobs.Builtin, Logger: log.With("component", "optimize")})
+	if err != nil {
+		return err
+	}
+	adm.Handle(optimize.PatternCSV, builtin.Handler())
 	jobsAPI, err := jobs.NewAPI(jobs.APIOptions{Conn: backend.Conn, Database: cfg.ClickHouse.Database, Node: cfg.Cluster.NodeName,
 		Manager: jm, Logger: log.With("component", "jobs"),
 		RecordIncident: func(ctx context.Context, inc jobs.Incident, opened time.Time) error {
@@ -578,7 +590,7 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 	judge := analysis.NewAnalyzer(backend.Conn, cfg.ClickHouse.Database)
 	judge.Labels = labels.NewStore(backend.Conn, cfg.ClickHouse.Database).Metrics
 	canaryRunner := &analysis.Runner{Fleet: fl.Canaries(log.With("component", "canary-analysis")),
-		Judge: judge, Interval: h.canaryInterval, Logger: log.With("component", "canary-analysis")}
+		Judge: judge, Interval: cmp.Or(h.canaryInterval, cfg.Fleet.CanaryAnalysis.Interval), Logger: log.With("component", "canary-analysis")}
 	g.Add("canary-analysis", afterSchema(canaryRunner.Run))
 	// Garbage collection of the registry's blobs, on the node that owns
 	// the key gcKey (one node of a cluster at a time).
