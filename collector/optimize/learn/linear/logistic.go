@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 
+	"gonum.org/v1/gonum/floats"
 	"gonum.org/v1/gonum/optimize"
 
 	"github.com/drover-ml/drover/collector/optimize/export"
@@ -90,79 +91,84 @@ func (f Logistic) Fit(ctx context.Context, d *learn.Dataset, p learn.Params, see
 	// same minimiser, gradients on a scale the convergence test suits.
 	lambda := 1 / (c * float64(n))
 	scores := make([]float64, rows)
+	// obj returns the objective at x and writes its gradient into grad, in
+	// one pass over the rows (dot products and updates through gonum's
+	// assembly kernels).
 	obj := func(grad, x []float64) float64 {
 		w, b := x[:rows*nf], x[rows*nf:]
-		if grad != nil {
-			clear(grad)
-		}
+		clear(grad)
 		var loss float64
 		for i := range n {
 			zi := z[i*nf : (i+1)*nf]
-			for r := range rows {
-				s := b[r]
-				for j, v := range zi {
-					s += w[r*nf+j] * v
-				}
-				scores[r] = s
-			}
 			if rows == 1 {
-				s := scores[0]
-				// log(1+e^s) − y·s, computed without overflow.
-				loss += softplus(s)
+				s := b[0] + floats.Dot(w, zi)
+				// log(1+e^s) − y·s and the logistic of s, from one
+				// exponential, without overflow.
+				e := math.Exp(-math.Abs(s))
+				loss += max(s, 0) + math.Log1p(e)
+				p := 1 / (1 + e)
+				if s < 0 {
+					p = e / (1 + e)
+				}
+				g := p
 				if y[i] == 1 {
 					loss -= s
+					g--
 				}
-				if grad != nil {
-					g := sigmoid(s) - float64(y[i])
-					for j, v := range zi {
-						grad[j] += g * v
-					}
-					grad[nf] += g
-				}
+				floats.AddScaled(grad[:nf], g, zi)
+				grad[nf] += g
 				continue
 			}
-			mx := scores[0]
-			for _, s := range scores[1:] {
-				mx = math.Max(mx, s)
+			mx := math.Inf(-1)
+			for r := range rows {
+				s := b[r] + floats.Dot(w[r*nf:(r+1)*nf], zi)
+				scores[r] = s
+				mx = max(mx, s)
 			}
+			sy := scores[y[i]]
 			var sum float64
 			for r := range rows {
-				sum += math.Exp(scores[r] - mx)
+				e := math.Exp(scores[r] - mx)
+				scores[r] = e
+				sum += e
 			}
-			lse := mx + math.Log(sum)
-			loss += lse - scores[y[i]]
-			if grad != nil {
-				for r := range rows {
-					g := math.Exp(scores[r] - lse)
-					if r == y[i] {
-						g--
-					}
-					for j, v := range zi {
-						grad[r*nf+j] += g * v
-					}
-					grad[rows*nf+r] += g
+			loss += mx + math.Log(sum) - sy
+			inv := 1 / sum
+			for r := range rows {
+				g := scores[r] * inv
+				if r == y[i] {
+					g--
 				}
+				floats.AddScaled(grad[r*nf:(r+1)*nf], g, zi)
+				grad[rows*nf+r] += g
 			}
 		}
 		loss /= float64(n)
-		var pen float64
-		for _, v := range w {
-			pen += v * v
-		}
+		pen := floats.Dot(w, w)
 		loss += lambda / 2 * pen
-		if grad != nil {
-			for k := range grad {
-				grad[k] /= float64(n)
-			}
-			for k, v := range w {
-				grad[k] += lambda * v
-			}
-		}
+		floats.Scale(1/float64(n), grad)
+		floats.AddScaled(grad[:rows*nf], lambda, w)
 		return loss
 	}
+	// L-BFGS asks for the value and then the gradient at the same point:
+	// one pass computes both and the second call reuses it.
+	var (
+		lastX    = make([]float64, dim)
+		lastGrad = make([]float64, dim)
+		lastF    float64
+		have     bool
+	)
+	eval := func(x []float64) {
+		if have && floats.Equal(x, lastX) {
+			return
+		}
+		lastF = obj(lastGrad, x)
+		copy(lastX, x)
+		have = true
+	}
 	prob := optimize.Problem{
-		Func: func(x []float64) float64 { return obj(nil, x) },
-		Grad: func(grad, x []float64) { obj(grad, x) },
+		Func: func(x []float64) float64 { eval(x); return lastF },
+		Grad: func(grad, x []float64) { eval(x); copy(grad, lastGrad) },
 	}
 	settings := &optimize.Settings{
 		MajorIterations:   int(iters),
@@ -178,8 +184,13 @@ func (f Logistic) Fit(ctx context.Context, d *learn.Dataset, p learn.Params, see
 		return nil, fmt.Errorf("logistic_regression: %w", err)
 	}
 	// Running out of iterations is not an error, as in scikit-learn (which
-	// warns): the last point is the model.
-	if err != nil && res.Status != optimize.IterationLimit {
+	// warns): the last point is the model. Nor is a line search that cannot
+	// decrease the objective any further (at a strong penalty the objective
+	// is flat to float64 precision near the minimum before the gradient
+	// test passes): scipy's L-BFGS-B, under scikit-learn, stops there too
+	// (ABNORMAL_TERMINATION_IN_LNSRCH, a warning) and keeps the best point,
+	// which res.X is.
+	if err != nil && res.Status != optimize.IterationLimit && !errors.Is(err, optimize.ErrLinesearcherFailure) {
 		return nil, fmt.Errorf("logistic_regression: L-BFGS: %w", err)
 	}
 	x := res.X
@@ -207,13 +218,6 @@ func sigmoid(s float64) float64 {
 	}
 	e := math.Exp(s)
 	return e / (1 + e)
-}
-
-func softplus(s float64) float64 {
-	if s > 0 {
-		return s + math.Log1p(math.Exp(-s))
-	}
-	return math.Log1p(math.Exp(s))
 }
 
 // Predict implements learn.Model: the probability of each class.
