@@ -5,7 +5,19 @@
 // clients. It prints p50/p99 latency, throughput, the added p50 and the
 // throughput ratio against the raw runtime, and the issue's targets.
 //
-//	go run ./bench/overhead [-duration 5s] [-clients 4]
+// It also reads the CPU each request costs: the agent's (from /proc) and
+// this process's (the clients', or the raw runtime's compute), so that
+// "beyond" is the agent's CPU per request beyond the transport floor (the
+// agent's CPU per empty RPC of the same transport) and the compute (the
+// raw runtime's CPU per request); and the ceiling the machine allows,
+// cores / (CPU per empty RPC, clients and agent, + CPU per raw run), with
+// Drover's throughput as a share of it. On a loaded machine the cores this
+// run gets are not all of them, so the share is also given per CPU spent:
+// (floor + compute) / Drover's CPU per request, which is the throughput
+// share when the run is CPU-bound. Last, open-loop runs at fixed rates
+// (light load) give the p50 of the empty RPC and of Drover's request.
+//
+//	go run ./bench/overhead [-duration 5s] [-clients 4] [-rates 100,300,1000]
 package main
 
 import (
@@ -18,18 +30,21 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
 	"google.golang.org/grpc"
 
+	"github.com/drover-ml/drover/bench/internal/agentproc"
+	"github.com/drover-ml/drover/bench/internal/stats"
 	"github.com/drover-ml/drover/shared/oip"
 	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
 	"github.com/drover-ml/drover/shared/runtime"
-	"github.com/drover-ml/drover/bench/internal/agentproc"
-	"github.com/drover-ml/drover/bench/internal/stats"
 	"github.com/drover-ml/drover/shared/testmodels"
 )
 
@@ -43,19 +58,38 @@ type model struct {
 type result struct {
 	lat        []time.Duration
 	throughput float64
+	// cpuSelf and cpuAgent are CPU seconds per request of this process
+	// (clients, or the raw runtime) and of the agent.
+	cpuSelf, cpuAgent float64
 }
+
+// cpu is the CPU per request of both processes.
+func (r result) cpu() float64 { return r.cpuSelf + r.cpuAgent }
 
 func main() {
 	duration := flag.Duration("duration", 5*time.Second, "how long each measurement runs")
 	clients := flag.Int("clients", 4, "concurrent clients for the throughput runs")
+	rates := flag.String("rates", "100,300,1000", "open-loop request rates (req/s) for the light-load rows; empty for none")
 	flag.Parse()
-	if err := run(*duration, *clients); err != nil {
+	var rs []int
+	for _, f := range strings.Split(*rates, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		r, err := strconv.Atoi(f)
+		if err != nil || r <= 0 {
+			fmt.Fprintf(os.Stderr, "overhead: -rates: %q is not a positive integer\n", f)
+			os.Exit(2)
+		}
+		rs = append(rs, r)
+	}
+	if err := run(*duration, *clients, rs); err != nil {
 		fmt.Fprintln(os.Stderr, "overhead:", err)
 		os.Exit(1)
 	}
 }
 
-func run(d time.Duration, n int) error {
+func run(d time.Duration, n int, rates []int) error {
 	if err := runtime.Init(""); err != nil {
 		return err
 	}
@@ -104,8 +138,20 @@ func run(d time.Duration, n int) error {
 	defer conn.Close()
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
-	fmt.Printf("drover-agent overhead vs raw ONNX Runtime %s (intra/inter-op threads 1), %s per run, batch 1\n\n", runtime.Version(), d)
-	fmt.Printf("%-5s %-12s %3s %9s %9s %11s %11s %8s\n", "model", "path", "c", "p50 µs", "p99 µs", "req/s", "added p50", "tput %")
+	cpuAgent := func() float64 { c, _ := agent.CPUSeconds(); return c }
+	ncpu := goruntime.NumCPU()
+
+	fmt.Printf("drover-agent overhead vs raw ONNX Runtime %s (intra/inter-op threads 1), %s per run, batch 1, %d CPUs\n\n", runtime.Version(), d, ncpu)
+	fmt.Printf("%-5s %-12s %3s %9s %9s %9s %11s %8s %9s %9s %9s %9s %7s %7s\n", "model", "path", "c", "p50 µs", "p99 µs", "req/s", "added p50", "tput %",
+		"cpu µs", "agent µs", "beyond", "ceiling", "share", "cpu sh")
+	type openRow struct {
+		model, path string
+		rate        int
+		p50, p99    time.Duration
+		achieved    float64
+	}
+	var open []openRow
+	var summary []string
 	for _, m := range models {
 		x := make([]float32, m.features)
 		for i := range x {
@@ -120,48 +166,102 @@ func run(d time.Duration, n int) error {
 			fn   func() error
 		}{
 			{"raw-onnxrt", raw},
+			{"grpc-noop", grpcNoop(gc)},
+			{"rest-noop", restNoop(hc, agent.HTTPAddr)},
 			{"grpc-raw", grpcRunner(gc, m, x)},
 			{"rest-binary", restBinaryRunner(hc, agent.HTTPAddr, m, x)},
 			{"rest-json", restJSONRunner(hc, agent.HTTPAddr, m, x)},
 		}
-		paths = append(paths[:1], append([]struct {
-			name string
-			fn   func() error
-		}{
-			{"grpc-noop", grpcNoop(gc)},
-			{"rest-noop", restNoop(hc, agent.HTTPAddr)},
-		}, paths[1:]...)...)
+		var rawP50 time.Duration
 		for _, c := range []int{1, n} {
 			var base result
+			floors := map[string]result{}
 			for _, p := range paths {
 				if err := p.fn(); err != nil { // warm up and check
 					return fmt.Errorf("%s %s: %w", m.name, p.name, err)
 				}
-				r := measure(p.fn, c, d)
+				r := measure(p.fn, c, d, cpuAgent)
 				p50, p99 := stats.Quantile(r.lat, 0.5), stats.Quantile(r.lat, 0.99)
 				if p.name == "raw-onnxrt" {
 					base = r
-					fmt.Printf("%-5s %-12s %3d %9.1f %9.1f %11.0f %11s %8s\n", m.name, p.name, c, stats.Micros(p50), stats.Micros(p99), r.throughput, "-", "100")
+					if c == 1 {
+						rawP50 = p50
+					}
+					fmt.Printf("%-5s %-12s %3d %9.1f %9.1f %11.0f %11s %8s %9.1f %9s\n", m.name, p.name, c, stats.Micros(p50), stats.Micros(p99), r.throughput, "-", "100", r.cpuSelf*1e6, "-")
 					continue
 				}
 				added := stats.Micros(p50) - stats.Micros(stats.Quantile(base.lat, 0.5))
-				fmt.Printf("%-5s %-12s %3d %9.1f %9.1f %11.0f %+10.1fµs %7.0f%%\n", m.name, p.name, c, stats.Micros(p50), stats.Micros(p99), r.throughput, added, 100*r.throughput/base.throughput)
+				line := fmt.Sprintf("%-5s %-12s %3d %9.1f %9.1f %11.0f %+10.1fµs %7.0f%% %9.1f %9.1f", m.name, p.name, c, stats.Micros(p50), stats.Micros(p99), r.throughput, added, 100*r.throughput/base.throughput, r.cpu()*1e6, r.cpuAgent*1e6)
+				if strings.HasSuffix(p.name, "-noop") {
+					floors[strings.TrimSuffix(p.name, "-noop")] = r
+					fmt.Println(line)
+					continue
+				}
+				floor := floors[strings.SplitN(p.name, "-", 2)[0]]
+				// The agent's CPU per request beyond its CPU per empty RPC
+				// and the compute; the ceiling is what the cores allow when
+				// each request costs the empty RPC (both sides) and the raw
+				// run; the CPU share is the same ratio per CPU spent.
+				beyond := (r.cpuAgent - floor.cpuAgent - base.cpuSelf) * 1e6
+				ceiling := float64(ncpu) / (floor.cpu() + base.cpuSelf)
+				share := 100 * r.throughput / ceiling
+				cpuShare := 100 * (floor.cpu() + base.cpuSelf) / r.cpu()
+				fmt.Printf("%s %+9.1f %9.0f %6.0f%% %6.0f%%\n", line, beyond, ceiling, share, cpuShare)
+				if p.name != "rest-json" {
+					summary = append(summary, fmt.Sprintf("%-5s %-12s %3d  beyond %+6.1f µs (%s)  cpu share %3.0f%% (%s)", m.name, p.name, c, beyond, verdict(beyond <= 40), cpuShare, verdict(cpuShare >= 85)))
+				}
 			}
+		}
+		for _, rate := range rates {
+			for _, p := range paths[1:5] {
+				lat, achieved := openLoop(p.fn, rate, d)
+				open = append(open, openRow{m.name, p.name, rate, stats.Quantile(lat, 0.5), stats.Quantile(lat, 0.99), achieved})
+			}
+		}
+		if len(rates) > 0 {
+			fmt.Printf("\nopen loop, %s: p50 of the empty RPC and of Drover's request at fixed rates (compute p50 %.1f µs)\n", m.name, stats.Micros(rawP50))
+			fmt.Printf("%-5s %-12s %6s %9s %9s %9s %9s\n", "model", "path", "req/s", "sent/s", "p50 µs", "p99 µs", "beyond")
+			floor := map[int]time.Duration{}
+			for _, o := range open {
+				if o.model != m.name {
+					continue
+				}
+				if strings.HasSuffix(o.path, "-noop") {
+					floor[o.rate*10+transportIndex(o.path)] = o.p50
+					fmt.Printf("%-5s %-12s %6d %9.0f %9.1f %9.1f\n", o.model, o.path, o.rate, o.achieved, stats.Micros(o.p50), stats.Micros(o.p99))
+					continue
+				}
+				beyond := stats.Micros(o.p50) - stats.Micros(floor[o.rate*10+transportIndex(o.path)]) - stats.Micros(rawP50)
+				fmt.Printf("%-5s %-12s %6d %9.0f %9.1f %9.1f %+9.1f\n", o.model, o.path, o.rate, o.achieved, stats.Micros(o.p50), stats.Micros(o.p99), beyond)
+				summary = append(summary, fmt.Sprintf("%-5s %-12s %4d/s open loop p50 beyond floor+compute %+6.1f µs (%s)", o.model, o.path, o.rate, beyond, verdict(beyond <= 40)))
+			}
+			fmt.Println()
 		}
 	}
 	fmt.Println("\ngrpc-noop / rest-noop are the transport floor on this machine: the agent's ServerLive RPC and")
 	fmt.Println("GET /v2/health/live, which do no work; the rows below them show what inference adds on top.")
-	fmt.Println("targets: added p50 <= 60µs gRPC, <= 80µs REST binary, <= 120µs REST JSON; throughput >= 75% of raw")
+	fmt.Println("cpu µs: CPU per request of clients and agent (of this process for raw-onnxrt: the compute); agent µs: the agent's;")
+	fmt.Println("beyond: agent µs - the empty RPC's agent µs - the compute; ceiling: CPUs / (empty RPC's cpu µs + compute);")
+	fmt.Println("share: req/s / ceiling (low when other processes hold CPUs); cpu sh: (empty RPC's cpu µs + compute) / cpu µs.")
+	fmt.Println("targets: added p50 <= 60µs gRPC, <= 80µs REST binary, <= 120µs REST JSON; throughput >= 75% of raw;")
+	fmt.Println("issue 18: beyond <= 40 µs and share >= 85% (gRPC raw, REST binary; tiny, big; 1 and N clients);")
+	fmt.Println("open-loop p50 <= empty RPC p50 + compute + 40 µs at each rate")
+	fmt.Println()
+	for _, l := range summary {
+		fmt.Println(l)
+	}
 	return nil
 }
 
-// measure runs fn from c goroutines for d and records every latency.
-func measure(fn func() error, c int, d time.Duration) result {
+// measure runs fn from c goroutines for d and records every latency and
+// the CPU per request of this process and of the agent (agentCPU).
+func measure(fn func() error, c int, d time.Duration, agentCPU func() float64) result {
 	var mu sync.Mutex
 	var all []time.Duration
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
+	self0, agent0 := selfCPU(), agentCPU()
 	start := time.Now()
 	var errs int
 	for i := 0; i < c; i++ {
@@ -186,10 +286,77 @@ func measure(fn func() error, c int, d time.Duration) result {
 	}
 	wg.Wait()
 	el := time.Since(start).Seconds()
+	self, agent := selfCPU()-self0, agentCPU()-agent0
 	if errs > 0 {
 		fmt.Fprintf(os.Stderr, "warning: %d errors\n", errs)
 	}
-	return result{lat: all, throughput: float64(len(all)) / el}
+	r := result{lat: all, throughput: float64(len(all)) / el}
+	if n := float64(len(all)); n > 0 {
+		r.cpuSelf, r.cpuAgent = self/n, agent/n
+	}
+	return r
+}
+
+// openLoop sends requests at a fixed rate for d, each in its own goroutine
+// at its scheduled time, whether or not earlier ones have answered, and
+// returns each latency, counted from its scheduled time (so that a stall
+// shows), and the rate achieved.
+func openLoop(fn func() error, rate int, d time.Duration) ([]time.Duration, float64) {
+	interval := time.Second / time.Duration(rate)
+	var mu sync.Mutex
+	var lat []time.Duration
+	var wg sync.WaitGroup
+	start := time.Now()
+	sent, errs := 0, 0
+	for next := start; next.Sub(start) < d; next = next.Add(interval) {
+		if w := time.Until(next); w > 0 {
+			time.Sleep(w)
+		}
+		sent++
+		wg.Add(1)
+		go func(at time.Time) {
+			defer wg.Done()
+			err := fn()
+			l := time.Since(at)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs++
+				return
+			}
+			lat = append(lat, l)
+		}(next)
+	}
+	el := time.Since(start).Seconds()
+	wg.Wait()
+	if errs > 0 {
+		fmt.Fprintf(os.Stderr, "warning: %d errors\n", errs)
+	}
+	return lat, float64(sent) / el
+}
+
+// selfCPU is this process's user+system CPU seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// transportIndex tells the two transports apart in the open-loop floors.
+func transportIndex(path string) int {
+	if strings.HasPrefix(path, "grpc") {
+		return 0
+	}
+	return 1
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
 }
 
 // rawRunner is the baseline: what a program embedding ONNX Runtime does per
