@@ -29,8 +29,11 @@ func DecodeRESTRequest(body []byte, jsonLen int) (*InferRequest, error) {
 		return nil, err
 	}
 	var w restRequest
-	if err := unmarshalHeader(header, &w); err != nil {
-		return nil, err
+	if !decodeRequestFast(header, &w) {
+		w = restRequest{}
+		if err := unmarshalHeader(header, &w); err != nil {
+			return nil, err
+		}
 	}
 	if err := checkBoolParam(w.Parameters, paramBinaryDataOutput, "request", ""); err != nil {
 		return nil, err
@@ -309,6 +312,9 @@ func decodeFast(d Datatype, raw []byte, n int) (any, bool) {
 	// not for what the shape claims: a short array padded with spaces must
 	// not reserve the shape's size.
 	n = min(n, bytes.Count(inner, comma)+1)
+	if data, ok := scanData(d, raw, n); ok {
+		return data, true
+	}
 	if bytes.IndexByte(inner, '[') >= 0 {
 		flat := make([]byte, len(raw))
 		flat[0] = '['

@@ -1,0 +1,62 @@
+package oip
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+var envelopeSeeds = []string{
+	`{"inputs":[{"name":"X","shape":[1,3],"datatype":"FP32","data":[0.5,-1e3,2]}]}`,
+	`{"id":"r1","parameters":{"binary_data_output":true},"inputs":[{"name":"X","shape":[2,2],"datatype":"INT64","data":[[1,2],[3,4]],"parameters":{"a":1}}],"outputs":[{"name":"Y","parameters":{"binary_data":true}}]}`,
+	`{"inputs":[{"name":"B","shape":[2],"datatype":"BYTES","data":["a","b"]},{"name":"C","shape":[1],"datatype":"BOOL","data":[true]}]}`,
+	` { "inputs" : [ ] } `,
+	`{"Inputs":[]}`,
+	`{"inputs":[{"name":"X","name":"Y"}]}`,
+	`{"inputs":[{"name":"X","shape":[1],"datatype":"FP32","data":[01]}]}`,
+	`{"inputs":[{"name":"X","shape":[1],"datatype":"FP32","data":[1.]}]}`,
+	`{"inputs":[{"name":"X","shape":[1],"datatype":"FP32","data":[1,]}]}`,
+	`{"inputs":[{"name":"\u0058","shape":[1],"datatype":"FP32","data":[1]}]}`,
+	`{"inputs":[]} x`,
+	`{"id":null,"inputs":null}`,
+}
+
+// TestDecodeRequestFast checks that the fast envelope decoder takes the
+// common shapes and gives up on the rest.
+func TestDecodeRequestFast(t *testing.T) {
+	for i, s := range envelopeSeeds {
+		var w restRequest
+		got := decodeRequestFast([]byte(s), &w)
+		if want := i < 4; got != want {
+			t.Errorf("decodeRequestFast(%s) = %v, want %v", s, got, want)
+		}
+		if got {
+			checkEnvelope(t, s, &w)
+		}
+	}
+}
+
+func checkEnvelope(t *testing.T, s string, fast *restRequest) {
+	t.Helper()
+	var ref restRequest
+	if err := json.Unmarshal([]byte(s), &ref); err != nil {
+		t.Fatalf("fast path accepted %q, encoding/json: %v", s, err)
+	}
+	if !reflect.DeepEqual(fast, &ref) {
+		t.Fatalf("%q: fast %+v, encoding/json %+v", s, *fast, ref)
+	}
+}
+
+// FuzzDecodeEnvelope checks that whatever the fast envelope decoder
+// accepts, encoding/json accepts too and decodes the same.
+func FuzzDecodeEnvelope(f *testing.F) {
+	for _, s := range envelopeSeeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var w restRequest
+		if decodeRequestFast([]byte(s), &w) {
+			checkEnvelope(t, s, &w)
+		}
+	})
+}

@@ -1,0 +1,214 @@
+package oip
+
+import (
+	"math"
+	"strconv"
+	"unsafe"
+)
+
+// A scanner for the common "data" array: numbers only, possibly nested,
+// parsed straight into the typed slice with strconv (one pass, no
+// reflection, no copy of the text). It runs on JSON that encoding/json has
+// already validated (the envelope was decoded), so it only has to tell
+// numbers from the rest; it gives up (ok false) on anything else (strings,
+// null, true/false) and on any number strconv refuses (out of range, a
+// fraction for an integer type), and the caller falls back to the
+// encoding/json path, whose results and errors stay the reference: for the
+// numbers it accepts, strconv with the datatype's bit size is exactly what
+// encoding/json uses, so both give the same values.
+
+// scanNumbers parses the numbers of the valid JSON array raw into a []T
+// with room for n elements; conv converts one number token.
+func scanNumbers[T any](raw []byte, n int, conv func(string) (T, bool)) ([]T, bool) {
+	out := make([]T, 0, n)
+	for i := 0; i < len(raw); {
+		switch c := raw[i]; c {
+		case '[', ']', ',', ' ', '\t', '\n', '\r':
+			i++
+			continue
+		case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		default:
+			return nil, false
+		}
+		j := i + 1
+		for j < len(raw) && isNumberByte(raw[j]) {
+			j++
+		}
+		// The token is only read during the call: no copy is needed.
+		v, ok := conv(unsafe.String(&raw[i], j-i))
+		if !ok {
+			return nil, false
+		}
+		out = append(out, v)
+		i = j
+	}
+	return out, true
+}
+
+func isNumberByte(c byte) bool {
+	return c >= '0' && c <= '9' || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'
+}
+
+func convFloat32(s string) (float32, bool) {
+	if f, ok := fastFloat32(s); ok {
+		return f, true
+	}
+	f, err := strconv.ParseFloat(s, 32)
+	return float32(f), err == nil
+}
+
+// pow10 are the powers of ten that float64 holds exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// fastFloat32 converts a JSON number with at most 15 significant digits
+// and a decimal exponent within ±22, correctly rounded, or reports false.
+// The decimal mantissa m (< 2^53) and 10^|e| are exact in float64, so m·10^e
+// (or m/10^-e) is one correctly rounded float64 operation (Clinger's fast
+// path). Rounding that float64 to float32 is then correct too unless it
+// lies exactly halfway between two float32s (the exact value may be on
+// either side of it): that case, and any result outside float32's normal
+// range, goes to strconv.
+func fastFloat32(s string) (float32, bool) {
+	i, neg := 0, false
+	if i < len(s) && s[i] == '-' {
+		neg = true
+		i++
+	}
+	var m uint64
+	digits, exp := 0, 0
+	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+		if m != 0 || s[i] != '0' {
+			digits++
+		}
+		m = m*10 + uint64(s[i]-'0')
+	}
+	if i < len(s) && s[i] == '.' {
+		for i++; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+			if m != 0 || s[i] != '0' {
+				digits++
+			}
+			m = m*10 + uint64(s[i]-'0')
+			exp--
+		}
+	}
+	if digits > 15 {
+		return 0, false
+	}
+	if i < len(s) {
+		if s[i] != 'e' && s[i] != 'E' {
+			return 0, false
+		}
+		i++
+		eneg := false
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			eneg = s[i] == '-'
+			i++
+		}
+		e := 0
+		for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+			if e > 1000 {
+				return 0, false
+			}
+			e = e*10 + int(s[i]-'0')
+		}
+		if eneg {
+			e = -e
+		}
+		exp += e
+	}
+	if i != len(s) {
+		return 0, false
+	}
+	if m == 0 {
+		if neg {
+			return float32(math.Copysign(0, -1)), true
+		}
+		return 0, true
+	}
+	var f float64
+	switch {
+	case exp >= 0 && exp < len(pow10):
+		f = float64(m) * pow10[exp]
+	case exp < 0 && -exp < len(pow10):
+		f = float64(m) / pow10[-exp]
+	default:
+		return 0, false
+	}
+	// Outside float32's normal range the midpoint test below does not hold.
+	if f < 0x1p-125 || f > 0x1p127 {
+		return 0, false
+	}
+	if math.Float64bits(f)&(1<<29-1) == 1<<28 {
+		return 0, false // halfway between two float32s: let strconv decide
+	}
+	if neg {
+		f = -f
+	}
+	return float32(f), true
+}
+
+func convFloat64(s string) (float64, bool) {
+	f, err := strconv.ParseFloat(s, 64)
+	return f, err == nil
+}
+
+func convInt[T int8 | int16 | int32 | int64](bits int) func(string) (T, bool) {
+	return func(s string) (T, bool) {
+		v, err := strconv.ParseInt(s, 10, bits)
+		return T(v), err == nil
+	}
+}
+
+func convUint[T uint8 | uint16 | uint32 | uint64](bits int) func(string) (T, bool) {
+	return func(s string) (T, bool) {
+		v, err := strconv.ParseUint(s, 10, bits)
+		return T(v), err == nil
+	}
+}
+
+var (
+	convInt8   = convInt[int8](8)
+	convInt16  = convInt[int16](16)
+	convInt32  = convInt[int32](32)
+	convInt64  = convInt[int64](64)
+	convUint8  = convUint[uint8](8)
+	convUint16 = convUint[uint16](16)
+	convUint32 = convUint[uint32](32)
+	convUint64 = convUint[uint64](64)
+)
+
+// scanData is the scanner for datatype d, or ok false when d has none or
+// raw holds anything but numbers.
+func scanData(d Datatype, raw []byte, n int) (data any, ok bool) {
+	switch d {
+	case FP32:
+		return scanAny(scanNumbers(raw, n, convFloat32))
+	case FP64:
+		return scanAny(scanNumbers(raw, n, convFloat64))
+	case INT8:
+		return scanAny(scanNumbers(raw, n, convInt8))
+	case INT16:
+		return scanAny(scanNumbers(raw, n, convInt16))
+	case INT32:
+		return scanAny(scanNumbers(raw, n, convInt32))
+	case INT64:
+		return scanAny(scanNumbers(raw, n, convInt64))
+	case UINT8:
+		return scanAny(scanNumbers(raw, n, convUint8))
+	case UINT16:
+		return scanAny(scanNumbers(raw, n, convUint16))
+	case UINT32:
+		return scanAny(scanNumbers(raw, n, convUint32))
+	case UINT64:
+		return scanAny(scanNumbers(raw, n, convUint64))
+	}
+	return nil, false
+}
+
+func scanAny[T any](s []T, ok bool) (any, bool) {
+	if !ok {
+		return nil, false
+	}
+	return s, true
+}
