@@ -10,6 +10,9 @@
 //   - bench/ingest: drover-collector versus the OTel Collector's
 //     clickhouseexporter on the same ClickHouse (CPU per point, rows
 //     stored), and an outage drill.
+//   - bench/optimize: the built-in optimizer's grid search versus
+//     scikit-learn's GridSearchCV (same data, grid and folds; wall time and
+//     best CV score) for logistic regression and a random forest.
 //
 // Package benchmarks (go test -bench) live beside their code, e.g.
 // shared/oip, agent/telemetry, collector/store, collector/spool,
