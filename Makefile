@@ -46,6 +46,7 @@ bench: deps
 	$(GO) run ./bench/monitoring
 	$(GO) run ./bench/ingest
 	$(GO) run ./bench/fleet
+	$(GO) run ./bench/optimize
 	$(GO) test -run '^$$' -bench . ./shared/oip/ ./collector/ring/
 
 ## lint: go vet and staticcheck
