@@ -7,6 +7,7 @@ import (
 	"github.com/drover-ml/drover/collector/fleet"
 	"github.com/drover-ml/drover/collector/jobs"
 	"github.com/drover-ml/drover/collector/labels"
+	"github.com/drover-ml/drover/collector/optimize"
 	"github.com/drover-ml/drover/collector/registry"
 )
 
@@ -79,6 +80,9 @@ var routes = auth.Routes{
 	"GET /v1/jobs/{id}":         reader,
 	"POST /v1/jobs/{id}/retry":  admin,
 	"POST /v1/jobs/{id}/cancel": admin,
+	// The built-in optimizer's search on an uploaded CSV (collector/optimize,
+	// docs/optimize.md).
+	optimize.PatternCSV: publisher,
 	// The webhook receiver's callback is authenticated by its signature
 	// (docs/jobs.md), not by a token.
 	"POST /v1/jobs/{id}/status": auth.Public,

@@ -37,7 +37,8 @@ const (
 // sense (max_concurrent: 0). Code that reads a Config never re-defaults it.
 type Config struct {
 	// Executor is "none" (the default: no jobs run), "command",
-	// "webhook" or "builtin". Only the chosen executor's section is checked.
+	// "webhook" or "builtin". Only the chosen executor's section is
+	// checked, and builtin always (the CSV search uses it).
 	Executor string `yaml:"executor"`
 	// Command configures the command executor.
 	Command CommandConfig `yaml:"command"`
@@ -276,10 +277,11 @@ func (c Config) Validate() error {
 			bad("webhook.request_timeout", "must be > 0, got %s", w.RequestTimeout)
 		}
 	case ExecutorBuiltin:
-		c.Builtin.check(func(field, format string, args ...any) { bad("builtin."+field, format, args...) })
 	default:
 		bad("executor", "%q: want %q, %q, %q or %q", c.Executor, ExecutorNone, ExecutorCommand, ExecutorWebhook, ExecutorBuiltin)
 	}
+	// Checked whatever the executor: the admin API's CSV search uses it.
+	c.Builtin.check(func(field, format string, args ...any) { bad("builtin."+field, format, args...) })
 	if c.Retries < 0 {
 		bad("retries", "must be >= 0, got %d", c.Retries)
 	}
