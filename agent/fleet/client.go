@@ -273,8 +273,17 @@ func (c *Client) follow(ctx context.Context, bo *backoff) error {
 		if etag != "" {
 			hdr.Set("If-None-Match", etag)
 		}
+		// Another request (an inventory, a label) failed over to another
+		// collector, or the registration was lost: register again, with
+		// the collector the requests now go to.
+		c.mu.Lock()
+		reg := c.reg
+		c.mu.Unlock()
+		if reg == nil || reg.Collector != c.conn.base() {
+			return errReregister
+		}
 		rctx, cancel := context.WithTimeout(ctx, c.cfg.Wait+15*time.Second)
-		resp, err := c.conn.do(rctx, http.MethodGet, "/v1/agents/"+url.PathEscape(c.id)+"/desired?wait="+c.cfg.Wait.String(), nil, hdr)
+		resp, err := c.conn.doCurrent(rctx, http.MethodGet, "/v1/agents/"+url.PathEscape(c.id)+"/desired?wait="+c.cfg.Wait.String(), nil, hdr)
 		if err != nil {
 			cancel()
 			return fmt.Errorf("follow the desired state: %w", err)
@@ -587,41 +596,65 @@ func (c *conn) do(ctx context.Context, method, path string, body []byte, hdr htt
 	var errs []error
 	for i := range c.urls {
 		k := (start + i) % len(c.urls)
-		base := c.urls[k]
-		req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(body))
-		if err != nil {
-			return nil, err
-		}
-		for h, vs := range hdr {
-			req.Header[h] = vs
-		}
-		if c.token != "" {
-			req.Header.Set("Authorization", "Bearer "+c.token)
-		}
-		resp, err := c.http.Do(req)
-		if err == nil && resp.StatusCode != http.StatusBadGateway && resp.StatusCode != http.StatusServiceUnavailable && resp.StatusCode != http.StatusGatewayTimeout {
+		resp, err := c.send(ctx, c.urls[k], method, path, body, hdr)
+		if err == nil {
 			c.mu.Lock()
 			c.cur = k
 			c.mu.Unlock()
 			return resp, nil
 		}
 		if ctx.Err() != nil {
-			if resp != nil {
-				resp.Body.Close()
-			}
 			return nil, ctx.Err()
 		}
-		if err == nil {
-			err = statusError(resp)
-			resp.Body.Close()
-			if i == len(c.urls)-1 {
-				errs = append(errs, fmt.Errorf("%s: %w", base, err))
-				break
-			}
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", base, err))
+		errs = append(errs, fmt.Errorf("%s: %w", c.urls[k], err))
 	}
 	return nil, fmt.Errorf("no collector answered: %w", errors.Join(errs...))
+}
+
+// doCurrent sends to the current collector only: the session's requests,
+// which belong to the collector the agent registered with. When it cannot
+// be reached (or answers 502/503/504) the next collector becomes current,
+// and the error tells the session to register there: its registration
+// answer (the OTLP endpoint) follows the failover.
+func (c *conn) doCurrent(ctx context.Context, method, path string, body []byte, hdr http.Header) (*http.Response, error) {
+	c.mu.Lock()
+	cur := c.cur
+	c.mu.Unlock()
+	resp, err := c.send(ctx, c.urls[cur], method, path, body, hdr)
+	if err != nil && ctx.Err() == nil {
+		c.mu.Lock()
+		if c.cur == cur {
+			c.cur = (cur + 1) % len(c.urls)
+		}
+		c.mu.Unlock()
+		return nil, fmt.Errorf("%s: %w", c.urls[cur], err)
+	}
+	return resp, err
+}
+
+// send sends one request to the collector at base; a 502, 503 or 504
+// answer is an error (its body read and closed).
+func (c *conn) send(ctx context.Context, base, method, path string, body []byte, hdr http.Header) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	for h, vs := range hdr {
+		req.Header[h] = vs
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusGatewayTimeout {
+		err = statusError(resp)
+		resp.Body.Close()
+		return nil, err
+	}
+	return resp, nil
 }
 
 // statusError reads an unexpected answer into an error (the body's

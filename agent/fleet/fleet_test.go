@@ -327,3 +327,48 @@ func TestSendFeedback(t *testing.T) {
 		t.Errorf("collector down: %v, want an error to retry", err)
 	}
 }
+
+// TestFailoverRegistersAgain: when the collector the agent registered with
+// stops, the agent registers with the next one, whose registration answer
+// (where to send OTLP) reaches OnRegister, and reports its inventory there.
+func TestFailoverRegistersAgain(t *testing.T) {
+	e := newEnv(t)
+	second := fleettest.New(t)
+	regs := make(chan fleet.Registration, 16)
+	c, err := fleet.New(fleet.Config{Collectors: []string{e.col.URL, second.URL}, Token: e.col.Token, Host: "h1",
+		HeartbeatInterval: 200 * time.Millisecond, DataDir: e.dataDir, ModelDir: e.modelDir, Versions: e.vs, Wait: time.Second,
+		OnRegister: func(r fleet.Registration) { regs <- r }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	next := func(what string) fleet.Registration {
+		t.Helper()
+		select {
+		case r := <-regs:
+			return r
+		case <-time.After(wait):
+			t.Fatalf("%s: no registration in %s", what, wait)
+			return fleet.Registration{}
+		}
+	}
+	if r := next("first"); r.Collector != e.col.URL || r.OTLP.GRPC == "" {
+		t.Fatalf("first registration with %s (%+v), want %s", r.Collector, r, e.col.URL)
+	}
+	e.col.Close()
+	if r := next("after the first collector stopped"); r.Collector != second.URL {
+		t.Fatalf("registered with %s after the failover, want %s", r.Collector, second.URL)
+	}
+	testenv.Eventually(t, wait, "the inventory at the second collector", func() bool {
+		_, ok := second.Inventory(c.ID())
+		return ok && second.Registrations(c.ID()) == 1
+	})
+}
