@@ -23,6 +23,7 @@ var (
 	fetcher   = auth.Allow(auth.Reader, auth.Agent) // what an agent pulls
 	agent     = auth.Allow(auth.Agent)
 	labeller  = auth.Allow(auth.Client, auth.Agent) // an application's labels; an agent forwards those it did not sample
+	jobReader = auth.Allow(auth.Reader, auth.Publisher)
 )
 
 // routes is the table without the token API's routes (auth.TokenRoutes),
@@ -77,7 +78,7 @@ var routes = auth.Routes{
 
 	// Jobs (collector/jobs).
 	"GET /v1/jobs":              reader,
-	"GET /v1/jobs/{id}":         reader,
+	"GET /v1/jobs/{id}":         jobReader, // a publisher follows the job it started (droverctl optimize --wait)
 	"POST /v1/jobs/{id}/retry":  admin,
 	"POST /v1/jobs/{id}/cancel": admin,
 	// The built-in optimizer's search on an uploaded CSV (collector/optimize,

@@ -21,6 +21,10 @@ type PublishFlags struct {
 	Parent uint64
 	// TrainingData is a CSV with a header row; Label its label column.
 	TrainingData, Label string
+	// Job is the re-optimization job that made the version (lineage.job,
+	// source optimize): a command job passes $DROVER_JOB_ID, and the
+	// version becomes the job's result.
+	Job string
 }
 
 func parseVersion(s string) (uint64, error) {
@@ -58,7 +62,7 @@ func (a *App) Publish(ctx context.Context, model, dir string, f PublishFlags) er
 	}
 	bar := a.progressBar()
 	res, m, err := cl.Publish(ctx, model, dir, adminclient.PublishOptions{
-		Message: f.Message, Author: f.Author, Parent: f.Parent,
+		Message: f.Message, Author: f.Author, Parent: f.Parent, Job: f.Job,
 		TrainingData: f.TrainingData, Label: f.Label, Progress: bar.update,
 	})
 	bar.finish()

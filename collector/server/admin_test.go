@@ -179,6 +179,8 @@ func TestRoles(t *testing.T) {
 		{"GET", "/v1/jobs", "agent", 403},
 		{"GET", "/v1/jobs", "reader", 200},
 		{"GET", "/v1/jobs/job-nope", "reader", 404},
+		{"GET", "/v1/jobs/job-nope", "publisher", 404}, // a publisher follows the job it started
+		{"GET", "/v1/jobs/job-nope", "agent", 403},
 		{"POST", "/v1/jobs/job-nope/retry", "", 401},
 		{"POST", "/v1/jobs/job-nope/retry", "reader", 403},
 		{"POST", "/v1/jobs/job-nope/retry", "admin", 404},

@@ -192,7 +192,8 @@ func publishCmd(app *cli.App, completeModel cobra.CompletionFunc) *cobra.Command
 		Use:   "publish MODEL DIR",
 		Short: "Publish the files of DIR (model.onnx, optionally drover.yaml) as a new version of MODEL",
 		Example: "  droverctl publish iris ./iris-model --message \"retrain on november data\" --parent 3\n" +
-			"  droverctl publish iris ./iris-model --training-data train.csv --label species -o json",
+			"  droverctl publish iris ./iris-model --training-data train.csv --label species -o json\n" +
+			"  DROVER_COLLECTOR=$DROVER_PUBLISH_URL DROVER_TOKEN=$DROVER_PUBLISH_TOKEN droverctl publish \"$DROVER_MODEL\" ./out --job \"$DROVER_JOB_ID\"",
 		Args: exactArgs(2),
 		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 			if len(args) == 0 {
@@ -207,6 +208,7 @@ func publishCmd(app *cli.App, completeModel cobra.CompletionFunc) *cobra.Command
 	cmd.Flags().Uint64Var(&f.Parent, "parent", 0, "the version it derives from")
 	cmd.Flags().StringVar(&f.TrainingData, "training-data", "", "CSV of training data (header row) to store with the version; the registry computes the feature bins")
 	cmd.Flags().StringVar(&f.Label, "label", "", "the label column of --training-data")
+	cmd.Flags().StringVar(&f.Job, "job", "", "the re-optimization job that made it (in a job's command: \"$DROVER_JOB_ID\"); the version becomes the job's result")
 	return cmd
 }
 

@@ -35,7 +35,12 @@ type withClickHouse struct{ m *testing.M }
 
 func (w withClickHouse) Run() int { return testenv.RunWithClickHouse(w.m) }
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(withClickHouse{m}) }
+func TestMain(m *testing.M) {
+	if os.Getenv(jobHelperEnv) != "" {
+		os.Exit(jobHelper()) // started as a job's command (optimize_integration_test.go)
+	}
+	goleak.VerifyTestMain(withClickHouse{m})
+}
 
 // hangUp as a route's status closes the connection without an answer.
 const hangUp = -1
