@@ -111,7 +111,9 @@ func TestOptimizeAgainstCollectorJobs(t *testing.T) {
 		}
 	}
 
-	env := func(tok string) map[string]string { return map[string]string{"DROVER_COLLECTOR": srv.URL, "DROVER_TOKEN": "tok-" + tok} }
+	env := func(tok string) map[string]string {
+		return map[string]string{"DROVER_COLLECTOR": srv.URL, "DROVER_TOKEN": "tok-" + tok}
+	}
 	seed := t.TempDir()
 	m1, _ := testmodels.Linear("x", "y", [][]float32{{1, 0}, {0, 1}}, []float32{0, 0})
 	os.WriteFile(filepath.Join(seed, "model.onnx"), m1, 0o644)
