@@ -2,6 +2,7 @@ package optimize
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -31,6 +32,7 @@ import (
 	"github.com/drover-ml/drover/shared/onnx"
 	"github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/shared/testenv"
+	"github.com/drover-ml/drover/shared/testmodels"
 )
 
 // The concepts: before the incident the class is x0 > 0, after it x1 > 0.
@@ -128,6 +130,13 @@ const searchManifest = `optimize:
 // search space, and rolls it out.
 func (e *env) publishServing(t *testing.T, concept func([]float64) int) {
 	t.Helper()
+	e.publish(t, e.servingModel(t, concept), searchManifest, nil)
+}
+
+// servingModel is a logistic regression trained on concept, exported with
+// skl2onnx's classifier signature.
+func (e *env) servingModel(t *testing.T, concept func([]float64) int) []byte {
+	t.Helper()
 	ctx := context.Background()
 	x, y := points(400, 1, concept)
 	d := &learn.Dataset{X: mat.NewDense(len(x), 2, nil), Y: make([]float64, len(y)), Task: learn.Classification, Classes: 2}
@@ -150,11 +159,26 @@ func (e *env) publishServing(t *testing.T, concept func([]float64) int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ups []registry.Upload
-	for _, f := range []struct {
+	return model
+}
+
+// publish publishes model with the drover.yaml yml and extra files as v1
+// of churn and rolls it out.
+func (e *env) publish(t *testing.T, model []byte, yml string, extra map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	files := []struct {
 		path string
 		data []byte
-	}{{manifest.ModelFile, model}, {manifest.FileName, []byte(searchManifest)}} {
+	}{{manifest.ModelFile, model}, {manifest.FileName, []byte(yml)}}
+	for p, d := range extra {
+		files = append(files, struct {
+			path string
+			data []byte
+		}{p, []byte(d)})
+	}
+	var ups []registry.Upload
+	for _, f := range files {
 		sum := sha256.Sum256(f.data)
 		ups = append(ups, registry.Upload{Path: f.path, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(f.data)), Body: bytes.NewReader(f.data)})
 	}
@@ -171,6 +195,13 @@ func (e *env) publishServing(t *testing.T, concept func([]float64) int) {
 // start, labelled by concept, through the real stores.
 func (e *env) sampleRows(t *testing.T, start time.Time, n int, seed uint64, concept func([]float64) int) {
 	t.Helper()
+	e.sampleRowsWith(t, start, n, seed, concept, nil, nil)
+}
+
+// sampleRowsWith is sampleRows with row i's inputs and label (JSON text)
+// replaced where inputs and label return a non-empty text.
+func (e *env) sampleRowsWith(t *testing.T, start time.Time, n int, seed uint64, concept func([]float64) int, inputs, label func(i int) string) {
+	t.Helper()
 	x, y := points(n, seed, concept)
 	var rows []store.SampleRow
 	var ls []labels.Label
@@ -178,8 +209,15 @@ func (e *env) sampleRows(t *testing.T, start time.Time, n int, seed uint64, conc
 		id := fmt.Sprintf("req-%d-%d", seed, i)
 		at := start.Add(time.Duration(i) * time.Second)
 		in, _ := json.Marshal(map[string]any{"outputs": []map[string]any{{"name": "X", "datatype": "FP32", "shape": []int{1, 2}, "data": x[i]}}})
+		lab := fmt.Sprint(y[i])
+		if inputs != nil && inputs(i) != "" {
+			in = []byte(inputs(i))
+		}
+		if label != nil && label(i) != "" {
+			lab = label(i)
+		}
 		rows = append(rows, store.SampleRow{Time: at, Model: "churn", ModelVersion: "1", Host: "h1", RequestID: id, Inputs: string(in), Outputs: `{"outputs":[]}`})
-		ls = append(ls, labels.Label{Time: at.Add(time.Second), Model: "churn", RequestID: id, Label: fmt.Sprint(y[i]), Source: labels.SourceCollector, Sender: "app"})
+		ls = append(ls, labels.Label{Time: at.Add(time.Second), Model: "churn", RequestID: id, Label: lab, Source: labels.SourceCollector, Sender: "app"})
 	}
 	ctx := context.Background()
 	if err := store.New(e.db.Conn, e.db.Name, nil).Insert(ctx, &store.Batch{Samples: rows}, ""); err != nil {
@@ -420,5 +458,90 @@ func TestCSVDryRunAnswersTheReport(t *testing.T) {
 		if code != tc.code || !strings.Contains(string(body), tc.want) {
 			t.Errorf("%s: %d %s; want %d with %q", name, code, body, tc.code, tc.want)
 		}
+	}
+}
+
+// TestTrainingCSVJoinsTheTrainingRows: with include_training_data the
+// version's training.csv is added to the training rows, never to the
+// held-out ones.
+func TestTrainingCSVJoinsTheTrainingRows(t *testing.T) {
+	e := newEnv(t)
+	x, y := points(100, 9, newConcept)
+	var csv strings.Builder
+	csv.WriteString("f0,f1,target\n")
+	for i := range x {
+		fmt.Fprintf(&csv, "%g,%g,%d\n", x[i][0], x[i][1], y[i])
+	}
+	e.publish(t, e.servingModel(t, oldConcept), searchManifest+"  include_training_data: true\n  label: target\n",
+		map[string]string{manifest.TrainingFile: csv.String()})
+	incident := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+	e.sampleRows(t, incident, 100, 10, newConcept)
+	res := e.optimizer(t, nil).Execute(context.Background(), jobs.Spec{ID: "job-t", Model: "churn", Version: "1", IncidentStart: incident})
+	if res.Err != nil || res.Version != 2 {
+		t.Fatalf("Execute = v%d, %v; want v2", res.Version, res.Err)
+	}
+	var rep Report
+	if err := json.Unmarshal(res.Report, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Rows != 200 || rep.HoldoutRows != 20 || !rep.Improved {
+		t.Errorf("rows %d, held out %d, improved %v; want 100 labelled + 100 from training.csv, 20 held out, improved", rep.Rows, rep.HoldoutRows, rep.Improved)
+	}
+}
+
+// TestBadDataFailsWithAReason: each kind of bad input fails the attempt
+// with a clear, permanent reason and publishes nothing.
+func TestBadDataFailsWithAReason(t *testing.T) {
+	linear, err := testmodels.Linear("X", "Y", [][]float32{{1}, {2}}, []float32{0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		model  func(e *env) []byte
+		yml    string
+		inputs func(i int) string
+		label  func(i int) string
+		budget time.Duration
+		want   string
+	}{
+		"non-finite feature": {inputs: func(i int) string {
+			if i == 7 {
+				return `{"outputs":[{"name":"X","datatype":"FP32","shape":[1,2],"data":["Infinity",1]}]}`
+			}
+			return ""
+		}, want: "row 7: feature 0 is +Inf"},
+		"missing feature": {inputs: func(i int) string {
+			if i == 3 {
+				return `{"outputs":[{"name":"X","datatype":"FP32","shape":[1,1],"data":[1]}]}`
+			}
+			return ""
+		}, want: "has 1 features, the model takes 2"},
+		"label type":              {label: func(i int) string { return `"yes"` }, want: `label "yes" is not an integer`},
+		"single class":            {label: func(i int) string { return "1" }, want: "same class"},
+		"time budget":             {budget: time.Nanosecond, want: "grid beyond the time budget"},
+		"undetectable":            {model: func(*env) []byte { return linear }, yml: "gate: {min: {r2: 0}}\n", want: "cannot be detected"},
+		"family for another task": {yml: "optimize:\n  families: [{name: ridge}]\n", want: "family ridge cannot learn classification"},
+		"unknown parameter":       {yml: "optimize:\n  families: [{name: logistic_regression, grid: {gamma: [1]}}]\n", want: `unknown parameter "gamma"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			if tc.budget > 0 {
+				e.cfg.TimeBudget = tc.budget
+			}
+			model := e.servingModel(t, oldConcept)
+			if tc.model != nil {
+				model = tc.model(e)
+			}
+			e.publish(t, model, cmp.Or(tc.yml, searchManifest), nil)
+			incident := time.Now().Add(-time.Hour).UTC().Truncate(time.Second)
+			e.sampleRowsWith(t, incident, 100, 11, newConcept, tc.inputs, tc.label)
+			res := e.optimizer(t, nil).Execute(context.Background(), jobs.Spec{ID: "job-b", Model: "churn", Version: "1", IncidentStart: incident})
+			if res.Err == nil || !strings.Contains(res.Err.Error(), tc.want) || !errors.Is(res.Err, jobs.ErrPermanent) || res.Version != 0 {
+				t.Fatalf("Execute = v%d, %v; want a permanent error with %q", res.Version, res.Err, tc.want)
+			}
+			if vs, err := e.reg.Versions(context.Background(), "churn"); err != nil || len(vs) != 1 {
+				t.Errorf("versions = %d (%v), want only v1", len(vs), err)
+			}
+		})
 	}
 }
