@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -61,6 +62,11 @@ type onnxModel struct {
 	outIndex map[string]int
 	// stopLog ends the routing of the session's ORT log (nil: none).
 	stopLog func()
+	// noPrealloc is set once a run with Go-allocated outputs failed and the
+	// same run with outputs that ONNX Runtime allocates succeeded: the
+	// declared output shapes are not the real ones, so outputs are no
+	// longer allocated ahead (FP16 outputs always are).
+	noPrealloc atomic.Bool
 }
 
 type outKind int
@@ -360,8 +366,26 @@ func (m *onnxModel) runRaw(ctx context.Context, inputs []oip.Tensor) ([]ort.Valu
 		}
 		vals[i] = v
 	}
+	prealloc := !m.noPrealloc.Load()
+	outs, err := m.run(ctx, vals, inputs, prealloc)
+	if err != nil && prealloc && ctx.Err() == nil {
+		// Outputs allocated ahead from the declared shapes may not match
+		// what the model really produces: run again with outputs ONNX
+		// Runtime allocates, and keep to that if it works.
+		if outs2, err2 := m.run(ctx, vals, inputs, false); err2 == nil {
+			m.noPrealloc.Store(true)
+			return outs2, nil
+		}
+	}
+	return outs, err
+}
+
+// run runs the session once on the input values; prealloc allocates the
+// outputs whose shape is known ahead in Go memory (else ONNX Runtime
+// allocates them and onnxruntime_go copies them out).
+func (m *onnxModel) run(ctx context.Context, vals []ort.Value, inputs []oip.Tensor, prealloc bool) ([]ort.Value, error) {
 	outs := make([]ort.Value, len(m.outKinds))
-	if err := m.preallocate(outs, inputs); err != nil {
+	if err := m.preallocate(outs, inputs, prealloc); err != nil {
 		return nil, err
 	}
 	var err error
@@ -406,10 +430,22 @@ func (m *onnxModel) runRaw(ctx context.Context, inputs []oip.Tensor) ([]ort.Valu
 // preallocate creates the output buffers that onnxruntime_go cannot
 // allocate itself: FP16 outputs (it would copy one byte per element). Their
 // shape must be static except for a leading batch dimension, which is taken
-// from the first input's.
-func (m *onnxModel) preallocate(outs []ort.Value, inputs []oip.Tensor) error {
+// from the first input's. With all, it also allocates every other numeric
+// output whose shape is known that way, in Go memory that ONNX Runtime
+// writes into: one call into the library per output instead of the five or
+// six it takes to describe, allocate and copy out an output it allocated.
+func (m *onnxModel) preallocate(outs []ort.Value, inputs []oip.Tensor, all bool) error {
 	for i, spec := range m.sig.Outputs {
-		if m.outKinds[i] != outTensor || spec.Datatype != oip.FP16 {
+		if m.outKinds[i] != outTensor || spec.Datatype == oip.BYTES {
+			continue
+		}
+		if spec.Datatype != oip.FP16 {
+			if all {
+				if err := m.preallocateOutput(outs, i, inputs); err != nil {
+					destroyAll(outs)
+					return fmt.Errorf("output %q: %w", spec.Name, err)
+				}
+			}
 			continue
 		}
 		shape := make(ort.Shape, len(spec.Shape))
@@ -459,6 +495,60 @@ func putRunOptions(ro *ort.RunOptions) {
 	default:
 		ro.Destroy()
 	}
+}
+
+// preallocateOutput allocates output i in Go memory when its shape is
+// static apart from a leading batch dimension (taken from the first
+// input's) and it has elements; otherwise it leaves outs[i] nil.
+func (m *onnxModel) preallocateOutput(outs []ort.Value, i int, inputs []oip.Tensor) error {
+	spec := m.sig.Outputs[i]
+	shape := make(ort.Shape, len(spec.Shape))
+	for d, v := range spec.Shape {
+		switch {
+		case v >= 0:
+			shape[d] = v
+		case d == 0 && len(inputs) > 0 && len(inputs[0].Shape) > 0:
+			shape[d] = inputs[0].Shape[0]
+		default:
+			return nil
+		}
+	}
+	n, err := oip.NumElements(shape)
+	if err != nil || n == 0 {
+		return nil
+	}
+	var v ort.Value
+	switch spec.Datatype {
+	case oip.FP32:
+		v, err = ort.NewTensor(shape, make([]float32, n))
+	case oip.FP64:
+		v, err = ort.NewTensor(shape, make([]float64, n))
+	case oip.INT64:
+		v, err = ort.NewTensor(shape, make([]int64, n))
+	case oip.INT32:
+		v, err = ort.NewTensor(shape, make([]int32, n))
+	case oip.INT16:
+		v, err = ort.NewTensor(shape, make([]int16, n))
+	case oip.INT8:
+		v, err = ort.NewTensor(shape, make([]int8, n))
+	case oip.UINT8:
+		v, err = ort.NewTensor(shape, make([]uint8, n))
+	case oip.UINT16:
+		v, err = ort.NewTensor(shape, make([]uint16, n))
+	case oip.UINT32:
+		v, err = ort.NewTensor(shape, make([]uint32, n))
+	case oip.UINT64:
+		v, err = ort.NewTensor(shape, make([]uint64, n))
+	case oip.BOOL:
+		v, err = ort.NewTensor(shape, make([]bool, n))
+	default:
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	outs[i] = v
+	return nil
 }
 
 func destroyAll(vs []ort.Value) {
