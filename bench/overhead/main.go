@@ -17,7 +17,7 @@
 // share when the run is CPU-bound. Last, open-loop runs at fixed rates
 // (light load) give the p50 of the empty RPC and of Drover's request.
 //
-//	go run ./bench/overhead [-duration 5s] [-clients 4] [-rates 100,300,1000]
+//	go run ./bench/overhead [-duration 5s] [-clients 4] [-rates 100,300,1000] [-debug-addr 127.0.0.1:6060]
 package main
 
 import (
@@ -69,6 +69,7 @@ func (r result) cpu() float64 { return r.cpuSelf + r.cpuAgent }
 func main() {
 	duration := flag.Duration("duration", 5*time.Second, "how long each measurement runs")
 	clients := flag.Int("clients", 4, "concurrent clients for the throughput runs")
+	debugAddr := flag.String("debug-addr", "", "start the agent with --debug-addr (pprof) on this address, to profile it during the runs")
 	rates := flag.String("rates", "100,300,1000", "open-loop request rates (req/s) for the light-load rows; empty for none")
 	flag.Parse()
 	var rs []int
@@ -83,13 +84,13 @@ func main() {
 		}
 		rs = append(rs, r)
 	}
-	if err := run(*duration, *clients, rs); err != nil {
+	if err := run(*duration, *clients, rs, *debugAddr); err != nil {
 		fmt.Fprintln(os.Stderr, "overhead:", err)
 		os.Exit(1)
 	}
 }
 
-func run(d time.Duration, n int, rates []int) error {
+func run(d time.Duration, n int, rates []int, debugAddr string) error {
 	if err := runtime.Init(""); err != nil {
 		return err
 	}
@@ -126,7 +127,11 @@ func run(d time.Duration, n int, rates []int) error {
 	if err != nil {
 		return err
 	}
-	agent, err := agentproc.Start(bin, store, filepath.Join(tmp, "agent"), "runtime: {intra_op_threads: 1, inter_op_threads: 1}\n")
+	var extra []string
+	if debugAddr != "" {
+		extra = []string{"--debug-addr", debugAddr}
+	}
+	agent, err := agentproc.Start(bin, store, filepath.Join(tmp, "agent"), "runtime: {intra_op_threads: 1, inter_op_threads: 1}\n", extra...)
 	if err != nil {
 		return err
 	}

@@ -61,8 +61,9 @@ func freeAddr() (string, error) {
 }
 
 // Start runs bin on modelDir with config (the agent's YAML, written to
-// dataDir/agent.yaml; empty for none) and waits until it reports ready.
-func Start(bin, modelDir, dataDir, config string) (*Agent, error) {
+// dataDir/agent.yaml; empty for none) and extra flags (e.g. --debug-addr)
+// and waits until it reports ready.
+func Start(bin, modelDir, dataDir, config string, extra ...string) (*Agent, error) {
 	h, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -89,6 +90,7 @@ func Start(bin, modelDir, dataDir, config string) (*Agent, error) {
 		}
 		args = append(args, "--config", path)
 	}
+	args = append(args, extra...)
 	logf, err := os.Create(a.Log)
 	if err != nil {
 		return nil, err
