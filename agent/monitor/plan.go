@@ -110,21 +110,38 @@ func (p *plan) observeTensor(tel *telemetry.Telemetry, t *oip.Tensor, kind strin
 		return
 	}
 	n := oip.Len(t.Data)
-	for j := 0; j < width && j < n; j++ {
-		fc := p.column(tel, t, kind, j)
-		if fc == nil || fc.dist == nil {
+	// Only columns that feed a distribution are visited: the manifest's
+	// features of this tensor, or the first maxAutoColumns. A wide tensor
+	// (1000 features) then costs a sampled request no lookup per column
+	// that nothing observes.
+	if p.named {
+		for j := range p.cols[t.Name] {
+			if j < width && j < n {
+				p.observeColumn(tel, t, kind, j, width, n)
+			}
+		}
+		return
+	}
+	for j := 0; j < min(width, n, maxAutoColumns); j++ {
+		p.observeColumn(tel, t, kind, j, width, n)
+	}
+}
+
+// observeColumn observes column j of t (row width width, n elements).
+func (p *plan) observeColumn(tel *telemetry.Telemetry, t *oip.Tensor, kind string, j, width, n int) {
+	fc := p.column(tel, t, kind, j)
+	if fc == nil || fc.dist == nil {
+		return
+	}
+	for i := j; i < n; i += width {
+		if fc.cats != nil {
+			if b, ok := fc.cats[elementString(t.Data, i)]; ok {
+				fc.dist.Observe(float64(b))
+			}
 			continue
 		}
-		for i := j; i < n; i += width {
-			if fc.cats != nil {
-				if b, ok := fc.cats[elementString(t.Data, i)]; ok {
-					fc.dist.Observe(float64(b))
-				}
-				continue
-			}
-			if f, ok := elementFloat(t.Data, i); ok {
-				fc.dist.Observe(f)
-			}
+		if f, ok := elementFloat(t.Data, i); ok {
+			fc.dist.Observe(f)
 		}
 	}
 }
