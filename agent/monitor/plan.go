@@ -4,9 +4,9 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/agent/telemetry"
 	"github.com/drover-ml/drover/agent/versions"
+	"github.com/drover-ml/drover/shared/oip"
 )
 
 // maxAutoColumns bounds the distributions made per tensor when the manifest
