@@ -1,13 +1,15 @@
 // Command monitoring measures what live monitoring costs the serving path:
-// drover-agent's throughput on a tiny classifier with telemetry off, then
-// with telemetry on (exporting to an OTLP receiver in this process) and
+// drover-agent's throughput on a tiny classifier (-model big: 1000 inputs and
+// 1000 outputs, so a sampled request observes and ships 2000 values) with
+// telemetry off, then with telemetry on (exporting to an OTLP receiver in
+// this process) and
 // sampling 0 %, 5 % and 100 %, each run against a fresh agent process with
 // the same closed-loop gRPC load; and the primary path's p99 without and
 // with a 100 % shadow. It prints each run's throughput and its loss
 // against telemetry off (target: ≤ 5 % at 5 % sampling) and the p99 ratio
 // (target: within noise).
 //
-//	go run ./bench/monitoring [-duration 5s] [-clients 4]
+//	go run ./bench/monitoring [-duration 5s] [-clients 4] [-model tiny|big]
 package main
 
 import (
@@ -27,10 +29,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/drover-ml/drover/agent/evaluate"
-	"github.com/drover-ml/drover/shared/oip"
-	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
 	"github.com/drover-ml/drover/bench/internal/agentproc"
 	"github.com/drover-ml/drover/bench/internal/stats"
+	"github.com/drover-ml/drover/shared/oip"
+	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
 	"github.com/drover-ml/drover/shared/testmodels"
 )
 
@@ -55,7 +57,16 @@ func main() {
 	clients := flag.Int("clients", 4, "concurrent clients")
 	rounds := flag.Int("rounds", 3, "rounds of all throughput runs, interleaved; the median counts")
 	rate := flag.Int("rate", 800, "open-loop request rate of the shadow p99 runs")
+	model := flag.String("model", "tiny", "tiny (an 8-feature classifier) or big (1000 inputs, 1000 outputs: a sampled request observes and ships 2000 values)")
 	flag.Parse()
+	switch *model {
+	case "tiny":
+	case "big":
+		bench = benchModel{name: "big", input: testmodels.BigInput, features: 1000}
+	default:
+		fmt.Fprintf(os.Stderr, "monitoring: -model %q: want tiny or big\n", *model)
+		os.Exit(2)
+	}
 	if err := run(*d, *clients, *rounds, *rate); err != nil {
 		fmt.Fprintln(os.Stderr, "monitoring:", err)
 		os.Exit(1)
@@ -64,6 +75,34 @@ func main() {
 
 type result struct {
 	tput float64
+}
+
+// benchModel is the model under load: its name in the store, its input
+// and its width.
+type benchModel struct {
+	name, input string
+	features    int
+}
+
+var bench = benchModel{name: "clf", input: testmodels.ClassifierInput, features: 8}
+
+// inferRequest is one request to the model under load, with a fresh id.
+func inferRequest(raw []byte) *pb.ModelInferRequest {
+	return &pb.ModelInferRequest{
+		ModelName: bench.name, Id: evaluate.NewRequestID(),
+		Inputs:           []*pb.ModelInferRequest_InferInputTensor{{Name: bench.input, Datatype: "FP32", Shape: []int64{1, int64(bench.features)}}},
+		RawInputContents: [][]byte{raw},
+	}
+}
+
+// inputRaw is the raw contents of the input every request sends.
+func inputRaw() []byte {
+	x := make([]float32, bench.features)
+	for i := range x {
+		x[i] = 0.1 * float32(i%10+1)
+	}
+	raw, _ := oip.AppendRaw(nil, x)
+	return raw
 }
 
 func run(d time.Duration, clients, rounds, rate int) error {
@@ -80,10 +119,13 @@ func run(d time.Duration, clients, rounds, rate int) error {
 	store := filepath.Join(tmp, "models")
 	for v := int64(1); v <= 2; v++ {
 		m, err := testmodels.Classifier(w, []float32{0.1 * float32(v), 0.2, 0.3})
+		if bench.name == "big" {
+			m, err = testmodels.Big(1000, 1000, v)
+		}
 		if err != nil {
 			return err
 		}
-		if _, err := testmodels.WriteVersion(store, "clf", v, m); err != nil {
+		if _, err := testmodels.WriteVersion(store, bench.name, v, m); err != nil {
 			return err
 		}
 	}
@@ -102,7 +144,7 @@ func run(d time.Duration, clients, rounds, rate int) error {
 	go gs.Serve(ln)
 	defer gs.Stop()
 
-	base := "runtime: {intra_op_threads: 1, inter_op_threads: 1}\nmodels: {clf: {policy: {latest: 1%s}}}\n"
+	base := "runtime: {intra_op_threads: 1, inter_op_threads: 1}\nmodels: {" + bench.name + ": {policy: {latest: 1%s}}}\n"
 	tel := fmt.Sprintf("telemetry: {endpoint: %q, interval: 1s}\n", ln.Addr().String())
 	runs := []struct{ name, cfg string }{
 		{"telemetry off", "telemetry: {disabled: true}\nmonitoring: {rate: 0}\n" + fmt.Sprintf(base, "")},
@@ -113,7 +155,11 @@ func run(d time.Duration, clients, rounds, rate int) error {
 	start := func(i int, cfg string) (*agentproc.Agent, error) {
 		return agentproc.Start(bin, store, filepath.Join(tmp, fmt.Sprintf("agent-%d", i)), cfg)
 	}
-	fmt.Printf("monitoring cost on drover-agent: tiny classifier, gRPC, %d closed-loop clients, %s per run, median of %d interleaved rounds\n\n", clients, d, rounds)
+	what := "tiny classifier"
+	if bench.name == "big" {
+		what = "1000-input, 1000-output model"
+	}
+	fmt.Printf("monitoring cost on drover-agent: "+what+", gRPC, %d closed-loop clients, %s per run, median of %d interleaved rounds\n\n", clients, d, rounds)
 	tputs := make([][]float64, len(runs))
 	for r := 0; r < rounds; r++ {
 		for i, run := range runs {
@@ -179,7 +225,7 @@ func openLoop(addr string, rate int, d time.Duration) ([]time.Duration, error) {
 	}
 	defer conn.Close()
 	c := pb.NewGRPCInferenceServiceClient(conn)
-	raw, _ := oip.AppendRaw(nil, []float32{0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8})
+	raw := inputRaw()
 	var mu sync.Mutex
 	var lat []time.Duration
 	var firstErr error
@@ -194,11 +240,7 @@ func openLoop(addr string, rate int, d time.Duration) ([]time.Duration, error) {
 		wg.Add(1)
 		go func(sent time.Time) {
 			defer wg.Done()
-			req := &pb.ModelInferRequest{
-				ModelName: "clf", Id: evaluate.NewRequestID(),
-				Inputs:           []*pb.ModelInferRequest_InferInputTensor{{Name: testmodels.ClassifierInput, Datatype: "FP32", Shape: []int64{1, 8}}},
-				RawInputContents: [][]byte{raw},
-			}
+			req := inferRequest(raw)
 			_, err := c.ModelInfer(context.Background(), req, grpc.WaitForReady(true))
 			mu.Lock()
 			defer mu.Unlock()
@@ -224,7 +266,7 @@ func load(addr string, clients int, d time.Duration) (result, error) {
 	}
 	defer conn.Close()
 	c := pb.NewGRPCInferenceServiceClient(conn)
-	raw, _ := oip.AppendRaw(nil, []float32{0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8})
+	raw := inputRaw()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	var mu sync.Mutex
@@ -238,11 +280,7 @@ func load(addr string, clients int, d time.Duration) (result, error) {
 			defer wg.Done()
 			lat := make([]time.Duration, 0, 1<<15)
 			for ctx.Err() == nil {
-				req := &pb.ModelInferRequest{
-					ModelName: "clf", Id: evaluate.NewRequestID(),
-					Inputs:           []*pb.ModelInferRequest_InferInputTensor{{Name: testmodels.ClassifierInput, Datatype: "FP32", Shape: []int64{1, 8}}},
-					RawInputContents: [][]byte{raw},
-				}
+				req := inferRequest(raw)
 				t0 := time.Now()
 				if _, err := c.ModelInfer(context.Background(), req, grpc.WaitForReady(true)); err != nil {
 					mu.Lock()
