@@ -65,26 +65,41 @@ func (b *builder) get(t testing.TB, name string) *binary {
 	if !ok {
 		t.Fatalf("the files run %q, which is not one of Drover's binaries", name)
 	}
+	if err := b.prepare(bin); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// prepare builds bin and reads its help, once; later calls return the
+// first call's error.
+func (b *builder) prepare(bin *binary) error {
 	b.mu.Lock()
-	once, ok := b.once[name]
+	once, ok := b.once[bin.name]
 	if !ok {
 		once = new(sync.Once)
-		b.once[name] = once
+		b.once[bin.name] = once
 	}
 	b.mu.Unlock()
 	once.Do(func() {
 		err := b.build(bin)
 		b.mu.Lock()
-		b.errs[name] = err
+		b.errs[bin.name] = err
 		b.mu.Unlock()
 	})
 	b.mu.Lock()
-	err := b.errs[name]
-	b.mu.Unlock()
-	if err != nil {
-		t.Fatal(err)
+	defer b.mu.Unlock()
+	return b.errs[bin.name]
+}
+
+// prepareAll builds every binary at once (the links run side by side);
+// errors are reported by the tests that need the binary.
+func (b *builder) prepareAll() {
+	var wg sync.WaitGroup
+	for _, bin := range binaries {
+		wg.Go(func() { _ = b.prepare(bin) })
 	}
-	return bin
+	wg.Wait()
 }
 
 func (b *builder) build(bin *binary) error {

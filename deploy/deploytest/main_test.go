@@ -8,6 +8,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	bins.prepareAll()
 	code := m.Run()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
