@@ -35,9 +35,15 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -race -timeout 12m ./...
 
-## run: embedded ClickHouse, the collector and an agent serving a demo model
+## run: the closed loop on this machine (deploy/local/run.sh, docs/demo.md):
+## the embedded ClickHouse on 9000/8123, a collector with the built-in
+## optimizer, two agents, the model `demo`, and a workload that injects
+## drift and prints each stage; `make run DEMO=0` starts the stack alone
+DEMO ?= 1
+MAKE_STARTED := $(shell date +%s.%N)
 run: deps build
-	./deploy/local/run.sh
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/drover-demo ./deploy/local/demo/cmd/drover-demo
+	DEMO=$(DEMO) DROVER_STARTED=$(MAKE_STARTED) ./deploy/local/run.sh
 
 ## bench: benchmarks that compare Drover with its baseline in the same run
 bench: deps
@@ -55,4 +61,4 @@ lint:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 clean:
-	rm -rf bin var
+	rm -rf bin var var.prev

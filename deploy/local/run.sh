@@ -1,68 +1,100 @@
 #!/usr/bin/env bash
-# Runs Drover on this machine: the collector (which starts the embedded
-# ClickHouse engine under var/collector) and an agent serving the model store
-# under var/models, seeded with a demo model (the scikit-learn iris classifier
-# that onnxruntime_go ships as test data). Ctrl-C stops both; each drains
+# Runs Drover's closed loop on this machine (`make run`; docs/demo.md):
+#
+#   - the collector (deploy/local/collector.yaml): the embedded ClickHouse
+#     engine on 127.0.0.1:9000 (native) and :8123 (HTTP), data and the admin
+#     token in var/collector, the admin API on :7070, the built-in optimizer;
+#   - two agents following it (deploy/local/agent.yaml): OIP REST/gRPC on
+#     8080/8081 (control 127.0.0.1:8082) and 8090/8091 (control 8092), their
+#     own model and data directories under var/;
+#   - one model, `demo`: a classifier of the breast cancer Wisconsin data set
+#     (deploy/local/demo/data, CC BY 4.0), trained here, published with
+#     `droverctl publish` (with its training data: the drift reference bins)
+#     and rolled out to both agents;
+#   - with DEMO=1 (the default) the workload (bin/drover-demo run): the data
+#     set's rows through both agents, their labels as feedback, drift after
+#     DRIFT_AFTER (45s), and each stage of the loop as it happens.
+#
+# Every run starts afresh: the previous run's var/ is moved to var.prev/.
+# The processes' logs go to var/log/. Ctrl-C stops everything; each drains
 # first.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-mkdir -p var/models var/agent var/collector
-if [ ! -e var/models/iris/1/model.onnx ]; then
-	src="$(go list -m -f '{{.Dir}}' github.com/yalue/onnxruntime_go)/test_data/sklearn_randomforest.onnx"
-	mkdir -p var/models/iris
-	rm -rf var/models/iris/.tmp-1 && mkdir var/models/iris/.tmp-1
-	cp "$src" var/models/iris/.tmp-1/model.onnx
-	mv var/models/iris/.tmp-1 var/models/iris/1 # publish by atomic rename
-fi
+started=${DROVER_STARTED:-$(date +%s.%N)}
+DEMO=${DEMO:-1}
+DRIFT_AFTER=${DRIFT_AFTER:-45s}
+COLLECTOR_CONFIG=${COLLECTOR_CONFIG:-deploy/local/collector.yaml}
+AGENT_CONFIG=${AGENT_CONFIG:-deploy/local/agent.yaml}
+ctl() { ./bin/droverctl --collector http://127.0.0.1:7070 --token-file var/collector/admin.token "$@"; }
 
-collector= agent=
-# Stop the agent first, so its last telemetry reaches the collector, then
-# the collector, which drains its spool into ClickHouse before it exits.
+if [ -e var ]; then
+	rm -rf var.prev && mv var var.prev
+	echo "drover: the previous run's var/ is in var.prev/ (removed at the next run)"
+fi
+mkdir -p var/log var/demo var/models-a var/models-b
+
+pids=()
+# Stop the workload first, then the agents (their last telemetry reaches
+# the collector), then the collector, which drains its spool into
+# ClickHouse before it exits.
+stopping=
 cleanup() {
 	trap - INT TERM EXIT
-	[ -n "$agent" ] && kill -TERM "$agent" 2>/dev/null && wait "$agent" 2>/dev/null
-	[ -n "$collector" ] && kill -TERM "$collector" 2>/dev/null && wait "$collector" 2>/dev/null
+	stopping=1
+	set +e
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+		kill -TERM "${pids[i]}" 2>/dev/null && wait "${pids[i]}" 2>/dev/null
+	done
 	true
 }
 trap cleanup INT TERM EXIT
 
-./bin/drover-collector serve --data-dir var/collector &
+./bin/drover-collector serve --config "$COLLECTOR_CONFIG" >var/log/collector.log 2>&1 &
+pids+=($!)
 collector=$!
-for _ in $(seq 1 120); do
-	./bin/droverctl status >/dev/null 2>&1 && break
-	kill -0 "$collector" 2>/dev/null || { echo "drover: the collector exited; see its log above" >&2; exit 1; }
-	sleep 0.5
+for _ in $(seq 1 240); do
+	./bin/droverctl --collector http://127.0.0.1:7070 status >/dev/null 2>&1 && [ -s var/collector/agent.token ] && break
+	kill -0 "$collector" 2>/dev/null || { echo "drover: the collector exited; see var/log/collector.log:" >&2; tail -20 var/log/collector.log >&2; exit 1; }
+	sleep 0.25
 done
-# The agent sends its telemetry with the agent token the collector wrote on
-# its first start (the OTLP receivers require one).
-if [ ! -e var/agent/agent.yaml ]; then
-	printf 'telemetry:\n  token_file: var/collector/agent.token\n' >var/agent/agent.yaml
-fi
-./bin/drover-agent --config var/agent/agent.yaml --model-dir var/models --data-dir var/agent &
-agent=$!
+echo "drover: collector ready on http://127.0.0.1:7070 (ClickHouse on 127.0.0.1:9000 and :8123) after $(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $started}")s"
 
-# The admin API needs a token for everything but /healthz and /readyz (what
-# `droverctl status` asks). The collector wrote an admin token on its first
-# start; droverctl reads it from DROVER_TOKEN or --token-file.
-if [ ! -s var/collector/admin.token ]; then
-	echo "drover: var/collector/admin.token is missing (it is written on a first start only); create tokens with a token you have, or remove var/collector to start afresh" >&2
-fi
+agent() { # name http grpc control
+	./bin/drover-agent --config "$AGENT_CONFIG" --collector http://127.0.0.1:7070 \
+		--model-dir "var/models-$1" --data-dir "var/agent-$1" --label "agent=$1" \
+		--http-addr ":$2" --grpc-addr ":$3" --control-addr "127.0.0.1:$4" >"var/log/agent-$1.log" 2>&1 &
+	pids+=($!)
+}
+agent a 8080 8081 8082
+agent b 8090 8091 8092
+
+./bin/drover-demo model var/demo/v1
+for _ in $(seq 1 120); do
+	[ "$(ctl -o json agents 2>/dev/null | grep -c '"agent":')" -ge 2 ] && break
+	for p in "${pids[@]}"; do
+		kill -0 "$p" 2>/dev/null || { echo "drover: a process exited; see var/log/:" >&2; tail -3 var/log/*.log >&2; exit 1; }
+	done
+	sleep 0.25
+done
+ctl publish demo var/demo/v1 --training-data var/demo/v1/training.csv --label benign \
+	--author make-run --message "logistic regression on the breast cancer Wisconsin data set"
+ctl rollout demo 1 --reason "make run" --wait --timeout 2m >/dev/null
+echo "drover: demo v1 serving on both agents after $(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $started}")s"
 
 cat <<'MSG'
-drover: agent on http://localhost:8080 (OIP REST) and localhost:8081 (gRPC); collector admin on http://localhost:7070
-  admin token (keep it secret): var/collector/admin.token
-  ./bin/droverctl --token-file var/collector/admin.token cluster
-  ClickHouse (embedded): user drover, password in var/collector/clickhouse/password (0600);
-    its ports are in the collector's "clickhouse engine ready" line (addr, http_addr)
-  curl -s localhost:8080/v2/models/iris
-  curl -s -X POST localhost:8080/v2/models/iris/infer \
-    -d '{"inputs":[{"name":"X","shape":[1,4],"datatype":"FP32","data":[5.9,3.0,5.1,1.8]}]}'
-  publish a new version: copy a model to var/models/iris/.tmp-2/model.onnx, then mv it to var/models/iris/2
-agent control API (pin, canary, shadow) on http://127.0.0.1:8082 only, with the token the agent wrote:
-  control token (keep it secret): var/agent/control.token
-  curl -s -X POST -H "Authorization: Bearer $(cat var/agent/control.token)" \
-    127.0.0.1:8082/v2/models/iris/versions/1/pin
-  curl -s -X DELETE -H "Authorization: Bearer $(cat var/agent/control.token)" 127.0.0.1:8082/v2/models/iris/pin
+drover: agents on http://localhost:8080 and :8090 (OIP REST), :8081 and :8091 (gRPC); collector admin on http://localhost:7070
+  admin token (keep it secret): var/collector/admin.token; logs in var/log/
+  ./bin/droverctl --token-file var/collector/admin.token status demo
+  curl -s localhost:8080/v2/models/demo
+  ClickHouse (embedded): 127.0.0.1:9000 (native), 127.0.0.1:8123 (HTTP), user drover,
+    password in var/collector/clickhouse/password
 MSG
-wait -n "$collector" "$agent"
+
+if [ "$DEMO" != 0 ]; then
+	./bin/drover-demo run --collector http://127.0.0.1:7070 --token-file var/collector/admin.token \
+		--agents http://127.0.0.1:8080,http://127.0.0.1:8090 --drift-after "$DRIFT_AFTER" --started-at "$started" &
+	pids+=($!)
+fi
+wait -n "${pids[@]}" || true
+[ -n "$stopping" ] || echo "drover: a process exited; stopping the others (logs in var/log/)" >&2

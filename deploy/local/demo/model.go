@@ -24,8 +24,10 @@ const (
 	LabelOutput = "output_label"
 	ProbOutput  = "output_probability"
 	// TrainingFile is the training data's name in the version published
-	// (the registry computes the manifest's reference bins from it).
-	TrainingFile = "train.csv"
+	// (the registry computes the manifest's reference bins from it; the
+	// optimizer's name for it, not added to its rows: the manifest does
+	// not set optimize.include_training_data).
+	TrainingFile = manifest.TrainingFile
 	// ModelName is the demo model's name in the registry.
 	ModelName = "demo"
 )
@@ -87,9 +89,26 @@ func Export(m learn.Model, sig *export.Signature) ([]byte, error) {
 	return b, nil
 }
 
+// Manifest is the demo version's drover.yaml as published: the
+// optimizer's search space (the registry adds the files, the lineage and
+// the reference bins from the training data; model and version are its
+// own). The drifted rows are the only training rows: the clean training
+// data is not added (include_training_data), the job learns what the
+// fleet sees since the incident.
+const Manifest = `model: demo
+version: 1
+optimize:
+  families:
+    - name: logistic_regression
+      grid: {C: [0.01, 0.1, 1, 10, 100]}
+  folds: 5
+  metric: accuracy
+`
+
 // WriteVersion trains the demo model on d and writes what `droverctl
-// publish` takes into dir (created if missing): model.onnx and the
-// training data TrainingFile, whose label column is Label. It returns the
+// publish` takes into dir (created if missing): model.onnx, its
+// drover.yaml (Manifest) and the training data TrainingFile, whose label
+// column is Label. It returns the
 // model's accuracy on d.
 func WriteVersion(ctx context.Context, d *Dataset, dir string) (accuracy float64, err error) {
 	m, err := Train(ctx, d)
@@ -104,6 +123,9 @@ func WriteVersion(ctx context.Context, d *Dataset, dir string) (accuracy float64
 		return 0, fmt.Errorf("write the demo version: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, manifest.ModelFile), b, 0o644); err != nil {
+		return 0, fmt.Errorf("write the demo version: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, manifest.FileName), []byte(Manifest), 0o644); err != nil {
 		return 0, fmt.Errorf("write the demo version: %w", err)
 	}
 	var csv bytes.Buffer

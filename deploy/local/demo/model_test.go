@@ -99,6 +99,10 @@ func TestModelAndDrift(t *testing.T) {
 	if acc < 0.97 {
 		t.Errorf("training accuracy %.3f, want ≥ 0.97", acc)
 	}
+	mf, err := manifest.Parse([]byte(Manifest))
+	if err != nil || mf.Optimize == nil || mf.Optimize.Families[0].Name != "logistic_regression" || mf.Optimize.IncludeTrainingData {
+		t.Fatalf("the demo's manifest: %+v, %v", mf, err)
+	}
 	train, err := os.ReadFile(filepath.Join(dir, TrainingFile))
 	if err != nil || !strings.HasPrefix(string(train), "mean_radius,") {
 		t.Fatalf("training data: %v %.40q", err, train)

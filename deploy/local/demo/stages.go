@@ -350,13 +350,28 @@ func (w *Watcher) step(ctx context.Context) (bool, error) {
 		w.mark(StageServing, "v%d on %d agents (%s)", l.Version, len(st.Agents), strings.Join(hosts, ", "))
 	}
 	// The metric: every answer after all agents serve the new version.
-	l = w.Snapshot()
-	after := w.Workload.Responses(l.At[StageServing])
-	accAfter, nAfter := LiveAccuracy(after, func(r Response) bool { return r.Drifted && r.Version == fmt.Sprint(l.Version) })
-	if nAfter < w.RestoreAnswers {
+	l = w.Measure()
+	if l.NAfter < w.RestoreAnswers || l.After < l.Before*(1-w.Tolerance) {
+		// Not yet (or not at all): judged again on the next answers.
 		return false, nil
 	}
+	w.mark(StageRestored, "accuracy %.3f before the drift (%d answers), %.3f on drifted rows by v%d (%d), %.3f by v%d (%d): within %.0f%%",
+		l.Before, l.NBefore, l.Drifted, l.Baseline, l.NDrifted, l.After, l.Version, l.NAfter, 100*w.Tolerance)
+	return true, nil
+}
+
+// Measure computes the live accuracy from the workload's answers so far
+// (before the drift; drifted rows answered by the baseline; drifted rows
+// answered by the new version once every agent served it) and returns
+// the snapshot with them.
+func (w *Watcher) Measure() Loop {
+	l := w.Snapshot()
 	all := w.Workload.Responses(time.Time{})
+	var accAfter float64
+	var nAfter int
+	if at, ok := l.At[StageServing]; ok {
+		accAfter, nAfter = LiveAccuracy(w.Workload.Responses(at), func(r Response) bool { return r.Drifted && r.Version == fmt.Sprint(l.Version) })
+	}
 	before, nBefore := LiveAccuracy(all, func(r Response) bool { return !r.Drifted })
 	drifted, nDrifted := LiveAccuracy(all, func(r Response) bool { return r.Drifted && r.Version == fmt.Sprint(l.Baseline) })
 	w.mu.Lock()
@@ -364,13 +379,7 @@ func (w *Watcher) step(ctx context.Context) (bool, error) {
 	w.loop.Drifted, w.loop.NDrifted = drifted, nDrifted
 	w.loop.After, w.loop.NAfter = accAfter, nAfter
 	w.mu.Unlock()
-	if accAfter < before*(1-w.Tolerance) {
-		// Not yet (or not at all): judged again on the next answers.
-		return false, nil
-	}
-	w.mark(StageRestored, "accuracy %.3f before the drift (%d answers), %.3f on drifted rows by v%d (%d), %.3f by v%d (%d): within %.0f%%",
-		before, nBefore, drifted, l.Baseline, nDrifted, accAfter, l.Version, nAfter, 100*w.Tolerance)
-	return true, nil
+	return w.Snapshot()
 }
 
 // Summary writes the loop's timings and metrics.

@@ -67,7 +67,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	collector := fs.String("collector", "http://127.0.0.1:7070", "the collector's admin API")
 	tokenFile := fs.String("token-file", "var/collector/admin.token", "an admin token (reads the loop's stages, creates the workload's client token)")
 	agents := fs.String("agents", "http://127.0.0.1:8080,http://127.0.0.1:8090", "the agents' OIP REST URLs, comma-separated")
-	rate := fs.Float64("rate", 40, "requests per second over all agents")
+	rate := fs.Float64("rate", 50, "requests per second over all agents")
 	driftAfter := fs.Duration("drift-after", 45*time.Second, "when the drift starts, from now (≤ 60s)")
 	sizeFactor := fs.Float64("size-factor", demo.DefaultSizeFactor, "the covariate shift: the size features are multiplied by it")
 	report := fs.Duration("report", 15*time.Second, "how often the live accuracy is printed")
@@ -119,7 +119,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	lctx, cancel := context.WithTimeout(ctx, *timeout)
 	err = watcher.Watch(lctx)
 	cancel()
-	loop := watcher.Snapshot()
+	loop := watcher.Measure()
 	if err == nil || errors.Is(err, demo.ErrNotImproved) || errors.Is(err, context.DeadlineExceeded) {
 		loop.Summary(out, start)
 		commands(out, *tokenFile, loop)
