@@ -164,11 +164,12 @@ func (w *Workload) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				fctx, cancel := context.WithTimeout(labelCtx, 5*time.Second)
 				wg.Wait()
-				w.flushLabels(fctx)
+				// Quietly: on Ctrl-C the agents stop at the same time.
+				w.flushLabels(fctx, true)
 				cancel()
 				return
 			case <-t.C:
-				w.flushLabels(labelCtx)
+				w.flushLabels(labelCtx, false)
 			}
 		}
 	}()
@@ -228,8 +229,9 @@ func (w *Workload) send(ctx context.Context, agent int, id string, row int, drif
 
 // flushLabels posts the queued labels: each agent's to that agent (which
 // joins them with its samples: its own accuracy gauges), all of them to
-// the collector (the fleet-wide join).
-func (w *Workload) flushLabels(ctx context.Context) {
+// the collector (the fleet-wide join). Failures are counted (Errors) and,
+// unless quiet, logged.
+func (w *Workload) flushLabels(ctx context.Context, quiet bool) {
 	w.mu.Lock()
 	pending := w.pending
 	w.pending = map[int][]feedback{}
@@ -238,22 +240,24 @@ func (w *Workload) flushLabels(ctx context.Context) {
 	for agent, fb := range pending {
 		all = append(all, fb...)
 		if err := postFeedback(ctx, w.cfg.Client, w.cfg.Agents[agent], w.cfg.Model, "", fb); err != nil {
-			w.fail(err)
+			w.fail(err, quiet)
 		}
 	}
 	if w.cfg.Collector != "" && len(all) > 0 {
 		if err := postFeedback(ctx, w.cfg.Client, w.cfg.Collector, w.cfg.Model, w.cfg.CollectorToken, all); err != nil {
-			w.fail(err)
+			w.fail(err, quiet)
 		}
 	}
 }
 
-func (w *Workload) fail(err error) {
+func (w *Workload) fail(err error, quiet bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.errs++
 	w.lastErr = err
-	w.cfg.Logger.Warn("demo workload", "err", err)
+	if !quiet {
+		w.cfg.Logger.Warn("demo workload", "err", err)
+	}
 }
 
 // Infer sends row x to the agent at base as an OIP v2 REST request with
