@@ -103,7 +103,7 @@ func TestRoutesTable(t *testing.T) {
 	rt := Routes()
 	for p, want := range map[string]string{
 		"GET /healthz": "public", "GET /readyz": "public", "POST /v1/jobs/{id}/status": "public",
-		"GET /metrics": "admin|reader", "GET /v1/cluster": "admin|reader", "GET /v1/jobs/{id}": "admin|reader",
+		"GET /metrics": "admin|reader", "GET /v1/cluster": "admin|reader", "GET /v1/jobs/{id}": "admin|reader|publisher",
 		"POST /v1/jobs/{id}/retry": "admin", "POST /v1/tokens": "admin", "DELETE /v1/tokens/{name}": "admin",
 	} {
 		if a, ok := rt.Access(p); !ok || a.String() != want {

@@ -127,17 +127,22 @@ func TestWorkload(t *testing.T) {
 	if w.DriftAt().IsZero() {
 		t.Error("DriftAt is zero after the drift")
 	}
-	total := 0
+	// A request the agent counted may have lost its answer to the
+	// cancellation (the client gave up first): it has no label, and it is
+	// not an answer. So labels equal answers, and requests are at least that.
+	answers := make([]int, len(agents))
+	for _, r := range rs {
+		answers[r.Agent]++
+	}
 	for i, a := range agents {
 		infers, labels, _ := a.counts()
-		total += infers
-		if infers < 100 || labels != infers {
-			t.Errorf("agent %d: %d requests, %d labels; want them equal (every answer labelled, at its agent)", i, infers, labels)
+		if answers[i] < 100 || labels != answers[i] || infers < answers[i] {
+			t.Errorf("agent %d: %d requests, %d answers, %d labels; want labels = answers (every answer labelled, at its agent)", i, infers, answers[i], labels)
 		}
 	}
 	_, labels, bad := coll.counts()
-	if labels != total || bad != 0 || total != len(rs) {
-		t.Errorf("collector: %d labels (%d denied) for %d requests (%d answers)", labels, bad, total, len(rs))
+	if labels != len(rs) || bad != 0 {
+		t.Errorf("collector: %d labels (%d denied) for %d answers", labels, bad, len(rs))
 	}
 }
 
