@@ -184,6 +184,22 @@ func TestLatencySlack(t *testing.T) {
 	}
 }
 
+// TestLatencyTail: a p99 that rests on a handful of slow requests (a
+// loaded host pausing) is not a regression; a tail that many requests
+// share is. Both canaries have 303 observations against the serving
+// version's 1162, as in a 20 % canary; the serving p99 is ≈ 0.021 s.
+func TestLatencyTail(t *testing.T) {
+	serving := hist(0, 900, 250, 12, 0, 0, 0)
+	few := latency(serving, hist(0, 240, 58, 5, 0, 0, 0), 0.02)
+	if !(few.Canary > 1.4*few.Serving) || few.Regressed || !(few.P > 0.1) {
+		t.Errorf("five slow requests: %v, regressed %v: want a p99 ≥ 1.4× the serving one, not regressed (p > 0.1)", few, few.Regressed)
+	}
+	many := latency(serving, hist(0, 200, 73, 30, 0, 0, 0), 0.02)
+	if !many.Regressed || !(many.P < 1e-6) {
+		t.Errorf("thirty slow requests: %v, regressed %v: want regressed, p < 1e-6", many, many.Regressed)
+	}
+}
+
 func TestParams(t *testing.T) {
 	if got := (Params{MinSamples: 10}).WithDefaults(); got != (Params{Duration: 10 * time.Minute, MinSamples: 10, MaxRegression: 0.02}) {
 		t.Errorf("WithDefaults: %+v", got)
