@@ -20,8 +20,8 @@ import (
 
 	"github.com/drover-ml/drover/agent/agent"
 	"github.com/drover-ml/drover/agent/agent/agenttest"
-	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
 	"github.com/drover-ml/drover/agent/serve"
+	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
 	"github.com/drover-ml/drover/shared/testenv"
 	"github.com/drover-ml/drover/shared/tlsconfig"
 	"github.com/drover-ml/drover/shared/tlsconfig/tlstest"

@@ -20,12 +20,12 @@ import (
 
 	"github.com/drover-ml/drover/agent/monitor"
 	"github.com/drover-ml/drover/agent/route"
-	"github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/agent/serve"
 	"github.com/drover-ml/drover/agent/telemetry"
 	"github.com/drover-ml/drover/agent/watch"
 	"github.com/drover-ml/drover/shared/fieldpath"
 	"github.com/drover-ml/drover/shared/manifest"
+	"github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/shared/tlsconfig"
 )
 

@@ -16,9 +16,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/drover-ml/drover/shared/manifest"
 	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/shared/runtime"
-	"github.com/drover-ml/drover/shared/manifest"
 )
 
 // Bounds on golden sets.

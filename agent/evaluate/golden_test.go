@@ -14,9 +14,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/drover-ml/drover/shared/manifest"
 	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/shared/runtime"
-	"github.com/drover-ml/drover/shared/manifest"
 )
 
 var irisClasses = []string{"setosa", "versicolor", "virginica"}

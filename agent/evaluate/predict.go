@@ -6,9 +6,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/drover-ml/drover/shared/manifest"
 	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/shared/runtime"
-	"github.com/drover-ml/drover/shared/manifest"
 )
 
 // Prediction is what a model answered for one row.

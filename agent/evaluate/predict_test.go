@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/drover-ml/drover/shared/manifest"
 	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/shared/runtime"
-	"github.com/drover-ml/drover/shared/manifest"
 )
 
 func tensor(name string, dt oip.Datatype, shape []int64, data any) oip.Tensor {

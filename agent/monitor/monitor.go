@@ -26,10 +26,10 @@ import (
 	"time"
 
 	"github.com/drover-ml/drover/agent/evaluate"
-	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/agent/telemetry"
 	"github.com/drover-ml/drover/agent/versions"
 	"github.com/drover-ml/drover/shared/manifest"
+	"github.com/drover-ml/drover/shared/oip"
 )
 
 // Config configures sampling, the sample store and shadowing. A file is

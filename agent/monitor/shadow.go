@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/drover-ml/drover/agent/evaluate"
-	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/agent/versions"
 	"github.com/drover-ml/drover/shared/manifest"
+	"github.com/drover-ml/drover/shared/oip"
 )
 
 type shadowJob struct {

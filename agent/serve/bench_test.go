@@ -4,9 +4,9 @@ import (
 	"context"
 	"testing"
 
+	"github.com/drover-ml/drover/agent/serve"
 	"github.com/drover-ml/drover/shared/oip"
 	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
-	"github.com/drover-ml/drover/agent/serve"
 	"github.com/drover-ml/drover/shared/testmodels"
 )
 

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	agentruntime "github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/agent/versions"
+	agentruntime "github.com/drover-ml/drover/shared/runtime"
 )
 
 // emptyServer is a Server over a set without models.

@@ -14,9 +14,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/drover-ml/drover/agent/evaluate"
+	"github.com/drover-ml/drover/agent/serve"
 	"github.com/drover-ml/drover/shared/oip"
 	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
-	"github.com/drover-ml/drover/agent/serve"
 	"github.com/drover-ml/drover/shared/testmodels"
 )
 

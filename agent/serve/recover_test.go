@@ -19,11 +19,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
-	agentruntime "github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/agent/telemetry"
 	"github.com/drover-ml/drover/agent/versions"
 	"github.com/drover-ml/drover/agent/watch"
+	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
+	agentruntime "github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/shared/testenv"
 	"github.com/drover-ml/drover/shared/testmodels"
 )

@@ -15,8 +15,8 @@ import (
 
 	"github.com/drover-ml/drover/agent/evaluate"
 	"github.com/drover-ml/drover/agent/monitor"
-	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/agent/route"
+	"github.com/drover-ml/drover/shared/oip"
 )
 
 // Header names of Triton's binary tensor extension.

@@ -21,9 +21,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/drover-ml/drover/agent/versions"
 	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
 	"github.com/drover-ml/drover/shared/runtime"
-	"github.com/drover-ml/drover/agent/versions"
 	"github.com/drover-ml/drover/shared/testenv"
 	"github.com/drover-ml/drover/shared/tokens"
 )

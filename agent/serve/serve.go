@@ -40,13 +40,13 @@ import (
 
 	"github.com/drover-ml/drover/agent/evaluate"
 	"github.com/drover-ml/drover/agent/monitor"
-	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/agent/route"
-	"github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/agent/telemetry"
 	"github.com/drover-ml/drover/agent/versions"
 	"github.com/drover-ml/drover/shared/buildinfo"
 	"github.com/drover-ml/drover/shared/fieldpath"
+	"github.com/drover-ml/drover/shared/oip"
+	"github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/shared/tlsconfig"
 	"github.com/drover-ml/drover/shared/tokens"
 )

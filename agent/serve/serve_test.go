@@ -24,10 +24,10 @@ import (
 
 	"github.com/drover-ml/drover/agent/agent"
 	"github.com/drover-ml/drover/agent/agent/agenttest"
-	"github.com/drover-ml/drover/shared/oip"
-	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
 	"github.com/drover-ml/drover/agent/serve"
 	"github.com/drover-ml/drover/agent/versions"
+	"github.com/drover-ml/drover/shared/oip"
+	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
 	"github.com/drover-ml/drover/shared/testenv"
 	"github.com/drover-ml/drover/shared/testmodels"
 )

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/agent/versions"
+	"github.com/drover-ml/drover/shared/runtime"
 )
 
 // TestOverloadRefusedAtOnce: with max_in_flight requests running, the next

@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drover-ml/drover/shared/oip"
-	agentruntime "github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/agent/telemetry"
 	"github.com/drover-ml/drover/agent/versions"
 	"github.com/drover-ml/drover/agent/watch"
+	"github.com/drover-ml/drover/shared/oip"
+	agentruntime "github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/shared/testenv"
 	"github.com/drover-ml/drover/shared/testmodels"
 )

@@ -8,9 +8,9 @@ import (
 	"slices"
 	"time"
 
-	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/agent/route"
 	"github.com/drover-ml/drover/agent/watch"
+	"github.com/drover-ml/drover/shared/oip"
 )
 
 // VersionStatus describes one version of a model.

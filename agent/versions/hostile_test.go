@@ -10,9 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/agent/route"
 	"github.com/drover-ml/drover/shared/manifest"
+	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/shared/onnx"
 	"github.com/drover-ml/drover/shared/testenv"
 	"github.com/drover-ml/drover/shared/testmodels"

@@ -29,11 +29,11 @@ import (
 	"github.com/cenkalti/backoff/v5"
 
 	"github.com/drover-ml/drover/agent/evaluate"
-	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/agent/route"
-	"github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/agent/watch"
 	"github.com/drover-ml/drover/shared/manifest"
+	"github.com/drover-ml/drover/shared/oip"
+	"github.com/drover-ml/drover/shared/runtime"
 )
 
 // Errors returned by Acquire, Route and the pin calls; servers map them to

@@ -17,11 +17,11 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/agent/route"
-	"github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/agent/watch"
 	"github.com/drover-ml/drover/shared/manifest"
+	"github.com/drover-ml/drover/shared/oip"
+	"github.com/drover-ml/drover/shared/runtime"
 	"github.com/drover-ml/drover/shared/testenv"
 	"github.com/drover-ml/drover/shared/testmodels"
 )

@@ -23,11 +23,11 @@ import (
 
 	ort "github.com/yalue/onnxruntime_go"
 
+	"github.com/drover-ml/drover/bench/internal/agentproc"
+	"github.com/drover-ml/drover/bench/internal/stats"
 	"github.com/drover-ml/drover/shared/oip"
 	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
 	"github.com/drover-ml/drover/shared/runtime"
-	"github.com/drover-ml/drover/bench/internal/agentproc"
-	"github.com/drover-ml/drover/bench/internal/stats"
 	"github.com/drover-ml/drover/shared/testmodels"
 )
 

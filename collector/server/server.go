@@ -315,7 +315,7 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		}
 		jm, err = jobs.New(jobs.Options{Conn: backend.Conn, Database: cfg.ClickHouse.Database, Node: cfg.Cluster.NodeName,
 			Config: jc, Owns: owns, Logger: log.With("component", "jobs"), Registerer: reg,
-			Executor: jobs.ExecutorFunc(func(ctx context.Context, spec jobs.Spec) jobs.Result { return builtin.Execute(ctx, spec) }),
+			Executor:   jobs.ExecutorFunc(func(ctx context.Context, spec jobs.Spec) jobs.Result { return builtin.Execute(ctx, spec) }),
 			PublishURL: jobsPublishURL(cfg, ls.Admin), JobTokenKey: jobKey})
 		if err != nil {
 			return fmt.Errorf("jobs: %w", err)

@@ -24,9 +24,9 @@ import (
 
 	"github.com/drover-ml/drover/agent/agent"
 	"github.com/drover-ml/drover/agent/config"
+	"github.com/drover-ml/drover/agent/versions"
 	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
 	"github.com/drover-ml/drover/shared/runtime"
-	"github.com/drover-ml/drover/agent/versions"
 	"github.com/drover-ml/drover/shared/testenv"
 )
 
