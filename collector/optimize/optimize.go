@@ -685,7 +685,8 @@ func (o *Optimizer) publish(ctx context.Context, req request, b *baseline, rep *
 }
 
 // rollout sends version v out as an automatic canary unless the model is
-// pinned or the fleet serves no version of it; it returns what it did.
+// pinned, the fleet serves no version of it, or a canary is under way; it
+// returns what it did.
 func (o *Optimizer) rollout(ctx context.Context, req request, b *baseline, v uint64, rep *Report) (string, error) {
 	st, err := o.o.Fleet.Desired(ctx, req.model)
 	if err != nil {
@@ -698,6 +699,11 @@ func (o *Optimizer) rollout(ctx context.Context, req request, b *baseline, v uin
 		return fmt.Sprintf("published v%d; not rolled out: the fleet serves no version of %s (roll one out first)", v, req.model), nil
 	case st.Serving == v || st.Canary != nil && st.Canary.Version == v:
 		return fmt.Sprintf("published v%d; already rolled out", v), nil
+	case st.Canary != nil:
+		// A canary under way (a person's, or this optimizer's own from an
+		// earlier job) is decided by its analysis or its owner first; a
+		// rollout would replace it before it was judged.
+		return fmt.Sprintf("published v%d; not rolled out: v%d is a canary of %s (roll v%d out once it is decided)", v, st.Canary.Version, req.model, v), nil
 	}
 	who := auth.Principal{Name: Author, Role: auth.Publisher}
 	if req.job != "" {

@@ -387,6 +387,48 @@ func TestNothingBetterPublishesNothing(t *testing.T) {
 	}
 }
 
+// TestCanaryUnderWayIsNotReplaced: a better version found while another
+// canary is being analysed (a person's, or an earlier job's) is published
+// and not rolled out: the canary under way keeps its share and analysis.
+func TestCanaryUnderWayIsNotReplaced(t *testing.T) {
+	e := newEnv(t)
+	e.publishServing(t, oldConcept)
+	ctx := context.Background()
+	other := e.servingModel(t, func(x []float64) int { return 1 - oldConcept(x) })
+	sum := sha256.Sum256(other)
+	v2, _, err := e.reg.Publish(ctx, "churn", registry.Uploads(
+		registry.Upload{Path: manifest.ModelFile, SHA256: hex.EncodeToString(sum[:]), Size: int64(len(other)), Body: bytes.NewReader(other)}),
+		registry.Meta{Author: "trainer"})
+	if err != nil || v2.Version != 2 {
+		t.Fatalf("publish v2: %v %v", v2.Version, err)
+	}
+	admin := auth.WithPrincipal(ctx, auth.Principal{Name: "ops", Role: auth.Admin})
+	share := 10
+	if _, err := e.fl.Change(admin, "churn", fleet.ChangeCanary, fleet.Request{Version: 2, Share: &share}); err != nil {
+		t.Fatalf("canary v2: %v", err)
+	}
+	incident := time.Now().Add(-2 * time.Hour).UTC().Truncate(time.Millisecond)
+	e.sampleRows(t, incident, 300, 3, newConcept)
+	res := e.optimizer(t, nil).Execute(ctx, jobs.Spec{ID: "job-c", Model: "churn", Version: "1", IncidentStart: incident})
+	if res.Err != nil || res.Version != 3 {
+		t.Fatalf("Execute = v%d, %v; want v3 published", res.Version, res.Err)
+	}
+	var rep Report
+	if err := json.Unmarshal(res.Report, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Improved || rep.Published != "3" || !strings.Contains(rep.Reason, "not rolled out: v2 is a canary of churn") {
+		t.Errorf("report: improved %v, published %q, reason %q; want v3 published, not rolled out because of canary v2", rep.Improved, rep.Published, rep.Reason)
+	}
+	st, err := e.fl.Desired(ctx, "churn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Serving != 1 || st.Canary == nil || st.Canary.Version != 2 || int(st.Canary.Share) != share || st.ChangedBy != "ops" {
+		t.Errorf("desired state = %+v (canary %+v); want v1 serving and ops's 10%% canary of v2 untouched", st, st.Canary)
+	}
+}
+
 // TestCSVDryRunAnswersTheReport: the CSV route searches an uploaded CSV
 // against the serving version and answers the report; a dry run
 // publishes nothing. Bad requests are 400, an oversized body 413.

@@ -328,7 +328,11 @@ func (w *Watcher) step(ctx context.Context) (bool, error) {
 			w.mu.Unlock()
 			w.mark(StagePromoted, "v%d serving (%s by %s): %s", l.Version, d.Change, d.ChangedBy, clip(d.Reason, 400))
 		case w.seen(StageCanary) && d.Canary == nil:
-			return false, fmt.Errorf("%w: the canary of v%d ended without a promotion (%s: %s)", ErrNotImproved, l.Version, d.Change, clip(d.Reason, 400))
+			return false, fmt.Errorf("%w: the canary of v%d ended without a promotion: revision %d serves v%d (%s by %s: %s)", ErrNotImproved,
+				l.Version, d.Revision, d.Serving, d.Change, d.ChangedBy, clip(d.Reason, 400))
+		case w.seen(StageCanary) && d.Canary.Version != l.Version:
+			return false, fmt.Errorf("%w: the canary of v%d was replaced by v%d in revision %d (%s by %s: %s)", ErrNotImproved,
+				l.Version, d.Canary.Version, d.Revision, d.Change, d.ChangedBy, clip(d.Reason, 400))
 		}
 		return false, nil
 	}
