@@ -20,13 +20,16 @@ import (
 // Executors, the values of Config.Executor.
 const (
 	// ExecutorNone runs no jobs: drift incidents are recorded, nothing is
-	// scheduled. It is the default; a Manager cannot be built with it.
+	// scheduled. A Manager cannot be built with it.
 	ExecutorNone    = "none"
 	ExecutorCommand = "command"
 	ExecutorWebhook = "webhook"
 	// ExecutorBuiltin runs the collector's own optimizer (collector/optimize,
 	// docs/optimize.md) in process; the Manager is given it in
-	// Options.Executor.
+	// Options.Executor. It is the default: a model whose version declares
+	// optimize: or whose family the optimizer detects gets a better
+	// version with nothing configured; any other model's job fails at once
+	// with that reason (not retried).
 	ExecutorBuiltin = "builtin"
 )
 
@@ -36,8 +39,8 @@ const (
 // (retries: 0 means no retry), and Validate rejects the values that make no
 // sense (max_concurrent: 0). Code that reads a Config never re-defaults it.
 type Config struct {
-	// Executor is "none" (the default: no jobs run), "command",
-	// "webhook" or "builtin". Only the chosen executor's section is
+	// Executor is "builtin" (the default: the collector's own optimizer),
+	// "none" (no jobs run), "command" or "webhook". Only the chosen executor's section is
 	// checked, and builtin always (the CSV search uses it).
 	Executor string `yaml:"executor"`
 	// Command configures the command executor.
@@ -190,12 +193,12 @@ func (b BuiltinConfig) check(bad func(field, format string, args ...any)) {
 	}
 }
 
-// DefaultConfig returns the defaults: no executor (no jobs run); once one
-// is chosen, 1h attempt timeouts, 3 retries from 1m backoff, 2 jobs at once
-// and 1 per model, 2m leases.
+// DefaultConfig returns the defaults: the builtin executor, 1h attempt
+// timeouts, 3 retries from 1m backoff, 2 jobs at once and 1 per model, 2m
+// leases.
 func DefaultConfig() Config {
 	return Config{
-		Executor:        ExecutorNone,
+		Executor:        ExecutorBuiltin,
 		Command:         CommandConfig{Timeout: time.Hour},
 		Webhook:         WebhookConfig{Timeout: time.Hour, RequestTimeout: 30 * time.Second},
 		Builtin:         DefaultBuiltin(),

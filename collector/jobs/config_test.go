@@ -48,16 +48,16 @@ model_store: /srv/models
 		cfg.MaxConcurrent != 2 || cfg.MaxPerModel != 1 || cfg.Command.Env["CUDA_VISIBLE_DEVICES"] != "0" {
 		t.Errorf("config = %+v", cfg)
 	}
-	// The defaults run no jobs, and are valid as they are.
+	// The defaults run the built-in optimizer, and are valid as they are.
 	d := DefaultConfig()
-	if d.Executor != ExecutorNone {
-		t.Errorf("default executor = %q, want %q", d.Executor, ExecutorNone)
+	if d.Executor != ExecutorBuiltin {
+		t.Errorf("default executor = %q, want %q", d.Executor, ExecutorBuiltin)
 	}
 	if err := d.Validate(); err != nil {
 		t.Errorf("defaults: %v", err)
 	}
 	// An empty file, or a section that only tunes limits, keeps executor
-	// none and every other default.
+	// builtin and every other default.
 	for _, doc := range []string{"", "max_concurrent: 4\nretries: 0\n"} {
 		cfg, err := ParseConfig(strings.NewReader(doc))
 		if err != nil {
@@ -66,7 +66,7 @@ model_store: /srv/models
 		if err := cfg.Validate(); err != nil {
 			t.Errorf("%q: %v", doc, err)
 		}
-		if cfg.Executor != ExecutorNone || cfg.MaxPerModel != 1 || cfg.Lease != 2*time.Minute {
+		if cfg.Executor != ExecutorBuiltin || cfg.MaxPerModel != 1 || cfg.Lease != 2*time.Minute {
 			t.Errorf("%q: config = %+v", doc, cfg)
 		}
 	}
@@ -78,8 +78,15 @@ type fakeConn struct{ driver.Conn }
 // TestNoManagerWithoutExecutor: executor none is a valid configuration
 // but not one a Manager runs.
 func TestNoManagerWithoutExecutor(t *testing.T) {
-	_, err := New(Options{Conn: fakeConn{}, Node: "n", Config: DefaultConfig()})
+	c := DefaultConfig()
+	c.Executor = ExecutorNone
+	_, err := New(Options{Conn: fakeConn{}, Node: "n", Config: c})
 	if err == nil || !strings.Contains(err.Error(), `executor "none" runs no jobs`) {
 		t.Errorf("New with executor none: %v", err)
+	}
+	// The default, builtin, needs the optimizer.
+	_, err = New(Options{Conn: fakeConn{}, Node: "n", Config: DefaultConfig()})
+	if err == nil || !strings.Contains(err.Error(), "executor builtin: no Executor given") {
+		t.Errorf("New with the default executor and no Executor: %v", err)
 	}
 }

@@ -45,7 +45,7 @@ func TestDefaultsAreValid(t *testing.T) {
 	// An empty file keeps every default, including the subsystems' own.
 	c := parse(t, "")
 	if c.Admin.Addr != ":7070" || c.Writer.BatchRows != d.Writer.BatchRows || c.Writer.FlushInterval != time.Second ||
-		c.Jobs.Executor != jobs.ExecutorNone || c.Jobs.MaxConcurrent != 2 || c.Drift.For("iris").PSIThreshold != 0.2 {
+		c.Jobs.Executor != jobs.ExecutorBuiltin || c.Jobs.MaxConcurrent != 2 || c.Drift.For("iris").PSIThreshold != 0.2 {
 		t.Errorf("empty file = %+v", c)
 	}
 }
@@ -68,12 +68,12 @@ func TestAdminAddr(t *testing.T) {
 	}
 }
 
-// TestJobsSection: a jobs section that only tunes limits is valid and runs
-// no jobs (the docs/jobs.md example failed with max_concurrent: 0 when the
-// section was decoded over a zero value).
+// TestJobsSection: a jobs section that only tunes limits is valid and keeps
+// the builtin executor (the docs/jobs.md example failed with
+// max_concurrent: 0 when the section was decoded over a zero value).
 func TestJobsSection(t *testing.T) {
 	c := parse(t, "jobs:\n  retries: 0\n  max_per_model: 2\n")
-	if c.Jobs.Executor != jobs.ExecutorNone || c.Jobs.Retries != 0 || c.Jobs.MaxPerModel != 2 || c.Jobs.MaxConcurrent != 2 {
+	if c.Jobs.Executor != jobs.ExecutorBuiltin || c.Jobs.Retries != 0 || c.Jobs.MaxPerModel != 2 || c.Jobs.MaxConcurrent != 2 {
 		t.Errorf("jobs = %+v", c.Jobs)
 	}
 	c = parse(t, "jobs:\n  executor: command\n  command: {argv: [/bin/true]}\n  model_store: /srv/models\n")

@@ -122,7 +122,7 @@ func TestStopOrder(t *testing.T) {
 	if err := c.wait(); err != nil {
 		t.Fatalf("Run = %v", err)
 	}
-	want := []string{"otlp", "writer", "spool", "drift", "registry-gc", "canary-analysis", "fleet", "admin", "blobs", "auth", "schema", "clickhouse"}
+	want := []string{"otlp", "writer", "spool", "drift", "incidents", "jobs", "registry-gc", "canary-analysis", "fleet", "admin", "blobs", "auth", "schema", "clickhouse"}
 	var order []string
 	for _, e := range rec.get() {
 		if name, ok := strings.CutPrefix(e, "stop "); ok {
