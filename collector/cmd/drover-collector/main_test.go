@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -59,10 +60,17 @@ func TestServeExitsNonZeroWhenAComponentFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
+	// Without jobs, as without a cluster, the admin listener opens after
+	// the receivers (jobs and the ring need its address before they start:
+	// then a taken address fails the start instead).
+	conf := filepath.Join(t.TempDir(), "collector.yaml")
+	if err := os.WriteFile(conf, []byte("jobs: {executor: none}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	stdout, stderr := newLockedBuffer(), newLockedBuffer()
 	code := make(chan int, 1)
 	go func() {
-		code <- realMain([]string{"serve", "--clickhouse", db.DSN, "--data-dir", t.TempDir(), "--no-gossip",
+		code <- realMain([]string{"serve", "--config", conf, "--clickhouse", db.DSN, "--data-dir", t.TempDir(), "--no-gossip",
 			"--otlp-grpc-addr", "127.0.0.1:0", "--otlp-http-addr", "127.0.0.1:0", "--admin-addr", taken.Addr().String()}, stdout, stderr)
 	}()
 	select {
