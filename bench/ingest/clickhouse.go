@@ -10,8 +10,9 @@ import (
 	"time"
 )
 
-// chQuery runs a query over the engine's HTTP interface and returns the
-// trimmed TSV result.
+// chQuery runs a query over the engine's HTTP interface (httpAddr:
+// [user:password@]host:port, see chHTTP) and returns the trimmed TSV
+// result.
 func chQuery(httpAddr, q string) (string, error) {
 	c := http.Client{Timeout: 30 * time.Second}
 	resp, err := c.Post("http://"+httpAddr+"/?"+url.Values{"query": {q}}.Encode(), "text/plain", nil)

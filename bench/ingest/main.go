@@ -61,6 +61,7 @@ type options struct {
 	gaugesOnly    bool
 	delta         bool
 	repeat        int
+	rate          float64
 }
 
 func main() {
@@ -75,6 +76,7 @@ func main() {
 	flag.BoolVar(&o.gaugesOnly, "gauges-only", false, "send the histogram series as gauges (the issue's reference numbers are per gauge point)")
 	flag.BoolVar(&o.delta, "delta", false, "send histograms with delta temporality, as drover-agent does (Drover rolls them up per minute and hour)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, data)")
+	flag.Float64Var(&o.rate, "rate", 0, "offered points/s (whole rounds paced evenly; 0: as fast as each system acknowledges). At the same offered rate the systems' peak RSS compare like for like")
 	flag.IntVar(&o.repeat, "repeat", 3, "rounds of measuring every system in turn; the verdict uses each system's median (a noisy minute on a shared machine moves one run, not the median)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -163,7 +165,7 @@ func run(ctx context.Context, o options) error {
 	k := 0 // each measurement writes its own database
 	for range max(o.repeat, 1) {
 		for _, s := range strings.Split(o.systems, ",") {
-			r, err := measure(ctx, s, k, bins[s], filepath.Join(tmp, fmt.Sprintf("system-%d", k)), eng, w, rounds, o.senders)
+			r, err := measure(ctx, s, k, bins[s], filepath.Join(tmp, fmt.Sprintf("system-%d", k)), eng, w, rounds, o.senders, o.rate)
 			if err != nil {
 				return fmt.Errorf("%s: %w", s, err)
 			}
@@ -187,7 +189,7 @@ func run(ctx context.Context, o options) error {
 
 // measure runs one system: start it, let ClickHouse go quiet, replay the
 // rounds, wait until every point is a row, stop it.
-func measure(ctx context.Context, system string, i int, bin, dir string, eng *chembed.Engine, w *Workload, rounds, senders int) (result, error) {
+func measure(ctx context.Context, system string, i int, bin, dir string, eng *chembed.Engine, w *Workload, rounds, senders int, rate float64) (result, error) {
 	var c *Collector
 	var err error
 	switch name, path, _ := strings.Cut(system, "="); name {
@@ -218,16 +220,29 @@ func measure(ctx context.Context, system string, i int, bin, dir string, eng *ch
 	}
 	defer s.Close()
 
-	fmt.Printf("\n== %s: sending %d points...\n", c.Name, rounds*w.PointsPerRound)
 	cpuC0 := c.CPU()
 	cpuCH0, _ := proc.CPUSeconds(eng.PID())
 	t0 := time.Now()
-	if err := s.Burst(ctx, 0, rounds, senders); err != nil {
-		return result{}, err
+	if rate > 0 {
+		interval := time.Duration(float64(w.PointsPerRound) / rate * float64(time.Second))
+		fmt.Printf("\n== %s: sending %d points at %.0f points/s (a round of %d every %s)...\n", c.Name, rounds*w.PointsPerRound, rate,
+			w.PointsPerRound, interval)
+		late, err := s.Rate(ctx, rounds, interval, senders)
+		if err != nil {
+			return result{}, err
+		}
+		if late > 0 {
+			fmt.Printf("   %d of %d rounds started late (the system acknowledged slower than offered)\n", late, rounds)
+		}
+	} else {
+		fmt.Printf("\n== %s: sending %d points...\n", c.Name, rounds*w.PointsPerRound)
+		if err := s.Burst(ctx, 0, rounds, senders); err != nil {
+			return result{}, err
+		}
 	}
 	r := result{name: c.Name, sent: s.Points.Load(), rejected: s.Rejected.Load(), retries: s.Retries.Load(), sendWall: time.Since(t0)}
 	fmt.Printf("   acknowledged %d points in %s; waiting for the rows...\n", r.sent, r.sendWall.Round(time.Millisecond))
-	_, werr := waitRows(eng.HTTPAddr(), c.Tables, r.sent, 5*time.Minute)
+	_, werr := waitRows(chHTTP(eng), c.Tables, r.sent, 5*time.Minute)
 	r.flushWall = time.Since(t0)
 	r.collCPU = c.CPU() - cpuC0
 	cpuCH1, _ := proc.CPUSeconds(eng.PID())
@@ -239,10 +254,10 @@ func measure(ctx context.Context, system string, i int, bin, dir string, eng *ch
 	// Count again a little later: a count that keeps growing past the
 	// points sent would be duplicates.
 	time.Sleep(2 * time.Second)
-	if r.rows, err = countRows(eng.HTTPAddr(), c.Tables); err != nil {
+	if r.rows, err = countRows(chHTTP(eng), c.Tables); err != nil {
 		return r, err
 	}
-	r.dups, err = duplicates(eng.HTTPAddr(), system, c.Database)
+	r.dups, err = duplicates(chHTTP(eng), system, c.Database)
 	if err != nil {
 		return r, err
 	}
@@ -346,6 +361,13 @@ func printResults(rs []result) {
 	}
 	fmt.Printf("\nDrover total CPU per point ÷ exporter's, medians of %d and %d runs: %.3f (target ≤ 0.333: %s); collector alone %.3f, ClickHouse alone %.3f; round by round: %s\n",
 		len(d), len(e), ratio, verdict, med(d, coll)/med(e, coll), med(d, chp)/med(e, chp), strings.Join(rounds, ", "))
+	rss := func(r result) float64 { return float64(r.peakRSS) / (1 << 20) }
+	rv := "MET"
+	if med(d, rss) > med(e, rss) {
+		rv = "NOT MET"
+	}
+	fmt.Printf("collector peak RSS (VmHWM), medians: Drover %.0f MB, exporter %.0f MB, ratio %.2f (target ≤ 1 at the same offered rate: %s)\n",
+		med(d, rss), med(e, rss), med(d, rss)/med(e, rss), rv)
 }
 
 // drill is the outage drill against Drover.
@@ -438,7 +460,7 @@ func (d *drill) run(ctx context.Context) error {
 			var n int64
 			var qerr error
 			for _, t := range tables {
-				out, err := chQuery(eng.HTTPAddr(), fmt.Sprintf("SELECT count() FROM %s WHERE time < toDateTime64('%s', 9, 'UTC')", t, cutoff))
+				out, err := chQuery(chHTTP(eng), fmt.Sprintf("SELECT count() FROM %s WHERE time < toDateTime64('%s', 9, 'UTC')", t, cutoff))
 				if err != nil {
 					qerr = err
 					break
@@ -468,15 +490,15 @@ func (d *drill) run(ctx context.Context) error {
 	sent := s.Points.Load()
 	drain := <-drained
 	tables := []string{"drover_drill.metrics_gauge", "drover_drill.metrics_histogram"}
-	_, werr := waitRows(eng.HTTPAddr(), tables, sent, 5*time.Minute)
+	_, werr := waitRows(chHTTP(eng), tables, sent, 5*time.Minute)
 	var rows int64
 	tAll := time.Since(tRestart)
 	spoolEmpty := pollSpoolEmpty(c.Admin, c.Token, time.Minute)
 	time.Sleep(2 * time.Second)
-	if rows, err = countRows(eng.HTTPAddr(), tables); err != nil {
+	if rows, err = countRows(chHTTP(eng), tables); err != nil {
 		return err
 	}
-	dups, err := duplicates(eng.HTTPAddr(), "drover", "drover_drill")
+	dups, err := duplicates(chHTTP(eng), "drover", "drover_drill")
 	if err != nil {
 		return err
 	}
@@ -521,6 +543,12 @@ func errOrOK(err error) string {
 
 // authAddr is the engine's user:password@host:port, for the DSNs and
 // endpoints the collectors under test are given.
+// chHTTP is the engine's HTTP address with its user and password, for
+// chQuery (the default user has no grants on the collectors' tables).
+func chHTTP(e *chembed.Engine) string {
+	return url.UserPassword(chembed.User, e.Password()).String() + "@" + e.HTTPAddr()
+}
+
 func authAddr(e *chembed.Engine) string {
 	return url.UserPassword(chembed.User, e.Password()).String() + "@" + e.Addr()
 }

@@ -148,6 +148,30 @@ func (s *Sender) Paced(ctx context.Context, firstRound int, interval time.Durati
 	}
 }
 
+// Rate sends rounds [0, rounds), round r starting at r·interval (its
+// requests back to back on conc senders), and returns how many rounds
+// started late because the previous one was still being acknowledged.
+func (s *Sender) Rate(ctx context.Context, rounds int, interval time.Duration, conc int) (late int, err error) {
+	start := time.Now()
+	for r := range rounds {
+		due := start.Add(time.Duration(r) * interval)
+		if d := time.Until(due); d > 0 {
+			select {
+			case <-ctx.Done():
+				return late, ctx.Err()
+			case <-time.After(d):
+			}
+		} else if r > 0 && -d > interval/10 {
+			late++
+		}
+		s.Round.Store(int64(r))
+		if err := s.Burst(ctx, r, 1, conc); err != nil {
+			return late, err
+		}
+	}
+	return late, nil
+}
+
 // bearer is a token sent as "authorization: Bearer <token>" on each call.
 type bearer string
 
