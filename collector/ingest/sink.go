@@ -49,7 +49,33 @@ func (s *SpoolSink) Accept(ctx context.Context, kind Kind, payload []byte, point
 func (s *SpoolSink) acceptRecord(ctx context.Context, kind Kind, rec []byte, points int, decoded any) error {
 	cache := s.Rows != nil && s.Rows.reserve(ctx, points)
 	putRecordHeader(rec, kind, time.Now())
-	seq, err := s.Spool.Append(ctx, rec)
+	// The rows are converted before the record is spooled and put in the
+	// cache under its seq before it can be committed, so the writer, woken
+	// by the commit, takes them instead of reading and decoding the record
+	// again (before, it won that race for about half the records).
+	var b *store.Batch
+	if cache {
+		b = &store.Batch{}
+		switch d := decoded.(type) {
+		case pmetric.Metrics:
+			s.Resources.convertMetrics(d, b)
+		case plog.Logs:
+			s.Resources.convertLogs(d, b)
+		default:
+			s.Rows.release(points)
+			cache = false
+		}
+	}
+	var err error
+	held := false
+	if cache {
+		_, err = s.Spool.AppendHeld(ctx, rec, func(seq uint64) {
+			s.Rows.put(seq, b, points)
+			held = true
+		})
+	} else {
+		_, err = s.Spool.Append(ctx, rec)
+	}
 	switch {
 	case errors.Is(err, spool.ErrFull):
 		err = ErrBackpressure
@@ -57,7 +83,7 @@ func (s *SpoolSink) acceptRecord(ctx context.Context, kind Kind, rec []byte, poi
 		err = fmt.Errorf("spool: %w", err)
 	}
 	if err != nil {
-		if cache {
+		if cache && !held {
 			s.Rows.release(points)
 		}
 		return err
@@ -65,19 +91,5 @@ func (s *SpoolSink) acceptRecord(ctx context.Context, kind Kind, rec []byte, poi
 	if s.Stats != nil {
 		s.Stats.spooled(kind, points)
 	}
-	if !cache {
-		return nil
-	}
-	b := &store.Batch{}
-	switch d := decoded.(type) {
-	case pmetric.Metrics:
-		s.Resources.convertMetrics(d, b)
-	case plog.Logs:
-		s.Resources.convertLogs(d, b)
-	default:
-		s.Rows.release(points)
-		return nil
-	}
-	s.Rows.put(seq, b, points)
 	return nil
 }

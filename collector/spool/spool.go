@@ -385,7 +385,21 @@ func Open(dir string, opts Options) (*Spool, error) {
 // committed (and later read), so the caller must treat it as not
 // acknowledged, never as not stored.
 func (s *Spool) Append(ctx context.Context, rec []byte) (uint64, error) {
-	return s.append(ctx, [][]byte{rec})
+	return s.append(ctx, [][]byte{rec}, nil)
+}
+
+// AppendHeld is Append for a caller that holds the record's decoded form
+// until its reader takes it (the collector's row cache). held runs with
+// the record's seq, under the spool's lock, before the record can be
+// committed: a reader woken by the commit (Wait) finds what held stored.
+// held must not call the Spool. The record is not kept in the memory
+// cache, which would hold the same data a second time; a Read of it reads
+// the disk. held does not run when AppendHeld fails before the record was
+// queued (ErrFull, ErrTooLarge, ErrClosed, a failed spool, ctx done while
+// waiting for room); after it ran, an error (the fsync failed, ctx done
+// while waiting for it) leaves the record queued as Append does.
+func (s *Spool) AppendHeld(ctx context.Context, rec []byte, held func(seq uint64)) (uint64, error) {
+	return s.append(ctx, [][]byte{rec}, held)
 }
 
 // AppendBatch is Append for several records: they get consecutive seqs,
@@ -396,10 +410,12 @@ func (s *Spool) AppendBatch(ctx context.Context, recs [][]byte) (uint64, error) 
 	if len(recs) == 0 {
 		return 0, errors.New("spool: empty batch")
 	}
-	return s.append(ctx, recs)
+	return s.append(ctx, recs, nil)
 }
 
-func (s *Spool) append(ctx context.Context, recs [][]byte) (uint64, error) {
+// append queues recs; held, when not nil, runs with the first seq before
+// the records can be committed, and the records are not cached.
+func (s *Spool) append(ctx context.Context, recs [][]byte, held func(seq uint64)) (uint64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -443,8 +459,11 @@ func (s *Spool) append(ctx context.Context, recs [][]byte) (uint64, error) {
 		return 0, ErrFull
 	}
 	first := s.nextSeq
+	if held != nil {
+		held(first)
+	}
 	for i, r := range recs {
-		s.encodeLocked(first+uint64(i), r)
+		s.encodeLocked(first+uint64(i), r, held == nil)
 	}
 	s.nextSeq += uint64(len(recs))
 	s.pendingRecords += int64(len(recs))
@@ -490,8 +509,8 @@ func (s *Spool) kickCommitter() {
 }
 
 // encodeLocked encodes one record into the arena, queues it for the
-// committer and caches it.
-func (s *Spool) encodeLocked(seq uint64, rec []byte) {
+// committer and, if cache, caches it.
+func (s *Spool) encodeLocked(seq uint64, rec []byte, cache bool) {
 	size := int64(headerSize + len(rec))
 	var newSeg uint64
 	if !s.encSeg || s.encSegBytes > 0 && s.encSegBytes+size > s.opts.SegmentBytes {
@@ -513,7 +532,9 @@ func (s *Spool) encodeLocked(seq uint64, rec []byte) {
 	}
 	s.buffered += size
 	s.appendedEnd += size
-	s.cache.push(cacheEntry{seq: seq, end: s.appendedEnd, data: rec})
+	if cache {
+		s.cache.push(cacheEntry{seq: seq, end: s.appendedEnd, data: rec})
+	}
 }
 
 // run is the committer: it writes buffered records, fsyncs per policy,
