@@ -170,9 +170,6 @@ func TestEveryPanelQueryReturnsWhatWasSent(t *testing.T) {
 	}
 }
 
-// row is one result row: column name → value (pointers dereferenced).
-type row map[string]any
-
 // runQuery expands sql and runs it, returning its rows by column name and,
 // at [0], the first column's value in order (for variables).
 func runQuery(t *testing.T, db *testenv.DB, g grafanaQuery, sql string) []map[any]any {

@@ -5,6 +5,8 @@
 // database drover, so the queries name their tables without a database).
 package main
 
+//lint:file-ignore SA1019 the v1 dashboard schema (dashboard.DashboardBuilder) is the one Grafana's file provisioning loads without the v2 feature flag; the v2 builder is not adopted yet
+
 import (
 	"bytes"
 	"encoding/json"
