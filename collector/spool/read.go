@@ -12,10 +12,13 @@ type cacheEntry struct {
 	seq  uint64
 	end  int64 // logical end offset
 	data []byte
+	// held: appended with AppendHeld; its data is not kept (nil), only its
+	// end offset (for Ack), and a Read of it goes to the disk.
+	held bool
 }
 
 // recordCache holds the most recent records, consecutive in seq, up to max
-// bytes (data plus cacheEntryOverhead each).
+// bytes (data plus cacheEntryOverhead each); held records have no data.
 type recordCache struct {
 	ents  []cacheEntry
 	head  int
@@ -155,7 +158,7 @@ func (s *Spool) readCacheLocked(from, upTo uint64, maxRecords, maxBytes int) []R
 	bytes := 0
 	for ; i < len(s.cache.ents); i++ {
 		e := s.cache.ents[i]
-		if e.seq > upTo || full(len(recs), bytes+len(e.data), maxRecords, maxBytes) {
+		if e.held || e.seq > upTo || full(len(recs), bytes+len(e.data), maxRecords, maxBytes) {
 			break
 		}
 		recs = append(recs, Record{Seq: e.seq, Data: e.data})

@@ -509,7 +509,7 @@ func (s *Spool) kickCommitter() {
 }
 
 // encodeLocked encodes one record into the arena, queues it for the
-// committer and, if cache, caches it.
+// committer and caches it: its data too if cache.
 func (s *Spool) encodeLocked(seq uint64, rec []byte, cache bool) {
 	size := int64(headerSize + len(rec))
 	var newSeg uint64
@@ -534,6 +534,10 @@ func (s *Spool) encodeLocked(seq uint64, rec []byte, cache bool) {
 	s.appendedEnd += size
 	if cache {
 		s.cache.push(cacheEntry{seq: seq, end: s.appendedEnd, data: rec})
+	} else {
+		// Its end offset only, for Ack (which would otherwise scan the
+		// segment for it), and the run of seqs stays consecutive.
+		s.cache.push(cacheEntry{seq: seq, end: s.appendedEnd, held: true})
 	}
 }
 

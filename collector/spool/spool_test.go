@@ -681,6 +681,15 @@ func TestAppendHeld(t *testing.T) {
 		} else {
 			ran := uint64(0)
 			seq, err = s.AppendHeld(context.Background(), payload(i), func(q uint64) {
+				// Under the spool's lock, which the committer needs to
+				// take the record: it cannot be committed yet.
+				if s.mu.TryLock() {
+					s.mu.Unlock()
+					t.Errorf("held(%d) ran without the spool's lock", q)
+				}
+				if s.committed >= q {
+					t.Errorf("held(%d) ran after the record was committed (committed %d)", q, s.committed)
+				}
 				mu.Lock()
 				heldSeqs[q] = true
 				mu.Unlock()
@@ -702,11 +711,16 @@ func TestAppendHeld(t *testing.T) {
 		t.Fatal(msg)
 	default:
 	}
+	// Held records keep only their end offsets in the memory cache (for
+	// Ack, which scans the segment otherwise), not their data.
 	s.mu.Lock()
 	for i := s.cache.head; i < len(s.cache.ents); i++ {
-		if q := s.cache.ents[i].seq; q%3 != 0 {
-			t.Errorf("held record %d is in the memory cache", q)
+		if e := s.cache.ents[i]; (e.seq%3 != 0) != e.held || e.held && e.data != nil {
+			t.Errorf("cache entry %d: held %v, %d bytes; want held without data for seqs not divisible by 3", e.seq, e.held, len(e.data))
 		}
+	}
+	if end, scan := s.endOfLocked(50); scan.first != 0 || end == 0 {
+		t.Errorf("end of held record 50: %d, scan segment %d; want it from memory", end, scan.first)
 	}
 	s.mu.Unlock()
 	checkRecords(t, readAll(t, s, 1), 1, n, 0)
