@@ -246,3 +246,35 @@ func Quantile(bounds, counts []float64, q float64) float64 {
 	}
 	return bounds[len(bounds)-1]
 }
+
+// CountAbove returns how many observations of a binned distribution lie
+// above t, with Quantile's conventions: linear inside t's bucket (the
+// first bucket starting at 0), and the open last bucket counted whole when
+// t is below the last bound, not at all otherwise. For a distribution of n
+// observations, CountAbove(Quantile(q)) is n·(1−q) when the quantile falls
+// in a closed bucket.
+func CountAbove(bounds, counts []float64, t float64) float64 {
+	var n float64
+	for i, c := range counts {
+		if c == 0 {
+			continue
+		}
+		if i == len(bounds) {
+			if len(bounds) > 0 && t < bounds[len(bounds)-1] {
+				n += c
+			}
+			continue
+		}
+		lower := 0.0
+		if i > 0 {
+			lower = bounds[i-1]
+		}
+		switch upper := bounds[i]; {
+		case t <= lower:
+			n += c
+		case t < upper:
+			n += c * (upper - t) / (upper - lower)
+		}
+	}
+	return n
+}

@@ -200,3 +200,19 @@ func TestQuantile(t *testing.T) {
 		t.Error("empty: want NaN")
 	}
 }
+
+// TestCountAbove: the inverse of Quantile inside closed buckets; the open
+// last bucket counts whole below the last bound, not at all above it.
+func TestCountAbove(t *testing.T) {
+	b, c := []float64{0.1, 0.5, 1}, []float64{11, 22, 33, 44}
+	for _, q := range []float64{0.05, 0.3, 0.5} {
+		if got, want := CountAbove(b, c, Quantile(b, c, q)), 110*(1-q); !near(got, want, 1e-9) {
+			t.Errorf("CountAbove(Quantile(%v)) = %v, want %v", q, got, want)
+		}
+	}
+	for at, want := range map[float64]float64{0: 110, 0.1: 99, 0.75: 16.5 + 44, 1: 0, 2: 0} {
+		if got := CountAbove(b, c, at); !near(got, want, 1e-9) {
+			t.Errorf("CountAbove(%v) = %v, want %v", at, got, want)
+		}
+	}
+}

@@ -93,7 +93,10 @@ func (c *RowCache) put(seq uint64, b *store.Batch, estimate int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rows -= estimate
-	if seq <= c.floor { // the writer was faster: it read the spool
+	// Already acked: the writer read the spool first. The sink puts under
+	// the spool's lock before the commit (spool.AppendHeld), so this only
+	// guards a caller that puts late.
+	if seq <= c.floor {
 		c.freedLocked()
 		return
 	}
@@ -133,8 +136,9 @@ func (c *RowCache) missing(from uint64, n int) int {
 	return n
 }
 
-// acked drops the rows of seqs <= upTo (a request whose rows arrived after
-// the writer had read it from the spool) and keeps later ones out.
+// acked drops the rows of seqs <= upTo (rows put after the writer had read
+// their record from the spool: not the sink's, which puts before the
+// commit) and keeps later ones out.
 func (c *RowCache) acked(upTo uint64) {
 	if c == nil {
 		return

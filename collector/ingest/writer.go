@@ -286,7 +286,8 @@ func (w *Writer) collect(ctx context.Context) ([]item, error) {
 				next++
 				continue
 			}
-			run := max(1, w.rows.missing(next, int(min(upTo-next+1, 1<<12)))) // 0: just put
+			// next is not cached: read it and the uncached run after it.
+			run := max(1, w.rows.missing(next, int(min(upTo-next+1, 1<<12))))
 
 			got, err := w.sp.Read(next, run, w.cfg.BatchBytes-bytes)
 			if err != nil {

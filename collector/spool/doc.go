@@ -57,9 +57,9 @@
 //
 // Recent records (Options.CacheBytes, default 32 MiB) are kept in memory,
 // so the writer, which usually reads what was just appended, reads without
-// touching the disk; records appended with AppendHeld are not (their
-// appender holds them decoded for the writer, see collector/ingest's row
-// cache); older ones are read through a separate file handle
+// touching the disk; of records appended with AppendHeld only the end
+// offset is kept (their appender holds them decoded for the writer, see
+// collector/ingest's row cache); older ones are read through a separate file handle
 // whose position is kept between Reads. Memory stays bounded by CacheBytes
 // plus 16 MiB of not-yet-written records plus one read block (1 MiB, or
 // the largest record).

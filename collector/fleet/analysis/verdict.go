@@ -284,7 +284,7 @@ func latency(s, c Histogram, delta float64) Comparison {
 		return cmp
 	}
 	n := c.N()
-	k := math.Floor(above(c, t) + 1e-9)
+	k := math.Floor(drift.CountAbove(c.Bounds, c.Counts, t) + 1e-9)
 	if n == 0 || k < 1 {
 		return cmp
 	}
@@ -292,36 +292,6 @@ func latency(s, c Histogram, delta float64) Comparison {
 	cmp.P = distuv.Binomial{N: float64(n), P: 0.01}.Survival(k - 1)
 	cmp.Regressed = cmp.P < Alpha
 	return cmp
-}
-
-// above is h's count of observations above t, interpolated inside t's
-// bucket as Quantile does; the open last bucket counts whole when t is
-// below the last bound and not at all above it.
-func above(h Histogram, t float64) float64 {
-	var n float64
-	for i, cnt := range h.Counts {
-		if cnt == 0 {
-			continue
-		}
-		if i == len(h.Bounds) {
-			if t < h.Bounds[len(h.Bounds)-1] {
-				n += cnt
-			}
-			continue
-		}
-		lower := 0.0
-		if i > 0 {
-			lower = h.Bounds[i-1]
-		}
-		upper := h.Bounds[i]
-		switch {
-		case t <= lower:
-			n += cnt
-		case t < upper:
-			n += cnt * (upper - t) / (upper - lower)
-		}
-	}
-	return n
 }
 
 func labelMetric(name string, higher bool, s, c float64, ns, nc uint64, delta float64) Comparison {
