@@ -31,6 +31,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,6 +72,7 @@ func main() {
 	clients := flag.Int("clients", 4, "concurrent clients for the throughput runs")
 	debugAddr := flag.String("debug-addr", "", "start the agent with --debug-addr (pprof) on this address, to profile it during the runs")
 	rates := flag.String("rates", "100,300,1000", "open-loop request rates (req/s) for the light-load rows; empty for none")
+	only := flag.String("models", "tiny,big", "the models to measure (tiny, big), comma-separated")
 	flag.Parse()
 	var rs []int
 	for _, f := range strings.Split(*rates, ",") {
@@ -84,13 +86,13 @@ func main() {
 		}
 		rs = append(rs, r)
 	}
-	if err := run(*duration, *clients, rs, *debugAddr); err != nil {
+	if err := run(*duration, *clients, rs, *debugAddr, strings.Split(*only, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "overhead:", err)
 		os.Exit(1)
 	}
 }
 
-func run(d time.Duration, n int, rates []int, debugAddr string) error {
+func run(d time.Duration, n int, rates []int, debugAddr string, only []string) error {
 	if err := runtime.Init(""); err != nil {
 		return err
 	}
@@ -158,6 +160,9 @@ func run(d time.Duration, n int, rates []int, debugAddr string) error {
 	var open []openRow
 	var summary []string
 	for _, m := range models {
+		if !slices.Contains(only, m.name) {
+			continue
+		}
 		x := make([]float32, m.features)
 		for i := range x {
 			x[i] = rng.Float32()
