@@ -9,16 +9,21 @@ import (
 )
 
 // RowCache holds the rows of recently spooled requests, by spool seq, up to
-// a bound on rows (a soft one: a request reserves its estimated rows). Safe
-// for concurrent use.
+// a bound on rows and one on their memory (soft ones: a request reserves
+// its estimated rows and bytes before it is converted; store.Batch.MemBytes
+// is what its rows then count). Safe for concurrent use.
 type RowCache struct {
 	// MaxWait bounds how long a request waits for room while the writer is
 	// healthy; default 2s. Set before use.
 	MaxWait time.Duration
+	// MaxBytes bounds the memory of the cached rows (store.Batch.MemBytes);
+	// 0: rows only. Set before use.
+	MaxBytes int
 
 	mu      sync.Mutex
 	batches map[uint64]cachedRows
 	rows    int
+	bytes   int
 	max     int
 	floor   uint64        // seqs <= floor are acked: not cached any more
 	flow    bool          // the writer inserts: requests wait for room
@@ -26,8 +31,9 @@ type RowCache struct {
 }
 
 type cachedRows struct {
-	b  *store.Batch
-	at time.Time
+	b     *store.Batch
+	at    time.Time
+	bytes int // b.MemBytes() when put
 }
 
 // NewRowCache bounds the cache to maxRows rows (0: 200000).
@@ -38,15 +44,25 @@ func NewRowCache(maxRows int) *RowCache {
 	return &RowCache{batches: map[uint64]cachedRows{}, max: maxRows, flow: true, MaxWait: 2 * time.Second}
 }
 
-// reserve takes room for n rows, waiting for it while the writer is
-// healthy (see Accept), and reports whether it got it.
-func (c *RowCache) reserve(ctx context.Context, n int) bool {
+// fitsLocked reports whether n rows of nb bytes fit; an empty cache takes
+// any request (one larger than the bounds is cached alone).
+func (c *RowCache) fitsLocked(n, nb int) bool {
+	if c.rows == 0 {
+		return true
+	}
+	return c.rows+n <= c.max && (c.MaxBytes <= 0 || c.bytes+nb <= c.MaxBytes)
+}
+
+// reserve takes room for n rows of an estimated nb bytes, waiting for it
+// while the writer is healthy (see Accept), and reports whether it got it.
+func (c *RowCache) reserve(ctx context.Context, n, nb int) bool {
 	var timer <-chan time.Time
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for {
-		if c.rows+n <= c.max || c.rows == 0 {
+		if c.fitsLocked(n, nb) {
 			c.rows += n
+			c.bytes += nb
 			return true
 		}
 		if !c.flow {
@@ -81,18 +97,22 @@ func (c *RowCache) freedLocked() {
 	}
 }
 
-func (c *RowCache) release(n int) {
+func (c *RowCache) release(n, nb int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rows -= n
+	c.bytes -= nb
 	c.freedLocked()
 }
 
-// put stores the rows of seq, which reserved estimate rows.
-func (c *RowCache) put(seq uint64, b *store.Batch, estimate int) {
+// put stores the rows of seq, which reserved estimate rows of estBytes
+// bytes; b then counts what it holds.
+func (c *RowCache) put(seq uint64, b *store.Batch, estimate, estBytes int) {
+	mb := b.MemBytes()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rows -= estimate
+	c.bytes -= estBytes
 	// Already acked: the writer read the spool first. The sink puts under
 	// the spool's lock before the commit (spool.AppendHeld), so this only
 	// guards a caller that puts late.
@@ -100,8 +120,9 @@ func (c *RowCache) put(seq uint64, b *store.Batch, estimate int) {
 		c.freedLocked()
 		return
 	}
-	c.batches[seq] = cachedRows{b: b, at: time.Now()}
+	c.batches[seq] = cachedRows{b: b, at: time.Now(), bytes: mb}
 	c.rows += b.Rows()
+	c.bytes += mb
 }
 
 // take removes and returns the rows of seq, if cached.
@@ -115,6 +136,7 @@ func (c *RowCache) take(seq uint64) (cachedRows, bool) {
 	if ok {
 		delete(c.batches, seq)
 		c.rows -= e.b.Rows()
+		c.bytes -= e.bytes
 		c.freedLocked()
 	}
 	return e, ok
@@ -150,6 +172,7 @@ func (c *RowCache) acked(upTo uint64) {
 		if seq <= upTo {
 			delete(c.batches, seq)
 			c.rows -= e.b.Rows()
+			c.bytes -= e.bytes
 		}
 	}
 	c.freedLocked()

@@ -47,7 +47,10 @@ func (s *SpoolSink) Accept(ctx context.Context, kind Kind, payload []byte, point
 }
 
 func (s *SpoolSink) acceptRecord(ctx context.Context, kind Kind, rec []byte, points int, decoded any) error {
-	cache := s.Rows != nil && s.Rows.reserve(ctx, points)
+	// The rows' memory is estimated from the payload's size until they are
+	// converted (OTLP's protobuf and the rows take about the same).
+	estBytes := len(rec) - recordHeader
+	cache := s.Rows != nil && s.Rows.reserve(ctx, points, estBytes)
 	putRecordHeader(rec, kind, time.Now())
 	// The rows are converted before the record is spooled and put in the
 	// cache under its seq before it can be committed, so the writer, woken
@@ -62,7 +65,7 @@ func (s *SpoolSink) acceptRecord(ctx context.Context, kind Kind, rec []byte, poi
 		case plog.Logs:
 			s.Resources.convertLogs(d, b)
 		default:
-			s.Rows.release(points)
+			s.Rows.release(points, estBytes)
 			cache = false
 		}
 	}
@@ -70,7 +73,7 @@ func (s *SpoolSink) acceptRecord(ctx context.Context, kind Kind, rec []byte, poi
 	held := false
 	if cache {
 		_, err = s.Spool.AppendHeld(ctx, rec, func(seq uint64) {
-			s.Rows.put(seq, b, points)
+			s.Rows.put(seq, b, points, estBytes)
 			held = true
 		})
 	} else {
@@ -84,7 +87,7 @@ func (s *SpoolSink) acceptRecord(ctx context.Context, kind Kind, rec []byte, poi
 	}
 	if err != nil {
 		if cache && !held {
-			s.Rows.release(points)
+			s.Rows.release(points, estBytes)
 		}
 		return err
 	}

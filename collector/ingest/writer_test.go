@@ -104,6 +104,12 @@ func cacheState(c *RowCache) (rows, cached int) {
 	return c.rows, len(c.batches)
 }
 
+func (c *RowCache) bytesNow() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bytes
+}
+
 func cacheFlow(c *RowCache) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -502,11 +508,11 @@ func TestWriterMixedPath(t *testing.T) {
 func TestRowCachePutAfterAck(t *testing.T) {
 	ctx := context.Background()
 	c := NewRowCache(100)
-	if !c.reserve(ctx, 3) {
+	if !c.reserve(ctx, 3, 0) {
 		t.Fatal("reserve on an empty cache failed")
 	}
 	c.acked(5)
-	c.put(3, batchOf(3), 3)
+	c.put(3, batchOf(3), 3, 0)
 	if r, cached := cacheState(c); r != 0 || cached != 0 {
 		t.Fatalf("after acked(5), put(3): %d rows in %d requests; want 0 and 0", r, cached)
 	}
@@ -514,19 +520,19 @@ func TestRowCachePutAfterAck(t *testing.T) {
 		t.Error("take(3) found rows put after seq 3 was acked")
 	}
 	// The estimate need not match the rows: put settles the difference.
-	c.put(5, batchOf(4), 0) // at the floor: dropped too
+	c.put(5, batchOf(4), 0, 0) // at the floor: dropped too
 	if r, cached := cacheState(c); r != 0 || cached != 0 {
 		t.Fatalf("after put(5): %d rows in %d requests; want 0 and 0", r, cached)
 	}
 
 	// Later seqs are kept, and acked drops them with their rows.
 	for range 2 {
-		if !c.reserve(ctx, 2) {
+		if !c.reserve(ctx, 2, 0) {
 			t.Fatal("reserve failed")
 		}
 	}
-	c.put(6, batchOf(5), 2)
-	c.put(7, batchOf(1), 2)
+	c.put(6, batchOf(5), 2, 0)
+	c.put(7, batchOf(1), 2, 0)
 	if r, cached := cacheState(c); r != 6 || cached != 2 {
 		t.Fatalf("after put(6), put(7): %d rows in %d requests; want 6 and 2", r, cached)
 	}
@@ -535,7 +541,7 @@ func TestRowCachePutAfterAck(t *testing.T) {
 		t.Fatalf("after acked(6): %d rows in %d requests; want 1 and 1", r, cached)
 	}
 	c.acked(4) // acks never move back
-	c.put(6, batchOf(1), 0)
+	c.put(6, batchOf(1), 0, 0)
 	if _, ok := c.take(6); ok {
 		t.Error("put(6) after acked(6) then acked(4) was kept")
 	}
@@ -559,11 +565,61 @@ func TestRowCachePutAfterAck(t *testing.T) {
 	}
 }
 
+// TestRowCacheBytes: MaxBytes bounds the memory of the cached rows. A
+// reservation counts its estimate until put replaces it with what the rows
+// hold (store.Batch.MemBytes); take and acked give it back; an empty cache
+// takes a request larger than the bound, alone.
+func TestRowCacheBytes(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	per := batchOf(1).MemBytes()
+	c := NewRowCache(1 << 20) // rows do not bind here
+	c.MaxBytes = 10 * per
+	if !c.reserve(ctx, 1, 4*per) {
+		t.Fatal("reserve on an empty cache failed")
+	}
+	if got := c.bytesNow(); got != 4*per {
+		t.Fatalf("after reserving %d bytes: %d", 4*per, got)
+	}
+	c.put(1, batchOf(8), 1, 4*per) // the estimate was low: 8 rows' worth now
+	if got := c.bytesNow(); got != 8*per {
+		t.Fatalf("after put of 8 rows: %d bytes, want %d", got, 8*per)
+	}
+	// 8 + 3 > 10: waits while the writer inserts; a cancelled wait fails.
+	wctx, wcancel := context.WithCancel(ctx)
+	ch := make(chan bool, 1)
+	go func() { ch <- c.reserve(wctx, 1, 3*per) }()
+	testenv.Eventually(t, waitLimit, "reserve to wait for bytes", func() bool { return waiting(c) })
+	wcancel()
+	if result(t, "cancelled", ch) {
+		t.Fatal("reserve over MaxBytes succeeded")
+	}
+	if !c.reserve(ctx, 1, 2*per) { // 8 + 2 fits exactly
+		t.Fatal("reserve within MaxBytes failed")
+	}
+	c.release(1, 2*per)
+	if _, ok := c.take(1); !ok {
+		t.Fatal("take(1) found nothing")
+	}
+	if got := c.bytesNow(); got != 0 {
+		t.Fatalf("after take: %d bytes, want 0", got)
+	}
+	// Alone, a request larger than the bound is cached.
+	if !c.reserve(ctx, 1, 50*per) {
+		t.Fatal("an empty cache refused a large request")
+	}
+	c.put(2, batchOf(50), 1, 50*per)
+	c.acked(2)
+	if got := c.bytesNow(); got != 0 {
+		t.Fatalf("after acked: %d bytes, want 0", got)
+	}
+}
+
 func TestRowCacheMissing(t *testing.T) {
 	c := NewRowCache(100)
 	for _, seq := range []uint64{3, 4, 8} {
-		c.reserve(context.Background(), 1)
-		c.put(seq, batchOf(1), 1)
+		c.reserve(context.Background(), 1, 0)
+		c.put(seq, batchOf(1), 1, 0)
 	}
 	for _, tc := range []struct {
 		from uint64
@@ -580,7 +636,7 @@ func TestRowCacheMissing(t *testing.T) {
 // channel.
 func reserveAsync(ctx context.Context, c *RowCache, n int) <-chan bool {
 	ch := make(chan bool, 1)
-	go func() { ch <- c.reserve(ctx, n) }()
+	go func() { ch <- c.reserve(ctx, n, 0) }()
 	return ch
 }
 
@@ -604,10 +660,10 @@ func TestRowCacheFlowControl(t *testing.T) {
 		t.Helper()
 		c := NewRowCache(10)
 		c.MaxWait = maxWait
-		if !c.reserve(ctx, 10) {
+		if !c.reserve(ctx, 10, 0) {
 			t.Fatal("reserve on an empty cache failed")
 		}
-		c.put(1, batchOf(10), 10)
+		c.put(1, batchOf(10), 10, 0)
 		return c
 	}
 

@@ -229,10 +229,17 @@ type Spool struct {
 	SkipCorrupt  bool             `yaml:"skip_corrupt"`
 }
 
+// DefaultRowCacheBytes is writer.row_cache_bytes's default.
+const DefaultRowCacheBytes = 64 << 20
+
 // Writer configures batching into ClickHouse.
 type Writer struct {
 	BatchRows     int           `yaml:"batch_rows"`
 	FlushInterval time.Duration `yaml:"flush_interval"`
+	// RowCacheBytes bounds the memory of the rows converted at receive time
+	// that wait for the writer (besides twice batch_rows rows): while the
+	// writer inserts and the cache is full, requests wait for room.
+	RowCacheBytes int64 `yaml:"row_cache_bytes"`
 	// DeadLetterFileMaxBytes bounds <data_dir>/dead_letters.jsonl, where
 	// rows go that ClickHouse refused for their data when the dead_letters
 	// table refuses them too (docs/collector.md).
@@ -324,7 +331,7 @@ func Default() Config {
 			ResourceCacheBytes: ingest.DefaultResourceCacheBytes},
 		Admin:    Admin{Addr: ":7070", MaxConnections: 16384, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute},
 		Spool:    Spool{MaxBytes: 1 << 30, SegmentBytes: 64 << 20, Sync: spool.SyncAlways},
-		Writer:   Writer{BatchRows: ingest.DefaultBatchRows, FlushInterval: time.Second, DeadLetterFileMaxBytes: 256 << 20},
+		Writer:   Writer{BatchRows: ingest.DefaultBatchRows, FlushInterval: time.Second, RowCacheBytes: DefaultRowCacheBytes, DeadLetterFileMaxBytes: 256 << 20},
 		Cluster:  Cluster{NodeName: host, GossipAddr: fmt.Sprintf(":%d", ring.DefaultPort)},
 		Drift:    drift.DefaultConfig(),
 		Jobs:     jobs.DefaultConfig(),
@@ -646,6 +653,9 @@ func (w Writer) Validate() error {
 	}
 	if w.FlushInterval <= 0 {
 		errs = append(errs, fmt.Errorf("flush_interval: must be > 0, got %s", w.FlushInterval))
+	}
+	if w.RowCacheBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("row_cache_bytes: must be >= 1048576 (1 MiB), got %d", w.RowCacheBytes))
 	}
 	if w.DeadLetterFileMaxBytes < 1 {
 		errs = append(errs, fmt.Errorf("dead_letter_file_max_bytes: must be >= 1, got %d", w.DeadLetterFileMaxBytes))

@@ -243,8 +243,9 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 
 	// Rows converted at receive time wait here for the writer (bounded), so
 	// each request is decoded once in the common case. Two batches: one
-	// being inserted, one filling.
+	// being inserted, one filling; at most row_cache_bytes of them.
 	rowCache := ingest.NewRowCache(2 * cfg.Writer.BatchRows)
+	rowCache.MaxBytes = int(cfg.Writer.RowCacheBytes)
 	// One cache of converted OTLP resources for the receivers and the
 	// writer, bounded in bytes.
 	resources := ingest.NewResourceCache(cfg.OTLP.ResourceCacheBytes, reg)

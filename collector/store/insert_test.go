@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/ClickHouse/ch-go"
 	"github.com/ClickHouse/ch-go/proto"
@@ -771,4 +772,29 @@ func (p *cutProxy) cut() {
 		c.Close()
 	}
 	p.conns = nil
+}
+
+// TestBatchMemBytes: a row's struct counts per row; the arrays of
+// histograms and the strings of samples and events are counted by their
+// length; shared names count only their headers.
+func TestBatchMemBytes(t *testing.T) {
+	if got := (&Batch{}).MemBytes(); got != 0 {
+		t.Fatalf("empty batch: %d bytes", got)
+	}
+	g := &Batch{Gauges: make([]GaugeRow, 10)}
+	for i := range g.Gauges {
+		g.Gauges[i].Model = "a model whose name every row shares"
+	}
+	if got, want := g.MemBytes(), 10*int(unsafe.Sizeof(GaugeRow{})); got != want {
+		t.Errorf("10 gauges: %d bytes, want %d", got, want)
+	}
+	h := &Batch{Histograms: []HistogramRow{{Bounds: make([]float64, 9), Counts: make([]uint64, 10)}}}
+	if got, want := h.MemBytes(), int(unsafe.Sizeof(HistogramRow{}))+8*19; got != want {
+		t.Errorf("a histogram of 10 buckets: %d bytes, want %d", got, want)
+	}
+	in := strings.Repeat("1.5,", 1000)
+	s := &Batch{Samples: []SampleRow{{Inputs: in, Outputs: "[0.25]", Attributes: map[string]string{"k": "v"}}}}
+	if got, want := s.MemBytes(), int(unsafe.Sizeof(SampleRow{}))+len(in)+6+2+48; got != want {
+		t.Errorf("a sample of %d bytes of inputs: %d bytes, want %d", len(in), got, want)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"iter"
 	"slices"
 	"time"
+	"unsafe"
 )
 
 // Temporality is an OTLP aggregation temporality, with OTLP's numbering, so
@@ -285,6 +286,72 @@ func (b *Batch) Rows() int {
 	return len(b.Resources) + len(b.Gauges) + len(b.Sums) + len(b.Histograms) + len(b.ExpHistograms) +
 		len(b.Summaries) + len(b.Events) + len(b.Samples) +
 		len(b.Drift) + len(b.Jobs) + len(b.DeadLetters)
+}
+
+// MemBytes estimates the memory b's rows hold: each row's struct, the
+// arrays of histograms and summaries, and the strings that are a row's own
+// (the bodies of events and samples, attributes of resources and events,
+// dead letters). Names that rows share (model, metric, host, attribute maps
+// shared by the points of a request) count once per row as their header
+// only. Bounds on memory use it (the ingest's row cache); it is an
+// estimate, not an accounting.
+func (b *Batch) MemBytes() int {
+	n := len(b.Resources)*int(unsafe.Sizeof(ResourceRow{})) +
+		len(b.Gauges)*int(unsafe.Sizeof(GaugeRow{})) +
+		len(b.Sums)*int(unsafe.Sizeof(SumRow{})) +
+		len(b.Histograms)*int(unsafe.Sizeof(HistogramRow{})) +
+		len(b.ExpHistograms)*int(unsafe.Sizeof(ExpHistogramRow{})) +
+		len(b.Summaries)*int(unsafe.Sizeof(SummaryRow{})) +
+		len(b.Events)*int(unsafe.Sizeof(EventRow{})) +
+		len(b.Samples)*int(unsafe.Sizeof(SampleRow{})) +
+		len(b.Drift)*int(unsafe.Sizeof(DriftRow{})) +
+		len(b.Jobs)*int(unsafe.Sizeof(JobRow{})) +
+		len(b.DeadLetters)*int(unsafe.Sizeof(DeadLetterRow{}))
+	for i := range b.Resources {
+		n += mapBytes(b.Resources[i].Attributes)
+	}
+	for i := range b.Histograms {
+		h := &b.Histograms[i]
+		n += 8 * (len(h.Bounds) + len(h.Counts))
+		if h.Min != nil {
+			n += 8
+		}
+		if h.Max != nil {
+			n += 8
+		}
+	}
+	for i := range b.ExpHistograms {
+		h := &b.ExpHistograms[i]
+		n += 8 * (len(h.PositiveBucketCounts) + len(h.NegativeBucketCounts))
+	}
+	for i := range b.Summaries {
+		n += 8 * (len(b.Summaries[i].Quantiles) + len(b.Summaries[i].QuantileValues))
+	}
+	for i := range b.Events {
+		e := &b.Events[i]
+		n += len(e.Body) + len(e.TraceID) + len(e.SpanID) + mapBytes(e.Attributes)
+	}
+	for i := range b.Samples {
+		s := &b.Samples[i]
+		n += len(s.RequestID) + len(s.Inputs) + len(s.Outputs) + len(s.Label) + mapBytes(s.Attributes)
+	}
+	for i := range b.Jobs {
+		n += len(b.Jobs[i].Error) + len(b.Jobs[i].Spec) + len(b.Jobs[i].Report)
+	}
+	for i := range b.DeadLetters {
+		n += len(b.DeadLetters[i].Reason) + len(b.DeadLetters[i].Row)
+	}
+	return n
+}
+
+// mapBytes estimates an attribute map's memory: its keys and values and
+// about 48 bytes of table per entry.
+func mapBytes(m map[string]string) int {
+	n := 0
+	for k, v := range m {
+		n += len(k) + len(v) + 48
+	}
+	return n
 }
 
 // TableRows yields each table that b has rows for (by the names of the
