@@ -24,6 +24,10 @@
 // (another revision, built with go build -o PATH) and this one in the same
 // run, each into its own database, to compare changes under the same noise.
 //
+// -tls serves OTLP/gRPC over TLS on every system (a CA and a certificate
+// for 127.0.0.1 made for the run); the senders verify it. Drover's
+// receivers also take a bearer token, with or without -tls.
+//
 // DROVER_BENCH_PPROF=host:port serves the collector's pprof there (for a
 // CPU profile during the run); DROVER_BENCH_EXTRA_CONFIG is YAML appended
 // to the collector's config (for example "writer:\n  batch_rows: 100000\n").
@@ -62,6 +66,7 @@ type options struct {
 	delta         bool
 	repeat        int
 	rate          float64
+	tls           bool
 }
 
 func main() {
@@ -77,6 +82,7 @@ func main() {
 	flag.BoolVar(&o.delta, "delta", false, "send histograms with delta temporality, as drover-agent does (Drover rolls them up per minute and hour)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (logs, data)")
 	flag.Float64Var(&o.rate, "rate", 0, "offered points/s (whole rounds paced evenly; 0: as fast as each system acknowledges). At the same offered rate the systems' peak RSS compare like for like")
+	flag.BoolVar(&o.tls, "tls", false, "OTLP/gRPC over TLS on every system (a certificate made for the run)")
 	flag.IntVar(&o.repeat, "repeat", 3, "rounds of measuring every system in turn; the verdict uses each system's median (a noisy minute on a shared machine moves one run, not the median)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -113,6 +119,12 @@ func run(ctx context.Context, o options) error {
 		fmt.Println("temporary directory:", tmp)
 	} else {
 		defer os.RemoveAll(tmp)
+	}
+	if o.tls {
+		if serverTLS, err = newTLSFiles(filepath.Join(tmp, "tls")); err != nil {
+			return err
+		}
+		fmt.Println("OTLP/gRPC over TLS (ECDSA P-256 certificate for 127.0.0.1)")
 	}
 
 	// Build first, so compiling is not on anyone's CPU bill.
@@ -214,7 +226,7 @@ func measure(ctx context.Context, system string, i int, bin, dir string, eng *ch
 	}
 	defer c.Stop()
 	quiesce(eng.PID())
-	s, err := NewSender(c.GRPCAddr, c.SendToken, w)
+	s, err := NewSender(c.GRPCAddr, c.SendToken, w, serverTLS)
 	if err != nil {
 		return result{}, err
 	}
@@ -391,7 +403,7 @@ func (d *drill) run(ctx context.Context) error {
 		return err
 	}
 	defer c.Stop()
-	s, err := NewSender(c.GRPCAddr, c.SendToken, d.w)
+	s, err := NewSender(c.GRPCAddr, c.SendToken, d.w, serverTLS)
 	if err != nil {
 		return err
 	}

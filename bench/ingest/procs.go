@@ -12,6 +12,7 @@ import (
 
 	"github.com/drover-ml/drover/bench/internal/proc"
 	"github.com/drover-ml/drover/collector/auth"
+	"github.com/drover-ml/drover/shared/tlsconfig/tlstest"
 )
 
 // Collector is a system under test: a process that takes OTLP/gRPC on
@@ -49,7 +50,11 @@ func startDrover(bin, dir, chAddr, database string) (*Collector, error) {
 		return nil, err
 	}
 	cfg := filepath.Join(dir, "collector.yaml")
-	if err := os.WriteFile(cfg, []byte("clickhouse:\n  database: "+database+"\nauth:\n  tokens_file: "+tokens+"\n"+os.Getenv("DROVER_BENCH_EXTRA_CONFIG")), 0o644); err != nil {
+	conf := "clickhouse:\n  database: " + database + "\nauth:\n  tokens_file: " + tokens + "\n"
+	if serverTLS != nil {
+		conf += "otlp:\n  tls:\n    cert_file: " + serverTLS.cert + "\n    key_file: " + serverTLS.key + "\n"
+	}
+	if err := os.WriteFile(cfg, []byte(conf+os.Getenv("DROVER_BENCH_EXTRA_CONFIG")), 0o644); err != nil {
 		return nil, err
 	}
 	c := &Collector{Name: "drover", GRPCAddr: proc.FreeAddr(), Admin: proc.FreeAddr(), Token: token, SendToken: sendToken, Database: database,
@@ -78,7 +83,7 @@ const otelConfig = `receivers:
       grpc:
         endpoint: %s
         max_recv_msg_size_mib: 64
-exporters:
+%sexporters:
   clickhouse:
     endpoint: tcp://%s?dial_timeout=10s
     database: %s
@@ -115,7 +120,11 @@ func startOtel(bin, dir, chAddr, database string) (*Collector, error) {
 	c := &Collector{Name: otelName, GRPCAddr: proc.FreeAddr(), Database: database,
 		Tables: []string{database + ".otel_metrics_gauge", database + ".otel_metrics_histogram"}}
 	cfg := filepath.Join(dir, "otelcol.yaml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, otelConfig, c.GRPCAddr, chAddr, database), 0o644); err != nil {
+	tlsConf := ""
+	if serverTLS != nil {
+		tlsConf = "        tls:\n          cert_file: " + serverTLS.cert + "\n          key_file: " + serverTLS.key + "\n"
+	}
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, otelConfig, c.GRPCAddr, tlsConf, chAddr, database), 0o644); err != nil {
 		return nil, err
 	}
 	p, err := proc.Start(bin, []string{"--config", cfg}, filepath.Join(dir, "otelcol.log"))
@@ -130,6 +139,28 @@ func startOtel(bin, dir, chAddr, database string) (*Collector, error) {
 		return nil, fmt.Errorf("otelcol: %w", err)
 	}
 	return c, nil
+}
+
+// tlsFiles are the OTLP receivers' certificate and key and the CA the
+// senders verify them with.
+type tlsFiles struct{ ca, cert, key string }
+
+// serverTLS is set with -tls: every system serves OTLP/gRPC over TLS.
+var serverTLS *tlsFiles
+
+func newTLSFiles(dir string) (*tlsFiles, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	ca, err := tlstest.NewCAIn(dir, "bench")
+	if err != nil {
+		return nil, err
+	}
+	cert, key, err := ca.IssueFiles("collector", "127.0.0.1", "localhost")
+	if err != nil {
+		return nil, err
+	}
+	return &tlsFiles{ca: ca.File, cert: cert, key: key}, nil
 }
 
 // droverMetric reads one un-labelled series (or the sum over labels) from

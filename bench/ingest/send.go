@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
@@ -39,9 +40,17 @@ type Sender struct {
 }
 
 // NewSender dials addr; the connection is lazy. token, if not empty, is
-// sent as a bearer token with every request.
-func NewSender(addr, token string, w *Workload) (*Sender, error) {
+// sent as a bearer token with every request; with t, over TLS verified
+// with t's CA.
+func NewSender(addr, token string, w *Workload, t *tlsFiles) (*Sender, error) {
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if t != nil {
+		creds, err := credentials.NewClientTLSFromFile(t.ca, "")
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	}
 	if token != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(bearer(token)))
 	}

@@ -1,5 +1,5 @@
 // Package tlstest makes certificate authorities and certificates for
-// tests: PEM files in a test's temporary directory.
+// tests and benchmarks: PEM files in a temporary directory.
 package tlstest
 
 import (
@@ -30,12 +30,26 @@ type CA struct {
 // temporary directory of t.
 func NewCA(t testing.TB, name string) *CA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := NewCAIn(t.TempDir(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ca
+}
+
+// NewCAIn makes a CA named name whose certificate, and those it issues,
+// are written in dir (outside tests: benchmarks).
+func NewCAIn(dir, name string) (*CA, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	sn, err := serial()
+	if err != nil {
+		return nil, err
+	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
+		SerialNumber:          sn,
 		Subject:               pkix.Name{CommonName: name},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
@@ -45,16 +59,17 @@ func NewCA(t testing.TB, name string) *CA {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	dir := t.TempDir()
 	ca := &CA{File: filepath.Join(dir, name+"-ca.crt"), dir: dir, cert: cert, key: key}
-	writePEM(t, ca.File, "CERTIFICATE", der)
-	return ca
+	if err := writePEM(ca.File, "CERTIFICATE", der); err != nil {
+		return nil, err
+	}
+	return ca, nil
 }
 
 // Issue writes a certificate for name signed by the CA, valid for the
@@ -63,12 +78,25 @@ func NewCA(t testing.TB, name string) *CA {
 // the files (a rotation).
 func (ca *CA) Issue(t testing.TB, name string, hosts ...string) (certFile, keyFile string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	certFile, keyFile, err := ca.IssueFiles(name, hosts...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return certFile, keyFile
+}
+
+// IssueFiles is Issue outside tests.
+func (ca *CA) IssueFiles(name string, hosts ...string) (certFile, keyFile string, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	sn, err := serial()
+	if err != nil {
+		return "", "", err
+	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(t),
+		SerialNumber: sn,
 		Subject:      pkix.Name{CommonName: name},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
@@ -84,39 +112,36 @@ func (ca *CA) Issue(t testing.TB, name string, hosts ...string) (certFile, keyFi
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
-		t.Fatal(err)
+		return "", "", err
 	}
 	kb, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		t.Fatal(err)
+		return "", "", err
 	}
 	certFile = filepath.Join(ca.dir, name+".crt")
 	keyFile = filepath.Join(ca.dir, name+".key")
-	writePEM(t, keyFile, "PRIVATE KEY", kb)
-	writePEM(t, certFile, "CERTIFICATE", der)
-	return certFile, keyFile
+	if err := writePEM(keyFile, "PRIVATE KEY", kb); err != nil {
+		return "", "", err
+	}
+	if err := writePEM(certFile, "CERTIFICATE", der); err != nil {
+		return "", "", err
+	}
+	return certFile, keyFile, nil
 }
 
 // Localhost are the hosts a test server's certificate names.
 var Localhost = []string{"localhost", "127.0.0.1", "::1"}
 
-func serial(t testing.TB) *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
+func serial() (*big.Int, error) {
+	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 }
 
 // writePEM writes the file through a rename, so a reloader never reads
 // half of it.
-func writePEM(t testing.TB, file, typ string, der []byte) {
-	t.Helper()
+func writePEM(file, typ string, der []byte) error {
 	tmp := file + ".tmp"
 	if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if err := os.Rename(tmp, file); err != nil {
-		t.Fatal(err)
-	}
+	return os.Rename(tmp, file)
 }
