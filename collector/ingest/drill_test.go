@@ -194,9 +194,9 @@ func TestDrillPoisonBatchIsSplit(t *testing.T) {
 		t.Fatalf("dead_letters holds %d rows, want the one refused point: %+v", len(dl), dl)
 	}
 	d := dl[0]
-	if d.Table != store.TableGauge || d.Code != 469 || d.CodeName != "VIOLATED_CONSTRAINT" || d.Batch != token(1, n) ||
+	if d.Table != store.TableGauge || d.Code != 469 || d.CodeName != "VIOLATED_CONSTRAINT" || d.Batch != token(sp.ID(), 1, n) ||
 		!strings.Contains(d.Row, `"Value":666`) || !strings.Contains(d.Reason, "drill") || time.Since(d.Time) > time.Hour {
-		t.Errorf("dead letter = %+v; want the metrics_gauge row of value 666, code 469 VIOLATED_CONSTRAINT, batch %s", d, token(1, n))
+		t.Errorf("dead letter = %+v; want the metrics_gauge row of value 666, code 469 VIOLATED_CONSTRAINT, batch %s", d, token(sp.ID(), 1, n))
 	}
 	if got := testutil.ToFloat64(stats.DeadLetters.WithLabelValues("table")); got != 1 {
 		t.Errorf("drover_collector_dead_letters_total{where=table} = %v, want 1", got)

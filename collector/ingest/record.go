@@ -32,7 +32,8 @@ func decodeRecord(rec []byte) (Kind, time.Time, []byte, error) {
 func estimatePoints(rec []byte) int { return max(1, (len(rec)-recordHeader)/60) }
 
 // token is the deduplication token of the batch of spool records
-// first..last: the same range always gets the same token.
-func token(first, last uint64) string {
-	return "spool-" + strconv.FormatUint(first, 10) + "-" + strconv.FormatUint(last, 10)
+// first..last of the spool whose ID is spoolID: the same range always gets
+// the same token, and another spool's (another collector's) never does.
+func token(spoolID string, first, last uint64) string {
+	return "spool-" + spoolID + "-" + strconv.FormatUint(first, 10) + "-" + strconv.FormatUint(last, 10)
 }

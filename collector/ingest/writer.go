@@ -87,7 +87,7 @@ func (c WriterConfig) withDefaults() WriterConfig {
 // Writer moves spooled requests into ClickHouse: it is the spool's single
 // reader. Each batch is a contiguous range of spool records; the range is
 // recorded in the spool (SetIntent) before the insert, which carries the
-// token "spool-<first>-<last>", so a batch interrupted by a crash is
+// token "spool-<spool id>-<first>-<last>", so a batch interrupted by a crash is
 // re-inserted after restart with the same range and token and ClickHouse
 // deduplicates it. Rows reach ClickHouse exactly once.
 type Writer struct {
@@ -399,7 +399,7 @@ func (w *Writer) write(ctx context.Context, items []item, replay bool) error {
 	retry := w.newBackOff()
 	for {
 		start := time.Now()
-		err := w.ins.InsertBatches(ctx, parts, token(first, last))
+		err := w.ins.InsertBatches(ctx, parts, token(w.sp.ID(), first, last))
 		if err == nil {
 			if w.failing {
 				w.log.Info("ClickHouse inserts work again")
@@ -426,7 +426,7 @@ func (w *Writer) write(ctx context.Context, items []item, replay bool) error {
 			// Bad rows: ClickHouse refuses them and will keep refusing.
 			// Store the rest of the batch, set the bad rows aside, and
 			// move on (salvage.go).
-			if err := w.salvage(ctx, parts, token(first, last), err); err != nil {
+			if err := w.salvage(ctx, parts, token(w.sp.ID(), first, last), err); err != nil {
 				return err
 			}
 			if w.failing {

@@ -158,10 +158,11 @@ type fakeInserter struct {
 var errRefused = &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
 
 func parseToken(token string) (first, last uint64, err error) {
-	a, b, ok := strings.Cut(strings.TrimPrefix(token, "spool-"), "-")
-	if !ok || !strings.HasPrefix(token, "spool-") {
-		return 0, 0, fmt.Errorf("token %q is not spool-<first>-<last>", token)
+	parts := strings.Split(token, "-")
+	if len(parts) != 4 || parts[0] != "spool" || len(parts[1]) != 16 {
+		return 0, 0, fmt.Errorf("token %q is not spool-<spool id>-<first>-<last>", token)
 	}
+	a, b := parts[2], parts[3]
 	if first, err = strconv.ParseUint(a, 10, 64); err != nil {
 		return 0, 0, fmt.Errorf("token %q: %w", token, err)
 	}
@@ -301,8 +302,9 @@ func checkTokens(t *testing.T, calls []insertCall, n uint64, pts int) {
 	t.Helper()
 	next := uint64(1)
 	for i, c := range calls {
-		if c.token != token(c.first, c.last) {
-			t.Errorf("insert %d: token %q is not in canonical form", i, c.token)
+		id := strings.Split(c.token, "-")[1] // parsed already: spool-<id>-<first>-<last>
+		if c.token != token(id, c.first, c.last) || id != strings.Split(calls[0].token, "-")[1] {
+			t.Errorf("insert %d: token %q is not in canonical form or names another spool than %q", i, c.token, calls[0].token)
 		}
 		if c.first != next || c.last < c.first {
 			t.Errorf("insert %d: token %s, want a range starting at %d", i, c.token, next)
@@ -798,7 +800,7 @@ func TestWriterOutage(t *testing.T) {
 	// that range is the recorded intent.
 	_, failed, _ := ins.snapshot()
 	first, last, ok := sp.Intent()
-	if !ok || failed[0] != token(first, last) {
+	if !ok || failed[0] != token(sp.ID(), first, last) {
 		t.Errorf("intent %d-%d (%v) during the outage, failing token %s", first, last, ok, failed[0])
 	}
 

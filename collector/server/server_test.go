@@ -667,3 +667,39 @@ func (s staticToken) GetRequestMetadata(context.Context, ...string) (map[string]
 }
 
 func (staticToken) RequireTransportSecurity() bool { return false }
+
+// TestCollectorsSharingADatabaseLoseNothing: collectors that write to one
+// database (a cluster, or several collectors in front of one ClickHouse)
+// number their spool records independently, so the same range of seqs
+// comes from each; the deduplication tokens of their inserts must differ,
+// or ClickHouse drops one node's batch as a retry of the other's.
+func TestCollectorsSharingADatabaseLoseNothing(t *testing.T) {
+	db := testenv.ClickHouse(t)
+	at := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	var tokens string // the first collector makes the database's tokens
+	for i, model := range []string{"node-a", "node-b"} {
+		c := startCollector(t, testConfig(t, db.DSN, db.Name))
+		if tokens == "" {
+			tokens = c.dataDir
+		}
+		conn, err := grpc.NewClient(c.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(agentCreds(tokens)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pmetricotlp.NewGRPCClient(conn).Export(context.Background(), pmetricotlp.NewExportRequestFromMetrics(allTypes(model, float64(i), at))); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close()
+		// Each collector's first request is its spool's record 1: the
+		// same range, in every table.
+		testenv.EventuallyNil(t, time.Minute, model+"'s points stored", func() error {
+			var missing []string
+			for _, table := range []string{"metrics_gauge", "metrics_sum", "metrics_histogram", "metrics_exp_histogram", "metrics_summary"} {
+				if n := count(t, db.Conn, db.Name, table, "model = '"+model+"'"); n != 1 {
+					missing = append(missing, fmt.Sprintf("%s: %d rows", table, n))
+				}
+			}
+			return unless(len(missing) == 0, strings.Join(missing, ", "))
+		})
+	}
+}

@@ -19,6 +19,9 @@
 //   - spool.state: the ack position, the highest seq known committed and
 //     the writer's intent, with a checksum. It is replaced atomically (write
 //     spool.state.tmp, fsync, rename, fsync the directory).
+//   - spool.id: 16 hex digits made at the first Open (Spool.ID): seqs are
+//     per spool, so names built of seqs that must differ between spools
+//     (the collectors' deduplication tokens) carry it.
 //   - LOCK: flocked by the process that has the spool open.
 //
 // # Durability

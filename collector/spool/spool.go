@@ -288,6 +288,7 @@ type seqEnd struct {
 // Close it and Open it again to recover what is on disk.
 type Spool struct {
 	dir      string
+	id       string // see ID
 	opts     Options
 	log      *slog.Logger
 	lockFile *os.File
@@ -370,6 +371,15 @@ func Open(dir string, opts Options) (*Spool, error) {
 		unlockDir(lf)
 		return nil, err
 	}
+	id, replaced, err := loadID(dir)
+	if err != nil {
+		unlockDir(lf)
+		return nil, err
+	}
+	if replaced {
+		s.log.Warn("spool id file was damaged; made a new id (a batch interrupted before this start may be stored twice)", "file", idFile, "id", id)
+	}
+	s.id = id
 	go s.run()
 	return s, nil
 }

@@ -781,3 +781,35 @@ func TestSyncPolicyText(t *testing.T) {
 		t.Fatal(`UnmarshalText("sometimes") succeeded`)
 	}
 }
+
+// TestID: a spool keeps its id across restarts; another directory has
+// another; a damaged id file is replaced, with a warning.
+func TestID(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, Options{})
+	id := s.ID()
+	if !validID(id) {
+		t.Fatalf("id %q is not 16 hex digits", id)
+	}
+	s.Close()
+	if got := openT(t, dir, Options{}).ID(); got != id {
+		t.Errorf("after a restart the id is %q, want %q", got, id)
+	}
+	if other := openT(t, t.TempDir(), Options{}).ID(); other == id {
+		t.Errorf("two spools share the id %q", id)
+	}
+
+	dir2 := t.TempDir()
+	openT(t, dir2, Options{}).Close()
+	if err := os.WriteFile(filepath.Join(dir2, idFile), []byte("not hex\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	var logs logBuffer
+	s2 := openT(t, dir2, Options{Logger: logs.logger()})
+	if !validID(s2.ID()) {
+		t.Errorf("after a damaged id file the id is %q", s2.ID())
+	}
+	if !strings.Contains(logs.String(), "spool id file was damaged") {
+		t.Errorf("no warning for the damaged id file: %s", logs.String())
+	}
+}
