@@ -201,23 +201,53 @@ func (e *metricExporter) Export(ctx context.Context, rm *metricdata.ResourceMetr
 
 // logExporter decorates the event exporter like metricExporter, and
 // releases the queue slots of the records it was handed (see
-// Telemetry.admit).
+// Telemetry.admit). When the collector changes (swap) while an export is
+// in flight, that export is cancelled and its records go to the new
+// collector: an export to a collector that died would otherwise hold the
+// queue for the whole export timeout and then drop its batch, while the
+// queue, full, drops every new event.
 type logExporter struct {
-	mu      sync.RWMutex // guards exp, as metricExporter's
-	exp     sdklog.Exporter
-	errs    *errorLog
-	pending *atomic.Int64
-	last    exportResult
+	mu       sync.Mutex // guards exp, gen, cancel, inflight
+	exp      sdklog.Exporter
+	gen      uint64             // incremented by swap
+	cancel   context.CancelFunc // of the export in flight
+	inflight chan struct{}      // closed when the export in flight ends
+	errs     *errorLog
+	pending  *atomic.Int64
+	last     exportResult
+	// timeout bounds an export sent again to a new collector (the first
+	// attempt's deadline, the batch processor's, may be nearly spent).
+	timeout time.Duration
 }
 
 func (e *logExporter) Export(ctx context.Context, records []sdklog.Record) error {
 	if len(records) == 0 {
 		return nil
 	}
-	e.mu.RLock()
-	err := e.exp.Export(ctx, records)
-	e.mu.RUnlock()
-	e.pending.Add(-int64(len(records)))
+	defer e.pending.Add(-int64(len(records)))
+	var err error
+	for attempt := 0; ; attempt++ {
+		e.mu.Lock()
+		exp, gen := e.exp, e.gen
+		ectx, cancel := context.WithCancel(ctx)
+		if attempt > 0 && e.timeout > 0 {
+			ectx, cancel = context.WithTimeout(context.WithoutCancel(ctx), e.timeout)
+		}
+		done := make(chan struct{})
+		e.cancel, e.inflight = cancel, done
+		e.mu.Unlock()
+		err = exp.Export(ectx, records)
+		cancel()
+		e.mu.Lock()
+		swapped := e.gen != gen
+		e.cancel, e.inflight = nil, nil
+		e.mu.Unlock()
+		close(done)
+		if err == nil || !swapped {
+			break
+		}
+		// The collector changed during the export: send to the new one.
+	}
 	e.last.set(err)
 	if err != nil {
 		e.errs.failed("events", fmt.Errorf("export %d events: %w", len(records), err))

@@ -41,10 +41,10 @@ func (t *Telemetry) Endpoint() string {
 // exporters were injected (WithMetricExporter, WithLogExporter), or when
 // the endpoint is already the one in use; it reports whether it switched.
 //
-// A switch builds new exporters, swaps them in (waiting for an export in
-// flight) and shuts the old ones down: what the failed exports did not
-// deliver goes with the next export (metrics) or was retried within the
-// export timeout (events), as with any failure. Safe for concurrent use.
+// A switch builds new exporters, swaps them in and shuts the old ones
+// down: what the failed exports did not deliver goes with the next export
+// (metrics, after the export in flight ended); an events export in flight
+// is cancelled and sent to the new collector. Safe for concurrent use.
 func (t *Telemetry) FollowCollector(ctx context.Context, grpc, http string) (bool, error) {
 	if t == nil || t.mexp == nil || t.lexp == nil || t.cfg.ExplicitEndpoint() || t.injected {
 		return false, nil
@@ -137,18 +137,28 @@ func (e *metricExporter) Aggregation(k sdkmetric.InstrumentKind) sdkmetric.Aggre
 func (e *metricExporter) ForceFlush(ctx context.Context) error { return e.current().ForceFlush(ctx) }
 func (e *metricExporter) Shutdown(ctx context.Context) error   { return e.current().Shutdown(ctx) }
 
-// swap is metricExporter.swap for events.
+// swap makes exp the exporter for events and returns the previous one,
+// once the export in flight (if any) has ended: it cancels that export,
+// which then sends its records to exp (see logExporter).
 func (e *logExporter) swap(exp sdklog.Exporter) sdklog.Exporter {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	old := e.exp
 	e.exp = exp
+	e.gen++
+	if e.cancel != nil {
+		e.cancel()
+	}
+	inflight := e.inflight
+	e.mu.Unlock()
+	if inflight != nil {
+		<-inflight // the old exporter is no longer in use
+	}
 	return old
 }
 
 func (e *logExporter) current() sdklog.Exporter {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	return e.exp
 }
 

@@ -2,14 +2,18 @@ package telemetry
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/drover-ml/drover/shared/semconv"
+	"github.com/drover-ml/drover/shared/testenv"
 )
 
 // TestFollowCollector: without an explicit endpoint the exporters move to
@@ -129,5 +133,61 @@ func TestCollectorEndpoint(t *testing.T) {
 		if got != tc.want || (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
 			t.Errorf("%s: %q, %v; want %q, error with %q", tc.name, got, err, tc.want, tc.err)
 		}
+	}
+}
+
+// TestEventsExportFollowsTheSwap: an events export in flight to a
+// collector that stopped answering is cancelled when the agent follows
+// another collector, and its records go to the new one (before, they were
+// dropped after the export timeout, and the queue, full meanwhile, dropped
+// every new event).
+func TestEventsExportFollowsTheSwap(t *testing.T) {
+	dead := &blockingExporter{release: make(chan struct{})} // answers only when cancelled
+	alive := &blockingExporter{release: make(chan struct{})}
+	close(alive.release)
+	var pending atomic.Int64
+	recs := make([]sdklog.Record, 3)
+	pending.Store(int64(len(recs)))
+	e := &logExporter{exp: dead, errs: newErrorLog(slog.New(slog.DiscardHandler), time.Hour, time.Now), pending: &pending, timeout: time.Minute}
+
+	done := make(chan error, 1)
+	go func() { done <- e.Export(context.Background(), recs) }()
+	testenv.Eventually(t, 10*time.Second, "the export to be in flight", func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.inflight != nil
+	})
+	if old := e.swap(alive); old != dead {
+		t.Errorf("swap returned %v, want the previous exporter", old)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Export: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the export in flight did not end after the swap")
+	}
+	if dead.got != 0 || alive.got != len(recs) {
+		t.Errorf("records: %d to the old collector, %d to the new; want 0 and %d", dead.got, alive.got, len(recs))
+	}
+	if n := pending.Load(); n != 0 {
+		t.Errorf("%d queue slots still held, want 0", n)
+	}
+	if e.last.err != nil {
+		t.Errorf("last export result %v, want success", e.last.err)
+	}
+
+	// Without a swap, a failed export is not sent again.
+	pending.Store(1)
+	failing := &blockingExporter{release: make(chan struct{})}
+	e.swap(failing)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := e.Export(ctx, recs[:1]); err != nil {
+		t.Fatalf("Export reports failures through the error log, got %v", err)
+	}
+	if failing.got != 0 || alive.got != len(recs) || pending.Load() != 0 || e.last.err == nil {
+		t.Errorf("after a failed export without a swap: %d, %d records, %d slots held, last %v", failing.got, alive.got, pending.Load(), e.last.err)
 	}
 }

@@ -241,7 +241,7 @@ func New(ctx context.Context, cfg Config, res ResourceInfo, log *slog.Logger, op
 				return nil, fmt.Errorf("otlp log exporter: %w", err)
 			}
 		}
-		t.lexp = &logExporter{exp: exp, errs: t.errs, pending: &t.pending}
+		t.lexp = &logExporter{exp: exp, errs: t.errs, pending: &t.pending, timeout: cfg.Timeout}
 		// The queue never overflows on its own: admit keeps at most
 		// MaxQueue records between Event and the end of their export.
 		t.bp = sdklog.NewBatchProcessor(t.lexp,

@@ -291,10 +291,11 @@ func TestFleetDrillCollectorDies(t *testing.T) {
 	})
 	// OTLP follows the failover: samples of requests served after n0
 	// stopped reach ClickHouse through n1's receiver. The load sampled
-	// every request, so the agent's event queue may still be full (the
-	// export in flight to n0 fails only after its timeout) and drop the
-	// first ones (drover.events.dropped): a request is sent at each
-	// poll until five of them are stored.
+	// every request, so the agent's event queue may still be full when
+	// they are sent (it drains to n1 a few milliseconds after the switch,
+	// which cancels the export in flight to n0 and sends its records to
+	// n1) and drop the first ones (drover.events.dropped): a request is
+	// sent at each poll until five of them are stored.
 	r := 0
 	testenv.Eventually(t, e2eWait, "samples sent after the failover in ClickHouse", func() bool {
 		if v, _, err := classify(agents[0], fmt.Sprintf("after-failover-%d", r), [2]float32{3, 1}); err != nil || v != "2" {
