@@ -229,9 +229,12 @@ func (e *logExporter) Export(ctx context.Context, records []sdklog.Record) error
 	for attempt := 0; ; attempt++ {
 		e.mu.Lock()
 		exp, gen := e.exp, e.gen
-		ectx, cancel := context.WithCancel(ctx)
+		var ectx context.Context
+		var cancel context.CancelFunc
 		if attempt > 0 && e.timeout > 0 {
 			ectx, cancel = context.WithTimeout(context.WithoutCancel(ctx), e.timeout)
+		} else {
+			ectx, cancel = context.WithCancel(ctx)
 		}
 		done := make(chan struct{})
 		e.cancel, e.inflight = cancel, done

@@ -86,7 +86,14 @@ func main() {
 		}
 		rs = append(rs, r)
 	}
-	if err := run(*duration, *clients, rs, *debugAddr, strings.Split(*only, ",")); err != nil {
+	names := strings.Split(*only, ",")
+	for _, m := range names {
+		if m != "tiny" && m != "big" {
+			fmt.Fprintf(os.Stderr, "overhead: -models: %q is not a model (tiny, big)\n", m)
+			os.Exit(2)
+		}
+	}
+	if err := run(*duration, *clients, rs, *debugAddr, names); err != nil {
 		fmt.Fprintln(os.Stderr, "overhead:", err)
 		os.Exit(1)
 	}

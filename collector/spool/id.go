@@ -36,25 +36,9 @@ func loadID(dir string) (id string, replaced bool, err error) {
 		return "", false, fmt.Errorf("spool id: %w", err)
 	}
 	var r [8]byte
-	if _, err := rand.Read(r[:]); err != nil {
-		return "", false, fmt.Errorf("spool id: %w", err)
-	}
+	rand.Read(r[:]) // never fails (crypto/rand)
 	id = hex.EncodeToString(r[:])
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return "", false, fmt.Errorf("spool id: %w", err)
-	}
-	_, werr := f.WriteString(id + "\n")
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		return "", false, fmt.Errorf("spool id: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return "", false, fmt.Errorf("spool id: %w", err)
-	}
-	if err := durable.SyncDir(dir); err != nil {
+	if err := durable.WriteFile(path, []byte(id+"\n"), 0o640); err != nil {
 		return "", false, fmt.Errorf("spool id: %w", err)
 	}
 	return id, replaced, nil

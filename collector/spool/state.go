@@ -76,26 +76,11 @@ func readState(dir string) (ackState, error) {
 	return st, nil
 }
 
-// writeState replaces dir's state file atomically and durably: write a
-// temporary file, fsync it, rename it over the old one, fsync dir.
+// writeState replaces dir's state file atomically and durably (write
+// spool.state.tmp, fsync, rename, fsync dir).
 func writeState(dir string, st ackState) error {
-	tmp := filepath.Join(dir, stateTemp)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
+	if err := durable.WriteFile(filepath.Join(dir, stateFile), st.marshal(), 0o640); err != nil {
 		return fmt.Errorf("write spool state: %w", err)
 	}
-	_, err = f.Write(st.marshal())
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, stateFile))
-	}
-	if err != nil {
-		return fmt.Errorf("write spool state: %w", err)
-	}
-	return durable.SyncDir(dir)
+	return nil
 }

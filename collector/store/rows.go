@@ -290,8 +290,8 @@ func (b *Batch) Rows() int {
 
 // MemBytes estimates the memory b's rows hold: each row's struct, the
 // arrays of histograms and summaries, and the strings that are a row's own
-// (the bodies of events and samples, attributes of resources and events,
-// dead letters). Names that rows share (model, metric, host, attribute maps
+// (the bodies of events and samples, the attributes of resources, events
+// and samples, jobs' texts, dead letters). Names that rows share (model, metric, host, attribute maps
 // shared by the points of a request) count once per row as their header
 // only. Bounds on memory use it (the ingest's row cache); it is an
 // estimate, not an accounting.

@@ -1,13 +1,15 @@
 // Package durable holds the file-system steps that make written data
 // survive a crash, written once for every package that stores files:
 // fsyncing a directory after creating, renaming or removing entries in it,
-// and starting a file's disk writeback while it is still being written.
+// replacing a small file atomically, and starting a file's disk writeback
+// while it is still being written.
 package durable
 
 import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 )
 
 // SyncDir fsyncs the directory dir, so that entries created, renamed or
@@ -25,6 +27,34 @@ func SyncDir(dir string) error {
 		return fmt.Errorf("fsync directory %s: %w", dir, err)
 	}
 	return nil
+}
+
+// WriteFile replaces path with data atomically and durably: it writes
+// path+".tmp" (mode perm), fsyncs it, renames it over path and fsyncs the
+// directory. A reader sees the old file or the new one, never a part; after
+// a crash, the old one or the new one. The temporary file is removed when a
+// step fails; one left by a crash is overwritten by the next call.
+func WriteFile(path string, data []byte, perm os.FileMode) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
 }
 
 // WritebackEvery is how many bytes written through a Writeback make it ask

@@ -57,3 +57,33 @@ func TestSyncDirMissing(t *testing.T) {
 		t.Fatal("fsync of a missing directory succeeded")
 	}
 }
+
+// TestWriteFile: the file is replaced whole, with its mode; no temporary
+// file stays; a temporary file left by a crash is overwritten; a directory
+// that does not exist is an error that leaves nothing.
+func TestWriteFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state")
+	if err := os.WriteFile(path+".tmp", []byte("left by a crash, longer than what comes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, data := range []string{"first\n", "second\n"} {
+		if err := WriteFile(path, []byte(data), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(path)
+		if err != nil || string(got) != data {
+			t.Fatalf("read %q, %v; want %q", got, err, data)
+		}
+	}
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o640 {
+		t.Errorf("mode %v (%v), want 0640", st.Mode().Perm(), err)
+	}
+	if _, err := os.Stat(path + ".tmp"); !os.IsNotExist(err) {
+		t.Errorf("temporary file still there: %v", err)
+	}
+	missing := filepath.Join(dir, "no-such-dir", "state")
+	if err := WriteFile(missing, []byte("x"), 0o640); err == nil {
+		t.Error("WriteFile into a missing directory succeeded")
+	}
+}
