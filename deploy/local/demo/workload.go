@@ -150,8 +150,8 @@ func (w *Workload) Run(ctx context.Context) error {
 	start := time.Now()
 	order := rand.New(rand.NewPCG(w.cfg.Seed, 0x64656d6f)).Perm(w.data.Rows())
 	sem := make(chan struct{}, w.cfg.Concurrency)
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	var wg sync.WaitGroup               // the requests in flight; Add and Wait in this goroutine only
+	requestsDone := make(chan struct{}) // closed once every request has answered
 
 	labelDone := make(chan struct{})
 	labelCtx, stopLabels := context.WithCancel(context.WithoutCancel(ctx))
@@ -163,7 +163,7 @@ func (w *Workload) Run(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				fctx, cancel := context.WithTimeout(labelCtx, 5*time.Second)
-				wg.Wait()
+				<-requestsDone
 				// Quietly: on Ctrl-C the agents stop at the same time.
 				w.flushLabels(fctx, true)
 				cancel()
@@ -173,7 +173,14 @@ func (w *Workload) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	defer func() { <-labelDone; stopLabels() }()
+	defer func() {
+		// A Wait concurrent with the loop's Add (as the label goroutine
+		// did) is a race: the requests are awaited here, after the loop.
+		wg.Wait()
+		close(requestsDone)
+		<-labelDone
+		stopLabels()
+	}()
 
 	tick := time.NewTicker(time.Duration(float64(time.Second) / w.cfg.Rate))
 	defer tick.Stop()
