@@ -222,7 +222,11 @@ func appendJSONData(buf []byte, d Datatype, data any) ([]byte, error) {
 			if i > 0 {
 				buf = append(buf, ',')
 			}
-			buf = appendFloat(buf, float64(x), 32)
+			if x-x != 0 { // NaN, ±Inf
+				buf = appendFloat(buf, float64(x), 32)
+				continue
+			}
+			buf = appendFloat32(buf, x)
 		}
 	case []float64:
 		for i, x := range v {
@@ -314,6 +318,9 @@ func appendFloat(buf []byte, f float64, bits int) []byte {
 		return append(buf, `"Inf"`...)
 	case f < -math.MaxFloat64:
 		return append(buf, `"-Inf"`...)
+	}
+	if bits == 32 {
+		return appendFloat32(buf, float32(f))
 	}
 	return strconv.AppendFloat(buf, f, 'g', -1, bits)
 }
