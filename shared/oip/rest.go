@@ -50,6 +50,9 @@ type restTensor struct {
 	Datatype   Datatype        `json:"datatype"`
 	Parameters map[string]any  `json:"parameters"`
 	Data       json.RawMessage `json:"data"`
+	// parsed is Data already converted to the datatype's slice, when the
+	// fast envelope decoder could (decodeRequestFast); nil otherwise.
+	parsed any
 }
 
 type restRequest struct {

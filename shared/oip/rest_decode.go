@@ -176,6 +176,11 @@ func decodeTensors(ws []restTensor, kind string, bin []byte) ([]Tensor, error) {
 			if len(t.Parameters) == 0 {
 				t.Parameters = nil
 			}
+		case w.parsed != nil:
+			if got := Len(w.parsed); got != n {
+				return nil, fmt.Errorf("%s %q: shape needs %d elements, data has %d", kind, w.Name, n, got)
+			}
+			t.Data = w.parsed
 		case hasData:
 			t.Data, err = decodeJSONData(w.Datatype, w.Data, n)
 			if err != nil {

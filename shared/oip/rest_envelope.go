@@ -2,6 +2,7 @@ package oip
 
 import (
 	"encoding/json"
+	"slices"
 	"unsafe"
 )
 
@@ -72,16 +73,7 @@ type fastParser struct {
 	i int
 }
 
-func (p *fastParser) ws() {
-	for p.i < len(p.b) {
-		switch p.b[p.i] {
-		case ' ', '\t', '\n', '\r':
-			p.i++
-		default:
-			return
-		}
-	}
-}
+func (p *fastParser) ws() { p.i = skipSpace(p.b, p.i) }
 
 // peek skips whitespace and returns the next byte (0 at the end).
 func (p *fastParser) peek() byte {
@@ -228,13 +220,168 @@ func (p *fastParser) tensor(t *restTensor) bool {
 		default:
 			p.ws()
 			start := p.i
-			if p.peek() != '[' || !p.skip(0) {
+			if p.peek() != '[' {
+				return false
+			}
+			// With the shape and datatype known, numbers are converted as
+			// they are read (one pass over the array, which is most of a
+			// request); anything else is validated and kept as text for
+			// decodeJSONData.
+			if seen&6 == 6 {
+				if data, ok := p.numbers(t.Datatype, t.Shape); ok {
+					t.Data, t.parsed = p.b[start:p.i], data
+					return true
+				}
+				p.i = start
+			}
+			if !p.skip(0) {
 				return false
 			}
 			t.Data = p.b[start:p.i]
 			return true
 		}
 	})
+}
+
+// numbers parses the array at p.i, nested arrays flattened, into the
+// slice of datatype d when every leaf is a number d can hold. It reports false for anything else (p.i is then
+// undefined): strings, literals, numbers out of range, other datatypes,
+// text that is not JSON.
+func (p *fastParser) numbers(d Datatype, shape []int64) (any, bool) {
+	n, err := NumElements(shape)
+	if err != nil {
+		return nil, false
+	}
+	switch d {
+	case FP32:
+		return anyOK(scanArray(p, n, parseFloat32))
+	case FP64:
+		return anyOK(scanArray(p, n, parseFloat64))
+	case INT8:
+		return anyOK(scanArray(p, n, parseInt8))
+	case INT16:
+		return anyOK(scanArray(p, n, parseInt16))
+	case INT32:
+		return anyOK(scanArray(p, n, parseInt32))
+	case INT64:
+		return anyOK(scanArray(p, n, parseInt64))
+	case UINT8:
+		return anyOK(scanArray(p, n, parseUint8))
+	case UINT16:
+		return anyOK(scanArray(p, n, parseUint16))
+	case UINT32:
+		return anyOK(scanArray(p, n, parseUint32))
+	case UINT64:
+		return anyOK(scanArray(p, n, parseUint64))
+	}
+	return nil, false
+}
+
+// A parser of one number at b[i:] returns its value and end, or ok false
+// when b[i:] does not start with a JSON number or its value does not fit.
+type parseFunc[T any] func(b []byte, i int) (v T, end int, ok bool)
+
+// viaToken makes a parseFunc of a converter of whole tokens.
+func viaToken[T any](conv func(string) (T, bool)) parseFunc[T] {
+	return func(b []byte, i int) (T, int, bool) {
+		j, ok := numberEnd(b, i)
+		if !ok {
+			var zero T
+			return zero, 0, false
+		}
+		v, ok := conv(unsafe.String(&b[i], j-i))
+		return v, j, ok
+	}
+}
+
+var (
+	parseFloat64 = viaToken(convFloat64)
+	parseInt8    = viaToken(convInt8)
+	parseInt16   = viaToken(convInt16)
+	parseInt32   = viaToken(convInt32)
+	parseInt64   = viaToken(convInt64)
+	parseUint8   = viaToken(convUint8)
+	parseUint16  = viaToken(convUint16)
+	parseUint32  = viaToken(convUint32)
+	parseUint64  = viaToken(convUint64)
+)
+
+func anyOK[T any](s []T, ok bool) (any, bool) {
+	if !ok {
+		return nil, false
+	}
+	return s, true
+}
+
+// firstCap bounds the room scanArray reserves before it has read anything.
+const firstCap = 1024
+
+// scanArray parses a JSON array of numbers (nested arrays flattened, at
+// most maxFastDepth deep) at p.i, each number with parse, into a
+// slice sized for the n elements the shape needs. The room grows toward n
+// as elements come, at most doubling, so a shape that the text does not
+// fill (a short array padded with spaces) reserves no more than about
+// twice what the array holds.
+func scanArray[T any](p *fastParser, n int, parse parseFunc[T]) ([]T, bool) {
+	b, i := p.b, p.i
+	out := make([]T, 0, min(n, firstCap))
+	depth := 0
+	for {
+		// A value, or the end of an array just opened.
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return nil, false
+		}
+		closed := false
+		if b[i] == '[' {
+			if depth++; depth > maxFastDepth {
+				return nil, false
+			}
+			if i = skipSpace(b, i+1); i < len(b) && b[i] == ']' {
+				closed = true
+			} else {
+				continue
+			}
+		} else {
+			v, j, ok := parse(b, i)
+			if !ok {
+				return nil, false
+			}
+			if len(out) == cap(out) {
+				out = slices.Grow(out, max(1, min(n-len(out), len(out))))
+			}
+			out = append(out, v)
+			i = j
+		}
+		// After a value: a comma, or the ends of arrays.
+		for {
+			if closed {
+				closed = false
+			} else if i = skipSpace(b, i); i < len(b) && b[i] == ',' {
+				i++
+				break
+			} else if i >= len(b) || b[i] != ']' {
+				return nil, false
+			}
+			i++ // the ']'
+			if depth--; depth == 0 {
+				p.i = i
+				return out, true
+			}
+		}
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) {
+		switch b[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
 }
 
 // shape parses a flat array of integers that fit an int64.
@@ -324,10 +471,18 @@ func (p *fastParser) literal(s string) bool {
 	return true
 }
 
-// number skips a number in JSON's grammar:
-// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+// number skips a number in JSON's grammar.
 func (p *fastParser) number() bool {
-	b, i := p.b, p.i
+	i, ok := numberEnd(p.b, p.i)
+	if ok {
+		p.i = i
+	}
+	return ok
+}
+
+// numberEnd returns the end of the number at b[i:] in JSON's grammar:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func numberEnd(b []byte, i int) (int, bool) {
 	if i < len(b) && b[i] == '-' {
 		i++
 	}
@@ -338,7 +493,7 @@ func (p *fastParser) number() bool {
 		for i++; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
 		}
 	default:
-		return false
+		return 0, false
 	}
 	if i < len(b) && b[i] == '.' {
 		i++
@@ -346,7 +501,7 @@ func (p *fastParser) number() bool {
 		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
 		}
 		if i == d {
-			return false
+			return 0, false
 		}
 	}
 	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
@@ -358,9 +513,8 @@ func (p *fastParser) number() bool {
 		for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
 		}
 		if i == d {
-			return false
+			return 0, false
 		}
 	}
-	p.i = i
-	return true
+	return i, true
 }

@@ -18,6 +18,12 @@ var envelopeSeeds = []string{
 	`{"inputs":[{"name":"X","shape":[1],"datatype":"FP32","data":[1,]}]}`,
 	`{"inputs":[{"name":"\u0058","shape":[1],"datatype":"FP32","data":[1]}]}`,
 	`{"inputs":[]} x`,
+	`{"inputs":[{"name":"X","shape":[2,2],"datatype":"INT8","data":[ [ 1 , -2 ] ,[],[[3],4]]}]}`,
+	`{"inputs":[{"name":"X","shape":[3],"datatype":"INT8","data":[1,300,2]}]}`,
+	`{"inputs":[{"name":"X","shape":[2],"datatype":"FP32","data":[1e39,-0]}]}`,
+	`{"inputs":[{"name":"X","shape":[2],"datatype":"UINT16","data":[1.5,2]}]}`,
+	`{"inputs":[{"name":"X","shape":[4000],"datatype":"FP64","data":[1    ]}]}`,
+	`{"inputs":[{"name":"X","shape":[1],"datatype":"FP32","data":[1]]}]}`,
 	`{"id":null,"inputs":null}`,
 }
 
@@ -27,7 +33,7 @@ func TestDecodeRequestFast(t *testing.T) {
 	for i, s := range envelopeSeeds {
 		var w restRequest
 		got := decodeRequestFast([]byte(s), &w)
-		if want := i < 4; got != want {
+		if want := i < 4 || i >= 11 && i < 16; got != want {
 			t.Errorf("decodeRequestFast(%s) = %v, want %v", s, got, want)
 		}
 		if got {
@@ -41,6 +47,24 @@ func checkEnvelope(t *testing.T, s string, fast *restRequest) {
 	var ref restRequest
 	if err := json.Unmarshal([]byte(s), &ref); err != nil {
 		t.Fatalf("fast path accepted %q, encoding/json: %v", s, err)
+	}
+	// Data converted on the way must be what decodeJSONData makes of the
+	// text (the reference for values; errors are its alone).
+	for i := range fast.Inputs {
+		in := &fast.Inputs[i]
+		if in.parsed == nil {
+			continue
+		}
+		n, err := NumElements(in.Shape)
+		if err != nil {
+			t.Fatalf("%q: data converted for input %d, whose shape is bad: %v", s, i, err)
+		}
+		if want, err := decodeJSONData(in.Datatype, in.Data, n); err == nil && !reflect.DeepEqual(in.parsed, want) {
+			t.Fatalf("%q: input %d converted to %v, decodeJSONData gives %v", s, i, in.parsed, want)
+		} else if err != nil && Len(in.parsed) == n {
+			t.Fatalf("%q: input %d converted to %v, decodeJSONData fails: %v", s, i, in.parsed, err)
+		}
+		in.parsed = nil
 	}
 	if !reflect.DeepEqual(fast, &ref) {
 		t.Fatalf("%q: fast %+v, encoding/json %+v", s, *fast, ref)

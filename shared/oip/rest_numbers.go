@@ -49,77 +49,125 @@ func isNumberByte(c byte) bool {
 	return c >= '0' && c <= '9' || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'
 }
 
+// convFloat32 converts a JSON number as strconv.ParseFloat(s, 32) does.
 func convFloat32(s string) (float32, bool) {
-	if f, ok := fastFloat32(s); ok {
-		return f, true
-	}
-	f, err := strconv.ParseFloat(s, 32)
-	return float32(f), err == nil
+	f, end, ok := parseFloat32(unsafe.Slice(unsafe.StringData(s), len(s)), 0)
+	return f, ok && end == len(s)
 }
 
-// pow10 are the powers of ten that float64 holds exactly.
-var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
-	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+// parseFloat32 parses the number at b[i:] in JSON's grammar and converts
+// it as strconv.ParseFloat with bit size 32 does, in one pass: it returns
+// the value and the number's end, or ok false when b[i:] does not start
+// with a JSON number or the number is out of float32's range.
+func parseFloat32(b []byte, i int) (f float32, end int, ok bool) {
+	neg, m, digits, exp, end, ok := scanDecimal(b, i)
+	if !ok {
+		return 0, 0, false
+	}
+	if digits <= 15 {
+		if f, ok := decimalToFloat32(neg, m, exp); ok {
+			return f, end, true
+		}
+	}
+	f64, err := strconv.ParseFloat(unsafe.String(&b[i], end-i), 32)
+	return float32(f64), end, err == nil
+}
 
-// fastFloat32 converts a JSON number with at most 15 significant digits
-// and a decimal exponent within ±22, correctly rounded, or reports false.
-// The decimal mantissa m (< 2^53) and 10^|e| are exact in float64, so m·10^e
-// (or m/10^-e) is one correctly rounded float64 operation (Clinger's fast
-// path). Rounding that float64 to float32 is then correct too unless it
-// lies exactly halfway between two float32s (the exact value may be on
-// either side of it): that case, and any result outside float32's normal
-// range, goes to strconv.
-func fastFloat32(s string) (float32, bool) {
-	i, neg := 0, false
-	if i < len(s) && s[i] == '-' {
+// scanDecimal reads the JSON number at b[i:]
+// (-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?) as ±m·10^exp, m
+// holding its first 19 significant digits at most and digits counting
+// them all (m is exact when digits ≤ 19).
+func scanDecimal(b []byte, i int) (neg bool, m uint64, digits, exp, end int, ok bool) {
+	if i < len(b) && b[i] == '-' {
 		neg = true
 		i++
 	}
-	var m uint64
-	digits, exp := 0, 0
-	for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
-		if m != 0 || s[i] != '0' {
+	if i >= len(b) {
+		return
+	}
+	switch c := b[i]; {
+	case c == '0':
+		i++
+	case c >= '1' && c <= '9':
+		for ; i < len(b); i++ {
+			d := b[i] - '0'
+			if d > 9 {
+				break
+			}
+			if digits < 19 {
+				m = m*10 + uint64(d)
+			} else {
+				exp++
+			}
 			digits++
 		}
-		m = m*10 + uint64(s[i]-'0')
+	default:
+		return
 	}
-	if i < len(s) && s[i] == '.' {
-		for i++; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
-			if m != 0 || s[i] != '0' {
-				digits++
+	if i < len(b) && b[i] == '.' {
+		i++
+		first := i
+		if m == 0 {
+			for i < len(b) && b[i] == '0' { // not significant
+				i++
+				exp--
 			}
-			m = m*10 + uint64(s[i]-'0')
-			exp--
+		}
+		for ; i < len(b); i++ {
+			d := b[i] - '0'
+			if d > 9 {
+				break
+			}
+			if digits < 19 {
+				m = m*10 + uint64(d)
+				exp--
+			}
+			digits++
+		}
+		if i == first {
+			return
 		}
 	}
-	if digits > 15 {
-		return 0, false
-	}
-	if i < len(s) {
-		if s[i] != 'e' && s[i] != 'E' {
-			return 0, false
-		}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
 		i++
 		eneg := false
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			eneg = s[i] == '-'
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			eneg = b[i] == '-'
 			i++
 		}
-		e := 0
-		for ; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
-			if e > 1000 {
-				return 0, false
+		first, e := i, 0
+		for ; i < len(b); i++ {
+			d := b[i] - '0'
+			if d > 9 {
+				break
 			}
-			e = e*10 + int(s[i]-'0')
+			if e < 10000 {
+				e = e*10 + int(d)
+			}
+		}
+		if i == first {
+			return
 		}
 		if eneg {
 			e = -e
 		}
 		exp += e
 	}
-	if i != len(s) {
-		return 0, false
-	}
+	return neg, m, digits, exp, i, true
+}
+
+// pow10 are the powers of ten that float64 holds exactly.
+var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// decimalToFloat32 converts ±m·10^exp, m < 10^15, correctly rounded, or
+// reports false. m and 10^|exp| (|exp| ≤ 22) are exact in float64, so
+// m·10^exp (or m/10^-exp) is one correctly rounded float64 operation
+// (Clinger's fast path). Rounding that float64 to float32 is then correct
+// too unless it lies exactly halfway between two float32s (the exact value
+// may be on either side of it): that case, and any result outside
+// float32's normal range, is left to strconv.
+func decimalToFloat32(neg bool, m uint64, exp int) (float32, bool) {
 	if m == 0 {
 		if neg {
 			return float32(math.Copysign(0, -1)), true
