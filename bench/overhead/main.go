@@ -326,8 +326,7 @@ func measure(fn func() error, c int, d time.Duration, agentCPU func() float64) r
 
 // openLoop sends requests at a fixed rate for d, each in its own goroutine
 // at its scheduled time, whether or not earlier ones have answered, and
-// returns each latency, counted from its scheduled time (so that a stall
-// shows), and the rate achieved.
+// returns each latency, counted from its send, and the rate achieved.
 func openLoop(fn func() error, rate int, d time.Duration) ([]time.Duration, float64) {
 	interval := time.Second / time.Duration(rate)
 	var mu sync.Mutex

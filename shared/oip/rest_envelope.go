@@ -1,6 +1,7 @@
 package oip
 
 import (
+	"bytes"
 	"encoding/json"
 	"slices"
 	"unsafe"
@@ -13,7 +14,8 @@ import (
 // strict subset of JSON: the known keys of restRequest and restTensor
 // spelled exactly, each at most once; strings of printable ASCII without
 // escapes; "data" arrays validated here (numbers by JSON's grammar,
-// strings, literals, nesting), "parameters" and "outputs" handed to
+// strings, literals, nesting) and, when shape and datatype came first and
+// every leaf is a number, converted here too; "parameters" and "outputs" handed to
 // encoding/json as sub-documents. Anything else (other keys, another
 // spelling, escapes, non-ASCII, null where an object is expected, trailing
 // text, deep nesting) makes it give up, and the caller decodes the whole
@@ -313,18 +315,21 @@ func anyOK[T any](s []T, ok bool) (any, bool) {
 	return s, true
 }
 
-// firstCap bounds the room scanArray reserves before it has read anything.
-const firstCap = 1024
-
 // scanArray parses a JSON array of numbers (nested arrays flattened, at
-// most maxFastDepth deep) at p.i, each number with parse, into a
-// slice sized for the n elements the shape needs. The room grows toward n
-// as elements come, at most doubling, so a shape that the text does not
-// fill (a short array padded with spaces) reserves no more than about
+// most maxFastDepth deep) at p.i, each number with parse, into a slice for
+// the n elements the shape needs. It first reserves room for what the
+// array's first innermost bracket can hold (one more than its commas: all
+// of a flat array), never more than n, and grows toward n as elements
+// come, at most doubling; so a shape the text does not fill (a short or
+// empty array, padded with spaces or not) reserves no more than about
 // twice what the array holds.
 func scanArray[T any](p *fastParser, n int, parse parseFunc[T]) ([]T, bool) {
 	b, i := p.b, p.i
-	out := make([]T, 0, min(n, firstCap))
+	end := bytes.IndexByte(b[i:], ']')
+	if end < 0 {
+		return nil, false
+	}
+	out := make([]T, 0, min(n, bytes.Count(b[i:i+end], comma)+1))
 	depth := 0
 	for {
 		// A value, or the end of an array just opened.

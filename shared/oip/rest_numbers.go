@@ -6,10 +6,12 @@ import (
 	"unsafe"
 )
 
-// A scanner for the common "data" array: numbers only, possibly nested,
-// parsed straight into the typed slice with strconv (one pass, no
-// reflection, no copy of the text). It runs on JSON that encoding/json has
-// already validated (the envelope was decoded), so it only has to tell
+// Numbers of "data" arrays. parseFloat32 checks JSON's grammar itself (the
+// envelope decoder converts arrays as it reads them). scanNumbers, the
+// path for an array kept as text (datatype given after data), parses it
+// straight into the typed slice with strconv (one pass, no reflection, no
+// copy of the text); it runs on JSON that was already validated (the
+// envelope was decoded), so it only has to tell
 // numbers from the rest; it gives up (ok false) on anything else (strings,
 // null, true/false) and on any number strconv refuses (out of range, a
 // fraction for an integer type), and the caller falls back to the

@@ -728,6 +728,42 @@ func BenchmarkEncodeRESTResponse(b *testing.B) {
 	}
 }
 
+// TestDecodeRESTRequestShortDataReservesLittle: inputs whose shapes claim
+// more elements than their arrays hold reserve room for what the arrays
+// hold, however many inputs there are (they are all converted before any
+// is checked against its shape): shapes of 1024 elements allocate about
+// what shapes of 3 do.
+func TestDecodeRESTRequestShortDataReservesLittle(t *testing.T) {
+	decode := func(shape int, data string) (allocated uint64, bodyLen int) {
+		var sb strings.Builder
+		sb.WriteString(`{"inputs":[`)
+		for i := range 20000 {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			fmt.Fprintf(&sb, `{"name":"x%d","shape":[%d],"datatype":"INT64","data":%s}`, i, shape, data)
+		}
+		sb.WriteString(`]}`)
+		body := []byte(sb.String())
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := DecodeRESTRequest(body, -1)
+		runtime.ReadMemStats(&after)
+		if want := fmt.Sprintf("shape needs %d elements", shape); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("shape %d, data %s: err = %v, want %q", shape, data, err, want)
+		}
+		return after.TotalAlloc - before.TotalAlloc, len(body)
+	}
+	for _, data := range []string{"[]", "[7]", "[[1],[2]]"} {
+		small, _ := decode(3, data)
+		large, n := decode(1024, data)
+		// Room for the shapes would be 8 KiB per input, 130 times the text.
+		if large > small+uint64(n)/4 {
+			t.Errorf("data %s: shapes of 1024 elements allocated %d bytes, shapes of 3 %d (body %d bytes)", data, large, small, n)
+		}
+	}
+}
+
 // TestDecodeRESTRequestPaddedDataDoesNotReserveShape: a shape the body
 // could fill by its length alone (an array of one element padded with
 // spaces) reserves room for what the array holds, not for the shape.
