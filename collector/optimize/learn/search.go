@@ -140,6 +140,11 @@ func Search(ctx context.Context, d *Dataset, cands []Candidate, opts SearchOptio
 		go func() {
 			defer wg.Done()
 			for ti := range next {
+				if runCtx.Err() != nil {
+					// The feed's select may still hand out a task after the
+					// cancel: no fit starts then.
+					continue
+				}
 				t := tasks[ti]
 				score, err := fitAndScore(runCtx, d, cands[t.cand], folds[t.fold], metric, fitSeed(opts.Seed, cands[t.cand], t.fold))
 				if runCtx.Err() != nil {
@@ -168,6 +173,9 @@ func Search(ctx context.Context, d *Dataset, cands []Candidate, opts SearchOptio
 	}
 feed:
 	for ti := range tasks {
+		if runCtx.Err() != nil {
+			break
+		}
 		select {
 		case next <- ti:
 		case <-runCtx.Done():
