@@ -6,8 +6,10 @@
 // sampling 0 %, 5 % and 100 %, each run against a fresh agent process with
 // the same closed-loop gRPC load; and the primary path's p99 without and
 // with a 100 % shadow. It prints each run's throughput and its loss
-// against telemetry off (target: ≤ 5 % at 5 % sampling) and the p99 ratio
-// (target: within noise).
+// against telemetry off (target: ≤ 5 % at 5 % sampling), the agent's CPU
+// per request and its increase against telemetry off (steadier than the
+// throughput on a shared machine), and the p99 ratio (target: within
+// noise).
 //
 //	go run ./bench/monitoring [-duration 5s] [-clients 4] [-model tiny|big]
 package main
@@ -75,6 +77,7 @@ func main() {
 
 type result struct {
 	tput float64
+	n    int // requests answered
 }
 
 // benchModel is the model under load: its name in the store, its input
@@ -160,27 +163,40 @@ func run(d time.Duration, clients, rounds, rate int) error {
 		what = "1000-input, 1000-output model"
 	}
 	fmt.Printf("monitoring cost on drover-agent: "+what+", gRPC, %d closed-loop clients, %s per run, median of %d interleaved rounds\n\n", clients, d, rounds)
+	// Per run: throughput, and the agent's CPU per request (from /proc),
+	// which on a shared, noisy machine varies less than the throughput:
+	// when the agent is CPU-bound, its CPU per request against telemetry
+	// off is the throughput it loses. This process's CPU (the clients and
+	// the OTLP receiver, which in production is the collector, elsewhere)
+	// is not counted there.
 	tputs := make([][]float64, len(runs))
+	cpus := make([][]float64, len(runs))
 	for r := 0; r < rounds; r++ {
 		for i, run := range runs {
 			agent, err := start(i, run.cfg)
 			if err != nil {
 				return err
 			}
+			cpu0, _ := agent.CPUSeconds()
 			res, err := load(agent.GRPCAddr, clients, d)
+			cpu1, _ := agent.CPUSeconds()
 			agent.Stop()
 			if err != nil {
 				return fmt.Errorf("%s: %w", run.name, err)
 			}
 			tputs[i] = append(tputs[i], res.tput)
+			if res.n > 0 {
+				cpus[i] = append(cpus[i], (cpu1-cpu0)/float64(res.n)*1e6)
+			}
 		}
 	}
-	fmt.Printf("%-30s %10s %9s   %s\n", "run", "req/s", "vs off", "rounds")
-	offT := median(tputs[0])
+	fmt.Printf("%-30s %10s %9s %13s %9s   %s\n", "run", "req/s", "vs off", "agent cpu µs", "vs off", "rounds (req/s; agent cpu µs/req)")
+	offT, offC := median(tputs[0]), median(cpus[0])
 	for i, run := range runs {
-		m := median(tputs[i])
-		fmt.Printf("%-30s %10.0f %+8.1f%%   %.0f\n", run.name, m, 100*(m/offT-1), tputs[i])
+		m, c := median(tputs[i]), median(cpus[i])
+		fmt.Printf("%-30s %10.0f %+8.1f%% %13.1f %+8.1f%%   %.0f; %.1f\n", run.name, m, 100*(m/offT-1), c, 100*(c/offC-1), tputs[i], cpus[i])
 	}
+	fmt.Println("(agent cpu µs: the agent's CPU per request; its increase against telemetry off is the throughput a CPU-bound agent loses)")
 
 	// Shadow: the primary's latency under a fixed open-loop rate (below
 	// saturation, as in production), without and with a 100% shadow.
@@ -302,5 +318,5 @@ func load(addr string, clients int, d time.Duration) (result, error) {
 		return result{}, firstErr
 	}
 	el := time.Since(start).Seconds()
-	return result{tput: float64(len(all)) / el}, nil
+	return result{tput: float64(len(all)) / el, n: len(all)}, nil
 }

@@ -39,13 +39,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
 	"google.golang.org/grpc"
 
 	"github.com/drover-ml/drover/bench/internal/agentproc"
+	"github.com/drover-ml/drover/bench/internal/proc"
 	"github.com/drover-ml/drover/bench/internal/stats"
 	"github.com/drover-ml/drover/shared/oip"
 	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
@@ -288,7 +288,7 @@ func measure(fn func() error, c int, d time.Duration, agentCPU func() float64) r
 	var wg sync.WaitGroup
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	self0, agent0 := selfCPU(), agentCPU()
+	self0, agent0 := proc.SelfCPUSeconds(), agentCPU()
 	start := time.Now()
 	var errs int
 	for i := 0; i < c; i++ {
@@ -313,7 +313,7 @@ func measure(fn func() error, c int, d time.Duration, agentCPU func() float64) r
 	}
 	wg.Wait()
 	el := time.Since(start).Seconds()
-	self, agent := selfCPU()-self0, agentCPU()-agent0
+	self, agent := proc.SelfCPUSeconds()-self0, agentCPU()-agent0
 	if errs > 0 {
 		fmt.Fprintf(os.Stderr, "warning: %d errors\n", errs)
 	}
@@ -363,15 +363,6 @@ func openLoop(fn func() error, rate int, d time.Duration) ([]time.Duration, floa
 		fmt.Fprintf(os.Stderr, "warning: %d errors\n", errs)
 	}
 	return lat, float64(sent) / el
-}
-
-// selfCPU is this process's user+system CPU seconds.
-func selfCPU() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
 // transportIndex tells the two transports apart in the open-loop floors.

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/drover-ml/drover/bench/internal/proc"
 	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
 )
 
@@ -144,17 +145,7 @@ func (a *Agent) RSS() (int64, error) {
 }
 
 // CPUSeconds returns the agent's user+system CPU time.
-func (a *Agent) CPUSeconds() (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", a.cmd.Process.Pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100, nil
-}
+func (a *Agent) CPUSeconds() (float64, error) { return proc.CPUSeconds(a.cmd.Process.Pid) }
 
 // Stop sends SIGTERM and waits for the agent to drain and exit; after 30 s
 // it is killed.

@@ -34,6 +34,15 @@ func CPUSeconds(pid int) (float64, error) {
 	return (ut + st) / clkTck, nil
 }
 
+// SelfCPUSeconds returns this process's user+system CPU seconds.
+func SelfCPUSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
 // StatusBytes returns a "Vm…:" field of /proc/<pid>/status in bytes.
 func StatusBytes(pid int, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
