@@ -256,25 +256,25 @@ func (p *fastParser) numbers(d Datatype, shape []int64) (any, bool) {
 	}
 	switch d {
 	case FP32:
-		return anyOK(scanArray(p, n, parseFloat32))
+		return scanAny(scanArray(p, n, parseFloat32))
 	case FP64:
-		return anyOK(scanArray(p, n, parseFloat64))
+		return scanAny(scanArray(p, n, parseFloat64))
 	case INT8:
-		return anyOK(scanArray(p, n, parseInt8))
+		return scanAny(scanArray(p, n, parseInt8))
 	case INT16:
-		return anyOK(scanArray(p, n, parseInt16))
+		return scanAny(scanArray(p, n, parseInt16))
 	case INT32:
-		return anyOK(scanArray(p, n, parseInt32))
+		return scanAny(scanArray(p, n, parseInt32))
 	case INT64:
-		return anyOK(scanArray(p, n, parseInt64))
+		return scanAny(scanArray(p, n, parseInt64))
 	case UINT8:
-		return anyOK(scanArray(p, n, parseUint8))
+		return scanAny(scanArray(p, n, parseUint8))
 	case UINT16:
-		return anyOK(scanArray(p, n, parseUint16))
+		return scanAny(scanArray(p, n, parseUint16))
 	case UINT32:
-		return anyOK(scanArray(p, n, parseUint32))
+		return scanAny(scanArray(p, n, parseUint32))
 	case UINT64:
-		return anyOK(scanArray(p, n, parseUint64))
+		return scanAny(scanArray(p, n, parseUint64))
 	}
 	return nil, false
 }
@@ -307,13 +307,6 @@ var (
 	parseUint32  = viaToken(convUint32)
 	parseUint64  = viaToken(convUint64)
 )
-
-func anyOK[T any](s []T, ok bool) (any, bool) {
-	if !ok {
-		return nil, false
-	}
-	return s, true
-}
 
 // scanArray parses a JSON array of numbers (nested arrays flattened, at
 // most maxFastDepth deep) at p.i, each number with parse, into a slice for
