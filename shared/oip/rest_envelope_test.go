@@ -2,7 +2,9 @@ package oip
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
+	"regexp"
 	"testing"
 )
 
@@ -81,6 +83,43 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		var w restRequest
 		if decodeRequestFast([]byte(s), &w) {
 			checkEnvelope(t, s, &w)
+		}
+	})
+}
+
+// byteOffset is the position an error about malformed JSON names, which
+// differs between two orders of the same keys.
+var byteOffset = regexp.MustCompile(` at byte [0-9]+`)
+
+// FuzzConvertedData: an input whose data is converted while the envelope
+// is read (shape and datatype first) decodes exactly as the same input with
+// data first, which keeps the data as text for decodeJSONData: the same
+// values, or the same error message.
+func FuzzConvertedData(f *testing.F) {
+	for _, s := range []string{`[1,2,3]`, `[[1,2],[3]]`, `[]`, `[[]]`, `[1e39]`, `[300]`, `[1.5]`, `[-0]`, `[01]`, `[1,]`,
+		`[ 1 , 2 ]`, `["a"]`, `[null]`, `[1]]`, `[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]`,
+		`[0.1234567890123456789012345]`, `[1e-400]`, `[18446744073709551616]`, `[-9223372036854775809]`} {
+		f.Add(uint8(0), int64(3), s)
+	}
+	f.Fuzz(func(t *testing.T, dt uint8, n int64, data string) {
+		d := Datatypes[int(dt)%len(Datatypes)]
+		converted := fmt.Sprintf(`{"inputs":[{"name":"x","shape":[%d],"datatype":%q,"data":%s}]}`, n, d, data)
+		text := fmt.Sprintf(`{"inputs":[{"name":"x","data":%s,"shape":[%d],"datatype":%q}]}`, data, n, d)
+		a, errA := DecodeRESTRequest([]byte(converted), -1)
+		b, errB := DecodeRESTRequest([]byte(text), -1)
+		if !json.Valid([]byte(data)) {
+			// Malformed JSON: both fail, each naming what follows the
+			// error, which differs between the orders.
+			if errA == nil || errB == nil {
+				t.Fatalf("data %s is not JSON: converted: %v; as text: %v", data, errA, errB)
+			}
+			return
+		}
+		if (errA == nil) != (errB == nil) || errA != nil && byteOffset.ReplaceAllString(errA.Error(), "") != byteOffset.ReplaceAllString(errB.Error(), "") {
+			t.Fatalf("data %s (%s, shape [%d]): converted: %v; as text: %v", data, d, n, errA, errB)
+		}
+		if errA == nil && !reflect.DeepEqual(a, b) {
+			t.Fatalf("data %s (%s, shape [%d]): converted %#v, as text %#v", data, d, n, a.Inputs[0].Data, b.Inputs[0].Data)
 		}
 	})
 }
