@@ -7,8 +7,8 @@ import (
 )
 
 // The shortest decimal text of a float32, byte for byte what
-// strconv.AppendFloat(buf, float64(f), 'g', -1, 32) writes, in about half
-// its time: strconv spends as much on its general formatting (a decimal
+// strconv.AppendFloat(buf, float64(f), 'g', -1, 32) writes, in less than
+// half its time: strconv spends as much on its general formatting (a decimal
 // buffer, the choice among formats and precisions) as on finding the
 // digits, and a response of 1000 FP32 outputs spends most of its encoding
 // there. The digits come from the Dragonbox algorithm (Junekey Jeon,
@@ -16,8 +16,8 @@ import (
 // Algorithm", 2020: Algorithms 5.2, 5.4 and 5.6 for binary32, κ = 1),
 // which the standard library uses too; the text is written straight into
 // the caller's buffer. TestAppendFloat32MatchesStrconv compares the two on
-// every special case and on random bit patterns; with DROVER_FTOA32_ALL=1
-// it compares all 2^32 of them.
+// the edges and on random bit patterns; TestAppendFloat32AllValues, with
+// DROVER_FTOA32_ALL=1, on all 2^32 of them.
 
 // f32pow10 holds, for 10^k with k in [f32kMin, f32kMax], the 64-bit
 // significand φ of 10^k rounded up (exact when it fits: 0 ≤ k ≤ 27), so
