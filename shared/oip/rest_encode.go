@@ -111,11 +111,20 @@ func EncodeRESTResponse(resp *InferResponse, req *InferRequest) (body []byte, js
 		params := t.Parameters
 		if isBinary[i] {
 			anyBinary = true
-			params = make(map[string]any, len(t.Parameters)+1)
-			for k, v := range t.Parameters {
-				params[k] = v
+			if len(t.Parameters) == 0 {
+				// What encoding/json writes for the one key, without a
+				// map and reflection on every binary response.
+				buf = append(buf, `,"parameters":{"`+paramBinaryDataSize+`":`...)
+				buf = strconv.AppendInt(buf, int64(RawSize(t.Data)), 10)
+				buf = append(buf, '}')
+				params = nil
+			} else {
+				params = make(map[string]any, len(t.Parameters)+1)
+				for k, v := range t.Parameters {
+					params[k] = v
+				}
+				params[paramBinaryDataSize] = RawSize(t.Data)
 			}
-			params[paramBinaryDataSize] = RawSize(t.Data)
 		}
 		if len(params) > 0 {
 			buf = append(buf, `,"parameters":`...)

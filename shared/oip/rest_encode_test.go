@@ -198,3 +198,29 @@ func TestEncodeError(t *testing.T) {
 		})
 	}
 }
+
+// TestEncodeBinarySizeParameter: a binary output without parameters of its
+// own gets the text encoding/json writes for {"binary_data_size": n}; one
+// with parameters gets them merged with it, as before.
+func TestEncodeBinarySizeParameter(t *testing.T) {
+	req := &InferRequest{Parameters: map[string]any{paramBinaryDataOutput: true}}
+	for _, params := range []map[string]any{nil, {}, {"a": 1.5}} {
+		resp := &InferResponse{ModelName: "m", Outputs: []Tensor{{Name: "y", Datatype: FP32, Shape: []int64{4}, Data: []float32{1, 2, 3, 4}, Parameters: params}}}
+		body, jsonLen, err := EncodeRESTResponse(resp, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]any{paramBinaryDataSize: 16}
+		for k, v := range params {
+			want[k] = v
+		}
+		wantText, _ := json.Marshal(want)
+		if !bytes.Contains(body[:jsonLen], append([]byte(`,"parameters":`), wantText...)) {
+			t.Errorf("parameters %v: header %s, want parameters %s", params, body[:jsonLen], wantText)
+		}
+		back, err := DecodeRESTResponse(body, jsonLen)
+		if err != nil || !reflect.DeepEqual(back.Outputs[0].Data, []float32{1, 2, 3, 4}) {
+			t.Fatalf("parameters %v: decoded %+v, %v", params, back, err)
+		}
+	}
+}
