@@ -317,7 +317,8 @@ func decodeFast(d Datatype, raw []byte, n int) (any, bool) {
 	// not for what the shape claims: a short array padded with spaces must
 	// not reserve the shape's size.
 	n = min(n, bytes.Count(inner, comma)+1)
-	if data, ok := scanData(d, raw, n); ok {
+	p := fastParser{b: raw}
+	if data, ok := p.numbers(d, n); ok && p.i == len(raw) {
 		return data, true
 	}
 	if bytes.IndexByte(inner, '[') >= 0 {

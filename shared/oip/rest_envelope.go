@@ -230,7 +230,7 @@ func (p *fastParser) tensor(t *restTensor) bool {
 			// request); anything else is validated and kept as text for
 			// decodeJSONData.
 			if seen&6 == 6 {
-				if data, ok := p.numbers(t.Datatype, t.Shape); ok {
+				if data, ok := p.shapedNumbers(t.Datatype, t.Shape); ok {
 					t.Data, t.parsed = p.b[start:p.i], data
 					return true
 				}
@@ -245,15 +245,22 @@ func (p *fastParser) tensor(t *restTensor) bool {
 	})
 }
 
-// numbers parses the array at p.i, nested arrays flattened, into the
-// slice of datatype d when every leaf is a number d can hold. It reports false for anything else (p.i is then
-// undefined): strings, literals, numbers out of range, other datatypes,
-// text that is not JSON.
-func (p *fastParser) numbers(d Datatype, shape []int64) (any, bool) {
+// shapedNumbers is numbers for the elements of shape; false for a shape
+// that is not valid (decodeTensors says why).
+func (p *fastParser) shapedNumbers(d Datatype, shape []int64) (any, bool) {
 	n, err := NumElements(shape)
 	if err != nil {
 		return nil, false
 	}
+	return p.numbers(d, n)
+}
+
+// numbers parses the array at p.i, nested arrays flattened, into the
+// slice of datatype d for the n elements a shape needs, when every leaf is
+// a number d can hold. It reports false for anything else (p.i is then
+// undefined): strings, literals, numbers out of range, other datatypes,
+// text that is not JSON, nesting deeper than maxFastDepth.
+func (p *fastParser) numbers(d Datatype, n int) (any, bool) {
 	switch d {
 	case FP32:
 		return scanAny(scanArray(p, n, parseFloat32))

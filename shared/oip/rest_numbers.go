@@ -6,56 +6,14 @@ import (
 	"unsafe"
 )
 
-// Numbers of "data" arrays. parseFloat32 checks JSON's grammar itself (the
-// envelope decoder converts arrays as it reads them). scanNumbers, the
-// path for an array kept as text (datatype given after data), parses it
-// straight into the typed slice with strconv (one pass, no reflection, no
-// copy of the text); it runs on JSON that was already validated (the
-// envelope was decoded), so it only has to tell
-// numbers from the rest; it gives up (ok false) on anything else (strings,
-// null, true/false) and on any number strconv refuses (out of range, a
-// fraction for an integer type), and the caller falls back to the
-// encoding/json path, whose results and errors stay the reference: for the
-// numbers it accepts, strconv with the datatype's bit size is exactly what
-// encoding/json uses, so both give the same values.
-
-// scanNumbers parses the numbers of the valid JSON array raw into a []T
-// with room for n elements; conv converts one number token.
-func scanNumbers[T any](raw []byte, n int, conv func(string) (T, bool)) ([]T, bool) {
-	out := make([]T, 0, n)
-	for i := 0; i < len(raw); {
-		switch c := raw[i]; c {
-		case '[', ']', ',', ' ', '\t', '\n', '\r':
-			i++
-			continue
-		case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
-		default:
-			return nil, false
-		}
-		j := i + 1
-		for j < len(raw) && isNumberByte(raw[j]) {
-			j++
-		}
-		// The token is only read during the call: no copy is needed.
-		v, ok := conv(unsafe.String(&raw[i], j-i))
-		if !ok {
-			return nil, false
-		}
-		out = append(out, v)
-		i = j
-	}
-	return out, true
-}
-
-func isNumberByte(c byte) bool {
-	return c >= '0' && c <= '9' || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'
-}
-
-// convFloat32 converts a JSON number as strconv.ParseFloat(s, 32) does.
-func convFloat32(s string) (float32, bool) {
-	f, end, ok := parseFloat32(unsafe.Slice(unsafe.StringData(s), len(s)), 0)
-	return f, ok && end == len(s)
-}
+// Numbers of "data" arrays, one at a time: parseFloat32 and the parsers
+// that viaToken makes of the conv functions below check JSON's grammar and
+// convert as strconv does with the datatype's bit size, which is exactly
+// what encoding/json uses, so both give the same values. scanArray
+// (rest_envelope.go) runs them over an array; anything they refuse (strings,
+// null, numbers out of range, a fraction for an integer type) sends the
+// caller to the encoding/json path, whose results and errors stay the
+// reference.
 
 // parseFloat32 parses the number at b[i:] in JSON's grammar and converts
 // it as strconv.ParseFloat with bit size 32 does, in one pass: it returns
@@ -227,34 +185,6 @@ var (
 	convUint32 = convUint[uint32](32)
 	convUint64 = convUint[uint64](64)
 )
-
-// scanData is the scanner for datatype d, or ok false when d has none or
-// raw holds anything but numbers.
-func scanData(d Datatype, raw []byte, n int) (data any, ok bool) {
-	switch d {
-	case FP32:
-		return scanAny(scanNumbers(raw, n, convFloat32))
-	case FP64:
-		return scanAny(scanNumbers(raw, n, convFloat64))
-	case INT8:
-		return scanAny(scanNumbers(raw, n, convInt8))
-	case INT16:
-		return scanAny(scanNumbers(raw, n, convInt16))
-	case INT32:
-		return scanAny(scanNumbers(raw, n, convInt32))
-	case INT64:
-		return scanAny(scanNumbers(raw, n, convInt64))
-	case UINT8:
-		return scanAny(scanNumbers(raw, n, convUint8))
-	case UINT16:
-		return scanAny(scanNumbers(raw, n, convUint16))
-	case UINT32:
-		return scanAny(scanNumbers(raw, n, convUint32))
-	case UINT64:
-		return scanAny(scanNumbers(raw, n, convUint64))
-	}
-	return nil, false
-}
 
 func scanAny[T any](s []T, ok bool) (any, bool) {
 	if !ok {

@@ -7,6 +7,13 @@ import (
 	"testing"
 )
 
+// convFloat32 converts a whole JSON number as strconv.ParseFloat(s, 32)
+// does.
+func convFloat32(s string) (float32, bool) {
+	f, end, ok := parseFloat32([]byte(s), 0)
+	return f, ok && end == len(s)
+}
+
 // fastFloat32 is parseFloat32's fast path alone: false where it would
 // call strconv.
 func fastFloat32(s string) (float32, bool) {
