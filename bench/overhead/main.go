@@ -19,7 +19,11 @@
 // and of Drover's request, each timed from its send; what Drover adds at a
 // rate is its p50 less the empty RPC's and the raw run's at that rate (a
 // run after an idle gap is slower than back to back: cold caches, a
-// sleeping CPU).
+// sleeping CPU). With one client, the empty RPCs are also measured after
+// an idle gap as long as the compute ("+gap"), the agent's idle time before
+// each inference request: "bey gap" is the agent's CPU beyond that floor
+// and the compute, which tells the transport's cost after idling (wake-ups
+// of parked threads, cold caches) from the agent's own work.
 //
 //	go run ./bench/overhead [-duration 5s] [-clients 4] [-rates 100,300,1000] [-debug-addr 127.0.0.1:6060]
 package main
@@ -160,8 +164,8 @@ func run(d time.Duration, n int, rates []int, debugAddr string, only []string) e
 	ncpu := goruntime.NumCPU()
 
 	fmt.Printf("drover-agent overhead vs raw ONNX Runtime %s (intra/inter-op threads 1), %s per run, batch 1, %d CPUs\n\n", runtime.Version(), d, ncpu)
-	fmt.Printf("%-5s %-12s %3s %9s %9s %9s %11s %8s %9s %9s %9s %9s %7s %7s\n", "model", "path", "c", "p50 µs", "p99 µs", "req/s", "added p50", "tput %",
-		"cpu µs", "agent µs", "beyond", "ceiling", "share", "cpu sh")
+	fmt.Printf("%-5s %-12s %3s %9s %9s %9s %11s %8s %9s %9s %9s %9s %7s %7s %9s\n", "model", "path", "c", "p50 µs", "p99 µs", "req/s", "added p50", "tput %",
+		"cpu µs", "agent µs", "beyond", "ceiling", "share", "cpu sh", "bey gap")
 	type openRow struct {
 		model, path string
 		rate        int
@@ -197,6 +201,7 @@ func run(d time.Duration, n int, rates []int, debugAddr string, only []string) e
 		for _, c := range []int{1, n} {
 			var base result
 			floors := map[string]result{}
+			gapFloors := map[string]result{}
 			for _, p := range paths {
 				if err := p.fn(); err != nil { // warm up and check
 					return fmt.Errorf("%s %s: %w", m.name, p.name, err)
@@ -216,6 +221,15 @@ func run(d time.Duration, n int, rates []int, debugAddr string, only []string) e
 				if strings.HasSuffix(p.name, "-noop") {
 					floors[strings.TrimSuffix(p.name, "-noop")] = r
 					fmt.Println(line)
+					if c == 1 {
+						// The same empty RPC after an idle gap as long as
+						// the compute: what the transport costs the agent
+						// when it has been idle for that long, as its
+						// threads are while a request computes.
+						g := measure(afterGap(p.fn, rawP50), 1, d, cpuAgent)
+						gapFloors[strings.TrimSuffix(p.name, "-noop")] = g
+						fmt.Printf("%-5s %-12s %3d %9s %9s %11.0f %11s %8s %9s %9.1f\n", m.name, p.name+"+gap", c, "-", "-", g.throughput, "-", "-", "-", g.cpuAgent*1e6)
+					}
 					continue
 				}
 				floor := floors[strings.SplitN(p.name, "-", 2)[0]]
@@ -227,9 +241,13 @@ func run(d time.Duration, n int, rates []int, debugAddr string, only []string) e
 				ceiling := float64(ncpu) / (floor.cpu() + base.cpuSelf)
 				share := 100 * r.throughput / ceiling
 				cpuShare := 100 * (floor.cpu() + base.cpuSelf) / r.cpu()
-				fmt.Printf("%s %+9.1f %9.0f %6.0f%% %6.0f%%\n", line, beyond, ceiling, share, cpuShare)
+				gapBeyond := ""
+				if g, ok := gapFloors[strings.SplitN(p.name, "-", 2)[0]]; ok && c == 1 {
+					gapBeyond = fmt.Sprintf(" %+9.1f", (r.cpuAgent-g.cpuAgent-base.cpuSelf)*1e6)
+				}
+				fmt.Printf("%s %+9.1f %9.0f %6.0f%% %6.0f%%%s\n", line, beyond, ceiling, share, cpuShare, gapBeyond)
 				if p.name != "rest-json" {
-					summary = append(summary, fmt.Sprintf("%-5s %-12s %3d  beyond %+6.1f µs (%s)  cpu share %3.0f%% (%s)", m.name, p.name, c, beyond, verdict(beyond <= 40), cpuShare, verdict(cpuShare >= 85)))
+					summary = append(summary, fmt.Sprintf("%-5s %-12s %3d  beyond %+6.1f µs (%s)  cpu share %3.0f%% (%s)%s", m.name, p.name, c, beyond, verdict(beyond <= 40), cpuShare, verdict(cpuShare >= 85), gapBeyond))
 				}
 			}
 		}
@@ -270,6 +288,8 @@ func run(d time.Duration, n int, rates []int, debugAddr string, only []string) e
 	fmt.Println("cpu µs: CPU per request of clients and agent (of this process for raw-onnxrt: the compute); agent µs: the agent's;")
 	fmt.Println("beyond: agent µs - the empty RPC's agent µs - the compute; ceiling: CPUs / (empty RPC's cpu µs + compute);")
 	fmt.Println("share: req/s / ceiling (low when other processes hold CPUs); cpu sh: (empty RPC's cpu µs + compute) / cpu µs.")
+	fmt.Println("+gap: the empty RPC sent after a busy wait in the client as long as the compute (the agent idles that long before")
+	fmt.Println("each request, as its transport does while a request computes); bey gap (1 client): agent µs - that row's agent µs - compute.")
 	fmt.Println("targets: added p50 <= 60µs gRPC, <= 80µs REST binary, <= 120µs REST JSON; throughput >= 75% of raw;")
 	fmt.Println("issue 18: beyond <= 40 µs and share >= 85% (gRPC raw, REST binary; tiny, big; 1 and N clients);")
 	fmt.Println("open-loop p50 <= empty RPC p50 + compute + 40 µs at each rate (compute: the raw runtime's p50 at that rate)")
@@ -363,6 +383,17 @@ func openLoop(fn func() error, rate int, d time.Duration) ([]time.Duration, floa
 		fmt.Fprintf(os.Stderr, "warning: %d errors\n", errs)
 	}
 	return lat, float64(sent) / el
+}
+
+// afterGap returns fn preceded by a busy wait of gap in this process: the
+// agent idles that long before each request, as its transport does while a
+// request computes (a sleep would wait a timer tick, far longer).
+func afterGap(fn func() error, gap time.Duration) func() error {
+	return func() error {
+		for t0 := time.Now(); time.Since(t0) < gap; {
+		}
+		return fn()
+	}
 }
 
 // transportIndex tells the two transports apart in the open-loop floors.
