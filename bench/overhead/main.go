@@ -25,7 +25,10 @@
 // and the compute, which tells the transport's cost after idling (wake-ups
 // of parked threads, cold caches) from the agent's own work.
 //
-//	go run ./bench/overhead [-duration 5s] [-clients 4] [-rates 100,300,1000] [-debug-addr 127.0.0.1:6060]
+// With -rounds N every path is measured N times, the paths in turn, and
+// each figure is the median over the rounds.
+//
+//	go run ./bench/overhead [-duration 5s] [-clients 4] [-rounds 1] [-rates 100,300,1000] [-debug-addr 127.0.0.1:6060]
 package main
 
 import (
@@ -78,6 +81,7 @@ func (r result) cpu() float64 { return r.cpuSelf + r.cpuAgent }
 func main() {
 	duration := flag.Duration("duration", 5*time.Second, "how long each measurement runs")
 	clients := flag.Int("clients", 4, "concurrent clients for the throughput runs")
+	rounds := flag.Int("rounds", 1, "measure every path this many times, the paths in turn, and report each figure's median (3 on a noisy machine)")
 	debugAddr := flag.String("debug-addr", "", "start the agent with --debug-addr (pprof) on this address, to profile it during the runs")
 	rates := flag.String("rates", "100,300,1000", "open-loop request rates (req/s) for the light-load rows; empty for none")
 	only := flag.String("models", "tiny,big", "the models to measure (tiny, big), comma-separated")
@@ -101,13 +105,17 @@ func main() {
 			os.Exit(2)
 		}
 	}
-	if err := run(*duration, *clients, rs, *debugAddr, names); err != nil {
+	if *rounds < 1 {
+		fmt.Fprintf(os.Stderr, "overhead: -rounds must be >= 1, got %d\n", *rounds)
+		os.Exit(2)
+	}
+	if err := run(*duration, *clients, *rounds, rs, *debugAddr, names); err != nil {
 		fmt.Fprintln(os.Stderr, "overhead:", err)
 		os.Exit(1)
 	}
 }
 
-func run(d time.Duration, n int, rates []int, debugAddr string, only []string) error {
+func run(d time.Duration, n, rounds int, rates []int, debugAddr string, only []string) error {
 	if err := runtime.Init(""); err != nil {
 		return err
 	}
@@ -199,17 +207,40 @@ func run(d time.Duration, n int, rates []int, debugAddr string, only []string) e
 		}
 		var rawP50 time.Duration
 		for _, c := range []int{1, n} {
-			var base result
+			// Every path is measured once per round, the paths in turn, so
+			// that a slow minute of the shared machine lands on one round of
+			// each rather than on all of one path; each figure is the
+			// median over the rounds (latencies: all requests of all rounds).
+			runs := map[string][]result{}
+			for round := 0; round < rounds; round++ {
+				var roundRaw time.Duration
+				for _, p := range paths {
+					if round == 0 {
+						if err := p.fn(); err != nil { // warm up and check
+							return fmt.Errorf("%s %s: %w", m.name, p.name, err)
+						}
+					}
+					r := measure(p.fn, c, d, cpuAgent)
+					runs[p.name] = append(runs[p.name], r)
+					if p.name == "raw-onnxrt" {
+						roundRaw = stats.Quantile(r.lat, 0.5)
+					}
+					if c == 1 && strings.HasSuffix(p.name, "-noop") {
+						// The same empty RPC after an idle gap as long as
+						// the compute: what the transport costs the agent
+						// when it has been idle for that long, as its
+						// threads are while a request computes.
+						runs[p.name+"+gap"] = append(runs[p.name+"+gap"], measure(afterGap(p.fn, roundRaw), 1, d, cpuAgent))
+					}
+				}
+			}
+			base := medianResult(runs["raw-onnxrt"])
 			floors := map[string]result{}
 			gapFloors := map[string]result{}
 			for _, p := range paths {
-				if err := p.fn(); err != nil { // warm up and check
-					return fmt.Errorf("%s %s: %w", m.name, p.name, err)
-				}
-				r := measure(p.fn, c, d, cpuAgent)
+				r := medianResult(runs[p.name])
 				p50, p99 := stats.Quantile(r.lat, 0.5), stats.Quantile(r.lat, 0.99)
 				if p.name == "raw-onnxrt" {
-					base = r
 					if c == 1 {
 						rawP50 = p50
 					}
@@ -221,12 +252,8 @@ func run(d time.Duration, n int, rates []int, debugAddr string, only []string) e
 				if strings.HasSuffix(p.name, "-noop") {
 					floors[strings.TrimSuffix(p.name, "-noop")] = r
 					fmt.Println(line)
-					if c == 1 {
-						// The same empty RPC after an idle gap as long as
-						// the compute: what the transport costs the agent
-						// when it has been idle for that long, as its
-						// threads are while a request computes.
-						g := measure(afterGap(p.fn, rawP50), 1, d, cpuAgent)
+					if gr, ok := runs[p.name+"+gap"]; ok {
+						g := medianResult(gr)
 						gapFloors[strings.TrimSuffix(p.name, "-noop")] = g
 						fmt.Printf("%-5s %-12s %3d %9s %9s %11.0f %11s %8s %9s %9.1f\n", m.name, p.name+"+gap", c, "-", "-", g.throughput, "-", "-", "-", g.cpuAgent*1e6)
 					}
@@ -242,7 +269,7 @@ func run(d time.Duration, n int, rates []int, debugAddr string, only []string) e
 				share := 100 * r.throughput / ceiling
 				cpuShare := 100 * (floor.cpu() + base.cpuSelf) / r.cpu()
 				gapBeyond := ""
-				if g, ok := gapFloors[strings.SplitN(p.name, "-", 2)[0]]; ok && c == 1 {
+				if g, ok := gapFloors[strings.SplitN(p.name, "-", 2)[0]]; ok {
 					gapBeyond = fmt.Sprintf(" %+9.1f", (r.cpuAgent-g.cpuAgent-base.cpuSelf)*1e6)
 				}
 				fmt.Printf("%s %+9.1f %9.0f %6.0f%% %6.0f%%%s\n", line, beyond, ceiling, share, cpuShare, gapBeyond)
@@ -298,6 +325,30 @@ func run(d time.Duration, n int, rates []int, debugAddr string, only []string) e
 		fmt.Println(l)
 	}
 	return nil
+}
+
+// medianResult is the median of each figure over rounds; its latencies are
+// every round's.
+func medianResult(rs []result) result {
+	var out result
+	med := func(f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	for _, r := range rs {
+		out.lat = append(out.lat, r.lat...)
+	}
+	out.throughput = med(func(r result) float64 { return r.throughput })
+	out.cpuSelf = med(func(r result) float64 { return r.cpuSelf })
+	out.cpuAgent = med(func(r result) float64 { return r.cpuAgent })
+	return out
 }
 
 // measure runs fn from c goroutines for d and records every latency and
