@@ -322,7 +322,10 @@ func (e *Engine) finish(c *child) {
 }
 
 // chdbArgs are the clickhouse-local arguments: listen on loopback, then block
-// until the process is signalled.
+// until the process is signalled. Errors and fatal errors go to stderr
+// (--logger.console): without it an engine that aborted left nothing to
+// read ("signal: aborted: (no output)"), with it the tail that Log and the
+// exit error carry ends with the fault's report.
 func chdbArgs(cfg Config, conf string) []string {
 	return []string{
 		"--config-file", conf,
@@ -331,6 +334,7 @@ func chdbArgs(cfg Config, conf string) []string {
 		"--tcp_port", strconv.Itoa(cfg.TCPPort),
 		"--http_port", strconv.Itoa(cfg.HTTPPort),
 		"--log-level", "error",
+		"--logger.console", "1",
 		"--query", "SYSTEM START LISTEN TCP; SYSTEM START LISTEN HTTP; " + keepAlive,
 	}
 }

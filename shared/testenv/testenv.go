@@ -49,6 +49,11 @@ var shared struct {
 	engine   *chembed.Engine
 	dir      string
 	restarts int
+	// broken marks an engine that failed a query without exiting (yet):
+	// one that hit a fatal error answers "shutting down due to a fatal
+	// error" (code 236) or resets connections for seconds before it
+	// aborts. sharedDSN replaces it.
+	broken bool
 }
 
 // RunWithClickHouse starts one ClickHouse engine for the test binary (or
@@ -140,7 +145,11 @@ func ping(dsn string, timeout time.Duration) error {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return conn.Ping(ctx)
+	if err := conn.Ping(ctx); err != nil {
+		return err
+	}
+	// An engine past a fatal error may still answer pings; not queries.
+	return conn.Exec(ctx, "SELECT 1")
 }
 
 // sharedDSN returns the DSN of a shared engine that answers, replacing one
@@ -156,6 +165,9 @@ func sharedDSN(t testing.TB) string {
 		return shared.dsn
 	}
 	err := healthy(shared.engine, shared.dsn)
+	if err == nil && shared.broken {
+		err = errors.New("it failed a query after a fatal error (such an engine answers code 236 or resets connections until it aborts)")
+	}
 	if err == nil {
 		return shared.dsn
 	}
@@ -169,7 +181,7 @@ func sharedDSN(t testing.TB) string {
 		shared.engine, shared.dsn = nil, ""
 		t.Fatalf("testenv: restart ClickHouse: %v", err)
 	}
-	shared.engine, shared.dir, shared.dsn = e, dir, e.DSN("default")
+	shared.engine, shared.dir, shared.dsn, shared.broken = e, dir, e.DSN("default"), false
 	return shared.dsn
 }
 
@@ -233,7 +245,10 @@ func ClickHouse(t testing.TB) *DB {
 var afterHealthCheck func()
 
 // sharedEngineDied reports whether the shared embedded engine serving dsn
-// has exited (waiting a moment for a dying one).
+// has exited (waiting a moment for a dying one) or can no longer run a
+// query: after a fatal error (a crash inside the engine) it answers code
+// 236 or resets connections for seconds before it aborts. Such an engine
+// is marked broken, for sharedDSN to replace.
 func sharedEngineDied(dsn string) bool {
 	shared.mu.Lock()
 	e := shared.engine
@@ -246,8 +261,16 @@ func sharedEngineDied(dsn string) bool {
 	case <-e.Exited():
 		return true
 	case <-time.After(2 * time.Second):
+	}
+	if ping(dsn, 5*time.Second) == nil {
 		return false
 	}
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if shared.engine == e { // else another test has replaced it already
+		shared.broken = true
+	}
+	return true
 }
 
 func newDB(t testing.TB, dsn string) *DB {

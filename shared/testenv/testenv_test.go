@@ -111,6 +111,28 @@ func TestBrokenSharedEngineIsReplaced(t *testing.T) {
 			t.Fatalf("count = %d, want 7", n)
 		}
 	})
+	// The engine hits a fatal error after the health check (a fatal signal
+	// here): it fails queries and resets connections for seconds before it
+	// aborts. Two make test runs lost collector/jobs' engine that way: the
+	// next test's CREATE DATABASE got code 236 ("shutting down due to a
+	// fatal error"), and the engine exited on SIGABRT later.
+	t.Run("fatal error after its health check", func(t *testing.T) {
+		afterHealthCheck = func() {
+			afterHealthCheck = nil
+			shared.mu.Lock()
+			e := shared.engine
+			shared.mu.Unlock()
+			if err := syscall.Kill(e.PID(), syscall.SIGSEGV); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Cleanup(func() { afterHealthCheck = nil })
+		db := ClickHouse(t)
+		if n := db.Count(t, "SELECT count() FROM numbers(7)"); n != 7 {
+			t.Fatalf("count = %d, want 7", n)
+		}
+	})
 	shared.mu.Lock()
 	restarts := shared.restarts
 	shared.mu.Unlock()
