@@ -43,13 +43,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/drover-ml/drover/bench/internal/proc"
+	"github.com/drover-ml/drover/bench/internal/stats"
 	"github.com/drover-ml/drover/shared/chembed"
 )
 
@@ -358,17 +358,7 @@ func printResults(rs []result, rate float64) {
 	if len(d) == 0 || len(e) == 0 {
 		return
 	}
-	med := func(rs []result, f func(result) float64) float64 {
-		v := make([]float64, len(rs))
-		for i, r := range rs {
-			v[i] = f(r)
-		}
-		slices.Sort(v)
-		if len(v)%2 == 1 {
-			return v[len(v)/2]
-		}
-		return (v[len(v)/2-1] + v[len(v)/2]) / 2
-	}
+	med := stats.MedianOf[result, float64]
 	total := func(r result) float64 { return r.total() }
 	coll := func(r result) float64 { return r.perPoint(r.collCPU) }
 	chp := func(r result) float64 { return r.perPoint(r.chCPU) }

@@ -191,9 +191,9 @@ func run(d time.Duration, clients, rounds, rate int) error {
 		}
 	}
 	fmt.Printf("%-30s %10s %9s %13s %9s   %s\n", "run", "req/s", "vs off", "agent cpu µs", "vs off", "rounds (req/s; agent cpu µs/req)")
-	offT, offC := median(tputs[0]), median(cpus[0])
+	offT, offC := stats.Median(tputs[0]), stats.Median(cpus[0])
 	for i, run := range runs {
-		m, c := median(tputs[i]), median(cpus[i])
+		m, c := stats.Median(tputs[i]), stats.Median(cpus[i])
 		fmt.Printf("%-30s %10.0f %+8.1f%% %13.1f %+8.1f%%   %.0f; %.1f\n", run.name, m, 100*(m/offT-1), c, 100*(c/offC-1), tputs[i], cpus[i])
 	}
 	fmt.Println("(agent cpu µs: the agent's CPU per request; its increase against telemetry off is the throughput a CPU-bound agent loses)")
@@ -218,18 +218,6 @@ func run(d time.Duration, clients, rounds, rate int) error {
 		rate, stats.Micros(p99s[1]), stats.Micros(p99s[0]), float64(p99s[1])/float64(p99s[0]), sent[1], sent[0])
 	fmt.Println("targets: throughput loss <= 5% at 5% sampling; shadow must not move the primary p99 beyond noise")
 	return nil
-}
-
-func median(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	for i := range s {
-		for j := i + 1; j < len(s); j++ {
-			if s[j] < s[i] {
-				s[i], s[j] = s[j], s[i]
-			}
-		}
-	}
-	return s[len(s)/2]
 }
 
 // openLoop sends rate requests per second for d, each with a fresh id,

@@ -45,6 +45,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/drover-ml/drover/bench/internal/stats"
 	"github.com/drover-ml/drover/collector/optimize/learn"
 	_ "github.com/drover-ml/drover/collector/optimize/learn/linear" // registers logistic_regression
 	_ "github.com/drover-ml/drover/collector/optimize/learn/tree"   // registers random_forest, ...
@@ -241,8 +242,8 @@ func writeTable(w io.Writer, rows []row, points bool) int {
 	fmt.Fprintln(tw, "data set\tfamily\tgrid\tDrover s\tsklearn s\tratio\tDrover CV\tsklearn CV\tΔ pp\ttargets\t")
 	missed := 0
 	for _, r := range rows {
-		dw := median(r.drover.walls).Seconds()
-		sw := medianF(r.sk.WallS)
+		dw := stats.Median(r.drover.walls).Seconds()
+		sw := stats.Median(r.sk.WallS)
 		ratio := dw / sw
 		db, sb := r.drover.best(), r.sk.BestScore
 		gap := 100 * (db - sb)
@@ -280,24 +281,6 @@ func writeTable(w io.Writer, rows []row, points bool) int {
 		}
 	}
 	return missed
-}
-
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func medianF(fs []float64) float64 {
-	s := slices.Clone(fs)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // loadAvg returns /proc/loadavg's three averages, or "unknown".

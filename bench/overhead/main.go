@@ -339,23 +339,12 @@ func run(d time.Duration, n, rounds int, env []string, rates []int, debugAddr st
 // every round's.
 func medianResult(rs []result) result {
 	var out result
-	med := func(f func(result) float64) float64 {
-		v := make([]float64, len(rs))
-		for i, r := range rs {
-			v[i] = f(r)
-		}
-		slices.Sort(v)
-		if len(v)%2 == 1 {
-			return v[len(v)/2]
-		}
-		return (v[len(v)/2-1] + v[len(v)/2]) / 2
-	}
 	for _, r := range rs {
 		out.lat = append(out.lat, r.lat...)
 	}
-	out.throughput = med(func(r result) float64 { return r.throughput })
-	out.cpuSelf = med(func(r result) float64 { return r.cpuSelf })
-	out.cpuAgent = med(func(r result) float64 { return r.cpuAgent })
+	out.throughput = stats.MedianOf(rs, func(r result) float64 { return r.throughput })
+	out.cpuSelf = stats.MedianOf(rs, func(r result) float64 { return r.cpuSelf })
+	out.cpuAgent = stats.MedianOf(rs, func(r result) float64 { return r.cpuAgent })
 	return out
 }
 
