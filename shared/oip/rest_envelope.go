@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"slices"
+	"strconv"
+	"strings"
 	"unsafe"
 )
 
@@ -15,8 +17,9 @@ import (
 // spelled exactly, each at most once; strings of printable ASCII without
 // escapes; "data" arrays validated here (numbers by JSON's grammar,
 // strings, literals, nesting) and, when shape and datatype came first and
-// every leaf is a number, converted here too; "parameters" and "outputs" handed to
-// encoding/json as sub-documents. Anything else (other keys, another
+// every leaf is a number, converted here too; flat "parameters" objects
+// (strings, numbers, literals) read here, other "parameters" and "outputs"
+// handed to encoding/json as sub-documents. Anything else (other keys, another
 // spelling, escapes, non-ASCII, null where an object is expected, trailing
 // text, deep nesting) makes it give up, and the caller decodes the whole
 // header with encoding/json, whose results and errors stay the reference;
@@ -56,7 +59,7 @@ func decodeRequestFast(header []byte, w *restRequest) bool {
 			w.ID = s
 			return ok
 		case 2:
-			return p.sub(&w.Parameters)
+			return p.params(&w.Parameters)
 		case 4:
 			return p.inputs(&w.Inputs)
 		default:
@@ -145,6 +148,58 @@ func (p *fastParser) str() (string, bool) {
 	return string(s), ok
 }
 
+// params decodes a "parameters" object whose values are strings, numbers,
+// true, false or null into a map as encoding/json does (numbers as
+// float64, the last of a repeated key); anything else (a nested value, a
+// number out of float64's range) goes to encoding/json (sub).
+func (p *fastParser) params(out *map[string]any) bool {
+	if p.peek() != '{' {
+		return p.sub(out)
+	}
+	start := p.i
+	m := make(map[string]any, 2)
+	ok := p.object(func(key string) bool {
+		var v any
+		switch c := p.peek(); c {
+		case '"':
+			s, ok := p.str()
+			if !ok {
+				return false
+			}
+			v = s
+		case 't', 'f', 'n':
+			switch {
+			case p.literal("true"):
+				v = true
+			case p.literal("false"):
+				v = false
+			case p.literal("null"):
+				v = nil
+			default:
+				return false
+			}
+		default:
+			from := p.i
+			if !p.number() {
+				return false
+			}
+			f, err := strconv.ParseFloat(unsafe.String(&p.b[from], p.i-from), 64)
+			if err != nil {
+				return false
+			}
+			v = f
+		}
+		m[strings.Clone(key)] = v
+		return true
+	})
+	if ok {
+		*out = m
+		return true
+	}
+	p.i = start
+	return p.sub(out)
+}
+
 // sub hands the next value to encoding/json.
 func (p *fastParser) sub(v any) bool {
 	p.ws()
@@ -218,7 +273,7 @@ func (p *fastParser) tensor(t *restTensor) bool {
 			t.Datatype = Datatype(s)
 			return ok
 		case 8:
-			return p.sub(&t.Parameters)
+			return p.params(&t.Parameters)
 		default:
 			p.ws()
 			start := p.i

@@ -29,6 +29,46 @@ var envelopeSeeds = []string{
 	`{"id":null,"inputs":null}`,
 }
 
+// paramSeeds are requests whose "parameters" take each way: read here
+// (flat), handed to encoding/json (nested, out of range), or rejected.
+var paramSeeds = []struct {
+	s    string
+	fast bool // decodeRequestFast takes it
+}{
+	{`{"parameters":{"a":1,"b":"s","c":true,"d":null,"e":-0.5e3,"f":false,"a":2},"inputs":[{"name":"X","shape":[1],"datatype":"FP32","data":[1],"parameters":{"binary_data_size":4}}]}`, true},
+	{`{"parameters":{},"inputs":[]}`, true},
+	{`{"parameters":null,"inputs":[]}`, true},
+	{`{"parameters":{"x":{"y":[1,2]}},"inputs":[]}`, true},
+	{`{"parameters":{"x":[1]},"inputs":[{"name":"X","parameters":{"n":-0}}]}`, true},
+	{`{"parameters":{"x":1e400},"inputs":[]}`, false},
+	{`{"parameters":{"x":tru},"inputs":[]}`, false},
+	{`{"parameters":{"x":01},"inputs":[]}`, false},
+	{`{"parameters":{"x":"\u0041"},"inputs":[]}`, false}, // escapes: all of it to encoding/json
+	{`{"parameters":{"x":1,},"inputs":[]}`, false},
+	{`{"parameters":[1],"inputs":[]}`, false},
+}
+
+// TestDecodeRequestFastParameters: flat parameters decode as encoding/json
+// decodes them; the rest goes to it or fails as it does.
+func TestDecodeRequestFastParameters(t *testing.T) {
+	for _, tc := range paramSeeds {
+		var w restRequest
+		if got := decodeRequestFast([]byte(tc.s), &w); got != tc.fast {
+			t.Errorf("decodeRequestFast(%s) = %v, want %v", tc.s, got, tc.fast)
+		} else if got {
+			checkEnvelope(t, tc.s, &w)
+		}
+	}
+	var w restRequest
+	if !decodeRequestFast([]byte(paramSeeds[0].s), &w) {
+		t.Fatal("flat parameters not taken")
+	}
+	want := map[string]any{"a": 2.0, "b": "s", "c": true, "d": nil, "e": -500.0, "f": false}
+	if !reflect.DeepEqual(w.Parameters, want) {
+		t.Errorf("parameters = %#v, want %#v", w.Parameters, want)
+	}
+}
+
 // TestDecodeRequestFast checks that the fast envelope decoder takes the
 // common shapes and gives up on the rest.
 func TestDecodeRequestFast(t *testing.T) {
@@ -78,6 +118,9 @@ func checkEnvelope(t *testing.T, s string, fast *restRequest) {
 func FuzzDecodeEnvelope(f *testing.F) {
 	for _, s := range envelopeSeeds {
 		f.Add(s)
+	}
+	for _, tc := range paramSeeds {
+		f.Add(tc.s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		var w restRequest
