@@ -117,7 +117,6 @@ func EncodeRESTResponse(resp *InferResponse, req *InferRequest) (body []byte, js
 				buf = append(buf, `,"parameters":{"`+paramBinaryDataSize+`":`...)
 				buf = strconv.AppendInt(buf, int64(RawSize(t.Data)), 10)
 				buf = append(buf, '}')
-				params = nil
 			} else {
 				params = make(map[string]any, len(t.Parameters)+1)
 				for k, v := range t.Parameters {

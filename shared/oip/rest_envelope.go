@@ -160,7 +160,7 @@ func (p *fastParser) params(out *map[string]any) bool {
 	m := make(map[string]any, 2)
 	ok := p.object(func(key string) bool {
 		var v any
-		switch c := p.peek(); c {
+		switch p.peek() {
 		case '"':
 			s, ok := p.str()
 			if !ok {

@@ -113,7 +113,7 @@ func stopEngine(e *chembed.Engine, dir string) {
 
 // healthy says why an engine cannot serve a test, or nil: the process has
 // exited, or a native connection (the protocol the collector uses) cannot
-// be opened and pinged within a few seconds, twice.
+// be opened, pinged and run SELECT 1 within a few seconds, twice.
 func healthy(e *chembed.Engine, dsn string) error {
 	select {
 	case <-e.Exited():
@@ -218,10 +218,11 @@ type DB struct {
 var unsafeChars = regexp.MustCompile(`[^a-zA-Z0-9_]+`)
 
 // ClickHouse creates a fresh database for t on the shared engine.
-// RunWithClickHouse must be running the test binary. An engine that dies
-// while the database is being created (the embedded engine has aborted
-// between one test's health check and its first query) is replaced once,
-// with its log in t's output, and the database is created on the new one.
+// RunWithClickHouse must be running the test binary. An engine that dies,
+// or fails queries after a fatal error, while the database is being
+// created (between one test's health check and its first query) is
+// replaced once, with its log in t's output, and the database is created
+// on the new one.
 func ClickHouse(t testing.TB) *DB {
 	t.Helper()
 	for try := 0; ; try++ {
