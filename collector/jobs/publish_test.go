@@ -205,7 +205,13 @@ func TestCommandJobPublishesThroughRegistry(t *testing.T) {
 	if err != nil || p.Model != "iris" || p.Job != id || p.Role != auth.Publisher {
 		t.Fatalf("the job's token: %+v %v", p, err)
 	}
-	if _, err := auth.CheckJobToken(key, got.PublishToken, start.Add(cfg.Command.Timeout+5*time.Second)); !errors.Is(err, auth.ErrExpired) {
+	// Issued between start and now, so it expires between start+timeout
+	// and now+timeout: valid just before the first, expired at the second.
+	issuedBy := time.Now()
+	if _, err := auth.CheckJobToken(key, got.PublishToken, start.Add(cfg.Command.Timeout-10*time.Millisecond)); err != nil {
+		t.Errorf("the token just before start + the attempt's timeout: %v, want valid", err)
+	}
+	if _, err := auth.CheckJobToken(key, got.PublishToken, issuedBy.Add(cfg.Command.Timeout)); !errors.Is(err, auth.ErrExpired) {
 		t.Errorf("the token after the attempt's timeout: %v, want ErrExpired", err)
 	}
 
@@ -229,7 +235,7 @@ func TestCommandJobPublishesThroughRegistry(t *testing.T) {
 	if _, _, err := other.Publish(ctx, "wine", seed, adminclient.PublishOptions{Job: id}); !errors.As(err, &apiErr) || apiErr.Status != http.StatusForbidden {
 		t.Errorf("publish another model with the job's token: %v, want 403", err)
 	}
-	rs.setNow(start.Add(cfg.Command.Timeout + time.Second))
+	rs.setNow(issuedBy.Add(cfg.Command.Timeout))
 	if _, _, err := other.Publish(ctx, "iris", seed, adminclient.PublishOptions{Job: id}); !errors.As(err, &apiErr) || apiErr.Status != http.StatusUnauthorized {
 		t.Errorf("publish with the expired token: %v, want 401", err)
 	}
