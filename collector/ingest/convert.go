@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -29,34 +30,31 @@ type resourceInfo struct {
 	id                                   uint64
 }
 
-// resourceOf reads a resource and appends its resources row to b (the
-// writer leaves out the ones it wrote recently). An agent sends the same
-// resource with every export, so what a resource's attributes give (the
-// map, the id, the columns) is kept in rc and looked up by the attributes
-// as they arrive, instead of being rebuilt for every request.
-func (rc *ResourceCache) resourceOf(r pcommon.Resource, b *store.Batch) resourceInfo {
+// resourceOf reads a resource, given as its attributes (pairs, see flat),
+// and appends its resources row to b (the writer leaves out the ones it
+// wrote recently). An agent sends the same resource with every export, so
+// what a resource's attributes give (the map, the id, the columns) is kept
+// in rc and looked up by the attributes as they arrive, instead of being
+// rebuilt for every request. own keeps the strings it stores.
+func (rc *ResourceCache) resourceOf(pairs []string, own strs, b *store.Batch) resourceInfo {
 	rc = rc.orDefault()
-	m := r.Attributes()
-	h := uint64(fnvOffset)
-	m.Range(func(k string, v pcommon.Value) bool {
-		h = fnvString(fnvString(h, k), attrString(v))
-		return true
-	})
-	c := rc.get(h, func(c *knownResource) bool { return c.matches(m) })
+	h := hashPairs(fnvOffset, pairs)
+	c := rc.get(h, func(c *knownResource) bool { return slices.Equal(c.pairs, pairs) })
 	if c == nil {
-		attrs := attrMap(m, "")
-		c = &knownResource{pairs: make([]string, 0, 2*m.Len()), attrs: attrs, info: resourceInfo{
-			service: attrs[semconv.AttrServiceName],
-			host:    attrs[semconv.AttrHostName],
-			agent:   attrs[semconv.AttrAgentID],
-			model:   attrs[semconv.AttrModel],
-			version: attrs[semconv.AttrModelVersion],
-			id:      store.ResourceID(attrs),
-		}}
-		m.Range(func(k string, v pcommon.Value) bool {
-			c.pairs = append(c.pairs, k, attrString(v))
-			return true
-		})
+		c = &knownResource{pairs: make([]string, len(pairs)), attrs: make(map[string]string, len(pairs)/2)}
+		for i := 0; i < len(pairs); i += 2 {
+			k, v := own.own(pairs[i]), own.own(pairs[i+1])
+			c.pairs[i], c.pairs[i+1] = k, v
+			c.attrs[k] = v
+		}
+		c.info = resourceInfo{
+			service: c.attrs[semconv.AttrServiceName],
+			host:    c.attrs[semconv.AttrHostName],
+			agent:   c.attrs[semconv.AttrAgentID],
+			model:   c.attrs[semconv.AttrModel],
+			version: c.attrs[semconv.AttrModelVersion],
+			id:      store.ResourceID(c.attrs),
+		}
 		c = rc.put(h, c)
 	}
 	if c.info.id != 0 {
@@ -78,33 +76,32 @@ type knownResource struct {
 	elem *list.Element // in the cache's LRU list; nil once evicted (under the cache's lock)
 }
 
-func (c *knownResource) matches(m pcommon.Map) bool {
-	if len(c.pairs) != 2*m.Len() {
-		return false
+// flat appends m's attributes to dst as the strings they are stored as,
+// in the order they came: k, v, k, v, … Non-string values are rendered as
+// OTel renders them (numbers as decimals, slices and maps as JSON).
+func flat(dst []string, m pcommon.Map) []string {
+	for k, v := range m.All() {
+		dst = append(dst, k, attrString(v))
 	}
-	i, ok := 0, true
-	m.Range(func(k string, v pcommon.Value) bool {
-		ok = c.pairs[i] == k && c.pairs[i+1] == attrString(v)
-		i += 2
-		return ok
-	})
-	return ok
+	return dst
 }
 
-// attrMap flattens attributes to strings; non-string values are rendered
-// as OTel renders them (numbers as decimals, slices and maps as JSON).
-func attrMap(m pcommon.Map, skip ...string) map[string]string {
-	out := make(map[string]string, m.Len())
-	m.Range(func(k string, v pcommon.Value) bool {
-		for _, s := range skip {
-			if k == s {
-				return true
-			}
-		}
-		out[k] = v.AsString()
-		return true
-	})
-	return out
+// strs keeps the strings of a request that rows and caches hold on to.
+// nil keeps them as they are (pdata's are already strings of their own);
+// the protobuf decoder's are views of the request's bytes, copied here
+// once per request each.
+type strs map[string]string
+
+func (s strs) own(x string) string {
+	if s == nil {
+		return x
+	}
+	if v, ok := s[x]; ok {
+		return v
+	}
+	c := strings.Clone(x)
+	s[c] = c
+	return c
 }
 
 // attrSets shares one attributes map among the points of a request whose
@@ -144,39 +141,58 @@ func fnvString(h uint64, s string) uint64 {
 	return (h ^ 0xff) * fnvPrime // a separator: ("ab", "c") ≠ ("a", "bc")
 }
 
-// pointAttrs returns the point's attributes without the ones that become
-// columns, and those column values (falling back to the resource's). On a
-// point that is not a histogram (only histograms have a feature column)
-// drover.feature stays an attribute.
-func (c *attrSets) pointAttrs(m pcommon.Map, res *resourceInfo, histogram bool) (attrs map[string]string, model, version, feature string) {
+func hashPairs(h uint64, pairs []string) uint64 {
+	for _, s := range pairs {
+		h = fnvString(h, s)
+	}
+	return h
+}
+
+// lookup finds the set of a point's attributes (pairs), with the
+// resource's model and version to fall back to; nil and the hash to add
+// it under if the request has none yet.
+func (c *attrSets) lookup(pairs []string, res *resourceInfo, histogram bool) (*attrSet, uint64) {
 	h := fnvString(fnvString(uint64(fnvOffset), res.model), res.version)
 	if histogram {
 		h ^= 1
 	}
-	m.Range(func(k string, v pcommon.Value) bool {
-		h = fnvString(fnvString(h, k), attrString(v))
-		return true
-	})
+	h = hashPairs(h, pairs)
 	for _, set := range c.m[h] {
-		if set.matches(m, res, histogram) {
-			return set.attrs, set.model, set.version, set.feature
+		if set.matches(pairs, res, histogram) {
+			return set, h
 		}
 	}
-	set := newAttrSet(m, res, histogram)
+	return nil, h
+}
+
+func (c *attrSets) add(h uint64, set *attrSet) {
 	if c.m == nil {
 		c.m = map[uint64][]*attrSet{}
 	}
 	c.m[h] = append(c.m[h], set)
-	return set.attrs, set.model, set.version, set.feature
+}
+
+// pointAttrs returns the set of a point's attributes (pairs): the
+// attributes without the ones that become columns, and those column values
+// (falling back to the resource's). On a point that is not a histogram
+// (only histograms have a feature column) drover.feature stays an
+// attribute.
+func (c *attrSets) pointAttrs(pairs []string, own strs, res *resourceInfo, histogram bool) *attrSet {
+	set, h := c.lookup(pairs, res, histogram)
+	if set == nil {
+		set = newAttrSet(pairs, own, res, histogram)
+		c.add(h, set)
+	}
+	return set
 }
 
 // newAttrSet reads a point's attributes (see pointAttrs) into a new set.
-func newAttrSet(m pcommon.Map, res *resourceInfo, histogram bool) *attrSet {
+func newAttrSet(pairs []string, own strs, res *resourceInfo, histogram bool) *attrSet {
 	set := &attrSet{resModel: res.model, resVersion: res.version, histogram: histogram, model: res.model, version: res.version,
-		pairs: make([]string, 0, 2*m.Len()), attrs: make(map[string]string, m.Len())}
-	m.Range(func(k string, v pcommon.Value) bool {
-		s := attrString(v)
-		set.pairs = append(set.pairs, k, s)
+		pairs: make([]string, len(pairs)), attrs: make(map[string]string, len(pairs)/2)}
+	for i := 0; i < len(pairs); i += 2 {
+		k, s := own.own(pairs[i]), own.own(pairs[i+1])
+		set.pairs[i], set.pairs[i+1] = k, s
 		switch k {
 		case semconv.AttrModel:
 			set.model = s
@@ -190,29 +206,28 @@ func newAttrSet(m pcommon.Map, res *resourceInfo, histogram bool) *attrSet {
 		default:
 			set.attrs[k] = s
 		}
-		return true
-	})
+	}
 	return set
 }
 
 // recordAttrs is pointAttrs for a log record, whose map the caller may
 // change: a map of its own, drover.feature pulled out.
 func recordAttrs(m pcommon.Map, res *resourceInfo) (attrs map[string]string, model, version, feature string) {
-	set := newAttrSet(m, res, true)
+	set := newAttrSet(flat(nil, m), nil, res, true)
 	return set.attrs, set.model, set.version, set.feature
 }
 
-func (set *attrSet) matches(m pcommon.Map, res *resourceInfo, histogram bool) bool {
-	if set.histogram != histogram || set.resModel != res.model || set.resVersion != res.version || len(set.pairs) != 2*m.Len() {
-		return false
+func (set *attrSet) matches(pairs []string, res *resourceInfo, histogram bool) bool {
+	return set.histogram == histogram && set.resModel == res.model && set.resVersion == res.version && slices.Equal(set.pairs, pairs)
+}
+
+// pointOf is the columns every row of a data point has.
+func pointOf(set *attrSet, res *resourceInfo, t, start uint64, metric, unit, scopeName, scopeVersion string) store.Point {
+	return store.Point{
+		Time: ts(t), StartTime: ts(start), Service: res.service, Host: res.host, AgentID: res.agent,
+		Model: set.model, ModelVersion: set.version, Metric: metric, Unit: unit,
+		Attributes: set.attrs, ResourceID: res.id, ScopeName: scopeName, ScopeVersion: scopeVersion,
 	}
-	i, ok := 0, true
-	m.Range(func(k string, v pcommon.Value) bool {
-		ok = set.pairs[i] == k && set.pairs[i+1] == attrString(v)
-		i += 2
-		return ok
-	})
-	return ok
 }
 
 // temporality maps OTLP's aggregation temporality to the column's; a value
@@ -227,11 +242,11 @@ func temporality(t pmetric.AggregationTemporality) store.Temporality {
 	return store.TemporalityUnspecified
 }
 
-func ts(t pcommon.Timestamp) time.Time {
+func ts(t uint64) time.Time {
 	if t == 0 {
 		return time.Unix(0, 0).UTC()
 	}
-	return t.AsTime()
+	return pcommon.Timestamp(t).AsTime()
 }
 
 func finite(f float64) float64 {
@@ -278,10 +293,12 @@ func (rc *ResourceCache) convertMetrics(md pmetric.Metrics, b *store.Batch) {
 	growFor(md, b)
 	var sets attrSets
 	var mem arena
+	var pairs []string
 	rms := md.ResourceMetrics()
 	for i := 0; i < rms.Len(); i++ {
 		rm := rms.At(i)
-		res := rc.resourceOf(rm.Resource(), b)
+		pairs = flat(pairs[:0], rm.Resource().Attributes())
+		res := rc.resourceOf(pairs, nil, b)
 		sms := rm.ScopeMetrics()
 		for j := 0; j < sms.Len(); j++ {
 			sm := sms.At(j)
@@ -291,12 +308,9 @@ func (rc *ResourceCache) convertMetrics(md pmetric.Metrics, b *store.Batch) {
 				m := ms.At(k)
 				histogram := m.Type() == pmetric.MetricTypeHistogram || m.Type() == pmetric.MetricTypeExponentialHistogram
 				base := func(attrs pcommon.Map, t, start pcommon.Timestamp) (store.Point, string) {
-					a, model, version, feature := sets.pointAttrs(attrs, &res, histogram)
-					return store.Point{
-						Time: ts(t), StartTime: ts(start), Service: res.service, Host: res.host, AgentID: res.agent,
-						Model: model, ModelVersion: version, Metric: m.Name(), Unit: m.Unit(),
-						Attributes: a, ResourceID: res.id, ScopeName: scopeName, ScopeVersion: scopeVersion,
-					}, feature
+					pairs = flat(pairs[:0], attrs)
+					set := sets.pointAttrs(pairs, nil, &res, histogram)
+					return pointOf(set, &res, uint64(t), uint64(start), m.Name(), m.Unit(), scopeName, scopeVersion), set.feature
 				}
 				switch m.Type() {
 				case pmetric.MetricTypeGauge:
@@ -322,7 +336,8 @@ func (rc *ResourceCache) convertMetrics(md pmetric.Metrics, b *store.Batch) {
 						dp := dps.At(p)
 						pt, feature := base(dp.Attributes(), dp.Timestamp(), dp.StartTimestamp())
 						row := store.HistogramRow{Point: pt, Feature: feature, Temporality: temporality(h.AggregationTemporality()),
-							Count: dp.Count(), Sum: finite(dp.Sum()), Bounds: mem.bounds(dp.ExplicitBounds()), Counts: mem.uint64s(dp.BucketCounts())}
+							Count: dp.Count(), Sum: finite(dp.Sum()), Bounds: mem.bounds(dp.ExplicitBounds().Len(), dp.ExplicitBounds().At),
+							Counts: mem.uint64s(dp.BucketCounts().Len(), dp.BucketCounts().At)}
 						if dp.HasMin() {
 							row.Min = mem.value(dp.Min())
 						}
@@ -337,10 +352,11 @@ func (rc *ResourceCache) convertMetrics(md pmetric.Metrics, b *store.Batch) {
 					for p := 0; p < dps.Len(); p++ {
 						dp := dps.At(p)
 						pt, feature := base(dp.Attributes(), dp.Timestamp(), dp.StartTimestamp())
+						pos, neg := dp.Positive().BucketCounts(), dp.Negative().BucketCounts()
 						row := store.ExpHistogramRow{Point: pt, Feature: feature, Temporality: temporality(h.AggregationTemporality()),
 							Count: dp.Count(), Sum: finite(dp.Sum()), Scale: dp.Scale(), ZeroCount: dp.ZeroCount(), ZeroThreshold: dp.ZeroThreshold(),
-							PositiveOffset: dp.Positive().Offset(), PositiveBucketCounts: mem.uint64s(dp.Positive().BucketCounts()),
-							NegativeOffset: dp.Negative().Offset(), NegativeBucketCounts: mem.uint64s(dp.Negative().BucketCounts())}
+							PositiveOffset: dp.Positive().Offset(), PositiveBucketCounts: mem.uint64s(pos.Len(), pos.At),
+							NegativeOffset: dp.Negative().Offset(), NegativeBucketCounts: mem.uint64s(neg.Len(), neg.At)}
 						if dp.HasMin() {
 							row.Min = mem.value(dp.Min())
 						}
@@ -403,9 +419,8 @@ func (a *arena) value(v float64) *float64 {
 	return &s[0]
 }
 
-// uint64s is a copy of v, never nil.
-func (a *arena) uint64s(v pcommon.UInt64Slice) []uint64 {
-	n := v.Len()
+// uint64s is a copy of the n values at gives, never nil.
+func (a *arena) uint64s(n int, at func(int) uint64) []uint64 {
 	var s []uint64
 	switch {
 	case n == 0:
@@ -420,19 +435,18 @@ func (a *arena) uint64s(v pcommon.UInt64Slice) []uint64 {
 		a.u64 = a.u64[n:]
 	}
 	for i := range s {
-		s[i] = v.At(i)
+		s[i] = at(i)
 	}
 	return s
 }
 
-// bounds is a copy of v, never nil, or the previous point's bounds if they
-// are the same.
-func (a *arena) bounds(v pcommon.Float64Slice) []float64 {
-	n := v.Len()
+// bounds is a copy of the n values at gives, never nil, or the previous
+// point's bounds if they are the same.
+func (a *arena) bounds(n int, at func(int) float64) []float64 {
 	if a.lastBounds != nil && len(a.lastBounds) == n {
 		same := true
 		for i := 0; i < n && same; i++ {
-			same = math.Float64bits(a.lastBounds[i]) == math.Float64bits(v.At(i))
+			same = math.Float64bits(a.lastBounds[i]) == math.Float64bits(at(i))
 		}
 		if same {
 			return a.lastBounds
@@ -440,7 +454,7 @@ func (a *arena) bounds(v pcommon.Float64Slice) []float64 {
 	}
 	s := a.float64s(n)
 	for i := range s {
-		s[i] = v.At(i)
+		s[i] = at(i)
 	}
 	a.lastBounds = s
 	return s
@@ -464,7 +478,7 @@ func (rc *ResourceCache) convertLogs(ld plog.Logs, b *store.Batch) {
 	rls := ld.ResourceLogs()
 	for i := 0; i < rls.Len(); i++ {
 		rl := rls.At(i)
-		res := rc.resourceOf(rl.Resource(), b)
+		res := rc.resourceOf(flat(nil, rl.Resource().Attributes()), nil, b)
 		sls := rl.ScopeLogs()
 		for j := 0; j < sls.Len(); j++ {
 			lrs := sls.At(j).LogRecords()
@@ -472,9 +486,9 @@ func (rc *ResourceCache) convertLogs(ld plog.Logs, b *store.Batch) {
 				lr := lrs.At(k)
 				attrs, model, version, _ := recordAttrs(lr.Attributes(), &res)
 				event := attrs[semconv.AttrEventKind]
-				t := ts(lr.Timestamp())
+				t := ts(uint64(lr.Timestamp()))
 				if lr.Timestamp() == 0 {
-					t = ts(lr.ObservedTimestamp())
+					t = ts(uint64(lr.ObservedTimestamp()))
 				}
 				if event == semconv.EventSample {
 					var body sampleBody
@@ -493,7 +507,7 @@ func (rc *ResourceCache) convertLogs(ld plog.Logs, b *store.Batch) {
 				}
 				delete(attrs, semconv.AttrEventKind)
 				row := store.EventRow{
-					Time: t, ObservedTime: ts(lr.ObservedTimestamp()), Service: res.service, Host: res.host, AgentID: res.agent,
+					Time: t, ObservedTime: ts(uint64(lr.ObservedTimestamp())), Service: res.service, Host: res.host, AgentID: res.agent,
 					Model: model, ModelVersion: version, Event: event, SeverityNumber: uint8(lr.SeverityNumber()),
 					SeverityText: lr.SeverityText(), Body: lr.Body().AsString(), Attributes: attrs, ResourceID: res.id,
 				}

@@ -32,7 +32,7 @@ func agentRequest() []byte {
 				dp.SetTimestamp(ts)
 				dp.SetDoubleValue(float64(m))
 				for _, k := range []string{"drover.model", "drover.model.version", "drover.protocol", "drover.status", "drover.route.role", "drover.feature.kind"} {
-					dp.Attributes().PutStr(k, "v")
+					dp.Attributes().PutStr(k, valueOf(k))
 				}
 				continue
 			}
@@ -41,12 +41,20 @@ func agentRequest() []byte {
 			dp.ExplicitBounds().FromRaw([]float64{1, 2, 3, 4, 5, 6, 7, 8})
 			dp.BucketCounts().FromRaw([]uint64{1, 2, 3, 4, 5, 6, 7, 8, 9})
 			for _, k := range []string{"drover.model", "drover.model.version", "drover.feature", "drover.feature.kind"} {
-				dp.Attributes().PutStr(k, "v")
+				dp.Attributes().PutStr(k, valueOf(k))
 			}
 		}
 	}
 	b, _ := pmetricotlp.NewExportRequestFromMetrics(md).MarshalProto()
 	return b
+}
+
+// valueOf is a valid value for attribute k (a version is a number).
+func valueOf(k string) string {
+	if k == "drover.model.version" {
+		return "1"
+	}
+	return "v"
 }
 
 // BenchmarkConvert measures decode-to-rows per data point.

@@ -98,20 +98,16 @@ type edge struct {
 	// same few, checked once each.
 	okModel, okVersion string
 
-	// Attribute check state, for attrFn (a method value made once, so that
-	// Map.Range allocates no closure per point).
-	bad    reason
-	badStr string
-	attrFn func(string, pcommon.Value) bool
+	// pairs is attrsBad's scratch: a map's attributes as strings (flat).
+	pairs []string
 }
 
 func newEdge(lim Limits, now time.Time) *edge {
-	e := &edge{lim: lim, bad: -1}
+	e := &edge{lim: lim}
 	if t := now.Add(-lim.MaxAge).UnixNano(); t > 0 {
 		e.min = uint64(t)
 	}
 	e.max = uint64(now.Add(lim.MaxFuture).UnixNano())
-	e.attrFn = e.checkAttr
 	return e
 }
 
@@ -131,42 +127,32 @@ func (e *edge) rejectTime(r reason, t uint64) bool {
 	return true
 }
 
-// checkAttr is Map.Range's function: it records the first broken rule in
-// e.bad and stops there.
-func (e *edge) checkAttr(k string, v pcommon.Value) bool {
+// attrBad checks one attribute, its value as the string it is stored
+// as: the rule it breaks, if any.
+func (e *edge) attrBad(k, s string) (reason, string, bool) {
 	if len(k) > e.lim.MaxKeyBytes {
-		e.bad, e.badStr = reasonAttributes, "a key of "+strconv.Itoa(len(k))+" bytes"
-		return false
-	}
-	var s string
-	if v.Type() == pcommon.ValueTypeStr {
-		s = v.Str()
-	} else {
-		s = v.AsString() // rare: agents send strings
+		return reasonAttributes, "a key of " + strconv.Itoa(len(k)) + " bytes", true
 	}
 	if len(s) > e.lim.MaxValueBytes {
-		e.bad, e.badStr = reasonAttributes, k+": a value of "+strconv.Itoa(len(s))+" bytes"
-		return false
+		return reasonAttributes, k + ": a value of " + strconv.Itoa(len(s)) + " bytes", true
 	}
 	switch k {
 	case semconv.AttrModel:
 		if s != e.okModel {
 			if s != "" && !manifest.ValidName(s) {
-				e.bad, e.badStr = reasonModel, s
-				return false
+				return reasonModel, s, true
 			}
 			e.okModel = s
 		}
 	case semconv.AttrModelVersion:
 		if s != e.okVersion {
 			if s != "" && !validVersion(s) {
-				e.bad, e.badStr = reasonVersion, s
-				return false
+				return reasonVersion, s, true
 			}
 			e.okVersion = s
 		}
 	}
-	return true
+	return 0, "", false
 }
 
 // validVersion: a version is a decimal integer (the name of its
@@ -188,10 +174,19 @@ func (e *edge) attrsBad(m pcommon.Map) (reason, string, bool) {
 	if n := m.Len(); n > e.lim.MaxAttributes {
 		return reasonAttributes, strconv.Itoa(n) + " attributes", true
 	}
-	e.bad = -1
-	m.Range(e.attrFn)
-	if e.bad >= 0 {
-		return e.bad, e.badStr, true
+	e.pairs = flat(e.pairs[:0], m)
+	return e.pairsBad(e.pairs)
+}
+
+// pairsBad is attrsBad for attributes as strings (flat).
+func (e *edge) pairsBad(pairs []string) (reason, string, bool) {
+	if n := len(pairs) / 2; n > e.lim.MaxAttributes {
+		return reasonAttributes, strconv.Itoa(n) + " attributes", true
+	}
+	for i := 0; i < len(pairs); i += 2 {
+		if r, s, bad := e.attrBad(pairs[i], pairs[i+1]); bad {
+			return r, s, true
+		}
 	}
 	return 0, "", false
 }

@@ -88,6 +88,9 @@ func (r *Receiver) registerGRPC(s *grpc.Server) {
 var accepted = &rawMessage{}
 
 func (r *Receiver) exportMetrics(ctx context.Context, m *rawMessage) (*rawMessage, error) {
+	if rows, points, ok := r.decodeMetrics(m.b); ok {
+		return accepted, r.accept(ctx, KindMetrics, m.b, m.rec, points, rows, true)
+	}
 	req := pmetricotlp.NewExportRequest()
 	if err := req.UnmarshalProto(m.b); err != nil {
 		return nil, status.Error(codes.InvalidArgument, "malformed OTLP metrics: "+err.Error())

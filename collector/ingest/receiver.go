@@ -2,7 +2,8 @@
 // and logs, makes them durable, and writes them to ClickHouse.
 //
 // The path of a request: a receiver decodes it with the OTel Collector's
-// pdata packages (malformed → 400 / InvalidArgument), hands the OTLP
+// pdata packages (malformed → 400 / InvalidArgument; the protobuf metrics
+// agents send go straight to rows instead, protometrics.go), hands the OTLP
 // protobuf to the Sink, which appends it to the durable spool, and only then
 // acknowledges it. A full spool answers 429 / RESOURCE_EXHAUSTED with a
 // retry delay so senders back off; nothing is dropped silently. The Writer
@@ -38,6 +39,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/drover-ml/drover/collector/store"
 	"github.com/drover-ml/drover/shared/lifecycle"
 	"github.com/drover-ml/drover/shared/recovery"
 )
@@ -68,8 +70,10 @@ var ErrBackpressure = errors.New("collector is over its spool limit; retry later
 // Sink makes an OTLP export request durable. Accept returns only when the
 // payload is durable (the receiver then acknowledges it) or with an error.
 // points is the number of data points or log records it holds; decoded is
-// the request as the receiver decoded it (pmetric.Metrics or plog.Logs),
-// valid only during the call.
+// the request as the receiver decoded it, valid only during the call:
+// pmetric.Metrics or plog.Logs, or *store.Batch, the rows of a metrics
+// request the receiver converted itself (with ReceiverConfig.Resources;
+// the sink may keep them).
 type Sink interface {
 	Accept(ctx context.Context, kind Kind, payload []byte, points int, decoded any) error
 }
@@ -85,6 +89,10 @@ type ReceiverConfig struct {
 	// Limits are the rules every point and log record must meet (edge.go);
 	// zero fields take their defaults.
 	Limits Limits
+	// Resources caches converted OTLP resources for the metrics requests
+	// the receiver converts to rows itself (protometrics.go); nil: the
+	// package default. Give the sink and the writer the same one.
+	Resources *ResourceCache
 	// GRPCOptions are added to the gRPC server's (after the panic
 	// recovery): the authentication interceptors.
 	GRPCOptions []grpc.ServerOption
@@ -250,6 +258,15 @@ func (r *Receiver) Serve(ctx context.Context, gl, hl net.Listener) error {
 		lifecycle.Listening{Name: "otlp http", Server: lifecycle.HTTP(hs), Listener: hl})
 }
 
+// decodeMetrics converts an OTLP metrics request (protobuf) to rows
+// without pdata when it can (ResourceCache.decodeMetrics): when every
+// point passes the input rules. ok false: decode it with pdata.
+func (r *Receiver) decodeMetrics(payload []byte) (rows *store.Batch, points int, ok bool) {
+	rows = &store.Batch{}
+	points, ok = r.cfg.Resources.decodeMetrics(payload, newEdge(r.cfg.Limits, time.Now()), rows)
+	return rows, points, ok
+}
+
 func (r *Receiver) backpressure() error {
 	st := status.New(codes.ResourceExhausted, ErrBackpressure.Error())
 	if d, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(r.cfg.RetryAfter)}); err == nil {
@@ -308,6 +325,13 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request, kind Kind
 	empty := false // every point was rejected: nothing to spool
 	switch kind {
 	case KindMetrics:
+		if ct == ctProtobuf {
+			if rows, n, ok := r.decodeMetrics(body); ok {
+				points, decoded, payload = n, rows, body
+				respBody = pmetricotlp.NewExportResponse().MarshalProto
+				break
+			}
+		}
 		er := pmetricotlp.NewExportRequest()
 		if ct == ctJSON {
 			err = er.UnmarshalJSON(body)

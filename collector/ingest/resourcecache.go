@@ -109,6 +109,9 @@ func (rc *ResourceCache) Evictions() uint64 {
 func (rc *ResourceCache) Convert(kind Kind, payload []byte, b *store.Batch) error {
 	switch kind {
 	case KindMetrics:
+		if _, ok := rc.decodeMetrics(payload, nil, b); ok {
+			return nil
+		}
 		req := pmetricotlp.NewExportRequest()
 		if err := req.UnmarshalProto(payload); err != nil {
 			return fmt.Errorf("decode OTLP metrics: %w", err)

@@ -60,6 +60,8 @@ func (s *SpoolSink) acceptRecord(ctx context.Context, kind Kind, rec []byte, poi
 	if cache {
 		b = &store.Batch{}
 		switch d := decoded.(type) {
+		case *store.Batch:
+			b = d
 		case pmetric.Metrics:
 			s.Resources.convertMetrics(d, b)
 		case plog.Logs:

@@ -264,6 +264,7 @@ func run(ctx context.Context, cfg Config, ls Listeners, log *slog.Logger, h hook
 		GRPCAddr:    cfg.OTLP.GRPCAddr, HTTPAddr: cfg.OTLP.HTTPAddr, MaxRequestBytes: cfg.OTLP.MaxRequestBytes, Limits: cfg.OTLP.Limits(),
 		TLS: otlpTLS, MaxConnections: cfg.OTLP.MaxConnections, MaxConcurrentStreams: cfg.OTLP.MaxConcurrentStreams,
 		ReadHeaderTimeout: cfg.OTLP.ReadHeaderTimeout, ReadTimeout: cfg.OTLP.ReadTimeout, IdleTimeout: cfg.OTLP.IdleTimeout,
+		Resources: resources,
 	}, sink, stats, log.With("component", "otlp"))
 	if h.receiver != nil {
 		h.receiver(recv)

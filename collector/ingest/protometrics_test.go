@@ -1,0 +1,397 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/drover-ml/drover/collector/store"
+	"github.com/drover-ml/drover/shared/semconv"
+)
+
+// everyKind is an agent's request with each kind of metric the decoder
+// takes: string attributes, several resources and scopes, values that are
+// ints, doubles and NaN, histograms with and without min and max.
+func everyKind(at time.Time) pmetric.Metrics {
+	md := pmetric.NewMetrics()
+	ts := pcommon.NewTimestampFromTime(at)
+	for r, model := range []string{"iris", "wine"} {
+		rm := md.ResourceMetrics().AppendEmpty()
+		rm.SetSchemaUrl("https://opentelemetry.io/schemas/1.26.0")
+		ra := rm.Resource().Attributes()
+		ra.PutStr(semconv.AttrServiceName, "drover-agent")
+		ra.PutStr(semconv.AttrHostName, fmt.Sprintf("host-%d", r))
+		ra.PutStr(semconv.AttrAgentID, "agent-1")
+		ra.PutStr(semconv.AttrModel, model)
+		for s := range 2 {
+			sm := rm.ScopeMetrics().AppendEmpty()
+			sm.Scope().SetName(fmt.Sprintf("scope-%d", s))
+			sm.Scope().SetVersion("1.2.3")
+			g := sm.Metrics().AppendEmpty()
+			g.SetName("drover.gauge")
+			g.SetUnit("s")
+			g.SetDescription("a gauge")
+			gdps := g.SetEmptyGauge().DataPoints()
+			for i, v := range []float64{1.5, math.NaN(), math.Inf(1), 0} {
+				dp := gdps.AppendEmpty()
+				dp.SetTimestamp(ts)
+				dp.SetStartTimestamp(ts - 1000)
+				if i == 3 {
+					dp.SetIntValue(-42)
+				} else {
+					dp.SetDoubleValue(v)
+				}
+				dp.Attributes().PutStr(semconv.AttrStatus, []string{"ok", "error"}[i%2])
+				dp.Attributes().PutStr(semconv.AttrFeature, "f0")
+			}
+			g.Gauge().DataPoints().At(1).Attributes().PutStr(semconv.AttrModelVersion, "7")
+			sum := sm.Metrics().AppendEmpty()
+			sum.SetName("drover.sum")
+			ss := sum.SetEmptySum()
+			ss.SetIsMonotonic(true)
+			ss.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+			sdp := ss.DataPoints().AppendEmpty()
+			sdp.SetTimestamp(ts)
+			sdp.SetIntValue(9)
+			sdp.Attributes().PutStr(semconv.AttrModel, "override")
+			h := sm.Metrics().AppendEmpty()
+			h.SetName("drover.hist")
+			hh := h.SetEmptyHistogram()
+			hh.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
+			for i := range 3 {
+				hdp := hh.DataPoints().AppendEmpty()
+				hdp.SetTimestamp(ts)
+				hdp.SetCount(uint64(6 + i))
+				hdp.SetSum(12.5)
+				if i != 1 {
+					hdp.SetMin(0.5)
+					hdp.SetMax(9)
+				}
+				hdp.ExplicitBounds().FromRaw([]float64{1, 2, float64(5 + i/2)})
+				hdp.BucketCounts().FromRaw([]uint64{1, 2, 2, uint64(1 + i)})
+				hdp.Attributes().PutStr(semconv.AttrFeature, fmt.Sprintf("f%d", i))
+			}
+			e := sm.Metrics().AppendEmpty()
+			e.SetName("drover.exp")
+			eh := e.SetEmptyExponentialHistogram()
+			eh.SetAggregationTemporality(pmetric.AggregationTemporalityDelta)
+			edp := eh.DataPoints().AppendEmpty()
+			edp.SetTimestamp(ts)
+			edp.SetScale(-3)
+			edp.SetCount(5)
+			edp.SetSum(math.NaN())
+			edp.SetZeroCount(1)
+			edp.SetZeroThreshold(1e-9)
+			edp.SetMin(-2)
+			edp.Positive().SetOffset(-1)
+			edp.Positive().BucketCounts().FromRaw([]uint64{1, 300, 1 << 40})
+			edp.Negative().SetOffset(4)
+			edp.Negative().BucketCounts().FromRaw([]uint64{2})
+			edp.Attributes().PutStr(semconv.AttrFeature, "f9")
+			sm.Metrics().AppendEmpty().SetName("no.data")
+		}
+	}
+	return md
+}
+
+func encode(t testing.TB, md pmetric.Metrics) []byte {
+	b, err := pmetricotlp.NewExportRequestFromMetrics(md).MarshalProto()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// rowsText renders the metric rows of b to compare two batches: values,
+// not pointers; NaN equal to NaN; a resource row's LastSeen (the clock at
+// conversion) left out.
+func rowsText(b *store.Batch) string {
+	var sb strings.Builder
+	for _, r := range b.Resources {
+		r.LastSeen = time.Time{}
+		fmt.Fprintf(&sb, "resource %+v\n", r)
+	}
+	for _, r := range b.Gauges {
+		fmt.Fprintf(&sb, "gauge %+v\n", r)
+	}
+	for _, r := range b.Sums {
+		fmt.Fprintf(&sb, "sum %+v\n", r)
+	}
+	deref := func(p *float64) string {
+		if p == nil {
+			return "nil"
+		}
+		return fmt.Sprint(*p)
+	}
+	for _, r := range b.Histograms {
+		lo, hi := deref(r.Min), deref(r.Max)
+		r.Min, r.Max = nil, nil
+		fmt.Fprintf(&sb, "histogram %+v min %s max %s\n", r, lo, hi)
+	}
+	for _, r := range b.ExpHistograms {
+		lo, hi := deref(r.Min), deref(r.Max)
+		r.Min, r.Max = nil, nil
+		fmt.Fprintf(&sb, "exphistogram %+v min %s max %s\n", r, lo, hi)
+	}
+	fmt.Fprintf(&sb, "summaries %d\n", len(b.Summaries))
+	return sb.String()
+}
+
+// viaPdata is what the receiver and the writer did before the decoder:
+// pdata's decoding, the input rules (e, if not nil), the conversion.
+func viaPdata(t testing.TB, payload []byte, e *edge) (b *store.Batch, points, rejected int, err error) {
+	req := pmetricotlp.NewExportRequest()
+	if err := req.UnmarshalProto(payload); err != nil {
+		return nil, 0, 0, err
+	}
+	points = req.Metrics().DataPointCount()
+	if e != nil {
+		rejected = e.metrics(req.Metrics())
+	}
+	b = &store.Batch{}
+	NewResourceCache(0, nil).convertMetrics(req.Metrics(), b)
+	return b, points, rejected, nil
+}
+
+// checkSame: what the decoder takes, pdata decodes the same, with no point
+// rejected, to the same rows. Returns whether the decoder took it.
+func checkSame(t testing.TB, payload []byte, lim Limits, now time.Time) bool {
+	fast := &store.Batch{}
+	points, ok := NewResourceCache(0, nil).decodeMetrics(payload, newEdge(lim, now), fast)
+	if !ok {
+		if fast.Rows() != 0 {
+			t.Fatalf("the decoder gave up but left %d rows", fast.Rows())
+		}
+		return false
+	}
+	slow, want, rejected, err := viaPdata(t, payload, newEdge(lim, now))
+	if err != nil {
+		t.Fatalf("the decoder took a request pdata refuses: %v", err)
+	}
+	if rejected != 0 || points != want {
+		t.Fatalf("the decoder took %d points; pdata has %d and the rules reject %d", points, want, rejected)
+	}
+	if got, want := rowsText(fast), rowsText(slow); got != want {
+		t.Fatalf("rows differ:\ndecoder:\n%s\npdata:\n%s", got, want)
+	}
+	// Without rules (the writer's replay), the same rows.
+	again := &store.Batch{}
+	if p, ok := NewResourceCache(0, nil).decodeMetrics(payload, nil, again); !ok || p != points || rowsText(again) != rowsText(fast) {
+		t.Fatalf("without rules: ok %v, %d points, rows differ: %v", ok, p, rowsText(again) != rowsText(fast))
+	}
+	return true
+}
+
+func TestDecodeMetricsAsPdata(t *testing.T) {
+	now := time.Now()
+	lim := Limits{}.withDefaults()
+	for name, payload := range map[string][]byte{
+		"every kind":   encode(t, everyKind(now)),
+		"agents":       agentRequest(),
+		"empty":        {},
+		"no resources": encode(t, pmetric.NewMetrics()),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if !checkSame(t, payload, lim, now.Add(-time.Minute)) {
+				t.Fatal("the decoder gave up on a request it is for")
+			}
+		})
+	}
+	fast := &store.Batch{}
+	points, _ := NewResourceCache(0, nil).decodeMetrics(encode(t, everyKind(now)), newEdge(lim, now), fast)
+	if points != 2*2*(4+1+3+1) || len(fast.Gauges) != 16 || len(fast.ExpHistograms) != 4 || len(fast.Resources) != 2 {
+		t.Fatalf("%d points; rows %d gauges, %d exponential histograms, %d resources", points, len(fast.Gauges), len(fast.ExpHistograms), len(fast.Resources))
+	}
+	if e := fast.ExpHistograms[0]; e.Scale != -3 || e.PositiveOffset != -1 || e.PositiveBucketCounts[2] != 1<<40 || e.NegativeOffset != 4 ||
+		e.Sum != 0 || e.Min == nil || *e.Min != -2 || e.Max != nil || e.Feature != "f9" || e.Model != "iris" {
+		t.Errorf("exponential histogram %+v", e)
+	}
+	if g := fast.Gauges[3]; g.Value != -42 || g.Attributes[semconv.AttrFeature] != "f0" || g.Unit != "s" || g.ScopeName != "scope-0" {
+		t.Errorf("gauge %+v", g)
+	}
+}
+
+// TestDecodeMetricsLeavesToPdata: each request the decoder is not for goes
+// to pdata, and the batch it was given is as it was.
+func TestDecodeMetricsLeavesToPdata(t *testing.T) {
+	now := time.Now()
+	lim := Limits{}.withDefaults()
+	cases := map[string]func(md pmetric.Metrics){
+		"an int attribute": func(md pmetric.Metrics) {
+			md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0).Gauge().DataPoints().At(0).Attributes().PutInt("n", 1)
+		},
+		"a bool resource attribute": func(md pmetric.Metrics) {
+			md.ResourceMetrics().At(1).Resource().Attributes().PutBool("b", true)
+		},
+		"a summary": func(md pmetric.Metrics) {
+			md.ResourceMetrics().At(0).ScopeMetrics().At(1).Metrics().AppendEmpty().SetEmptySummary().DataPoints().AppendEmpty()
+		},
+		"an exemplar": func(md pmetric.Metrics) {
+			md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(2).Histogram().DataPoints().At(0).Exemplars().AppendEmpty()
+		},
+		"a point too old": func(md pmetric.Metrics) {
+			md.ResourceMetrics().At(1).ScopeMetrics().At(1).Metrics().At(1).Sum().DataPoints().At(0).SetTimestamp(1)
+		},
+		"a point too new": func(md pmetric.Metrics) {
+			dp := md.ResourceMetrics().At(1).ScopeMetrics().At(0).Metrics().At(3).ExponentialHistogram().DataPoints().At(0)
+			dp.SetTimestamp(pcommon.NewTimestampFromTime(now.Add(2 * time.Hour)))
+		},
+		"an invalid model": func(md pmetric.Metrics) {
+			md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0).Gauge().DataPoints().At(2).Attributes().PutStr(semconv.AttrModel, "Bad Name!")
+		},
+		"an invalid resource version": func(md pmetric.Metrics) {
+			md.ResourceMetrics().At(1).Resource().Attributes().PutStr(semconv.AttrModelVersion, "v1")
+		},
+		"a long key": func(md pmetric.Metrics) {
+			md.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0).Gauge().DataPoints().At(0).Attributes().PutStr(strings.Repeat("k", 200), "v")
+		},
+	}
+	for name, change := range cases {
+		t.Run(name, func(t *testing.T) {
+			md := everyKind(now)
+			change(md)
+			payload := encode(t, md)
+			b := &store.Batch{Gauges: []store.GaugeRow{{Value: 1}}}
+			if _, ok := NewResourceCache(0, nil).decodeMetrics(payload, newEdge(lim, now), b); ok {
+				t.Fatal("the decoder took it")
+			}
+			if b.Rows() != 1 || b.Gauges[0].Value != 1 {
+				t.Fatalf("the batch was changed: %d rows", b.Rows())
+			}
+		})
+	}
+	for name, payload := range map[string][]byte{
+		"truncated":            encode(t, everyKind(now))[:100],
+		"a group":              {0x0b, 0x0c},
+		"field zero":           {0x02, 0x00},
+		"resource as a varint": {0x08, 0x01},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, ok := NewResourceCache(0, nil).decodeMetrics(payload, newEdge(lim, now), &store.Batch{}); ok {
+				t.Fatal("the decoder took it")
+			}
+		})
+	}
+}
+
+// FuzzMetricsDecoder holds the decoder to pdata: whatever it takes, pdata
+// decodes too, with the same points, none rejected, to the same rows.
+func FuzzMetricsDecoder(f *testing.F) {
+	now := time.Unix(1_700_000_000, 0)
+	f.Add(encode(f, everyKind(now)))
+	f.Add(agentRequest())
+	f.Add(sampleMetrics())
+	one := pmetric.NewMetrics()
+	dp := one.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty().Metrics().AppendEmpty().SetEmptyGauge().DataPoints().AppendEmpty()
+	dp.SetTimestamp(pcommon.NewTimestampFromTime(now))
+	dp.Attributes().PutStr("k", "v")
+	f.Add(encode(f, one))
+	lim := Limits{}.withDefaults()
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		checkSame(t, payload, lim, now)
+	})
+}
+
+// decodedSink records what the receiver handed it.
+type decodedSink struct {
+	mu  sync.Mutex
+	got []any
+	pts []int
+}
+
+func (s *decodedSink) Accept(ctx context.Context, kind Kind, payload []byte, points int, decoded any) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.got = append(s.got, decoded)
+	s.pts = append(s.pts, points)
+	return nil
+}
+
+// TestReceiverDecodesAgentsMetricsToRows: through the real receivers, an
+// agent's protobuf metrics (gRPC and HTTP) reach the sink as rows, a JSON
+// request and one with a rejected point as pdata's, that point left out.
+func TestReceiverDecodesAgentsMetricsToRows(t *testing.T) {
+	sink := &decodedSink{}
+	recv := NewReceiver(ReceiverConfig{Resources: NewResourceCache(0, nil)}, sink, NewStats(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- recv.Serve(ctx, gl, hl) }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	now := time.Now()
+	md := everyKind(now)
+	if _, err := pmetricotlp.NewGRPCClient(conn).Export(context.Background(), pmetricotlp.NewExportRequestFromMetrics(md)); err != nil {
+		t.Fatal(err)
+	}
+	post := func(ct string, body []byte) {
+		t.Helper()
+		resp, err := http.Post("http://"+hl.Addr().String()+"/v1/metrics", ct, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		answer, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s", ct, resp.StatusCode, answer)
+		}
+	}
+	post(ctProtobuf, encode(t, md))
+	js, err := pmetricotlp.NewExportRequestFromMetrics(md).MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	post(ctJSON, js)
+	old := everyKind(now)
+	old.ResourceMetrics().At(0).ScopeMetrics().At(0).Metrics().At(0).Gauge().DataPoints().At(0).SetTimestamp(1)
+	post(ctProtobuf, encode(t, old))
+
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if len(sink.got) != 4 {
+		t.Fatalf("%d requests reached the sink", len(sink.got))
+	}
+	for i, want := range []string{"*store.Batch", "*store.Batch", "pmetric.Metrics", "pmetric.Metrics"} {
+		if got := fmt.Sprintf("%T", sink.got[i]); got != want {
+			t.Errorf("request %d reached the sink as %s, want %s", i, got, want)
+		}
+	}
+	if rows, ok := sink.got[0].(*store.Batch); !ok || len(rows.Gauges) != 16 || len(rows.Histograms) != 12 || sink.pts[0] != 36 {
+		t.Errorf("gRPC: %d points", sink.pts[0])
+	}
+	if sink.pts[2] != 36 || sink.pts[3] != 35 {
+		t.Errorf("JSON %d points, with one rejected %d; want 36 and 35", sink.pts[2], sink.pts[3])
+	}
+}
