@@ -31,6 +31,10 @@ type metricsDecoder struct {
 	b     *store.Batch
 	own   strs
 	sets  attrSets
+	// raw finds a point's attribute set by the bytes of its attributes
+	// (views of the request, as the request's points repeat the same few
+	// sets byte for byte): those points' attributes are not read again.
+	raw   map[string][]*attrSet
 	mem   arena
 	pairs []string // the attributes being read, as strings: k, v, …
 
@@ -42,7 +46,7 @@ type metricsDecoder struct {
 // pdata (see metricsDecoder), b then as it was.
 func (rc *ResourceCache) decodeMetrics(payload []byte, e *edge, b *store.Batch) (points int, ok bool) {
 	mark := batchMark(b)
-	d := metricsDecoder{rc: rc, e: e, b: b, own: strs{}}
+	d := metricsDecoder{rc: rc, e: e, b: b, own: strs{}, raw: map[string][]*attrSet{}}
 	if !d.request(payload) {
 		mark.restore(b)
 		return 0, false
@@ -405,45 +409,92 @@ type metricInfo struct {
 	temporality                         store.Temporality
 }
 
-// point checks a point's time and attributes (d.pairs) against the input
-// rules and returns its common columns and feature; ok false if a rule
-// rejects it (pdata's path then says which).
-func (d *metricsDecoder) point(res *resourceInfo, m *metricInfo, t, start uint64) (store.Point, string, bool) {
-	set, h := d.sets.lookup(d.pairs, res, m.histogram)
-	if d.e != nil {
-		if t < d.e.min || t > d.e.max {
-			return store.Point{}, "", false
-		}
-		if set == nil {
-			if _, _, bad := d.e.pairsBad(d.pairs); bad {
-				return store.Point{}, "", false
+// attrSpan is where a point's attribute fields are in its message: from
+// start to end, unless other fields come between them (split).
+type attrSpan struct {
+	start, end int
+	split      bool
+}
+
+// add notes an attribute field from at to end in the point's message.
+func (s *attrSpan) add(at, end int) {
+	switch {
+	case s.end == 0:
+		s.start = at
+	case at != s.end:
+		s.split = true
+	}
+	s.end = end
+}
+
+// point checks a point's time and attributes (fields attrNum of msg, at
+// span) against the input rules and returns its common columns and
+// feature; ok false if a rule rejects it (pdata's path then says which) or
+// an attribute is one for pdata.
+func (d *metricsDecoder) point(msg []byte, attrNum protowire.Number, span attrSpan, res *resourceInfo, m *metricInfo, t, start uint64) (store.Point, string, bool) {
+	if d.e != nil && (t < d.e.min || t > d.e.max) {
+		return store.Point{}, "", false
+	}
+	var set *attrSet
+	key := ""
+	if !span.split {
+		key = view(msg[span.start:span.end])
+		for _, s := range d.raw[key] {
+			if s.histogram == m.histogram && s.resModel == res.model && s.resVersion == res.version {
+				set = s
+				break
 			}
 		}
 	}
 	if set == nil {
-		set = newAttrSet(d.pairs, d.own, res, m.histogram)
-		d.sets.add(h, set)
+		if span.split {
+			span.start, span.end = 0, len(msg) // the other fields were read already
+		}
+		d.pairs = d.pairs[:0]
+		for b := msg[span.start:span.end]; len(b) > 0; {
+			f, r, _ := next(b) // read already
+			b = r
+			if f.num == attrNum && !d.keyValue(f.v) {
+				return store.Point{}, "", false
+			}
+		}
+		var h uint64
+		set, h = d.sets.lookup(d.pairs, res, m.histogram)
+		if set == nil {
+			if d.e != nil {
+				if _, _, bad := d.e.pairsBad(d.pairs); bad {
+					return store.Point{}, "", false
+				}
+			}
+			set = newAttrSet(d.pairs, d.own, res, m.histogram)
+			d.sets.add(h, set)
+		}
+		if !span.split {
+			d.raw[key] = append(d.raw[key], set)
+		}
 	}
 	return pointOf(set, res, t, start, m.name, m.unit, m.scopeName, m.scopeVersion), set.feature, true
 }
 
 // NumberDataPoint: 7 attributes, 2 start_time_unix_nano, 3
 // time_unix_nano, 4 as_double, 6 as_int, 8 flags; 5 exemplars is pdata's.
-func (d *metricsDecoder) numberPoint(b []byte, res *resourceInfo, m *metricInfo, sum bool) bool {
-	d.pairs = d.pairs[:0]
+func (d *metricsDecoder) numberPoint(msg []byte, res *resourceInfo, m *metricInfo, sum bool) bool {
 	var t, start uint64
 	var value float64
-	for len(b) > 0 {
+	var span attrSpan
+	for b := msg; len(b) > 0; {
 		f, r, ok := next(b)
 		if !ok {
 			return false
 		}
+		at := len(msg) - len(b)
 		b = r
 		switch f.num {
 		case 7:
-			if f.typ != protowire.BytesType || !d.keyValue(f.v) {
+			if f.typ != protowire.BytesType {
 				return false
 			}
+			span.add(at, len(msg)-len(b))
 		case 2, 3, 4, 6:
 			if f.typ != protowire.Fixed64Type {
 				return false
@@ -466,7 +517,7 @@ func (d *metricsDecoder) numberPoint(b []byte, res *resourceInfo, m *metricInfo,
 			}
 		}
 	}
-	pt, _, ok := d.point(res, m, t, start)
+	pt, _, ok := d.point(msg, 7, span, res, m, t, start)
 	if !ok {
 		return false
 	}
@@ -482,8 +533,8 @@ func (d *metricsDecoder) numberPoint(b []byte, res *resourceInfo, m *metricInfo,
 // time_unix_nano, 4 count, 5 sum, 6 bucket_counts, 7 explicit_bounds, 10
 // flags, 11 min, 12 max; 8 exemplars is pdata's, and so are the arrays
 // unpacked or twice.
-func (d *metricsDecoder) histogramPoint(b []byte, res *resourceInfo, m *metricInfo) bool {
-	d.pairs = d.pairs[:0]
+func (d *metricsDecoder) histogramPoint(msg []byte, res *resourceInfo, m *metricInfo) bool {
+	var span attrSpan
 	var t, start, count uint64
 	var sum float64
 	var counts, bounds []byte
@@ -491,17 +542,19 @@ func (d *metricsDecoder) histogramPoint(b []byte, res *resourceInfo, m *metricIn
 	var minV, maxV *float64
 	var minBits, maxBits uint64
 	var hasMin, hasMax bool
-	for len(b) > 0 {
+	for b := msg; len(b) > 0; {
 		f, r, ok := next(b)
 		if !ok {
 			return false
 		}
+		at := len(msg) - len(b)
 		b = r
 		switch f.num {
 		case 9:
-			if f.typ != protowire.BytesType || !d.keyValue(f.v) {
+			if f.typ != protowire.BytesType {
 				return false
 			}
+			span.add(at, len(msg)-len(b))
 		case 2, 3, 4, 5, 11, 12:
 			if f.typ != protowire.Fixed64Type {
 				return false
@@ -543,7 +596,7 @@ func (d *metricsDecoder) histogramPoint(b []byte, res *resourceInfo, m *metricIn
 			}
 		}
 	}
-	pt, feature, ok := d.point(res, m, t, start)
+	pt, feature, ok := d.point(msg, 9, span, res, m, t, start)
 	if !ok {
 		return false
 	}
@@ -570,24 +623,26 @@ func fixed64At(b []byte, i int) uint64 {
 // time_unix_nano, 4 count, 5 sum, 6 scale, 7 zero_count, 8 positive, 9
 // negative, 10 flags, 12 min, 13 max, 14 zero_threshold; 11 exemplars is
 // pdata's, and so are buckets given twice.
-func (d *metricsDecoder) expHistogramPoint(b []byte, res *resourceInfo, m *metricInfo) bool {
-	d.pairs = d.pairs[:0]
+func (d *metricsDecoder) expHistogramPoint(msg []byte, res *resourceInfo, m *metricInfo) bool {
+	var span attrSpan
 	row := store.ExpHistogramRow{Temporality: m.temporality}
 	var t, start uint64
 	var pos, neg buckets
 	var minBits, maxBits uint64
 	var hasMin, hasMax, hasPos, hasNeg bool
-	for len(b) > 0 {
+	for b := msg; len(b) > 0; {
 		f, r, ok := next(b)
 		if !ok {
 			return false
 		}
+		at := len(msg) - len(b)
 		b = r
 		switch f.num {
 		case 1:
-			if f.typ != protowire.BytesType || !d.keyValue(f.v) {
+			if f.typ != protowire.BytesType {
 				return false
 			}
+			span.add(at, len(msg)-len(b))
 		case 2, 3, 4, 5, 7, 12, 13, 14:
 			if f.typ != protowire.Fixed64Type {
 				return false
@@ -636,7 +691,7 @@ func (d *metricsDecoder) expHistogramPoint(b []byte, res *resourceInfo, m *metri
 			return false
 		}
 	}
-	pt, feature, ok := d.point(res, m, t, start)
+	pt, feature, ok := d.point(msg, 1, span, res, m, t, start)
 	if !ok {
 		return false
 	}
