@@ -169,7 +169,7 @@ echo $! >> "`+dir+`/children"
 wait
 `)
 	cfg := testConfig(t, argv...)
-	cfg.Command.Timeout = 300 * time.Millisecond
+	cfg.Command.Timeout = time.Second // covers starting sh and its two echo lines
 	cfg.Retries = 2
 	n := newNode(t, db, "node-a", cfg, true)
 	id, _, err := n.Schedule(context.Background(), incident("iris", time.Now()))
@@ -177,7 +177,7 @@ wait
 		t.Fatal(err)
 	}
 	row := waitTerminal(t, n.Manager, id, 30*time.Second)
-	if row.State != StateTimedOut || row.Attempt != 3 || row.ExitCode != -1 || !strings.Contains(row.Error, "timed out after 300ms") {
+	if row.State != StateTimedOut || row.Attempt != 3 || row.ExitCode != -1 || !strings.Contains(row.Error, "timed out after 1s") {
 		t.Errorf("row = %+v", row)
 	}
 	if got := lines(t, count); !slices.Equal(got, []string{"1", "2", "3"}) {
@@ -272,7 +272,7 @@ func TestTwoNodesRunOneExecution(t *testing.T) {
 					t.Errorf("job %s: %+v", id, row)
 				}
 			}
-			testenv.Eventually(t, 10*time.Second, "both nodes idle", func() bool { return a.idle() && b.idle() })
+			testenv.Eventually(t, 30*time.Second, "both nodes idle", func() bool { return a.idle() && b.idle() })
 			got := lines(t, count)
 			slices.Sort(got)
 			want := slices.Clone(ids)
@@ -290,14 +290,18 @@ func TestTwoNodesRunOneExecution(t *testing.T) {
 func TestOwnerDeathTakeover(t *testing.T) {
 	db := migrated(t)
 	count := filepath.Join(t.TempDir(), "count")
-	argv := script(t, `echo "$(date +%s.%N) $DROVER_ATTEMPT" >> "`+count+`"; sleep 1.5; echo DROVER_RESULT_VERSION=4`)
+	// The first execution (A's) runs until it is killed, however long
+	// stopping A takes; a later one succeeds at once.
+	argv := script(t, `echo "$(date +%s.%N) $DROVER_ATTEMPT" >> "`+count+`"
+if [ "$(wc -l < "`+count+`")" -eq 1 ]; then exec sleep 300; fi
+echo DROVER_RESULT_VERSION=4`)
 	cfg := testConfig(t, argv...)
 	a := newNode(t, db, "node-a", cfg, true)
 	id, created, err := a.Schedule(context.Background(), incident("iris", time.Now()))
 	if err != nil || !created {
 		t.Fatalf("Schedule: %v %v", created, err)
 	}
-	testenv.Eventually(t, 10*time.Second, "A starts the job", func() bool { return len(lines(t, count)) == 1 })
+	testenv.Eventually(t, 30*time.Second, "A starts the job", func() bool { return len(lines(t, count)) == 1 })
 	a.stop()
 	dead, err := a.Job(context.Background(), id)
 	if err != nil {
@@ -309,7 +313,7 @@ func TestOwnerDeathTakeover(t *testing.T) {
 	lapse := dead.LeaseUntil.Add(cfg.MaxClockSkew)
 
 	b := newNode(t, db, "node-b", cfg, true)
-	row := waitTerminal(t, b.Manager, id, 20*time.Second)
+	row := waitTerminal(t, b.Manager, id, 60*time.Second) // after A's lease (4s) lapses
 	if row.State != StateSucceeded || row.LeaseOwner != "node-b" || row.ResultVersion != 4 || row.Attempt != 1 {
 		t.Errorf("row = %+v", row)
 	}
@@ -325,7 +329,7 @@ func TestOwnerDeathTakeover(t *testing.T) {
 	if ev, ok := b.ev.find(EventStarted); !ok || ev.Time.Before(lapse) {
 		t.Errorf("B's started event %+v, lease lapsed at %s", ev, lapse)
 	}
-	testenv.Eventually(t, 5*time.Second, "B idle", b.idle)
+	testenv.Eventually(t, 30*time.Second, "B idle", b.idle)
 	if got := len(lines(t, count)); got != 2 {
 		t.Errorf("%d executions, want 2", got)
 	}
@@ -336,7 +340,15 @@ func TestOwnerDeathTakeover(t *testing.T) {
 func TestPerModelLimit(t *testing.T) {
 	db := migrated(t)
 	log := filepath.Join(t.TempDir(), "log")
-	argv := script(t, `echo "start $DROVER_MODEL" >> "`+log+`"; sleep 0.5; echo "end $DROVER_MODEL" >> "`+log+`"`)
+	// An m1 job ends only once m2 has started (or after 20s, when m2 waited
+	// for m1), however long m2's claim takes.
+	argv := script(t, `echo "start $DROVER_MODEL" >> "`+log+`"
+if [ "$DROVER_MODEL" = m1 ]; then
+	i=0
+	until grep -qx "start m2" "`+log+`" || [ $i -ge 200 ]; do i=$((i + 1)); sleep 0.1; done
+fi
+sleep 0.5
+echo "end $DROVER_MODEL" >> "`+log+`"`)
 	cfg := testConfig(t, argv...)
 	cfg.MaxConcurrent, cfg.MaxPerModel = 2, 1
 	n := newNode(t, db, "node-a", cfg, false)
@@ -537,7 +549,7 @@ func TestDrillOpenJobsPerModelCapped(t *testing.T) {
 	go func() { done <- q.Run(qctx) }()
 	inc.Version = "9"
 	q.Send(inc)
-	testenv.Eventually(t, 10*time.Second, "queue empty", func() bool { return q.Len() == 0 })
+	testenv.Eventually(t, 30*time.Second, "queue empty", func() bool { return q.Len() == 0 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Error(err)

@@ -51,8 +51,12 @@ func testConfig(t *testing.T, argv ...string) Config {
 	c.Command.Argv = argv
 	c.Command.Timeout = 30 * time.Second
 	c.ModelStore = t.TempDir()
-	c.Settle = 250 * time.Millisecond
-	c.Lease = 1200 * time.Millisecond
+	// A claim (a read and an insert) slower than Settle is dropped until its
+	// lease lapses, and a renewal (every Lease/3) must land within Lease/2
+	// or the attempt is stopped and runs again: under -race on a loaded
+	// machine ClickHouse takes a few hundred milliseconds now and then.
+	c.Settle = 750 * time.Millisecond
+	c.Lease = 4 * time.Second
 	c.MaxClockSkew = 50 * time.Millisecond
 	c.Backoff = 50 * time.Millisecond
 	c.ResumeInterval = 200 * time.Millisecond

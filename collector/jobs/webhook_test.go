@@ -157,7 +157,7 @@ func TestWebhookCallbackOnOtherNode(t *testing.T) {
 	if err != nil || row.State != StateQueued || row.Attempt != 2 {
 		t.Fatalf("after the callback: %+v, %v", row, err)
 	}
-	testenv.Eventually(t, 10*time.Second, "node-a stops attempt 1", func() bool {
+	testenv.Eventually(t, 30*time.Second, "node-a stops attempt 1", func() bool {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		return a.waiters[id] == nil || a.waiters[id].attempt != 1
