@@ -535,7 +535,7 @@ func TestSuspectKeepsModels(t *testing.T) {
 	var nodes []*testNode
 	for i := range 3 {
 		c := LoopbackConfig(fmt.Sprintf("n%d", i))
-		c.SuspicionMult = 15 // 3s from suspect to dead
+		c.SuspicionMult = 15 // 7.5s from suspect to dead
 		logs[i] = &syncBuffer{}
 		c.Logger = slog.New(slog.NewTextHandler(logs[i], &slog.HandlerOptions{Level: slog.LevelDebug}))
 		if i > 0 {

@@ -113,17 +113,19 @@ func DefaultConfig() Config {
 }
 
 // LoopbackConfig returns a config for a test cluster on 127.0.0.1: a free
-// port and timings about five times faster than the defaults (a killed node
-// is declared dead in about 1-2 s). Never use it across a real network.
+// port and timings faster than the defaults (a killed node is declared
+// dead in about 4 s), with enough slack in the probe timeout and the
+// suspicion period that a live node stalled by -race on a loaded machine
+// is not. Never use it across a real network.
 func LoopbackConfig(nodeName string) Config {
 	c := DefaultConfig()
 	c.NodeName = nodeName
 	c.BindAddr = "127.0.0.1:0"
 	c.RejoinInterval = 300 * time.Millisecond
 	c.LeaveTimeout = 2 * time.Second
-	c.ProbeInterval = 200 * time.Millisecond
-	c.ProbeTimeout = 100 * time.Millisecond
-	c.SuspicionMult = 3
+	c.ProbeInterval = 500 * time.Millisecond
+	c.ProbeTimeout = 250 * time.Millisecond
+	c.SuspicionMult = 6 // 3 s from suspect to dead in a cluster of 3
 	c.GossipInterval = 50 * time.Millisecond
 	c.PushPullInterval = 2 * time.Second
 	c.DeadNodeReclaimTime = 500 * time.Millisecond

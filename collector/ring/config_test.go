@@ -86,7 +86,7 @@ func TestDefaults(t *testing.T) {
 	}
 	// LoopbackConfig starts from the defaults: what it does not speed up
 	// keeps its default.
-	if l := LoopbackConfig("n"); l.VirtualNodes != 128 || l.NodeName != "n" || l.ProbeInterval != 200*time.Millisecond {
+	if l := LoopbackConfig("n"); l.VirtualNodes != 128 || l.NodeName != "n" || l.ProbeInterval != 500*time.Millisecond {
 		t.Errorf("loopback = %+v", l)
 	}
 	// withDefaults sets the logger and nothing else.
