@@ -68,7 +68,7 @@ func jobsConfig(t *testing.T) jobs.Config {
 	jc.Command.Argv = []string{"/bin/sh", "-c", "echo retried; echo " + "DROVER_RESULT_VERSION=7"}
 	jc.Command.Timeout = 30 * time.Second
 	jc.Retries = 0
-	jc.Settle = 100 * time.Millisecond
+	jc.Settle, jc.Lease = time.Second, 10*time.Second // a slow claim is dropped until its lease lapses
 	jc.ModelStore = t.TempDir()
 	return jc
 }

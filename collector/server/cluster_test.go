@@ -353,7 +353,7 @@ func TestClusterDriftToOneJob(t *testing.T) {
 	jc.Command.Env = map[string]string{"RUNS_FILE": runs, "SPECS_DIR": specs}
 	jc.Command.Timeout = 30 * time.Second
 	jc.Retries = 0
-	jc.Settle = 300 * time.Millisecond
+	jc.Settle, jc.Lease = time.Second, 10*time.Second // a slow claim is dropped until its lease lapses
 	jc.ModelStore = modelStore
 	key := gossipKeyFile(t) // one key for the cluster
 	nodeConfig := func(name string, join ...string) Config {

@@ -90,7 +90,7 @@ func TestOptimizeAgainstCollectorJobs(t *testing.T) {
 	jc.Command.Env = map[string]string{jobHelperEnv: "1"}
 	jc.Command.Timeout = 60 * time.Second
 	jc.ModelStore = t.TempDir()
-	jc.Settle = 100 * time.Millisecond
+	jc.Settle, jc.Lease = time.Second, 10*time.Second // a slow claim is dropped until its lease lapses
 	jc.Retries = 0
 	m, err := jobs.New(jobs.Options{Conn: db.Conn, Database: db.Name, Node: "collector-a", Config: jc,
 		PublishURL: srv.URL, JobTokenKey: key, Logger: slog.New(slog.DiscardHandler)})
