@@ -137,7 +137,7 @@ func TestTwoCollectors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testenv.EventuallyNil(t, 10*time.Second, "the second collector accepting a token created on the first", func() error {
+	testenv.EventuallyNil(t, 30*time.Second, "the second collector accepting a token created on the first", func() error {
 		_, err := principal(b, tok)
 		return err
 	})
@@ -147,7 +147,7 @@ func TestTwoCollectors(t *testing.T) {
 	if _, err := principal(b, tok); !errors.Is(err, ErrRevoked) {
 		t.Errorf("on the revoking collector: %v, want ErrRevoked at once", err)
 	}
-	testenv.Eventually(t, 10*time.Second, "the first collector rejecting a token revoked on the second", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the first collector rejecting a token revoked on the second", func() bool {
 		_, err := principal(a, tok)
 		return errors.Is(err, ErrRevoked)
 	})
@@ -260,7 +260,7 @@ func TestBootstrap(t *testing.T) {
 		t.Errorf("%d bootstrap rows with created_by 'bootstrap on test-node', want 2", n)
 	}
 	run(t, a)
-	testenv.Eventually(t, 10*time.Second, "audit rows of the bootstrap", func() bool {
+	testenv.Eventually(t, 30*time.Second, "audit rows of the bootstrap", func() bool {
 		n, err := testenv.TryCount(db.Conn, "SELECT count() FROM audit_log WHERE action = 'token.bootstrap' AND result = 'ok'")
 		return err == nil && n == 2
 	})
@@ -372,7 +372,7 @@ func TestTokensFile(t *testing.T) {
 		}
 		run(t, a)
 		write(entry("grafana", Reader, "tok-grafana"), entry("agent-1", Agent, "tok-agent"))
-		testenv.EventuallyNil(t, 10*time.Second, "the new token of a changed tokens_file", func() error {
+		testenv.EventuallyNil(t, 30*time.Second, "the new token of a changed tokens_file", func() error {
 			_, err := principal(a, "tok-agent")
 			return err
 		})

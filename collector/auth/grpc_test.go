@@ -86,7 +86,7 @@ func TestGRPCInterceptors(t *testing.T) {
 			}
 		})
 	}
-	testenv.Eventually(t, 10*time.Second, "audit rows of gRPC denials", func() bool {
+	testenv.Eventually(t, 30*time.Second, "audit rows of gRPC denials", func() bool {
 		n, err := testenv.TryCount(db.Conn, "SELECT count() FROM audit_log WHERE result = 'denied' AND action = '/grpc.health.v1.Health/Check' AND token_name = 'the-reader' AND detail LIKE 'PermissionDenied:%'")
 		return err == nil && n == 1
 	})

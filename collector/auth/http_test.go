@@ -262,7 +262,7 @@ func TestAuditRows(t *testing.T) {
 		"the denial": "SELECT count() FROM audit_log WHERE token_name = 'the-reader' AND role = 'reader' AND action = 'POST /v1/tokens' " +
 			"AND result = 'denied' AND detail LIKE '403: token \"the-reader\" has role reader%'",
 	} {
-		testenv.Eventually(t, 10*time.Second, "an audit row for "+what, func() bool {
+		testenv.Eventually(t, 30*time.Second, "an audit row for "+what, func() bool {
 			n, err := testenv.TryCount(db.Conn, q)
 			return err == nil && n == 1
 		})
@@ -303,12 +303,12 @@ func TestDenialFloodIsRateLimited(t *testing.T) {
 			return err == nil && n == denialBurst
 		}
 	}
-	testenv.Eventually(t, 10*time.Second, "denialBurst rows for 1000 denials", count(
+	testenv.Eventually(t, 30*time.Second, "denialBurst rows for 1000 denials", count(
 		"SELECT count() FROM audit_log WHERE result = 'denied' AND startsWith(remote_addr, '10.0.0.1:')"))
 
 	clock.Advance(denialWindow)
 	deny("10.0.0.1:3000", 1)
-	testenv.Eventually(t, 10*time.Second, "a summary row and the first denial of the next minute", func() bool {
+	testenv.Eventually(t, 30*time.Second, "a summary row and the first denial of the next minute", func() bool {
 		n, err := testenv.TryCount(db.Conn, "SELECT count() FROM audit_log WHERE result = 'denied' AND startsWith(remote_addr, '10.0.0.1:')")
 		return err == nil && n == denialBurst+2
 	})

@@ -160,7 +160,7 @@ func TestDrillForgedPointsDoNotOpenIncidents(t *testing.T) {
 		t.Errorf("features %+v, want x without a verdict", r.Features)
 	}
 	// The rows say why.
-	testenv.Eventually(t, 10*time.Second, "no-verdict signal rows", func() bool {
+	testenv.Eventually(t, 30*time.Second, "no-verdict signal rows", func() bool {
 		n, err := testenv.TryCount(db.Conn, "SELECT count() FROM drift_results WHERE model = 'forged' AND test IN ('error_rate', 'p99', 'metric') AND isNaN(value) AND NOT drifted AND position(reference, 'no verdict') > 0")
 		return err == nil && n == 3*5
 	})

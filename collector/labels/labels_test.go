@@ -269,7 +269,7 @@ func TestFleetLabelsJoinAndCount(t *testing.T) {
 	}
 	pairs[0][0] = newLabel
 	wantAcc, wantF1 = offlineF1(pairs)
-	testenv.EventuallyNil(t, 10*time.Second, "the latest label counts", func() error {
+	testenv.EventuallyNil(t, 30*time.Second, "the latest label counts", func() error {
 		js, err := f.st.Join(ctx, "iris", "2", start.Add(-time.Minute), time.Now().Add(time.Minute))
 		if err != nil {
 			return err

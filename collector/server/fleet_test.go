@@ -302,7 +302,7 @@ func TestFleetChangeAcrossCollectors(t *testing.T) {
 			t.Fatalf("rollout through %s: %d %s", via.name, code, body)
 		}
 		var got polled
-		testenv.Eventually(t, 10*time.Second, "the long-poll on "+waiting.name+" to wake", func() bool {
+		testenv.Eventually(t, 30*time.Second, "the long-poll on "+waiting.name+" to wake", func() bool {
 			select {
 			case got = <-woke:
 				return true
