@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -16,8 +15,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/drover-ml/drover/collector/spool"
 	"github.com/drover-ml/drover/shared/semconv"
@@ -178,30 +175,9 @@ func TestDrillEdgeEndToEnd(t *testing.T) {
 	stats := NewStats(prometheus.NewRegistry())
 	sink := &SpoolSink{Spool: sp, Stats: stats}
 	recv := NewReceiver(ReceiverConfig{}, sink, stats, slog.New(slog.DiscardHandler))
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- recv.Serve(ctx, gl, hl) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
+	conn, httpAddr := serve(t, recv, nil)
 	runWriter(t, WriterConfig{FlushInterval: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond}, sp, nil, s, stats)
 
-	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	client := pmetricotlp.NewGRPCClient(conn)
 	now := time.Now()
 	res := map[string]string{semconv.AttrHostName: "host-a"}
@@ -234,7 +210,7 @@ func TestDrillEdgeEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hresp, err := http.Post("http://"+hl.Addr().String()+"/v1/metrics", "application/json", bytes.NewReader(body))
+	hresp, err := http.Post("http://"+httpAddr+"/v1/metrics", "application/json", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,24 +41,9 @@ func (l *countingListener) Accept() (net.Conn, error) {
 // carries), and is served once the first closes.
 func TestMaxConnections(t *testing.T) {
 	recv := NewReceiver(ReceiverConfig{MaxConnections: 1}, acceptSink{}, nil, slog.New(slog.DiscardHandler))
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	inner := listen(t)
 	hl := &countingListener{Listener: inner}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- recv.Serve(ctx, gl, hl) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
+	serve(t, recv, hl)
 
 	body, err := pmetricotlp.NewExportRequestFromMetrics(edgeMetrics(map[string]string{semconv.AttrHostName: "h"},
 		edgePoint{time.Now(), map[string]string{semconv.AttrModel: "iris", semconv.AttrModelVersion: "3"}})).MarshalProto()

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -13,9 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/drover-ml/drover/shared/semconv"
@@ -39,28 +36,7 @@ func TestReceiverPanicIsAnInternalError(t *testing.T) {
 	sink := &panickySink{}
 	sink.left.Store(2)
 	recv := NewReceiver(ReceiverConfig{}, sink, stats, slog.New(slog.DiscardHandler))
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- recv.Serve(ctx, gl, hl) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
-	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn, httpAddr := serve(t, recv, nil)
 	client := pmetricotlp.NewGRPCClient(conn)
 	req := pmetricotlp.NewExportRequestFromMetrics(edgeMetrics(map[string]string{semconv.AttrHostName: "h"},
 		edgePoint{time.Now(), map[string]string{semconv.AttrModel: "iris", semconv.AttrModelVersion: "3"}}))
@@ -73,7 +49,7 @@ func TestReceiverPanicIsAnInternalError(t *testing.T) {
 		t.Fatal(err)
 	}
 	post := func() int {
-		resp, err := http.Post("http://"+hl.Addr().String()+"/v1/metrics", "application/x-protobuf", bytes.NewReader(body))
+		resp, err := http.Post("http://"+httpAddr+"/v1/metrics", "application/x-protobuf", bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -26,11 +26,11 @@ import (
 // strings it reads are views of the request's bytes while it decodes; what
 // rows and caches keep is copied (strs).
 type metricsDecoder struct {
-	rc    *ResourceCache
-	e     *edge // nil: no input rules (a spooled request was screened when it came)
-	b     *store.Batch
-	own   strs
-	sets  attrSets
+	rc   *ResourceCache
+	e    *edge // nil: no input rules (a spooled request was screened when it came)
+	b    *store.Batch
+	own  strs
+	sets attrSets
 	// raw finds a point's attribute set by the bytes of its attributes
 	// (views of the request, as the request's points repeat the same few
 	// sets byte for byte): those points' attributes are not read again.

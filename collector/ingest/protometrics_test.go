@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -18,8 +17,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/drover-ml/drover/collector/store"
 	"github.com/drover-ml/drover/shared/semconv"
@@ -329,28 +326,7 @@ func (s *decodedSink) Accept(ctx context.Context, kind Kind, payload []byte, poi
 func TestReceiverDecodesAgentsMetricsToRows(t *testing.T) {
 	sink := &decodedSink{}
 	recv := NewReceiver(ReceiverConfig{Resources: NewResourceCache(0, nil)}, sink, NewStats(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- recv.Serve(ctx, gl, hl) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
-	conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn, httpAddr := serve(t, recv, nil)
 	now := time.Now()
 	md := everyKind(now)
 	if _, err := pmetricotlp.NewGRPCClient(conn).Export(context.Background(), pmetricotlp.NewExportRequestFromMetrics(md)); err != nil {
@@ -358,7 +334,7 @@ func TestReceiverDecodesAgentsMetricsToRows(t *testing.T) {
 	}
 	post := func(ct string, body []byte) {
 		t.Helper()
-		resp, err := http.Post("http://"+hl.Addr().String()+"/v1/metrics", ct, bytes.NewReader(body))
+		resp, err := http.Post("http://"+httpAddr+"/v1/metrics", ct, bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
