@@ -74,6 +74,10 @@ func (m mark) restore(b *store.Batch) {
 	b.ExpHistograms = b.ExpHistograms[:m.eh]
 }
 
+// The decoder's loops read fields with next, spelled out in each: a
+// range-over-func iterator over the fields made it 18 % slower
+// (BenchmarkConvert).
+
 // field is one field of a protobuf message: its number and wire type and
 // its value (u for varint and fixed-size values, v for length-delimited).
 type field struct {
