@@ -17,6 +17,13 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/exemplar"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/drover-ml/drover/collector/store"
 	"github.com/drover-ml/drover/shared/semconv"
@@ -307,9 +314,10 @@ func FuzzMetricsDecoder(f *testing.F) {
 
 // decodedSink records what the receiver handed it.
 type decodedSink struct {
-	mu  sync.Mutex
-	got []any
-	pts []int
+	mu       sync.Mutex
+	got      []any
+	pts      []int
+	payloads [][]byte
 }
 
 func (s *decodedSink) Accept(ctx context.Context, kind Kind, payload []byte, points int, decoded any) error {
@@ -317,6 +325,7 @@ func (s *decodedSink) Accept(ctx context.Context, kind Kind, payload []byte, poi
 	defer s.mu.Unlock()
 	s.got = append(s.got, decoded)
 	s.pts = append(s.pts, points)
+	s.payloads = append(s.payloads, bytes.Clone(payload))
 	return nil
 }
 
@@ -369,5 +378,74 @@ func TestReceiverDecodesAgentsMetricsToRows(t *testing.T) {
 	}
 	if sink.pts[2] != 36 || sink.pts[3] != 35 {
 		t.Errorf("JSON %d points, with one rejected %d; want 36 and 35", sink.pts[2], sink.pts[3])
+	}
+}
+
+// TestOTelSDKExportTakesTheDecoder: what the OTel Go SDK exports (as the
+// agent does: string attributes, no exemplars; gauges, sums, explicit and
+// exponential histograms, delta and cumulative) reaches the sink as rows,
+// the same rows pdata gives.
+func TestOTelSDKExportTakesTheDecoder(t *testing.T) {
+	for _, temporality := range []metricdata.Temporality{metricdata.CumulativeTemporality, metricdata.DeltaTemporality} {
+		t.Run(temporality.String(), func(t *testing.T) {
+			sink := &decodedSink{}
+			recv := NewReceiver(ReceiverConfig{Resources: NewResourceCache(0, nil)}, sink, NewStats(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
+			conn, _ := serve(t, recv, nil)
+			ctx := context.Background()
+			exp, err := otlpmetricgrpc.New(ctx, otlpmetricgrpc.WithGRPCConn(conn),
+				otlpmetricgrpc.WithTemporalitySelector(func(sdkmetric.InstrumentKind) metricdata.Temporality { return temporality }))
+			if err != nil {
+				t.Fatal(err)
+			}
+			reader := sdkmetric.NewManualReader()
+			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter),
+				sdkmetric.WithResource(resource.NewSchemaless(attribute.String(semconv.AttrServiceName, "drover-agent"),
+					attribute.String(semconv.AttrHostName, "host-a"), attribute.String(semconv.AttrAgentID, "host-a:/var/lib/drover"))),
+				sdkmetric.WithView(sdkmetric.NewView(sdkmetric.Instrument{Name: "drover.feature"},
+					sdkmetric.Stream{Aggregation: sdkmetric.AggregationBase2ExponentialHistogram{MaxSize: 160, MaxScale: 20}})))
+			defer mp.Shutdown(ctx)
+			meter := mp.Meter("github.com/drover-ml/drover/agent")
+			counter, _ := meter.Int64Counter("drover.requests")
+			hist, _ := meter.Float64Histogram("drover.latency", metric.WithUnit("s"))
+			feature, _ := meter.Float64Histogram("drover.feature")
+			gauge, _ := meter.Float64Gauge("drover.accuracy")
+			model := metric.WithAttributes(attribute.String(semconv.AttrModel, "iris"), attribute.String(semconv.AttrModelVersion, "3"))
+			for i := range 50 {
+				status := attribute.String(semconv.AttrStatus, []string{"ok", "error"}[i%2])
+				counter.Add(ctx, 1, model, metric.WithAttributes(status))
+				hist.Record(ctx, float64(i)/1000, model, metric.WithAttributes(status))
+				feature.Record(ctx, float64(i)-20.5, model, metric.WithAttributes(attribute.String(semconv.AttrFeature, "petal_length")))
+				gauge.Record(ctx, 0.9, model)
+			}
+			var rm metricdata.ResourceMetrics
+			if err := reader.Collect(ctx, &rm); err != nil {
+				t.Fatal(err)
+			}
+			if err := exp.Export(ctx, &rm); err != nil {
+				t.Fatal(err)
+			}
+			if err := exp.Shutdown(ctx); err != nil {
+				t.Fatal(err)
+			}
+			sink.mu.Lock()
+			defer sink.mu.Unlock()
+			if len(sink.got) != 1 {
+				t.Fatalf("%d requests reached the sink", len(sink.got))
+			}
+			rows, ok := sink.got[0].(*store.Batch)
+			if !ok {
+				t.Fatalf("the SDK's request reached the sink as %T, not as rows", sink.got[0])
+			}
+			if sink.pts[0] != 2+2+1+1 || len(rows.Sums) != 2 || len(rows.Histograms) != 2 || len(rows.ExpHistograms) != 1 || len(rows.Gauges) != 1 {
+				t.Fatalf("%d points: %d sums, %d histograms, %d exponential histograms, %d gauges", sink.pts[0],
+					len(rows.Sums), len(rows.Histograms), len(rows.ExpHistograms), len(rows.Gauges))
+			}
+			if !checkSame(t, sink.payloads[0], Limits{}.withDefaults(), time.Now()) {
+				t.Fatal("the decoder gave up on the SDK's request")
+			}
+			if e := rows.ExpHistograms[0]; e.Count != 50 || e.Feature != "petal_length" || e.Model != "iris" || len(e.PositiveBucketCounts) == 0 || len(e.NegativeBucketCounts) == 0 {
+				t.Errorf("exponential histogram %+v", e)
+			}
+		})
 	}
 }
