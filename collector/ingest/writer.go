@@ -33,7 +33,7 @@ type WriterConfig struct {
 	// (decoded, a batch takes several times that in memory).
 	BatchBytes int
 	// FlushInterval flushes a smaller batch once its oldest record has
-	// waited this long; default 2s (an insert every two seconds per table).
+	// waited this long; default 1.5s.
 	FlushInterval time.Duration
 	// MaxBackoff bounds the retry delay while ClickHouse fails; default 10s.
 	MaxBackoff time.Duration
@@ -67,7 +67,7 @@ func (c WriterConfig) withDefaults() WriterConfig {
 		c.BatchBytes = 16 << 20
 	}
 	if c.FlushInterval <= 0 {
-		c.FlushInterval = 2 * time.Second
+		c.FlushInterval = 1500 * time.Millisecond
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 10 * time.Second

@@ -331,7 +331,7 @@ func Default() Config {
 			ResourceCacheBytes: ingest.DefaultResourceCacheBytes},
 		Admin:    Admin{Addr: ":7070", MaxConnections: 16384, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute},
 		Spool:    Spool{MaxBytes: 1 << 30, SegmentBytes: 64 << 20, Sync: spool.SyncAlways},
-		Writer:   Writer{BatchRows: ingest.DefaultBatchRows, FlushInterval: 2 * time.Second, RowCacheBytes: DefaultRowCacheBytes, DeadLetterFileMaxBytes: 256 << 20},
+		Writer:   Writer{BatchRows: ingest.DefaultBatchRows, FlushInterval: 1500 * time.Millisecond, RowCacheBytes: DefaultRowCacheBytes, DeadLetterFileMaxBytes: 256 << 20},
 		Cluster:  Cluster{NodeName: host, GossipAddr: fmt.Sprintf(":%d", ring.DefaultPort)},
 		Drift:    drift.DefaultConfig(),
 		Jobs:     jobs.DefaultConfig(),

@@ -44,7 +44,7 @@ func TestDefaultsAreValid(t *testing.T) {
 	}
 	// An empty file keeps every default, including the subsystems' own.
 	c := parse(t, "")
-	if c.Admin.Addr != ":7070" || c.Writer.BatchRows != d.Writer.BatchRows || c.Writer.FlushInterval != 2*time.Second ||
+	if c.Admin.Addr != ":7070" || c.Writer.BatchRows != d.Writer.BatchRows || c.Writer.FlushInterval != 1500*time.Millisecond ||
 		c.Jobs.Executor != jobs.ExecutorBuiltin || c.Jobs.MaxConcurrent != 2 || c.Drift.For("iris").PSIThreshold != 0.2 {
 		t.Errorf("empty file = %+v", c)
 	}
