@@ -33,8 +33,9 @@ type metricsDecoder struct {
 	sets attrSets
 	// raw finds a point's attribute set by the bytes of its attributes
 	// (views of the request, as the request's points repeat the same few
-	// sets byte for byte): those points' attributes are not read again.
-	raw   map[string][]*attrSet
+	// sets byte for byte) and what else the set depends on: those points'
+	// attributes are not read again.
+	raw   map[rawKey]*attrSet
 	mem   arena
 	pairs []string // the attributes being read, as strings: k, v, …
 
@@ -46,7 +47,7 @@ type metricsDecoder struct {
 // pdata (see metricsDecoder), b then as it was.
 func (rc *ResourceCache) decodeMetrics(payload []byte, e *edge, b *store.Batch) (points int, ok bool) {
 	mark := batchMark(b)
-	d := metricsDecoder{rc: rc, e: e, b: b, own: strs{}, raw: map[string][]*attrSet{}}
+	d := metricsDecoder{rc: rc, e: e, b: b, own: strs{}, raw: map[rawKey]*attrSet{}}
 	if !d.request(payload) {
 		mark.restore(b)
 		return 0, false
@@ -431,6 +432,13 @@ func (s *attrSpan) add(at, end int) {
 	s.end = end
 }
 
+// rawKey is what a point's attribute set depends on, its attributes as
+// they are in the request.
+type rawKey struct {
+	attrs, resModel, resVersion string
+	histogram                   bool
+}
+
 // point checks a point's time and attributes (fields attrNum of msg, at
 // span) against the input rules and returns its common columns and
 // feature; ok false if a rule rejects it (pdata's path then says which) or
@@ -440,15 +448,10 @@ func (d *metricsDecoder) point(msg []byte, attrNum protowire.Number, span attrSp
 		return store.Point{}, "", false
 	}
 	var set *attrSet
-	key := ""
+	key := rawKey{resModel: res.model, resVersion: res.version, histogram: m.histogram}
 	if !span.split {
-		key = view(msg[span.start:span.end])
-		for _, s := range d.raw[key] {
-			if s.histogram == m.histogram && s.resModel == res.model && s.resVersion == res.version {
-				set = s
-				break
-			}
-		}
+		key.attrs = view(msg[span.start:span.end])
+		set = d.raw[key]
 	}
 	if set == nil {
 		if span.split {
@@ -474,7 +477,7 @@ func (d *metricsDecoder) point(msg []byte, attrNum protowire.Number, span attrSp
 			d.sets.add(h, set)
 		}
 		if !span.split {
-			d.raw[key] = append(d.raw[key], set)
+			d.raw[key] = set
 		}
 	}
 	return pointOf(set, res, t, start, m.name, m.unit, m.scopeName, m.scopeVersion), set.feature, true
