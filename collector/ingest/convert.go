@@ -338,12 +338,7 @@ func (rc *ResourceCache) convertMetrics(md pmetric.Metrics, b *store.Batch) {
 						row := store.HistogramRow{Point: pt, Feature: feature, Temporality: temporality(h.AggregationTemporality()),
 							Count: dp.Count(), Sum: finite(dp.Sum()), Bounds: mem.bounds(dp.ExplicitBounds().Len(), dp.ExplicitBounds().At),
 							Counts: mem.uint64s(dp.BucketCounts().Len(), dp.BucketCounts().At)}
-						if dp.HasMin() {
-							row.Min = mem.value(dp.Min())
-						}
-						if dp.HasMax() {
-							row.Max = mem.value(dp.Max())
-						}
+						row.Min, row.Max = mem.opt(dp.HasMin(), dp.Min()), mem.opt(dp.HasMax(), dp.Max())
 						b.Histograms = append(b.Histograms, row)
 					}
 				case pmetric.MetricTypeExponentialHistogram:
@@ -357,12 +352,7 @@ func (rc *ResourceCache) convertMetrics(md pmetric.Metrics, b *store.Batch) {
 							Count: dp.Count(), Sum: finite(dp.Sum()), Scale: dp.Scale(), ZeroCount: dp.ZeroCount(), ZeroThreshold: dp.ZeroThreshold(),
 							PositiveOffset: dp.Positive().Offset(), PositiveBucketCounts: mem.uint64s(pos.Len(), pos.At),
 							NegativeOffset: dp.Negative().Offset(), NegativeBucketCounts: mem.uint64s(neg.Len(), neg.At)}
-						if dp.HasMin() {
-							row.Min = mem.value(dp.Min())
-						}
-						if dp.HasMax() {
-							row.Max = mem.value(dp.Max())
-						}
+						row.Min, row.Max = mem.opt(dp.HasMin(), dp.Min()), mem.opt(dp.HasMax(), dp.Max())
 						b.ExpHistograms = append(b.ExpHistograms, row)
 					}
 				case pmetric.MetricTypeSummary:
@@ -413,7 +403,11 @@ func (a *arena) float64s(n int) []float64 {
 	return s
 }
 
-func (a *arena) value(v float64) *float64 {
+// opt is an optional column's value: v in a, or nil if it is absent.
+func (a *arena) opt(has bool, v float64) *float64 {
+	if !has {
+		return nil
+	}
 	s := a.float64s(1)
 	s[0] = v
 	return &s[0]

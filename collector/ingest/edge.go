@@ -171,7 +171,7 @@ func validVersion(s string) bool {
 
 // attrsBad checks m without counting: the rule it breaks, if any.
 func (e *edge) attrsBad(m pcommon.Map) (reason, string, bool) {
-	if n := m.Len(); n > e.lim.MaxAttributes {
+	if n := m.Len(); n > e.lim.MaxAttributes { // before flat: an oversized map is not copied
 		return reasonAttributes, strconv.Itoa(n) + " attributes", true
 	}
 	e.pairs = flat(e.pairs[:0], m)

@@ -546,8 +546,7 @@ func (d *metricsDecoder) histogramPoint(msg []byte, res *resourceInfo, m *metric
 	var sum float64
 	var counts, bounds []byte
 	var hasCounts, hasBounds bool
-	var minV, maxV *float64
-	var minBits, maxBits uint64
+	var minV, maxV float64
 	var hasMin, hasMax bool
 	for b := msg; len(b) > 0; {
 		f, r, ok := next(b)
@@ -576,9 +575,9 @@ func (d *metricsDecoder) histogramPoint(msg []byte, res *resourceInfo, m *metric
 			case 5:
 				sum = math.Float64frombits(f.u)
 			case 11:
-				minBits, hasMin = f.u, true
+				minV, hasMin = math.Float64frombits(f.u), true
 			case 12:
-				maxBits, hasMax = f.u, true
+				maxV, hasMax = math.Float64frombits(f.u), true
 			}
 		case 6, 7:
 			if f.typ != protowire.BytesType || len(f.v)%8 != 0 {
@@ -610,13 +609,7 @@ func (d *metricsDecoder) histogramPoint(msg []byte, res *resourceInfo, m *metric
 	row := store.HistogramRow{Point: pt, Feature: feature, Temporality: m.temporality, Count: count, Sum: finite(sum),
 		Bounds: d.mem.bounds(len(bounds)/8, func(i int) float64 { return math.Float64frombits(fixed64At(bounds, i)) }),
 		Counts: d.mem.uint64s(len(counts)/8, func(i int) uint64 { return fixed64At(counts, i) })}
-	if hasMin {
-		minV = d.mem.value(math.Float64frombits(minBits))
-	}
-	if hasMax {
-		maxV = d.mem.value(math.Float64frombits(maxBits))
-	}
-	row.Min, row.Max = minV, maxV
+	row.Min, row.Max = d.mem.opt(hasMin, minV), d.mem.opt(hasMax, maxV)
 	d.b.Histograms = append(d.b.Histograms, row)
 	return true
 }
@@ -635,7 +628,7 @@ func (d *metricsDecoder) expHistogramPoint(msg []byte, res *resourceInfo, m *met
 	row := store.ExpHistogramRow{Temporality: m.temporality}
 	var t, start uint64
 	var pos, neg buckets
-	var minBits, maxBits uint64
+	var minV, maxV float64
 	var hasMin, hasMax, hasPos, hasNeg bool
 	for b := msg; len(b) > 0; {
 		f, r, ok := next(b)
@@ -666,9 +659,9 @@ func (d *metricsDecoder) expHistogramPoint(msg []byte, res *resourceInfo, m *met
 			case 7:
 				row.ZeroCount = f.u
 			case 12:
-				minBits, hasMin = f.u, true
+				minV, hasMin = math.Float64frombits(f.u), true
 			case 13:
-				maxBits, hasMax = f.u, true
+				maxV, hasMax = math.Float64frombits(f.u), true
 			case 14:
 				row.ZeroThreshold = math.Float64frombits(f.u)
 			}
@@ -705,12 +698,7 @@ func (d *metricsDecoder) expHistogramPoint(msg []byte, res *resourceInfo, m *met
 	row.Point, row.Feature = pt, feature
 	row.PositiveOffset, row.PositiveBucketCounts = pos.offset, d.mem.uint64s(pos.n, pos.at)
 	row.NegativeOffset, row.NegativeBucketCounts = neg.offset, d.mem.uint64s(neg.n, neg.at)
-	if hasMin {
-		row.Min = d.mem.value(math.Float64frombits(minBits))
-	}
-	if hasMax {
-		row.Max = d.mem.value(math.Float64frombits(maxBits))
-	}
+	row.Min, row.Max = d.mem.opt(hasMin, minV), d.mem.opt(hasMax, maxV)
 	d.b.ExpHistograms = append(d.b.ExpHistograms, row)
 	return true
 }
