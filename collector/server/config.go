@@ -70,6 +70,9 @@ type Config struct {
 	// Fleet configures fleet control (docs/fleet.md): when an agent not
 	// seen is gone.
 	Fleet fleet.Config `yaml:"fleet"`
+	// Memory tunes the Go garbage collector of the collector process
+	// (docs/collector.md, Memory); drover-collector applies it at start.
+	Memory Memory `yaml:"memory"`
 }
 
 // Registry configures the model registry.
@@ -338,6 +341,7 @@ func Default() Config {
 		Auth:     auth.DefaultConfig(),
 		Registry: Registry{GCInterval: time.Hour, GCGrace: 24 * time.Hour},
 		Fleet:    fleet.DefaultConfig(),
+		Memory:   Memory{GCPercent: DefaultGCPercent},
 	}
 }
 
@@ -408,6 +412,7 @@ func (c Config) Validate() error {
 		c.Auth.Validate(), // its errors already carry "auth."
 		fieldpath.Prefix("registry", c.Registry.Validate()),
 		fieldpath.Prefix("fleet", c.Fleet.Validate()),
+		fieldpath.Prefix("memory", c.Memory.Validate()),
 	)
 	// Collectors forward the registry's commits to each other's admin API:
 	// with client certificates required there, each needs one.
