@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"math"
+	"slices"
 	"unsafe"
 
 	"go.opentelemetry.io/collector/pdata/pmetric"
@@ -47,12 +48,111 @@ type metricsDecoder struct {
 // pdata (see metricsDecoder), b then as it was.
 func (rc *ResourceCache) decodeMetrics(payload []byte, e *edge, b *store.Batch) (points int, ok bool) {
 	mark := batchMark(b)
+	growForPayload(payload, b)
 	d := metricsDecoder{rc: rc, e: e, b: b, own: strs{}, raw: map[rawKey]*attrSet{}}
 	if !d.request(payload) {
 		mark.restore(b)
 		return 0, false
 	}
 	return d.points, true
+}
+
+// growForPayload makes room in b for the data points of the request in
+// payload, as growFor does for pdata's: appending them one by one grew each
+// slice by doubling, which allocated and copied about twice the rows (at
+// 60 000 points/s, half of what the collector allocated). It reads only the
+// messages' framing, down to each point's length. A point shorter than its
+// timestamp (a fixed64 field, 9 bytes), which the input rules reject, is
+// not counted: a request of empty points reserves nothing, so no request
+// reserves more rows than one of the same size whose points all pass. What
+// cannot be read stops the count; the decoder reports it.
+func growForPayload(payload []byte, b *store.Batch) {
+	n := payloadPoints(payload)
+	b.Gauges = slices.Grow(b.Gauges, n[0])
+	b.Sums = slices.Grow(b.Sums, n[1])
+	b.Histograms = slices.Grow(b.Histograms, n[2])
+	b.ExpHistograms = slices.Grow(b.ExpHistograms, n[3])
+}
+
+// payloadPoints counts growForPayload's points: gauges, sums, histograms
+// and exponential histograms.
+func payloadPoints(payload []byte) (n [4]int) {
+	for rms := payload; len(rms) > 0; {
+		rm, rest, ok := nextBytes(rms, 1) // resource_metrics
+		if !ok {
+			break
+		}
+		rms = rest
+		for len(rm) > 0 {
+			sm, rest, ok := nextBytes(rm, 2) // scope_metrics
+			if !ok {
+				break
+			}
+			rm = rest
+			for len(sm) > 0 {
+				m, rest, ok := nextBytes(sm, 2) // metrics
+				if !ok {
+					break
+				}
+				sm = rest
+				countPoints(m, &n)
+			}
+		}
+	}
+	return n
+}
+
+// nextBytes returns the value of the next length-delimited field number
+// num in msg, skipping the others, and the rest of msg after it; ok false
+// when there is none or msg cannot be read.
+func nextBytes(msg []byte, num protowire.Number) (v, rest []byte, ok bool) {
+	for len(msg) > 0 {
+		f, r, ok := next(msg)
+		if !ok {
+			return nil, nil, false
+		}
+		msg = r
+		if f.num == num && f.typ == protowire.BytesType {
+			return f.v, msg, true
+		}
+	}
+	return nil, nil, false
+}
+
+// countPoints adds a Metric's data points of at least 9 bytes to n by kind
+// (gauge 5, sum 7, histogram 9, exponential histogram 10).
+func countPoints(m []byte, n *[4]int) {
+	for len(m) > 0 {
+		f, rest, ok := next(m)
+		if !ok {
+			return
+		}
+		m = rest
+		k := -1
+		switch f.num {
+		case 5:
+			k = 0
+		case 7:
+			k = 1
+		case 9:
+			k = 2
+		case 10:
+			k = 3
+		}
+		if k < 0 || f.typ != protowire.BytesType {
+			continue
+		}
+		for data := f.v; len(data) > 0; {
+			dp, r, ok := nextBytes(data, 1) // data_points
+			if !ok {
+				break
+			}
+			data = r
+			if len(dp) >= 9 {
+				n[k]++
+			}
+		}
+	}
 }
 
 // mark is the lengths of a Batch's metric rows, to put them back.

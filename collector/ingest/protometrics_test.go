@@ -231,6 +231,59 @@ func TestDecodeMetricsAsPdata(t *testing.T) {
 	}
 }
 
+// TestDecodeMetricsReservesItsRows: the decoder makes room for a request's
+// points before it decodes them (no slice grows while it appends), and a
+// request of points too short to pass the input rules reserves nothing.
+func TestDecodeMetricsReservesItsRows(t *testing.T) {
+	now := time.Now()
+	lim := Limits{}.withDefaults()
+	for name, payload := range map[string][]byte{"every kind": encode(t, everyKind(now)), "agents": agentRequest()} {
+		t.Run(name, func(t *testing.T) {
+			n := payloadPoints(payload)
+			want := &store.Batch{}
+			growForPayload(payload, want)
+			reserved := [4]int{cap(want.Gauges), cap(want.Sums), cap(want.Histograms), cap(want.ExpHistograms)}
+			b := &store.Batch{}
+			if _, ok := NewResourceCache(0, nil).decodeMetrics(payload, newEdge(lim, now), b); !ok {
+				t.Fatal("the decoder gave up")
+			}
+			for i, k := range []struct {
+				name     string
+				len, cap int
+			}{
+				{"gauges", len(b.Gauges), cap(b.Gauges)},
+				{"sums", len(b.Sums), cap(b.Sums)},
+				{"histograms", len(b.Histograms), cap(b.Histograms)},
+				{"exponential histograms", len(b.ExpHistograms), cap(b.ExpHistograms)},
+			} {
+				if n[i] != k.len || k.cap != reserved[i] {
+					t.Errorf("%s: %d rows, %d counted; capacity %d reserved, %d after decoding", k.name, k.len, n[i], reserved[i], k.cap)
+				}
+			}
+			if len(b.Gauges) == 0 || len(b.Histograms) == 0 {
+				t.Fatalf("no rows: %d gauges, %d histograms", len(b.Gauges), len(b.Histograms))
+			}
+		})
+	}
+	// 100 000 empty gauge points (2 bytes each) and 1000 of 8 bytes.
+	md := pmetric.NewMetrics()
+	dps := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty().Metrics().AppendEmpty().SetEmptyGauge().DataPoints()
+	for range 100000 {
+		dps.AppendEmpty()
+	}
+	for range 1000 {
+		dps.AppendEmpty().SetFlags(pmetric.DefaultDataPointFlags.WithNoRecordedValue(true))
+	}
+	payload := encode(t, md)
+	if n := payloadPoints(payload); n != [4]int{} {
+		t.Errorf("%d bytes of points too short to pass: %v rows reserved", len(payload), n)
+	}
+	// What cannot be read stops the count without a panic.
+	for i := range payload[:64] {
+		payloadPoints(payload[:i])
+	}
+}
+
 // TestDecodeMetricsLeavesToPdata: each request the decoder is not for goes
 // to pdata, and the batch it was given is as it was.
 func TestDecodeMetricsLeavesToPdata(t *testing.T) {
