@@ -61,21 +61,35 @@ func (rc *ResourceCache) decodeMetrics(payload []byte, e *edge, b *store.Batch) 
 // payload, as growFor does for pdata's: appending them one by one grew each
 // slice by doubling, which allocated and copied about twice the rows (at
 // 60 000 points/s, half of what the collector allocated). It reads only the
-// messages' framing, down to each point's length. A point shorter than its
-// timestamp (a fixed64 field, 9 bytes), which the input rules reject, is
-// not counted: a request of empty points reserves nothing, so no request
-// reserves more rows than one of the same size whose points all pass. What
-// cannot be read stops the count; the decoder reports it.
+// messages' framing, down to each point's length, before anything checks
+// the request, so what it reserves is bounded by the payload's size: at
+// most one row per reservePointBytes bytes (an agent's point takes about
+// 290), rows in proportion between the kinds beyond that. A request that
+// is refused at once (points of garbage behind valid framing) then costs
+// at most a few times its own size, as a valid one does in pdata's path.
 func growForPayload(payload []byte, b *store.Batch) {
 	n := payloadPoints(payload)
+	total := n[0] + n[1] + n[2] + n[3]
+	if limit := len(payload) / reservePointBytes; total > limit {
+		for k := range n {
+			n[k] = int(int64(n[k]) * int64(limit) / int64(total))
+		}
+	}
 	b.Gauges = slices.Grow(b.Gauges, n[0])
 	b.Sums = slices.Grow(b.Sums, n[1])
 	b.Histograms = slices.Grow(b.Histograms, n[2])
 	b.ExpHistograms = slices.Grow(b.ExpHistograms, n[3])
 }
 
-// payloadPoints counts growForPayload's points: gauges, sums, histograms
-// and exponential histograms.
+// reservePointBytes is the payload bytes growForPayload asks for each row
+// it reserves: a row takes about 240 (a gauge) to 400 bytes (a histogram).
+const reservePointBytes = 128
+
+// payloadPoints counts a request's data points by kind: gauges, sums,
+// histograms and exponential histograms. A point shorter than its
+// timestamp (a fixed64 field, 9 bytes), which the input rules reject, is
+// not counted. What cannot be read ends that level's count; the decoder
+// reports it.
 func payloadPoints(payload []byte) (n [4]int) {
 	for rms := payload; len(rms) > 0; {
 		rm, rest, ok := nextBytes(rms, 1) // resource_metrics

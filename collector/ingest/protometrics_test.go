@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/exemplar"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/resource"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/drover-ml/drover/collector/store"
 	"github.com/drover-ml/drover/shared/semconv"
@@ -194,6 +195,10 @@ func checkSame(t testing.TB, payload []byte, lim Limits, now time.Time) bool {
 	if got, want := rowsText(fast), rowsText(slow); got != want {
 		t.Fatalf("rows differ:\ndecoder:\n%s\npdata:\n%s", got, want)
 	}
+	// What growForPayload counted is what the decoder made.
+	if n, rows := payloadPoints(payload), [4]int{len(fast.Gauges), len(fast.Sums), len(fast.Histograms), len(fast.ExpHistograms)}; n != rows {
+		t.Fatalf("counted %v points (gauges, sums, histograms, exponential), decoded %v", n, rows)
+	}
 	// Without rules (the writer's replay), the same rows.
 	again := &store.Batch{}
 	if p, ok := NewResourceCache(0, nil).decodeMetrics(payload, nil, again); !ok || p != points || rowsText(again) != rowsText(fast) {
@@ -232,8 +237,9 @@ func TestDecodeMetricsAsPdata(t *testing.T) {
 }
 
 // TestDecodeMetricsReservesItsRows: the decoder makes room for a request's
-// points before it decodes them (no slice grows while it appends), and a
-// request of points too short to pass the input rules reserves nothing.
+// points before it decodes them (no slice grows while it appends); points
+// too short to pass the input rules are not counted, and what a request
+// reserves is bounded by its size, whatever its framing holds.
 func TestDecodeMetricsReservesItsRows(t *testing.T) {
 	now := time.Now()
 	lim := Limits{}.withDefaults()
@@ -256,8 +262,13 @@ func TestDecodeMetricsReservesItsRows(t *testing.T) {
 				{"histograms", len(b.Histograms), cap(b.Histograms)},
 				{"exponential histograms", len(b.ExpHistograms), cap(b.ExpHistograms)},
 			} {
-				if n[i] != k.len || k.cap != reserved[i] {
-					t.Errorf("%s: %d rows, %d counted; capacity %d reserved, %d after decoding", k.name, k.len, n[i], reserved[i], k.cap)
+				if n[i] != k.len {
+					t.Errorf("%s: %d rows, %d counted", k.name, k.len, n[i])
+				}
+				// An agent's points (about 290 bytes each) are all reserved;
+				// the small points of everyKind are partly, within the bound.
+				if name == "agents" && k.cap != reserved[i] {
+					t.Errorf("%s: capacity %d reserved, %d after decoding", k.name, reserved[i], k.cap)
 				}
 			}
 			if len(b.Gauges) == 0 || len(b.Histograms) == 0 {
@@ -265,23 +276,67 @@ func TestDecodeMetricsReservesItsRows(t *testing.T) {
 			}
 		})
 	}
-	// 100 000 empty gauge points (2 bytes each) and 1000 of 8 bytes.
+
+	// A point of 9 bytes (a timestamp) counts, one of 8 does not.
+	if got := payloadPoints(pointsRequest(5, 9, 8, 9, 2, 0)); got != [4]int{2, 0, 0, 0} {
+		t.Errorf("gauge points of 9, 8, 9, 2 and 0 bytes: counted %v, want 2 gauges", got)
+	}
+	if got := payloadPoints(pointsRequest(10, 9, 20)); got != [4]int{0, 0, 0, 2} {
+		t.Errorf("two exponential histogram points: counted %v", got)
+	}
+	// 100 000 empty gauge points (2 bytes each).
 	md := pmetric.NewMetrics()
 	dps := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty().Metrics().AppendEmpty().SetEmptyGauge().DataPoints()
 	for range 100000 {
 		dps.AppendEmpty()
 	}
-	for range 1000 {
-		dps.AppendEmpty().SetFlags(pmetric.DefaultDataPointFlags.WithNoRecordedValue(true))
+	if n := payloadPoints(encode(t, md)); n != [4]int{} {
+		t.Errorf("100 000 empty points: %v rows counted", n)
 	}
-	payload := encode(t, md)
-	if n := payloadPoints(payload); n != [4]int{} {
-		t.Errorf("%d bytes of points too short to pass: %v rows reserved", len(payload), n)
+
+	// 1 MiB of 11-byte points behind a field the decoder refuses at once:
+	// counted, but not reserved beyond the bound.
+	sizes := make([]int, 1<<20/13)
+	for i := range sizes {
+		sizes[i] = 11
 	}
-	// What cannot be read stops the count without a panic.
-	for i := range payload[:64] {
-		payloadPoints(payload[:i])
+	hostile := append(protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.VarintType), 0), pointsRequest(10, sizes...)...)
+	if n := payloadPoints(hostile); n[3] != len(sizes) {
+		t.Fatalf("counted %v, want %d exponential histograms", n, len(sizes))
 	}
+	b := &store.Batch{}
+	if _, ok := NewResourceCache(0, nil).decodeMetrics(hostile, newEdge(lim, now), b); ok {
+		t.Fatal("the decoder took a request whose first field is a varint resource_metrics")
+	}
+	growForPayload(hostile, b)
+	if limit := len(hostile) / reservePointBytes; cap(b.ExpHistograms) > limit+limit/8 {
+		t.Errorf("a %d-byte request reserved %d exponential histogram rows, more than %d", len(hostile), cap(b.ExpHistograms), limit)
+	}
+
+	// What cannot be read ends the count without a panic.
+	payload := agentRequest()
+	for i := range payload[:256] {
+		if n := payloadPoints(payload[:i]); n[0]+n[1]+n[2]+n[3] > 500 {
+			t.Fatalf("%d bytes of a 500-point request: %v counted", i, n)
+		}
+	}
+}
+
+// pointsRequest is an OTLP metrics request (protobuf) of one metric of
+// kind (5 gauge, 7 sum, 9 histogram, 10 exponential histogram) whose data
+// points are sizes bytes long (zeros: only their framing is real).
+func pointsRequest(kind protowire.Number, sizes ...int) []byte {
+	bytesField := func(b []byte, num protowire.Number, v []byte) []byte {
+		return protowire.AppendBytes(protowire.AppendTag(b, num, protowire.BytesType), v)
+	}
+	var data []byte
+	for _, n := range sizes {
+		data = bytesField(data, 1, make([]byte, n))
+	}
+	metric := bytesField(bytesField(nil, 1, []byte("m")), kind, data)
+	scope := bytesField(nil, 2, metric)
+	resource := bytesField(nil, 2, scope)
+	return bytesField(nil, 1, resource)
 }
 
 // TestDecodeMetricsLeavesToPdata: each request the decoder is not for goes

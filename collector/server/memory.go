@@ -18,7 +18,8 @@ import (
 const DefaultGCPercent = 100
 
 // Memory tunes the Go runtime's garbage collector for the collector
-// process. GOGC and GOMEMLIMIT in the environment win over the file.
+// process, once at start (a change takes a restart). GOGC and GOMEMLIMIT
+// set in the environment win over the file.
 type Memory struct {
 	// GCPercent is the garbage collector's target (Go's GOGC): the heap
 	// grows this many percent over the live heap before a collection.
@@ -44,14 +45,15 @@ func (m Memory) Validate() error {
 }
 
 // Apply sets the process's garbage collector target and soft memory limit
-// from m, except where GOGC or GOMEMLIMIT is set in the environment (the
-// runtime has read those, and they win). It changes the whole process: the
+// from m, except where GOGC or GOMEMLIMIT is set, not empty, in the
+// environment (the runtime has read those, and they win; an empty one the
+// runtime ignores, and so does Apply). It changes the whole process: the
 // composition root calls it once, before the collector starts.
 func (m Memory) Apply(log *slog.Logger) {
 	if log == nil {
 		log = slog.Default()
 	}
-	if v, ok := os.LookupEnv("GOGC"); ok {
+	if v := os.Getenv("GOGC"); v != "" {
 		log.Info("memory.gc_percent: GOGC is set in the environment and wins", "GOGC", v, "gc_percent", m.GCPercent)
 	} else {
 		debug.SetGCPercent(m.GCPercent)
@@ -59,7 +61,7 @@ func (m Memory) Apply(log *slog.Logger) {
 	if m.LimitBytes == 0 {
 		return
 	}
-	if v, ok := os.LookupEnv("GOMEMLIMIT"); ok {
+	if v := os.Getenv("GOMEMLIMIT"); v != "" {
 		log.Info("memory.limit_bytes: GOMEMLIMIT is set in the environment and wins", "GOMEMLIMIT", v, "limit_bytes", m.LimitBytes)
 		return
 	}

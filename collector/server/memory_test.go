@@ -2,7 +2,6 @@ package server
 
 import (
 	"math"
-	"os"
 	"runtime/debug"
 	"testing"
 )
@@ -26,10 +25,9 @@ func gcPercent() int {
 
 func TestMemoryApply(t *testing.T) {
 	restoreGC(t)
-	for _, k := range []string{"GOGC", "GOMEMLIMIT"} {
-		t.Setenv(k, "") // restored after the test
-		os.Unsetenv(k)  // unset for Apply's LookupEnv
-	}
+	// Empty, as if unset: the runtime ignores an empty GOGC, so does Apply.
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
 
 	debug.SetMemoryLimit(math.MaxInt64)
 	Memory{GCPercent: 37}.Apply(nil)

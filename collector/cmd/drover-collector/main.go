@@ -18,7 +18,6 @@ import (
 
 	"github.com/drover-ml/drover/collector/server"
 	"github.com/drover-ml/drover/shared/buildinfo"
-	"github.com/drover-ml/drover/shared/fieldpath"
 )
 
 const usage = `Usage: drover-collector <command> [flags]
@@ -131,11 +130,11 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		}()
 	}
 	// The garbage collector's settings belong to the process, not to one
-	// collector: applied here, once (Run validates the rest of the file).
-	if err := cfg.Memory.Validate(); err != nil {
-		return fieldpath.Prefix("memory", err)
+	// collector: applied here, once, from a valid configuration (Run
+	// reports every problem of one that is not).
+	if cfg.Validate() == nil {
+		cfg.Memory.Apply(log)
 	}
-	cfg.Memory.Apply(log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// SIGHUP reloads what can change at run time (the tokens).
