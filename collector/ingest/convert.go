@@ -282,11 +282,17 @@ func growFor(md pmetric.Metrics, b *store.Batch) {
 		}
 	}
 	b.Resources = slices.Grow(b.Resources, rms.Len())
+	reserveMetricRows(b, [4]int(n[:4]))
+	b.Summaries = slices.Grow(b.Summaries, n[4])
+}
+
+// reserveMetricRows makes room in b for n more gauges, sums, histograms and
+// exponential histograms, in that order.
+func reserveMetricRows(b *store.Batch, n [4]int) {
 	b.Gauges = slices.Grow(b.Gauges, n[0])
 	b.Sums = slices.Grow(b.Sums, n[1])
 	b.Histograms = slices.Grow(b.Histograms, n[2])
 	b.ExpHistograms = slices.Grow(b.ExpHistograms, n[3])
-	b.Summaries = slices.Grow(b.Summaries, n[4])
 }
 
 func (rc *ResourceCache) convertMetrics(md pmetric.Metrics, b *store.Batch) {

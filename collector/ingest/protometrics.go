@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"math"
-	"slices"
 	"unsafe"
 
 	"go.opentelemetry.io/collector/pdata/pmetric"
@@ -75,10 +74,7 @@ func growForPayload(payload []byte, b *store.Batch) {
 			n[k] = int(int64(n[k]) * int64(limit) / int64(total))
 		}
 	}
-	b.Gauges = slices.Grow(b.Gauges, n[0])
-	b.Sums = slices.Grow(b.Sums, n[1])
-	b.Histograms = slices.Grow(b.Histograms, n[2])
-	b.ExpHistograms = slices.Grow(b.ExpHistograms, n[3])
+	reserveMetricRows(b, n)
 }
 
 // reservePointBytes is the payload bytes growForPayload asks for each row

@@ -8,8 +8,7 @@ import (
 
 // restoreGC puts the process's GC target and memory limit back after t.
 func restoreGC(t *testing.T) {
-	percent := debug.SetGCPercent(100)
-	debug.SetGCPercent(percent)
+	percent := gcPercent()
 	limit := debug.SetMemoryLimit(-1)
 	t.Cleanup(func() {
 		debug.SetGCPercent(percent)
@@ -17,6 +16,8 @@ func restoreGC(t *testing.T) {
 	})
 }
 
+// gcPercent is the process's GC target (SetGCPercent only reads it by
+// setting it).
 func gcPercent() int {
 	p := debug.SetGCPercent(100)
 	debug.SetGCPercent(p)
