@@ -43,6 +43,7 @@ type Config struct {
 	Monitoring monitor.Config         `yaml:"monitoring"`
 	Control    Control                `yaml:"control"`
 	Models     map[string]ModelConfig `yaml:"models"`
+	Process    Process                `yaml:"process"`
 }
 
 // DefaultControlAddr is the control listener's default address: loopback
@@ -246,6 +247,7 @@ func (c Config) Validate() error {
 		fieldpath.Prefix("telemetry", c.Telemetry.Validate()),
 		fieldpath.Prefix("monitoring", c.Monitoring.Validate()),
 		fieldpath.Prefix("control", c.Control.Validate()),
+		fieldpath.Prefix("process", c.Process.Validate()),
 	)
 	for _, n := range slices.Sorted(maps.Keys(c.Models)) {
 		if !manifest.ValidName(n) {

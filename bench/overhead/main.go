@@ -28,8 +28,9 @@
 // With -rounds N every path is measured N times, the paths in turn, and
 // each figure is the median over the rounds.
 //
-// -agent-gomaxprocs N runs the agent with GOMAXPROCS=N (an operator's
-// setting, to compare with the default in another run).
+// -agent-gomaxprocs N runs the agent with process.gomaxprocs N in its
+// config file (an operator's setting; 0 keeps Go's default, every CPU), to
+// compare with the default in another run.
 //
 //	go run ./bench/overhead [-duration 5s] [-clients 4] [-rounds 1] [-agent-gomaxprocs 0] [-rates 100,300,1000] [-debug-addr 127.0.0.1:6060]
 package main
@@ -84,7 +85,7 @@ func (r result) cpu() float64 { return r.cpuSelf + r.cpuAgent }
 func main() {
 	duration := flag.Duration("duration", 5*time.Second, "how long each measurement runs")
 	clients := flag.Int("clients", 4, "concurrent clients for the throughput runs")
-	gomaxprocs := flag.Int("agent-gomaxprocs", 0, "run the agent with GOMAXPROCS set to this (0: the Go default, every CPU)")
+	gomaxprocs := flag.Int("agent-gomaxprocs", 0, "run the agent with process.gomaxprocs set to this (0: Go's default, every CPU)")
 	rounds := flag.Int("rounds", 1, "measure every path this many times, the paths in turn, and report each figure's median (3 on a noisy machine)")
 	debugAddr := flag.String("debug-addr", "", "start the agent with --debug-addr (pprof) on this address, to profile it during the runs")
 	rates := flag.String("rates", "100,300,1000", "open-loop request rates (req/s) for the light-load rows; empty for none")
@@ -113,17 +114,13 @@ func main() {
 		fmt.Fprintf(os.Stderr, "overhead: -rounds must be >= 1, got %d\n", *rounds)
 		os.Exit(2)
 	}
-	var env []string
-	if *gomaxprocs > 0 {
-		env = []string{"GOMAXPROCS=" + strconv.Itoa(*gomaxprocs)}
-	}
-	if err := run(*duration, *clients, *rounds, env, rs, *debugAddr, names); err != nil {
+	if err := run(*duration, *clients, *rounds, *gomaxprocs, rs, *debugAddr, names); err != nil {
 		fmt.Fprintln(os.Stderr, "overhead:", err)
 		os.Exit(1)
 	}
 }
 
-func run(d time.Duration, n, rounds int, env []string, rates []int, debugAddr string, only []string) error {
+func run(d time.Duration, n, rounds, gomaxprocs int, rates []int, debugAddr string, only []string) error {
 	if err := runtime.Init(""); err != nil {
 		return err
 	}
@@ -164,7 +161,13 @@ func run(d time.Duration, n, rounds int, env []string, rates []int, debugAddr st
 	if debugAddr != "" {
 		extra = []string{"--debug-addr", debugAddr}
 	}
-	agent, err := agentproc.StartEnv(env, bin, store, filepath.Join(tmp, "agent"), "runtime: {intra_op_threads: 1, inter_op_threads: 1}\n", extra...)
+	conf := "runtime: {intra_op_threads: 1, inter_op_threads: 1}\n"
+	procs := fmt.Sprintf(", agent GOMAXPROCS %d (Go's default)", goruntime.GOMAXPROCS(0))
+	if gomaxprocs > 0 {
+		conf += fmt.Sprintf("process: {gomaxprocs: %d}\n", gomaxprocs)
+		procs = fmt.Sprintf(", agent process.gomaxprocs %d", gomaxprocs)
+	}
+	agent, err := agentproc.Start(bin, store, filepath.Join(tmp, "agent"), conf, extra...)
 	if err != nil {
 		return err
 	}
@@ -179,7 +182,7 @@ func run(d time.Duration, n, rounds int, env []string, rates []int, debugAddr st
 	cpuAgent := func() float64 { c, _ := agent.CPUSeconds(); return c }
 	ncpu := goruntime.NumCPU()
 
-	fmt.Printf("drover-agent overhead vs raw ONNX Runtime %s (intra/inter-op threads 1), %s per run, batch 1, %d CPUs%s\n\n", runtime.Version(), d, ncpu, strings.Join(append([]string{""}, env...), ", agent "))
+	fmt.Printf("drover-agent overhead vs raw ONNX Runtime %s (intra/inter-op threads 1), %s per run, batch 1, %d CPUs%s\n\n", runtime.Version(), d, ncpu, procs)
 	fmt.Printf("%-5s %-12s %3s %9s %9s %9s %11s %8s %9s %9s %9s %9s %7s %7s %9s\n", "model", "path", "c", "p50 µs", "p99 µs", "req/s", "added p50", "tput %",
 		"cpu µs", "agent µs", "beyond", "ceiling", "share", "cpu sh", "bey gap")
 	type openRow struct {

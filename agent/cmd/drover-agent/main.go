@@ -158,6 +158,7 @@ func runAgent(f flags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	file.Process.Apply(log)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	reload := make(chan struct{}, 1)

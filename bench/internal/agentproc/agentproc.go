@@ -65,12 +65,6 @@ func freeAddr() (string, error) {
 // dataDir/agent.yaml; empty for none) and extra flags (e.g. --debug-addr)
 // and waits until it reports ready.
 func Start(bin, modelDir, dataDir, config string, extra ...string) (*Agent, error) {
-	return StartEnv(nil, bin, modelDir, dataDir, config, extra...)
-}
-
-// StartEnv is Start with env ("KEY=value") added to this process's
-// environment for the agent (e.g. GOMAXPROCS=1).
-func StartEnv(env []string, bin, modelDir, dataDir, config string, extra ...string) (*Agent, error) {
 	h, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -104,9 +98,6 @@ func StartEnv(env []string, bin, modelDir, dataDir, config string, extra ...stri
 	}
 	a.cmd = exec.Command(bin, args...)
 	a.cmd.Stdout, a.cmd.Stderr = logf, logf
-	if len(env) > 0 {
-		a.cmd.Env = append(os.Environ(), env...)
-	}
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := a.cmd.Start(); err != nil {
 		return nil, err
