@@ -3,8 +3,9 @@ package config
 import (
 	"fmt"
 	"log/slog"
-	"os"
 	goruntime "runtime"
+
+	"github.com/drover-ml/drover/shared/procenv"
 )
 
 // MaxGoMaxProcs is the largest process.gomaxprocs: Go's own cap on
@@ -46,16 +47,12 @@ func (p Process) Validate() error {
 // container's CPU limit). It changes the whole process: the composition
 // root calls it once, before the agent starts.
 func (p Process) Apply(log *slog.Logger) {
-	if log == nil {
-		log = slog.Default()
-	}
-	if p.GoMaxProcs == 0 {
-		return
-	}
-	if v := os.Getenv("GOMAXPROCS"); v != "" {
-		log.Info("process.gomaxprocs: GOMAXPROCS is set in the environment and wins", "GOMAXPROCS", v, "gomaxprocs", p.GoMaxProcs)
+	if p.GoMaxProcs == 0 || procenv.Wins(log, "GOMAXPROCS", "process.gomaxprocs", p.GoMaxProcs) {
 		return
 	}
 	goruntime.GOMAXPROCS(p.GoMaxProcs)
+	if log == nil {
+		log = slog.Default()
+	}
 	log.Info("process.gomaxprocs", "gomaxprocs", p.GoMaxProcs)
 }

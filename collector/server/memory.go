@@ -4,8 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"runtime/debug"
+
+	"github.com/drover-ml/drover/shared/procenv"
 )
 
 // DefaultGCPercent is memory.gc_percent's default, Go's own. The
@@ -50,20 +51,10 @@ func (m Memory) Validate() error {
 // runtime ignores, and so does Apply). It changes the whole process: the
 // composition root calls it once, before the collector starts.
 func (m Memory) Apply(log *slog.Logger) {
-	if log == nil {
-		log = slog.Default()
-	}
-	if v := os.Getenv("GOGC"); v != "" {
-		log.Info("memory.gc_percent: GOGC is set in the environment and wins", "GOGC", v, "gc_percent", m.GCPercent)
-	} else {
+	if !procenv.Wins(log, "GOGC", "memory.gc_percent", m.GCPercent) {
 		debug.SetGCPercent(m.GCPercent)
 	}
-	if m.LimitBytes == 0 {
-		return
+	if m.LimitBytes != 0 && !procenv.Wins(log, "GOMEMLIMIT", "memory.limit_bytes", m.LimitBytes) {
+		debug.SetMemoryLimit(m.LimitBytes)
 	}
-	if v := os.Getenv("GOMEMLIMIT"); v != "" {
-		log.Info("memory.limit_bytes: GOMEMLIMIT is set in the environment and wins", "GOMEMLIMIT", v, "limit_bytes", m.LimitBytes)
-		return
-	}
-	debug.SetMemoryLimit(m.LimitBytes)
 }
