@@ -29,11 +29,13 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/drover-collector ./collector/cmd/drover-collector
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/droverctl ./collector/cmd/droverctl
 
-## test: deps, go vet, and every test (with the race detector) against the
-## real ONNX Runtime and the real ClickHouse engine; fuzz seed corpora run too
+## test: deps, and every test (with the race detector) against the real
+## ONNX Runtime and the real ClickHouse engine, each package vetted first
+## with all of go vet's checks (-vet=all: on the race build, so a clean
+## machine compiles the dependencies once, not twice); fuzz seed corpora
+## run too
 test: deps
-	$(GO) vet ./...
-	$(GO) test -race -timeout 12m ./...
+	$(GO) test -race -vet=all -timeout 12m ./...
 
 ## run: the closed loop on this machine (deploy/local/run.sh, docs/demo.md):
 ## the embedded ClickHouse on 9000/8123, a collector with the built-in
