@@ -313,10 +313,11 @@ func TestDecodeMetricsReservesItsRows(t *testing.T) {
 		t.Errorf("a %d-byte request reserved %d exponential histogram rows, more than %d", len(hostile), cap(b.ExpHistograms), limit)
 	}
 
-	// What cannot be read ends the count without a panic.
+	// What cannot be read ends the count without a panic, and a cut
+	// request counts no more points than its bytes hold (9 at least each).
 	payload := agentRequest()
-	for i := range payload[:256] {
-		if n := payloadPoints(payload[:i]); n[0]+n[1]+n[2]+n[3] > 500 {
+	for i := range payload[:4096] {
+		if n := payloadPoints(payload[:i]); 9*(n[0]+n[1]+n[2]+n[3]) > i {
 			t.Fatalf("%d bytes of a 500-point request: %v counted", i, n)
 		}
 	}

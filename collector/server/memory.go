@@ -48,9 +48,14 @@ func (m Memory) Validate() error {
 // Apply sets the process's garbage collector target and soft memory limit
 // from m, except where GOGC or GOMEMLIMIT is set, not empty, in the
 // environment (the runtime has read those, and they win; an empty one the
-// runtime ignores, and so does Apply). It changes the whole process: the
-// composition root calls it once, before the collector starts.
+// runtime ignores, and so does Apply). A section Validate refuses changes
+// nothing (Run reports it with the file's other problems). It changes the
+// whole process: the composition root calls it once, before the collector
+// starts.
 func (m Memory) Apply(log *slog.Logger) {
+	if m.Validate() != nil {
+		return
+	}
 	if !procenv.Wins(log, "GOGC", "memory.gc_percent", m.GCPercent) {
 		debug.SetGCPercent(m.GCPercent)
 	}

@@ -45,6 +45,14 @@ func TestMemoryApply(t *testing.T) {
 	if got := debug.SetMemoryLimit(-1); got != 512<<20 {
 		t.Errorf("memory limit after Apply(limit_bytes 512 MiB) = %d", got)
 	}
+	// A section Validate refuses changes nothing.
+	Memory{GCPercent: 5, LimitBytes: 1}.Apply(nil)
+	if got := gcPercent(); got != 80 {
+		t.Errorf("GC percent after Apply(gc_percent 5) = %d, want 80 unchanged", got)
+	}
+	if got := debug.SetMemoryLimit(-1); got != 512<<20 {
+		t.Errorf("memory limit after Apply(limit_bytes 1) = %d, want 512 MiB unchanged", got)
+	}
 }
 
 func TestMemoryApplyEnvironmentWins(t *testing.T) {

@@ -130,11 +130,8 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		}()
 	}
 	// The garbage collector's settings belong to the process, not to one
-	// collector: applied here, once, from a valid configuration (Run
-	// reports every problem of one that is not).
-	if cfg.Validate() == nil {
-		cfg.Memory.Apply(log)
-	}
+	// collector: applied here, once.
+	cfg.Memory.Apply(log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// SIGHUP reloads what can change at run time (the tokens).
