@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	goruntime "runtime"
+	"time"
 
 	"github.com/drover-ml/drover/shared/procenv"
 )
@@ -31,14 +32,50 @@ type Process struct {
 	// and loading a new version) needs one: docs/agent.md, CPUs, has the
 	// measurements.
 	GoMaxProcs int `yaml:"gomaxprocs"`
+	// TimerSlack is how late Linux may end the agent's timed sleeps and
+	// waits, to wake them together (the thread's timer slack, 50µs unless
+	// the service manager set another). 0 keeps the one the process
+	// started with. Go's runtime monitor sleeps 20µs at a time while
+	// goroutines run, so a busy agent wakes it thousands of times a second;
+	// a slack of a millisecond lets it sleep that long. What may wait that
+	// much longer: timers (deadlines, tickers) and taking a thread back from
+	// a call into ONNX Runtime when no other thread is free. Linux only; it
+	// takes effect by starting the agent over, in place, at start.
+	TimerSlack time.Duration `yaml:"timer_slack"`
 }
+
+// MaxTimerSlack is the largest process.timer_slack.
+const MaxTimerSlack = 100 * time.Millisecond
 
 // Validate checks the process section; paths are relative to it.
 func (p Process) Validate() error {
 	if p.GoMaxProcs < 0 || p.GoMaxProcs > MaxGoMaxProcs {
 		return fmt.Errorf("gomaxprocs: must be from 0 (Go's default, the CPUs) to %d, got %d", MaxGoMaxProcs, p.GoMaxProcs)
 	}
+	if p.TimerSlack < 0 || p.TimerSlack > MaxTimerSlack {
+		return fmt.Errorf("timer_slack: must be from 0 (the slack the process started with) to %s, got %s", MaxTimerSlack, p.TimerSlack)
+	}
 	return nil
+}
+
+// ApplyTimerSlack gives every thread of the process timer_slack, when it
+// is not 0, with exec (procenv.ExecWithTimerSlack in drover-agent: it
+// starts the process over, in place, and returns nil once it runs with
+// the slack). Where exec fails the agent goes on with the slack it has,
+// and says why. The composition root calls it first, before it opens
+// anything.
+func (p Process) ApplyTimerSlack(log *slog.Logger, exec func(time.Duration) error) {
+	if p.TimerSlack == 0 || exec == nil {
+		return
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := exec(p.TimerSlack); err != nil {
+		log.Warn("process.timer_slack not applied; the agent runs with the slack it started with", "timer_slack", p.TimerSlack, "err", err)
+		return
+	}
+	log.Info("process.timer_slack", "timer_slack", p.TimerSlack)
 }
 
 // Apply sets the process's GOMAXPROCS from p, except where GOMAXPROCS is

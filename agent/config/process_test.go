@@ -1,8 +1,13 @@
 package config
 
 import (
+	"bytes"
+	"errors"
+	"log/slog"
 	goruntime "runtime"
+	"strings"
 	"testing"
+	"time"
 )
 
 // restoreProcs puts the process's GOMAXPROCS back after t.
@@ -34,5 +39,31 @@ func TestProcessApplyEnvironmentWins(t *testing.T) {
 	Process{GoMaxProcs: 1}.Apply(nil)
 	if got := goruntime.GOMAXPROCS(0); got != 4 {
 		t.Errorf("GOMAXPROCS = %d, want the environment's 4", got)
+	}
+}
+
+func TestProcessApplyTimerSlack(t *testing.T) {
+	var got []time.Duration
+	exec := func(d time.Duration) error { got = append(got, d); return nil }
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	Default().Process.ApplyTimerSlack(log, exec)
+	if len(got) != 0 {
+		t.Errorf("the default (timer_slack 0) started over with %v", got)
+	}
+	Process{TimerSlack: time.Millisecond}.ApplyTimerSlack(log, nil) // tests: no start-over
+	Process{TimerSlack: time.Millisecond}.ApplyTimerSlack(log, exec)
+	if len(got) != 1 || got[0] != time.Millisecond {
+		t.Errorf("timer_slack 1ms started over with %v, want [1ms]", got)
+	}
+	if !strings.Contains(buf.String(), "msg=process.timer_slack timer_slack=1ms") {
+		t.Errorf("log %q does not say the slack applied", buf.String())
+	}
+	buf.Reset()
+	Process{TimerSlack: 2 * time.Millisecond}.ApplyTimerSlack(log, func(time.Duration) error { return errors.New("no /proc/self/exe") })
+	for _, want := range []string{"level=WARN", "process.timer_slack not applied", "timer_slack=2ms", "no /proc/self/exe"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("log %q does not say %q", buf.String(), want)
+		}
 	}
 }

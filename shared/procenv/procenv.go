@@ -1,7 +1,8 @@
-// Package procenv is for configuration keys that set a Go runtime setting
-// an environment variable sets too (GOGC, GOMEMLIMIT, GOMAXPROCS): the
-// runtime has read the environment before the configuration, and the
-// environment wins.
+// Package procenv is for configuration keys that set how the process
+// runs: Go runtime settings an environment variable sets too (GOGC,
+// GOMEMLIMIT, GOMAXPROCS), where the runtime has read the environment
+// before the configuration and the environment wins; and the threads'
+// timer slack, which only starting over gives every thread.
 package procenv
 
 import (

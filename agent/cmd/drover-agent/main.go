@@ -21,6 +21,7 @@ import (
 	"github.com/drover-ml/drover/agent/agent"
 	"github.com/drover-ml/drover/agent/config"
 	"github.com/drover-ml/drover/shared/buildinfo"
+	"github.com/drover-ml/drover/shared/procenv"
 )
 
 type flags struct {
@@ -31,6 +32,8 @@ type flags struct {
 	// fleet are --collector, --token-file and --label, applied over the
 	// file's control section.
 	fleet fleetFlags
+	// startOver gives the process process.timer_slack (realMain's).
+	startOver func(time.Duration) error
 }
 
 // fleetFlags are the fleet-control flags; each, when given, wins over the
@@ -85,10 +88,13 @@ func (ff fleetFlags) apply(c *config.Config) error {
 	return nil
 }
 
-func main() { os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() { os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr, procenv.ExecWithTimerSlack)) }
 
-func realMain(args []string, stdout, stderr io.Writer) int {
-	var f flags
+// realMain runs drover-agent with args; startOver is how it gives its
+// threads process.timer_slack (nil: it does not, as in tests, whose
+// process it must not replace).
+func realMain(args []string, stdout, stderr io.Writer, startOver func(time.Duration) error) int {
+	f := flags{startOver: startOver}
 	fs := flag.NewFlagSet("drover-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.modelDir, "model-dir", "", "model store root: <root>/<model>/<version>/model.onnx (required)")
@@ -148,6 +154,7 @@ func runAgent(f flags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	file.Process.ApplyTimerSlack(log, f.startOver)
 	if f.controlAddr == "" {
 		f.controlAddr = file.Control.Addr
 	}

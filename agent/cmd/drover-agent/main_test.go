@@ -35,7 +35,7 @@ func TestFlags(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			var out bytes.Buffer
-			if code := realMain(tc.args, &out, &out); code != tc.code || !strings.Contains(out.String(), tc.out) {
+			if code := realMain(tc.args, &out, &out, nil); code != tc.code || !strings.Contains(out.String(), tc.out) {
 				t.Fatalf("exit %d, want %d; output %q does not say %q", code, tc.code, out.String(), tc.out)
 			}
 		})
