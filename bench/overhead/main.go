@@ -28,11 +28,13 @@
 // With -rounds N every path is measured N times, the paths in turn, and
 // each figure is the median over the rounds.
 //
-// -agent-gomaxprocs N runs the agent with process.gomaxprocs N in its
-// config file (an operator's setting; 0 keeps Go's default, every CPU), to
-// compare with the default in another run.
+// -agent-gomaxprocs N and -agent-timer-slack D run the agent with
+// process.gomaxprocs N and process.timer_slack D in its config file (an
+// operator's settings; 0 keeps the agent's default), to compare with the
+// default in another run. -closed=false measures only the open-loop rows
+// (to profile the agent at light load).
 //
-//	go run ./bench/overhead [-duration 5s] [-clients 4] [-rounds 1] [-agent-gomaxprocs 0] [-rates 100,300,1000] [-debug-addr 127.0.0.1:6060]
+//	go run ./bench/overhead [-duration 5s] [-clients 4] [-rounds 1] [-agent-gomaxprocs 0] [-agent-timer-slack 0] [-rates 100,300,1000] [-closed=true] [-debug-addr 127.0.0.1:6060]
 package main
 
 import (
@@ -86,10 +88,12 @@ func main() {
 	duration := flag.Duration("duration", 5*time.Second, "how long each measurement runs")
 	clients := flag.Int("clients", 4, "concurrent clients for the throughput runs")
 	gomaxprocs := flag.Int("agent-gomaxprocs", 0, "run the agent with process.gomaxprocs set to this (0: Go's default, every CPU)")
+	slack := flag.Duration("agent-timer-slack", 0, "run the agent with process.timer_slack set to this (0: the agent's default)")
 	rounds := flag.Int("rounds", 1, "measure every path this many times, the paths in turn, and report each figure's median (3 on a noisy machine)")
 	debugAddr := flag.String("debug-addr", "", "start the agent with --debug-addr (pprof) on this address, to profile it during the runs")
 	rates := flag.String("rates", "100,300,1000", "open-loop request rates (req/s) for the light-load rows; empty for none")
 	only := flag.String("models", "tiny,big", "the models to measure (tiny, big), comma-separated")
+	closed := flag.Bool("closed", true, "measure the closed-loop rows (false: only the open-loop ones, e.g. to profile the agent at light load)")
 	flag.Parse()
 	var rs []int
 	for _, f := range strings.Split(*rates, ",") {
@@ -114,13 +118,13 @@ func main() {
 		fmt.Fprintf(os.Stderr, "overhead: -rounds must be >= 1, got %d\n", *rounds)
 		os.Exit(2)
 	}
-	if err := run(*duration, *clients, *rounds, *gomaxprocs, rs, *debugAddr, names); err != nil {
+	if err := run(*duration, *clients, *rounds, agentproc.Process{GoMaxProcs: *gomaxprocs, TimerSlack: *slack}, rs, *debugAddr, names, *closed); err != nil {
 		fmt.Fprintln(os.Stderr, "overhead:", err)
 		os.Exit(1)
 	}
 }
 
-func run(d time.Duration, n, rounds, gomaxprocs int, rates []int, debugAddr string, only []string) error {
+func run(d time.Duration, n, rounds int, ac agentproc.Process, rates []int, debugAddr string, only []string, closedLoop bool) error {
 	if err := runtime.Init(""); err != nil {
 		return err
 	}
@@ -162,11 +166,8 @@ func run(d time.Duration, n, rounds, gomaxprocs int, rates []int, debugAddr stri
 		extra = []string{"--debug-addr", debugAddr}
 	}
 	conf := "runtime: {intra_op_threads: 1, inter_op_threads: 1}\n"
-	procs := fmt.Sprintf(", agent GOMAXPROCS %d (Go's default)", goruntime.GOMAXPROCS(0))
-	if gomaxprocs > 0 {
-		conf += fmt.Sprintf("process: {gomaxprocs: %d}\n", gomaxprocs)
-		procs = fmt.Sprintf(", agent process.gomaxprocs %d", gomaxprocs)
-	}
+	conf += ac.YAML()
+	procs := ", agent " + ac.String()
 	agent, err := agentproc.Start(bin, store, filepath.Join(tmp, "agent"), conf, extra...)
 	if err != nil {
 		return err
@@ -218,6 +219,9 @@ func run(d time.Duration, n, rounds, gomaxprocs int, rates []int, debugAddr stri
 		}
 		var rawP50 time.Duration
 		for _, c := range []int{1, n} {
+			if !closedLoop {
+				break
+			}
 			// Every path is measured once per round, the paths in turn, so
 			// that a slow minute of the shared machine lands on one round of
 			// each rather than on all of one path; each figure is the

@@ -6,7 +6,12 @@
 // time, which is measured separately with the raw runtime), and the agent's
 // RSS before and after (target: no growth beyond noise).
 //
-//	go run ./bench/swap [-versions 100] [-rate 300] [-dim 512]
+// -agent-gomaxprocs N and -agent-timer-slack D run the agent with
+// process.gomaxprocs N and process.timer_slack D in its config file (0
+// keeps the agent's default), -debug-addr starts it with pprof on that
+// address (to take an execution trace during the swaps).
+//
+//	go run ./bench/swap [-versions 100] [-rate 300] [-dim 512] [-agent-gomaxprocs 0] [-agent-timer-slack 0] [-debug-addr 127.0.0.1:6060]
 package main
 
 import (
@@ -43,14 +48,17 @@ func main() {
 	rate := flag.Int("rate", 300, "requests per second (open loop)")
 	dim := flag.Int("dim", 512, "model size: a dim×dim linear layer (512 ≈ 1 MB)")
 	steady := flag.Duration("steady", 5*time.Second, "steady-state measurement before the swaps")
+	gomaxprocs := flag.Int("agent-gomaxprocs", 0, "run the agent with process.gomaxprocs set to this (0: Go's default, every CPU)")
+	slack := flag.Duration("agent-timer-slack", 0, "run the agent with process.timer_slack set to this (0: the agent's default)")
+	debugAddr := flag.String("debug-addr", "", "start the agent with --debug-addr (pprof) on this address")
 	flag.Parse()
-	if err := run(*versions, *rate, *dim, *steady); err != nil {
+	if err := run(*versions, *rate, *dim, *steady, agentproc.Process{GoMaxProcs: *gomaxprocs, TimerSlack: *slack}, *debugAddr); err != nil {
 		fmt.Fprintln(os.Stderr, "swap:", err)
 		os.Exit(1)
 	}
 }
 
-func run(nVersions, rate, dim int, steady time.Duration) error {
+func run(nVersions, rate, dim int, steady time.Duration, ap agentproc.Process, debugAddr string) error {
 	if err := runtime.Init(""); err != nil {
 		return err
 	}
@@ -78,7 +86,12 @@ func run(nVersions, rate, dim int, steady time.Duration) error {
 	if err != nil {
 		return err
 	}
-	agent, err := agentproc.Start(bin, store, filepath.Join(tmp, "agent"), "runtime: {intra_op_threads: 1, inter_op_threads: 1}\n")
+	conf := "runtime: {intra_op_threads: 1, inter_op_threads: 1}\n" + ap.YAML()
+	var extra []string
+	if debugAddr != "" {
+		extra = []string{"--debug-addr", debugAddr}
+	}
+	agent, err := agentproc.Start(bin, store, filepath.Join(tmp, "agent"), conf, extra...)
 	if err != nil {
 		return err
 	}
@@ -194,8 +207,8 @@ func run(nVersions, rate, dim int, steady time.Duration) error {
 		}
 	}
 	sp99, wp99 := stats.Quantile(steadyLat, 0.99), stats.Quantile(swapLat, 0.99)
-	fmt.Printf("hot swap under load: %d versions of a %dx%d linear model (%.1f MB each), %d req/s over gRPC\n\n",
-		nVersions, dim, dim, float64(len(models[1]))/1e6, rate)
+	fmt.Printf("hot swap under load: %d versions of a %dx%d linear model (%.1f MB each), %d req/s over gRPC, agent %s\n\n",
+		nVersions, dim, dim, float64(len(models[1]))/1e6, rate, ap)
 	fmt.Printf("requests                 %d (%d during swaps), failed %d (target 0)\n", len(samples), len(swapLat), failed)
 	if firstErr != nil {
 		fmt.Printf("first error              %v\n", firstErr)

@@ -1,0 +1,43 @@
+package agentproc
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Process is the agent's process section as a benchmark sets it from its
+// -agent-* flags; zero values leave the agent's defaults.
+type Process struct {
+	GoMaxProcs int
+	TimerSlack time.Duration
+}
+
+// YAML is the process section with the keys that are set, or "".
+func (p Process) YAML() string {
+	var keys []string
+	if p.GoMaxProcs > 0 {
+		keys = append(keys, fmt.Sprintf("gomaxprocs: %d", p.GoMaxProcs))
+	}
+	if p.TimerSlack > 0 {
+		keys = append(keys, fmt.Sprintf("timer_slack: %s", p.TimerSlack))
+	}
+	if len(keys) == 0 {
+		return ""
+	}
+	return "process: {" + strings.Join(keys, ", ") + "}\n"
+}
+
+// String says what the agent runs with, for a benchmark's header.
+func (p Process) String() string {
+	s := "GOMAXPROCS: Go's default"
+	if p.GoMaxProcs > 0 {
+		s = fmt.Sprintf("process.gomaxprocs %d", p.GoMaxProcs)
+	}
+	if p.TimerSlack > 0 {
+		s += fmt.Sprintf(", process.timer_slack %s", p.TimerSlack)
+	} else {
+		s += ", timer slack: the agent's default"
+	}
+	return s
+}
