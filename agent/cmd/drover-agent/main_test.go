@@ -2,18 +2,35 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/drover-ml/drover/shared/testenv"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// agentChildEnv makes this test binary run drover-agent's main, with its
+// arguments, for TestTimerSlackStartsOver.
+const agentChildEnv = "DROVER_AGENT_TEST_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(agentChildEnv) != "" {
+		main()
+	}
+	goleak.VerifyTestMain(m)
+}
 
 func TestFlags(t *testing.T) {
 	for name, tc := range map[string]struct {
@@ -64,4 +81,101 @@ func TestSignals(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("SIGTERM did not stop the agent")
 	}
+}
+
+// TestTimerSlackStartsOver runs drover-agent (this binary's main) with
+// process.timer_slack: it starts over in place (the same process) with its
+// flags, logs the slack, gives it to every thread, serves, and stops on
+// SIGTERM.
+func TestTimerSlackStartsOver(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(cfg, []byte("process: {timer_slack: 2ms}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "models"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var addrs [3]string
+	for i := range addrs {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs[i] = l.Addr().String()
+		l.Close()
+	}
+	cmd := exec.Command(os.Args[0], "--model-dir", filepath.Join(dir, "models"), "--data-dir", filepath.Join(dir, "data"), "--config", cfg,
+		"--http-addr", addrs[0], "--grpc-addr", addrs[1], "--control-addr", addrs[2])
+	cmd.Env = append(os.Environ(), agentChildEnv+"=1")
+	var logs syncBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	})
+	testenv.Eventually(t, 60*time.Second, "the agent serves on --http-addr after starting over", func() bool {
+		resp, err := http.Get("http://" + addrs[0] + "/v2/health/live")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return true
+	})
+	if out := logs.String(); !strings.Contains(out, "msg=process.timer_slack timer_slack=2ms") {
+		t.Errorf("log does not say the slack applied:\n%s", out)
+	}
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", cmd.Process.Pid))
+	if err != nil || len(tasks) == 0 {
+		t.Fatalf("threads of %d: %v %v", cmd.Process.Pid, tasks, err)
+	}
+	read := 0
+	for _, task := range tasks {
+		// Another process's slack needs CAP_SYS_NICE to read.
+		b, err := os.ReadFile("/proc/" + filepath.Base(task) + "/timerslack_ns")
+		if err != nil {
+			continue
+		}
+		read++
+		if got := strings.TrimSpace(string(b)); got != "2000000" {
+			t.Errorf("thread %s has timer slack %sns, want 2000000", filepath.Base(task), got)
+		}
+	}
+	t.Logf("%d of %d threads' slack read", read, len(tasks))
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		exited <- err
+		if err != nil {
+			t.Errorf("drover-agent exited with %v after SIGTERM:\n%s", err, logs.String())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("drover-agent did not stop 60s after SIGTERM")
+	}
+}
+
+// syncBuffer is a bytes.Buffer the child's output goroutines may write
+// while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
