@@ -198,6 +198,7 @@ func Default() Config {
 		Telemetry:  telemetry.DefaultConfig(),
 		Monitoring: monitor.DefaultConfig(),
 		Control:    Control{Addr: DefaultControlAddr, HeartbeatInterval: DefaultHeartbeatInterval},
+		Process:    Process{TimerSlack: DefaultTimerSlack},
 	}
 }
 

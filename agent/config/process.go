@@ -33,16 +33,25 @@ type Process struct {
 	// measurements.
 	GoMaxProcs int `yaml:"gomaxprocs"`
 	// TimerSlack is how late Linux may end the agent's timed sleeps and
-	// waits, to wake them together (the thread's timer slack, 50µs unless
-	// the service manager set another). 0 keeps the one the process
-	// started with. Go's runtime monitor sleeps 20µs at a time while
-	// goroutines run, so a busy agent wakes it thousands of times a second;
-	// a slack of a millisecond lets it sleep that long. What may wait that
-	// much longer: timers (deadlines, tickers) and taking a thread back from
-	// a call into ONNX Runtime when no other thread is free. Linux only; it
-	// takes effect by starting the agent over, in place, at start.
+	// waits, to wake them together: its threads' timer slack (Linux's own
+	// is 50µs, unless the service manager set another). The default is
+	// DefaultTimerSlack; 0 keeps the one the process started with. Go's
+	// runtime monitor sleeps 20µs at a time while goroutines run, so with
+	// 50µs a busy agent wakes it thousands of times a second, each a thread
+	// switch. What may wait up to the slack longer: timers (deadlines,
+	// tickers), taking a thread back from a call into ONNX Runtime when no
+	// other thread is free, and an idle thread's 3µs pause before it takes
+	// work from a busy one, which costs throughput at several clients when
+	// the slack is large (docs/agent.md, CPUs). Linux only; it takes effect
+	// by starting the agent over, in place, at start.
 	TimerSlack time.Duration `yaml:"timer_slack"`
 }
+
+// DefaultTimerSlack is process.timer_slack's default. On the 2-CPU test
+// machine it took a fifth to a third of the agent's CPU per request off at
+// one client and cost nothing measurable at four; 1ms saved more at one
+// client but lost up to a tenth of the throughput at four.
+const DefaultTimerSlack = 250 * time.Microsecond
 
 // MaxTimerSlack is the largest process.timer_slack.
 const MaxTimerSlack = 100 * time.Millisecond

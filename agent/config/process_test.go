@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	goruntime "runtime"
 	"strings"
 	"testing"
@@ -47,14 +49,18 @@ func TestProcessApplyTimerSlack(t *testing.T) {
 	exec := func(d time.Duration) error { got = append(got, d); return nil }
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
-	Default().Process.ApplyTimerSlack(log, exec)
+	Process{}.ApplyTimerSlack(log, exec)
 	if len(got) != 0 {
-		t.Errorf("the default (timer_slack 0) started over with %v", got)
+		t.Errorf("timer_slack 0 (keep the slack the process started with) started over with %v", got)
 	}
-	Process{TimerSlack: time.Millisecond}.ApplyTimerSlack(log, nil) // tests: no start-over
+	Default().Process.ApplyTimerSlack(log, nil) // tests: no start-over
+	if len(got) != 0 || buf.Len() != 0 {
+		t.Errorf("without exec: started over with %v, logged %q", got, buf.String())
+	}
 	Process{TimerSlack: time.Millisecond}.ApplyTimerSlack(log, exec)
-	if len(got) != 1 || got[0] != time.Millisecond {
-		t.Errorf("timer_slack 1ms started over with %v, want [1ms]", got)
+	Default().Process.ApplyTimerSlack(log, exec)
+	if len(got) != 2 || got[0] != time.Millisecond || got[1] != 250*time.Microsecond {
+		t.Errorf("timer_slack 1ms, then the default, started over with %v, want [1ms 250µs]", got)
 	}
 	if !strings.Contains(buf.String(), "msg=process.timer_slack timer_slack=1ms") {
 		t.Errorf("log %q does not say the slack applied", buf.String())
@@ -65,5 +71,27 @@ func TestProcessApplyTimerSlack(t *testing.T) {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("log %q does not say %q", buf.String(), want)
 		}
+	}
+}
+
+// TestTimerSlackDefault: a file without timer_slack gets the default; an
+// explicit 0s keeps the slack the process started with.
+func TestTimerSlackDefault(t *testing.T) {
+	c, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Process.TimerSlack != DefaultTimerSlack || DefaultTimerSlack != 250*time.Microsecond {
+		t.Errorf("default timer_slack = %s, want 250µs", c.Process.TimerSlack)
+	}
+	path := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(path, []byte("process: {timer_slack: 0s}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = Load(path); err != nil {
+		t.Fatal(err)
+	}
+	if c.Process.TimerSlack != 0 {
+		t.Errorf("timer_slack: 0s loads as %s, want 0 (keep the process's slack)", c.Process.TimerSlack)
 	}
 }

@@ -8,10 +8,10 @@
 //
 // -agent-gomaxprocs N and -agent-timer-slack D run the agent with
 // process.gomaxprocs N and process.timer_slack D in its config file (0
-// keeps the agent's default), -debug-addr starts it with pprof on that
+// and "" keep the agent's defaults), -debug-addr starts it with pprof on that
 // address (to take an execution trace during the swaps).
 //
-//	go run ./bench/swap [-versions 100] [-rate 300] [-dim 512] [-agent-gomaxprocs 0] [-agent-timer-slack 0] [-debug-addr 127.0.0.1:6060]
+//	go run ./bench/swap [-versions 100] [-rate 300] [-dim 512] [-agent-gomaxprocs 0] [-agent-timer-slack 250us] [-debug-addr 127.0.0.1:6060]
 package main
 
 import (
@@ -49,7 +49,7 @@ func main() {
 	dim := flag.Int("dim", 512, "model size: a dim×dim linear layer (512 ≈ 1 MB)")
 	steady := flag.Duration("steady", 5*time.Second, "steady-state measurement before the swaps")
 	gomaxprocs := flag.Int("agent-gomaxprocs", 0, "run the agent with process.gomaxprocs set to this (0: Go's default, every CPU)")
-	slack := flag.Duration("agent-timer-slack", 0, "run the agent with process.timer_slack set to this (0: the agent's default)")
+	slack := flag.String("agent-timer-slack", "", "run the agent with process.timer_slack set to this duration (0s: the slack it started with; empty: the agent's default)")
 	debugAddr := flag.String("debug-addr", "", "start the agent with --debug-addr (pprof) on this address")
 	flag.Parse()
 	if err := run(*versions, *rate, *dim, *steady, agentproc.Process{GoMaxProcs: *gomaxprocs, TimerSlack: *slack}, *debugAddr); err != nil {

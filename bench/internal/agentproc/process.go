@@ -3,14 +3,15 @@ package agentproc
 import (
 	"fmt"
 	"strings"
-	"time"
 )
 
 // Process is the agent's process section as a benchmark sets it from its
 // -agent-* flags; zero values leave the agent's defaults.
 type Process struct {
 	GoMaxProcs int
-	TimerSlack time.Duration
+	// TimerSlack is process.timer_slack as written (a duration; "0s"
+	// keeps the slack the agent started with); "" is the agent's default.
+	TimerSlack string
 }
 
 // YAML is the process section with the keys that are set, or "".
@@ -19,8 +20,8 @@ func (p Process) YAML() string {
 	if p.GoMaxProcs > 0 {
 		keys = append(keys, fmt.Sprintf("gomaxprocs: %d", p.GoMaxProcs))
 	}
-	if p.TimerSlack > 0 {
-		keys = append(keys, fmt.Sprintf("timer_slack: %s", p.TimerSlack))
+	if p.TimerSlack != "" {
+		keys = append(keys, "timer_slack: "+p.TimerSlack)
 	}
 	if len(keys) == 0 {
 		return ""
@@ -34,10 +35,10 @@ func (p Process) String() string {
 	if p.GoMaxProcs > 0 {
 		s = fmt.Sprintf("process.gomaxprocs %d", p.GoMaxProcs)
 	}
-	if p.TimerSlack > 0 {
-		s += fmt.Sprintf(", process.timer_slack %s", p.TimerSlack)
+	if p.TimerSlack != "" {
+		s += ", process.timer_slack " + p.TimerSlack
 	} else {
-		s += ", timer slack: the agent's default"
+		s += ", process.timer_slack: the agent's default"
 	}
 	return s
 }
