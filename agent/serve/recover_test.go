@@ -1,7 +1,6 @@
 package serve
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,24 +26,6 @@ import (
 	"github.com/drover-ml/drover/shared/testmodels"
 )
 
-// syncBuffer is a log destination safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *syncBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // boom makes the test hook panic.
 var boom atomic.Bool
 
@@ -58,7 +38,7 @@ func TestHandlerPanicsAreRecovered(t *testing.T) {
 	if err := agentruntime.Init(testenv.ONNXRuntimeLib(t)); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testenv.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	tel, err := telemetry.New(context.Background(), telemetry.Config{Disabled: true}, telemetry.ResourceInfo{AgentID: "a"}, log)
 	if err != nil {

@@ -34,27 +34,9 @@ type testNode struct {
 	once   sync.Once
 }
 
-// syncBuffer collects a test's logs; they are printed only if it fails.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // testLogger returns a debug logger whose output t prints if it fails.
 func testLogger(t testing.TB) *slog.Logger {
-	buf := &syncBuffer{}
+	buf := &testenv.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("logs:\n%s", buf.String())
@@ -530,13 +512,13 @@ func TestPartitionHeals(t *testing.T) {
 func TestSuspectKeepsModels(t *testing.T) {
 	models := modelNames(200)
 	cut := &links{}
-	logs := make([]*syncBuffer, 3)
+	logs := make([]*testenv.Buffer, 3)
 	var rings [3]*Ring
 	var nodes []*testNode
 	for i := range 3 {
 		c := LoopbackConfig(fmt.Sprintf("n%d", i))
 		c.SuspicionMult = 15 // 7.5s from suspect to dead
-		logs[i] = &syncBuffer{}
+		logs[i] = &testenv.Buffer{}
 		c.Logger = slog.New(slog.NewTextHandler(logs[i], &slog.HandlerOptions{Level: slog.LevelDebug}))
 		if i > 0 {
 			c.Join = []string{nodes[0].r.Addr()}

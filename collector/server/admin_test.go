@@ -231,7 +231,7 @@ func TestRoles(t *testing.T) {
 // create` on collector A is accepted by collector B of the same cluster.
 func TestTokenWorksAcrossCollectors(t *testing.T) {
 	db := testenv.ClickHouse(t)
-	logs := &syncLog{}
+	logs := &testenv.Buffer{}
 	blobs := "file://" + filepath.ToSlash(filepath.Join(t.TempDir(), "blobs")) // one store the whole cluster reaches
 	key := gossipKeyFile(t)                                                    // one key for the cluster
 	nodeConfig := func(name string, join ...string) Config {

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -46,24 +45,6 @@ const (
 	genHistory = 60 * time.Second       // backfilled history, all with the reference distribution
 )
 
-// syncLog collects the collectors' logs; the test prints them if it fails.
-type syncLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncLog) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncLog) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // clusterNode is a collector of the test cluster, running in this process.
 type clusterNode struct {
 	name, admin string
@@ -73,7 +54,7 @@ type clusterNode struct {
 	stop  func() // cancels Run (the ring leaves gracefully) and waits for it
 }
 
-func startNode(t *testing.T, cfg Config, h hooks, logs *syncLog) *clusterNode {
+func startNode(t *testing.T, cfg Config, h hooks, logs *testenv.Buffer) *clusterNode {
 	t.Helper()
 	ls := Listeners{OTLPGRPC: listen(t), OTLPHTTP: listen(t), Admin: listen(t)}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -320,7 +301,7 @@ func TestClusterDriftToOneJob(t *testing.T) {
 		t.Skip("three collectors and a drift incident take about half a minute")
 	}
 	db := testenv.ClickHouse(t)
-	logs := &syncLog{}
+	logs := &testenv.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("collector logs:\n%s", logs.String())

@@ -25,7 +25,7 @@ import (
 
 // runLogged runs a collector like runCollector, its log (debug and up)
 // going to buf.
-func runLogged(t *testing.T, cfg Config, buf *syncLog) *collector {
+func runLogged(t *testing.T, cfg Config, buf *testenv.Buffer) *collector {
 	t.Helper()
 	ls := Listeners{OTLPGRPC: listen(t), OTLPHTTP: listen(t), Admin: listen(t)}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -61,7 +61,7 @@ func TestEmbeddedEngineWatchdogDrill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a ClickHouse engine of its own")
 	}
-	var logs syncLog
+	var logs testenv.Buffer
 	cfg := testConfig(t, store.Embedded, "drill")
 	c := runLogged(t, cfg, &logs)
 	t.Cleanup(c.stop)
@@ -153,7 +153,7 @@ func TestPasswordNotLogged(t *testing.T) {
 	l := listen(t)
 	addr := l.Addr().String()
 	l.Close()
-	var logs syncLog
+	var logs testenv.Buffer
 	cfg := testConfig(t, "clickhouse://drover:"+secret+"@"+addr+"/drover", "nolog")
 	c := runLogged(t, cfg, &logs)
 	testenv.Eventually(t, time.Minute, "a failed connection logged", func() bool {

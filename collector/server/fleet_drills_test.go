@@ -199,7 +199,7 @@ func TestFleetDrillGateOfflineDelete(t *testing.T) {
 // meanwhile.
 func TestFleetDrillCollectorDies(t *testing.T) {
 	db := testenv.ClickHouse(t)
-	logs := &syncLog{}
+	logs := &testenv.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("collector logs:\n%s", logs.String())

@@ -204,7 +204,7 @@ func TestFleetControlChannel(t *testing.T) {
 // waiting on the owner wakes with it.
 func TestFleetChangeAcrossCollectors(t *testing.T) {
 	db := testenv.ClickHouse(t)
-	logs := &syncLog{}
+	logs := &testenv.Buffer{}
 	blobs := "file://" + filepath.ToSlash(filepath.Join(t.TempDir(), "blobs"))
 	key := gossipKeyFile(t)
 	nodeConfig := func(name string, join ...string) Config {

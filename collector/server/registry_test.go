@@ -28,7 +28,7 @@ import (
 // through one collector is pulled byte for byte from the other.
 func TestPublishesAcrossCollectors(t *testing.T) {
 	db := testenv.ClickHouse(t)
-	logs := &syncLog{}
+	logs := &testenv.Buffer{}
 	blobs := "file://" + filepath.ToSlash(filepath.Join(t.TempDir(), "blobs"))
 	key := gossipKeyFile(t) // one key for the cluster
 	nodeConfig := func(name string, join ...string) Config {

@@ -288,7 +288,7 @@ func TestCommitForwardedOverMutualTLS(t *testing.T) {
 	nodeCert, nodeKey := ca.Issue(t, "collector-node", "collector-node")
 	ciCert, ciKey := ca.Issue(t, "ci", "ci")
 	opsCert, opsKey := ca.Issue(t, "ops", "ops")
-	logs := &syncLog{}
+	logs := &testenv.Buffer{}
 	blobs := "file://" + filepath.ToSlash(filepath.Join(t.TempDir(), "blobs"))
 	gossipKey := gossipKeyFile(t)
 	nodeConfig := func(name string, join ...string) Config {

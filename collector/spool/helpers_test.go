@@ -10,31 +10,15 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/drover-ml/drover/shared/testenv"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// logBuffer is a goroutine-safe log sink for asserting on what was logged.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
+// bufLogger logs into l.
+func bufLogger(l *testenv.Buffer) *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
 // openT opens a spool that is closed when the test ends.
 func openT(t testing.TB, dir string, opts Options) *Spool {

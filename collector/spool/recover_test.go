@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/drover-ml/drover/shared/testenv"
 )
 
 // recordBounds returns the start offset of every record in a segment file.
@@ -105,8 +107,8 @@ func TestTornTail(t *testing.T) {
 			}
 			patchFile(t, last, func(b []byte) []byte { return tt.damage(b, bounds[len(bounds)-1]) })
 
-			var logs logBuffer
-			s := openT(t, dir, Options{SegmentBytes: 16 << 10, Logger: logs.logger()})
+			var logs testenv.Buffer
+			s := openT(t, dir, Options{SegmentBytes: 16 << 10, Logger: bufLogger(&logs)})
 			checkRecords(t, readAll(t, s, 1), 1, uint64(tt.keep), 0)
 			checkPending(t, s, int64(tt.keep), pendingBytes(0, tt.keep))
 			if got := strings.Contains(logs.String(), "torn tail"); got != tt.warn {
@@ -266,8 +268,8 @@ func TestCorruption(t *testing.T) {
 			}
 
 			// SkipCorrupt serves everything else, loudly.
-			var logs logBuffer
-			s := openT(t, dir, Options{SegmentBytes: 8 << 10, SkipCorrupt: true, Logger: logs.logger()})
+			var logs testenv.Buffer
+			s := openT(t, dir, Options{SegmentBytes: 8 << 10, SkipCorrupt: true, Logger: bufLogger(&logs)})
 			if !strings.Contains(logs.String(), "level=ERROR") {
 				t.Errorf("no error logged for the corruption:\n%s", logs.String())
 			}

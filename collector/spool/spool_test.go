@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/drover-ml/drover/shared/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -743,8 +745,8 @@ func TestWriteFailure(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, segName(1)), 0o750); err != nil {
 		t.Fatal(err)
 	}
-	var logs logBuffer
-	s, err := Open(dir, Options{Logger: logs.logger()})
+	var logs testenv.Buffer
+	s, err := Open(dir, Options{Logger: bufLogger(&logs)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -804,8 +806,8 @@ func TestID(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir2, idFile), []byte("not hex\n"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	var logs logBuffer
-	s2 := openT(t, dir2, Options{Logger: logs.logger()})
+	var logs testenv.Buffer
+	s2 := openT(t, dir2, Options{Logger: bufLogger(&logs)})
 	if !validID(s2.ID()) {
 		t.Errorf("after a damaged id file the id is %q", s2.ID())
 	}

@@ -1,34 +1,14 @@
 package runtime
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/drover-ml/drover/shared/testenv"
 )
-
-// lockedBuffer is a goroutine-safe log sink: ORT logs from its own threads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestORTLogReachesSlog: with a debug logger, the lines ONNX Runtime logs
 // while it creates a session arrive as slog records with its category, the
@@ -40,7 +20,7 @@ func TestORTLogReachesSlog(t *testing.T) {
 	}
 	model := filepath.Join(testenv.ModuleDir(t, "github.com/yalue/onnxruntime_go"), "test_data", "sklearn_randomforest.onnx")
 
-	var debug lockedBuffer
+	var debug testenv.Buffer
 	b := &ONNX{Log: slog.New(slog.NewTextHandler(&debug, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	m, err := b.Load(context.Background(), model)
 	if err != nil {
@@ -55,7 +35,7 @@ func TestORTLogReachesSlog(t *testing.T) {
 	}
 	t.Logf("first ORT line: %s", strings.SplitN(out, "\n", 2)[0])
 
-	var warn lockedBuffer
+	var warn testenv.Buffer
 	b = &ONNX{Log: slog.New(slog.NewTextHandler(&warn, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	m, err = b.Load(context.Background(), model)
 	if err != nil {

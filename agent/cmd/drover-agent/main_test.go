@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -108,7 +107,7 @@ func TestTimerSlackStartsOver(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "--model-dir", filepath.Join(dir, "models"), "--data-dir", filepath.Join(dir, "data"), "--config", cfg,
 		"--http-addr", addrs[0], "--grpc-addr", addrs[1], "--control-addr", addrs[2])
 	cmd.Env = append(os.Environ(), agentChildEnv+"=1")
-	var logs syncBuffer
+	var logs testenv.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -159,23 +158,4 @@ func TestTimerSlackStartsOver(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("drover-agent did not stop 60s after SIGTERM")
 	}
-}
-
-// syncBuffer is a bytes.Buffer the child's output goroutines may write
-// while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
