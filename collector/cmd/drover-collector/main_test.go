@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,27 +27,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// lockedBuffer is a bytes.Buffer safe for the collector's concurrent log
-// writes.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func newLockedBuffer() *lockedBuffer { return &lockedBuffer{} }
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestServeExitsNonZeroWhenAComponentFails: the admin API cannot listen
 // (its address is taken) while the other components are already running;
 // serve stops them all and exits 1, naming the failure.
@@ -67,7 +44,7 @@ func TestServeExitsNonZeroWhenAComponentFails(t *testing.T) {
 	if err := os.WriteFile(conf, []byte("jobs: {executor: none}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	stdout, stderr := newLockedBuffer(), newLockedBuffer()
+	stdout, stderr := &testenv.Buffer{}, &testenv.Buffer{}
 	code := make(chan int, 1)
 	go func() {
 		code <- realMain([]string{"serve", "--config", conf, "--clickhouse", db.DSN, "--data-dir", t.TempDir(), "--no-gossip",
