@@ -11,7 +11,10 @@
 // throughput on a shared machine), and the p99 ratio (target: within
 // noise).
 //
-//	go run ./bench/monitoring [-duration 5s] [-clients 4] [-model tiny|big]
+// -agent-timer-slack D runs the agents with process.timer_slack D ("0s":
+// the slack they started with; empty: the agent's default).
+//
+//	go run ./bench/monitoring [-duration 5s] [-clients 4] [-model tiny|big] [-agent-timer-slack 250us]
 package main
 
 import (
@@ -59,6 +62,7 @@ func main() {
 	clients := flag.Int("clients", 4, "concurrent clients")
 	rounds := flag.Int("rounds", 3, "rounds of all throughput runs, interleaved; the median counts")
 	rate := flag.Int("rate", 800, "open-loop request rate of the shadow p99 runs")
+	slack := flag.String("agent-timer-slack", "", "run the agents with process.timer_slack set to this duration (0s: the slack they started with; empty: the agent's default)")
 	model := flag.String("model", "tiny", "tiny (an 8-feature classifier) or big (1000 inputs, 1000 outputs: a sampled request observes and ships 2000 values)")
 	flag.Parse()
 	switch *model {
@@ -69,7 +73,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "monitoring: -model %q: want tiny or big\n", *model)
 		os.Exit(2)
 	}
-	if err := run(*d, *clients, *rounds, *rate); err != nil {
+	if err := run(*d, *clients, *rounds, *rate, agentproc.Process{TimerSlack: *slack}); err != nil {
 		fmt.Fprintln(os.Stderr, "monitoring:", err)
 		os.Exit(1)
 	}
@@ -108,7 +112,7 @@ func inputRaw() []byte {
 	return raw
 }
 
-func run(d time.Duration, clients, rounds, rate int) error {
+func run(d time.Duration, clients, rounds, rate int, ap agentproc.Process) error {
 	tmp, err := os.MkdirTemp("", "drover-monbench-")
 	if err != nil {
 		return err
@@ -156,13 +160,13 @@ func run(d time.Duration, clients, rounds, rate int) error {
 		{"telemetry on, sampling 100%", tel + "monitoring: {rate: 1}\n" + fmt.Sprintf(base, "")},
 	}
 	start := func(i int, cfg string) (*agentproc.Agent, error) {
-		return agentproc.Start(bin, store, filepath.Join(tmp, fmt.Sprintf("agent-%d", i)), cfg)
+		return agentproc.Start(bin, store, filepath.Join(tmp, fmt.Sprintf("agent-%d", i)), cfg+ap.YAML())
 	}
 	what := "tiny classifier"
 	if bench.name == "big" {
 		what = "1000-input, 1000-output model"
 	}
-	fmt.Printf("monitoring cost on drover-agent: "+what+", gRPC, %d closed-loop clients, %s per run, median of %d interleaved rounds\n\n", clients, d, rounds)
+	fmt.Printf("monitoring cost on drover-agent: "+what+", gRPC, %d closed-loop clients, %s per run, median of %d interleaved rounds, agent %s\n\n", clients, d, rounds, ap)
 	// Per run: throughput, and the agent's CPU per request (from /proc),
 	// which on a shared, noisy machine varies less than the throughput:
 	// when the agent is CPU-bound, its CPU per request against telemetry
