@@ -45,19 +45,22 @@ func TestExecWithTimerSlack(t *testing.T) {
 		t.Fatalf("child printed %q, want a line before it starts over and one after", out)
 	}
 	before, after := strings.Fields(lines[0]), strings.Fields(lines[1])
+	if len(after) < 5 {
+		t.Fatalf("child printed %q, want pid, slack, started-over and the threads' slack", lines[1])
+	}
 	if before[1][len("pid="):] != after[1][len("pid="):] {
 		t.Errorf("pid %s before starting over, %s after: want the same process", before[1], after[1])
 	}
 	if after[2] != "slack=2ms" {
 		t.Errorf("after starting over, %s; want slack=2ms", after[2])
 	}
-	for _, th := range after[3:] {
+	if after[3] != "started-over=true" {
+		t.Errorf("the second line says %s: the child did not execute itself again", after[3])
+	}
+	for _, th := range after[4:] {
 		if !strings.HasSuffix(th, "=2ms") && !strings.HasSuffix(th, "=unreadable") {
 			t.Errorf("thread %s; want every thread at 2ms", th)
 		}
-	}
-	if len(after) < 4 {
-		t.Errorf("child listed no threads: %q", lines[1])
 	}
 }
 
@@ -95,7 +98,11 @@ func runChild(t *testing.T) (string, error) {
 // child is the helper process: the first run prints its pid and starts
 // over; the second prints its pid and slacks and exits.
 func child() {
-	if os.Getenv(startedOverEnv) == "" {
+	// The marker is there only in the process ExecWithTimerSlack started:
+	// it tells a run that started over from one that did not, even where
+	// the other threads' slack cannot be read.
+	startedOver := os.Getenv(startedOverEnv) != ""
+	if !startedOver {
 		fmt.Printf("before pid=%d\n", os.Getpid())
 	}
 	if err := ExecWithTimerSlack(2 * time.Millisecond); err != nil {
@@ -107,7 +114,7 @@ func child() {
 		fmt.Println("error:", err)
 		os.Exit(3)
 	}
-	line := fmt.Sprintf("after pid=%d slack=%s", os.Getpid(), d)
+	line := fmt.Sprintf("after pid=%d slack=%s started-over=%t", os.Getpid(), d, startedOver)
 	tasks, _ := filepath.Glob("/proc/self/task/*")
 	for _, task := range tasks {
 		tid := filepath.Base(task)
