@@ -161,14 +161,10 @@ func run(d time.Duration, n, rounds int, ac agentproc.Process, rates []int, debu
 	if err != nil {
 		return err
 	}
-	var extra []string
-	if debugAddr != "" {
-		extra = []string{"--debug-addr", debugAddr}
-	}
 	conf := "runtime: {intra_op_threads: 1, inter_op_threads: 1}\n"
 	conf += ac.YAML()
 	procs := ", agent " + ac.String()
-	agent, err := agentproc.Start(bin, store, filepath.Join(tmp, "agent"), conf, extra...)
+	agent, err := agentproc.Start(bin, store, filepath.Join(tmp, "agent"), conf, agentproc.DebugFlag(debugAddr)...)
 	if err != nil {
 		return err
 	}
@@ -218,10 +214,11 @@ func run(d time.Duration, n, rounds int, ac agentproc.Process, rates []int, debu
 			{"rest-json", restJSONRunner(hc, agent.HTTPAddr, m, x)},
 		}
 		var rawP50 time.Duration
-		for _, c := range []int{1, n} {
-			if !closedLoop {
-				break
-			}
+		clientCounts := []int{1, n}
+		if !closedLoop {
+			clientCounts = nil
+		}
+		for _, c := range clientCounts {
 			// Every path is measured once per round, the paths in turn, so
 			// that a slow minute of the shared machine lands on one round of
 			// each rather than on all of one path; each figure is the

@@ -87,11 +87,7 @@ func run(nVersions, rate, dim int, steady time.Duration, ap agentproc.Process, d
 		return err
 	}
 	conf := "runtime: {intra_op_threads: 1, inter_op_threads: 1}\n" + ap.YAML()
-	var extra []string
-	if debugAddr != "" {
-		extra = []string{"--debug-addr", debugAddr}
-	}
-	agent, err := agentproc.Start(bin, store, filepath.Join(tmp, "agent"), conf, extra...)
+	agent, err := agentproc.Start(bin, store, filepath.Join(tmp, "agent"), conf, agentproc.DebugFlag(debugAddr)...)
 	if err != nil {
 		return err
 	}

@@ -42,3 +42,12 @@ func (p Process) String() string {
 	}
 	return s
 }
+
+// DebugFlag is drover-agent's --debug-addr for a benchmark's -debug-addr
+// (pprof on that address), as Start's extra arguments; none for "".
+func DebugFlag(addr string) []string {
+	if addr == "" {
+		return nil
+	}
+	return []string{"--debug-addr", addr}
+}
