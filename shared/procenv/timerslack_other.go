@@ -14,6 +14,6 @@ func TimerSlack() (time.Duration, error) {
 }
 
 // ExecWithTimerSlack is Linux's; elsewhere it is errors.ErrUnsupported.
-func ExecWithTimerSlack(time.Duration) error {
+func ExecWithTimerSlack(Slack) error {
 	return fmt.Errorf("timer slack: %w", errors.ErrUnsupported)
 }

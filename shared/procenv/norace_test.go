@@ -1,0 +1,5 @@
+//go:build !race
+
+package procenv
+
+const raceEnabled = false
