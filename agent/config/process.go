@@ -32,19 +32,28 @@ type Process struct {
 	// and loading a new version) needs one: docs/agent.md, CPUs, has the
 	// measurements.
 	GoMaxProcs int `yaml:"gomaxprocs"`
-	// TimerSlack is how late Linux may end the agent's timed sleeps and
-	// waits, to wake them together: its threads' timer slack (Linux's own
-	// is 50µs, unless the service manager set another). The default is
-	// DefaultTimerSlack; 0 keeps the one the process started with. Go's
-	// runtime monitor sleeps 20µs at a time while goroutines run, so with
-	// 50µs a busy agent wakes it thousands of times a second, each a thread
-	// switch. What may wait up to the slack longer: timers (deadlines,
-	// tickers), taking a thread back from a call into ONNX Runtime when no
-	// other thread is free, and an idle thread's 3µs pause before it takes
+	// TimerSlack is how late Linux may end the timed sleeps and waits of
+	// the agent's threads that run goroutines, to wake them together: their
+	// timer slack (Linux's own is 50µs, unless the service manager set
+	// another). The default is DefaultTimerSlack; 0 keeps the one the
+	// process started with. What may wait up to the slack longer: timers
+	// (deadlines, tickers) and an idle thread's 3µs pause before it takes
 	// work from a busy one, which costs throughput at several clients when
-	// the slack is large (docs/agent.md, CPUs). Linux only; it takes effect
-	// by starting the agent over, in place, at start.
+	// the slack is large (docs/agent.md, CPUs). Linux only; it takes
+	// effect by starting the agent over, in place, at start.
 	TimerSlack time.Duration `yaml:"timer_slack"`
+	// SysmonTimerSlack is the timer slack of Go's runtime monitor (sysmon),
+	// the one thread that runs no goroutine. While any goroutine runs it
+	// sleeps 20µs plus its slack at a time, so with a small slack a busy
+	// agent wakes it thousands of times a second, each a thread switch.
+	// The default is DefaultSysmonTimerSlack; 0 gives it timer_slack. What
+	// may wait up to it longer is sysmon's own work: taking a thread back
+	// from a long call into ONNX Runtime (or a system call) for goroutines
+	// that wait while no other thread is free, and preempting a goroutine
+	// that has run 10ms. Linux only; where it differs from timer_slack the
+	// agent starts over with it and gives its other threads timer_slack
+	// (procenv.ExecWithTimerSlack; docs/agent.md, CPUs).
+	SysmonTimerSlack time.Duration `yaml:"sysmon_timer_slack"`
 }
 
 // DefaultTimerSlack is process.timer_slack's default. On the 2-CPU test
@@ -53,7 +62,14 @@ type Process struct {
 // client but lost up to a tenth of the throughput at four.
 const DefaultTimerSlack = 250 * time.Microsecond
 
-// MaxTimerSlack is the largest process.timer_slack.
+// DefaultSysmonTimerSlack is process.sysmon_timer_slack's default: sysmon
+// wakes about an eighth as often as with timer_slack's 250µs. On the 2-CPU
+// test machine it took 4–13 % off the agent's CPU per request at one
+// client and 7–12 % (tiny model) or −3 to +3 % (1000×1000 model) at four.
+const DefaultSysmonTimerSlack = 2 * time.Millisecond
+
+// MaxTimerSlack is the largest process.timer_slack and
+// process.sysmon_timer_slack.
 const MaxTimerSlack = 100 * time.Millisecond
 
 // Validate checks the process section; paths are relative to it.
@@ -64,27 +80,31 @@ func (p Process) Validate() error {
 	if p.TimerSlack < 0 || p.TimerSlack > MaxTimerSlack {
 		return fmt.Errorf("timer_slack: must be from 0 (the slack the process started with) to %s, got %s", MaxTimerSlack, p.TimerSlack)
 	}
+	if p.SysmonTimerSlack < 0 || p.SysmonTimerSlack > MaxTimerSlack {
+		return fmt.Errorf("sysmon_timer_slack: must be from 0 (timer_slack's) to %s, got %s", MaxTimerSlack, p.SysmonTimerSlack)
+	}
 	return nil
 }
 
-// ApplyTimerSlack gives every thread of the process timer_slack, when it
-// is not 0, with exec (procenv.ExecWithTimerSlack in drover-agent: it
-// starts the process over, in place, and returns nil once it runs with
-// the slack). Where exec fails the agent goes on with the slack it has,
-// and says why. The composition root calls it first, before it opens
-// anything.
-func (p Process) ApplyTimerSlack(log *slog.Logger, exec func(time.Duration) error) {
-	if p.TimerSlack == 0 || exec == nil {
+// ApplyTimerSlack gives the process's threads timer_slack and sysmon
+// sysmon_timer_slack, when either is not 0, with exec
+// (procenv.ExecWithTimerSlack in drover-agent: it starts the process over,
+// in place, where sysmon needs another slack, and returns nil once the
+// threads have theirs). Where exec fails the agent goes on with the slack
+// it has, and says why. The composition root calls it first, before it
+// opens anything.
+func (p Process) ApplyTimerSlack(log *slog.Logger, exec func(procenv.Slack) error) {
+	if p.TimerSlack == 0 && p.SysmonTimerSlack == 0 || exec == nil {
 		return
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	if err := exec(p.TimerSlack); err != nil {
-		log.Warn("process.timer_slack not applied; the agent runs with the slack it started with", "timer_slack", p.TimerSlack, "err", err)
+	if err := exec(procenv.Slack{Threads: p.TimerSlack, Sysmon: p.SysmonTimerSlack}); err != nil {
+		log.Warn("process.timer_slack not applied; the agent runs with the slack it started with", "timer_slack", p.TimerSlack, "sysmon_timer_slack", p.SysmonTimerSlack, "err", err)
 		return
 	}
-	log.Info("process.timer_slack", "timer_slack", p.TimerSlack)
+	log.Info("process.timer_slack", "timer_slack", p.TimerSlack, "sysmon_timer_slack", p.SysmonTimerSlack)
 }
 
 // Apply sets the process's GOMAXPROCS from p, except where GOMAXPROCS is

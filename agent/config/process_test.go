@@ -7,9 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/drover-ml/drover/shared/procenv"
 )
 
 // restoreProcs puts the process's GOMAXPROCS back after t.
@@ -45,13 +48,13 @@ func TestProcessApplyEnvironmentWins(t *testing.T) {
 }
 
 func TestProcessApplyTimerSlack(t *testing.T) {
-	var got []time.Duration
-	exec := func(d time.Duration) error { got = append(got, d); return nil }
+	var got []procenv.Slack
+	exec := func(s procenv.Slack) error { got = append(got, s); return nil }
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	Process{}.ApplyTimerSlack(log, exec)
 	if len(got) != 0 {
-		t.Errorf("timer_slack 0 (keep the slack the process started with) started over with %v", got)
+		t.Errorf("timer_slack and sysmon_timer_slack 0 (keep the slack the process started with) started over with %v", got)
 	}
 	Default().Process.ApplyTimerSlack(log, nil) // tests: no start-over
 	if len(got) != 0 || buf.Len() != 0 {
@@ -59,14 +62,17 @@ func TestProcessApplyTimerSlack(t *testing.T) {
 	}
 	Process{TimerSlack: time.Millisecond}.ApplyTimerSlack(log, exec)
 	Default().Process.ApplyTimerSlack(log, exec)
-	if len(got) != 2 || got[0] != time.Millisecond || got[1] != 250*time.Microsecond {
-		t.Errorf("timer_slack 1ms, then the default, started over with %v, want [1ms 250µs]", got)
+	Process{SysmonTimerSlack: 5 * time.Millisecond}.ApplyTimerSlack(log, exec)
+	want := []procenv.Slack{{Threads: time.Millisecond}, {Threads: 250 * time.Microsecond, Sysmon: 2 * time.Millisecond}, {Sysmon: 5 * time.Millisecond}}
+	if !slices.Equal(got, want) {
+		t.Errorf("timer_slack 1ms, the defaults, sysmon_timer_slack 5ms: started over with %v, want %v", got, want)
 	}
-	if !strings.Contains(buf.String(), "msg=process.timer_slack timer_slack=1ms") {
+	if !strings.Contains(buf.String(), "msg=process.timer_slack timer_slack=1ms sysmon_timer_slack=0s") ||
+		!strings.Contains(buf.String(), "msg=process.timer_slack timer_slack=250µs sysmon_timer_slack=2ms") {
 		t.Errorf("log %q does not say the slack applied", buf.String())
 	}
 	buf.Reset()
-	Process{TimerSlack: 2 * time.Millisecond}.ApplyTimerSlack(log, func(time.Duration) error { return errors.New("no /proc/self/exe") })
+	Process{TimerSlack: 2 * time.Millisecond}.ApplyTimerSlack(log, func(procenv.Slack) error { return errors.New("no /proc/self/exe") })
 	for _, want := range []string{"level=WARN", "process.timer_slack not applied", "timer_slack=2ms", "no /proc/self/exe"} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("log %q does not say %q", buf.String(), want)
@@ -74,8 +80,9 @@ func TestProcessApplyTimerSlack(t *testing.T) {
 	}
 }
 
-// TestTimerSlackDefault: a file without timer_slack gets the default; an
-// explicit 0s keeps the slack the process started with.
+// TestTimerSlackDefault: a file without timer_slack and sysmon_timer_slack
+// gets the defaults; an explicit 0s keeps the slack the process started
+// with.
 func TestTimerSlackDefault(t *testing.T) {
 	c, err := Load("")
 	if err != nil {
@@ -84,14 +91,17 @@ func TestTimerSlackDefault(t *testing.T) {
 	if c.Process.TimerSlack != DefaultTimerSlack || DefaultTimerSlack != 250*time.Microsecond {
 		t.Errorf("default timer_slack = %s, want 250µs", c.Process.TimerSlack)
 	}
+	if c.Process.SysmonTimerSlack != DefaultSysmonTimerSlack || DefaultSysmonTimerSlack != 2*time.Millisecond {
+		t.Errorf("default sysmon_timer_slack = %s, want 2ms", c.Process.SysmonTimerSlack)
+	}
 	path := filepath.Join(t.TempDir(), "agent.yaml")
-	if err := os.WriteFile(path, []byte("process: {timer_slack: 0s}\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("process: {timer_slack: 0s, sysmon_timer_slack: 0s}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if c, err = Load(path); err != nil {
 		t.Fatal(err)
 	}
-	if c.Process.TimerSlack != 0 {
-		t.Errorf("timer_slack: 0s loads as %s, want 0 (keep the process's slack)", c.Process.TimerSlack)
+	if c.Process.TimerSlack != 0 || c.Process.SysmonTimerSlack != 0 {
+		t.Errorf("timer_slack: 0s, sysmon_timer_slack: 0s load as %s, %s; want 0 (keep the process's slack)", c.Process.TimerSlack, c.Process.SysmonTimerSlack)
 	}
 }

@@ -33,7 +33,7 @@ type flags struct {
 	// file's control section.
 	fleet fleetFlags
 	// startOver gives the process process.timer_slack (realMain's).
-	startOver func(time.Duration) error
+	startOver func(procenv.Slack) error
 }
 
 // fleetFlags are the fleet-control flags; each, when given, wins over the
@@ -93,7 +93,7 @@ func main() { os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr, procenv.ExecWi
 // realMain runs drover-agent with args; startOver is how it gives its
 // threads process.timer_slack (nil: it does not, as in tests, whose
 // process it must not replace).
-func realMain(args []string, stdout, stderr io.Writer, startOver func(time.Duration) error) int {
+func realMain(args []string, stdout, stderr io.Writer, startOver func(procenv.Slack) error) int {
 	f := flags{startOver: startOver}
 	fs := flag.NewFlagSet("drover-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)

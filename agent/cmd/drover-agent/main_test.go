@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -83,13 +84,51 @@ func TestSignals(t *testing.T) {
 }
 
 // TestTimerSlackStartsOver runs drover-agent (this binary's main) with
-// process.timer_slack: it starts over in place (the same process) with its
-// flags, logs the slack, gives it to every thread, serves, and stops on
-// SIGTERM.
+// process.timer_slack and process.sysmon_timer_slack: it starts over in
+// place (the same process) with its flags, logs the slack, gives it to its
+// threads, serves, and stops on SIGTERM. With one slack every thread has
+// it; with another for sysmon, the first thread and those that run
+// goroutines have timer_slack, and sysmon (with the template thread, and
+// threads sysmon started that have run no goroutine since) its own.
 func TestTimerSlackStartsOver(t *testing.T) {
+	for _, c := range []struct {
+		name, config, log string
+		threads, sysmon   string // ns
+	}{
+		{"same", "process: {timer_slack: 2ms}\n", "msg=process.timer_slack timer_slack=2ms sysmon_timer_slack=2ms", "2000000", "2000000"},
+		{"sysmon", "process: {timer_slack: 1ms, sysmon_timer_slack: 3ms}\n", "msg=process.timer_slack timer_slack=1ms sysmon_timer_slack=3ms", "1000000", "3000000"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			pid, slacks := startOver(t, c.config, c.log)
+			if len(slacks) == 0 {
+				t.Logf("no thread's slack readable (CAP_SYS_NICE)")
+				return
+			}
+			counts := map[string]int{}
+			for tid, got := range slacks {
+				counts[got]++
+				if got != c.threads && got != c.sysmon {
+					t.Errorf("thread %d has timer slack %sns, want %s (or %s for sysmon)", tid, got, c.threads, c.sysmon)
+				}
+			}
+			if got, ok := slacks[pid]; ok && got != c.threads {
+				t.Errorf("the first thread has timer slack %sns, want %s", got, c.threads)
+			}
+			if c.threads != c.sysmon && (counts[c.sysmon] < 1 || counts[c.threads] < 3) {
+				t.Errorf("threads' timer slack %v: want sysmon at %s and the threads that run goroutines at %s", slacks, c.sysmon, c.threads)
+			}
+		})
+	}
+}
+
+// startOver runs drover-agent with config until it serves, checks its log
+// says want, reads its threads' timer slack (those it may: another
+// process's needs CAP_SYS_NICE), and stops it with SIGTERM.
+func startOver(t *testing.T, config, want string) (pid int, slacks map[int]string) {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "agent.yaml")
-	if err := os.WriteFile(cfg, []byte("process: {timer_slack: 2ms}\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Mkdir(filepath.Join(dir, "models"), 0o755); err != nil {
@@ -126,26 +165,24 @@ func TestTimerSlackStartsOver(t *testing.T) {
 		resp.Body.Close()
 		return true
 	})
-	if out := logs.String(); !strings.Contains(out, "msg=process.timer_slack timer_slack=2ms") {
-		t.Errorf("log does not say the slack applied:\n%s", out)
+	if out := logs.String(); !strings.Contains(out, want) {
+		t.Errorf("log does not say %q:\n%s", want, out)
 	}
-	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", cmd.Process.Pid))
+	pid = cmd.Process.Pid
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
 	if err != nil || len(tasks) == 0 {
-		t.Fatalf("threads of %d: %v %v", cmd.Process.Pid, tasks, err)
+		t.Fatalf("threads of %d: %v %v", pid, tasks, err)
 	}
-	read := 0
+	slacks = map[int]string{}
 	for _, task := range tasks {
-		// Another process's slack needs CAP_SYS_NICE to read.
-		b, err := os.ReadFile("/proc/" + filepath.Base(task) + "/timerslack_ns")
+		tid, _ := strconv.Atoi(filepath.Base(task))
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/timerslack_ns", tid))
 		if err != nil {
 			continue
 		}
-		read++
-		if got := strings.TrimSpace(string(b)); got != "2000000" {
-			t.Errorf("thread %s has timer slack %sns, want 2000000", filepath.Base(task), got)
-		}
+		slacks[tid] = strings.TrimSpace(string(b))
 	}
-	t.Logf("%d of %d threads' slack read", read, len(tasks))
+	t.Logf("%d of %d threads' slack read: %v", len(slacks), len(tasks), slacks)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -158,4 +195,5 @@ func TestTimerSlackStartsOver(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("drover-agent did not stop 60s after SIGTERM")
 	}
+	return pid, slacks
 }
