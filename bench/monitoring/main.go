@@ -11,10 +11,11 @@
 // throughput on a shared machine), and the p99 ratio (target: within
 // noise).
 //
-// -agent-timer-slack D runs the agents with process.timer_slack D ("0s":
-// the slack they started with; empty: the agent's default).
+// -agent-timer-slack D and -agent-sysmon-timer-slack D run the agents with
+// process.timer_slack and process.sysmon_timer_slack D ("0s": the slack
+// they started with, timer_slack's for sysmon; empty: the agent's default).
 //
-//	go run ./bench/monitoring [-duration 5s] [-clients 4] [-model tiny|big] [-agent-timer-slack 250us]
+//	go run ./bench/monitoring [-duration 5s] [-clients 4] [-model tiny|big] [-agent-timer-slack 250us] [-agent-sysmon-timer-slack 2ms]
 package main
 
 import (
@@ -62,7 +63,8 @@ func main() {
 	clients := flag.Int("clients", 4, "concurrent clients")
 	rounds := flag.Int("rounds", 3, "rounds of all throughput runs, interleaved; the median counts")
 	rate := flag.Int("rate", 800, "open-loop request rate of the shadow p99 runs")
-	slack := flag.String("agent-timer-slack", "", "run the agents with process.timer_slack set to this duration (0s: the slack they started with; empty: the agent's default)")
+	var proc agentproc.Process
+	agentproc.DefineFlags(&proc, false)
 	model := flag.String("model", "tiny", "tiny (an 8-feature classifier) or big (1000 inputs, 1000 outputs: a sampled request observes and ships 2000 values)")
 	flag.Parse()
 	switch *model {
@@ -73,7 +75,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "monitoring: -model %q: want tiny or big\n", *model)
 		os.Exit(2)
 	}
-	if err := run(*d, *clients, *rounds, *rate, agentproc.Process{TimerSlack: *slack}); err != nil {
+	if err := run(*d, *clients, *rounds, *rate, proc); err != nil {
 		fmt.Fprintln(os.Stderr, "monitoring:", err)
 		os.Exit(1)
 	}

@@ -28,13 +28,14 @@
 // With -rounds N every path is measured N times, the paths in turn, and
 // each figure is the median over the rounds.
 //
-// -agent-gomaxprocs N and -agent-timer-slack D run the agent with
-// process.gomaxprocs N and process.timer_slack D in its config file (an
-// operator's settings; 0 and "" keep the agent's defaults), to compare with the
+// -agent-gomaxprocs N, -agent-timer-slack D and -agent-sysmon-timer-slack
+// D run the agent with process.gomaxprocs, process.timer_slack and
+// process.sysmon_timer_slack set in its config file (an operator's
+// settings; 0 and "" keep the agent's defaults), to compare with the
 // default in another run. -closed=false measures only the open-loop rows
 // (to profile the agent at light load).
 //
-//	go run ./bench/overhead [-duration 5s] [-clients 4] [-rounds 1] [-agent-gomaxprocs 0] [-agent-timer-slack 250us] [-rates 100,300,1000] [-closed=true] [-debug-addr 127.0.0.1:6060]
+//	go run ./bench/overhead [-duration 5s] [-clients 4] [-rounds 1] [-agent-gomaxprocs 0] [-agent-timer-slack 250us] [-agent-sysmon-timer-slack 2ms] [-rates 100,300,1000] [-closed=true] [-debug-addr 127.0.0.1:6060]
 package main
 
 import (
@@ -87,8 +88,8 @@ func (r result) cpu() float64 { return r.cpuSelf + r.cpuAgent }
 func main() {
 	duration := flag.Duration("duration", 5*time.Second, "how long each measurement runs")
 	clients := flag.Int("clients", 4, "concurrent clients for the throughput runs")
-	gomaxprocs := flag.Int("agent-gomaxprocs", 0, "run the agent with process.gomaxprocs set to this (0: Go's default, every CPU)")
-	slack := flag.String("agent-timer-slack", "", "run the agent with process.timer_slack set to this duration (0s: the slack it started with; empty: the agent's default)")
+	var proc agentproc.Process
+	agentproc.DefineFlags(&proc, true)
 	rounds := flag.Int("rounds", 1, "measure every path this many times, the paths in turn, and report each figure's median (3 on a noisy machine)")
 	debugAddr := flag.String("debug-addr", "", "start the agent with --debug-addr (pprof) on this address, to profile it during the runs")
 	rates := flag.String("rates", "100,300,1000", "open-loop request rates (req/s) for the light-load rows; empty for none")
@@ -118,7 +119,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "overhead: -rounds must be >= 1, got %d\n", *rounds)
 		os.Exit(2)
 	}
-	if err := run(*duration, *clients, *rounds, agentproc.Process{GoMaxProcs: *gomaxprocs, TimerSlack: *slack}, rs, *debugAddr, names, *closed); err != nil {
+	if err := run(*duration, *clients, *rounds, proc, rs, *debugAddr, names, *closed); err != nil {
 		fmt.Fprintln(os.Stderr, "overhead:", err)
 		os.Exit(1)
 	}

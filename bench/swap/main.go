@@ -6,12 +6,13 @@
 // time, which is measured separately with the raw runtime), and the agent's
 // RSS before and after (target: no growth beyond noise).
 //
-// -agent-gomaxprocs N and -agent-timer-slack D run the agent with
-// process.gomaxprocs N and process.timer_slack D in its config file (0
-// and "" keep the agent's defaults), -debug-addr starts it with pprof on that
+// -agent-gomaxprocs N, -agent-timer-slack D and -agent-sysmon-timer-slack
+// D run the agent with process.gomaxprocs, process.timer_slack and
+// process.sysmon_timer_slack set in its config file (0 and "" keep the
+// agent's defaults), -debug-addr starts it with pprof on that
 // address (to take an execution trace during the swaps).
 //
-//	go run ./bench/swap [-versions 100] [-rate 300] [-dim 512] [-agent-gomaxprocs 0] [-agent-timer-slack 250us] [-debug-addr 127.0.0.1:6060]
+//	go run ./bench/swap [-versions 100] [-rate 300] [-dim 512] [-agent-gomaxprocs 0] [-agent-timer-slack 250us] [-agent-sysmon-timer-slack 2ms] [-debug-addr 127.0.0.1:6060]
 package main
 
 import (
@@ -48,11 +49,11 @@ func main() {
 	rate := flag.Int("rate", 300, "requests per second (open loop)")
 	dim := flag.Int("dim", 512, "model size: a dim×dim linear layer (512 ≈ 1 MB)")
 	steady := flag.Duration("steady", 5*time.Second, "steady-state measurement before the swaps")
-	gomaxprocs := flag.Int("agent-gomaxprocs", 0, "run the agent with process.gomaxprocs set to this (0: Go's default, every CPU)")
-	slack := flag.String("agent-timer-slack", "", "run the agent with process.timer_slack set to this duration (0s: the slack it started with; empty: the agent's default)")
+	var proc agentproc.Process
+	agentproc.DefineFlags(&proc, true)
 	debugAddr := flag.String("debug-addr", "", "start the agent with --debug-addr (pprof) on this address")
 	flag.Parse()
-	if err := run(*versions, *rate, *dim, *steady, agentproc.Process{GoMaxProcs: *gomaxprocs, TimerSlack: *slack}, *debugAddr); err != nil {
+	if err := run(*versions, *rate, *dim, *steady, proc, *debugAddr); err != nil {
 		fmt.Fprintln(os.Stderr, "swap:", err)
 		os.Exit(1)
 	}

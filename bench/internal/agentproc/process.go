@@ -1,6 +1,7 @@
 package agentproc
 
 import (
+	"flag"
 	"fmt"
 	"strings"
 )
@@ -12,6 +13,20 @@ type Process struct {
 	// TimerSlack is process.timer_slack as written (a duration; "0s"
 	// keeps the slack the agent started with); "" is the agent's default.
 	TimerSlack string
+	// SysmonTimerSlack is process.sysmon_timer_slack as written ("0s":
+	// timer_slack's); "" is the agent's default.
+	SysmonTimerSlack string
+}
+
+// DefineFlags defines the flags that fill p on the command line:
+// -agent-timer-slack and -agent-sysmon-timer-slack, and with gomaxprocs
+// -agent-gomaxprocs. p holds their values once flag.Parse has run.
+func DefineFlags(p *Process, gomaxprocs bool) {
+	if gomaxprocs {
+		flag.IntVar(&p.GoMaxProcs, "agent-gomaxprocs", 0, "run the agent with process.gomaxprocs set to this (0: Go's default, every CPU)")
+	}
+	flag.StringVar(&p.TimerSlack, "agent-timer-slack", "", "run the agent with process.timer_slack set to this duration (0s: the slack it started with; empty: the agent's default)")
+	flag.StringVar(&p.SysmonTimerSlack, "agent-sysmon-timer-slack", "", "run the agent with process.sysmon_timer_slack set to this duration (0s: timer_slack's; empty: the agent's default)")
 }
 
 // YAML is the process section with the keys that are set, or "".
@@ -22,6 +37,9 @@ func (p Process) YAML() string {
 	}
 	if p.TimerSlack != "" {
 		keys = append(keys, "timer_slack: "+p.TimerSlack)
+	}
+	if p.SysmonTimerSlack != "" {
+		keys = append(keys, "sysmon_timer_slack: "+p.SysmonTimerSlack)
 	}
 	if len(keys) == 0 {
 		return ""
@@ -39,6 +57,11 @@ func (p Process) String() string {
 		s += ", process.timer_slack " + p.TimerSlack
 	} else {
 		s += ", process.timer_slack: the agent's default"
+	}
+	if p.SysmonTimerSlack != "" {
+		s += ", process.sysmon_timer_slack " + p.SysmonTimerSlack
+	} else {
+		s += ", process.sysmon_timer_slack: the agent's default"
 	}
 	return s
 }
