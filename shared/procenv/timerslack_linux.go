@@ -87,11 +87,12 @@ func init() {
 // visit the threads, one after the other. Each sets d on the thread that
 // runs it and, but for the last, holds that thread in a system call until
 // all have run, so that the next runs on another thread: the calling
-// goroutine, locked to its thread, hands the processor on while it waits, and the runtime takes the last idle thread first, or starts one
-// when none is left (that one, started by sysmon, is visited too). With
-// one processor no other thread is started meanwhile. The goroutines do
-// not lock their threads: a locked thread has new threads started by the
-// template thread, which keeps sysmon's slack.
+// goroutine, locked to its thread, hands the processor on while it waits,
+// and the runtime takes an idle thread, or starts one when none is left
+// (that one, started by sysmon, is visited too). With one processor no
+// other thread is started meanwhile. The goroutines do not lock their
+// threads: a locked thread has new threads started by the template thread,
+// which keeps sysmon's slack.
 func visitThreads(d time.Duration) error {
 	if err := setTimerSlack(d); err != nil {
 		return err
