@@ -32,7 +32,8 @@ type flags struct {
 	// fleet are --collector, --token-file and --label, applied over the
 	// file's control section.
 	fleet fleetFlags
-	// startOver gives the process process.timer_slack (realMain's).
+	// startOver gives the process process.timer_slack and
+	// process.sysmon_timer_slack (realMain's).
 	startOver func(procenv.Slack) error
 }
 
@@ -91,7 +92,7 @@ func (ff fleetFlags) apply(c *config.Config) error {
 func main() { os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr, procenv.ExecWithTimerSlack)) }
 
 // realMain runs drover-agent with args; startOver is how it gives its
-// threads process.timer_slack (nil: it does not, as in tests, whose
+// threads process.timer_slack and sysmon process.sysmon_timer_slack (nil: it does not, as in tests, whose
 // process it must not replace).
 func realMain(args []string, stdout, stderr io.Writer, startOver func(procenv.Slack) error) int {
 	f := flags{startOver: startOver}
