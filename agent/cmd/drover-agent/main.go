@@ -92,8 +92,8 @@ func (ff fleetFlags) apply(c *config.Config) error {
 func main() { os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr, procenv.ExecWithTimerSlack)) }
 
 // realMain runs drover-agent with args; startOver is how it gives its
-// threads process.timer_slack and sysmon process.sysmon_timer_slack (nil: it does not, as in tests, whose
-// process it must not replace).
+// threads process.timer_slack and sysmon process.sysmon_timer_slack (nil:
+// it does not, as in tests, whose process it must not replace).
 func realMain(args []string, stdout, stderr io.Writer, startOver func(procenv.Slack) error) int {
 	f := flags{startOver: startOver}
 	fs := flag.NewFlagSet("drover-agent", flag.ContinueOnError)
