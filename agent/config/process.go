@@ -46,13 +46,16 @@ type Process struct {
 	// the one thread that runs no goroutine. While any goroutine runs it
 	// sleeps 20µs plus its slack at a time, so with a small slack a busy
 	// agent wakes it thousands of times a second, each a thread switch.
-	// The default is DefaultSysmonTimerSlack; 0 gives it timer_slack. What
+	// 0, the default, gives it timer_slack. What
 	// may wait up to it longer is sysmon's own work: taking a thread back
 	// from a long call into ONNX Runtime (or a system call) for goroutines
 	// that wait while no other thread is free, and preempting a goroutine
 	// that has run 10ms. Linux only; where it differs from timer_slack the
 	// agent starts over with it and gives its other threads timer_slack
-	// (procenv.ExecWithTimerSlack; docs/agent.md, CPUs).
+	// (procenv.ExecWithTimerSlack). On the 2-CPU test machine 2ms took
+	// 10–15 % off the agent's CPU per request at one client and cost the
+	// 1000×1000 model 3–7 % of its throughput at four (docs/agent.md, CPUs),
+	// so it is for hosts that serve a few requests at a time.
 	SysmonTimerSlack time.Duration `yaml:"sysmon_timer_slack"`
 }
 
@@ -61,12 +64,6 @@ type Process struct {
 // one client and cost nothing measurable at four; 1ms saved more at one
 // client but lost up to a tenth of the throughput at four.
 const DefaultTimerSlack = 250 * time.Microsecond
-
-// DefaultSysmonTimerSlack is process.sysmon_timer_slack's default: sysmon
-// wakes about an eighth as often as with timer_slack's 250µs. On the 2-CPU
-// test machine it took 4–13 % off the agent's CPU per request at one
-// client and 7–12 % (tiny model) or −3 to +3 % (1000×1000 model) at four.
-const DefaultSysmonTimerSlack = 2 * time.Millisecond
 
 // MaxTimerSlack is the largest process.timer_slack and
 // process.sysmon_timer_slack.

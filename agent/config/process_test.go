@@ -63,12 +63,12 @@ func TestProcessApplyTimerSlack(t *testing.T) {
 	Process{TimerSlack: time.Millisecond}.ApplyTimerSlack(log, exec)
 	Default().Process.ApplyTimerSlack(log, exec)
 	Process{SysmonTimerSlack: 5 * time.Millisecond}.ApplyTimerSlack(log, exec)
-	want := []procenv.Slack{{Threads: time.Millisecond}, {Threads: 250 * time.Microsecond, Sysmon: 2 * time.Millisecond}, {Sysmon: 5 * time.Millisecond}}
+	want := []procenv.Slack{{Threads: time.Millisecond}, {Threads: 250 * time.Microsecond}, {Sysmon: 5 * time.Millisecond}}
 	if !slices.Equal(got, want) {
 		t.Errorf("timer_slack 1ms, the defaults, sysmon_timer_slack 5ms: started over with %v, want %v", got, want)
 	}
 	if !strings.Contains(buf.String(), "msg=process.timer_slack timer_slack=1ms sysmon_timer_slack=0s") ||
-		!strings.Contains(buf.String(), "msg=process.timer_slack timer_slack=250µs sysmon_timer_slack=2ms") {
+		!strings.Contains(buf.String(), "msg=process.timer_slack timer_slack=250µs sysmon_timer_slack=0s") {
 		t.Errorf("log %q does not say the slack applied", buf.String())
 	}
 	buf.Reset()
@@ -81,8 +81,8 @@ func TestProcessApplyTimerSlack(t *testing.T) {
 }
 
 // TestTimerSlackDefault: a file without timer_slack and sysmon_timer_slack
-// gets the defaults; an explicit 0s keeps the slack the process started
-// with.
+// gets the defaults (250µs; sysmon as the others); an explicit 0s keeps the
+// slack the process started with.
 func TestTimerSlackDefault(t *testing.T) {
 	c, err := Load("")
 	if err != nil {
@@ -91,8 +91,8 @@ func TestTimerSlackDefault(t *testing.T) {
 	if c.Process.TimerSlack != DefaultTimerSlack || DefaultTimerSlack != 250*time.Microsecond {
 		t.Errorf("default timer_slack = %s, want 250µs", c.Process.TimerSlack)
 	}
-	if c.Process.SysmonTimerSlack != DefaultSysmonTimerSlack || DefaultSysmonTimerSlack != 2*time.Millisecond {
-		t.Errorf("default sysmon_timer_slack = %s, want 2ms", c.Process.SysmonTimerSlack)
+	if c.Process.SysmonTimerSlack != 0 {
+		t.Errorf("default sysmon_timer_slack = %s, want 0 (timer_slack's)", c.Process.SysmonTimerSlack)
 	}
 	path := filepath.Join(t.TempDir(), "agent.yaml")
 	if err := os.WriteFile(path, []byte("process: {timer_slack: 0s, sysmon_timer_slack: 0s}\n"), 0o600); err != nil {

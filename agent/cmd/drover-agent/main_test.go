@@ -95,7 +95,7 @@ func TestTimerSlackStartsOver(t *testing.T) {
 		name, config, log string
 		threads, sysmon   string // ns
 	}{
-		{"same", "process: {timer_slack: 2ms}\n", "msg=process.timer_slack timer_slack=2ms sysmon_timer_slack=2ms", "2000000", "2000000"},
+		{"same", "process: {timer_slack: 2ms}\n", "msg=process.timer_slack timer_slack=2ms sysmon_timer_slack=0s", "2000000", "2000000"},
 		{"sysmon", "process: {timer_slack: 1ms, sysmon_timer_slack: 3ms}\n", "msg=process.timer_slack timer_slack=1ms sysmon_timer_slack=3ms", "1000000", "3000000"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
