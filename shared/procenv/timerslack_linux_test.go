@@ -94,16 +94,26 @@ func TestExecWithTimerSlackSysmon(t *testing.T) {
 	}
 }
 
-// TestRestoreTimerSlack: a thread with another slack gets d back; one
-// with d is left alone.
-func TestRestoreTimerSlack(t *testing.T) {
+// lockThread locks the test's goroutine to its thread for the test and
+// returns the thread's slack, which it has again after the test.
+func lockThread(t *testing.T) time.Duration {
+	t.Helper()
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	cur, err := TimerSlack()
+	t.Cleanup(func() {
+		setTimerSlack(cur)
+		runtime.UnlockOSThread()
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer setTimerSlack(cur)
+	return cur
+}
+
+// TestRestoreTimerSlack: a thread with another slack gets d back; one
+// with d is left alone.
+func TestRestoreTimerSlack(t *testing.T) {
+	cur := lockThread(t)
 	if err := setTimerSlack(cur + time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
@@ -123,13 +133,7 @@ func TestRestoreTimerSlack(t *testing.T) {
 // thread the threads' slack (it may be one that sysmon started since), or
 // says what failed at the start.
 func TestExecWithTimerSlackOnce(t *testing.T) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	cur, err := TimerSlack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer setTimerSlack(cur)
+	cur := lockThread(t)
 	startedOver.marked, startedOver.threads = true, cur+3*time.Millisecond
 	if err := ExecWithTimerSlack(Slack{Threads: cur + time.Millisecond}); err != nil {
 		t.Errorf("ExecWithTimerSlack after a start-over = %v, want nil", err)
