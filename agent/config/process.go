@@ -33,27 +33,28 @@ type Process struct {
 	// measurements.
 	GoMaxProcs int `yaml:"gomaxprocs"`
 	// TimerSlack is how late Linux may end the timed sleeps and waits of
-	// the agent's threads that run goroutines, to wake them together: their
-	// timer slack (Linux's own is 50µs, unless the service manager set
-	// another). The default is DefaultTimerSlack; 0 keeps the one the
-	// process started with. What may wait up to the slack longer: timers
-	// (deadlines, tickers) and an idle thread's 3µs pause before it takes
-	// work from a busy one, which costs throughput at several clients when
-	// the slack is large (docs/agent.md, CPUs). Linux only; it takes
-	// effect by starting the agent over, in place, at start.
+	// the agent's threads, to wake them together: their timer slack
+	// (Linux's own is 50µs, unless the service manager set another), and
+	// sysmon's unless sysmon_timer_slack is set. The default is
+	// DefaultTimerSlack; 0 keeps the one the process started with. What
+	// may wait up to the slack longer: timers (deadlines, tickers) and an
+	// idle thread's 3µs pause before it takes work from a busy one, which
+	// costs throughput at several clients when the slack is large
+	// (docs/agent.md, CPUs). Linux only; it takes effect by starting the
+	// agent over, in place, at start.
 	TimerSlack time.Duration `yaml:"timer_slack"`
 	// SysmonTimerSlack is the timer slack of Go's runtime monitor (sysmon),
 	// the one thread that runs no goroutine. While any goroutine runs it
 	// sleeps 20µs plus its slack at a time, so with a small slack a busy
 	// agent wakes it thousands of times a second, each a thread switch.
-	// 0, the default, gives it timer_slack. What
-	// may wait up to it longer is sysmon's own work: taking a thread back
-	// from a long call into ONNX Runtime (or a system call) for goroutines
-	// that wait while no other thread is free, and preempting a goroutine
-	// that has run 10ms. Linux only; where it differs from timer_slack the
-	// agent starts over with it and gives its other threads timer_slack
+	// 0, the default, gives it timer_slack. What may wait up to it longer
+	// is sysmon's own work: taking a thread back from a long call into
+	// ONNX Runtime (or a system call) for goroutines that wait while no
+	// other thread is free, and preempting a goroutine that has run 10ms.
+	// Linux only; where it differs from timer_slack the agent starts over
+	// with it and gives its other threads timer_slack
 	// (procenv.ExecWithTimerSlack). On the 2-CPU test machine 2ms took
-	// 10–15 % off the agent's CPU per request at one client and cost the
+	// 4–15 % off the agent's CPU per request at one client and cost the
 	// 1000×1000 model 3–7 % of its throughput at four (docs/agent.md, CPUs),
 	// so it is for hosts that serve a few requests at a time.
 	SysmonTimerSlack time.Duration `yaml:"sysmon_timer_slack"`
