@@ -32,6 +32,14 @@ type Process struct {
 	// and loading a new version) needs one: docs/agent.md, CPUs, has the
 	// measurements.
 	GoMaxProcs int `yaml:"gomaxprocs"`
+	// AdaptiveGoMaxProcs runs the agent's Go code on one slot while one is
+	// enough and gives it gomaxprocs (Go's default when 0) as soon as
+	// goroutines queue for the slot: more than 8 % of the sampled waits
+	// in a 100ms window last 200µs or more (procenv.Slots). With all
+	// slots it tries one again after 5s, then twice as long each time
+	// goroutines queued within 5s of the last try, up to a minute.
+	// GOMAXPROCS in the environment turns it off.
+	AdaptiveGoMaxProcs bool `yaml:"adaptive_gomaxprocs"`
 	// TimerSlack is how late Linux may end the timed sleeps and waits of
 	// the agent's threads, to wake them together: their timer slack
 	// (Linux's own is 50µs, unless the service manager set another), and
@@ -119,4 +127,28 @@ func (p Process) Apply(log *slog.Logger) {
 		log = slog.Default()
 	}
 	log.Info("process.gomaxprocs", "gomaxprocs", p.GoMaxProcs)
+}
+
+// Slots returns what follows the load with GOMAXPROCS when
+// adaptive_gomaxprocs is on, or nil: when it is off, GOMAXPROCS in the
+// environment wins, or there is only one slot to give. The composition
+// root starts it after Apply, once the agent serves.
+func (p Process) Slots(log *slog.Logger) *procenv.Slots {
+	if !p.AdaptiveGoMaxProcs || procenv.Wins(log, "GOMAXPROCS", "process.adaptive_gomaxprocs", p.AdaptiveGoMaxProcs) {
+		return nil
+	}
+	all := func() int {
+		goruntime.SetDefaultGOMAXPROCS()
+		return goruntime.GOMAXPROCS(0)
+	}
+	if p.GoMaxProcs > 0 {
+		all = func() int {
+			goruntime.GOMAXPROCS(p.GoMaxProcs)
+			return p.GoMaxProcs
+		}
+	}
+	if goruntime.GOMAXPROCS(0) <= 1 {
+		return nil
+	}
+	return &procenv.Slots{All: all, Log: log}
 }

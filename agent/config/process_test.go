@@ -47,6 +47,44 @@ func TestProcessApplyEnvironmentWins(t *testing.T) {
 	}
 }
 
+func TestProcessSlots(t *testing.T) {
+	restoreProcs(t)
+	t.Setenv("GOMAXPROCS", "")
+	goruntime.GOMAXPROCS(3)
+	if s := Default().Process.Slots(nil); s != nil {
+		t.Errorf("adaptive_gomaxprocs off by default, got %+v", s)
+	}
+	s := Process{AdaptiveGoMaxProcs: true}.Slots(nil)
+	if s == nil {
+		t.Fatal("adaptive_gomaxprocs on, 3 slots: nothing to follow the load")
+	}
+	goruntime.SetDefaultGOMAXPROCS()
+	def := goruntime.GOMAXPROCS(0)
+	goruntime.GOMAXPROCS(1)
+	if n := s.All(); n != goruntime.GOMAXPROCS(0) || n != def {
+		t.Errorf("gomaxprocs 0: All gave %d slots (GOMAXPROCS %d), want Go's default, %d", n, goruntime.GOMAXPROCS(0), def)
+	}
+	goruntime.GOMAXPROCS(3)
+	s = Process{GoMaxProcs: 3, AdaptiveGoMaxProcs: true}.Slots(nil)
+	goruntime.GOMAXPROCS(1)
+	if n := s.All(); n != 3 || goruntime.GOMAXPROCS(0) != 3 {
+		t.Errorf("gomaxprocs 3: All gave %d slots (GOMAXPROCS %d), want 3", n, goruntime.GOMAXPROCS(0))
+	}
+	goruntime.GOMAXPROCS(1)
+	if s := (Process{GoMaxProcs: 1, AdaptiveGoMaxProcs: true}).Slots(nil); s != nil {
+		t.Error("one slot: something to follow the load")
+	}
+	goruntime.GOMAXPROCS(3)
+	var buf bytes.Buffer
+	t.Setenv("GOMAXPROCS", "3")
+	if s := (Process{AdaptiveGoMaxProcs: true}).Slots(slog.New(slog.NewTextHandler(&buf, nil))); s != nil {
+		t.Error("GOMAXPROCS in the environment: it should win over adaptive_gomaxprocs")
+	}
+	if !strings.Contains(buf.String(), "process.adaptive_gomaxprocs: GOMAXPROCS is set in the environment and wins") {
+		t.Errorf("log %q does not say the environment wins", buf.String())
+	}
+}
+
 func TestProcessApplyTimerSlack(t *testing.T) {
 	var got []procenv.Slack
 	exec := func(s procenv.Slack) error { got = append(got, s); return nil }

@@ -16,14 +16,18 @@ type Process struct {
 	// SysmonTimerSlack is process.sysmon_timer_slack as written ("0s":
 	// timer_slack's); "" is the agent's default.
 	SysmonTimerSlack string
+	// AdaptiveGoMaxProcs is process.adaptive_gomaxprocs as written
+	// ("true" or "false"); "" is the agent's default.
+	AdaptiveGoMaxProcs string
 }
 
 // DefineFlags defines the flags that fill p on the command line:
 // -agent-timer-slack and -agent-sysmon-timer-slack, and with gomaxprocs
-// -agent-gomaxprocs. p holds their values once flag.Parse has run.
+// -agent-gomaxprocs and -agent-adaptive-gomaxprocs. p holds their values once flag.Parse has run.
 func DefineFlags(p *Process, gomaxprocs bool) {
 	if gomaxprocs {
 		flag.IntVar(&p.GoMaxProcs, "agent-gomaxprocs", 0, "run the agent with process.gomaxprocs set to this (0: Go's default, every CPU)")
+		flag.StringVar(&p.AdaptiveGoMaxProcs, "agent-adaptive-gomaxprocs", "", "run the agent with process.adaptive_gomaxprocs set to this (true or false; empty: the agent's default)")
 	}
 	flag.StringVar(&p.TimerSlack, "agent-timer-slack", "", "run the agent with process.timer_slack set to this duration (0s: the slack it started with; empty: the agent's default)")
 	flag.StringVar(&p.SysmonTimerSlack, "agent-sysmon-timer-slack", "", "run the agent with process.sysmon_timer_slack set to this duration (0s: timer_slack's; empty: the agent's default)")
@@ -34,6 +38,9 @@ func (p Process) YAML() string {
 	var keys []string
 	if p.GoMaxProcs > 0 {
 		keys = append(keys, fmt.Sprintf("gomaxprocs: %d", p.GoMaxProcs))
+	}
+	if p.AdaptiveGoMaxProcs != "" {
+		keys = append(keys, "adaptive_gomaxprocs: "+p.AdaptiveGoMaxProcs)
 	}
 	if p.TimerSlack != "" {
 		keys = append(keys, "timer_slack: "+p.TimerSlack)
@@ -52,6 +59,11 @@ func (p Process) String() string {
 	s := "GOMAXPROCS: Go's default"
 	if p.GoMaxProcs > 0 {
 		s = fmt.Sprintf("process.gomaxprocs %d", p.GoMaxProcs)
+	}
+	if p.AdaptiveGoMaxProcs != "" {
+		s += ", process.adaptive_gomaxprocs " + p.AdaptiveGoMaxProcs
+	} else {
+		s += ", process.adaptive_gomaxprocs: the agent's default"
 	}
 	if p.TimerSlack != "" {
 		s += ", process.timer_slack " + p.TimerSlack

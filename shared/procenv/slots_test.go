@@ -1,0 +1,224 @@
+package procenv
+
+import (
+	"context"
+	goruntime "runtime"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// fakeSched stands in for the runtime: the waits each window adds, and
+// the slot changes Slots makes.
+type fakeSched struct {
+	mu         sync.Mutex
+	all, long  uint64
+	perAll     uint64 // waits each read adds
+	perLong    uint64 // of which long
+	slots      int
+	changes    []int
+	allCalls   int
+	oneCalls   int
+	readsSince int
+}
+
+func (f *fakeSched) waits() (uint64, uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.all += f.perAll
+	f.long += f.perLong
+	f.readsSince++
+	return f.all, f.long
+}
+
+func (f *fakeSched) load(all, long uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.perAll, f.perLong = all, long
+}
+
+func (f *fakeSched) current() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.slots
+}
+
+func (f *fakeSched) slots4() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.slots = 4
+	f.allCalls++
+	f.changes = append(f.changes, 4)
+	return 4
+}
+
+func (f *fakeSched) one() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.slots = 1
+	f.oneCalls++
+	f.changes = append(f.changes, 1)
+}
+
+func newFake() (*fakeSched, *Slots) {
+	f := &fakeSched{slots: 4}
+	return f, &Slots{All: f.slots4, waits: f.waits, one: f.one}
+}
+
+func TestSlotsFollowTheWaits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, s := newFake()
+		f.load(100, 2) // light: few long waits
+		stop := s.Start(t.Context())
+		synctest.Wait()
+		if got := f.current(); got != 1 {
+			t.Fatalf("at start: %d slots, want 1", got)
+		}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if got := f.current(); got != 1 {
+			t.Fatalf("light load, 10s: %d slots, want 1", got)
+		}
+		// 7 long waits of 20: a share above 8 % but fewer than MinWaits.
+		f.load(20, 7)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got := f.current(); got != 1 {
+			t.Fatalf("7 long waits a window: %d slots, want 1", got)
+		}
+		// 8 of 200 is 4 %: under Share.
+		f.load(200, 8)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got := f.current(); got != 1 {
+			t.Fatalf("4 %% long waits: %d slots, want 1", got)
+		}
+		f.load(100, 10) // 10 %: goroutines queue
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if got := f.current(); got != 4 {
+			t.Fatalf("10 %% long waits: %d slots, want 4", got)
+		}
+		// The first try after Probe (5s), then twice as long each time the
+		// load sends it back up at once.
+		for i, wait := range []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 40 * time.Second, time.Minute, time.Minute} {
+			time.Sleep(wait - 100*time.Millisecond)
+			synctest.Wait()
+			if got := f.current(); got != 4 {
+				t.Fatalf("try %d: one slot before %s", i, wait)
+			}
+			time.Sleep(100 * time.Millisecond)
+			synctest.Wait()
+			if got := f.current(); got != 1 {
+				t.Fatalf("try %d: no try after %s", i, wait)
+			}
+			time.Sleep(100 * time.Millisecond) // the load queues at once
+			synctest.Wait()
+			if got := f.current(); got != 4 {
+				t.Fatalf("try %d: load queues, %d slots", i, got)
+			}
+		}
+		// The load falls: the next try (a minute on) keeps one slot, and
+		// a later rise is answered with the first try after Probe again.
+		f.load(100, 0)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if got := f.current(); got != 1 {
+			t.Fatalf("light load after a minute: %d slots, want 1", got)
+		}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		f.load(100, 50)
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if got := f.current(); got != 4 {
+			t.Fatalf("rise: %d slots, want 4", got)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		if got := f.current(); got != 1 {
+			t.Fatalf("rise after a quiet spell: no try after 5s (%d slots)", got)
+		}
+		stop()
+		if got := f.current(); got != 4 {
+			t.Fatalf("after stop: %d slots, want them all back", got)
+		}
+	})
+}
+
+func TestSlotsStopWithAllSlots(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, s := newFake()
+		f.load(100, 50)
+		ctx, cancel := context.WithCancel(t.Context())
+		stop := s.Start(ctx)
+		time.Sleep(150 * time.Millisecond)
+		synctest.Wait()
+		if got := f.current(); got != 4 {
+			t.Fatalf("%d slots, want 4", got)
+		}
+		cancel() // ctx ends: the loop stops, nothing else changes
+		synctest.Wait()
+		stop()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.allCalls != 1 || f.oneCalls != 1 {
+			t.Fatalf("changes %v: want one slot then all, once each", f.changes)
+		}
+	})
+}
+
+// TestSlotsRuntime runs Slots on the runtime itself: one slot while the
+// test idles, all of them once goroutines that spin queue for it, and
+// GOMAXPROCS as it was after stop.
+func TestSlotsRuntime(t *testing.T) {
+	before := goruntime.GOMAXPROCS(0)
+	if before < 2 {
+		t.Skip("one CPU: nothing to adapt")
+	}
+	s := &Slots{All: func() int { goruntime.GOMAXPROCS(before); return before }, Window: 20 * time.Millisecond, Probe: time.Hour}
+	stop := s.Start(t.Context())
+	defer func() {
+		stop()
+		if got := goruntime.GOMAXPROCS(0); got != before {
+			t.Errorf("after stop: GOMAXPROCS %d, want %d", got, before)
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for goruntime.GOMAXPROCS(0) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("GOMAXPROCS %d after 10s, want 1", goruntime.GOMAXPROCS(0))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Goroutines that each spin for 100µs and yield queue for the one slot:
+	// each waits for the others, 700µs and more.
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 * before {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				for t0 := time.Now(); time.Since(t0) < 100*time.Microsecond; {
+				}
+				goruntime.Gosched()
+			}
+		})
+	}
+	defer func() {
+		close(done)
+		wg.Wait()
+	}()
+	deadline = time.Now().Add(10 * time.Second)
+	for goruntime.GOMAXPROCS(0) != before {
+		if time.Now().After(deadline) {
+			t.Fatalf("spinning goroutines: GOMAXPROCS %d after 10s, want %d", goruntime.GOMAXPROCS(0), before)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
