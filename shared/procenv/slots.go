@@ -19,15 +19,21 @@ import (
 // that cost more than the hand-off itself. One slot avoids them but makes
 // goroutines wait once the Go code needs more than one.
 //
-// What Slots reads is the runtime's scheduling latency (runtime/metrics
-// /sched/latencies, sampled): the time goroutines spent ready to run before
-// a slot ran them. With one slot, when more than Share of the waits in a
-// window, and at least MinWaits of them, lasted LongWait or more, it calls
-// All. With all slots it tries one again after Probe; when goroutines queue
+// Slots reads two things the runtime keeps (runtime/metrics). Ten times a
+// window it counts the goroutines in the run queue
+// (/sched/goroutines/runnable): with one slot and one request at a time
+// about one waits, with two or more requests that need Go code at once two
+// and more. And each window it reads the scheduling latency
+// (/sched/latencies, sampled): the time goroutines spent ready to run
+// before a slot ran them. With one slot, when on average Queue goroutines
+// or more waited over the last three windows, or more than Share of the
+// waits in a window, and at least MinWaits of them, lasted LongWait or more
+// (a slot held by a long call into C while others wait), it calls All.
+// With all slots it tries one again after Probe; when goroutines queue
 // within Probe of that try, the next try waits twice as long (up to
 // MaxProbe), so a steady load that needs the slots pays for a try at most
-// once every MaxProbe, a window or two long, and a load that falls back
-// gets one slot again within MaxProbe.
+// once every MaxProbe, a few windows long, and a load that falls back gets
+// one slot again within MaxProbe.
 type Slots struct {
 	// All gives the process its slots back and returns how many it has:
 	// runtime.SetDefaultGOMAXPROCS (Go's default, following a container's
@@ -36,21 +42,25 @@ type Slots struct {
 	// Log tells each change at debug level; nil is slog.Default.
 	Log *slog.Logger
 
-	// Window is how often the waits are read (100ms); LongWait (200µs),
-	// Share (0.08) and MinWaits (8) say when goroutines queue; Probe (5s)
+	// Window is how often the waits are read (100ms); Queue (1.6),
+	// LongWait (200µs), Share (0.08) and MinWaits (8) say when goroutines
+	// queue; Probe (5s)
 	// and MaxProbe (1min) how soon one slot is tried again. Zero values
 	// take the defaults in brackets.
 	Window   time.Duration
 	LongWait time.Duration
 	Share    float64
 	MinWaits uint64
+	Queue    float64
 	Probe    time.Duration
 	MaxProbe time.Duration
 
 	// waits reads the scheduling events and those that waited LongWait or
-	// more so far; one sets one slot. Tests replace both.
-	waits func() (all, long uint64)
-	one   func()
+	// more so far; runnable how many goroutines wait for a slot now; one
+	// sets one slot. Tests replace them.
+	waits    func() (all, long uint64)
+	runnable func() uint64
+	one      func()
 }
 
 func (s *Slots) defaults() {
@@ -62,6 +72,9 @@ func (s *Slots) defaults() {
 	}
 	if s.Share <= 0 {
 		s.Share = 0.08
+	}
+	if s.Queue <= 0 {
+		s.Queue = 1.6
 	}
 	if s.MinWaits == 0 {
 		s.MinWaits = 8
@@ -77,6 +90,16 @@ func (s *Slots) defaults() {
 	}
 	if s.waits == nil {
 		s.waits = schedWaits(s.LongWait)
+	}
+	if s.runnable == nil {
+		samples := []metrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}}
+		s.runnable = func() uint64 {
+			metrics.Read(samples)
+			if samples[0].Value.Kind() != metrics.KindUint64 {
+				return 0
+			}
+			return samples[0].Value.Uint64()
+		}
 	}
 	if s.one == nil {
 		s.one = func() { goruntime.GOMAXPROCS(1) }
@@ -118,7 +141,8 @@ func (s *Slots) Start(ctx context.Context) (stop func()) {
 }
 
 func (s *Slots) run(ctx context.Context) {
-	t := time.NewTicker(s.Window)
+	// The waits are read every window, the run queue ten times a window.
+	t := time.NewTicker(s.Window / 10)
 	defer t.Stop()
 	all, long := s.waits()
 	s.one()
@@ -127,6 +151,8 @@ func (s *Slots) run(ctx context.Context) {
 	var downAt time.Time // the last try; none at start
 	probe := s.Probe
 	var next time.Time
+	var tick int
+	var queue [3]uint64 // goroutines counted in the run queue, the last three windows
 	for {
 		select {
 		case <-ctx.Done():
@@ -136,11 +162,17 @@ func (s *Slots) run(ctx context.Context) {
 			}
 			return
 		case now := <-t.C:
+			queue[0] += s.runnable()
+			if tick++; tick%10 != 0 {
+				continue
+			}
 			a, l := s.waits()
 			da, dl := a-all, l-long
 			all, long = a, l
+			queued := float64(queue[0]+queue[1]+queue[2]) / 30
+			queue[2], queue[1], queue[0] = queue[1], queue[0], 0
 			switch {
-			case single && dl >= s.MinWaits && float64(dl) > s.Share*float64(da):
+			case single && (dl >= s.MinWaits && float64(dl) > s.Share*float64(da) || queued >= s.Queue):
 				single = false
 				if !downAt.IsZero() && now.Sub(downAt) < s.Probe {
 					probe = min(2*probe, s.MaxProbe)
@@ -149,10 +181,11 @@ func (s *Slots) run(ctx context.Context) {
 				}
 				next = now.Add(probe)
 				n := s.All()
-				s.Log.Debug("process.adaptive_gomaxprocs: goroutines queue; all slots", "gomaxprocs", n, "waits", da, "long_waits", dl, "next_try", probe)
+				s.Log.Debug("process.adaptive_gomaxprocs: goroutines queue; all slots", "gomaxprocs", n, "waits", da, "long_waits", dl, "queued", queued, "next_try", probe)
 			case !single && !now.Before(next):
 				single = true
 				downAt = now
+				queue = [3]uint64{}
 				s.one()
 				s.Log.Debug("process.adaptive_gomaxprocs: trying one slot")
 			}

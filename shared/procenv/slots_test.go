@@ -16,6 +16,7 @@ type fakeSched struct {
 	all, long  uint64
 	perAll     uint64 // waits each read adds
 	perLong    uint64 // of which long
+	queue      uint64 // goroutines in the run queue
 	slots      int
 	changes    []int
 	allCalls   int
@@ -30,6 +31,18 @@ func (f *fakeSched) waits() (uint64, uint64) {
 	f.long += f.perLong
 	f.readsSince++
 	return f.all, f.long
+}
+
+func (f *fakeSched) runnable() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.queue
+}
+
+func (f *fakeSched) queued(n uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.queue = n
 }
 
 func (f *fakeSched) load(all, long uint64) {
@@ -63,7 +76,7 @@ func (f *fakeSched) one() {
 
 func newFake() (*fakeSched, *Slots) {
 	f := &fakeSched{slots: 4}
-	return f, &Slots{All: f.slots4, waits: f.waits, one: f.one}
+	return f, &Slots{All: f.slots4, waits: f.waits, runnable: f.runnable, one: f.one}
 }
 
 func TestSlotsFollowTheWaits(t *testing.T) {
@@ -143,6 +156,55 @@ func TestSlotsFollowTheWaits(t *testing.T) {
 		stop()
 		if got := f.current(); got != 4 {
 			t.Fatalf("after stop: %d slots, want them all back", got)
+		}
+	})
+}
+
+func TestSlotsFollowTheRunQueue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, s := newFake()
+		f.queued(1) // one request at a time: one goroutine waits
+		stop := s.Start(t.Context())
+		defer stop()
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if got := f.current(); got != 1 {
+			t.Fatalf("one goroutine queued: %d slots, want 1", got)
+		}
+		// Two goroutines queued: on average 1.67 after two windows, over
+		// the last three.
+		f.queued(2)
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if got := f.current(); got != 1 {
+			t.Fatalf("two queued for a window: %d slots, want 1 (the last three windows average 1.33)", got)
+		}
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if got := f.current(); got != 4 {
+			t.Fatalf("two queued for two windows: %d slots, want 4", got)
+		}
+		// A try forgets the queue before it: it takes three windows of
+		// two queued (20/30 < 1.6 after one) to come back up.
+		time.Sleep(5*time.Second - 100*time.Millisecond)
+		synctest.Wait()
+		if got := f.current(); got != 4 {
+			t.Fatalf("a try before 5s: %d slots", got)
+		}
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if got := f.current(); got != 1 {
+			t.Fatalf("no try after 5s: %d slots", got)
+		}
+		time.Sleep(200 * time.Millisecond)
+		synctest.Wait()
+		if got := f.current(); got != 1 {
+			t.Fatalf("two windows after the try: %d slots, want 1", got)
+		}
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if got := f.current(); got != 4 {
+			t.Fatalf("three windows after the try: %d slots, want 4", got)
 		}
 	})
 }
