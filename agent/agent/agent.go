@@ -279,6 +279,13 @@ func (a *agent) run(ctx context.Context, ls Listeners) error {
 		})
 	}
 	component(&g, "watch", a.w.Run)
+	if slots := a.cfg.File.Process.Slots(a.log); slots != nil {
+		slots.InFlight = a.srv.InFlight
+		component(&g, "adaptive_gomaxprocs", func(ctx context.Context) error {
+			slots.Run(ctx)
+			return nil
+		})
+	}
 	if a.fleet != nil {
 		component(&g, "fleet", a.fleet.Run)
 	}

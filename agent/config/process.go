@@ -33,12 +33,13 @@ type Process struct {
 	// measurements.
 	GoMaxProcs int `yaml:"gomaxprocs"`
 	// AdaptiveGoMaxProcs runs the agent's Go code on one slot while one is
-	// enough and gives it gomaxprocs (Go's default when 0) as soon as
-	// goroutines queue for the slot: more than 8 % of the sampled waits
-	// in a 100ms window last 200µs or more (procenv.Slots). With all
-	// slots it tries one again after 5s, then twice as long each time
-	// goroutines queued within 5s of the last try, up to a minute.
-	// GOMAXPROCS in the environment turns it off.
+	// enough and gives it gomaxprocs (Go's default when 0) as soon as it
+	// is not: 1.5 inferences or more in flight on average over 300ms, or
+	// more than 8 % of the goroutines' sampled waits for a slot in 100ms
+	// lasting 200µs or more (procenv.Slots). With all slots it tries one
+	// again after 5s, then twice as long each time it needed them again
+	// within 5s of the last try, up to a minute. GOMAXPROCS in the
+	// environment turns it off.
 	AdaptiveGoMaxProcs bool `yaml:"adaptive_gomaxprocs"`
 	// TimerSlack is how late Linux may end the timed sleeps and waits of
 	// the agent's threads, to wake them together: their timer slack
@@ -131,8 +132,8 @@ func (p Process) Apply(log *slog.Logger) {
 
 // Slots returns what follows the load with GOMAXPROCS when
 // adaptive_gomaxprocs is on, or nil: when it is off, GOMAXPROCS in the
-// environment wins, or there is only one slot to give. The composition
-// root starts it after Apply, once the agent serves.
+// environment wins, or there is only one slot to give. The agent runs it,
+// with its requests in flight, while it serves.
 func (p Process) Slots(log *slog.Logger) *procenv.Slots {
 	if !p.AdaptiveGoMaxProcs || procenv.Wins(log, "GOMAXPROCS", "process.adaptive_gomaxprocs", p.AdaptiveGoMaxProcs) {
 		return nil

@@ -341,6 +341,10 @@ func (s *Server) admit(protocol, model string) (release func(), err error) {
 
 func (s *Server) releaseSlot() { s.inFlight.Add(-1) }
 
+// InFlight is how many inferences the server has admitted and not yet
+// answered.
+func (s *Server) InFlight() int64 { return s.inFlight.Load() }
+
 // infer is Infer once admitted.
 func (s *Server) infer(ctx context.Context, protocol, model string, version int64, req *oip.InferRequest) (resp *oip.InferResponse, err error) {
 	if req.ID == "" {

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	goruntime "runtime"
 	"runtime/metrics"
-	"sync"
 	"time"
 )
 
@@ -19,48 +18,46 @@ import (
 // that cost more than the hand-off itself. One slot avoids them but makes
 // goroutines wait once the Go code needs more than one.
 //
-// Slots reads two things the runtime keeps (runtime/metrics). Ten times a
-// window it counts the goroutines in the run queue
-// (/sched/goroutines/runnable): with one slot and one request at a time
-// about one waits, with two or more requests that need Go code at once two
-// and more. And each window it reads the scheduling latency
-// (/sched/latencies, sampled): the time goroutines spent ready to run
-// before a slot ran them. With one slot, when on average Queue goroutines
-// or more waited over the last three windows, or more than Share of the
-// waits in a window, and at least MinWaits of them, lasted LongWait or more
-// (a slot held by a long call into C while others wait), it calls All.
-// With all slots it tries one again after Probe; when goroutines queue
-// within Probe of that try, the next try waits twice as long (up to
-// MaxProbe), so a steady load that needs the slots pays for a try at most
-// once every MaxProbe, a few windows long, and a load that falls back gets
-// one slot again within MaxProbe.
+// Slots reads two things ten times a window: how many requests the process
+// has in hand (InFlight), and, once a window, the runtime's scheduling
+// latency (runtime/metrics /sched/latencies, sampled: the time goroutines
+// spent ready to run before a slot ran them). With one slot, when the
+// process had Concurrency requests or more in hand on average over the
+// last three windows, or more than Share of the waits in a window, and at
+// least MinWaits of them, lasted LongWait or more (work besides requests,
+// such as a new version to verify, or a slot held by a long call into C
+// while others wait), it calls All. With all slots it tries one again
+// after Probe; when it needs them again within Probe of that try, the next
+// try waits twice as long (up to MaxProbe), so a steady load that needs
+// the slots pays for a try at most once every MaxProbe, a few windows
+// long, and a load that falls back gets one slot again within MaxProbe.
 type Slots struct {
 	// All gives the process its slots back and returns how many it has:
 	// runtime.SetDefaultGOMAXPROCS (Go's default, following a container's
 	// CPU limit) or runtime.GOMAXPROCS(n) with the number configured.
 	All func() int
+	// InFlight says how many requests the process has in hand now; nil
+	// leaves the scheduling latency alone to decide.
+	InFlight func() int64
 	// Log tells each change at debug level; nil is slog.Default.
 	Log *slog.Logger
 
-	// Window is how often the waits are read (100ms); Queue (1.6),
-	// LongWait (200µs), Share (0.08) and MinWaits (8) say when goroutines
-	// queue; Probe (5s)
-	// and MaxProbe (1min) how soon one slot is tried again. Zero values
-	// take the defaults in brackets.
-	Window   time.Duration
-	LongWait time.Duration
-	Share    float64
-	MinWaits uint64
-	Queue    float64
-	Probe    time.Duration
-	MaxProbe time.Duration
+	// Window is how often the waits are read (100ms); Concurrency (1.5),
+	// LongWait (200µs), Share (0.08) and MinWaits (8) say when one slot is
+	// not enough; Probe (5s) and MaxProbe (1min) how soon one slot is
+	// tried again. Zero values take the defaults in brackets.
+	Window      time.Duration
+	LongWait    time.Duration
+	Share       float64
+	MinWaits    uint64
+	Concurrency float64
+	Probe       time.Duration
+	MaxProbe    time.Duration
 
 	// waits reads the scheduling events and those that waited LongWait or
-	// more so far; runnable how many goroutines wait for a slot now; one
-	// sets one slot. Tests replace them.
-	waits    func() (all, long uint64)
-	runnable func() uint64
-	one      func()
+	// more so far; one sets one slot. Tests replace them.
+	waits func() (all, long uint64)
+	one   func()
 }
 
 func (s *Slots) defaults() {
@@ -73,8 +70,8 @@ func (s *Slots) defaults() {
 	if s.Share <= 0 {
 		s.Share = 0.08
 	}
-	if s.Queue <= 0 {
-		s.Queue = 1.6
+	if s.Concurrency <= 0 {
+		s.Concurrency = 1.5
 	}
 	if s.MinWaits == 0 {
 		s.MinWaits = 8
@@ -90,16 +87,6 @@ func (s *Slots) defaults() {
 	}
 	if s.waits == nil {
 		s.waits = schedWaits(s.LongWait)
-	}
-	if s.runnable == nil {
-		samples := []metrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}}
-		s.runnable = func() uint64 {
-			metrics.Read(samples)
-			if samples[0].Value.Kind() != metrics.KindUint64 {
-				return 0
-			}
-			return samples[0].Value.Uint64()
-		}
 	}
 	if s.one == nil {
 		s.one = func() { goruntime.GOMAXPROCS(1) }
@@ -127,21 +114,12 @@ func schedWaits(long time.Duration) func() (uint64, uint64) {
 	}
 }
 
-// Start sets one slot and follows the waits until stop is called (or ctx
-// ends); stop waits for that and gives the slots back. All must be set.
-func (s *Slots) Start(ctx context.Context) (stop func()) {
+// Run sets one slot and follows the load until ctx ends; then it gives
+// the process its slots back (All) and returns. All must be set.
+func (s *Slots) Run(ctx context.Context) {
 	s.defaults()
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { s.run(ctx) })
-	return func() {
-		cancel()
-		wg.Wait()
-	}
-}
-
-func (s *Slots) run(ctx context.Context) {
-	// The waits are read every window, the run queue ten times a window.
+	// The waits are read every window, the requests in hand ten times a
+	// window.
 	t := time.NewTicker(s.Window / 10)
 	defer t.Stop()
 	all, long := s.waits()
@@ -152,7 +130,7 @@ func (s *Slots) run(ctx context.Context) {
 	probe := s.Probe
 	var next time.Time
 	var tick int
-	var queue [3]uint64 // goroutines counted in the run queue, the last three windows
+	var load [3]int64 // requests counted in hand, the last three windows
 	for {
 		select {
 		case <-ctx.Done():
@@ -162,17 +140,19 @@ func (s *Slots) run(ctx context.Context) {
 			}
 			return
 		case now := <-t.C:
-			queue[0] += s.runnable()
+			if s.InFlight != nil {
+				load[0] += s.InFlight()
+			}
 			if tick++; tick%10 != 0 {
 				continue
 			}
 			a, l := s.waits()
 			da, dl := a-all, l-long
 			all, long = a, l
-			queued := float64(queue[0]+queue[1]+queue[2]) / 30
-			queue[2], queue[1], queue[0] = queue[1], queue[0], 0
+			inHand := float64(load[0]+load[1]+load[2]) / 30
+			load[2], load[1], load[0] = load[1], load[0], 0
 			switch {
-			case single && (dl >= s.MinWaits && float64(dl) > s.Share*float64(da) || queued >= s.Queue):
+			case single && (dl >= s.MinWaits && float64(dl) > s.Share*float64(da) || inHand >= s.Concurrency):
 				single = false
 				if !downAt.IsZero() && now.Sub(downAt) < s.Probe {
 					probe = min(2*probe, s.MaxProbe)
@@ -181,11 +161,11 @@ func (s *Slots) run(ctx context.Context) {
 				}
 				next = now.Add(probe)
 				n := s.All()
-				s.Log.Debug("process.adaptive_gomaxprocs: goroutines queue; all slots", "gomaxprocs", n, "waits", da, "long_waits", dl, "queued", queued, "next_try", probe)
+				s.Log.Debug("process.adaptive_gomaxprocs: all slots", "gomaxprocs", n, "waits", da, "long_waits", dl, "in_flight", inHand, "next_try", probe)
 			case !single && !now.Before(next):
 				single = true
 				downAt = now
-				queue = [3]uint64{}
+				load = [3]int64{}
 				s.one()
 				s.Log.Debug("process.adaptive_gomaxprocs: trying one slot")
 			}

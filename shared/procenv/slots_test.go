@@ -16,7 +16,7 @@ type fakeSched struct {
 	all, long  uint64
 	perAll     uint64 // waits each read adds
 	perLong    uint64 // of which long
-	queue      uint64 // goroutines in the run queue
+	inFlight   int64  // requests in hand
 	slots      int
 	changes    []int
 	allCalls   int
@@ -33,16 +33,16 @@ func (f *fakeSched) waits() (uint64, uint64) {
 	return f.all, f.long
 }
 
-func (f *fakeSched) runnable() uint64 {
+func (f *fakeSched) requests() int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.queue
+	return f.inFlight
 }
 
-func (f *fakeSched) queued(n uint64) {
+func (f *fakeSched) serving(n int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.queue = n
+	f.inFlight = n
 }
 
 func (f *fakeSched) load(all, long uint64) {
@@ -76,14 +76,26 @@ func (f *fakeSched) one() {
 
 func newFake() (*fakeSched, *Slots) {
 	f := &fakeSched{slots: 4}
-	return f, &Slots{All: f.slots4, waits: f.waits, runnable: f.runnable, one: f.one}
+	return f, &Slots{All: f.slots4, waits: f.waits, InFlight: f.requests, one: f.one}
+}
+
+// start runs s until the returned stop is called, which waits for Run to
+// return.
+func start(ctx context.Context, s *Slots) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.Run(ctx) })
+	return func() {
+		cancel()
+		wg.Wait()
+	}
 }
 
 func TestSlotsFollowTheWaits(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f, s := newFake()
 		f.load(100, 2) // light: few long waits
-		stop := s.Start(t.Context())
+		stop := start(t.Context(), s)
 		synctest.Wait()
 		if got := f.current(); got != 1 {
 			t.Fatalf("at start: %d slots, want 1", got)
@@ -160,32 +172,32 @@ func TestSlotsFollowTheWaits(t *testing.T) {
 	})
 }
 
-func TestSlotsFollowTheRunQueue(t *testing.T) {
+func TestSlotsFollowTheRequests(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f, s := newFake()
-		f.queued(1) // one request at a time: one goroutine waits
-		stop := s.Start(t.Context())
+		f.serving(1) // one request at a time
+		stop := start(t.Context(), s)
 		defer stop()
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
 		if got := f.current(); got != 1 {
-			t.Fatalf("one goroutine queued: %d slots, want 1", got)
+			t.Fatalf("one request at a time: %d slots, want 1", got)
 		}
-		// Two goroutines queued: on average 1.67 after two windows, over
+		// Two requests at a time: on average 1.67 after two windows, over
 		// the last three.
-		f.queued(2)
+		f.serving(2)
 		time.Sleep(100 * time.Millisecond)
 		synctest.Wait()
 		if got := f.current(); got != 1 {
-			t.Fatalf("two queued for a window: %d slots, want 1 (the last three windows average 1.33)", got)
+			t.Fatalf("two requests for a window: %d slots, want 1 (the last three windows average 1.33)", got)
 		}
 		time.Sleep(100 * time.Millisecond)
 		synctest.Wait()
 		if got := f.current(); got != 4 {
-			t.Fatalf("two queued for two windows: %d slots, want 4", got)
+			t.Fatalf("two requests for two windows: %d slots, want 4", got)
 		}
-		// A try forgets the queue before it: it takes three windows of
-		// two queued (20/30 < 1.6 after one) to come back up.
+		// A try forgets the requests before it: it takes three windows of
+		// two at a time (20/30 < 1.5 after one) to come back up.
 		time.Sleep(5*time.Second - 100*time.Millisecond)
 		synctest.Wait()
 		if got := f.current(); got != 4 {
@@ -214,7 +226,7 @@ func TestSlotsStopWithAllSlots(t *testing.T) {
 		f, s := newFake()
 		f.load(100, 50)
 		ctx, cancel := context.WithCancel(t.Context())
-		stop := s.Start(ctx)
+		stop := start(ctx, s)
 		time.Sleep(150 * time.Millisecond)
 		synctest.Wait()
 		if got := f.current(); got != 4 {
@@ -240,7 +252,7 @@ func TestSlotsRuntime(t *testing.T) {
 		t.Skip("one CPU: nothing to adapt")
 	}
 	s := &Slots{All: func() int { goruntime.GOMAXPROCS(before); return before }, Window: 20 * time.Millisecond, Probe: time.Hour}
-	stop := s.Start(t.Context())
+	stop := start(t.Context(), s)
 	defer func() {
 		stop()
 		if got := goruntime.GOMAXPROCS(0); got != before {

@@ -169,9 +169,6 @@ func runAgent(f flags, log *slog.Logger) error {
 	file.Process.Apply(log)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if slots := file.Process.Slots(log); slots != nil {
-		defer slots.Start(ctx)()
-	}
 	reload := make(chan struct{}, 1)
 	stopSignals := handleSignals(cancel, reload, log)
 	defer stopSignals()
