@@ -1,0 +1,96 @@
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	goruntime "runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/drover-ml/drover/agent/agent"
+	"github.com/drover-ml/drover/agent/agent/agenttest"
+	"github.com/drover-ml/drover/shared/runtime"
+	"github.com/drover-ml/drover/shared/testenv"
+)
+
+// TestAdaptiveGoMaxProcs runs an agent with process.adaptive_gomaxprocs:
+// one slot while it idles, all of them (Go's default) while four clients
+// keep inferences in flight, and Go's default again once it stopped.
+func TestAdaptiveGoMaxProcs(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "")
+	before := goruntime.GOMAXPROCS(0)
+	goruntime.SetDefaultGOMAXPROCS()
+	all := goruntime.GOMAXPROCS(0)
+	t.Cleanup(func() { goruntime.GOMAXPROCS(before) })
+	if all < 2 {
+		t.Skip("one CPU: nothing to adapt")
+	}
+	if err := runtime.Init(testenv.ONNXRuntimeLib(t)); err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	publish(t, root, "lin", 1, 1)
+	file := agenttest.File()
+	file.Process.AdaptiveGoMaxProcs = true
+	httpL, grpcL := listen(t), listen(t)
+	base := "http://" + httpL.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- agent.Run(ctx, agent.Config{File: file, ModelDir: root, DataDir: t.TempDir(), DrainTimeout: 5 * time.Second},
+			agent.Listeners{HTTP: httpL, GRPC: grpcL}, slog.New(slog.DiscardHandler))
+	}()
+	testenv.Eventually(t, agenttest.Wait, "lin v1 ready", func() bool {
+		code, _ := get(t, base+"/v2/models/lin/versions/1/ready")
+		return code == http.StatusOK
+	})
+	testenv.Eventually(t, agenttest.Wait, "one slot while idle", func() bool { return goruntime.GOMAXPROCS(0) == 1 })
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	body := []byte(`{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 1]}]}`)
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := http.Post(base+"/v2/models/lin/infer", "application/json", bytes.NewReader(body))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("infer: %d", resp.StatusCode)
+					return
+				}
+			}
+		})
+	}
+	testenv.Eventually(t, agenttest.Wait, "all slots with four clients", func() bool { return goruntime.GOMAXPROCS(0) == all })
+	close(stop)
+	wg.Wait()
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after cancel: %v", err)
+		}
+	case <-time.After(agenttest.Wait):
+		t.Fatal("Run did not return after its context ended")
+	}
+	http.DefaultClient.CloseIdleConnections()
+	if got := goruntime.GOMAXPROCS(0); got != all {
+		t.Errorf("after Run: GOMAXPROCS %d, want Go's default %d", got, all)
+	}
+}
