@@ -85,16 +85,7 @@ func TestRunServesAndStops(t *testing.T) {
 	if code, body := get(t, "http://"+debugL.Addr().String()+"/debug/pprof/"); code != 200 || !strings.Contains(body, "goroutine") {
 		t.Errorf("pprof: %d %.200s", code, body)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run after cancel: %v", err)
-		}
-	case <-time.After(agenttest.Wait):
-		t.Fatal("Run did not return after its context ended")
-	}
-	http.DefaultClient.CloseIdleConnections()
+	stopRun(t, cancel, done)
 
 	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
 	components := map[string]bool{}
@@ -114,6 +105,22 @@ func TestRunServesAndStops(t *testing.T) {
 	if strings.Contains(logs.String(), "registry") {
 		t.Errorf("the logs still say registry:\n%s", logs.String())
 	}
+}
+
+// stopRun cancels an agent's Run and waits for it to return nil, then
+// closes the test's idle connections to it.
+func stopRun(t *testing.T, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after cancel: %v", err)
+		}
+	case <-time.After(agenttest.Wait):
+		t.Fatal("Run did not return after its context ended")
+	}
+	http.DefaultClient.CloseIdleConnections()
 }
 
 // TestReload: each value on Config.Reload re-reads the configuration file

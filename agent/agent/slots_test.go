@@ -80,16 +80,7 @@ func TestAdaptiveGoMaxProcs(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run after cancel: %v", err)
-		}
-	case <-time.After(agenttest.Wait):
-		t.Fatal("Run did not return after its context ended")
-	}
-	http.DefaultClient.CloseIdleConnections()
+	stopRun(t, cancel, done)
 	if got := goruntime.GOMAXPROCS(0); got != all {
 		t.Errorf("after Run: GOMAXPROCS %d, want Go's default %d", got, all)
 	}

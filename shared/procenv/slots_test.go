@@ -2,6 +2,7 @@ package procenv
 
 import (
 	"context"
+	"fmt"
 	goruntime "runtime"
 	"sync"
 	"testing"
@@ -74,6 +75,17 @@ func (f *fakeSched) one() {
 	f.changes = append(f.changes, 1)
 }
 
+// after lets d pass, waits for Slots to act and checks it left want
+// slots; what says what happened.
+func (f *fakeSched) after(t *testing.T, d time.Duration, want int, what string) {
+	t.Helper()
+	time.Sleep(d)
+	synctest.Wait()
+	if got := f.current(); got != want {
+		t.Fatalf("%s: %d slots, want %d", what, got, want)
+	}
+}
+
 func newFake() (*fakeSched, *Slots) {
 	f := &fakeSched{slots: 4}
 	return f, &Slots{All: f.slots4, waits: f.waits, InFlight: f.requests, one: f.one}
@@ -100,71 +112,31 @@ func TestSlotsFollowTheWaits(t *testing.T) {
 		if got := f.current(); got != 1 {
 			t.Fatalf("at start: %d slots, want 1", got)
 		}
-		time.Sleep(10 * time.Second)
-		synctest.Wait()
-		if got := f.current(); got != 1 {
-			t.Fatalf("light load, 10s: %d slots, want 1", got)
-		}
+		f.after(t, 10*time.Second, 1, "light load, 10s")
 		// 7 long waits of 20: a share above 8 % but fewer than MinWaits.
 		f.load(20, 7)
-		time.Sleep(time.Second)
-		synctest.Wait()
-		if got := f.current(); got != 1 {
-			t.Fatalf("7 long waits a window: %d slots, want 1", got)
-		}
+		f.after(t, time.Second, 1, "7 long waits a window")
 		// 8 of 200 is 4 %: under Share.
 		f.load(200, 8)
-		time.Sleep(time.Second)
-		synctest.Wait()
-		if got := f.current(); got != 1 {
-			t.Fatalf("4 %% long waits: %d slots, want 1", got)
-		}
+		f.after(t, time.Second, 1, "4 % long waits")
 		f.load(100, 10) // 10 %: goroutines queue
-		time.Sleep(100 * time.Millisecond)
-		synctest.Wait()
-		if got := f.current(); got != 4 {
-			t.Fatalf("10 %% long waits: %d slots, want 4", got)
-		}
+		f.after(t, 100*time.Millisecond, 4, "10 % long waits")
 		// The first try after Probe (5s), then twice as long each time the
 		// load sends it back up at once.
 		for i, wait := range []time.Duration{5 * time.Second, 10 * time.Second, 20 * time.Second, 40 * time.Second, time.Minute, time.Minute} {
-			time.Sleep(wait - 100*time.Millisecond)
-			synctest.Wait()
-			if got := f.current(); got != 4 {
-				t.Fatalf("try %d: one slot before %s", i, wait)
-			}
-			time.Sleep(100 * time.Millisecond)
-			synctest.Wait()
-			if got := f.current(); got != 1 {
-				t.Fatalf("try %d: no try after %s", i, wait)
-			}
-			time.Sleep(100 * time.Millisecond) // the load queues at once
-			synctest.Wait()
-			if got := f.current(); got != 4 {
-				t.Fatalf("try %d: load queues, %d slots", i, got)
-			}
+			f.after(t, wait-100*time.Millisecond, 4, fmt.Sprintf("try %d: one slot before %s", i, wait))
+			f.after(t, 100*time.Millisecond, 1, fmt.Sprintf("try %d: no try after %s", i, wait))
+			f.after(t, 100*time.Millisecond, 4, fmt.Sprintf("try %d: load queues", i)) // the load queues at once
 		}
 		// The load falls: the next try (a minute on) keeps one slot, and
 		// a later rise is answered with the first try after Probe again.
 		f.load(100, 0)
-		time.Sleep(time.Minute)
-		synctest.Wait()
-		if got := f.current(); got != 1 {
-			t.Fatalf("light load after a minute: %d slots, want 1", got)
-		}
+		f.after(t, time.Minute, 1, "light load after a minute")
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
 		f.load(100, 50)
-		time.Sleep(100 * time.Millisecond)
-		synctest.Wait()
-		if got := f.current(); got != 4 {
-			t.Fatalf("rise: %d slots, want 4", got)
-		}
-		time.Sleep(5 * time.Second)
-		synctest.Wait()
-		if got := f.current(); got != 1 {
-			t.Fatalf("rise after a quiet spell: no try after 5s (%d slots)", got)
-		}
+		f.after(t, 100*time.Millisecond, 4, "rise")
+		f.after(t, 5*time.Second, 1, "rise after a quiet spell: no try after 5s")
 		stop()
 		if got := f.current(); got != 4 {
 			t.Fatalf("after stop: %d slots, want them all back", got)
@@ -178,46 +150,18 @@ func TestSlotsFollowTheRequests(t *testing.T) {
 		f.serving(1) // one request at a time
 		stop := start(t.Context(), s)
 		defer stop()
-		time.Sleep(10 * time.Second)
-		synctest.Wait()
-		if got := f.current(); got != 1 {
-			t.Fatalf("one request at a time: %d slots, want 1", got)
-		}
+		f.after(t, 10*time.Second, 1, "one request at a time")
 		// Two requests at a time: on average 1.67 after two windows, over
 		// the last three.
 		f.serving(2)
-		time.Sleep(100 * time.Millisecond)
-		synctest.Wait()
-		if got := f.current(); got != 1 {
-			t.Fatalf("two requests for a window: %d slots, want 1 (the last three windows average 1.33)", got)
-		}
-		time.Sleep(100 * time.Millisecond)
-		synctest.Wait()
-		if got := f.current(); got != 4 {
-			t.Fatalf("two requests for two windows: %d slots, want 4", got)
-		}
+		f.after(t, 100*time.Millisecond, 1, "two requests for a window (the last three windows average 1.33)")
+		f.after(t, 100*time.Millisecond, 4, "two requests for two windows")
 		// A try forgets the requests before it: it takes three windows of
 		// two at a time (20/30 < 1.5 after one) to come back up.
-		time.Sleep(5*time.Second - 100*time.Millisecond)
-		synctest.Wait()
-		if got := f.current(); got != 4 {
-			t.Fatalf("a try before 5s: %d slots", got)
-		}
-		time.Sleep(100 * time.Millisecond)
-		synctest.Wait()
-		if got := f.current(); got != 1 {
-			t.Fatalf("no try after 5s: %d slots", got)
-		}
-		time.Sleep(200 * time.Millisecond)
-		synctest.Wait()
-		if got := f.current(); got != 1 {
-			t.Fatalf("two windows after the try: %d slots, want 1", got)
-		}
-		time.Sleep(100 * time.Millisecond)
-		synctest.Wait()
-		if got := f.current(); got != 4 {
-			t.Fatalf("three windows after the try: %d slots, want 4", got)
-		}
+		f.after(t, 5*time.Second-100*time.Millisecond, 4, "a try before 5s")
+		f.after(t, 100*time.Millisecond, 1, "no try after 5s")
+		f.after(t, 200*time.Millisecond, 1, "two windows after the try")
+		f.after(t, 100*time.Millisecond, 4, "three windows after the try")
 	})
 }
 
@@ -227,11 +171,7 @@ func TestSlotsStopWithAllSlots(t *testing.T) {
 		f.load(100, 50)
 		ctx, cancel := context.WithCancel(t.Context())
 		stop := start(ctx, s)
-		time.Sleep(150 * time.Millisecond)
-		synctest.Wait()
-		if got := f.current(); got != 4 {
-			t.Fatalf("%d slots, want 4", got)
-		}
+		f.after(t, 150*time.Millisecond, 4, "goroutines queue")
 		cancel() // ctx ends: the loop stops, nothing else changes
 		synctest.Wait()
 		stop()
