@@ -23,7 +23,8 @@ type Process struct {
 
 // DefineFlags defines the flags that fill p on the command line:
 // -agent-timer-slack and -agent-sysmon-timer-slack, and with gomaxprocs
-// -agent-gomaxprocs and -agent-adaptive-gomaxprocs. p holds their values once flag.Parse has run.
+// -agent-gomaxprocs and -agent-adaptive-gomaxprocs. p holds their values
+// once flag.Parse has run.
 func DefineFlags(p *Process, gomaxprocs bool) {
 	if gomaxprocs {
 		flag.IntVar(&p.GoMaxProcs, "agent-gomaxprocs", 0, "run the agent with process.gomaxprocs set to this (0: Go's default, every CPU)")
