@@ -138,6 +138,9 @@ func (p Process) Slots(log *slog.Logger) *procenv.Slots {
 	if !p.AdaptiveGoMaxProcs || procenv.Wins(log, "GOMAXPROCS", "process.adaptive_gomaxprocs", p.AdaptiveGoMaxProcs) {
 		return nil
 	}
+	if goruntime.GOMAXPROCS(0) <= 1 {
+		return nil
+	}
 	all := func() int {
 		goruntime.SetDefaultGOMAXPROCS()
 		return goruntime.GOMAXPROCS(0)
@@ -147,9 +150,6 @@ func (p Process) Slots(log *slog.Logger) *procenv.Slots {
 			goruntime.GOMAXPROCS(p.GoMaxProcs)
 			return p.GoMaxProcs
 		}
-	}
-	if goruntime.GOMAXPROCS(0) <= 1 {
-		return nil
 	}
 	return &procenv.Slots{All: all, Log: log}
 }

@@ -28,14 +28,15 @@
 // With -rounds N every path is measured N times, the paths in turn, and
 // each figure is the median over the rounds.
 //
-// -agent-gomaxprocs N, -agent-timer-slack D and -agent-sysmon-timer-slack
-// D run the agent with process.gomaxprocs, process.timer_slack and
+// -agent-gomaxprocs N, -agent-adaptive-gomaxprocs B, -agent-timer-slack D
+// and -agent-sysmon-timer-slack D run the agent with process.gomaxprocs,
+// process.adaptive_gomaxprocs, process.timer_slack and
 // process.sysmon_timer_slack set in its config file (an operator's
 // settings; 0 and "" keep the agent's defaults), to compare with the
 // default in another run. -closed=false measures only the open-loop rows
 // (to profile the agent at light load).
 //
-//	go run ./bench/overhead [-duration 5s] [-clients 4] [-rounds 1] [-agent-gomaxprocs 0] [-agent-timer-slack 250us] [-agent-sysmon-timer-slack 2ms] [-rates 100,300,1000] [-closed=true] [-debug-addr 127.0.0.1:6060]
+//	go run ./bench/overhead [-duration 5s] [-clients 4] [-rounds 1] [-agent-gomaxprocs 0] [-agent-adaptive-gomaxprocs true] [-agent-timer-slack 250us] [-agent-sysmon-timer-slack 2ms] [-rates 100,300,1000] [-closed=true] [-debug-addr 127.0.0.1:6060]
 package main
 
 import (

@@ -6,13 +6,14 @@
 // time, which is measured separately with the raw runtime), and the agent's
 // RSS before and after (target: no growth beyond noise).
 //
-// -agent-gomaxprocs N, -agent-timer-slack D and -agent-sysmon-timer-slack
-// D run the agent with process.gomaxprocs, process.timer_slack and
+// -agent-gomaxprocs N, -agent-adaptive-gomaxprocs B, -agent-timer-slack D
+// and -agent-sysmon-timer-slack D run the agent with process.gomaxprocs,
+// process.adaptive_gomaxprocs, process.timer_slack and
 // process.sysmon_timer_slack set in its config file (0 and "" keep the
 // agent's defaults), -debug-addr starts it with pprof on that
 // address (to take an execution trace during the swaps).
 //
-//	go run ./bench/swap [-versions 100] [-rate 300] [-dim 512] [-agent-gomaxprocs 0] [-agent-timer-slack 250us] [-agent-sysmon-timer-slack 2ms] [-debug-addr 127.0.0.1:6060]
+//	go run ./bench/swap [-versions 100] [-rate 300] [-dim 512] [-agent-gomaxprocs 0] [-agent-adaptive-gomaxprocs true] [-agent-timer-slack 250us] [-agent-sysmon-timer-slack 2ms] [-debug-addr 127.0.0.1:6060]
 package main
 
 import (

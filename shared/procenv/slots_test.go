@@ -13,16 +13,15 @@ import (
 // fakeSched stands in for the runtime: the waits each window adds, and
 // the slot changes Slots makes.
 type fakeSched struct {
-	mu         sync.Mutex
-	all, long  uint64
-	perAll     uint64 // waits each read adds
-	perLong    uint64 // of which long
-	inFlight   int64  // requests in hand
-	slots      int
-	changes    []int
-	allCalls   int
-	oneCalls   int
-	readsSince int
+	mu        sync.Mutex
+	all, long uint64
+	perAll    uint64 // waits each read adds
+	perLong   uint64 // of which long
+	inFlight  int64  // requests in hand
+	slots     int
+	changes   []int
+	allCalls  int
+	oneCalls  int
 }
 
 func (f *fakeSched) waits() (uint64, uint64) {
@@ -30,7 +29,6 @@ func (f *fakeSched) waits() (uint64, uint64) {
 	defer f.mu.Unlock()
 	f.all += f.perAll
 	f.long += f.perLong
-	f.readsSince++
 	return f.all, f.long
 }
 
