@@ -44,6 +44,7 @@ import (
 	"github.com/drover-ml/drover/agent/watch"
 	"github.com/drover-ml/drover/shared/buildinfo"
 	"github.com/drover-ml/drover/shared/lifecycle"
+	"github.com/drover-ml/drover/shared/procenv"
 	"github.com/drover-ml/drover/shared/runtime"
 )
 
@@ -141,6 +142,9 @@ type agent struct {
 	// fwd forwards labels this agent did not sample to the collectors;
 	// nil without control.collectors.
 	fwd *evaluate.ForwardQueue
+	// slots follows the load with GOMAXPROCS; nil unless
+	// process.adaptive_gomaxprocs.
+	slots *procenv.Slots
 }
 
 func build(cfg Config, log *slog.Logger) (*agent, error) {
@@ -164,7 +168,11 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &agent{cfg: cfg, log: log, tel: tel}
+	a := &agent{cfg: cfg, log: log, tel: tel, slots: file.Process.Slots(log)}
+	var onLoad func() func()
+	if a.slots != nil {
+		onLoad = a.slots.Hold
+	}
 	// The set's hooks run only once the watcher reports versions, after
 	// a.mon is set below.
 	set, err := versions.New(versions.Config{
@@ -179,6 +187,7 @@ func build(cfg Config, log *slog.Logger) (*agent, error) {
 		Gate: func(ctx context.Context, cand, cur *versions.Version) error {
 			return a.mon.Gate(ctx, cand, cur)
 		},
+		OnLoad: onLoad,
 	})
 	if err != nil {
 		a.shutdownTelemetry()
@@ -279,10 +288,10 @@ func (a *agent) run(ctx context.Context, ls Listeners) error {
 		})
 	}
 	component(&g, "watch", a.w.Run)
-	if slots := a.cfg.File.Process.Slots(a.log); slots != nil {
-		slots.InFlight = a.srv.InFlight
+	if a.slots != nil {
+		a.slots.InFlight = a.srv.InFlight
 		component(&g, "adaptive_gomaxprocs", func(ctx context.Context) error {
-			slots.Run(ctx)
+			a.slots.Run(ctx)
 			return nil
 		})
 	}

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	goruntime "runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,7 +21,8 @@ import (
 
 // TestAdaptiveGoMaxProcs runs an agent with process.adaptive_gomaxprocs:
 // one slot while it idles, all of them (Go's default) while four clients
-// keep inferences in flight, and Go's default again once it stopped.
+// keep inferences in flight, all of them at once for a new version's load,
+// and Go's default again once it stopped.
 func TestAdaptiveGoMaxProcs(t *testing.T) {
 	t.Setenv("GOMAXPROCS", "")
 	before := goruntime.GOMAXPROCS(0)
@@ -41,9 +44,10 @@ func TestAdaptiveGoMaxProcs(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
+	var logs testenv.Buffer
 	go func() {
 		done <- agent.Run(ctx, agent.Config{File: file, ModelDir: root, DataDir: t.TempDir(), DrainTimeout: 5 * time.Second},
-			agent.Listeners{HTTP: httpL, GRPC: grpcL}, slog.New(slog.DiscardHandler))
+			agent.Listeners{HTTP: httpL, GRPC: grpcL}, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	}()
 	testenv.Eventually(t, agenttest.Wait, "lin v1 ready", func() bool {
 		code, _ := get(t, base+"/v2/models/lin/versions/1/ready")
@@ -79,6 +83,25 @@ func TestAdaptiveGoMaxProcs(t *testing.T) {
 	testenv.Eventually(t, agenttest.Wait, "all slots with four clients", func() bool { return goruntime.GOMAXPROCS(0) == all })
 	close(stop)
 	wg.Wait()
+
+	// A new version takes all slots as its load starts (a hold), not once
+	// goroutines have queued for one.
+	testenv.Eventually(t, agenttest.Wait, "one slot again after the clients", func() bool { return goruntime.GOMAXPROCS(0) == 1 })
+	publish(t, root, "lin", 2, 2)
+	testenv.Eventually(t, agenttest.Wait, "lin v2 ready", func() bool {
+		code, _ := get(t, base+"/v2/models/lin/versions/2/ready")
+		return code == http.StatusOK
+	})
+	if !strings.Contains(logs.String(), `msg="process.adaptive_gomaxprocs: all slots" gomaxprocs=`+strconv.Itoa(all)+` next_try=`) ||
+		!strings.Contains(logs.String(), "hold=true") {
+		var lines []string
+		for l := range strings.Lines(logs.String()) {
+			if strings.Contains(l, "adaptive_gomaxprocs") {
+				lines = append(lines, l)
+			}
+		}
+		t.Errorf("no hold for v2's load; the slot changes logged:\n%s", strings.Join(lines, ""))
+	}
 
 	stopRun(t, cancel, done)
 	if got := goruntime.GOMAXPROCS(0); got != all {

@@ -99,6 +99,11 @@ type Config struct {
 	// for the duration of the call. A non-nil error rejects the candidate
 	// (EventRejected with the error as reason). Pinned versions skip it.
 	Gate func(ctx context.Context, candidate, current *Version) error
+	// OnLoad, if set, is called as a version starts to load (once it has
+	// one of MaxConcurrentLoads), and what it returns once the load,
+	// warm-up and gate are done, whatever their outcome: the agent gives
+	// its Go code all of its CPUs meanwhile (procenv.Slots.Hold).
+	OnLoad func() (done func())
 }
 
 // Set holds every model's versions. All methods are safe for concurrent
@@ -580,6 +585,9 @@ func (s *Set) load(av watch.Version, current *Version, forced bool) (*Version, E
 		defer func() { <-s.loadSem }()
 	case <-s.ctx.Done():
 		return nil, EventLoadFailed, ErrClosed
+	}
+	if s.cfg.OnLoad != nil {
+		defer s.cfg.OnLoad()()
 	}
 	start := time.Now()
 	rt, err := s.cfg.Backend.Load(s.ctx, filepath.Join(av.Dir, manifest.ModelFile))

@@ -493,3 +493,48 @@ func TestConcurrentRequestsAcrossSwaps(t *testing.T) {
 	testenv.Eventually(t, wait, "old versions unloaded", func() bool { return len(h.events(EventUnloaded)) == 9 })
 	t.Logf("%d requests across 9 swaps, none failed", total)
 }
+
+// TestOnLoadBracketsEachLoad: OnLoad's hold covers each load up to and
+// including the gate, and ends whether the load succeeds or fails.
+func TestOnLoadBracketsEachLoad(t *testing.T) {
+	var mu sync.Mutex
+	var started, done int
+	var heldAtGate []int
+	h := newHarness(t, Config{
+		OnLoad: func() func() {
+			mu.Lock()
+			started++
+			mu.Unlock()
+			return func() {
+				mu.Lock()
+				done++
+				mu.Unlock()
+			}
+		},
+		Gate: func(ctx context.Context, cand, cur *Version) error {
+			mu.Lock()
+			heldAtGate = append(heldAtGate, started-done)
+			mu.Unlock()
+			return nil
+		},
+	})
+	counts := func() (int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return started, done
+	}
+	h.publish("lin", 1, linear(t, 1))
+	h.sync("lin")
+	testenv.Eventually(t, wait, "v1 serving", func() bool { return h.serving("lin") == 1 })
+	h.publish("lin", 2, []byte("this is not an onnx model"))
+	h.sync("lin")
+	testenv.Eventually(t, wait, "v2 failure", func() bool { return len(h.events(EventLoadFailed)) == 1 })
+	if s, d := counts(); s != 2 || d != 2 {
+		t.Fatalf("OnLoad called %d times, released %d, want 2 and 2", s, d)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(heldAtGate) != 1 || heldAtGate[0] != 1 {
+		t.Fatalf("holds in force at each gate %v, want [1]", heldAtGate)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	goruntime "runtime"
 	"runtime/metrics"
+	"sync"
 	"time"
 )
 
@@ -18,19 +19,21 @@ import (
 // that cost more than the hand-off itself. One slot avoids them but makes
 // goroutines wait once the Go code needs more than one.
 //
-// Slots reads two things ten times a window: how many requests the process
-// has in hand (InFlight), and, once a window, the runtime's scheduling
-// latency (runtime/metrics /sched/latencies, sampled: the time goroutines
-// spent ready to run before a slot ran them). With one slot, when the
-// process had Concurrency requests or more in hand on average over the
-// last three windows, or more than Share of the waits in a window, and at
-// least MinWaits of them, lasted LongWait or more (work besides requests,
-// such as a new version to verify, or a slot held by a long call into C
-// while others wait), it calls All. With all slots it tries one again
-// after Probe; when it needs them again within Probe of that try, the next
-// try waits twice as long (up to MaxProbe), so a steady load that needs
-// the slots pays for a try at most once every MaxProbe, a few windows
-// long, and a load that falls back gets one slot again within MaxProbe.
+// Slots reads two things: ten times a window, how many requests the
+// process has in hand (InFlight), and once a window the runtime's
+// scheduling latency (runtime/metrics /sched/latencies, sampled: the time
+// goroutines spent ready to run before a slot ran them). With one slot,
+// when the process had Concurrency requests or more in hand on average
+// over the last window (the last ten reads, checked at each), or more than
+// Share of the waits in a window, and at least MinWaits of them, lasted
+// LongWait or more (work besides requests, or a slot held by a long call
+// into C while others wait), it calls All. Work known in advance to need
+// the slots (a model version to load and warm up) takes them at once with
+// Hold. With all slots it tries one again after Probe; when it needs them
+// again within Probe of that try, the next try waits twice as long (up to
+// MaxProbe), so a steady load that needs the slots pays for a try at most
+// once every MaxProbe, a window or so long, and a load that falls back
+// gets one slot again within MaxProbe.
 type Slots struct {
 	// All gives the process its slots back and returns how many it has:
 	// runtime.SetDefaultGOMAXPROCS (Go's default, following a container's
@@ -58,6 +61,14 @@ type Slots struct {
 	// more so far; one sets one slot. Tests replace them.
 	waits func() (all, long uint64)
 	one   func()
+
+	mu      sync.Mutex
+	single  bool          // one slot set
+	holds   int           // Holds not released
+	stopped bool          // Run returned
+	probe   time.Duration // the wait before the next try
+	next    time.Time     // the next try
+	downAt  time.Time     // the last try
 }
 
 func (s *Slots) defaults() {
@@ -114,61 +125,115 @@ func schedWaits(long time.Duration) func() (uint64, uint64) {
 	}
 }
 
-// Run sets one slot and follows the load until ctx ends; then it gives
-// the process its slots back (All) and returns. All must be set.
+// Run sets one slot (unless a Hold is in force) and follows the load
+// until ctx ends; then it gives the process its slots back (All) and
+// returns. All must be set.
 func (s *Slots) Run(ctx context.Context) {
 	s.defaults()
-	// The waits are read every window, the requests in hand ten times a
-	// window.
+	// The requests in hand are read every tick, ten a window, and summed
+	// over the last ten; the waits once a window.
 	t := time.NewTicker(s.Window / 10)
 	defer t.Stop()
 	all, long := s.waits()
-	s.one()
-	s.Log.Debug("process.adaptive_gomaxprocs: one slot")
-	single := true
-	var downAt time.Time // the last try; none at start
-	probe := s.Probe
-	var next time.Time
+	s.mu.Lock()
+	s.probe = s.Probe
+	if s.holds == 0 {
+		s.down(time.Now())
+		s.downAt = time.Time{} // the first rise is no failed try
+	} else {
+		s.next = time.Now().Add(s.probe)
+	}
+	s.mu.Unlock()
+	var recent [10]int64 // requests in hand, the last ten ticks
+	var inHand int64     // their sum
 	var tick int
-	var load [3]int64 // requests counted in hand, the last three windows
 	for {
 		select {
 		case <-ctx.Done():
-			if single {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.single {
+				s.single = false
 				n := s.All()
 				s.Log.Debug("process.adaptive_gomaxprocs: slots given back", "gomaxprocs", n)
 			}
+			s.stopped = true
 			return
 		case now := <-t.C:
+			var n int64
 			if s.InFlight != nil {
-				load[0] += s.InFlight()
+				n = s.InFlight()
 			}
-			if tick++; tick%10 != 0 {
-				continue
+			i := tick % len(recent)
+			inHand += n - recent[i]
+			recent[i] = n
+			tick++
+			queued := false
+			var da, dl uint64
+			if tick%len(recent) == 0 {
+				a, l := s.waits()
+				da, dl = a-all, l-long
+				all, long = a, l
+				queued = dl >= s.MinWaits && float64(dl) > s.Share*float64(da)
 			}
-			a, l := s.waits()
-			da, dl := a-all, l-long
-			all, long = a, l
-			inHand := float64(load[0]+load[1]+load[2]) / 30
-			load[2], load[1], load[0] = load[1], load[0], 0
+			busy := float64(inHand) >= s.Concurrency*float64(len(recent))
+			s.mu.Lock()
 			switch {
-			case single && (dl >= s.MinWaits && float64(dl) > s.Share*float64(da) || inHand >= s.Concurrency):
-				single = false
-				if !downAt.IsZero() && now.Sub(downAt) < s.Probe {
-					probe = min(2*probe, s.MaxProbe)
-				} else {
-					probe = s.Probe
-				}
-				next = now.Add(probe)
-				n := s.All()
-				s.Log.Debug("process.adaptive_gomaxprocs: all slots", "gomaxprocs", n, "waits", da, "long_waits", dl, "in_flight", inHand, "next_try", probe)
-			case !single && !now.Before(next):
-				single = true
-				downAt = now
-				load = [3]int64{}
-				s.one()
-				s.Log.Debug("process.adaptive_gomaxprocs: trying one slot")
+			case s.single && (queued || busy):
+				s.up(now, true, "waits", da, "long_waits", dl, "in_flight", float64(inHand)/float64(len(recent)))
+			case !s.single && s.holds == 0 && !now.Before(s.next):
+				s.down(now)
+				recent, inHand = [len(recent)]int64{}, 0
 			}
+			s.mu.Unlock()
 		}
 	}
+}
+
+// Hold gives the process all its slots now, before its goroutines queue,
+// for work that needs them (a model version to load and warm up), until
+// release is called. Run tries one slot again only with no hold in force,
+// and Probe or more after it went up; a Hold before Run keeps all slots
+// from its start. Hold after Run returned does nothing.
+func (s *Slots) Hold() (release func()) {
+	s.mu.Lock()
+	s.holds++
+	if s.single && !s.stopped {
+		s.up(time.Now(), false, "hold", true)
+	}
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.holds--
+			s.mu.Unlock()
+		})
+	}
+}
+
+// up gives the process all its slots; s.mu must be held. After a try
+// (tried), a rise within Probe of it doubles the wait before the next one,
+// up to MaxProbe, and a later rise sets it back to Probe; a hold leaves it
+// as it is.
+func (s *Slots) up(now time.Time, tried bool, why ...any) {
+	s.single = false
+	if tried {
+		if !s.downAt.IsZero() && now.Sub(s.downAt) < s.Probe {
+			s.probe = min(2*s.probe, s.MaxProbe)
+		} else {
+			s.probe = s.Probe
+		}
+	}
+	s.next = now.Add(s.probe)
+	n := s.All()
+	s.Log.Debug("process.adaptive_gomaxprocs: all slots", append([]any{"gomaxprocs", n, "next_try", s.probe}, why...)...)
+}
+
+// down tries one slot; s.mu must be held.
+func (s *Slots) down(now time.Time) {
+	s.single = true
+	s.downAt = now
+	s.one()
+	s.Log.Debug("process.adaptive_gomaxprocs: one slot")
 }

@@ -149,17 +149,54 @@ func TestSlotsFollowTheRequests(t *testing.T) {
 		stop := start(t.Context(), s)
 		defer stop()
 		f.after(t, 10*time.Second, 1, "one request at a time")
-		// Two requests at a time: on average 1.67 after two windows, over
-		// the last three.
+		// Two requests at a time: the last ten reads (one each 10ms) sum to
+		// 14 after four, 15 (1.5 on average) after five.
 		f.serving(2)
-		f.after(t, 100*time.Millisecond, 1, "two requests for a window (the last three windows average 1.33)")
-		f.after(t, 100*time.Millisecond, 4, "two requests for two windows")
-		// A try forgets the requests before it: it takes three windows of
-		// two at a time (20/30 < 1.5 after one) to come back up.
-		f.after(t, 5*time.Second-100*time.Millisecond, 4, "a try before 5s")
-		f.after(t, 100*time.Millisecond, 1, "no try after 5s")
-		f.after(t, 200*time.Millisecond, 1, "two windows after the try")
-		f.after(t, 100*time.Millisecond, 4, "three windows after the try")
+		f.after(t, 40*time.Millisecond, 1, "two requests for four reads")
+		f.after(t, 10*time.Millisecond, 4, "two requests for five reads")
+		// A try forgets the requests before it: it takes eight reads of two
+		// at a time (16 of ten reads) to come back up.
+		f.after(t, 5*time.Second-10*time.Millisecond, 4, "a try before 5s")
+		f.after(t, 10*time.Millisecond, 1, "no try after 5s")
+		f.after(t, 70*time.Millisecond, 1, "seven reads after the try")
+		f.after(t, 10*time.Millisecond, 4, "eight reads after the try")
+	})
+}
+
+func TestSlotsHold(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, s := newFake()
+		// A hold before Run: all slots from the start, past Probe.
+		release := s.Hold()
+		stop := start(t.Context(), s)
+		f.after(t, 10*time.Second, 4, "held from the start")
+		release()
+		f.after(t, 10*time.Millisecond, 1, "released after Probe: the next read tries one slot")
+		// A hold with one slot takes them all at once, not a read later.
+		r1, r2 := s.Hold(), s.Hold()
+		if got := f.current(); got != 4 {
+			t.Fatalf("Hold returned with %d slots, want 4", got)
+		}
+		r1()
+		r1() // a second call releases nothing more
+		f.after(t, 20*time.Second, 4, "one hold of two released")
+		r2()
+		f.after(t, 10*time.Millisecond, 1, "both released")
+		// A hold just after a try is no failed try: the next one waits
+		// Probe (5s), not twice that.
+		s.Hold()()
+		f.after(t, 5*time.Second-10*time.Millisecond, 4, "a short hold, before Probe")
+		f.after(t, 10*time.Millisecond, 1, "a short hold, then Probe")
+		stop()
+		f.mu.Lock()
+		calls := f.allCalls
+		f.mu.Unlock()
+		s.Hold()()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.allCalls != calls {
+			t.Fatalf("Hold after Run returned changed the slots: %v", f.changes)
+		}
 	})
 }
 
