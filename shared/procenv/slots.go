@@ -6,6 +6,7 @@ import (
 	goruntime "runtime"
 	"runtime/metrics"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -125,11 +126,23 @@ func schedWaits(long time.Duration) func() (uint64, uint64) {
 	}
 }
 
+// running says a Slots follows this process's GOMAXPROCS: it is the
+// process's, so one Slots does at a time (tests run several agents in one
+// process).
+var running atomic.Bool
+
 // Run sets one slot (unless a Hold is in force) and follows the load
 // until ctx ends; then it gives the process its slots back (All) and
-// returns. All must be set.
+// returns. All must be set. While another Slots runs in the process, Run
+// changes nothing and waits for ctx to end.
 func (s *Slots) Run(ctx context.Context) {
 	s.defaults()
+	if !running.CompareAndSwap(false, true) {
+		s.Log.Debug("process.adaptive_gomaxprocs: another Slots follows this process's GOMAXPROCS")
+		<-ctx.Done()
+		return
+	}
+	defer running.Store(false)
 	// The requests in hand are read every tick, ten a window, and summed
 	// over the last ten; the waits once a window.
 	t := time.NewTicker(s.Window / 10)

@@ -271,3 +271,30 @@ func TestSlotsRuntime(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestSlotsOnePerProcess: GOMAXPROCS is the process's, so a second Slots
+// that runs while one does changes nothing, and one that runs after the
+// first returned follows the load.
+func TestSlotsOnePerProcess(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f1, s1 := newFake()
+		f2, s2 := newFake()
+		stop1 := start(t.Context(), s1)
+		synctest.Wait()
+		stop2 := start(t.Context(), s2)
+		f2.load(100, 50)
+		f1.after(t, time.Second, 1, "the first Slots")
+		s2.Hold()()
+		stop2()
+		f2.mu.Lock()
+		if len(f2.changes) != 0 {
+			t.Errorf("the second Slots changed the slots: %v", f2.changes)
+		}
+		f2.mu.Unlock()
+		stop1()
+		f3, s3 := newFake()
+		stop3 := start(t.Context(), s3)
+		defer stop3()
+		f3.after(t, 10*time.Millisecond, 1, "a Slots after the first returned")
+	})
+}
