@@ -289,7 +289,7 @@ func (a *agent) run(ctx context.Context, ls Listeners) error {
 	}
 	component(&g, "watch", a.w.Run)
 	if a.slots != nil {
-		a.slots.InFlight = a.srv.InFlight
+		a.slots.InFlight, a.slots.Served = a.srv.InFlight, a.srv.Served
 		component(&g, "adaptive_gomaxprocs", func(ctx context.Context) error {
 			a.slots.Run(ctx)
 			return nil

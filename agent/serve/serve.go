@@ -176,6 +176,7 @@ type Server struct {
 	set      *versions.Set
 	log      *slog.Logger
 	inFlight atomic.Int64
+	served   atomic.Uint64 // admitted inferences answered
 	// ready reports whether the agent has finished its first scan.
 	ready      func() bool
 	tel        *telemetry.Telemetry // may be nil
@@ -339,11 +340,18 @@ func (s *Server) admit(protocol, model string) (release func(), err error) {
 	return s.releaseSlot, nil
 }
 
-func (s *Server) releaseSlot() { s.inFlight.Add(-1) }
+func (s *Server) releaseSlot() {
+	s.inFlight.Add(-1)
+	s.served.Add(1)
+}
 
 // InFlight is how many inferences the server has admitted and not yet
 // answered.
 func (s *Server) InFlight() int64 { return s.inFlight.Load() }
+
+// Served is how many admitted inferences the server has answered so far,
+// with a result or an error.
+func (s *Server) Served() uint64 { return s.served.Load() }
 
 // infer is Infer once admitted.
 func (s *Server) infer(ctx context.Context, protocol, model string, version int64, req *oip.InferRequest) (resp *oip.InferResponse, err error) {

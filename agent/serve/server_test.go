@@ -15,7 +15,8 @@ import (
 )
 
 // TestOverloadRefusedAtOnce: with max_in_flight requests running, the next
-// gets 503 at once, with Retry-After, before any model is looked up.
+// gets 503 at once, with Retry-After, before any model is looked up; an
+// admitted request counts in Served once answered, even with an error.
 func TestOverloadRefusedAtOnce(t *testing.T) {
 	set, err := versions.New(versions.Config{Backend: &runtime.ONNX{}})
 	if err != nil {
@@ -36,11 +37,17 @@ func TestOverloadRefusedAtOnce(t *testing.T) {
 	if body := rec.Body.String(); rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || !strings.Contains(body, "overloaded") {
 		t.Fatalf("overload: %d %v %s", rec.Code, rec.Header(), body)
 	}
+	if s.InFlight() != 4 || s.Served() != 0 {
+		t.Fatalf("after a refusal: in flight %d, served %d; want 4 and 0 (a refused request is not served)", s.InFlight(), s.Served())
+	}
 	s.inFlight.Add(-4)
 	rec = httptest.NewRecorder()
 	s.Handler().ServeHTTP(rec, httptest.NewRequest("POST", "/v2/models/lin/infer", strings.NewReader(`{"inputs": []}`)))
 	if rec.Code != http.StatusNotFound {
 		t.Fatalf("below the limit: %d %s, want 404 (no such model)", rec.Code, rec.Body)
+	}
+	if s.InFlight() != 0 || s.Served() != 1 {
+		t.Fatalf("after an admitted request: in flight %d, served %d; want 0 and 1", s.InFlight(), s.Served())
 	}
 }
 

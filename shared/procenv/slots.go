@@ -43,13 +43,20 @@ type Slots struct {
 	// InFlight says how many requests the process has in hand now; nil
 	// leaves the scheduling latency alone to decide.
 	InFlight func() int64
+	// Served says how many requests the process has answered so far; nil
+	// makes no comparisons (see Explore).
+	Served func() uint64
 	// Log tells each change at debug level; nil is slog.Default.
 	Log *slog.Logger
 
 	// Window is how often the waits are read (100ms); Concurrency (1.5),
 	// LongWait (200µs), Share (0.08) and MinWaits (8) say when one slot is
 	// not enough; Probe (5s) and MaxProbe (1min) how soon one slot is
-	// tried again. Zero values take the defaults in brackets.
+	// tried again. Explore (5s) is how often, with one slot and at least
+	// MinServed (50) requests answered a window, all slots are tried for
+	// Compare (2) windows; Gain (0.1) is how many more requests they must
+	// answer to be kept, and how many fewer one slot may answer after a
+	// try. Zero values take the defaults in brackets.
 	Window      time.Duration
 	LongWait    time.Duration
 	Share       float64
@@ -57,6 +64,10 @@ type Slots struct {
 	Concurrency float64
 	Probe       time.Duration
 	MaxProbe    time.Duration
+	Explore     time.Duration
+	MinServed   uint64
+	Compare     int
+	Gain        float64
 
 	// waits reads the scheduling events and those that waited LongWait or
 	// more so far; one sets one slot. Tests replace them.
@@ -70,6 +81,15 @@ type Slots struct {
 	probe   time.Duration // the wait before the next try
 	next    time.Time     // the next try
 	downAt  time.Time     // the last try
+	// A comparison in progress: comparing is the windows left in it
+	// (0: none; partial: and the one it began in first), before the
+	// requests answered a window before it, and during those answered
+	// since it began.
+	comparing int
+	partial   bool
+	before    float64
+	during    uint64
+	explore   time.Time // the next time all slots are tried
 }
 
 func (s *Slots) defaults() {
@@ -93,6 +113,18 @@ func (s *Slots) defaults() {
 	}
 	if s.MaxProbe < s.Probe {
 		s.MaxProbe = max(time.Minute, s.Probe)
+	}
+	if s.Explore <= 0 {
+		s.Explore = 5 * time.Second
+	}
+	if s.MinServed == 0 {
+		s.MinServed = 50
+	}
+	if s.Compare <= 0 {
+		s.Compare = 2
+	}
+	if s.Gain <= 0 {
+		s.Gain = 0.1
 	}
 	if s.Log == nil {
 		s.Log = slog.Default()
@@ -148,6 +180,10 @@ func (s *Slots) Run(ctx context.Context) {
 	t := time.NewTicker(s.Window / 10)
 	defer t.Stop()
 	all, long := s.waits()
+	var served uint64
+	if s.Served != nil {
+		served = s.Served()
+	}
 	s.mu.Lock()
 	s.probe = s.Probe
 	if s.holds == 0 {
@@ -156,9 +192,11 @@ func (s *Slots) Run(ctx context.Context) {
 	} else {
 		s.next = time.Now().Add(s.probe)
 	}
+	s.explore = time.Now().Add(s.Explore)
 	s.mu.Unlock()
-	var recent [10]int64 // requests in hand, the last ten ticks
-	var inHand int64     // their sum
+	var recent [10]int64  // requests in hand, the last ten ticks
+	var inHand int64      // their sum
+	var answered []uint64 // requests answered, the last Compare windows
 	var tick int
 	for {
 		select {
@@ -181,26 +219,98 @@ func (s *Slots) Run(ctx context.Context) {
 			inHand += n - recent[i]
 			recent[i] = n
 			tick++
+			window := tick%len(recent) == 0
 			queued := false
-			var da, dl uint64
-			if tick%len(recent) == 0 {
+			var da, dl, dn uint64
+			if window {
 				a, l := s.waits()
 				da, dl = a-all, l-long
 				all, long = a, l
 				queued = dl >= s.MinWaits && float64(dl) > s.Share*float64(da)
+				if s.Served != nil {
+					c := s.Served()
+					dn, served = c-served, c
+					answered = append(answered, dn)
+					if len(answered) > s.Compare {
+						answered = answered[1:]
+					}
+				}
 			}
 			busy := float64(inHand) >= s.Concurrency*float64(len(recent))
 			s.mu.Lock()
 			switch {
 			case s.single && (queued || busy):
 				s.up(now, true, "waits", da, "long_waits", dl, "in_flight", float64(inHand)/float64(len(recent)))
+			case window && s.comparing > 0:
+				s.compared(now, dn)
+				if s.single {
+					recent, inHand = [len(recent)]int64{}, 0
+				}
 			case !s.single && s.holds == 0 && !now.Before(s.next):
 				s.down(now)
 				recent, inHand = [len(recent)]int64{}, 0
+				s.startComparing(answered, !window)
+			case window && s.single && !now.Before(s.explore) && len(answered) == s.Compare && minOf(answered) >= s.MinServed:
+				s.up(now, false, "explore", true)
+				s.startComparing(answered, false)
 			}
 			s.mu.Unlock()
 		}
 	}
+}
+
+// startComparing begins a comparison with the requests answered in the
+// last windows before it; when it begins within a window (partial), that
+// window is not counted. s.mu must be held.
+func (s *Slots) startComparing(answered []uint64, partial bool) {
+	if s.Served == nil || len(answered) < s.Compare {
+		return
+	}
+	var sum uint64
+	for _, a := range answered {
+		sum += a
+	}
+	s.comparing, s.partial, s.before, s.during = s.Compare, partial, float64(sum)/float64(len(answered)), 0
+}
+
+// compared counts a window of a comparison, and at its end keeps the
+// slots that answer more: all of them when they answered Gain more than
+// one did, else one; s.mu must be held.
+func (s *Slots) compared(now time.Time, answered uint64) {
+	if s.partial {
+		s.partial = false
+		return
+	}
+	s.during += answered
+	if s.comparing--; s.comparing > 0 {
+		return
+	}
+	perWindow := float64(s.during) / float64(s.Compare)
+	if s.single {
+		// After a try of one slot: back up if one answered fewer.
+		if s.before > (1+s.Gain)*perWindow {
+			s.up(now, true, "answered_before", s.before, "answered_one", perWindow)
+			return
+		}
+		s.explore = now.Add(s.Explore)
+		return
+	}
+	// After exploring all slots: keep them if they answered more.
+	s.explore = now.Add(s.Explore)
+	if perWindow > (1+s.Gain)*s.before || s.holds > 0 {
+		s.Log.Debug("process.adaptive_gomaxprocs: all slots kept", "answered_one", s.before, "answered_all", perWindow)
+		return
+	}
+	s.down(now)
+	s.downAt = time.Time{} // no try of one slot: a rise soon after is no failed try
+}
+
+func minOf(xs []uint64) uint64 {
+	m := xs[0]
+	for _, x := range xs[1:] {
+		m = min(m, x)
+	}
+	return m
 }
 
 // Hold gives the process all its slots now, before its goroutines queue,
@@ -230,6 +340,9 @@ func (s *Slots) Hold() (release func()) {
 // up to MaxProbe, and a later rise sets it back to Probe; a hold leaves it
 // as it is.
 func (s *Slots) up(now time.Time, tried bool, why ...any) {
+	if s.single {
+		s.comparing = 0 // a rise ends a try of one slot
+	}
 	s.single = false
 	if tried {
 		if !s.downAt.IsZero() && now.Sub(s.downAt) < s.Probe {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	goruntime "runtime"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -22,6 +23,41 @@ type fakeSched struct {
 	changes   []int
 	allCalls  int
 	oneCalls  int
+	// Requests answered: perMS1 a millisecond with one slot, perMS4 with
+	// all, counted up to countedAt.
+	perMS1, perMS4 float64
+	count          float64
+	countedAt      time.Time
+}
+
+// advance counts the requests answered since the last count; f.mu must be
+// held.
+func (f *fakeSched) advance() {
+	now := time.Now()
+	if !f.countedAt.IsZero() {
+		r := f.perMS1
+		if f.slots > 1 {
+			r = f.perMS4
+		}
+		f.count += r * float64(now.Sub(f.countedAt)) / float64(time.Millisecond)
+	}
+	f.countedAt = now
+}
+
+func (f *fakeSched) served() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.advance()
+	return uint64(f.count)
+}
+
+// answering sets how many requests a millisecond one slot and all of them
+// answer.
+func (f *fakeSched) answering(one, all float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.advance()
+	f.perMS1, f.perMS4 = one, all
 }
 
 func (f *fakeSched) waits() (uint64, uint64) {
@@ -59,6 +95,7 @@ func (f *fakeSched) current() int {
 func (f *fakeSched) slots4() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.advance()
 	f.slots = 4
 	f.allCalls++
 	f.changes = append(f.changes, 4)
@@ -68,6 +105,7 @@ func (f *fakeSched) slots4() int {
 func (f *fakeSched) one() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.advance()
 	f.slots = 1
 	f.oneCalls++
 	f.changes = append(f.changes, 1)
@@ -296,5 +334,46 @@ func TestSlotsOnePerProcess(t *testing.T) {
 		stop3 := start(t.Context(), s3)
 		defer stop3()
 		f3.after(t, 10*time.Millisecond, 1, "a Slots after the first returned")
+	})
+}
+
+// TestSlotsCompare: with one slot and requests to answer, Slots tries all
+// slots every Explore (5s) for two windows and keeps them only when they
+// answer more than a tenth more; a try of one slot that answers a tenth
+// fewer goes back up (and the next try waits twice as long).
+func TestSlotsCompare(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, s := newFake()
+		s.Served = f.served
+		f.answering(1, 1) // 100 a window, one slot or all: a client at a time
+		stop := start(t.Context(), s)
+		defer stop()
+		f.after(t, 5*time.Second-100*time.Millisecond, 1, "before the first exploration")
+		f.after(t, 100*time.Millisecond, 4, "exploring all slots after 5s")
+		f.after(t, 100*time.Millisecond, 4, "exploring, one window")
+		f.after(t, 100*time.Millisecond, 1, "all slots answered no more: one again")
+		f.after(t, 5*time.Second-100*time.Millisecond, 1, "before the next exploration")
+		// All slots answer twice as many: kept.
+		f.answering(1, 2)
+		f.after(t, 100*time.Millisecond, 4, "exploring again")
+		f.after(t, 200*time.Millisecond, 4, "all slots answered twice as many: kept")
+		// The try of one slot, Probe after the rise, answers half as many:
+		// back up after two windows, and the next try waits 10s.
+		f.after(t, 5*time.Second-300*time.Millisecond, 4, "before the try")
+		f.after(t, 100*time.Millisecond, 1, "trying one slot")
+		f.after(t, 200*time.Millisecond, 4, "one slot answered half as many: all again")
+		f.after(t, 10*time.Second-100*time.Millisecond, 4, "before the next try, 10s on")
+		// The load changes: one slot answers as many; the try keeps it.
+		f.answering(2, 2)
+		f.after(t, 100*time.Millisecond, 1, "trying one slot again")
+		f.after(t, 5*time.Second-100*time.Millisecond, 1, "one slot answered as many: kept")
+		// No requests: no exploration.
+		f.answering(0, 0)
+		f.after(t, 20*time.Second, 1, "idle")
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if want := []int{1, 4, 1, 4, 1, 4, 1}; !slices.Equal(f.changes, want) {
+			t.Errorf("changes %v, want %v (idle explores nothing)", f.changes, want)
+		}
 	})
 }
