@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	goruntime "runtime"
 	"runtime/metrics"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,7 +57,11 @@ type Slots struct {
 	// MinServed (50) requests answered a window, all slots are tried for
 	// Compare (2) windows; Gain (0.1) is how many more requests they must
 	// answer to be kept, and how many fewer one slot may answer after a
-	// try. Zero values take the defaults in brackets.
+	// try. A change of Shift (0.25) in the requests answered a window
+	// since the last comparison, in each of the last Compare windows,
+	// starts one at once: a rise with one slot tries all, a fall with all
+	// tries one. Zero values take the defaults
+	// in brackets.
 	Window      time.Duration
 	LongWait    time.Duration
 	Share       float64
@@ -68,6 +73,7 @@ type Slots struct {
 	MinServed   uint64
 	Compare     int
 	Gain        float64
+	Shift       float64
 
 	// waits reads the scheduling events and those that waited LongWait or
 	// more so far; one sets one slot. Tests replace them.
@@ -90,6 +96,8 @@ type Slots struct {
 	before    float64
 	during    uint64
 	explore   time.Time // the next time all slots are tried
+	level     float64   // requests answered a window after the last comparison; 0: not known
+	settle    int       // windows since the last change that the level does not count yet
 }
 
 func (s *Slots) defaults() {
@@ -125,6 +133,9 @@ func (s *Slots) defaults() {
 	}
 	if s.Gain <= 0 {
 		s.Gain = 0.1
+	}
+	if s.Shift <= 0 {
+		s.Shift = 0.25
 	}
 	if s.Log == nil {
 		s.Log = slog.Default()
@@ -237,7 +248,16 @@ func (s *Slots) Run(ctx context.Context) {
 				}
 			}
 			busy := float64(inHand) >= s.Concurrency*float64(len(recent))
+			rate, full := average(answered, s.Compare)
 			s.mu.Lock()
+			settled := window && s.comparing == 0 && s.settle == 0 && full
+			if window && s.settle > 0 {
+				s.settle--
+			}
+			if settled && s.level == 0 {
+				s.level = rate
+			}
+			shifted := settled && rate >= float64(s.MinServed) && s.level > 0
 			switch {
 			case s.single && (queued || busy):
 				s.up(now, true, "waits", da, "long_waits", dl, "in_flight", float64(inHand)/float64(len(recent)))
@@ -246,11 +266,11 @@ func (s *Slots) Run(ctx context.Context) {
 				if s.single {
 					recent, inHand = [len(recent)]int64{}, 0
 				}
-			case !s.single && s.holds == 0 && !now.Before(s.next):
+			case !s.single && s.holds == 0 && (!now.Before(s.next) || shifted && float64(slices.Max(answered)) < s.level/(1+s.Shift)):
 				s.down(now)
 				recent, inHand = [len(recent)]int64{}, 0
 				s.startComparing(answered, !window)
-			case window && s.single && !now.Before(s.explore) && len(answered) == s.Compare && minOf(answered) >= s.MinServed:
+			case window && s.single && (!now.Before(s.explore) || shifted && float64(slices.Min(answered)) > (1+s.Shift)*s.level) && full && rate >= float64(s.MinServed):
 				s.up(now, false, "explore", true)
 				s.startComparing(answered, false)
 			}
@@ -263,14 +283,25 @@ func (s *Slots) Run(ctx context.Context) {
 // last windows before it; when it begins within a window (partial), that
 // window is not counted. s.mu must be held.
 func (s *Slots) startComparing(answered []uint64, partial bool) {
-	if s.Served == nil || len(answered) < s.Compare {
+	before, full := average(answered, s.Compare)
+	if !full || before < float64(s.MinServed) {
+		s.level = 0 // too few to compare: the next windows tell the level
 		return
+	}
+	s.comparing, s.partial, s.before, s.during = s.Compare, partial, before, 0
+}
+
+// average is the requests answered a window over the last n windows, and
+// whether there were n.
+func average(answered []uint64, n int) (float64, bool) {
+	if len(answered) < n || n == 0 {
+		return 0, false
 	}
 	var sum uint64
 	for _, a := range answered {
 		sum += a
 	}
-	s.comparing, s.partial, s.before, s.during = s.Compare, partial, float64(sum)/float64(len(answered)), 0
+	return float64(sum) / float64(len(answered)), true
 }
 
 // compared counts a window of a comparison, and at its end keeps the
@@ -290,27 +321,23 @@ func (s *Slots) compared(now time.Time, answered uint64) {
 		// After a try of one slot: back up if one answered fewer.
 		if s.before > (1+s.Gain)*perWindow {
 			s.up(now, true, "answered_before", s.before, "answered_one", perWindow)
+			s.level = s.before
 			return
 		}
 		s.explore = now.Add(s.Explore)
+		s.level = perWindow
 		return
 	}
 	// After exploring all slots: keep them if they answered more.
 	s.explore = now.Add(s.Explore)
 	if perWindow > (1+s.Gain)*s.before || s.holds > 0 {
 		s.Log.Debug("process.adaptive_gomaxprocs: all slots kept", "answered_one", s.before, "answered_all", perWindow)
+		s.level = perWindow
 		return
 	}
 	s.down(now)
+	s.level = s.before
 	s.downAt = time.Time{} // no try of one slot: a rise soon after is no failed try
-}
-
-func minOf(xs []uint64) uint64 {
-	m := xs[0]
-	for _, x := range xs[1:] {
-		m = min(m, x)
-	}
-	return m
 }
 
 // Hold gives the process all its slots now, before its goroutines queue,
@@ -344,6 +371,7 @@ func (s *Slots) up(now time.Time, tried bool, why ...any) {
 		s.comparing = 0 // a rise ends a try of one slot
 	}
 	s.single = false
+	s.level, s.settle = 0, s.Compare
 	if tried {
 		if !s.downAt.IsZero() && now.Sub(s.downAt) < s.Probe {
 			s.probe = min(2*s.probe, s.MaxProbe)
@@ -359,6 +387,7 @@ func (s *Slots) up(now time.Time, tried bool, why ...any) {
 // down tries one slot; s.mu must be held.
 func (s *Slots) down(now time.Time) {
 	s.single = true
+	s.level, s.settle = 0, s.Compare
 	s.downAt = now
 	s.one()
 	s.Log.Debug("process.adaptive_gomaxprocs: one slot")

@@ -377,3 +377,33 @@ func TestSlotsCompare(t *testing.T) {
 		}
 	})
 }
+
+// TestSlotsShift: a change of a quarter in the requests answered since the
+// last comparison, in both of the last two windows, starts one at once: a
+// rise with one slot explores all, a fall with all tries one.
+func TestSlotsShift(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, s := newFake()
+		s.Served = f.served
+		f.answering(1, 1)
+		stop := start(t.Context(), s)
+		defer stop()
+		f.after(t, 5*time.Second, 4, "the first exploration")
+		f.after(t, 200*time.Millisecond, 1, "all slots answered no more")
+		f.after(t, 800*time.Millisecond, 1, "a second on")
+		f.answering(1.5, 3) // more clients: one slot answers half as many more, all three times
+		f.after(t, 100*time.Millisecond, 1, "one window of the rise")
+		f.after(t, 100*time.Millisecond, 4, "two windows of the rise: exploring at once, not 5s after the last")
+		f.after(t, 200*time.Millisecond, 4, "all slots answered twice as many: kept")
+		f.after(t, 600*time.Millisecond, 4, "a second after the rise")
+		f.answering(1, 1) // fewer clients
+		f.after(t, 100*time.Millisecond, 4, "one window of the fall")
+		f.after(t, 100*time.Millisecond, 1, "two windows of the fall: trying one slot at once, not 5s after the rise")
+		f.after(t, 2*time.Second, 1, "one slot answered as many: kept")
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if want := []int{1, 4, 1, 4, 1}; !slices.Equal(f.changes, want) {
+			t.Errorf("changes %v, want %v", f.changes, want)
+		}
+	})
+}
