@@ -98,7 +98,6 @@ type Slots struct {
 	explore   time.Time // the next time all slots are tried
 	level     float64   // requests answered a window after the last comparison; 0: not known
 	settle    int       // windows since the last change that the level does not count yet
-	forHold   bool      // all slots were given for a hold alone
 }
 
 func (s *Slots) defaults() {
@@ -343,25 +342,21 @@ func (s *Slots) compared(now time.Time, answered uint64) {
 
 // Hold gives the process all its slots now, before its goroutines queue,
 // for work that needs them (a model version to load and warm up), until
-// release is called. Run tries one slot again only with no hold in force:
-// at its next read when the slots were given for holds alone, else Probe
-// or more after they were given. A Hold before Run keeps all slots from
-// its start. Hold after Run returned does nothing.
+// release is called. Run tries one slot again only with no hold in force,
+// and Probe or more after it went up; a Hold before Run keeps all slots
+// from its start. Hold after Run returned does nothing.
 func (s *Slots) Hold() (release func()) {
 	s.mu.Lock()
 	s.holds++
 	if s.single && !s.stopped {
 		s.up(time.Now(), false, "hold", true)
-		s.forHold = true
 	}
 	s.mu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			s.mu.Lock()
-			if s.holds--; s.holds == 0 && s.forHold {
-				s.next = time.Now() // the slots were for the holds alone
-			}
+			s.holds--
 			s.mu.Unlock()
 		})
 	}
@@ -376,7 +371,7 @@ func (s *Slots) up(now time.Time, tried bool, why ...any) {
 		s.comparing = 0 // a rise ends a try of one slot
 	}
 	s.single = false
-	s.level, s.settle, s.forHold = 0, s.Compare, false
+	s.level, s.settle = 0, s.Compare
 	if tried {
 		if !s.downAt.IsZero() && now.Sub(s.downAt) < s.Probe {
 			s.probe = min(2*s.probe, s.MaxProbe)
@@ -392,7 +387,7 @@ func (s *Slots) up(now time.Time, tried bool, why ...any) {
 // down tries one slot; s.mu must be held.
 func (s *Slots) down(now time.Time) {
 	s.single = true
-	s.level, s.settle, s.forHold = 0, s.Compare, false
+	s.level, s.settle = 0, s.Compare
 	s.downAt = now
 	s.one()
 	s.Log.Debug("process.adaptive_gomaxprocs: one slot")

@@ -220,17 +220,11 @@ func TestSlotsHold(t *testing.T) {
 		f.after(t, 20*time.Second, 4, "one hold of two released")
 		r2()
 		f.after(t, 10*time.Millisecond, 1, "both released")
-		// Slots given for a short hold alone come back at the next read
-		// after its release, not Probe after the rise.
+		// A hold just after a try is no failed try: the next one waits
+		// Probe (5s), not twice that.
 		s.Hold()()
-		f.after(t, 10*time.Millisecond, 1, "a short hold's slots given back at the next read")
-		// A hold while the load had all slots leaves the try Probe after
-		// the rise.
-		f.load(100, 50)
-		f.after(t, 100*time.Millisecond, 4, "goroutines queue")
-		f.load(100, 0)
-		s.Hold()()
-		f.after(t, 5*time.Second-10*time.Millisecond, 4, "a hold while the load had all slots: no try before Probe")
+		f.after(t, 5*time.Second-10*time.Millisecond, 4, "a short hold, before Probe")
+		f.after(t, 10*time.Millisecond, 1, "a short hold, then Probe")
 		stop()
 		f.mu.Lock()
 		calls := f.allCalls
