@@ -32,13 +32,17 @@ type Process struct {
 	// and loading a new version) needs one: docs/agent.md, CPUs, has the
 	// measurements.
 	GoMaxProcs int `yaml:"gomaxprocs"`
-	// AdaptiveGoMaxProcs runs the agent's Go code on one slot while one is
-	// enough and gives it gomaxprocs (Go's default when 0) as soon as it
-	// is not: 1.5 inferences or more in flight on average over 300ms, or
-	// more than 8 % of the goroutines' sampled waits for a slot in 100ms
-	// lasting 200µs or more (procenv.Slots). With all slots it tries one
-	// again after 5s, then twice as long each time it needed them again
-	// within 5s of the last try, up to a minute. GOMAXPROCS in the
+	// AdaptiveGoMaxProcs (off by default) runs the agent's Go code on one
+	// slot while one is enough and gives it gomaxprocs (Go's default when
+	// 0) as soon as it is not (procenv.Slots): 1.5 inferences or more in
+	// flight on average over 100ms, more than 8 % of the goroutines'
+	// sampled waits for a slot in 100ms lasting 200µs or more, a version
+	// to load, or all slots answering a tenth more requests than one when
+	// tried (every 5s while it answers 500 a second or more, and at once
+	// when that rate rises by a quarter). With all slots it tries one
+	// again after 5s (or at once when the rate falls by a quarter) and
+	// keeps it unless it answers a tenth fewer requests, the next try
+	// waiting twice as long each time, up to a minute. GOMAXPROCS in the
 	// environment turns it off.
 	AdaptiveGoMaxProcs bool `yaml:"adaptive_gomaxprocs"`
 	// TimerSlack is how late Linux may end the timed sleeps and waits of
