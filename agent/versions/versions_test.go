@@ -118,6 +118,18 @@ func (h *harness) serving(model string) int64 {
 	return v.Number
 }
 
+// servingThenBroken publishes lin v1 and waits for it to serve, then a v2
+// that is no ONNX model and waits for its failed load.
+func (h *harness) servingThenBroken() {
+	h.t.Helper()
+	h.publish("lin", 1, linear(h.t, 1))
+	h.sync("lin")
+	testenv.Eventually(h.t, wait, "v1 serving", func() bool { return h.serving("lin") == 1 })
+	h.publish("lin", 2, []byte("this is not an onnx model"))
+	h.sync("lin")
+	testenv.Eventually(h.t, wait, "v2 failure", func() bool { return len(h.events(EventLoadFailed)) == 1 })
+}
+
 // infer runs x = [1, 1] and returns y.
 func infer(t *testing.T, v *Version) float32 {
 	t.Helper()
@@ -188,13 +200,7 @@ func TestSwapToNewVersion(t *testing.T) {
 func TestFailedLoadKeepsServingAndBacksOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, Config{RetryBackoff: time.Hour, MaxRetryBackoff: 4 * time.Hour})
-		h.publish("lin", 1, linear(t, 1))
-		h.sync("lin")
-		testenv.Eventually(t, wait, "v1 serving", func() bool { return h.serving("lin") == 1 })
-
-		h.publish("lin", 2, []byte("this is not an onnx model"))
-		h.sync("lin")
-		testenv.Eventually(t, wait, "v2 failure", func() bool { return len(h.events(EventLoadFailed)) == 1 })
+		h.servingThenBroken()
 		failedAt := h.events(EventLoadFailed)[0].Time
 		if got := h.serving("lin"); got != 1 {
 			t.Fatalf("serving %d after a failed load, want 1", got)
@@ -523,12 +529,7 @@ func TestOnLoadBracketsEachLoad(t *testing.T) {
 		defer mu.Unlock()
 		return started, done
 	}
-	h.publish("lin", 1, linear(t, 1))
-	h.sync("lin")
-	testenv.Eventually(t, wait, "v1 serving", func() bool { return h.serving("lin") == 1 })
-	h.publish("lin", 2, []byte("this is not an onnx model"))
-	h.sync("lin")
-	testenv.Eventually(t, wait, "v2 failure", func() bool { return len(h.events(EventLoadFailed)) == 1 })
+	h.servingThenBroken()
 	if s, d := counts(); s != 2 || d != 2 {
 		t.Fatalf("OnLoad called %d times, released %d, want 2 and 2", s, d)
 	}
