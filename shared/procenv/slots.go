@@ -21,7 +21,7 @@ import (
 // that cost more than the hand-off itself. One slot avoids them but makes
 // goroutines wait once the Go code needs more than one.
 //
-// Slots reads two things: ten times a window, how many requests the
+// Slots reads two signals: ten times a window, how many requests the
 // process has in hand (InFlight), and once a window the runtime's
 // scheduling latency (runtime/metrics /sched/latencies, sampled: the time
 // goroutines spent ready to run before a slot ran them). With one slot,
@@ -31,11 +31,15 @@ import (
 // LongWait or more (work besides requests, or a slot held by a long call
 // into C while others wait), it calls All. Work known in advance to need
 // the slots (a model version to load and warm up) takes them at once with
-// Hold. With all slots it tries one again after Probe; when it needs them
-// again within Probe of that try, the next try waits twice as long (up to
-// MaxProbe), so a steady load that needs the slots pays for a try at most
-// once every MaxProbe, a window or so long, and a load that falls back
-// gets one slot again within MaxProbe.
+// Hold. Given Served, it also compares: with one slot it gives all of them
+// a few windows now and then and keeps them when they answer more requests
+// (a load of short requests from several clients, which the in-flight
+// reads miss: they run on the one slot only while no request does). With
+// all slots it tries one again after Probe; when it needs them again
+// within Probe of that try (a signal, or fewer requests answered), the
+// next try waits twice as long (up to MaxProbe), so a steady load that
+// needs the slots pays for a try at most once every MaxProbe, a window or
+// so long, and a load that falls back gets one slot again within MaxProbe.
 type Slots struct {
 	// All gives the process its slots back and returns how many it has:
 	// runtime.SetDefaultGOMAXPROCS (Go's default, following a container's
@@ -60,8 +64,7 @@ type Slots struct {
 	// try. A change of Shift (0.25) in the requests answered a window
 	// since the last comparison, in each of the last Compare windows,
 	// starts one at once: a rise with one slot tries all, a fall with all
-	// tries one. Zero values take the defaults
-	// in brackets.
+	// tries one. Zero values take the defaults in brackets.
 	Window      time.Duration
 	LongWait    time.Duration
 	Share       float64
