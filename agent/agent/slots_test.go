@@ -55,6 +55,26 @@ func TestAdaptiveGoMaxProcs(t *testing.T) {
 	})
 	testenv.Eventually(t, agenttest.Wait, "one slot while idle", func() bool { return goruntime.GOMAXPROCS(0) == 1 })
 
+	// A new version takes all slots as its load starts (a hold), not once
+	// goroutines have queued for one.
+	publish(t, root, "lin", 2, 2)
+	testenv.Eventually(t, agenttest.Wait, "lin v2 ready", func() bool {
+		code, _ := get(t, base+"/v2/models/lin/versions/2/ready")
+		return code == http.StatusOK
+	})
+	if !strings.Contains(logs.String(), `msg="process.adaptive_gomaxprocs: all slots" gomaxprocs=`+strconv.Itoa(all)+` next_try=`) ||
+		!strings.Contains(logs.String(), "hold=true") {
+		var lines []string
+		for l := range strings.Lines(logs.String()) {
+			if strings.Contains(l, "adaptive_gomaxprocs") {
+				lines = append(lines, l)
+			}
+		}
+		t.Errorf("no hold for v2's load; the slot changes logged:\n%s", strings.Join(lines, ""))
+	}
+
+	testenv.Eventually(t, agenttest.Wait, "one slot again after v2's load", func() bool { return goruntime.GOMAXPROCS(0) == 1 })
+
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	body := []byte(`{"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1, 1]}]}`)
@@ -83,25 +103,6 @@ func TestAdaptiveGoMaxProcs(t *testing.T) {
 	testenv.Eventually(t, agenttest.Wait, "all slots with four clients", func() bool { return goruntime.GOMAXPROCS(0) == all })
 	close(stop)
 	wg.Wait()
-
-	// A new version takes all slots as its load starts (a hold), not once
-	// goroutines have queued for one.
-	testenv.Eventually(t, agenttest.Wait, "one slot again after the clients", func() bool { return goruntime.GOMAXPROCS(0) == 1 })
-	publish(t, root, "lin", 2, 2)
-	testenv.Eventually(t, agenttest.Wait, "lin v2 ready", func() bool {
-		code, _ := get(t, base+"/v2/models/lin/versions/2/ready")
-		return code == http.StatusOK
-	})
-	if !strings.Contains(logs.String(), `msg="process.adaptive_gomaxprocs: all slots" gomaxprocs=`+strconv.Itoa(all)+` next_try=`) ||
-		!strings.Contains(logs.String(), "hold=true") {
-		var lines []string
-		for l := range strings.Lines(logs.String()) {
-			if strings.Contains(l, "adaptive_gomaxprocs") {
-				lines = append(lines, l)
-			}
-		}
-		t.Errorf("no hold for v2's load; the slot changes logged:\n%s", strings.Join(lines, ""))
-	}
 
 	stopRun(t, cancel, done)
 	if got := goruntime.GOMAXPROCS(0); got != all {
