@@ -418,6 +418,11 @@ func (e *Engine) PasswordFile() string { return passwordPath(e.cfg.DataDir) }
 // telling why it died or stopped answering.
 func (e *Engine) Log() string { return e.stderr.String() }
 
+// Fatals returns how many lines the engine (any of its children) has
+// logged at level Fatal. After a fatal error the engine may answer queries
+// for seconds more, then aborts.
+func (e *Engine) Fatals() uint64 { return e.stderr.Fatals() }
+
 // PID returns the current child's process id.
 func (e *Engine) PID() int {
 	e.mu.Lock()

@@ -7,14 +7,16 @@ import (
 	"sync"
 )
 
-// tailBuffer keeps the last max bytes written to it, for error messages, and
-// passes complete lines to the logger at debug level.
+// tailBuffer keeps the last max bytes written to it, for error messages,
+// passes complete lines to the logger at debug level, and counts the lines
+// logged at level Fatal.
 type tailBuffer struct {
-	mu   sync.Mutex
-	max  int
-	buf  []byte
-	line []byte
-	log  *slog.Logger
+	mu     sync.Mutex
+	max    int
+	buf    []byte
+	line   []byte
+	log    *slog.Logger
+	fatals uint64
 }
 
 func newTailBuffer(max int, log *slog.Logger) *tailBuffer {
@@ -36,6 +38,9 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 		}
 		if s := strings.TrimSpace(string(t.line[:i])); s != "" {
 			t.log.Debug("clickhouse engine", "line", s)
+			if strings.Contains(s, "<Fatal>") {
+				t.fatals++
+			}
 		}
 		t.line = t.line[i+1:]
 	}
@@ -53,4 +58,11 @@ func (t *tailBuffer) String() string {
 		return "(no output)"
 	}
 	return s
+}
+
+// Fatals is how many complete lines were logged at level Fatal.
+func (t *tailBuffer) Fatals() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.fatals
 }

@@ -112,13 +112,18 @@ func stopEngine(e *chembed.Engine, dir string) {
 }
 
 // healthy says why an engine cannot serve a test, or nil: the process has
-// exited, or a native connection (the protocol the collector uses) cannot
-// be opened, pinged and run SELECT 1 within a few seconds, twice.
+// exited, it has logged a fatal error (it may still answer queries for
+// seconds, then aborts under the next test), or a native connection (the
+// protocol the collector uses) cannot be opened, pinged and run SELECT 1
+// within a few seconds, twice.
 func healthy(e *chembed.Engine, dsn string) error {
 	select {
 	case <-e.Exited():
 		return errors.New("the engine process has exited")
 	default:
+	}
+	if n := e.Fatals(); n > 0 {
+		return fmt.Errorf("the engine logged %d fatal lines and will abort", n)
 	}
 	var err error
 	for try := range 2 {
