@@ -21,8 +21,6 @@ type fakeSched struct {
 	inFlight  int64  // requests in hand
 	slots     int
 	changes   []int
-	allCalls  int
-	oneCalls  int
 	// Requests answered: perMS1 a millisecond with one slot, perMS4 with
 	// all, counted up to countedAt.
 	perMS1, perMS4 float64
@@ -92,23 +90,23 @@ func (f *fakeSched) current() int {
 	return f.slots
 }
 
-func (f *fakeSched) slots4() int {
+// set makes n the slots, as All (4) or one (1) would.
+func (f *fakeSched) set(n int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.advance()
-	f.slots = 4
-	f.allCalls++
-	f.changes = append(f.changes, 4)
-	return 4
+	f.slots = n
+	f.changes = append(f.changes, n)
 }
 
-func (f *fakeSched) one() {
+func (f *fakeSched) slots4() int { f.set(4); return 4 }
+func (f *fakeSched) one()        { f.set(1) }
+
+// history is the slot changes so far.
+func (f *fakeSched) history() []int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.advance()
-	f.slots = 1
-	f.oneCalls++
-	f.changes = append(f.changes, 1)
+	return slices.Clone(f.changes)
 }
 
 // after lets d pass, waits for Slots to act and checks it left want
@@ -226,14 +224,10 @@ func TestSlotsHold(t *testing.T) {
 		f.after(t, 5*time.Second-10*time.Millisecond, 4, "a short hold, before Probe")
 		f.after(t, 10*time.Millisecond, 1, "a short hold, then Probe")
 		stop()
-		f.mu.Lock()
-		calls := f.allCalls
-		f.mu.Unlock()
+		before := f.history()
 		s.Hold()()
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if f.allCalls != calls {
-			t.Fatalf("Hold after Run returned changed the slots: %v", f.changes)
+		if after := f.history(); !slices.Equal(after, before) {
+			t.Fatalf("Hold after Run returned changed the slots: %v, then %v", before, after)
 		}
 	})
 }
@@ -248,10 +242,8 @@ func TestSlotsStopWithAllSlots(t *testing.T) {
 		cancel() // ctx ends: the loop stops, nothing else changes
 		synctest.Wait()
 		stop()
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if f.allCalls != 1 || f.oneCalls != 1 {
-			t.Fatalf("changes %v: want one slot then all, once each", f.changes)
+		if got := f.history(); !slices.Equal(got, []int{1, 4}) {
+			t.Fatalf("changes %v: want one slot then all, once each", got)
 		}
 	})
 }
@@ -324,11 +316,9 @@ func TestSlotsOnePerProcess(t *testing.T) {
 		f1.after(t, time.Second, 1, "the first Slots")
 		s2.Hold()()
 		stop2()
-		f2.mu.Lock()
-		if len(f2.changes) != 0 {
-			t.Errorf("the second Slots changed the slots: %v", f2.changes)
+		if got := f2.history(); len(got) != 0 {
+			t.Errorf("the second Slots changed the slots: %v", got)
 		}
-		f2.mu.Unlock()
 		stop1()
 		f3, s3 := newFake()
 		stop3 := start(t.Context(), s3)
@@ -370,10 +360,8 @@ func TestSlotsCompare(t *testing.T) {
 		// No requests: no exploration.
 		f.answering(0, 0)
 		f.after(t, 20*time.Second, 1, "idle")
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if want := []int{1, 4, 1, 4, 1, 4, 1}; !slices.Equal(f.changes, want) {
-			t.Errorf("changes %v, want %v (idle explores nothing)", f.changes, want)
+		if got, want := f.history(), []int{1, 4, 1, 4, 1, 4, 1}; !slices.Equal(got, want) {
+			t.Errorf("changes %v, want %v (idle explores nothing)", got, want)
 		}
 	})
 }
@@ -400,10 +388,8 @@ func TestSlotsShift(t *testing.T) {
 		f.after(t, 100*time.Millisecond, 4, "one window of the fall")
 		f.after(t, 100*time.Millisecond, 1, "two windows of the fall: trying one slot at once, not 5s after the rise")
 		f.after(t, 2*time.Second, 1, "one slot answered as many: kept")
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		if want := []int{1, 4, 1, 4, 1}; !slices.Equal(f.changes, want) {
-			t.Errorf("changes %v, want %v", f.changes, want)
+		if got, want := f.history(), []int{1, 4, 1, 4, 1}; !slices.Equal(got, want) {
+			t.Errorf("changes %v, want %v", got, want)
 		}
 	})
 }
