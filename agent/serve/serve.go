@@ -400,16 +400,16 @@ func (s *Server) infer(ctx context.Context, protocol, model string, version int6
 			outputs[i] = o.Name
 		}
 	}
-	client := ctx
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-	defer cancel()
-	out, err := v.Infer(ctx, req.Inputs, outputs)
+	// The run stops at request_timeout or when the client's context ends;
+	// the runtime's watchdog sees to both, so that a request sets no timer
+	// and no context of its own.
+	out, err := v.InferBefore(ctx, start.Add(s.cfg.RequestTimeout), req.Inputs, outputs)
 	if err != nil {
-		if client.Err() != nil {
+		if ctx.Err() != nil {
 			// The client went away or its own deadline (a gRPC timeout)
 			// passed: its doing, counted as cancelled, not as a server
 			// timeout (the collector's error-rate drift counts timeouts).
-			return nil, errorf(499, codes.Canceled, "request cancelled by the client: %v", context.Cause(client))
+			return nil, errorf(499, codes.Canceled, "request cancelled by the client: %v", context.Cause(ctx))
 		}
 		return nil, err
 	}

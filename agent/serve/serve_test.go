@@ -469,6 +469,50 @@ func TestRequestTimeout(t *testing.T) {
 	}
 }
 
+// TestRequestTimeoutStopsTheRun sends ever larger batches to a model whose
+// run time grows with the batch until one outlives request_timeout: that
+// run is stopped (the runtime's watchdog terminates it) and answered 504,
+// where a run that was let finish would answer 200.
+func TestRequestTimeoutStopsTheRun(t *testing.T) {
+	const dim = 64
+	chain, err := testmodels.Chain(dim, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	publish(t, root, "slow", 1, chain)
+	a := startAgent(t, root, serve.Config{RequestTimeout: 100 * time.Millisecond})
+	a.WaitServing(t, "slow", 1)
+	for batch := 1; ; batch *= 2 {
+		raw, _ := oip.AppendRaw(nil, make([]float32, batch*dim))
+		hdr := fmt.Sprintf(`{"inputs":[{"name":%q,"shape":[%d,%d],"datatype":"FP32","parameters":{"binary_data_size":%d}}],"parameters":{"binary_data_output":true}}`, testmodels.BigInput, batch, dim, len(raw))
+		t0 := time.Now()
+		code, _, body := a.Do(t, "POST", "/v2/models/slow/infer", append([]byte(hdr), raw...), map[string]string{"Inference-Header-Content-Length": strconv.Itoa(len(hdr))})
+		t.Logf("batch %d: %d in %v", batch, code, time.Since(t0))
+		if code == http.StatusGatewayTimeout {
+			if !strings.Contains(string(body), "timed out") || !strings.Contains(string(body), "deadline exceeded") {
+				t.Fatalf("batch %d: 504 %s, want it to say the inference timed out", batch, body)
+			}
+			break
+		}
+		if code != http.StatusOK {
+			t.Fatalf("batch %d: %d %s", batch, code, body)
+		}
+		if batch >= 1<<14 {
+			t.Fatalf("batch %d still answered 200 within request_timeout 100ms", batch)
+		}
+	}
+	// The model serves on.
+	code, _, body := a.Do(t, "POST", "/v2/models/slow/infer", fmt.Appendf(nil, `{"inputs":[{"name":%q,"shape":[1,%d],"datatype":"FP32","data":%s}]}`, testmodels.BigInput, dim, jsonOnes(dim)), nil)
+	if code != http.StatusOK {
+		t.Fatalf("after the timeout: %d %s", code, body)
+	}
+}
+
+func jsonOnes(n int) string {
+	return "[" + strings.TrimSuffix(strings.Repeat("1,", n), ",") + "]"
+}
+
 // TestControlRoutesLeftThePublicPort is the drill of issue 16: anyone who
 // reached the inference port could pin any version (skipping the gate) and
 // set canary and shadow shares. Now each of those routes answers 404 on

@@ -173,12 +173,19 @@ type Version struct {
 // Infer runs the version. inputs are checked against the version's
 // signature.
 func (v *Version) Infer(ctx context.Context, inputs []oip.Tensor, outputs []string) ([]oip.Tensor, error) {
+	return v.InferBefore(ctx, time.Time{}, inputs, outputs)
+}
+
+// InferBefore is Infer that also stops at deadline (zero: none): the
+// request path's timeout, without a context per request
+// (runtime.Model.RunBefore).
+func (v *Version) InferBefore(ctx context.Context, deadline time.Time, inputs []oip.Tensor, outputs []string) ([]oip.Tensor, error) {
 	if v.overrides {
 		if _, err := runtime.CheckInputs(v.Signature, inputs); err != nil {
 			return nil, err
 		}
 	}
-	return v.rt.Run(ctx, inputs, outputs)
+	return v.rt.RunBefore(ctx, deadline, inputs, outputs)
 }
 
 func (v *Version) tryRef() bool {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -67,6 +68,8 @@ type onnxModel struct {
 	// declared output shapes are not the real ones, so outputs are no
 	// longer allocated ahead (FP16 outputs always are).
 	noPrealloc atomic.Bool
+	// watch terminates runs past their deadline or whose context ended.
+	watch *watchdog
 }
 
 type outKind int
@@ -114,7 +117,7 @@ func (b *ONNX) Load(ctx context.Context, path string) (_ Model, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("read model %s: %w", path, err)
 	}
-	m := &onnxModel{info: map[string]string{}, outIndex: map[string]int{}, stopLog: stopLog}
+	m := &onnxModel{info: map[string]string{}, outIndex: map[string]int{}, stopLog: stopLog, watch: newWatchdog()}
 	inNames := make([]string, len(ins))
 	for i, in := range ins {
 		if in.OrtValueType != ort.ONNXTypeTensor {
@@ -219,7 +222,7 @@ func (m *onnxModel) probeClasses(ctx context.Context, i int) ([]string, error) {
 		}
 		inputs[j] = t
 	}
-	values, err := m.runRaw(ctx, inputs)
+	values, err := m.runRaw(ctx, time.Time{}, inputs)
 	if err != nil {
 		return nil, err
 	}
@@ -294,6 +297,7 @@ func (m *onnxModel) Signature() Signature    { return m.sig }
 func (m *onnxModel) Info() map[string]string { return m.info }
 
 func (m *onnxModel) Close() error {
+	m.watch.stop()
 	err := m.session.Destroy()
 	if m.stopLog != nil {
 		m.stopLog()
@@ -307,6 +311,11 @@ func (m *onnxModel) Close() error {
 // Run checks the inputs, runs the session and converts the requested
 // outputs. Output data is Go memory owned by the caller.
 func (m *onnxModel) Run(ctx context.Context, inputs []oip.Tensor, outputs []string) ([]oip.Tensor, error) {
+	return m.RunBefore(ctx, time.Time{}, inputs, outputs)
+}
+
+// RunBefore is Run with a deadline besides ctx's.
+func (m *onnxModel) RunBefore(ctx context.Context, deadline time.Time, inputs []oip.Tensor, outputs []string) ([]oip.Tensor, error) {
 	ordered, err := CheckInputs(m.sig, inputs)
 	if err != nil {
 		return nil, err
@@ -329,7 +338,7 @@ func (m *onnxModel) Run(ctx context.Context, inputs []oip.Tensor, outputs []stri
 	for i, t := range ordered {
 		in[i] = *t
 	}
-	values, err := m.runRaw(ctx, in)
+	values, err := m.runRaw(ctx, deadline, in)
 	if err != nil {
 		return nil, err
 	}
@@ -346,10 +355,14 @@ func (m *onnxModel) Run(ctx context.Context, inputs []oip.Tensor, outputs []stri
 }
 
 // runRaw runs the session on inputs (in signature order) and returns the
-// ONNX Runtime output values, which the caller must destroy.
-func (m *onnxModel) runRaw(ctx context.Context, inputs []oip.Tensor) ([]ort.Value, error) {
+// ONNX Runtime output values, which the caller must destroy. The run stops
+// when ctx ends or at deadline (zero: none).
+func (m *onnxModel) runRaw(ctx context.Context, deadline time.Time, inputs []oip.Tensor) ([]ort.Value, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if !deadline.IsZero() && !time.Now().Before(deadline) {
+		return nil, context.DeadlineExceeded
 	}
 	vals := make([]ort.Value, len(inputs))
 	defer func() {
@@ -367,12 +380,12 @@ func (m *onnxModel) runRaw(ctx context.Context, inputs []oip.Tensor) ([]ort.Valu
 		vals[i] = v
 	}
 	prealloc := !m.noPrealloc.Load()
-	outs, err := m.run(ctx, vals, inputs, prealloc)
-	if err != nil && prealloc && ctx.Err() == nil {
+	outs, stopped, err := m.run(ctx, deadline, vals, inputs, prealloc)
+	if err != nil && prealloc && !stopped {
 		// Outputs allocated ahead from the declared shapes may not match
 		// what the model really produces: run again with outputs ONNX
 		// Runtime allocates, and keep to that if it works.
-		if outs2, err2 := m.run(ctx, vals, inputs, false); err2 == nil {
+		if outs2, _, err2 := m.run(ctx, deadline, vals, inputs, false); err2 == nil {
 			m.noPrealloc.Store(true)
 			return outs2, nil
 		}
@@ -382,49 +395,57 @@ func (m *onnxModel) runRaw(ctx context.Context, inputs []oip.Tensor) ([]ort.Valu
 
 // run runs the session once on the input values; prealloc allocates the
 // outputs whose shape is known ahead in Go memory (else ONNX Runtime
-// allocates them and onnxruntime_go copies them out).
-func (m *onnxModel) run(ctx context.Context, vals []ort.Value, inputs []oip.Tensor, prealloc bool) ([]ort.Value, error) {
-	outs := make([]ort.Value, len(m.outKinds))
+// allocates them and onnxruntime_go copies them out). stopped says that
+// the run failed because ctx ended or the deadline passed.
+func (m *onnxModel) run(ctx context.Context, deadline time.Time, vals []ort.Value, inputs []oip.Tensor, prealloc bool) (outs []ort.Value, stopped bool, err error) {
+	outs = make([]ort.Value, len(m.outKinds))
 	if err := m.preallocate(outs, inputs, prealloc); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	var err error
-	if ctx.Done() != nil {
-		// Cancellation reaches ONNX Runtime through a terminate flag on
-		// pooled run options; options that were terminated are not reused.
+	if deadline.IsZero() && ctx == context.Background() {
+		err = m.session.Run(vals, outs)
+	} else {
+		// Cancellation and the deadline reach ONNX Runtime through a
+		// terminate flag on pooled run options, which the model's watchdog
+		// sets.
 		ro, rerr := getRunOptions()
 		if rerr != nil {
-			return nil, fmt.Errorf("run options: %w", rerr)
+			destroyAll(outs)
+			return nil, false, fmt.Errorf("run options: %w", rerr)
 		}
-		terminated := make(chan struct{})
-		stop := context.AfterFunc(ctx, func() {
-			ro.Terminate()
-			close(terminated)
-		})
-		err = m.session.RunWithOptions(vals, outs, ro)
-		if stop() {
+		r, werr := m.watch.start(ctx, deadline, ro)
+		if werr != nil {
 			putRunOptions(ro)
-		} else {
-			// The terminate callback has started: let it finish before the
-			// options are destroyed.
-			<-terminated
-			ro.Destroy()
+			destroyAll(outs)
+			return nil, true, werr
 		}
-		if err != nil && ctx.Err() != nil {
-			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		err = m.session.RunWithOptions(vals, outs, ro)
+		ended := m.watch.finish(r)
+		if ended != nil {
+			// Terminated, whether or not the run noticed: the options are
+			// reused once their flag is cleared.
+			if ro.UnsetTerminate() != nil {
+				ro.Destroy()
+				ro = nil
+			}
+			if err != nil {
+				err = fmt.Errorf("%w (%v)", ended, err)
+				stopped = true
+			}
 		}
-	} else {
-		err = m.session.Run(vals, outs)
+		if ro != nil {
+			putRunOptions(ro)
+		}
 	}
 	goruntime.KeepAlive(inputs)
 	if err != nil {
 		destroyAll(outs)
-		if ctx.Err() != nil {
-			return nil, err
+		if stopped {
+			return nil, true, err
 		}
-		return nil, fmt.Errorf("run: %w", err)
+		return nil, false, fmt.Errorf("run: %w", err)
 	}
-	return outs, nil
+	return outs, false, nil
 }
 
 // preallocate creates the output buffers that onnxruntime_go cannot
@@ -475,7 +496,7 @@ func (m *onnxModel) preallocate(outs []ort.Value, inputs []oip.Tensor, all bool)
 	return nil
 }
 
-// freeRunOptions keeps run options that were never terminated, for reuse
+// freeRunOptions keeps run options whose terminate flag is clear, for reuse
 // (a bounded free list rather than a sync.Pool, whose drops at GC would leak
 // the C objects).
 var freeRunOptions = make(chan *ort.RunOptions, 256)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/drover-ml/drover/shared/oip"
 )
@@ -60,6 +61,11 @@ type Model interface {
 	// datatype, rank and static dimensions); outputs names the outputs to
 	// return (all when empty). Input problems are *InputError.
 	Run(ctx context.Context, inputs []oip.Tensor, outputs []string) ([]oip.Tensor, error)
+	// RunBefore is Run that also stops at deadline (zero: none), without a
+	// context of its own for it. A run stops within a few milliseconds of
+	// its deadline or of ctx's end, with an error that wraps
+	// context.DeadlineExceeded or ctx's error.
+	RunBefore(ctx context.Context, deadline time.Time, inputs []oip.Tensor, outputs []string) ([]oip.Tensor, error)
 	// Close releases the model's resources.
 	Close() error
 }

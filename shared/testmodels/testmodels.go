@@ -210,6 +210,37 @@ func Identity(name string, datatype string, shape []int64) ([]byte, error) {
 	})
 }
 
+// Chain returns a model of n MatMuls by the dim×dim identity matrix, one
+// after the other, from BigInput FP32 [batch, dim] to BigOutput: its
+// output equals its input, and its run time grows with n and the batch.
+// ONNX Runtime looks at a run's terminate flag between nodes, and a chain
+// cannot be fused into one, so a long run of it can be stopped.
+func Chain(dim, n int) ([]byte, error) {
+	if dim <= 0 || n <= 0 {
+		return nil, fmt.Errorf("build chain model: dim and n must be > 0, got %d, %d", dim, n)
+	}
+	w := make([]float32, dim*dim)
+	for i := range dim {
+		w[i*dim+i] = 1
+	}
+	g := &onnx.GraphProto{
+		Name:        "chain",
+		Initializer: []*onnx.TensorProto{onnx.FloatTensor("W", []int64{int64(dim), int64(dim)}, w)},
+		Input:       []*onnx.ValueInfoProto{onnx.TensorValueInfo(BigInput, onnx.TensorProto_FLOAT, []int64{-1, int64(dim)})},
+		Output:      []*onnx.ValueInfoProto{onnx.TensorValueInfo(BigOutput, onnx.TensorProto_FLOAT, []int64{-1, int64(dim)})},
+	}
+	prev := BigInput
+	for i := range n {
+		out := fmt.Sprintf("h%d", i)
+		if i == n-1 {
+			out = BigOutput
+		}
+		g.Node = append(g.Node, &onnx.NodeProto{Name: out, OpType: "MatMul", Input: []string{prev, "W"}, Output: []string{out}})
+		prev = out
+	}
+	return marshal(g)
+}
+
 // ReshapeByInput returns a model that reshapes its input ReshapeData
 // (FP32 [batch, 4]) to the shape held by its input ReshapeShape (INT64 [2])
 // and returns it as ReshapeOutput. Reshape's allowzero is set, so a 0 in

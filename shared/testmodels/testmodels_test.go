@@ -289,6 +289,26 @@ func TestBig(t *testing.T) {
 	}
 }
 
+func TestChain(t *testing.T) {
+	initORT(t)
+	const dim = 8
+	m, err := testmodels.Chain(dim, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := make([]float32, 3*dim)
+	for i := range x {
+		x[i] = float32(i) - 5
+	}
+	res := run(t, m, []string{testmodels.BigInput}, []ort.Value{tensor(t, ort.NewShape(3, dim), x)}, []string{testmodels.BigOutput}, nil)
+	assertClose(t, "Chain Y", data[float32](t, res[0]), x, 0)
+	for _, bad := range [][2]int{{0, 1}, {1, 0}} {
+		if _, err := testmodels.Chain(bad[0], bad[1]); err == nil {
+			t.Fatalf("Chain(%d, %d): want an error", bad[0], bad[1])
+		}
+	}
+}
+
 func TestIdentity(t *testing.T) {
 	initORT(t)
 	shape := ort.NewShape(2, 3)
