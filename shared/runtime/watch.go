@@ -8,22 +8,33 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 )
 
-// watchInterval is how often a watchdog looks at the runs in flight while
-// there are any: a run is terminated at most this long after its deadline
-// passed or its context ended.
-const watchInterval = 5 * time.Millisecond
+// watchInterval is how often a watchdog looks at the runs in flight: a run
+// is terminated at most about this long after its deadline passed or its
+// context ended.
+const watchInterval = 20 * time.Millisecond
+
+// watchIdle is how many looks in a row that find no run in flight and none
+// started since the previous look stop the watchdog's timer (one second).
+const watchIdle = 50
 
 // watchdog ends the runs of one model that outlive their deadline or whose
 // context ends, through ONNX Runtime's terminate flag on their run options.
-// A timer looks at the runs in flight every watchInterval while there are
-// any, so a run registers no timer and no context callback of its own:
+// A timer looks at the runs in flight every watchInterval while runs come,
+// so a run registers no timer and no context callback of its own:
 // context.WithTimeout and context.AfterFunc per request cost 14 allocations
-// and about 2µs of a 7µs request path (BenchmarkInferPath).
+// and about 2µs of a 7µs request path (BenchmarkInferPath). The timer is
+// not stopped when the last run in flight ends, only after a second
+// without runs: arming a timer a few milliseconds ahead wakes the thread
+// that waits in the network poller (it sleeps until the next timer), which
+// cost more than the context per request where runs are short and one at
+// a time.
 type watchdog struct {
-	mu    sync.Mutex
-	runs  []*watchedRun
-	timer *time.Timer
-	armed bool
+	mu      sync.Mutex
+	runs    []*watchedRun
+	timer   *time.Timer
+	armed   bool
+	started bool // a run started since the last look
+	idle    int  // looks in a row without runs
 }
 
 // watchedRun is one run in flight.
@@ -59,6 +70,7 @@ func (w *watchdog) start(ctx context.Context, deadline time.Time, ro *ort.RunOpt
 	w.mu.Lock()
 	r.i = len(w.runs)
 	w.runs = append(w.runs, r)
+	w.started = true
 	if !w.armed {
 		w.armed = true
 		w.timer.Reset(watchInterval)
@@ -77,11 +89,6 @@ func (w *watchdog) finish(r *watchedRun) error {
 	w.runs[r.i].i = r.i
 	w.runs[last] = nil
 	w.runs = w.runs[:last]
-	if last == 0 && w.armed && w.timer.Stop() {
-		// Stop false: the check has started, and disarms once it sees no
-		// runs.
-		w.armed = false
-	}
 	ended := r.ended
 	w.mu.Unlock()
 	*r = watchedRun{}
@@ -90,7 +97,7 @@ func (w *watchdog) finish(r *watchedRun) error {
 }
 
 // check terminates the runs whose deadline has passed or whose context has
-// ended, and looks again in watchInterval while runs are in flight.
+// ended, and looks again in watchInterval unless runs stopped coming.
 func (w *watchdog) check() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -109,11 +116,18 @@ func (w *watchdog) check() {
 		}
 		r.ro.Terminate()
 	}
-	if len(w.runs) > 0 {
+	if len(w.runs) > 0 || w.started {
+		w.idle = 0
+	} else {
+		w.idle++
+	}
+	w.started = false
+	if w.idle < watchIdle {
 		w.timer.Reset(watchInterval)
 		return
 	}
 	w.armed = false
+	w.idle = 0
 }
 
 // stop stops the timer; the model is closed, no run is in flight.

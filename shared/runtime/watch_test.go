@@ -85,11 +85,21 @@ func TestWatchdog(t *testing.T) {
 		if err := w.finish(byDeadline); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("finish: %v, want context.DeadlineExceeded", err)
 		}
-		w.mu.Lock()
-		armed, n = w.armed, len(w.runs)
-		w.mu.Unlock()
-		if armed || n != 0 {
-			t.Fatalf("no run in flight: armed %v, %d runs; want disarmed, 0", armed, n)
+		// The timer runs on for a second without runs, then stops.
+		state := func() (bool, int) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			return w.armed, len(w.runs)
+		}
+		time.Sleep((watchIdle - 2) * watchInterval)
+		synctest.Wait()
+		if armed, n := state(); !armed || n != 0 {
+			t.Fatalf("just under a second without runs: armed %v, %d runs; want armed, 0", armed, n)
+		}
+		time.Sleep(3 * watchInterval)
+		synctest.Wait()
+		if armed, n := state(); armed || n != 0 {
+			t.Fatalf("a second without runs: armed %v, %d runs; want disarmed, 0", armed, n)
 		}
 
 		// A run that finishes in time is not ended.
@@ -104,8 +114,24 @@ func TestWatchdog(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if armed, _ := state(); !armed {
+			t.Fatal("a run started, the timer is not armed")
+		}
 		if err := w.finish(quick); err != nil {
 			t.Fatalf("finish in time: %v", err)
+		}
+		// A run now and then keeps it armed.
+		for range 3 {
+			time.Sleep((watchIdle - 2) * watchInterval)
+			r, err := w.start(context.Background(), time.Time{}, newRO())
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.finish(r)
+		}
+		synctest.Wait()
+		if armed, _ := state(); !armed {
+			t.Fatal("runs every 0.96s, the timer stopped")
 		}
 	})
 }
