@@ -198,7 +198,7 @@ func Default() Config {
 		Telemetry:  telemetry.DefaultConfig(),
 		Monitoring: monitor.DefaultConfig(),
 		Control:    Control{Addr: DefaultControlAddr, HeartbeatInterval: DefaultHeartbeatInterval},
-		Process:    Process{TimerSlack: DefaultTimerSlack},
+		Process:    Process{TimerSlack: DefaultTimerSlack, GCMinHeapBytes: DefaultGCMinHeapBytes},
 	}
 }
 

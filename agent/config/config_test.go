@@ -42,8 +42,8 @@ func TestValues(t *testing.T) {
 	if c.Serving.RequestTimeout != 5*time.Second || c.Serving.MaxBatch != 64 || c.Watch.Debounce != 50*time.Millisecond {
 		t.Errorf("serving/watch = %+v %+v", c.Serving, c.Watch)
 	}
-	if c.Process.GoMaxProcs != 2 || !c.Process.AdaptiveGoMaxProcs || c.Process.TimerSlack != time.Millisecond || c.Process.SysmonTimerSlack != 4*time.Millisecond {
-		t.Errorf("process = %+v, want gomaxprocs 2, adaptive_gomaxprocs, timer_slack 1ms, sysmon_timer_slack 4ms", c.Process)
+	if c.Process.GoMaxProcs != 2 || !c.Process.AdaptiveGoMaxProcs || c.Process.TimerSlack != time.Millisecond || c.Process.SysmonTimerSlack != 4*time.Millisecond || c.Process.GCMinHeapBytes != 32<<20 {
+		t.Errorf("process = %+v, want gomaxprocs 2, adaptive_gomaxprocs, timer_slack 1ms, sysmon_timer_slack 4ms, gc_min_heap_bytes 32 MiB", c.Process)
 	}
 	p := c.Policies()
 	if p["iris"].String() != "latest" || p["fraud"].Latest != 2 || len(p["price"].Specific) != 2 {

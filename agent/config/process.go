@@ -71,7 +71,27 @@ type Process struct {
 	// 1000×1000 model 3–7 % of its throughput at four (docs/agent.md, CPUs),
 	// so it is for hosts that serve a few requests at a time.
 	SysmonTimerSlack time.Duration `yaml:"sysmon_timer_slack"`
+	// GCMinHeapBytes is the heap below which the agent's garbage collector
+	// starts no cycle (procenv.MinHeap); above it GOGC is Go's 100, as
+	// before. The default is DefaultGCMinHeapBytes; 0 keeps Go's own
+	// (a cycle each time the heap doubles, from 4 MiB). The agent's live
+	// heap is a few megabytes while it allocates a few kilobytes per
+	// request, so at Go's own it collected many times a second. GOGC set
+	// in the environment, not empty, wins; GOMEMLIMIT still applies.
+	GCMinHeapBytes int64 `yaml:"gc_min_heap_bytes"`
 }
+
+// DefaultGCMinHeapBytes is process.gc_min_heap_bytes's default (64 MiB):
+// the agent's heap may hold up to this much before a collection, against
+// twice its live heap (at least 4 MiB) at Go's own setting.
+const DefaultGCMinHeapBytes = 64 << 20
+
+// MinGCMinHeapBytes and MaxGCMinHeapBytes bound process.gc_min_heap_bytes
+// when it is not 0: Go's own minimum, and 1 TiB.
+const (
+	MinGCMinHeapBytes = 4 << 20
+	MaxGCMinHeapBytes = 1 << 40
+)
 
 // DefaultTimerSlack is process.timer_slack's default. On the 2-CPU test
 // machine it took a fifth to a third of the agent's CPU per request off at
@@ -93,6 +113,9 @@ func (p Process) Validate() error {
 	}
 	if p.SysmonTimerSlack < 0 || p.SysmonTimerSlack > MaxTimerSlack {
 		return fmt.Errorf("sysmon_timer_slack: must be from 0 (timer_slack's) to %s, got %s", MaxTimerSlack, p.SysmonTimerSlack)
+	}
+	if p.GCMinHeapBytes != 0 && (p.GCMinHeapBytes < MinGCMinHeapBytes || p.GCMinHeapBytes > MaxGCMinHeapBytes) {
+		return fmt.Errorf("gc_min_heap_bytes: must be 0 (Go's own) or from %d (4 MiB) to %d (1 TiB), got %d", MinGCMinHeapBytes, MaxGCMinHeapBytes, p.GCMinHeapBytes)
 	}
 	return nil
 }
@@ -121,17 +144,28 @@ func (p Process) ApplyTimerSlack(log *slog.Logger, exec func(procenv.Slack) erro
 // Apply sets the process's GOMAXPROCS from p, except where GOMAXPROCS is
 // set, not empty, in the environment (the runtime has read it, and it
 // wins) or gomaxprocs is 0 (Go's default stays, and keeps following the
-// container's CPU limit). It changes the whole process: the composition
-// root calls it once, before the agent starts.
-func (p Process) Apply(log *slog.Logger) {
-	if p.GoMaxProcs == 0 || procenv.Wins(log, "GOMAXPROCS", "process.gomaxprocs", p.GoMaxProcs) {
-		return
-	}
-	goruntime.GOMAXPROCS(p.GoMaxProcs)
+// container's CPU limit), and keeps the garbage collector's heap at
+// gc_min_heap_bytes at least, except where GOGC is set in the environment
+// or it is 0. It changes the whole process: the composition root calls it
+// once, before the agent starts, and keeps it for the process's life;
+// stopGC ends the floor (tests).
+func (p Process) Apply(log *slog.Logger) (stopGC func()) {
 	if log == nil {
 		log = slog.Default()
 	}
+	stopGC = func() {}
+	if p.GCMinHeapBytes > 0 && !procenv.Wins(log, "GOGC", "process.gc_min_heap_bytes", p.GCMinHeapBytes) {
+		if stop, ok := (&procenv.MinHeap{Bytes: uint64(p.GCMinHeapBytes)}).Start(); ok {
+			stopGC = stop
+			log.Info("process.gc_min_heap_bytes", "gc_min_heap_bytes", p.GCMinHeapBytes)
+		}
+	}
+	if p.GoMaxProcs == 0 || procenv.Wins(log, "GOMAXPROCS", "process.gomaxprocs", p.GoMaxProcs) {
+		return stopGC
+	}
+	goruntime.GOMAXPROCS(p.GoMaxProcs)
 	log.Info("process.gomaxprocs", "gomaxprocs", p.GoMaxProcs)
+	return stopGC
 }
 
 // Slots returns what follows the load with GOMAXPROCS when

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -27,7 +28,7 @@ func TestProcessApply(t *testing.T) {
 	// Apply.
 	t.Setenv("GOMAXPROCS", "")
 	goruntime.GOMAXPROCS(4)
-	Default().Process.Apply(nil)
+	defer Default().Process.Apply(nil)()
 	if got := goruntime.GOMAXPROCS(0); got != 4 {
 		t.Errorf("GOMAXPROCS after Apply(default, gomaxprocs 0) = %d, want Go's 4 unchanged", got)
 	}
@@ -141,5 +142,51 @@ func TestTimerSlackDefault(t *testing.T) {
 	}
 	if c.Process.TimerSlack != 0 || c.Process.SysmonTimerSlack != 0 {
 		t.Errorf("timer_slack: 0s, sysmon_timer_slack: 0s load as %s, %s; want 0 (keep the process's slack)", c.Process.TimerSlack, c.Process.SysmonTimerSlack)
+	}
+}
+
+// TestGCMinHeap: the default is 64 MiB; an explicit 0 keeps Go's own; Apply
+// with GOGC in the environment leaves the collector alone and says so, and
+// without it keeps the heap's target up until it is stopped.
+func TestGCMinHeap(t *testing.T) {
+	c, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Process.GCMinHeapBytes != DefaultGCMinHeapBytes || DefaultGCMinHeapBytes != 64<<20 {
+		t.Errorf("default gc_min_heap_bytes = %d, want 64 MiB", c.Process.GCMinHeapBytes)
+	}
+	if c, err = Parse([]byte("process: {gc_min_heap_bytes: 0}\n")); err != nil || c.Process.GCMinHeapBytes != 0 {
+		t.Fatalf("gc_min_heap_bytes: 0 loads as %d, %v; want 0", c.Process.GCMinHeapBytes, err)
+	}
+
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	t.Setenv("GOGC", "100")
+	defer Process{GCMinHeapBytes: 64 << 20}.Apply(log)()
+	goruntime.GC()
+	goruntime.GC()
+	if p := debug.SetGCPercent(100); p != 100 {
+		t.Errorf("GOGC with GOGC=100 in the environment = %d, want 100", p)
+	}
+	if !strings.Contains(buf.String(), "GOGC") || !strings.Contains(buf.String(), "process.gc_min_heap_bytes") {
+		t.Errorf("log does not say the environment's GOGC wins over process.gc_min_heap_bytes:\n%s", buf.String())
+	}
+
+	os.Unsetenv("GOGC")
+	buf.Reset()
+	stop := Process{GCMinHeapBytes: 64 << 20}.Apply(log)
+	goruntime.GC()
+	goruntime.GC()
+	if p := debug.SetGCPercent(100); p <= 100 {
+		t.Errorf("GOGC with a 64 MiB floor and a small heap = %d, want more than 100", p)
+	}
+	if !strings.Contains(buf.String(), "gc_min_heap_bytes=67108864") {
+		t.Errorf("log does not name the floor:\n%s", buf.String())
+	}
+	stop()
+	goruntime.GC()
+	if p := debug.SetGCPercent(100); p != 100 {
+		t.Errorf("GOGC after the floor stopped = %d, want 100", p)
 	}
 }

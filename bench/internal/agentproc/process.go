@@ -19,10 +19,14 @@ type Process struct {
 	// AdaptiveGoMaxProcs is process.adaptive_gomaxprocs as written
 	// ("true" or "false"); "" is the agent's default.
 	AdaptiveGoMaxProcs string
+	// GCMinHeapBytes is process.gc_min_heap_bytes as written ("0": Go's
+	// own); "" is the agent's default.
+	GCMinHeapBytes string
 }
 
 // DefineFlags defines the flags that fill p on the command line:
-// -agent-timer-slack and -agent-sysmon-timer-slack, and with gomaxprocs
+// -agent-timer-slack, -agent-sysmon-timer-slack and
+// -agent-gc-min-heap-bytes, and with gomaxprocs
 // -agent-gomaxprocs and -agent-adaptive-gomaxprocs. p holds their values
 // once flag.Parse has run.
 func DefineFlags(p *Process, gomaxprocs bool) {
@@ -32,6 +36,7 @@ func DefineFlags(p *Process, gomaxprocs bool) {
 	}
 	flag.StringVar(&p.TimerSlack, "agent-timer-slack", "", "run the agent with process.timer_slack set to this duration (0s: the slack it started with; empty: the agent's default)")
 	flag.StringVar(&p.SysmonTimerSlack, "agent-sysmon-timer-slack", "", "run the agent with process.sysmon_timer_slack set to this duration (0s: timer_slack's; empty: the agent's default)")
+	flag.StringVar(&p.GCMinHeapBytes, "agent-gc-min-heap-bytes", "", "run the agent with process.gc_min_heap_bytes set to this (0: Go's own; empty: the agent's default)")
 }
 
 // YAML is the process section with the keys that are set, or "".
@@ -48,6 +53,9 @@ func (p Process) YAML() string {
 	}
 	if p.SysmonTimerSlack != "" {
 		keys = append(keys, "sysmon_timer_slack: "+p.SysmonTimerSlack)
+	}
+	if p.GCMinHeapBytes != "" {
+		keys = append(keys, "gc_min_heap_bytes: "+p.GCMinHeapBytes)
 	}
 	if len(keys) == 0 {
 		return ""
@@ -75,6 +83,11 @@ func (p Process) String() string {
 		s += ", process.sysmon_timer_slack " + p.SysmonTimerSlack
 	} else {
 		s += ", process.sysmon_timer_slack: the agent's default"
+	}
+	if p.GCMinHeapBytes != "" {
+		s += ", process.gc_min_heap_bytes " + p.GCMinHeapBytes
+	} else {
+		s += ", process.gc_min_heap_bytes: the agent's default"
 	}
 	return s
 }
