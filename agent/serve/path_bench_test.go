@@ -113,8 +113,8 @@ func BenchmarkInferPath(b *testing.B) {
 	})
 }
 
-// discardWriter is a ResponseWriter that keeps the status and drops the
-// body.
+// discardWriter is a ResponseWriter that keeps the status, drops the body
+// and takes read deadlines.
 type discardWriter struct {
 	h    http.Header
 	code int
@@ -130,6 +130,10 @@ func (w *discardWriter) Write(p []byte) (int, error) {
 	w.WriteHeader(http.StatusOK)
 	return len(p), nil
 }
+
+// SetReadDeadline accepts the handler's deadlines, as net/http's writer
+// does (http.ResponseController).
+func (w *discardWriter) SetReadDeadline(time.Time) error { return nil }
 
 // rewindBody is a request body that can be read again.
 type rewindBody struct{ bytes.Reader }

@@ -24,6 +24,13 @@ const (
 	headerJSONLen = "Inference-Header-Content-Length"
 )
 
+// The Content-Type values of inference responses, shared by every response
+// (read-only).
+var (
+	contentTypeBinary = []string{"application/octet-stream"}
+	contentTypeJSON   = []string{"application/json"}
+)
+
 // Handler returns the public REST API (the --http-addr listener): the
 // Open Inference Protocol, feedback, the status and evaluation reads, and
 // GET /metrics when WithMetrics gave a handler. Each route is behind the
@@ -201,12 +208,11 @@ func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
 	// Admission before the body is read: a refused request costs no read
 	// and no buffer.
 	model := r.PathValue("model")
-	release, err := s.admit("rest", model)
-	if err != nil {
+	if err := s.admit("rest", model); err != nil {
 		writeError(w, err)
 		return
 	}
-	defer release()
+	defer s.releaseSlot()
 	buf := bodyPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer func() {
@@ -244,14 +250,19 @@ func (s *Server) handleInfer(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	// The header's values are set without Header.Set's slice per value:
+	// the content types are shared (net/http copies the header before it
+	// writes it), the lengths share one slice.
 	h := w.Header()
 	if hdrLen >= 0 {
-		h.Set("Content-Type", "application/octet-stream")
-		h.Set(headerJSONLen, strconv.Itoa(hdrLen))
+		lens := []string{strconv.Itoa(len(body)), strconv.Itoa(hdrLen)}
+		h["Content-Type"] = contentTypeBinary
+		h["Content-Length"] = lens[0:1:1]
+		h[headerJSONLen] = lens[1:2:2]
 	} else {
-		h.Set("Content-Type", "application/json")
+		h["Content-Type"] = contentTypeJSON
+		h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	}
-	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
 	w.Write(body)
 }

@@ -316,28 +316,28 @@ func parseVersion(s string) (int64, error) {
 // to the model's canary and whether it is copied to its shadow. protocol
 // ("rest" or "grpc") labels the request metrics.
 func (s *Server) Infer(ctx context.Context, protocol, model string, version int64, req *oip.InferRequest) (*oip.InferResponse, error) {
-	release, err := s.admit(protocol, model)
-	if err != nil {
+	if err := s.admit(protocol, model); err != nil {
 		return nil, err
 	}
-	defer release()
+	defer s.releaseSlot()
 	return s.infer(ctx, protocol, model, version, req)
 }
 
 // admit takes one of the max_in_flight slots, to be given back with
-// release; beyond the limit it answers 503 / Unavailable at once (recorded
-// in the request metrics only when the model exists). The REST front end
-// calls it before it reads the body, so a refused request costs no read.
-func (s *Server) admit(protocol, model string) (release func(), err error) {
+// releaseSlot; beyond the limit it answers 503 / Unavailable at once
+// (recorded in the request metrics only when the model exists). The REST
+// front end calls it before it reads the body, so a refused request costs
+// no read.
+func (s *Server) admit(protocol, model string) error {
 	if n := s.inFlight.Add(1); n > s.cfg.MaxInFlight {
 		s.inFlight.Add(-1)
 		err := errorf(http.StatusServiceUnavailable, codes.Unavailable, "server overloaded: %d inferences in flight (max_in_flight %d); retry later", n-1, s.cfg.MaxInFlight)
 		if s.tel != nil && s.set.Has(model) {
 			s.tel.RecordRequest(model, "", protocol, statusLabel(err), 0)
 		}
-		return nil, err
+		return err
 	}
-	return s.releaseSlot, nil
+	return nil
 }
 
 func (s *Server) releaseSlot() {

@@ -320,36 +320,41 @@ func (m *onnxModel) RunBefore(ctx context.Context, deadline time.Time, inputs []
 	if err != nil {
 		return nil, err
 	}
-	want := make([]int, 0, len(m.sig.Outputs))
-	if len(outputs) == 0 {
-		for i := range m.sig.Outputs {
-			want = append(want, i)
-		}
-	} else {
-		for _, name := range outputs {
-			i, ok := m.outIndex[name]
-			if !ok {
-				return nil, inputErrorf("unknown output %q; the model's outputs are %s", name, names(m.sig.Outputs))
-			}
-			want = append(want, i)
+	for _, name := range outputs {
+		if _, ok := m.outIndex[name]; !ok {
+			return nil, inputErrorf("unknown output %q; the model's outputs are %s", name, names(m.sig.Outputs))
 		}
 	}
-	in := make([]oip.Tensor, len(ordered))
+	// Inputs given in the signature's order (the usual case) are run as
+	// they are; others are put in order.
+	in := inputs
 	for i, t := range ordered {
-		in[i] = *t
+		if t != &inputs[i] {
+			in = make([]oip.Tensor, len(ordered))
+			for j, t := range ordered {
+				in[j] = *t
+			}
+			break
+		}
 	}
 	values, err := m.runRaw(ctx, deadline, in)
 	if err != nil {
 		return nil, err
 	}
 	defer destroyAll(values)
-	res := make([]oip.Tensor, 0, len(want))
-	for _, i := range want {
-		t, err := m.convertOutput(i, values[i])
-		if err != nil {
+	n := len(outputs)
+	if n == 0 {
+		n = len(m.sig.Outputs)
+	}
+	res := make([]oip.Tensor, n)
+	for k := range res {
+		i := k
+		if len(outputs) > 0 {
+			i = m.outIndex[outputs[k]]
+		}
+		if res[k], err = m.convertOutput(i, values[i]); err != nil {
 			return nil, fmt.Errorf("output %q: %w", m.sig.Outputs[i].Name, err)
 		}
-		res = append(res, t)
 	}
 	return res, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/drover-ml/drover/shared/oip"
 	"github.com/drover-ml/drover/shared/testenv"
+	"github.com/drover-ml/drover/shared/testmodels"
 )
 
 func ortTestData(t *testing.T, name string) string {
@@ -205,5 +206,36 @@ func TestRunHonoursCancelledContext(t *testing.T) {
 	_, err := m.Run(ctx, []oip.Tensor{{Name: "X", Datatype: oip.FP32, Shape: []int64{1, 4}, Data: irisRows[:4]}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "context canceled") {
 		t.Fatalf("err = %v, want context canceled", err)
+	}
+}
+
+// TestRunInputsInAnyOrder: inputs given in another order than the
+// signature's are run in its order; those given in it are run as they are,
+// and neither is changed.
+func TestRunInputsInAnyOrder(t *testing.T) {
+	b, err := testmodels.ReshapeByInput()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := loadBytes(t, b)
+	data := oip.Tensor{Name: testmodels.ReshapeData, Datatype: oip.FP32, Shape: []int64{1, 4}, Data: []float32{1, 2, 3, 4}}
+	shape := oip.Tensor{Name: testmodels.ReshapeShape, Datatype: oip.INT64, Shape: []int64{2}, Data: []int64{2, 2}}
+	if m.sig.Inputs[0].Name != testmodels.ReshapeData {
+		t.Fatalf("signature's first input is %q, want %q", m.sig.Inputs[0].Name, testmodels.ReshapeData)
+	}
+	for name, in := range map[string][]oip.Tensor{
+		"in order": {data, shape},
+		"reversed": {shape, data},
+	} {
+		out, err := m.Run(context.Background(), in, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !reflect.DeepEqual(out[0].Shape, []int64{2, 2}) || !reflect.DeepEqual(out[0].Data, []float32{1, 2, 3, 4}) {
+			t.Errorf("%s: output %v %v, want [2 2] [1 2 3 4]", name, out[0].Shape, out[0].Data)
+		}
+		if in[0].Name == testmodels.ReshapeShape && in[1].Name != testmodels.ReshapeData {
+			t.Errorf("%s: the caller's inputs were reordered", name)
+		}
 	}
 }
