@@ -27,6 +27,16 @@ type ONNX struct {
 	Log *slog.Logger
 
 	routeFailed sync.Once
+	// watch stops the runs of every model the backend loaded at their
+	// deadline or their context's end: one timer for all of them. It is
+	// made at the first Load.
+	watchOnce sync.Once
+	watch     *watchdog
+}
+
+func (b *ONNX) watchdog() *watchdog {
+	b.watchOnce.Do(func() { b.watch = newWatchdog() })
+	return b.watch
 }
 
 func (b *ONNX) logger() *slog.Logger {
@@ -68,7 +78,8 @@ type onnxModel struct {
 	// declared output shapes are not the real ones, so outputs are no
 	// longer allocated ahead (FP16 outputs always are).
 	noPrealloc atomic.Bool
-	// watch terminates runs past their deadline or whose context ended.
+	// watch terminates runs past their deadline or whose context ended
+	// (the backend's).
 	watch *watchdog
 }
 
@@ -117,7 +128,7 @@ func (b *ONNX) Load(ctx context.Context, path string) (_ Model, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("read model %s: %w", path, err)
 	}
-	m := &onnxModel{info: map[string]string{}, outIndex: map[string]int{}, stopLog: stopLog, watch: newWatchdog()}
+	m := &onnxModel{info: map[string]string{}, outIndex: map[string]int{}, stopLog: stopLog, watch: b.watchdog()}
 	inNames := make([]string, len(ins))
 	for i, in := range ins {
 		if in.OrtValueType != ort.ONNXTypeTensor {
@@ -297,7 +308,6 @@ func (m *onnxModel) Signature() Signature    { return m.sig }
 func (m *onnxModel) Info() map[string]string { return m.info }
 
 func (m *onnxModel) Close() error {
-	m.watch.stop()
 	err := m.session.Destroy()
 	if m.stopLog != nil {
 		m.stopLog()
@@ -411,7 +421,7 @@ func (m *onnxModel) run(ctx context.Context, deadline time.Time, vals []ort.Valu
 		err = m.session.Run(vals, outs)
 	} else {
 		// Cancellation and the deadline reach ONNX Runtime through a
-		// terminate flag on pooled run options, which the model's watchdog
+		// terminate flag on pooled run options, which the backend's watchdog
 		// sets.
 		ro, rerr := getRunOptions()
 		if rerr != nil {

@@ -17,12 +17,13 @@ const watchInterval = 20 * time.Millisecond
 // started since the previous look stop the watchdog's timer (one second).
 const watchIdle = 50
 
-// watchdog ends the runs of one model that outlive their deadline or whose
-// context ends, through ONNX Runtime's terminate flag on their run options.
+// watchdog ends the runs of a backend's models that outlive their deadline
+// or whose context ends, through ONNX Runtime's terminate flag on their run
+// options.
 // A timer looks at the runs in flight every watchInterval while runs come,
 // so a run registers no timer and no context callback of its own:
 // context.WithTimeout and context.AfterFunc per request cost 14 allocations
-// and about 2µs of a 7µs request path (BenchmarkInferPath). The timer is
+// and about 3µs of a 10µs request path (BenchmarkInferPath). The timer is
 // not stopped when the last run in flight ends, only after a second
 // without runs: arming a timer a few milliseconds ahead wakes the thread
 // that waits in the network poller (it sleeps until the next timer), which
@@ -50,7 +51,8 @@ var watchedRuns = sync.Pool{New: func() any { return new(watchedRun) }}
 
 func newWatchdog() *watchdog {
 	w := &watchdog{}
-	// The timer is made here, when the model loads, and only reset later.
+	// The timer is made here, at the backend's first load, and only reset
+	// later.
 	w.timer = time.AfterFunc(time.Hour, w.check)
 	w.timer.Stop()
 	return w
@@ -128,12 +130,4 @@ func (w *watchdog) check() {
 	}
 	w.armed = false
 	w.idle = 0
-}
-
-// stop stops the timer; the model is closed, no run is in flight.
-func (w *watchdog) stop() {
-	w.mu.Lock()
-	w.timer.Stop()
-	w.armed = false
-	w.mu.Unlock()
 }

@@ -23,7 +23,6 @@ func TestWatchdog(t *testing.T) {
 	}
 	synctest.Test(t, func(t *testing.T) {
 		w := newWatchdog()
-		defer w.stop()
 		newRO := func() *ort.RunOptions {
 			ro, err := ort.NewRunOptions()
 			if err != nil {
