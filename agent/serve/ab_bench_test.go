@@ -30,15 +30,6 @@ import (
 // runs on the 2-CPU development machine gave 97.5 vs 100.6 cpu-µs/op
 // (workers, tiny) and mixed ±15 % (window); run it again on a quiet one.
 func BenchmarkGRPCServerOptions(b *testing.B) {
-	if err := agentruntime.Init(testenv.ONNXRuntimeLib(b)); err != nil {
-		b.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	set, err := versions.New(versions.Config{Backend: &agentruntime.ONNX{Options: agentruntime.Options{IntraOpThreads: 1, InterOpThreads: 1}}, WarmupRuns: 1, Logger: log})
-	if err != nil {
-		b.Fatal(err)
-	}
-	root := b.TempDir()
 	tiny, err := testmodels.Linear("x", "y", [][]float32{{1}, {2}}, []float32{0})
 	if err != nil {
 		b.Fatal(err)
@@ -47,28 +38,7 @@ func BenchmarkGRPCServerOptions(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for name, m := range map[string][]byte{"tiny": tiny, "big": big} {
-		if _, err := testmodels.WriteVersion(root, name, 1, m); err != nil {
-			b.Fatal(err)
-		}
-	}
-	snap, err := watch.Scan(root)
-	if err != nil {
-		b.Fatal(err)
-	}
-	set.Sync("tiny", snap["tiny"])
-	set.Sync("big", snap["big"])
-	s := New(Config{}, set, nil, log)
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = set.Close(ctx)
-	})
-	testenv.Eventually(b, 60*time.Second, "models serving", func() bool {
-		ok1, _ := s.ModelReady("tiny", 1)
-		ok2, _ := s.ModelReady("big", 1)
-		return ok1 && ok2
-	})
+	s := benchServer(b, map[string][]byte{"tiny": tiny, "big": big})
 	variants := []struct {
 		name string
 		opts []grpc.ServerOption
@@ -128,4 +98,47 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchServer is a Server (no telemetry, no monitor) over a versions set
+// of ONNX Runtime with one thread per session, serving version 1 of each
+// model once it is ready.
+func benchServer(b *testing.B, models map[string][]byte) *Server {
+	b.Helper()
+	if err := agentruntime.Init(testenv.ONNXRuntimeLib(b)); err != nil {
+		b.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	set, err := versions.New(versions.Config{Backend: &agentruntime.ONNX{Options: agentruntime.Options{IntraOpThreads: 1, InterOpThreads: 1}}, WarmupRuns: 1, Logger: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	root := b.TempDir()
+	for name, m := range models {
+		if _, err := testmodels.WriteVersion(root, name, 1, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	snap, err := watch.Scan(root)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name := range models {
+		set.Sync(name, snap[name])
+	}
+	s := New(Config{}, set, nil, log)
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = set.Close(ctx)
+	})
+	testenv.Eventually(b, 60*time.Second, "models serving", func() bool {
+		for name := range models {
+			if ok, _ := s.ModelReady(name, 1); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	return s
 }

@@ -5,59 +5,28 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/drover-ml/drover/agent/versions"
-	"github.com/drover-ml/drover/agent/watch"
 	"github.com/drover-ml/drover/shared/oip"
 	pb "github.com/drover-ml/drover/shared/oip/inferencepb"
-	agentruntime "github.com/drover-ml/drover/shared/runtime"
-	"github.com/drover-ml/drover/shared/testenv"
 	"github.com/drover-ml/drover/shared/testmodels"
 )
 
 // BenchmarkInferPath measures the agent's own request path without a
 // transport: the REST handler (binary extension and JSON) and the gRPC
-// method called directly, on a two-input linear model, so that the
+// method called directly, on a two-feature linear model, so that the
 // allocations per request (allocs/op, B/op) are the agent's and the
 // runtime's only. The client's context is a cancelable one, as net/http
 // and grpc-go give a handler.
 func BenchmarkInferPath(b *testing.B) {
-	if err := agentruntime.Init(testenv.ONNXRuntimeLib(b)); err != nil {
-		b.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	set, err := versions.New(versions.Config{Backend: &agentruntime.ONNX{Options: agentruntime.Options{IntraOpThreads: 1, InterOpThreads: 1}}, WarmupRuns: 1, Logger: log})
-	if err != nil {
-		b.Fatal(err)
-	}
-	root := b.TempDir()
 	tiny, err := testmodels.Linear("x", "y", [][]float32{{1}, {2}}, []float32{0})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := testmodels.WriteVersion(root, "tiny", 1, tiny); err != nil {
-		b.Fatal(err)
-	}
-	snap, err := watch.Scan(root)
-	if err != nil {
-		b.Fatal(err)
-	}
-	set.Sync("tiny", snap["tiny"])
-	s := New(Config{}, set, nil, log)
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = set.Close(ctx)
-	})
-	testenv.Eventually(b, 60*time.Second, "model serving", func() bool {
-		ok, _ := s.ModelReady("tiny", 1)
-		return ok
-	})
+	s := benchServer(b, map[string][]byte{"tiny": tiny})
 	h := s.Handler()
 	raw, _ := oip.AppendRaw(nil, []float32{1, 2})
 	hdr := fmt.Sprintf(`{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","parameters":{"binary_data_size":%d}}],"parameters":{"binary_data_output":true}}`, len(raw))
