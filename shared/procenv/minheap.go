@@ -11,13 +11,13 @@ import (
 
 // MinHeap keeps the garbage collector from starting a cycle before the
 // heap holds Bytes: after each cycle it sets the collector's target
-// (GOGC) so that the next one comes when the heap reaches Bytes, or
-// Percent over the live heap where that is more. Go's own minimum is 4 MiB
+// (GOGC) so that the next one comes when the heap reaches Bytes, or when
+// the live heap doubles (Go's GOGC=100) where that is more. Go's own minimum is 4 MiB
 // (GOGC 100 doubles the live heap from there), so a process whose live
 // heap is a few megabytes and that allocates for every request collects
 // many times a second; each cycle runs mark workers on the idle CPUs,
 // which a busy server's other processes wanted. A heap that outgrows
-// Bytes/2 is collected as GOGC=Percent says, as before.
+// Bytes/2 is collected at GOGC=100, as before.
 //
 // It hooks the end of each cycle through a cleanup on an object made for
 // that (runtime.AddCleanup), so it runs no goroutine of its own; the
@@ -26,9 +26,6 @@ type MinHeap struct {
 	// Bytes is the heap below which no cycle starts (with GOMEMLIMIT, the
 	// limit still comes first).
 	Bytes uint64
-	// Percent is the target over the live heap once it is larger; 0 is
-	// Go's default, 100.
-	Percent int
 
 	stopped atomic.Bool
 	once    sync.Once
@@ -48,7 +45,7 @@ var minHeapRunning atomic.Bool
 
 // Start sets the target for the live heap now and from then on after each
 // garbage collection, until the returned stop; stop sets GOGC back to
-// Percent. Calling Start again does nothing, and so does Start on another
+// Go's 100. Calling Start again does nothing, and so does Start on another
 // MinHeap while one runs: it reports false.
 func (h *MinHeap) Start() (stop func(), started bool) {
 	h.once.Do(func() {
@@ -57,11 +54,7 @@ func (h *MinHeap) Start() (stop func(), started bool) {
 			return
 		}
 		started = true
-		if h.Percent <= 0 {
-			h.Percent = 100
-		}
 		h.sample = []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-		h.set = -1
 		h.tune()
 		h.arm()
 	})
@@ -74,12 +67,12 @@ func (h *MinHeap) stop() {
 	if h.stopped.Swap(true) {
 		return
 	}
-	debug.SetGCPercent(h.Percent)
-	h.set = h.Percent
+	debug.SetGCPercent(goGCPercent)
+	h.set = goGCPercent
 	minHeapRunning.Store(false)
 }
 
-// GCPercent is the target the last cycle's end set (-1 before Start).
+// GCPercent is the target set last (0 before Start).
 func (h *MinHeap) GCPercent() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -111,7 +104,7 @@ func (h *MinHeap) tune() {
 	if h.sample[0].Value.Kind() == metrics.KindUint64 {
 		live = h.sample[0].Value.Uint64()
 	}
-	p := GCPercentFor(live, h.Bytes, h.Percent)
+	p := gcPercentFor(live, h.Bytes)
 	if p != h.set {
 		debug.SetGCPercent(p)
 		h.set = p
@@ -125,19 +118,22 @@ const maxGCPercent = 1 << 20
 // cycle, and for a smaller live heap, the target is this times GOGC/100.
 const goMinHeap = 4 << 20
 
-// GCPercentFor is the GOGC at which a live heap of live bytes is next
-// collected at minBytes, or percent over it where that comes later. A live
-// heap of 0 (no cycle yet) or under Go's 4 MiB minimum counts as that
-// minimum, which GOGC scales too.
-func GCPercentFor(live, minBytes uint64, percent int) int {
+// goGCPercent is Go's default GOGC, the target over a heap above the floor.
+const goGCPercent = 100
+
+// gcPercentFor is the GOGC at which a live heap of live bytes is next
+// collected at minBytes, or at twice the live heap where that comes later.
+// A live heap of 0 (no cycle yet) or under Go's 4 MiB minimum counts as
+// that minimum, which GOGC scales too.
+func gcPercentFor(live, minBytes uint64) int {
 	live = max(live, goMinHeap)
 	if minBytes <= live {
-		return percent
+		return goGCPercent
 	}
 	p := math.Ceil((float64(minBytes)/float64(live) - 1) * 100)
 	switch {
-	case p <= float64(percent):
-		return percent
+	case p <= goGCPercent:
+		return goGCPercent
 	case p > maxGCPercent:
 		return maxGCPercent
 	}

@@ -12,25 +12,23 @@ func TestGCPercentFor(t *testing.T) {
 	const mib = 1 << 20
 	for _, c := range []struct {
 		live, min uint64
-		percent   int
 		want      int
 	}{
-		{5 * mib, 64 * mib, 100, 1180},   // 5 MiB × 12.8 = 64 MiB
-		{8 * mib, 64 * mib, 100, 700},    // 8 × 8
-		{0, 64 * mib, 100, 1500},         // no cycle yet: Go's 4 MiB minimum × 16
-		{mib, 64 * mib, 100, 1500},       // under the minimum: the same
-		{40 * mib, 64 * mib, 100, 100},   // 40 × 1.6 < 40 × 2: Percent
-		{32 * mib, 64 * mib, 100, 100},   // exactly double
-		{64 * mib, 64 * mib, 100, 100},   // at the floor
-		{100 * mib, 64 * mib, 50, 50},    // over it: Percent
-		{5 * mib, 64 * mib, 2000, 2000},  // Percent larger
-		{5 * mib, 0, 100, 100},           // no floor
-		{4 * mib, 1 << 50, 100, 1 << 20}, // bounded
-		{6 * mib, 64*mib + 1, 100, 967},  // rounded up: 966.67
-		{3 * mib, 16 * mib, 100, 300},    // 4 MiB × 4
+		{5 * mib, 64 * mib, 1180},   // 5 MiB × 12.8 = 64 MiB
+		{8 * mib, 64 * mib, 700},    // 8 × 8
+		{0, 64 * mib, 1500},         // no cycle yet: Go's 4 MiB minimum × 16
+		{mib, 64 * mib, 1500},       // under the minimum: the same
+		{40 * mib, 64 * mib, 100},   // 40 × 1.6 < 40 × 2: Go's
+		{32 * mib, 64 * mib, 100},   // exactly double
+		{64 * mib, 64 * mib, 100},   // at the floor
+		{100 * mib, 64 * mib, 100},  // over it: Go's
+		{5 * mib, 0, 100},           // no floor
+		{4 * mib, 1 << 50, 1 << 20}, // bounded
+		{6 * mib, 64*mib + 1, 967},  // rounded up: 966.67
+		{3 * mib, 16 * mib, 300},    // 4 MiB × 4
 	} {
-		if got := GCPercentFor(c.live, c.min, c.percent); got != c.want {
-			t.Errorf("GCPercentFor(%d, %d, %d) = %d, want %d", c.live, c.min, c.percent, got, c.want)
+		if got := gcPercentFor(c.live, c.min); got != c.want {
+			t.Errorf("gcPercentFor(%d, %d) = %d, want %d", c.live, c.min, got, c.want)
 		}
 	}
 }

@@ -371,14 +371,9 @@ func (m *onnxModel) RunBefore(ctx context.Context, deadline time.Time, inputs []
 
 // runRaw runs the session on inputs (in signature order) and returns the
 // ONNX Runtime output values, which the caller must destroy. The run stops
-// when ctx ends or at deadline (zero: none).
+// when ctx ends or at deadline (zero: none); a run whose ctx has ended or
+// whose deadline has passed does not start (watchdog.start).
 func (m *onnxModel) runRaw(ctx context.Context, deadline time.Time, inputs []oip.Tensor) ([]ort.Value, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if !deadline.IsZero() && !time.Now().Before(deadline) {
-		return nil, context.DeadlineExceeded
-	}
 	vals := make([]ort.Value, len(inputs))
 	defer func() {
 		for _, v := range vals {

@@ -102,14 +102,7 @@ func TestWatchdog(t *testing.T) {
 		}
 
 		// A run that finishes in time is not ended.
-		quick, err := w.start(ctx, time.Now().Add(time.Second), newRO())
-		if err != nil && !errors.Is(err, context.Canceled) {
-			t.Fatal(err)
-		}
-		if quick != nil {
-			t.Fatal("start with a cancelled context succeeded")
-		}
-		quick, err = w.start(context.Background(), time.Now().Add(time.Second), newRO())
+		quick, err := w.start(context.Background(), time.Now().Add(time.Second), newRO())
 		if err != nil {
 			t.Fatal(err)
 		}
